@@ -1,0 +1,1 @@
+"""The generator: reads protos/ and writes centrifugo_types/_generated/ (``python -m codegen``)."""

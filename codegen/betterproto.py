@@ -1,0 +1,106 @@
+"""Run the betterproto2 protoc plugin and shape its output into our generated modules.
+
+betterproto2 writes one package per proto package (``centrifugal/centrifugo/proxy/__init__.py``)
+plus a shared ``message_pool.py``. We flatten that into ``proxy.py`` / ``api.py`` next to a
+``_message_pool.py``, and (unless ``plain``) wire our straight-line codecs into every class.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from grpc_tools import protoc
+
+from .codec import RUNTIME_NAMES, CodecEmitter
+from .schema import ProtoFile, Schema, SchemaError
+
+PLUGIN_OPTIONS = "client_generation=async,server_generation=async"
+
+
+def tool_path() -> str:
+    """PATH with this interpreter's scripts first: the plugin runs ``ruff`` from PATH."""
+    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+
+
+def run_plugin(proto_dir: Path, schema: Schema) -> dict[str, str]:
+    """Run protoc with the betterproto2 plugin; returns module name -> source."""
+    plugin = Path(sys.executable).parent / "protoc-gen-python_betterproto2"
+    if not plugin.exists():
+        raise SchemaError(f"betterproto2-compiler is not installed ({plugin} is missing)")
+    with tempfile.TemporaryDirectory() as tmp:
+        old_path = os.environ.get("PATH", "")
+        os.environ["PATH"] = tool_path()
+        try:
+            status = protoc.main(
+                [
+                    "protoc",
+                    f"-I{proto_dir}",
+                    f"--plugin=protoc-gen-python_betterproto2={plugin}",
+                    f"--python_betterproto2_out={tmp}",
+                    f"--python_betterproto2_opt={PLUGIN_OPTIONS}",
+                    *sorted(f.name for f in schema.files),
+                ]
+            )
+        finally:
+            os.environ["PATH"] = old_path
+        if status != 0:
+            raise SchemaError(f"protoc with the betterproto2 plugin failed with status {status}")
+        out = {}
+        for file in schema.files:
+            path = Path(tmp, *file.package.split("."), "__init__.py")
+            out[file.module] = path.read_text()
+        return out
+
+
+def shape_module(source: str, schema: Schema, file: ProtoFile, header: str, plain: bool) -> str:
+    """Turn betterproto2's package ``__init__`` into our flat module."""
+    depth = "." * (file.package.count(".") + 2)
+    old_import = f"from {depth}message_pool import default_message_pool"
+    if old_import not in source:
+        raise SchemaError(f"unexpected betterproto2 output for {file.name}: no {old_import!r}")
+    source = source.replace(old_import, "from ._message_pool import default_message_pool")
+    source = header + source
+    if plain:
+        return source
+
+    emitter = CodecEmitter(schema, file)
+    lines = source.split("\n")
+    tree = ast.parse(source)
+    by_name = {m.py_name: m for m in file.messages}
+    classes = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.ClassDef)
+        and any(ast.unparse(base) == "betterproto2.Message" for base in node.bases)
+    ]
+    missing = set(by_name) - {c.name for c in classes}
+    if missing:
+        raise SchemaError(f"betterproto2 did not generate classes {sorted(missing)}")
+    # Insert from the bottom up so that earlier line numbers stay valid.
+    for node in sorted(classes, key=lambda n: n.lineno, reverse=True):
+        assert node.end_lineno is not None
+        members = emitter.class_members(by_name[node.name])
+        lines[node.end_lineno : node.end_lineno] = members.rstrip("\n").split("\n")
+    anchor = lines.index("import betterproto2")
+    imports = ["from typing import Self, TypeVar", "", "from . import _runtime"]
+    imports += [f"_rt_{name} = _runtime.{name}" for name in RUNTIME_NAMES]
+    imports += ['_M = TypeVar("_M", bound=betterproto2.Message)', "_new = object.__new__"]
+    lines[anchor + 1 : anchor + 1] = imports
+    return "\n".join(lines) + "\n" + emitter.module_code()
+
+
+def ruff_format(source: str) -> str:
+    """Format generated code the same way every time (pinned ruff, isolated config)."""
+    return subprocess.run(
+        ["ruff", "format", "--isolated", "--line-length", "100", "-"],
+        input=source,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PATH": tool_path()},
+    ).stdout

@@ -1,0 +1,261 @@
+"""Runtime support of the generated codecs: errors and the few helpers too big to inline.
+
+This file is the source of ``centrifugo_types/_generated/_runtime.py``: the codegen copies it
+there verbatim (with a header), so that generated code only imports generated code. It must
+stay self-contained (standard library only).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any
+
+MAX_DEPTH = 100
+"""How deeply recursive messages may nest on the wire (upb's default limit)."""
+
+_U64 = 0xFFFF_FFFF_FFFF_FFFF
+
+
+class DecodeError(ValueError):
+    """Bytes that are not a valid encoding of the message type they were parsed as.
+
+    ``message_type`` is the type being decoded, ``reason`` says what is wrong with the input.
+    """
+
+    def __init__(self, reason: str, message_type: type[Any] | None = None) -> None:
+        self.reason = reason
+        self.message_type = message_type
+        where = f"cannot decode {message_type.__qualname__}: " if message_type else ""
+        super().__init__(f"{where}{reason}")
+
+
+class EncodeError(ValueError):
+    """A message whose field values cannot be encoded (wrong type, out of range, bad text).
+
+    ``message_type`` is the type being encoded, ``reason`` says which value is wrong.
+    """
+
+    def __init__(self, reason: str, message_type: type[Any] | None = None) -> None:
+        self.reason = reason
+        self.message_type = message_type
+        where = f"cannot encode {message_type.__qualname__}: " if message_type else ""
+        super().__init__(f"{where}{reason}")
+
+
+#: Exceptions that malformed input can raise inside a generated decoder.
+DECODE_FAILURES = (DecodeError, IndexError, ValueError, struct.error, RecursionError)
+
+#: Exceptions that bad field values can raise inside a generated encoder.
+ENCODE_FAILURES = (EncodeError, TypeError, ValueError, AttributeError, OverflowError, struct.error)
+
+
+def decode_failed(message_type: type[Any], exc: BaseException) -> DecodeError:
+    """The error a generated ``parse`` raises for any failure of its decoder."""
+    if isinstance(exc, DecodeError):
+        reason = exc.reason
+    elif isinstance(exc, IndexError):
+        reason = "truncated input"
+    elif isinstance(exc, UnicodeDecodeError):
+        reason = "invalid UTF-8 in a string field"
+    elif isinstance(exc, RecursionError):
+        reason = "messages nested too deeply"
+    else:
+        reason = str(exc)
+    return DecodeError(reason, message_type)
+
+
+def encode_failed(message_type: type[Any], exc: BaseException) -> EncodeError:
+    """The error a generated ``__bytes__`` raises for any failure of its encoder."""
+    reason = exc.reason if isinstance(exc, EncodeError) else f"{type(exc).__name__}: {exc}"
+    return EncodeError(reason, message_type)
+
+
+# -- decoding ------------------------------------------------------------------------------
+
+
+def read_varint(data: bytes, pos: int, first: int) -> tuple[int, int]:
+    """Finish a varint whose first byte (``first`` >= 0x80) was read before ``pos``.
+
+    Returns the value truncated to 64 bits, as protobuf runtimes do, and the new position.
+    """
+    result = first & 0x7F
+    shift = 7
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result & _U64, pos
+        shift += 7
+        if shift >= 70:
+            raise DecodeError("varint longer than 10 bytes")
+
+
+def read_tag(data: bytes, pos: int, first: int) -> tuple[int, int]:
+    """Finish a multi-byte field key; rejects keys beyond 32 bits."""
+    tag, pos = read_varint(data, pos, first)
+    if tag > 0xFFFF_FFFF:
+        raise DecodeError(f"field key {tag} out of range")
+    return tag, pos
+
+
+def read_length(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """Read the length prefix at ``pos``; returns (start, stop) of the payload within ``end``."""
+    n = data[pos]
+    pos += 1
+    if n >= 0x80:
+        n, pos = read_varint(data, pos, n)
+    stop = pos + n
+    if stop > end:
+        raise DecodeError("length-delimited field runs past the end of its message")
+    return pos, stop
+
+
+def skip_field(data: bytes, pos: int, end: int, tag: int) -> int:
+    """Skip the value of an unknown field (or a known one with an unexpected wire type)."""
+    if tag >> 3 == 0:
+        raise DecodeError("field number 0 is invalid")
+    wire_type = tag & 7
+    if wire_type == 0:
+        byte = data[pos]
+        pos += 1
+        if byte >= 0x80:
+            _, pos = read_varint(data, pos, byte)
+    elif wire_type == 2:
+        pos = read_length(data, pos, end)[1]
+    elif wire_type == 1:
+        pos += 8
+    elif wire_type == 5:
+        pos += 4
+    elif wire_type == 3:
+        return _skip_group(data, pos, end, tag >> 3, MAX_DEPTH)
+    else:
+        raise DecodeError(f"invalid wire type {wire_type}")
+    if pos > end:
+        raise DecodeError("field runs past the end of its message")
+    return pos
+
+
+def _skip_group(data: bytes, pos: int, end: int, number: int, depth: int) -> int:
+    if depth <= 0:
+        raise DecodeError("groups nested too deeply")
+    while pos < end:
+        tag = data[pos]
+        pos += 1
+        if tag >= 0x80:
+            tag, pos = read_tag(data, pos, tag)
+        if tag & 7 == 4:
+            if tag >> 3 != number:
+                raise DecodeError("mismatched end-group marker")
+            return pos
+        if tag & 7 == 3:
+            pos = _skip_group(data, pos, end, tag >> 3, depth - 1)
+        else:
+            pos = skip_field(data, pos, end, tag)
+    raise DecodeError("unterminated group")
+
+
+def int32(value: int) -> int:
+    """A decoded varint read as int32 (low 32 bits, two's complement)."""
+    value &= 0xFFFF_FFFF
+    return value - 0x1_0000_0000 if value >= 0x8000_0000 else value
+
+
+def int64(value: int) -> int:
+    """A decoded varint read as int64 (two's complement)."""
+    return value - 0x1_0000_0000_0000_0000 if value >= 0x8000_0000_0000_0000 else value
+
+
+def zigzag(value: int) -> int:
+    """Undo zig-zag encoding (sint32, sint64)."""
+    return (value >> 1) ^ -(value & 1)
+
+
+def utf8(data: bytes, start: int, stop: int) -> str:
+    """Decode a string field, rejecting invalid UTF-8 as protobuf runtimes do."""
+    return data[start:stop].decode()
+
+
+unpack_double = struct.Struct("<d").unpack_from
+unpack_float = struct.Struct("<f").unpack_from
+unpack_fixed64 = struct.Struct("<Q").unpack_from
+unpack_fixed32 = struct.Struct("<I").unpack_from
+unpack_sfixed64 = struct.Struct("<q").unpack_from
+unpack_sfixed32 = struct.Struct("<i").unpack_from
+
+
+# -- encoding ------------------------------------------------------------------------------
+
+SMALL = tuple(bytes((i,)) for i in range(128))
+
+
+def varint(value: int) -> bytes:
+    """Encode a non-negative integer below 2**64 as a varint."""
+    if value < 0x80:
+        return SMALL[value]
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _range(kind: str, value: int) -> EncodeError:
+    return EncodeError(f"{value!r} is out of range for {kind}")
+
+
+def enc_int32(value: int) -> bytes:
+    if not -0x8000_0000 <= value <= 0x7FFF_FFFF:
+        raise _range("int32", value)
+    return varint(value & _U64)
+
+
+def enc_int64(value: int) -> bytes:
+    if not -0x8000_0000_0000_0000 <= value <= 0x7FFF_FFFF_FFFF_FFFF:
+        raise _range("int64", value)
+    return varint(value & _U64)
+
+
+def enc_uint32(value: int) -> bytes:
+    if not 0 <= value <= 0xFFFF_FFFF:
+        raise _range("uint32", value)
+    return varint(value)
+
+
+def enc_uint64(value: int) -> bytes:
+    if not 0 <= value <= _U64:
+        raise _range("uint64", value)
+    return varint(value)
+
+
+def enc_sint32(value: int) -> bytes:
+    if not -0x8000_0000 <= value <= 0x7FFF_FFFF:
+        raise _range("sint32", value)
+    return varint(((value << 1) ^ (value >> 31)) & 0xFFFF_FFFF)
+
+
+def enc_sint64(value: int) -> bytes:
+    if not -0x8000_0000_0000_0000 <= value <= 0x7FFF_FFFF_FFFF_FFFF:
+        raise _range("sint64", value)
+    return varint(((value << 1) ^ (value >> 63)) & _U64)
+
+
+copysign = math.copysign
+
+
+def enc_bool(value: bool) -> bytes:
+    return b"\x01" if value else b"\x00"
+
+
+pack_double = struct.Struct("<d").pack
+pack_float = struct.Struct("<f").pack
+pack_fixed64 = struct.Struct("<Q").pack
+pack_fixed32 = struct.Struct("<I").pack
+pack_sfixed64 = struct.Struct("<q").pack
+pack_sfixed32 = struct.Struct("<i").pack
+
+
+def wrong_type(expected: type[Any], value: object) -> EncodeError:
+    return EncodeError(f"expected {expected.__qualname__}, got {type(value).__qualname__}")

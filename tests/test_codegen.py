@@ -1,0 +1,123 @@
+"""The generator: committed output is current, complete, and unsupported schemas fail loudly."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from centrifugo_types import CENTRIFUGO_VERSION, api, proxy
+from codegen import __main__ as cli
+from codegen import schema
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTOS = ROOT / "protos"
+
+
+def _proto_messages(name: str) -> list[str]:
+    """Top-level message names, read from the .proto text (not through protoc)."""
+    text = (PROTOS / name).read_text()
+    return re.findall(r"^message\s+(\w+)\s*\{", text, flags=re.MULTILINE)
+
+
+def _proto_rpcs(name: str) -> list[str]:
+    return re.findall(r"^\s*rpc\s+(\w+)\s*\(", (PROTOS / name).read_text(), flags=re.MULTILINE)
+
+
+def _pascal(name: str) -> str:
+    """RPCRequest -> RpcRequest, as betterproto2 names classes."""
+    return re.sub(r"[A-Z]+(?=[A-Z][a-z]|$)", lambda m: m.group().capitalize(), name)
+
+
+@pytest.mark.parametrize(("proto", "module"), [("proxy.proto", proxy), ("api.proto", api)])
+def test_every_message_is_exported(proto: str, module: object) -> None:
+    names = _proto_messages(proto)
+    assert names, "no messages found"
+    exported = set(getattr(module, "__all__", ()))
+    for name in names:
+        cls_name = _pascal(name)
+        assert cls_name in exported, name
+        cls = getattr(module, cls_name)
+        assert bytes(cls()) == b""  # it carries our codec
+    messages = {n for n in exported if not n.endswith(("Stub", "Base"))}
+    assert len(messages) == len(names)
+
+
+def test_message_counts_match_the_reference() -> None:
+    # The numbers the issue and shared/reference/centrifugo.md give for v6.9.1.
+    if CENTRIFUGO_VERSION == "6.9.1":
+        assert len(_proto_messages("proxy.proto")) == 47
+        assert len(_proto_messages("api.proto")) == 163
+
+
+@pytest.mark.parametrize(
+    ("proto", "service"),
+    [("proxy.proto", proxy.CentrifugoProxyStub), ("api.proto", api.CentrifugoApiStub)],
+)
+def test_service_stubs_have_every_rpc(proto: str, service: type) -> None:
+    for rpc in _proto_rpcs(proto):
+        method = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", _pascal(rpc)).lower()
+        assert callable(getattr(service, method)), rpc
+
+
+def test_version_matches_protos() -> None:
+    assert (PROTOS / "VERSION").read_text().strip() == CENTRIFUGO_VERSION
+
+
+def test_committed_output_is_current() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "codegen", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_check_names_a_hand_edited_file(tmp_path: Path) -> None:
+    out = tmp_path / "_generated"
+    shutil.copytree(cli.GENERATED, out, ignore=shutil.ignore_patterns("__pycache__"))
+    target = out / "proxy.py"
+    target.write_text(target.read_text().replace("client: ", "client_: ", 1))
+    (out / "leftover.py").write_text("")
+    (out / "api_strategies.py").unlink()
+    assert cli.check(out) == ["api_strategies.py", "leftover.py", "proxy.py"]
+    assert cli.main(["--check", "--out", str(out)]) == 1
+
+
+def _schema_of(tmp_path: Path, body: str) -> schema.Schema:
+    (tmp_path / "x.proto").write_text('syntax = "proto3";\npackage t;\n' + body)
+    return schema.load(tmp_path, {"x.proto": "x"})
+
+
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [
+        ("enum E { A = 0; }", "enums"),
+        ("message M { oneof o { int32 a = 1; } }", "oneof"),
+        ("message M { optional int32 a = 1; }", "optional"),
+        ("message M { message N {} }", "nested message"),
+    ],
+)
+def test_unsupported_schema_features_fail_loudly(tmp_path: Path, body: str, complaint: str) -> None:
+    with pytest.raises(schema.SchemaError, match=complaint):
+        _schema_of(tmp_path, body)
+
+
+def test_schema_model_reads_maps_and_recursion(tmp_path: Path) -> None:
+    model = _schema_of(
+        tmp_path,
+        "message Node { repeated Node kids = 1; map<string, int64> tags = 2; Leaf leaf = 3; }\n"
+        "message Leaf { repeated uint32 xs = 1; }\n",
+    )
+    node = model.message("t.Node")
+    kids, tags, leaf = node.fields
+    assert kids.repeated and kids.type.message == "t.Node"
+    assert tags.map_key == schema.Type("string") and tags.type == schema.Type("int64")
+    assert not leaf.repeated and leaf.type.message == "t.Leaf"
+    assert model.message("t.Leaf").fields[0].tag() == (1 << 3 | 2)  # packed
+    assert model.recursive_messages() == frozenset({"t.Node"})
