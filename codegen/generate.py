@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import betterproto, schema, strategies
+from . import betterproto, events, schema, strategies
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
 
 #: .proto file -> module under centrifugo_types._generated
 MODULES = {"proxy.proto": "proxy", "api.proto": "api"}
+
+#: module -> the file of its proxy events (codegen/events.py)
+EVENT_MODULES = {"proxy": "proxy_events.py"}
 
 
 def centrifugo_version() -> str:
@@ -61,6 +64,9 @@ def sources(plain: bool = False) -> dict[str, str]:
             emitter = strategies.StrategyEmitter(model, file)
             strategies_module = emitter.module(header(f"protos/{file.name}"))
             files[f"{file.module}_strategies.py"] = betterproto.ruff_format(strategies_module)
+        if not plain and file.module in EVENT_MODULES:
+            events_module = events.EventEmitter(model, file).module(header(f"protos/{file.name}"))
+            files[EVENT_MODULES[file.module]] = betterproto.ruff_format(events_module)
     return files
 
 

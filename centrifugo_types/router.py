@@ -1,0 +1,395 @@
+"""The router: a handler per proxy event, interceptors around them, exactly one reply.
+
+::
+
+    router = Router()
+
+    @router.connect
+    async def connect(request: ConnectRequest) -> None:
+        request.respond(ConnectResult(user="42"))
+
+The router is transport-neutral: a transport builds a typed request and awaits
+:meth:`Router.handle` (or :meth:`Router.handle_stream` for the subscribe streams), which always
+ends with exactly one reply. A handler that raises, returns without replying or overruns the
+deadline gets Centrifugo's ``error`` 100 "internal server error" (logged); one that raises
+:class:`~centrifugo_types.ProxyError` or :class:`~centrifugo_types.Disconnect` gets that reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias, TypeVar, overload
+
+import betterproto2
+
+from . import proxy
+from ._generated import proxy_events as events
+from .exceptions import Disconnect, ProxyError
+from .requests import (
+    AnyRequest,
+    ConnectRequest,
+    MapPublishRequest,
+    MapRemoveRequest,
+    NotifyCacheEmptyRequest,
+    NotifyChannelStateRequest,
+    ProxyRequest,
+    PublishRequest,
+    RefreshRequest,
+    RpcRequest,
+    SharedPollRefreshRequest,
+    StreamSend,
+    SubRefreshRequest,
+    SubscribeBidirectionalRequest,
+    SubscribeRequest,
+    SubscribeStreamRequest,
+    SubscribeUnidirectionalRequest,
+)
+
+__all__ = ["ALL_EVENTS", "CallNext", "Handler", "Interceptor", "Router"]
+
+logger = logging.getLogger("centrifugo_types.router")
+
+R = TypeVar("R", bound=AnyRequest)
+ResponseT = TypeVar("ResponseT", bound=betterproto2.Message)
+
+Handler: TypeAlias = Callable[[R], Awaitable[None]]
+"""An event handler: takes the typed request and replies through it."""
+UnidirectionalHandler: TypeAlias = Callable[
+    [SubscribeUnidirectionalRequest], AsyncIterator[proxy.Publication]
+]
+"""A unidirectional subscribe stream handler: an async generator of publications."""
+CallNext: TypeAlias = Callable[[AnyRequest], Awaitable[None]]
+"""What an interceptor awaits to run the rest of the chain (inner interceptors, handler)."""
+Interceptor: TypeAlias = Callable[[Any, CallNext], Awaitable[None]]
+"""``async def interceptor(request, call_next) -> None``."""
+_I = TypeVar("_I", bound=Interceptor)
+
+ALL_EVENTS = "*"
+"""Register an interceptor for every event."""
+
+NOT_AVAILABLE = 108
+"""Centrifugo's "not available" (``centrifuge.ErrorNotAvailable``): no handler for the event."""
+METHOD_NOT_FOUND = 104
+"""Centrifugo's "method not found" (``centrifuge.ErrorMethodNotFound``): unknown rpc method."""
+
+_Call: TypeAlias = Callable[[AnyRequest], Awaitable[None]]
+
+
+class Router:
+    """Maps proxy events to handlers and runs interceptors around them.
+
+    ``timeout`` is the longest a handler may take to reply, in seconds (``None``: no limit of
+    the router's own). Match Centrifugo's proxy ``timeout`` (1 s by default): past it
+    Centrifugo answers the client with error 100 itself. Transports that know Centrifugo's
+    deadline (gRPC sends it) shorten the limit so that the reply still arrives in time.
+    """
+
+    def __init__(self, *, timeout: float | None = 1.0) -> None:
+        if timeout is not None and timeout <= 0:
+            raise ValueError("timeout must be positive or None")
+        self.timeout = timeout
+        self._handlers: dict[str, _Call] = {}
+        self._rpc_methods: dict[str, Handler[RpcRequest]] = {}
+        self._interceptors: dict[str, list[Interceptor]] = {}
+        self._chains: dict[str, _Call] = {}
+
+    # -- registration -----------------------------------------------------------------------
+
+    def add_handler(self, event: str, handler: Callable[[Any], Any]) -> None:
+        """Register ``handler`` for ``event`` (an event name such as ``"connect"``).
+
+        For ``subscribe_unidirectional`` the handler is an async generator of publications.
+        """
+        _check_event(event)
+        if event == events.SUBSCRIBE_UNIDIRECTIONAL.name:
+            handler = _unidirectional(handler)
+        self._handlers[event] = handler
+        self._chains.clear()
+
+    def add_interceptor(self, interceptor: Interceptor, *events_: str) -> None:
+        """Run ``interceptor`` around the handlers of ``events_`` (none or ``"*"``: all).
+
+        Interceptors for all events run outside per-event ones; within each group the first
+        registered is the outermost. An interceptor awaits ``call_next(request)`` to go on,
+        or replies (or raises) without calling it to short-circuit.
+        """
+        for event in events_ or (ALL_EVENTS,):
+            if event != ALL_EVENTS:
+                _check_event(event)
+            self._interceptors.setdefault(event, []).append(interceptor)
+        self._chains.clear()
+
+    def intercept(self, *events_: str) -> Callable[[_I], _I]:
+        """Decorator form of :meth:`add_interceptor`: ``@router.intercept("connect")``."""
+
+        def register(interceptor: _I) -> _I:
+            self.add_interceptor(interceptor, *events_)
+            return interceptor
+
+        return register
+
+    def handles(self, event: str) -> bool:
+        """Whether a handler is registered for ``event``."""
+        return event in self._handlers or (event == events.RPC.name and bool(self._rpc_methods))
+
+    def _register(self, event: str, handler: Handler[R]) -> Handler[R]:
+        self.add_handler(event, handler)
+        return handler
+
+    def connect(self, handler: Handler[ConnectRequest]) -> Handler[ConnectRequest]:
+        """Register the ``connect`` handler (usable as a decorator)."""
+        return self._register(events.CONNECT.name, handler)
+
+    def refresh(self, handler: Handler[RefreshRequest]) -> Handler[RefreshRequest]:
+        """Register the ``refresh`` handler (usable as a decorator)."""
+        return self._register(events.REFRESH.name, handler)
+
+    def subscribe(self, handler: Handler[SubscribeRequest]) -> Handler[SubscribeRequest]:
+        """Register the ``subscribe`` handler (usable as a decorator)."""
+        return self._register(events.SUBSCRIBE.name, handler)
+
+    def publish(self, handler: Handler[PublishRequest]) -> Handler[PublishRequest]:
+        """Register the ``publish`` handler (usable as a decorator)."""
+        return self._register(events.PUBLISH.name, handler)
+
+    @overload
+    def rpc(self, handler: Handler[RpcRequest], /) -> Handler[RpcRequest]: ...
+    @overload
+    def rpc(self, method: str, /) -> Callable[[Handler[RpcRequest]], Handler[RpcRequest]]: ...
+    def rpc(
+        self, handler_or_method: Handler[RpcRequest] | str, /
+    ) -> Handler[RpcRequest] | Callable[[Handler[RpcRequest]], Handler[RpcRequest]]:
+        """Register an ``rpc`` handler: ``@router.rpc`` for every method, or
+        ``@router.rpc("method")`` for one. A method without a handler of its own goes to the
+        catch-all handler, or gets error 104 "method not found"."""
+        if isinstance(handler_or_method, str):
+            method = handler_or_method
+
+            def register(handler: Handler[RpcRequest]) -> Handler[RpcRequest]:
+                self._rpc_methods[method] = handler
+                self._chains.clear()
+                return handler
+
+            return register
+        return self._register(events.RPC.name, handler_or_method)
+
+    def sub_refresh(self, handler: Handler[SubRefreshRequest]) -> Handler[SubRefreshRequest]:
+        """Register the ``sub_refresh`` handler (usable as a decorator)."""
+        return self._register(events.SUB_REFRESH.name, handler)
+
+    def subscribe_unidirectional(self, handler: UnidirectionalHandler) -> UnidirectionalHandler:
+        """Register the unidirectional subscribe stream handler (an async generator)."""
+        self.add_handler(events.SUBSCRIBE_UNIDIRECTIONAL.name, handler)
+        return handler
+
+    def subscribe_bidirectional(
+        self, handler: Handler[SubscribeBidirectionalRequest]
+    ) -> Handler[SubscribeBidirectionalRequest]:
+        """Register the bidirectional subscribe stream handler (usable as a decorator)."""
+        return self._register(events.SUBSCRIBE_BIDIRECTIONAL.name, handler)
+
+    def notify_cache_empty(
+        self, handler: Handler[NotifyCacheEmptyRequest]
+    ) -> Handler[NotifyCacheEmptyRequest]:
+        """Register the ``notify_cache_empty`` handler (usable as a decorator)."""
+        return self._register(events.NOTIFY_CACHE_EMPTY.name, handler)
+
+    def notify_channel_state(
+        self, handler: Handler[NotifyChannelStateRequest]
+    ) -> Handler[NotifyChannelStateRequest]:
+        """Register the ``notify_channel_state`` handler (usable as a decorator)."""
+        return self._register(events.NOTIFY_CHANNEL_STATE.name, handler)
+
+    def map_publish(self, handler: Handler[MapPublishRequest]) -> Handler[MapPublishRequest]:
+        """Register the ``map_publish`` handler (usable as a decorator)."""
+        return self._register(events.MAP_PUBLISH.name, handler)
+
+    def map_remove(self, handler: Handler[MapRemoveRequest]) -> Handler[MapRemoveRequest]:
+        """Register the ``map_remove`` handler (usable as a decorator)."""
+        return self._register(events.MAP_REMOVE.name, handler)
+
+    def shared_poll_refresh(
+        self, handler: Handler[SharedPollRefreshRequest]
+    ) -> Handler[SharedPollRefreshRequest]:
+        """Register the ``shared_poll_refresh`` handler (usable as a decorator)."""
+        return self._register(events.SHARED_POLL_REFRESH.name, handler)
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    def _deadline(self, deadline: float | None) -> float | None:
+        """The loop time by which the handler must reply (``None``: no limit)."""
+        if self.timeout is None:
+            return deadline
+        own = asyncio.get_running_loop().time() + self.timeout
+        return own if deadline is None else min(own, deadline)
+
+    def _chain(self, event: str) -> _Call:
+        chain = self._chains.get(event)
+        if chain is None:
+            chain = self._terminal(event)
+            interceptors = self._interceptors.get(ALL_EVENTS, []) + self._interceptors.get(
+                event, []
+            )
+            for interceptor in reversed(interceptors):
+                chain = _wrap(interceptor, chain)
+            self._chains[event] = chain
+        return chain
+
+    def _terminal(self, event: str) -> _Call:
+        handler = self._handlers.get(event)
+        if event == events.RPC.name and self._rpc_methods:
+            return _rpc_dispatch(dict(self._rpc_methods), handler)
+        if handler is None:
+            return _unhandled
+        return handler
+
+    async def handle(
+        self, request: ProxyRequest[Any, ResponseT, Any], *, deadline: float | None = None
+    ) -> ResponseT:
+        """Run the chain for ``request`` and return its response message.
+
+        Never raises for what a handler does (only if the caller is cancelled): exceptions
+        become replies, as described in the module. ``deadline`` (a loop time, see
+        :meth:`asyncio.loop.time`) shortens the router's ``timeout``, e.g. to the transport's.
+        """
+        req = request
+        scope = asyncio.timeout_at(self._deadline(deadline))
+        try:
+            async with scope:
+                await self._chain(req.event.name)(req)
+        except Exception as exc:
+            _on_exception(req, exc, timed_out=scope.expired())
+        reply = req.reply
+        if reply is None:
+            logger.error("%s handler returned without replying", req.event.name)
+            req._fail_internal()
+            reply = req.reply
+            assert reply is not None
+        return reply
+
+    async def handle_stream(
+        self, request: SubscribeStreamRequest, send: StreamSend, *, deadline: float | None = None
+    ) -> None:
+        """Serve a subscribe stream: send the reply, then the handler's publications.
+
+        ``send`` is the transport's sink; it gets the ``SubscribeResponse`` first (as soon as
+        the handler replies, or the failure reply), then :class:`~centrifugo_types.proxy.
+        Publication` messages. Returns when the stream should end normally; raises
+        :class:`StreamError` when the handler failed after accepting (the transport ends the
+        stream with an error, and Centrifugo resubscribes the client).
+        """
+        request._bind(send)
+        when = self._deadline(deadline)
+        limit = None if when is None else max(0.0, when - asyncio.get_running_loop().time())
+        name = request.event.name
+        task = asyncio.ensure_future(self._chain(name)(request))
+        replied = asyncio.ensure_future(request._replied.wait())
+        try:
+            await asyncio.wait({task, replied}, timeout=limit, return_when="FIRST_COMPLETED")
+            if not request.replied:
+                if task.done():
+                    exc = task.exception()
+                    if exc is not None:
+                        _on_exception(request, exc, timed_out=False)
+                    if not request.replied:
+                        logger.error("%s handler returned without replying", name)
+                else:
+                    logger.error("%s handler did not reply in time", name)
+                if not request.replied:
+                    request._fail_internal()
+            async with request._lock:
+                await request._flush()
+            if not request.accepted:
+                return
+            try:
+                await task
+            except Exception as exc:
+                logger.exception("%s handler failed after accepting the subscription", name)
+                raise StreamError(f"{name} handler failed: {exc!r}") from exc
+        finally:
+            replied.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
+
+class StreamError(Exception):
+    """A subscribe stream handler failed after its subscription was accepted."""
+
+
+def _check_event(event: str) -> None:
+    if event not in events.EVENTS:
+        raise ValueError(f"unknown proxy event {event!r}; known: {', '.join(events.EVENTS)}")
+
+
+def _wrap(interceptor: Interceptor, inner: _Call) -> _Call:
+    async def call(request: AnyRequest) -> None:
+        async def call_next(next_request: AnyRequest) -> None:
+            await inner(next_request)
+            if next_request is not request and next_request.replied and not request.replied:
+                request._set_reply(next_request.reply)
+
+        await interceptor(request, call_next)
+
+    return call
+
+
+async def _unhandled(request: AnyRequest) -> None:
+    logger.warning("no handler for proxy event %r: replying not available", request.event.name)
+    request._fail(NOT_AVAILABLE, "not available")
+
+
+def _rpc_dispatch(methods: dict[str, Handler[RpcRequest]], fallback: _Call | None) -> _Call:
+    async def dispatch(request: AnyRequest) -> None:
+        assert isinstance(request, RpcRequest)
+        handler = methods.get(request.method)
+        if handler is not None:
+            await handler(request)
+        elif fallback is not None:
+            await fallback(request)
+        else:
+            logger.info("no handler for rpc method %r", request.method)
+            request.error(METHOD_NOT_FOUND, "method not found")
+
+    return dispatch
+
+
+def _unidirectional(handler: UnidirectionalHandler) -> _Call:
+    async def run(request: AnyRequest) -> None:
+        assert isinstance(request, SubscribeUnidirectionalRequest)
+        publications = handler(request)
+        try:
+            async for publication in publications:
+                await request.send(publication)
+        finally:
+            aclose = getattr(publications, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    return run
+
+
+def _on_exception(request: AnyRequest, exc: BaseException, *, timed_out: bool) -> None:
+    """Turn what a handler raised into the reply (unless it already replied)."""
+    name = request.event.name
+    if timed_out and isinstance(exc, TimeoutError):
+        logger.error("%s handler did not reply in time", name)
+        if not request.replied:
+            request._fail_internal()
+        return
+    if request.replied:
+        logger.error("%s handler raised after replying; the reply stands", name, exc_info=exc)
+        return
+    if isinstance(exc, ProxyError):
+        request._fail(exc.code, exc.message, temporary=exc.temporary)
+    elif isinstance(exc, Disconnect):
+        if not request._disconnect_or_fail(exc.code, exc.reason):
+            logger.error("%s has no disconnect reply; replying internal server error", name)
+            request._fail_internal()
+    else:
+        logger.error("%s handler failed", name, exc_info=exc)
+        request._fail_internal()
