@@ -1,0 +1,228 @@
+"""The backend of the proxy e2e suite: one router whose behaviour the client's data picks, and
+the transports it is served over.
+
+The suite's fixture ``proxied`` yields "a Centrifugo whose proxies point at this router served
+over transport T". A transport is an entry of :data:`BACKENDS`: an async context manager that
+serves a router and says how Centrifugo reaches it (the proxy section of each event). Adding a
+transport (HTTP, binary encoding, ...) is adding an entry; the tests stay the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from centrifugo_types import Disconnect, ProxyError, Router, proxy
+from centrifugo_types.grpc import ProxyServer
+from centrifugo_types.requests import (
+    AnyRequest,
+    ConnectRequest,
+    PublishRequest,
+    RefreshRequest,
+    RpcRequest,
+    SubRefreshRequest,
+    SubscribeBidirectionalRequest,
+    SubscribeRequest,
+    SubscribeUnidirectionalRequest,
+)
+from centrifugo_types.router import CallNext
+
+HANDLER_TIMEOUT = 0.5
+"""The router's timeout in the suite: below Centrifugo's proxy timeout (1 s)."""
+EXPIRE_IN = 2
+"""Seconds until a connection or subscription that asked to expire does (refresh tests)."""
+STATIC_METADATA = {"x-static": "e2e"}
+"""Metadata every proxy call carries (``grpc.static_metadata`` / ``http.static_headers``)."""
+FORWARDED_HEADER = "x-app-session"
+"""A WebSocket handshake header Centrifugo forwards to the backend (``http_headers``)."""
+
+
+@dataclass
+class Backend:
+    """A router served over one transport."""
+
+    transport: str
+    proxy: Callable[[str], dict[str, Any]]
+    """The Centrifugo proxy section of an event (empty: the transport cannot serve it)."""
+
+    @property
+    def streams(self) -> bool:
+        """Whether the transport serves the subscribe streams (gRPC only)."""
+        return bool(self.proxy("subscribe_stream"))
+
+
+def _common(endpoint: str) -> dict[str, Any]:
+    return {"endpoint": endpoint, "timeout": "1s", "http_headers": [FORWARDED_HEADER]}
+
+
+@contextlib.asynccontextmanager
+async def grpc_backend(router: Router) -> AsyncIterator[Backend]:
+    async with ProxyServer(router, port=0, shutdown_timeout=1) as server:
+        endpoint = f"grpc://127.0.0.1:{server.port}"
+
+        def section(event: str) -> dict[str, Any]:
+            return {**_common(endpoint), "grpc": {"static_metadata": STATIC_METADATA}}
+
+        yield Backend("grpc", section)
+
+
+BACKENDS: dict[str, Callable[[Router], contextlib.AbstractAsyncContextManager[Backend]]] = {
+    "grpc": grpc_backend,
+}
+"""Every transport the e2e suite runs over."""
+
+
+@dataclass
+class Recorder:
+    """Every request the router saw, in order (an outermost ``*`` interceptor)."""
+
+    requests: list[AnyRequest] = field(default_factory=list)
+
+    async def __call__(self, request: AnyRequest, call_next: CallNext) -> None:
+        try:
+            await call_next(request)
+        finally:
+            self.requests.append(request)
+
+    async def wait_for(
+        self,
+        event: str,
+        where: Callable[[Any], bool] = lambda request: True,
+        *,
+        within: float = 5.0,
+    ) -> Any:
+        """The first replied request of ``event`` matching ``where``, waiting for it."""
+        deadline = time.monotonic() + within
+        while True:
+            for request in self.requests:
+                if request.event.name == event and request.replied and where(request):
+                    return request
+            if time.monotonic() > deadline:
+                seen = [(r.event.name, r.message) for r in self.requests[-10:]]
+                raise AssertionError(f"no {event} request matched in {within}s; last: {seen}")
+            await asyncio.sleep(0.02)
+
+    def count(self, event: str, where: Callable[[Any], bool] = lambda request: True) -> int:
+        return sum(1 for r in self.requests if r.event.name == event and where(r))
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+async def _fail(how: str) -> None:
+    """Misbehave as asked: raise, return without replying, or never reply."""
+    if how == "raise":
+        raise RuntimeError("the handler broke")
+    if how == "hang":
+        await asyncio.sleep(3600)
+
+
+def e2e_router(recorder: Recorder) -> Router:
+    """The suite's router. What it does depends on what the client sends:
+
+    - connect data ``{"user": U}`` accepts as U, ``{"expire": true}`` too, with an
+      ``expire_at`` soon; ``{"reject": "error"|"disconnect"}`` refuses; ``{"fail": F}``
+      misbehaves (``raise``, ``noreply``, ``hang``);
+    - channels ``deny-*`` are refused, ``kick-*`` disconnect, ``expiring-*`` expire soon
+      (sub_refresh extends them), others are allowed with ``{"welcome": channel}``;
+    - publications need a string ``text``; ``spam`` is refused; accepted ones are rewritten to
+      carry ``{"checked": true, "by": user}``;
+    - rpc methods: ``echo``, ``whoami`` (metadata), ``refuse``, ``raise``, ``noreply``,
+      ``hang``; others get "method not found";
+    - namespace ``stream``: three publications; ``bidi``: every client publication echoed.
+    """
+    router = Router(timeout=HANDLER_TIMEOUT)
+    router.add_interceptor(recorder)
+
+    @router.connect
+    async def connect(request: ConnectRequest) -> None:
+        data = request.json() or {}
+        if "fail" in data:
+            await _fail(data["fail"])
+            return
+        if data.get("reject") == "error":
+            request.error(403, "forbidden")
+        elif data.get("reject") == "disconnect":
+            request.disconnect(4501, "banned")
+        else:
+            expire_at = int(time.time()) + EXPIRE_IN if data.get("expire") else 0
+            request.respond(
+                proxy.ConnectResult(
+                    user=data.get("user", "anonymous"),
+                    expire_at=expire_at,
+                    data=_json({"hello": data.get("user", "anonymous")}),
+                )
+            )
+
+    @router.refresh
+    async def refresh(request: RefreshRequest) -> None:
+        request.respond(proxy.RefreshResult(expire_at=int(time.time()) + EXPIRE_IN))
+
+    @router.subscribe
+    async def subscribe(request: SubscribeRequest) -> None:
+        channel = request.channel
+        if channel.startswith("deny-"):
+            raise ProxyError(403, "permission denied")
+        if channel.startswith("kick-"):
+            raise Disconnect(4502, "kicked")
+        expire_at = int(time.time()) + EXPIRE_IN if channel.startswith("expiring-") else 0
+        request.respond(
+            proxy.SubscribeResult(expire_at=expire_at, data=_json({"welcome": channel}))
+        )
+
+    @router.sub_refresh
+    async def sub_refresh(request: SubRefreshRequest) -> None:
+        request.respond(proxy.SubRefreshResult(expire_at=int(time.time()) + EXPIRE_IN))
+
+    @router.publish
+    async def publish(request: PublishRequest) -> None:
+        payload = request.json()
+        if not isinstance(payload, dict) or not isinstance(payload.get("text"), str):
+            request.error(400, "a publication needs a text")
+        elif "spam" in payload["text"]:
+            request.error(451, "spam")
+        else:
+            rewritten = {**payload, "checked": True, "by": request.user}
+            request.respond(proxy.PublishResult(data=_json(rewritten)))
+
+    @router.rpc("echo")
+    async def echo(request: RpcRequest) -> None:
+        request.respond(proxy.RpcResult(data=_json({"echo": request.json(), "by": request.user})))
+
+    @router.rpc("whoami")
+    async def whoami(request: RpcRequest) -> None:
+        metadata = {key: request.metadata[key] for key in request.metadata}
+        request.respond(proxy.RpcResult(data=_json({"user": request.user, "meta": metadata})))
+
+    @router.rpc("refuse")
+    async def refuse(request: RpcRequest) -> None:
+        request.error(422, "refused", temporary=False)
+
+    for how in ("raise", "noreply", "hang"):
+
+        async def misbehave(request: RpcRequest, how: str = how) -> None:
+            await _fail(how)
+
+        router.rpc(how)(misbehave)
+
+    @router.subscribe_unidirectional
+    async def stream(request: SubscribeUnidirectionalRequest) -> AsyncIterator[proxy.Publication]:
+        request.respond(proxy.SubscribeResult(data=_json({"stream": request.channel})))
+        for n in range(3):
+            yield proxy.Publication(data=_json({"n": n}), tags={"n": str(n)})
+        await asyncio.sleep(3600)  # keep the subscription open until the client leaves
+
+    @router.subscribe_bidirectional
+    async def bidi(request: SubscribeBidirectionalRequest) -> None:
+        request.respond()
+        async for publication in request:
+            echo = {"echo": json.loads(publication.data)}
+            await request.send(proxy.Publication(data=_json(echo)))
+
+    return router
