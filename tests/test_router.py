@@ -1,0 +1,511 @@
+"""Typed requests and the router, without a transport: replies, interceptors, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from centrifugo_types import AlreadyRepliedError, Disconnect, ProxyError, Router, proxy
+from centrifugo_types._generated import proxy_events as events
+from centrifugo_types.requests import (
+    REQUEST_CLASSES,
+    AnyRequest,
+    ConnectRequest,
+    NotifyCacheEmptyRequest,
+    NotifyChannelStateRequest,
+    PublishRequest,
+    RefreshRequest,
+    RpcRequest,
+    SharedPollRefreshRequest,
+    StreamItem,
+    SubscribeBidirectionalRequest,
+    SubscribeUnidirectionalRequest,
+)
+from centrifugo_types.router import CallNext, StreamError
+from centrifugo_types.testing import messages
+
+INTERNAL = proxy.Error(code=100, message="internal server error", temporary=True)
+
+
+def connect_request(**fields: Any) -> ConnectRequest:
+    return ConnectRequest(proxy.ConnectRequest(client="c1", **fields))
+
+
+def rpc_request(method: str = "m", **fields: Any) -> RpcRequest:
+    return RpcRequest(proxy.RpcRequest(client="c1", user="u1", method=method, **fields))
+
+
+# -- the generated events and the hand-written classes agree --------------------------------
+
+
+@pytest.mark.parametrize("name", list(events.EVENTS))
+def test_every_event_has_a_request_class_a_router_method_and_its_reply_methods(
+    name: str,
+) -> None:
+    event = events.EVENTS[name]
+    cls = REQUEST_CLASSES[name]
+    assert cls.event is event
+    assert hasattr(cls, "error") == (event.with_error is not None)
+    assert hasattr(cls, "disconnect") == (event.with_disconnect is not None)
+    assert callable(getattr(Router(), name))
+    # every field of the wire message reads through the typed request
+    message = event.request_type()
+    request = cls(message)
+    names: dict[str, Any] = vars(type(message))["__dataclass_fields__"]
+    for field in names:
+        if not field.startswith("b64"):
+            assert getattr(request, field) == getattr(message, field)
+
+
+def test_events_mirror_the_service() -> None:
+    rpcs = [e.rpc for e in events.EVENTS.values()]
+    assert rpcs == [
+        "Connect",
+        "Refresh",
+        "Subscribe",
+        "Publish",
+        "RPC",
+        "SubRefresh",
+        "SubscribeUnidirectional",
+        "SubscribeBidirectional",
+        "NotifyCacheEmpty",
+        "NotifyChannelState",
+        "MapPublish",
+        "MapRemove",
+        "SharedPollRefresh",
+    ]
+    assert events.NOTIFY_CACHE_EMPTY.with_error is None
+    assert events.NOTIFY_CHANNEL_STATE.with_disconnect is None
+    assert events.SHARED_POLL_REFRESH.with_disconnect is None
+    assert events.SUBSCRIBE_BIDIRECTIONAL.input_type is proxy.StreamSubscribeRequest
+    assert events.SUBSCRIBE_BIDIRECTIONAL.response_type is proxy.SubscribeResponse
+
+
+# -- requests --------------------------------------------------------------------------------
+
+
+def test_a_request_replies_exactly_once() -> None:
+    request = connect_request()
+    assert not request.replied and request.reply is None
+    request.respond(proxy.ConnectResult(user="42"))
+    assert request.reply == proxy.ConnectResponse(result=proxy.ConnectResult(user="42"))
+    with pytest.raises(AlreadyRepliedError):
+        request.respond()
+    with pytest.raises(AlreadyRepliedError):
+        request.error(403, "no")
+    with pytest.raises(AlreadyRepliedError):
+        request.disconnect(4500, "bye")
+    assert request.reply == proxy.ConnectResponse(result=proxy.ConnectResult(user="42"))
+
+
+def test_replies_are_typed_and_checked() -> None:
+    with pytest.raises(TypeError, match="ConnectResult"):
+        connect_request().respond(proxy.RpcResult())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"wraps a proxy\.ConnectRequest"):
+        ConnectRequest(proxy.RpcRequest())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"0\.\.4294967295"):
+        connect_request().error(-1, "negative")
+    request = connect_request()
+    request.error(403, "forbidden", temporary=True)
+    assert request.reply == proxy.ConnectResponse(
+        error=proxy.Error(code=403, message="forbidden", temporary=True)
+    )
+    request = connect_request()
+    request.disconnect(4501, "banned")
+    assert request.reply == proxy.ConnectResponse(
+        disconnect=proxy.Disconnect(code=4501, reason="banned")
+    )
+    poll = SharedPollRefreshRequest(proxy.SharedPollRefreshRequest(channel="c"))
+    poll.respond()
+    assert poll.reply == proxy.SharedPollRefreshResponse(result=proxy.SharedPollRefreshResult())
+
+
+def test_metadata_is_case_insensitive_and_read_only() -> None:
+    request = ConnectRequest(proxy.ConnectRequest(), [("X-Token", "a"), ("x-token", "b")])
+    assert request.metadata["x-token"] == "a"
+    assert request.metadata.getall("X-TOKEN") == ["a", "b"]
+    with pytest.raises(TypeError):
+        request.metadata["x"] = "y"  # type: ignore[index]
+
+
+@settings(max_examples=50)
+@given(st.binary())
+def test_payloads_read_the_same_in_both_encodings(payload: bytes) -> None:
+    json_mode = PublishRequest(proxy.PublishRequest(encoding="json", data=payload))
+    binary = PublishRequest(
+        proxy.PublishRequest(encoding="binary", b64data=base64.b64encode(payload).decode())
+    )
+    assert json_mode.data == binary.data == payload
+    assert not json_mode.binary and binary.binary
+
+
+def test_json_accessor() -> None:
+    assert connect_request(data=b'{"token": "t"}').json() == {"token": "t"}
+    assert connect_request().json() is None
+
+
+def _read(raw: bytes, b64: str) -> bytes:
+    """How Centrifugo reads a payload of a reply: the base64 twin when set, else the raw."""
+    return base64.b64decode(b64) if b64 else raw
+
+
+@settings(max_examples=100)
+@given(messages(proxy.ConnectResult))
+def test_binary_replies_carry_the_same_payloads_in_base64(result: proxy.ConnectResult) -> None:
+    result.b64data = result.b64info = ""
+    for options in result.subs.values():
+        options.b64data = options.b64info = ""
+    before = bytes(result)
+    request = connect_request(encoding="binary")
+    request.respond(result)
+    assert bytes(result) == before, "the handler's result is not modified"
+    assert request.reply is not None and request.reply.result is not None
+    sent = request.reply.result
+    assert not sent.data and not sent.info
+    assert _read(sent.data, sent.b64data) == result.data
+    assert _read(sent.info, sent.b64info) == result.info
+    assert sent.meta == result.meta  # raw JSON, no twin
+    for channel, options in result.subs.items():
+        out = sent.subs[channel]
+        assert _read(out.data, out.b64data) == options.data
+        assert _read(out.info, out.b64info) == options.info
+    json_request = connect_request(encoding="json")
+    json_request.respond(result)
+    assert json_request.reply == proxy.ConnectResponse(result=result)
+
+
+# -- router ----------------------------------------------------------------------------------
+
+
+async def test_handlers_by_decorator_and_by_registration() -> None:
+    router = Router()
+
+    @router.connect
+    async def connect(request: ConnectRequest) -> None:
+        request.respond(proxy.ConnectResult(user="decorated"))
+
+    async def refresh(request: RefreshRequest) -> None:
+        request.respond(proxy.RefreshResult(expire_at=7))
+
+    router.add_handler("refresh", refresh)
+    assert router.handles("connect") and router.handles("refresh")
+    assert not router.handles("publish")
+    reply = await router.handle(connect_request())
+    assert reply.result == proxy.ConnectResult(user="decorated")
+    refreshed = await router.handle(RefreshRequest(proxy.RefreshRequest()))
+    assert refreshed.result == proxy.RefreshResult(expire_at=7)
+    with pytest.raises(ValueError, match="unknown proxy event 'conect'"):
+        router.add_handler("conect", connect)
+
+
+async def test_unregistered_events_get_a_typed_error_reply() -> None:
+    router = Router()
+    reply = await router.handle(PublishRequest(proxy.PublishRequest()))
+    assert reply == proxy.PublishResponse(error=proxy.Error(code=108, message="not available"))
+    empty = await router.handle(NotifyCacheEmptyRequest(proxy.NotifyCacheEmptyRequest()))
+    assert empty == proxy.NotifyCacheEmptyResponse()
+
+
+async def test_rpc_routes_by_method() -> None:
+    router = Router()
+
+    @router.rpc("add")
+    async def add(request: RpcRequest) -> None:
+        a, b = request.json()
+        request.respond(proxy.RpcResult(data=str(a + b).encode()))
+
+    reply = await router.handle(rpc_request("add", data=b"[1, 2]"))
+    assert reply.result == proxy.RpcResult(data=b"3")
+    unknown = await router.handle(rpc_request("sub"))
+    assert unknown.error == proxy.Error(code=104, message="method not found")
+
+    @router.rpc
+    async def fallback(request: RpcRequest) -> None:
+        request.respond(proxy.RpcResult(data=f'"{request.method}"'.encode()))
+
+    assert (await router.handle(rpc_request("sub"))).result == proxy.RpcResult(data=b'"sub"')
+    assert (await router.handle(rpc_request("add", data=b"[2, 2]"))).result == proxy.RpcResult(
+        data=b"4"
+    )
+
+
+async def test_interceptors_run_outermost_first_and_wrap_the_handler() -> None:
+    router = Router()
+    trace: list[str] = []
+
+    def interceptor(name: str) -> Any:
+        async def intercept(request: AnyRequest, call_next: CallNext) -> None:
+            trace.append(f"{name}>")
+            await call_next(request)
+            trace.append(f"<{name}")
+
+        return intercept
+
+    router.add_interceptor(interceptor("connect-1"), "connect")
+    router.add_interceptor(interceptor("all-1"))
+    router.intercept("*")(interceptor("all-2"))
+    router.intercept("connect", "refresh")(interceptor("connect-2"))
+    router.add_interceptor(interceptor("publish"), "publish")
+
+    @router.connect
+    async def connect(request: ConnectRequest) -> None:
+        trace.append("handler")
+        request.respond()
+
+    await router.handle(connect_request())
+    assert trace == [
+        "all-1>",
+        "all-2>",
+        "connect-1>",
+        "connect-2>",
+        "handler",
+        "<connect-2",
+        "<connect-1",
+        "<all-2",
+        "<all-1",
+    ]
+
+
+async def test_interceptors_short_circuit_map_exceptions_and_replace_requests() -> None:
+    router = Router()
+    calls: list[str] = []
+
+    @router.intercept("rpc")
+    async def auth(request: RpcRequest, call_next: CallNext) -> None:
+        if request.metadata.get("authorization") != "secret":
+            request.error(401, "unauthorized")
+            return
+        try:
+            await call_next(request)
+        except PermissionError:
+            request.error(403, "forbidden")
+
+    @router.intercept("rpc")
+    async def rewrite(request: RpcRequest, call_next: CallNext) -> None:
+        message = proxy.RpcRequest(method=request.method, data=b'"rewritten"')
+        await call_next(RpcRequest(message, request.metadata))
+
+    @router.rpc
+    async def handler(request: RpcRequest) -> None:
+        calls.append(request.json())
+        if request.method == "admin":
+            raise PermissionError
+        request.respond(proxy.RpcResult(data=request.data))
+
+    denied = await router.handle(rpc_request())
+    assert denied.error == proxy.Error(code=401, message="unauthorized")
+    assert calls == []
+    ok = await router.handle(RpcRequest(proxy.RpcRequest(method="m"), {"Authorization": "secret"}))
+    assert ok.result == proxy.RpcResult(data=b'"rewritten"')
+    admin = await router.handle(
+        RpcRequest(proxy.RpcRequest(method="admin"), {"authorization": "secret"})
+    )
+    assert admin.error == proxy.Error(code=403, message="forbidden")
+    assert calls == ["rewritten", "rewritten"]
+
+
+async def _hang(request: AnyRequest) -> None:
+    await asyncio.sleep(3600)
+
+
+async def _raise(request: AnyRequest) -> None:
+    raise KeyError("boom")
+
+
+async def _noreply(request: AnyRequest) -> None:
+    return None
+
+
+@pytest.mark.parametrize("handler", [_raise, _noreply, _hang], ids=["raise", "noreply", "hang"])
+async def test_a_failing_handler_gets_internal_server_error(
+    handler: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    router = Router(timeout=0.05)
+    router.add_handler("connect", handler)
+    with caplog.at_level(logging.ERROR, logger="centrifugo_types.router"):
+        reply = await asyncio.wait_for(router.handle(connect_request()), 1)
+    assert reply == proxy.ConnectResponse(error=INTERNAL)
+    assert caplog.records, "the failure is logged"
+    assert "connect handler" in caplog.records[-1].getMessage()
+
+
+async def test_the_transport_deadline_shortens_the_router_timeout() -> None:
+    router = Router(timeout=10)
+    router.add_handler("connect", _hang)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    reply = await router.handle(connect_request(), deadline=started + 0.05)
+    assert reply.error == INTERNAL
+    assert loop.time() - started < 1
+
+
+async def test_exceptions_map_to_replies() -> None:
+    router = Router()
+
+    @router.connect
+    async def connect(request: ConnectRequest) -> None:
+        kind = request.json()
+        if kind == "error":
+            raise ProxyError(429, "slow down", temporary=True)
+        raise Disconnect(4501, "banned")
+
+    error = await router.handle(connect_request(data=b'"error"'))
+    assert error.error == proxy.Error(code=429, message="slow down", temporary=True)
+    disconnect = await router.handle(connect_request(data=b'"disconnect"'))
+    assert disconnect.disconnect == proxy.Disconnect(code=4501, reason="banned")
+
+
+async def test_failures_of_events_without_error_or_disconnect_fields() -> None:
+    router = Router()
+
+    @router.notify_channel_state
+    async def state(request: NotifyChannelStateRequest) -> None:
+        raise Disconnect(4501, "cannot disconnect here")
+
+    @router.notify_cache_empty
+    async def cache(request: NotifyCacheEmptyRequest) -> None:
+        raise ProxyError(400, "no error field either")
+
+    reply = await router.handle(NotifyChannelStateRequest(proxy.NotifyChannelStateRequest()))
+    assert reply == proxy.NotifyChannelStateResponse(error=INTERNAL)
+    empty = await router.handle(NotifyCacheEmptyRequest(proxy.NotifyCacheEmptyRequest()))
+    assert empty == proxy.NotifyCacheEmptyResponse()
+
+
+async def test_raising_after_replying_keeps_the_reply(caplog: pytest.LogCaptureFixture) -> None:
+    router = Router()
+
+    @router.connect
+    async def connect(request: ConnectRequest) -> None:
+        request.respond(proxy.ConnectResult(user="kept"))
+        raise ProxyError(403, "too late")
+
+    with caplog.at_level(logging.ERROR, logger="centrifugo_types.router"):
+        reply = await router.handle(connect_request())
+    assert reply.result == proxy.ConnectResult(user="kept")
+    assert "after replying" in caplog.text
+
+
+# -- subscribe streams -----------------------------------------------------------------------
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.items: list[StreamItem] = []
+
+    async def __call__(self, item: StreamItem) -> None:
+        self.items.append(item)
+
+
+def unidirectional() -> SubscribeUnidirectionalRequest:
+    return SubscribeUnidirectionalRequest(proxy.SubscribeRequest(channel="feed"))
+
+
+async def test_a_unidirectional_stream_replies_then_sends_publications() -> None:
+    router = Router()
+
+    @router.subscribe_unidirectional
+    async def feed(request: SubscribeUnidirectionalRequest) -> AsyncIterator[proxy.Publication]:
+        request.respond(proxy.SubscribeResult(data=b"{}"))
+        for n in range(3):
+            yield proxy.Publication(data=str(n).encode())
+
+    sink = Sink()
+    await router.handle_stream(unidirectional(), sink)
+    assert sink.items == [
+        proxy.SubscribeResponse(result=proxy.SubscribeResult(data=b"{}")),
+        proxy.Publication(data=b"0"),
+        proxy.Publication(data=b"1"),
+        proxy.Publication(data=b"2"),
+    ]
+
+
+async def test_a_stream_reply_is_sent_before_the_first_publication_is_ready() -> None:
+    router = Router()
+    sink = Sink()
+    go_on = asyncio.Event()
+
+    @router.subscribe_unidirectional
+    async def feed(request: SubscribeUnidirectionalRequest) -> AsyncIterator[proxy.Publication]:
+        request.respond()
+        await go_on.wait()
+        yield proxy.Publication(data=b"late")
+
+    task = asyncio.ensure_future(router.handle_stream(unidirectional(), sink))
+    for _ in range(100):
+        if sink.items:
+            break
+        await asyncio.sleep(0.01)
+    assert sink.items == [proxy.SubscribeResponse(result=proxy.SubscribeResult())]
+    go_on.set()
+    await task
+    assert sink.items[-1] == proxy.Publication(data=b"late")
+
+
+async def test_stream_rejections_and_failures() -> None:
+    router = Router(timeout=0.05)
+    mode = ""
+
+    @router.subscribe_unidirectional
+    async def feed(request: SubscribeUnidirectionalRequest) -> AsyncIterator[proxy.Publication]:
+        if mode == "reject":
+            request.error(403, "no")
+        elif mode == "hang":
+            await asyncio.sleep(3600)
+        elif mode == "after":
+            request.respond()
+            yield proxy.Publication(data=b"1")
+            raise RuntimeError("feed broke")
+        yield proxy.Publication(data=b"never sent")
+
+    mode = "reject"
+    sink = Sink()
+    await router.handle_stream(unidirectional(), sink)
+    assert sink.items == [proxy.SubscribeResponse(error=proxy.Error(code=403, message="no"))]
+
+    for mode in ("yield-first", "hang"):
+        sink = Sink()
+        await router.handle_stream(unidirectional(), sink)
+        assert sink.items == [proxy.SubscribeResponse(error=INTERNAL)], mode
+
+    mode = "after"
+    sink = Sink()
+    with pytest.raises(StreamError, match="feed broke"):
+        await router.handle_stream(unidirectional(), sink)
+    assert sink.items == [
+        proxy.SubscribeResponse(result=proxy.SubscribeResult()),
+        proxy.Publication(data=b"1"),
+    ]
+
+
+async def test_a_bidirectional_stream_receives_and_sends() -> None:
+    router = Router()
+
+    @router.subscribe_bidirectional
+    async def chat(request: SubscribeBidirectionalRequest) -> None:
+        request.respond()
+        async for publication in request:
+            await request.send(proxy.Publication(data=publication.data.upper()))
+
+    async def incoming() -> AsyncIterator[proxy.Publication]:
+        for text in (b"a", b"b"):
+            yield proxy.Publication(data=text)
+
+    sink = Sink()
+    request = SubscribeBidirectionalRequest(
+        proxy.SubscribeRequest(channel="chat"), incoming=incoming()
+    )
+    await router.handle_stream(request, sink)
+    assert sink.items == [
+        proxy.SubscribeResponse(result=proxy.SubscribeResult()),
+        proxy.Publication(data=b"A"),
+        proxy.Publication(data=b"B"),
+    ]
+    assert await request.receive() is None
