@@ -1,0 +1,112 @@
+"""The command line: load a router and serve it.
+
+::
+
+    centrifugo-types serve myapp.backend:router --host 127.0.0.1 --port 30000
+    python -m centrifugo_types serve myapp.backend:router
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .grpc import serve, server_ssl_context
+from .router import Router
+
+CREDENTIALS_ENV = "CENTRIFUGO_TYPES_CREDENTIALS_VALUE"
+
+
+def load_router(spec: str) -> Router:
+    """The :class:`Router` named by ``module:attribute`` (imported from the current dir too)."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise SystemExit(f"expected MODULE:ATTRIBUTE, got {spec!r}")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: object = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SystemExit(f"cannot import {module_name!r}: {exc}") from exc
+    for name in attribute.split("."):
+        try:
+            target = getattr(target, name)
+        except AttributeError:
+            raise SystemExit(f"{module_name!r} has no attribute {attribute!r}") from None
+    if not isinstance(target, Router):
+        raise SystemExit(f"{spec} is a {type(target).__name__}, not a centrifugo_types.Router")
+    return target
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="centrifugo-types", description="Typed Centrifugo proxy backends."
+    )
+    root.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = root.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "serve",
+        help="serve a router as Centrifugo's gRPC proxy",
+        description="Serve a router as Centrifugo's gRPC proxy until SIGTERM or SIGINT, "
+        "then finish the calls in flight and exit.",
+    )
+    run.add_argument("router", metavar="MODULE:ROUTER", help="e.g. myapp.backend:router")
+    run.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    run.add_argument("--port", type=int, default=30000, help="port (30000; 0: any free port)")
+    run.add_argument(
+        "--credentials-key",
+        help="metadata key Centrifugo sends (grpc.credentials_key); calls without it are refused",
+    )
+    run.add_argument(
+        "--credentials-value",
+        help=f"its expected value (grpc.credentials_value; or ${CREDENTIALS_ENV})",
+    )
+    run.add_argument("--tls-cert", help="serve TLS with this certificate chain (PEM)")
+    run.add_argument("--tls-key", help="the certificate's private key (PEM)")
+    run.add_argument("--tls-client-ca", help="require client certificates signed by this CA")
+    run.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=10.0,
+        help="seconds to let calls in flight finish on shutdown (10)",
+    )
+    run.add_argument("--log-level", default="info", help="logging level (info)")
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    router = load_router(args.router)
+    credentials = None
+    if args.credentials_key:
+        value = args.credentials_value or os.environ.get(CREDENTIALS_ENV)
+        if not value:
+            raise SystemExit("--credentials-key needs --credentials-value")
+        credentials = (args.credentials_key, value)
+    ssl = None
+    if args.tls_cert:
+        ssl = server_ssl_context(args.tls_cert, args.tls_key, client_ca=args.tls_client_ca)
+    asyncio.run(
+        serve(
+            router,
+            args.host,
+            args.port,
+            ssl=ssl,
+            credentials=credentials,
+            shutdown_timeout=args.shutdown_timeout,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

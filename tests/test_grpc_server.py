@@ -1,0 +1,388 @@
+"""The gRPC proxy server with a grpclib client: every rpc, bad input, credentials, health,
+deadlines, graceful shutdown, TLS and the command line.
+
+The events open-source Centrifugo never sends (notify_cache_empty, notify_channel_state are
+Centrifugo PRO) and those centrifuge-python cannot trigger (map and shared-poll events) are
+exercised here through the generated ``CentrifugoProxyStub``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from grpclib import GRPCError, Status
+from grpclib.client import Channel
+from grpclib.const import Cardinality
+from grpclib.exceptions import StreamTerminatedError
+from grpclib.health.v1.health_grpc import HealthStub
+from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
+
+from centrifugo_types import Router, proxy
+from centrifugo_types.__main__ import load_router
+from centrifugo_types._generated import proxy_events as events
+from centrifugo_types.grpc import ProxyServer, server_ssl_context
+from centrifugo_types.requests import (
+    ConnectRequest,
+    MapPublishRequest,
+    MapRemoveRequest,
+    NotifyCacheEmptyRequest,
+    NotifyChannelStateRequest,
+    RpcRequest,
+    SharedPollRefreshRequest,
+)
+
+from .centrifugo import ROOT
+
+INTERNAL = proxy.Error(code=100, message="internal server error", temporary=True)
+
+cli_router = Router()
+"""Served by the command-line test: ``tests.test_grpc_server:cli_router``."""
+
+
+@cli_router.rpc
+async def _slow_rpc(request: RpcRequest) -> None:
+    await asyncio.sleep(float(request.json()))
+    request.respond(proxy.RpcResult(data=b'"done"'))
+
+
+def typed_router(seen: list[Any]) -> Router:
+    router = Router()
+
+    @router.notify_channel_state
+    async def state(request: NotifyChannelStateRequest) -> None:
+        seen.append([(e.channel, e.type) for e in request.events])
+        request.respond()
+
+    @router.notify_cache_empty
+    async def cache(request: NotifyCacheEmptyRequest) -> None:
+        seen.append(request.channel)
+        request.respond(proxy.NotifyCacheEmptyResult(populated=True))
+
+    @router.map_publish
+    async def map_publish(request: MapPublishRequest) -> None:
+        seen.append((request.channel, request.key, request.json()))
+        request.respond(proxy.MapPublishResult(key=request.key.upper(), data=b'{"ok":true}'))
+
+    @router.map_remove
+    async def map_remove(request: MapRemoveRequest) -> None:
+        seen.append((request.channel, request.key))
+        request.disconnect(4503, "no removing")
+
+    @router.shared_poll_refresh
+    async def poll(request: SharedPollRefreshRequest) -> None:
+        seen.append([(item.key, item.version) for item in request.items])
+        request.respond(
+            proxy.SharedPollRefreshResult(
+                items=[
+                    proxy.SharedPollRefreshResultItem(key=i.key, version=i.version + 1)
+                    for i in request.items
+                ],
+                epoch="e1",
+            )
+        )
+
+    @router.connect
+    async def connect(request: ConnectRequest) -> None:
+        seen.append(dict(request.metadata))
+        request.respond(proxy.ConnectResult(user="u"))
+
+    return router
+
+
+@pytest.fixture
+async def serving() -> AsyncIterator[tuple[proxy.CentrifugoProxyStub, list[Any]]]:
+    seen: list[Any] = []
+    async with ProxyServer(typed_router(seen), port=0) as server:
+        channel = Channel("127.0.0.1", server.port)
+        try:
+            yield proxy.CentrifugoProxyStub(channel, timeout=5), seen
+        finally:
+            channel.close()
+
+
+async def test_events_open_source_centrifugo_does_not_send(
+    serving: tuple[proxy.CentrifugoProxyStub, list[Any]],
+) -> None:
+    stub, seen = serving
+    state = await stub.notify_channel_state(
+        proxy.NotifyChannelStateRequest(
+            events=[proxy.ChannelEvent(time_ms=1, channel="news", type="occupied")]
+        )
+    )
+    assert state == proxy.NotifyChannelStateResponse(result=proxy.NotifyChannelStateResult())
+    cache = await stub.notify_cache_empty(proxy.NotifyCacheEmptyRequest(channel="docs"))
+    assert cache.result == proxy.NotifyCacheEmptyResult(populated=True)
+    published = await stub.map_publish(
+        proxy.MapPublishRequest(channel="cursors", key="k1", data=b'{"x":1}')
+    )
+    assert published.result == proxy.MapPublishResult(key="K1", data=b'{"ok":true}')
+    binary = await stub.map_publish(
+        proxy.MapPublishRequest(
+            channel="cursors", key="k2", encoding="binary", b64data="eyJ4IjoyfQ=="
+        )
+    )
+    assert binary.result == proxy.MapPublishResult(key="K2", b64data="eyJvayI6dHJ1ZX0=")
+    removed = await stub.map_remove(proxy.MapRemoveRequest(channel="cursors", key="k1"))
+    assert removed.disconnect == proxy.Disconnect(code=4503, reason="no removing")
+    polled = await stub.shared_poll_refresh(
+        proxy.SharedPollRefreshRequest(
+            channel="prices", items=[proxy.SharedPollRefreshItem(key="btc", version=3)]
+        )
+    )
+    assert polled.result == proxy.SharedPollRefreshResult(
+        items=[proxy.SharedPollRefreshResultItem(key="btc", version=4)], epoch="e1"
+    )
+    assert seen == [
+        [("news", "occupied")],
+        "docs",
+        ("cursors", "k1", {"x": 1}),
+        ("cursors", "k2", {"x": 2}),
+        ("cursors", "k1"),
+        [("btc", 3)],
+    ]
+
+
+async def test_events_without_a_handler_get_a_typed_error(
+    serving: tuple[proxy.CentrifugoProxyStub, list[Any]],
+) -> None:
+    stub, _ = serving
+    reply = await stub.sub_refresh(proxy.SubRefreshRequest(channel="c"))
+    assert reply.error == proxy.Error(code=108, message="not available")
+    responses = [
+        r async for r in stub.subscribe_unidirectional(proxy.SubscribeRequest(channel="c"))
+    ]
+    assert responses == [
+        proxy.StreamSubscribeResponse(
+            subscribe_response=proxy.SubscribeResponse(
+                error=proxy.Error(code=108, message="not available")
+            )
+        )
+    ]
+
+
+class Garbage:
+    """A "message" whose encoding is whatever bytes we want to send."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def SerializeToString(self) -> bytes:
+        return self.data
+
+    @classmethod
+    def FromString(cls, data: bytes) -> Garbage:
+        return cls(data)
+
+
+@pytest.mark.parametrize(
+    "name", ["connect", "rpc", "notify_cache_empty", "subscribe_unidirectional"]
+)
+@pytest.mark.parametrize(
+    "data",
+    [b"\xff\xff\xff\xff", b"\x0a\x05ab", b"\x0a\x01\xc3"],
+    ids=["bad-tag", "truncated", "bad-utf8"],
+)
+async def test_malformed_protobuf_gets_the_failure_reply_and_the_server_keeps_serving(
+    serving: tuple[proxy.CentrifugoProxyStub, list[Any]], name: str, data: bytes
+) -> None:
+    stub, _ = serving
+    event = events.EVENTS[name]
+    channel = stub.channel
+    cardinality = (
+        Cardinality.UNARY_STREAM if event.cardinality == "unary_stream" else Cardinality.UNARY_UNARY
+    )
+    async with channel.request(event.path, cardinality, Garbage, event.output_type) as stream:
+        await stream.send_message(Garbage(data), end=True)
+        reply = await stream.recv_message()
+    if event.with_error is None:
+        assert reply == event.with_result(None)
+    elif event.cardinality == "unary_stream":
+        assert reply == proxy.StreamSubscribeResponse(
+            subscribe_response=proxy.SubscribeResponse(error=INTERNAL)
+        )
+    else:
+        assert reply == event.with_error(INTERNAL)
+    assert (await stub.connect(proxy.ConnectRequest())).result == proxy.ConnectResult(user="u")
+
+
+async def test_credentials_are_required_and_not_passed_to_handlers() -> None:
+    seen: list[Any] = []
+    async with ProxyServer(typed_router(seen), port=0, credentials=("X-Key", "s3cret")) as server:
+        channel = Channel("127.0.0.1", server.port)
+        try:
+            stub = proxy.CentrifugoProxyStub(channel, timeout=5)
+            for metadata in (None, {"x-key": "wrong"}):
+                with pytest.raises(GRPCError) as refused:
+                    await stub.connect(proxy.ConnectRequest(), metadata=metadata)
+                assert refused.value.status is Status.UNAUTHENTICATED
+            reply = await stub.connect(
+                proxy.ConnectRequest(), metadata={"x-key": "s3cret", "x-other": "1"}
+            )
+            assert reply.result == proxy.ConnectResult(user="u")
+            assert seen == [{"x-other": "1"}]
+        finally:
+            channel.close()
+
+
+async def test_health_service() -> None:
+    async with ProxyServer(Router(), port=0) as server:
+        channel = Channel("127.0.0.1", server.port)
+        try:
+            health = HealthStub(channel)
+            for service in ("", events.SERVICE):
+                reply = await health.Check(HealthCheckRequest(service=service))
+                assert reply.status == HealthCheckResponse.SERVING
+        finally:
+            channel.close()
+
+
+async def test_grpc_deadline_bounds_the_handler() -> None:
+    router = Router(timeout=None)
+
+    @router.connect
+    async def hang(request: ConnectRequest) -> None:
+        await asyncio.sleep(3600)
+
+    async with ProxyServer(router, port=0) as server:
+        channel = Channel("127.0.0.1", server.port)
+        try:
+            stub = proxy.CentrifugoProxyStub(channel)
+            # Centrifugo sends its proxy timeout as grpc-timeout: the error reply beats it.
+            reply = await stub.connect(proxy.ConnectRequest(), timeout=0.3)
+            assert reply.error == INTERNAL
+        finally:
+            channel.close()
+
+
+async def test_close_lets_calls_in_flight_finish_and_refuses_new_ones() -> None:
+    router = Router(timeout=5)
+    release = asyncio.Event()
+    entered = asyncio.Event()
+
+    @router.connect
+    async def slow(request: ConnectRequest) -> None:
+        entered.set()
+        await release.wait()
+        request.respond(proxy.ConnectResult(user="finished"))
+
+    server = ProxyServer(router, port=0)
+    await server.start()
+    channel = Channel("127.0.0.1", server.port)
+    try:
+        stub = proxy.CentrifugoProxyStub(channel, timeout=5)
+        in_flight = asyncio.ensure_future(stub.connect(proxy.ConnectRequest()))
+        await asyncio.wait_for(entered.wait(), 5)
+        closing = asyncio.ensure_future(server.close())
+        await asyncio.sleep(0.05)
+        assert not closing.done()
+        with pytest.raises(GRPCError) as refused:
+            await stub.connect(proxy.ConnectRequest())
+        assert refused.value.status is Status.UNAVAILABLE
+        release.set()
+        assert (await in_flight).result == proxy.ConnectResult(user="finished")
+        await asyncio.wait_for(closing, 5)
+    finally:
+        channel.close()
+        await server.close()
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_tls(certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    seen: list[Any] = []
+    tls = server_ssl_context(str(cert), str(key))
+    async with ProxyServer(typed_router(seen), port=0, ssl=tls) as server:
+        client_tls = ssl.create_default_context(cafile=str(cert))
+        client_tls.set_alpn_protocols(["h2"])
+        channel = Channel("127.0.0.1", server.port, ssl=client_tls)
+        try:
+            reply = await proxy.CentrifugoProxyStub(channel, timeout=5).connect(
+                proxy.ConnectRequest()
+            )
+            assert reply.result == proxy.ConnectResult(user="u")
+        finally:
+            channel.close()
+        plain = Channel("127.0.0.1", server.port)
+        try:
+            with pytest.raises((GRPCError, StreamTerminatedError, OSError, TimeoutError)):
+                await proxy.CentrifugoProxyStub(plain, timeout=1).connect(proxy.ConnectRequest())
+        finally:
+            plain.close()
+
+
+def test_load_router_reports_bad_specs() -> None:
+    assert load_router("tests.test_grpc_server:cli_router") is cli_router
+    for spec, message in [
+        ("tests.test_grpc_server", "expected MODULE:ATTRIBUTE"),
+        ("tests.no_such_module:router", "cannot import"),
+        ("tests.test_grpc_server:nothing", "has no attribute"),
+        ("tests.test_grpc_server:INTERNAL", "not a centrifugo_types.Router"),
+    ]:
+        with pytest.raises(SystemExit, match=message):
+            load_router(spec)
+
+
+async def test_cli_serves_and_shuts_down_gracefully_on_sigterm() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "centrifugo_types",
+        "serve",
+        "tests.test_grpc_server:cli_router",
+        "--port",
+        "0",
+        cwd=ROOT,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stderr is not None
+    try:
+        port = 0
+        async with asyncio.timeout(20):
+            while not port:
+                line = (await process.stderr.readline()).decode()
+                assert line, "the server exited before listening"
+                if match := re.search(r"on 127\.0\.0\.1:(\d+)", line):
+                    port = int(match[1])
+        channel = Channel("127.0.0.1", port)
+        try:
+            stub = proxy.CentrifugoProxyStub(channel, timeout=5)
+            in_flight = asyncio.ensure_future(stub.rpc(proxy.RpcRequest(method="m", data=b"0.5")))
+            await asyncio.sleep(0.2)
+            process.send_signal(signal.SIGTERM)
+            assert (await in_flight).result == proxy.RpcResult(data=b'"done"')
+        finally:
+            channel.close()
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
