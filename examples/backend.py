@@ -1,0 +1,108 @@
+"""An example Centrifugo backend: every proxy event typed, served by one router.
+
+Serve it on its own with ``centrifugo-types serve examples.backend:router --port 30000``
+(point Centrifugo's proxies at ``grpc://127.0.0.1:30000``); ``scripts/demo`` runs it
+together with a real Centrifugo and a real client.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+
+from centrifugo_types import ProxyError, Router, proxy
+from centrifugo_types.requests import (
+    ConnectRequest,
+    PublishRequest,
+    RefreshRequest,
+    RpcRequest,
+    SubRefreshRequest,
+    SubscribeRequest,
+    SubscribeUnidirectionalRequest,
+)
+from centrifugo_types.router import CallNext
+
+SESSION_SECONDS = 2
+"""How long a session lasts before Centrifugo asks ``refresh`` to extend it (short for the
+demo)."""
+
+TOKENS = {"secret-alice": "alice", "secret-bob": "bob"}
+"""Connection tokens and their users (a real backend checks a session or a JWT)."""
+
+router = Router(timeout=0.5)
+
+
+@router.intercept("publish", "rpc")
+async def require_user(request: PublishRequest | RpcRequest, call_next: CallNext) -> None:
+    """Anonymous connections may read but not write (an interceptor around two events)."""
+    if not request.user:
+        raise ProxyError(401, "unauthorized")
+    await call_next(request)
+
+
+@router.connect
+async def connect(request: ConnectRequest) -> None:
+    """Authenticate with the token the client sends as connect data."""
+    token = (request.json() or {}).get("token")
+    user = TOKENS.get(str(token))
+    if user is None:
+        request.error(401, "unauthorized")
+        return
+    request.respond(
+        proxy.ConnectResult(
+            user=user,
+            expire_at=int(time.time()) + SESSION_SECONDS,
+            info=json.dumps({"name": user.title()}).encode(),
+        )
+    )
+
+
+@router.refresh
+async def refresh(request: RefreshRequest) -> None:
+    """Extend the session of users still known."""
+    if request.user not in TOKENS.values():
+        request.respond(proxy.RefreshResult(expired=True))
+        return
+    request.respond(proxy.RefreshResult(expire_at=int(time.time()) + SESSION_SECONDS))
+
+
+@router.subscribe
+async def subscribe(request: SubscribeRequest) -> None:
+    """``news`` is public, ``personal:<user>`` only for its user (with a short-lived grant)."""
+    if request.channel == "news":
+        request.respond()
+    elif request.channel == f"personal:{request.user}":
+        request.respond(proxy.SubscribeResult(expire_at=int(time.time()) + SESSION_SECONDS))
+    else:
+        request.error(403, "permission denied")
+
+
+@router.sub_refresh
+async def sub_refresh(request: SubRefreshRequest) -> None:
+    request.respond(proxy.SubRefreshResult(expire_at=int(time.time()) + SESSION_SECONDS))
+
+
+@router.publish
+async def publish(request: PublishRequest) -> None:
+    """Messages need a non-empty ``text`` of at most 200 characters; we stamp the author."""
+    message = request.json()
+    text = message.get("text") if isinstance(message, dict) else None
+    if not isinstance(text, str) or not 0 < len(text) <= 200:
+        raise ProxyError(400, "a message needs a text of 1 to 200 characters")
+    stamped = {"text": text, "author": request.user}
+    request.respond(proxy.PublishResult(data=json.dumps(stamped).encode()))
+
+
+@router.rpc("time")
+async def current_time(request: RpcRequest) -> None:
+    request.respond(proxy.RpcResult(data=json.dumps({"unix": int(time.time())}).encode()))
+
+
+@router.subscribe_unidirectional
+async def ticker(request: SubscribeUnidirectionalRequest) -> AsyncIterator[proxy.Publication]:
+    """``ticker:<n>``: a stream of n ticks served by the backend itself."""
+    count = int(request.channel.partition(":")[2] or 3)
+    request.respond()
+    for tick in range(1, count + 1):
+        yield proxy.Publication(data=json.dumps({"tick": tick}).encode())
