@@ -208,7 +208,7 @@ class EventEmitter:
             cls = f"_m.{message.py_name}"
             lines = [
                 f"def _binary_{message.py_name}(m: {cls}) -> {cls}:",
-                f'    """A copy of ``m`` with its payloads in their base64 twins."""',
+                '    """A copy of ``m`` with its payloads in their base64 twins."""',
                 "    m = copy.copy(m)",
             ]
             for raw, twin in self.twins(message):
