@@ -177,7 +177,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import betterproto2
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from . import _runtime
 
@@ -244,10 +244,12 @@ class ApnsPushNotification(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_ApnsPushNotification(self))
+            _enc_ApnsPushNotification(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -280,10 +282,12 @@ class BatchRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_BatchRequest(self))
+            _enc_BatchRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -312,10 +316,12 @@ class BatchResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_BatchResponse(self))
+            _enc_BatchResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -346,10 +352,12 @@ class BlockUserRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_BlockUserRequest(self))
+            _enc_BlockUserRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -384,10 +392,12 @@ class BlockUserResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_BlockUserResponse(self))
+            _enc_BlockUserResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -418,10 +428,12 @@ class BlockUserResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_BlockUserResult(self))
+            _enc_BlockUserResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -452,10 +464,12 @@ class BoolValue(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_BoolValue(self))
+            _enc_BoolValue(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -504,10 +518,12 @@ class BroadcastRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_BroadcastRequest(self))
+            _enc_BroadcastRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -542,10 +558,12 @@ class BroadcastResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_BroadcastResponse(self))
+            _enc_BroadcastResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -578,10 +596,12 @@ class BroadcastResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_BroadcastResult(self))
+            _enc_BroadcastResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -612,10 +632,12 @@ class CancelPushRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_CancelPushRequest(self))
+            _enc_CancelPushRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -650,10 +672,12 @@ class CancelPushResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_CancelPushResponse(self))
+            _enc_CancelPushResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -684,10 +708,12 @@ class CancelPushResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_CancelPushResult(self))
+            _enc_CancelPushResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -718,10 +744,12 @@ class ChannelContext(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_ChannelContext(self))
+            _enc_ChannelContext(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -752,10 +780,12 @@ class ChannelInfo(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_ChannelInfo(self))
+            _enc_ChannelInfo(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -784,10 +814,12 @@ class ChannelsRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_ChannelsRequest(self))
+            _enc_ChannelsRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -822,10 +854,12 @@ class ChannelsResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_ChannelsResponse(self))
+            _enc_ChannelsResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -860,10 +894,12 @@ class ChannelsResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_ChannelsResult(self))
+            _enc_ChannelsResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -900,10 +936,12 @@ class ClientInfo(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_ClientInfo(self))
+            _enc_ClientInfo(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1082,10 +1120,12 @@ class Command(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_Command(self))
+            _enc_Command(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1142,10 +1182,12 @@ class ConnectionInfo(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_ConnectionInfo(self))
+            _enc_ConnectionInfo(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1185,10 +1227,12 @@ class ConnectionsRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_ConnectionsRequest(self))
+            _enc_ConnectionsRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1223,10 +1267,12 @@ class ConnectionsResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_ConnectionsResponse(self))
+            _enc_ConnectionsResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1261,10 +1307,12 @@ class ConnectionsResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_ConnectionsResult(self))
+            _enc_ConnectionsResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1311,10 +1359,12 @@ class ConnectionState(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_ConnectionState(self))
+            _enc_ConnectionState(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1347,10 +1397,12 @@ class ConnectionTokenInfo(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_ConnectionTokenInfo(self))
+            _enc_ConnectionTokenInfo(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1381,10 +1433,12 @@ class DeleteUserStatusRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeleteUserStatusRequest(self))
+            _enc_DeleteUserStatusRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1419,10 +1473,12 @@ class DeleteUserStatusResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeleteUserStatusResponse(self))
+            _enc_DeleteUserStatusResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1453,10 +1509,12 @@ class DeleteUserStatusResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeleteUserStatusResult(self))
+            _enc_DeleteUserStatusResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1513,10 +1571,12 @@ class Device(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_Device(self))
+            _enc_Device(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1553,10 +1613,12 @@ class DeviceFilter(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceFilter(self))
+            _enc_DeviceFilter(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1597,10 +1659,12 @@ class DeviceListRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceListRequest(self))
+            _enc_DeviceListRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1635,10 +1699,12 @@ class DeviceListResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceListResponse(self))
+            _enc_DeviceListResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1673,10 +1739,12 @@ class DeviceListResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceListResult(self))
+            _enc_DeviceListResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1707,10 +1775,12 @@ class DeviceLocaleUpdate(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceLocaleUpdate(self))
+            _enc_DeviceLocaleUpdate(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1745,10 +1815,12 @@ class DeviceMetaUpdate(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceMetaUpdate(self))
+            _enc_DeviceMetaUpdate(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1799,10 +1871,12 @@ class DeviceRegisterRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceRegisterRequest(self))
+            _enc_DeviceRegisterRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1837,10 +1911,12 @@ class DeviceRegisterResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceRegisterResponse(self))
+            _enc_DeviceRegisterResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1871,10 +1947,12 @@ class DeviceRegisterResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceRegisterResult(self))
+            _enc_DeviceRegisterResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1907,10 +1985,12 @@ class DeviceRemoveRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceRemoveRequest(self))
+            _enc_DeviceRemoveRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1945,10 +2025,12 @@ class DeviceRemoveResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceRemoveResponse(self))
+            _enc_DeviceRemoveResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1979,10 +2061,12 @@ class DeviceRemoveResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceRemoveResult(self))
+            _enc_DeviceRemoveResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2013,10 +2097,12 @@ class DeviceTimezoneUpdate(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceTimezoneUpdate(self))
+            _enc_DeviceTimezoneUpdate(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2051,10 +2137,12 @@ class DeviceTopic(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceTopic(self))
+            _enc_DeviceTopic(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2093,10 +2181,12 @@ class DeviceTopicFilter(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceTopicFilter(self))
+            _enc_DeviceTopicFilter(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2137,10 +2227,12 @@ class DeviceTopicListRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceTopicListRequest(self))
+            _enc_DeviceTopicListRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2175,10 +2267,12 @@ class DeviceTopicListResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceTopicListResponse(self))
+            _enc_DeviceTopicListResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2213,10 +2307,12 @@ class DeviceTopicListResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceTopicListResult(self))
+            _enc_DeviceTopicListResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2252,10 +2348,12 @@ class DeviceTopicsUpdate(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceTopicsUpdate(self))
+            _enc_DeviceTopicsUpdate(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2298,10 +2396,12 @@ class DeviceTopicUpdateRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceTopicUpdateRequest(self))
+            _enc_DeviceTopicUpdateRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2336,10 +2436,12 @@ class DeviceTopicUpdateResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceTopicUpdateResponse(self))
+            _enc_DeviceTopicUpdateResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2370,10 +2472,12 @@ class DeviceTopicUpdateResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceTopicUpdateResult(self))
+            _enc_DeviceTopicUpdateResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2426,10 +2530,12 @@ class DeviceUpdateRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceUpdateRequest(self))
+            _enc_DeviceUpdateRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2464,10 +2570,12 @@ class DeviceUpdateResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceUpdateResponse(self))
+            _enc_DeviceUpdateResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2498,10 +2606,12 @@ class DeviceUpdateResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceUpdateResult(self))
+            _enc_DeviceUpdateResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2532,10 +2642,12 @@ class DeviceUserUpdate(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DeviceUserUpdate(self))
+            _enc_DeviceUserUpdate(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2568,10 +2680,12 @@ class Disconnect(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_Disconnect(self))
+            _enc_Disconnect(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2622,10 +2736,12 @@ class DisconnectRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DisconnectRequest(self))
+            _enc_DisconnectRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2660,10 +2776,12 @@ class DisconnectResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DisconnectResponse(self))
+            _enc_DisconnectResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2694,10 +2812,12 @@ class DisconnectResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_DisconnectResult(self))
+            _enc_DisconnectResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2730,10 +2850,12 @@ class Error(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_Error(self))
+            _enc_Error(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2762,10 +2884,12 @@ class FcmPushNotification(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_FcmPushNotification(self))
+            _enc_FcmPushNotification(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2812,10 +2936,12 @@ class FilterNode(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_FilterNode(self))
+            _enc_FilterNode(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2844,10 +2970,12 @@ class GetUserStatusRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_GetUserStatusRequest(self))
+            _enc_GetUserStatusRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2882,10 +3010,12 @@ class GetUserStatusResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_GetUserStatusResponse(self))
+            _enc_GetUserStatusResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2916,10 +3046,12 @@ class GetUserStatusResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_GetUserStatusResult(self))
+            _enc_GetUserStatusResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2950,10 +3082,12 @@ class HistoryRemoveRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_HistoryRemoveRequest(self))
+            _enc_HistoryRemoveRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2988,10 +3122,12 @@ class HistoryRemoveResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_HistoryRemoveResponse(self))
+            _enc_HistoryRemoveResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3022,10 +3158,12 @@ class HistoryRemoveResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_HistoryRemoveResult(self))
+            _enc_HistoryRemoveResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3062,10 +3200,12 @@ class HistoryRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_HistoryRequest(self))
+            _enc_HistoryRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3098,10 +3238,12 @@ class HistoryResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_HistoryResponse(self))
+            _enc_HistoryResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3138,10 +3280,12 @@ class HistoryResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_HistoryResult(self))
+            _enc_HistoryResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3170,10 +3314,12 @@ class HmsPushNotification(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_HmsPushNotification(self))
+            _enc_HmsPushNotification(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3204,10 +3350,12 @@ class InfoRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_InfoRequest(self))
+            _enc_InfoRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3238,10 +3386,12 @@ class InfoResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_InfoResponse(self))
+            _enc_InfoResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3270,10 +3420,12 @@ class InfoResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_InfoResult(self))
+            _enc_InfoResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3302,10 +3454,12 @@ class Int32Value(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_Int32Value(self))
+            _enc_Int32Value(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3340,10 +3494,12 @@ class InvalidateUserTokensRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_InvalidateUserTokensRequest(self))
+            _enc_InvalidateUserTokensRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3378,10 +3534,12 @@ class InvalidateUserTokensResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_InvalidateUserTokensResponse(self))
+            _enc_InvalidateUserTokensResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3412,10 +3570,12 @@ class InvalidateUserTokensResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_InvalidateUserTokensResult(self))
+            _enc_InvalidateUserTokensResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3446,10 +3606,12 @@ class MapClearRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapClearRequest(self))
+            _enc_MapClearRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3484,10 +3646,12 @@ class MapClearResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapClearResponse(self))
+            _enc_MapClearResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3518,10 +3682,12 @@ class MapClearResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapClearResult(self))
+            _enc_MapClearResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3568,10 +3734,12 @@ class MapEntry(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapEntry(self))
+            _enc_MapEntry(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3628,10 +3796,12 @@ class MapPublishRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapPublishRequest(self))
+            _enc_MapPublishRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3666,10 +3836,12 @@ class MapPublishResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapPublishResponse(self))
+            _enc_MapPublishResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3706,10 +3878,12 @@ class MapPublishResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapPublishResult(self))
+            _enc_MapPublishResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3752,10 +3926,12 @@ class MapReadStateRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapReadStateRequest(self))
+            _enc_MapReadStateRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3790,10 +3966,12 @@ class MapReadStateResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapReadStateResponse(self))
+            _enc_MapReadStateResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3830,10 +4008,12 @@ class MapReadStateResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapReadStateResult(self))
+            _enc_MapReadStateResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3872,10 +4052,12 @@ class MapReadStreamRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapReadStreamRequest(self))
+            _enc_MapReadStreamRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3910,10 +4092,12 @@ class MapReadStreamResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapReadStreamResponse(self))
+            _enc_MapReadStreamResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3948,10 +4132,12 @@ class MapReadStreamResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapReadStreamResult(self))
+            _enc_MapReadStreamResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3986,10 +4172,12 @@ class MapRemoveRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapRemoveRequest(self))
+            _enc_MapRemoveRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4024,10 +4212,12 @@ class MapRemoveResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapRemoveResponse(self))
+            _enc_MapRemoveResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4064,10 +4254,12 @@ class MapRemoveResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapRemoveResult(self))
+            _enc_MapRemoveResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4098,10 +4290,12 @@ class MapStatsRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapStatsRequest(self))
+            _enc_MapStatsRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4136,10 +4330,12 @@ class MapStatsResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapStatsResponse(self))
+            _enc_MapStatsResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4170,10 +4366,12 @@ class MapStatsResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapStatsResult(self))
+            _enc_MapStatsResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4210,10 +4408,12 @@ class Metrics(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_Metrics(self))
+            _enc_Metrics(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4260,10 +4460,12 @@ class NodeResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_NodeResult(self))
+            _enc_NodeResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4292,10 +4494,12 @@ class PresenceRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_PresenceRequest(self))
+            _enc_PresenceRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4330,10 +4534,12 @@ class PresenceResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_PresenceResponse(self))
+            _enc_PresenceResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4368,10 +4574,12 @@ class PresenceResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_PresenceResult(self))
+            _enc_PresenceResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4402,10 +4610,12 @@ class PresenceStatsRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_PresenceStatsRequest(self))
+            _enc_PresenceStatsRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4440,10 +4650,12 @@ class PresenceStatsResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_PresenceStatsResponse(self))
+            _enc_PresenceStatsResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4476,10 +4688,12 @@ class PresenceStatsResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_PresenceStatsResult(self))
+            _enc_PresenceStatsResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4512,10 +4726,12 @@ class Process(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_Process(self))
+            _enc_Process(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4557,10 +4773,12 @@ class Publication(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_Publication(self))
+            _enc_Publication(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4609,10 +4827,12 @@ class PublishRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_PublishRequest(self))
+            _enc_PublishRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4645,10 +4865,12 @@ class PublishResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_PublishResponse(self))
+            _enc_PublishResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4681,10 +4903,12 @@ class PublishResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_PublishResult(self))
+            _enc_PublishResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4719,10 +4943,12 @@ class PushLimitStrategy(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_PushLimitStrategy(self))
+            _enc_PushLimitStrategy(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4760,10 +4986,12 @@ class PushLocalization(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_PushLocalization(self))
+            _enc_PushLocalization(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4813,10 +5041,12 @@ class PushNotification(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_PushNotification(self))
+            _enc_PushNotification(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4856,10 +5086,12 @@ class PushRateLimitStrategy(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_PushRateLimitStrategy(self))
+            _enc_PushRateLimitStrategy(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4906,10 +5138,12 @@ class PushRecipient(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_PushRecipient(self))
+            _enc_PushRecipient(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4951,10 +5185,12 @@ class PushTimeLimitStrategy(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_PushTimeLimitStrategy(self))
+            _enc_PushTimeLimitStrategy(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4987,10 +5223,12 @@ class RateLimitPolicy(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_RateLimitPolicy(self))
+            _enc_RateLimitPolicy(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5043,10 +5281,12 @@ class RefreshRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_RefreshRequest(self))
+            _enc_RefreshRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5079,10 +5319,12 @@ class RefreshResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_RefreshResponse(self))
+            _enc_RefreshResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5113,10 +5355,12 @@ class RefreshResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_RefreshResult(self))
+            _enc_RefreshResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5297,10 +5541,12 @@ class Reply(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_Reply(self))
+            _enc_Reply(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5331,10 +5577,12 @@ class RevokeTokenRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_RevokeTokenRequest(self))
+            _enc_RevokeTokenRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5369,10 +5617,12 @@ class RevokeTokenResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_RevokeTokenResponse(self))
+            _enc_RevokeTokenResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5403,10 +5653,12 @@ class RevokeTokenResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_RevokeTokenResult(self))
+            _enc_RevokeTokenResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5439,10 +5691,12 @@ class RpcRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_RpcRequest(self))
+            _enc_RpcRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5473,10 +5727,12 @@ class RpcResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_RpcResponse(self))
+            _enc_RpcResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5505,10 +5761,12 @@ class RpcResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_RpcResult(self))
+            _enc_RpcResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5589,10 +5847,12 @@ class SendPushNotificationRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_SendPushNotificationRequest(self))
+            _enc_SendPushNotificationRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5627,10 +5887,12 @@ class SendPushNotificationResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_SendPushNotificationResponse(self))
+            _enc_SendPushNotificationResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5664,10 +5926,12 @@ class SendPushNotificationResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_SendPushNotificationResult(self))
+            _enc_SendPushNotificationResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5708,10 +5972,12 @@ class SharedPollPublishRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_SharedPollPublishRequest(self))
+            _enc_SharedPollPublishRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5746,10 +6012,12 @@ class SharedPollPublishResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_SharedPollPublishResponse(self))
+            _enc_SharedPollPublishResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5780,10 +6048,12 @@ class SharedPollPublishResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_SharedPollPublishResult(self))
+            _enc_SharedPollPublishResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5816,10 +6086,12 @@ class StreamPosition(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_StreamPosition(self))
+            _enc_StreamPosition(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5864,10 +6136,12 @@ class SubscribeOptionOverride(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_SubscribeOptionOverride(self))
+            _enc_SubscribeOptionOverride(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5935,10 +6209,12 @@ class SubscribeRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_SubscribeRequest(self))
+            _enc_SubscribeRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5973,10 +6249,12 @@ class SubscribeResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_SubscribeResponse(self))
+            _enc_SubscribeResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6007,10 +6285,12 @@ class SubscribeResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_SubscribeResult(self))
+            _enc_SubscribeResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6043,10 +6323,12 @@ class SubscriptionTokenInfo(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_SubscriptionTokenInfo(self))
+            _enc_SubscriptionTokenInfo(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6077,10 +6359,12 @@ class UnblockUserRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_UnblockUserRequest(self))
+            _enc_UnblockUserRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6115,10 +6399,12 @@ class UnblockUserResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_UnblockUserResponse(self))
+            _enc_UnblockUserResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6149,10 +6435,12 @@ class UnblockUserResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_UnblockUserResult(self))
+            _enc_UnblockUserResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6201,10 +6489,12 @@ class UnsubscribeRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_UnsubscribeRequest(self))
+            _enc_UnsubscribeRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6239,10 +6529,12 @@ class UnsubscribeResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_UnsubscribeResponse(self))
+            _enc_UnsubscribeResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6273,10 +6565,12 @@ class UnsubscribeResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_UnsubscribeResult(self))
+            _enc_UnsubscribeResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6325,10 +6619,12 @@ class UpdatePushStatusRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_UpdatePushStatusRequest(self))
+            _enc_UpdatePushStatusRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6363,10 +6659,12 @@ class UpdatePushStatusResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_UpdatePushStatusResponse(self))
+            _enc_UpdatePushStatusResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6397,10 +6695,12 @@ class UpdatePushStatusResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_UpdatePushStatusResult(self))
+            _enc_UpdatePushStatusResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6433,10 +6733,12 @@ class UpdateUserStatusRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_UpdateUserStatusRequest(self))
+            _enc_UpdateUserStatusRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6471,10 +6773,12 @@ class UpdateUserStatusResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_UpdateUserStatusResponse(self))
+            _enc_UpdateUserStatusResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6505,10 +6809,12 @@ class UpdateUserStatusResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_UpdateUserStatusResult(self))
+            _enc_UpdateUserStatusResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6545,10 +6851,12 @@ class UserStatus(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_UserStatus(self))
+            _enc_UserStatus(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6581,10 +6889,12 @@ class UserTopic(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_UserTopic(self))
+            _enc_UserTopic(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6617,10 +6927,12 @@ class UserTopicFilter(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_UserTopicFilter(self))
+            _enc_UserTopicFilter(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6659,10 +6971,12 @@ class UserTopicListRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_UserTopicListRequest(self))
+            _enc_UserTopicListRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6697,10 +7011,12 @@ class UserTopicListResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_UserTopicListResponse(self))
+            _enc_UserTopicListResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6735,10 +7051,12 @@ class UserTopicListResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_UserTopicListResult(self))
+            _enc_UserTopicListResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6776,10 +7094,12 @@ class UserTopicUpdateRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_UserTopicUpdateRequest(self))
+            _enc_UserTopicUpdateRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6814,10 +7134,12 @@ class UserTopicUpdateResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_UserTopicUpdateResponse(self))
+            _enc_UserTopicUpdateResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6848,10 +7170,12 @@ class UserTopicUpdateResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_UserTopicUpdateResult(self))
+            _enc_UserTopicUpdateResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6888,10 +7212,12 @@ class WebPushPushNotification(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_WebPushPushNotification(self))
+            _enc_WebPushPushNotification(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -8386,590 +8712,594 @@ class CentrifugoApiBase(betterproto2_grpclib.ServiceBase):
 # -- codecs generated by centrifugo-types' codegen ----------------------------------------
 
 
-def _enc_Command(m: Command) -> bytearray:
-    out = bytearray()
+def _enc_Command(m: Command, out: bytearray) -> None:
     v_publish = m.publish
     if v_publish is not None:
         if v_publish.__class__ is not PublishRequest and not isinstance(v_publish, PublishRequest):
             raise _rt_wrong_type(PublishRequest, v_publish)
-        sub = _enc_PublishRequest(v_publish)
-        n = len(sub)
         out += b'"'
+        s = len(out)
+        _enc_PublishRequest(v_publish, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_broadcast = m.broadcast
     if v_broadcast is not None:
         if v_broadcast.__class__ is not BroadcastRequest and not isinstance(
             v_broadcast, BroadcastRequest
         ):
             raise _rt_wrong_type(BroadcastRequest, v_broadcast)
-        sub = _enc_BroadcastRequest(v_broadcast)
-        n = len(sub)
         out += b"*"
+        s = len(out)
+        _enc_BroadcastRequest(v_broadcast, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_subscribe = m.subscribe
     if v_subscribe is not None:
         if v_subscribe.__class__ is not SubscribeRequest and not isinstance(
             v_subscribe, SubscribeRequest
         ):
             raise _rt_wrong_type(SubscribeRequest, v_subscribe)
-        sub = _enc_SubscribeRequest(v_subscribe)
-        n = len(sub)
         out += b"2"
+        s = len(out)
+        _enc_SubscribeRequest(v_subscribe, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_unsubscribe = m.unsubscribe
     if v_unsubscribe is not None:
         if v_unsubscribe.__class__ is not UnsubscribeRequest and not isinstance(
             v_unsubscribe, UnsubscribeRequest
         ):
             raise _rt_wrong_type(UnsubscribeRequest, v_unsubscribe)
-        sub = _enc_UnsubscribeRequest(v_unsubscribe)
-        n = len(sub)
         out += b":"
+        s = len(out)
+        _enc_UnsubscribeRequest(v_unsubscribe, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_disconnect = m.disconnect
     if v_disconnect is not None:
         if v_disconnect.__class__ is not DisconnectRequest and not isinstance(
             v_disconnect, DisconnectRequest
         ):
             raise _rt_wrong_type(DisconnectRequest, v_disconnect)
-        sub = _enc_DisconnectRequest(v_disconnect)
-        n = len(sub)
         out += b"B"
+        s = len(out)
+        _enc_DisconnectRequest(v_disconnect, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_presence = m.presence
     if v_presence is not None:
         if v_presence.__class__ is not PresenceRequest and not isinstance(
             v_presence, PresenceRequest
         ):
             raise _rt_wrong_type(PresenceRequest, v_presence)
-        sub = _enc_PresenceRequest(v_presence)
-        n = len(sub)
         out += b"J"
+        s = len(out)
+        _enc_PresenceRequest(v_presence, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_presence_stats = m.presence_stats
     if v_presence_stats is not None:
         if v_presence_stats.__class__ is not PresenceStatsRequest and not isinstance(
             v_presence_stats, PresenceStatsRequest
         ):
             raise _rt_wrong_type(PresenceStatsRequest, v_presence_stats)
-        sub = _enc_PresenceStatsRequest(v_presence_stats)
-        n = len(sub)
         out += b"R"
+        s = len(out)
+        _enc_PresenceStatsRequest(v_presence_stats, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_history = m.history
     if v_history is not None:
         if v_history.__class__ is not HistoryRequest and not isinstance(v_history, HistoryRequest):
             raise _rt_wrong_type(HistoryRequest, v_history)
-        sub = _enc_HistoryRequest(v_history)
-        n = len(sub)
         out += b"Z"
+        s = len(out)
+        _enc_HistoryRequest(v_history, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_history_remove = m.history_remove
     if v_history_remove is not None:
         if v_history_remove.__class__ is not HistoryRemoveRequest and not isinstance(
             v_history_remove, HistoryRemoveRequest
         ):
             raise _rt_wrong_type(HistoryRemoveRequest, v_history_remove)
-        sub = _enc_HistoryRemoveRequest(v_history_remove)
-        n = len(sub)
         out += b"b"
+        s = len(out)
+        _enc_HistoryRemoveRequest(v_history_remove, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_info = m.info
     if v_info is not None:
         if v_info.__class__ is not InfoRequest and not isinstance(v_info, InfoRequest):
             raise _rt_wrong_type(InfoRequest, v_info)
-        sub = _enc_InfoRequest(v_info)
-        n = len(sub)
         out += b"j"
+        s = len(out)
+        _enc_InfoRequest(v_info, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_rpc = m.rpc
     if v_rpc is not None:
         if v_rpc.__class__ is not RpcRequest and not isinstance(v_rpc, RpcRequest):
             raise _rt_wrong_type(RpcRequest, v_rpc)
-        sub = _enc_RpcRequest(v_rpc)
-        n = len(sub)
         out += b"r"
+        s = len(out)
+        _enc_RpcRequest(v_rpc, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_refresh = m.refresh
     if v_refresh is not None:
         if v_refresh.__class__ is not RefreshRequest and not isinstance(v_refresh, RefreshRequest):
             raise _rt_wrong_type(RefreshRequest, v_refresh)
-        sub = _enc_RefreshRequest(v_refresh)
-        n = len(sub)
         out += b"z"
+        s = len(out)
+        _enc_RefreshRequest(v_refresh, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_channels = m.channels
     if v_channels is not None:
         if v_channels.__class__ is not ChannelsRequest and not isinstance(
             v_channels, ChannelsRequest
         ):
             raise _rt_wrong_type(ChannelsRequest, v_channels)
-        sub = _enc_ChannelsRequest(v_channels)
-        n = len(sub)
         out += b"\x82\x01"
+        s = len(out)
+        _enc_ChannelsRequest(v_channels, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_connections = m.connections
     if v_connections is not None:
         if v_connections.__class__ is not ConnectionsRequest and not isinstance(
             v_connections, ConnectionsRequest
         ):
             raise _rt_wrong_type(ConnectionsRequest, v_connections)
-        sub = _enc_ConnectionsRequest(v_connections)
-        n = len(sub)
         out += b"\x8a\x01"
+        s = len(out)
+        _enc_ConnectionsRequest(v_connections, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_update_user_status = m.update_user_status
     if v_update_user_status is not None:
         if v_update_user_status.__class__ is not UpdateUserStatusRequest and not isinstance(
             v_update_user_status, UpdateUserStatusRequest
         ):
             raise _rt_wrong_type(UpdateUserStatusRequest, v_update_user_status)
-        sub = _enc_UpdateUserStatusRequest(v_update_user_status)
-        n = len(sub)
         out += b"\x92\x01"
+        s = len(out)
+        _enc_UpdateUserStatusRequest(v_update_user_status, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_get_user_status = m.get_user_status
     if v_get_user_status is not None:
         if v_get_user_status.__class__ is not GetUserStatusRequest and not isinstance(
             v_get_user_status, GetUserStatusRequest
         ):
             raise _rt_wrong_type(GetUserStatusRequest, v_get_user_status)
-        sub = _enc_GetUserStatusRequest(v_get_user_status)
-        n = len(sub)
         out += b"\x9a\x01"
+        s = len(out)
+        _enc_GetUserStatusRequest(v_get_user_status, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_delete_user_status = m.delete_user_status
     if v_delete_user_status is not None:
         if v_delete_user_status.__class__ is not DeleteUserStatusRequest and not isinstance(
             v_delete_user_status, DeleteUserStatusRequest
         ):
             raise _rt_wrong_type(DeleteUserStatusRequest, v_delete_user_status)
-        sub = _enc_DeleteUserStatusRequest(v_delete_user_status)
-        n = len(sub)
         out += b"\xa2\x01"
+        s = len(out)
+        _enc_DeleteUserStatusRequest(v_delete_user_status, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_block_user = m.block_user
     if v_block_user is not None:
         if v_block_user.__class__ is not BlockUserRequest and not isinstance(
             v_block_user, BlockUserRequest
         ):
             raise _rt_wrong_type(BlockUserRequest, v_block_user)
-        sub = _enc_BlockUserRequest(v_block_user)
-        n = len(sub)
         out += b"\xaa\x01"
+        s = len(out)
+        _enc_BlockUserRequest(v_block_user, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_unblock_user = m.unblock_user
     if v_unblock_user is not None:
         if v_unblock_user.__class__ is not UnblockUserRequest and not isinstance(
             v_unblock_user, UnblockUserRequest
         ):
             raise _rt_wrong_type(UnblockUserRequest, v_unblock_user)
-        sub = _enc_UnblockUserRequest(v_unblock_user)
-        n = len(sub)
         out += b"\xb2\x01"
+        s = len(out)
+        _enc_UnblockUserRequest(v_unblock_user, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_revoke_token = m.revoke_token
     if v_revoke_token is not None:
         if v_revoke_token.__class__ is not RevokeTokenRequest and not isinstance(
             v_revoke_token, RevokeTokenRequest
         ):
             raise _rt_wrong_type(RevokeTokenRequest, v_revoke_token)
-        sub = _enc_RevokeTokenRequest(v_revoke_token)
-        n = len(sub)
         out += b"\xba\x01"
+        s = len(out)
+        _enc_RevokeTokenRequest(v_revoke_token, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_invalidate_user_tokens = m.invalidate_user_tokens
     if v_invalidate_user_tokens is not None:
         if v_invalidate_user_tokens.__class__ is not InvalidateUserTokensRequest and not isinstance(
             v_invalidate_user_tokens, InvalidateUserTokensRequest
         ):
             raise _rt_wrong_type(InvalidateUserTokensRequest, v_invalidate_user_tokens)
-        sub = _enc_InvalidateUserTokensRequest(v_invalidate_user_tokens)
-        n = len(sub)
         out += b"\xc2\x01"
+        s = len(out)
+        _enc_InvalidateUserTokensRequest(v_invalidate_user_tokens, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_device_register = m.device_register
     if v_device_register is not None:
         if v_device_register.__class__ is not DeviceRegisterRequest and not isinstance(
             v_device_register, DeviceRegisterRequest
         ):
             raise _rt_wrong_type(DeviceRegisterRequest, v_device_register)
-        sub = _enc_DeviceRegisterRequest(v_device_register)
-        n = len(sub)
         out += b"\xca\x01"
+        s = len(out)
+        _enc_DeviceRegisterRequest(v_device_register, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_device_update = m.device_update
     if v_device_update is not None:
         if v_device_update.__class__ is not DeviceUpdateRequest and not isinstance(
             v_device_update, DeviceUpdateRequest
         ):
             raise _rt_wrong_type(DeviceUpdateRequest, v_device_update)
-        sub = _enc_DeviceUpdateRequest(v_device_update)
-        n = len(sub)
         out += b"\xd2\x01"
+        s = len(out)
+        _enc_DeviceUpdateRequest(v_device_update, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_device_remove = m.device_remove
     if v_device_remove is not None:
         if v_device_remove.__class__ is not DeviceRemoveRequest and not isinstance(
             v_device_remove, DeviceRemoveRequest
         ):
             raise _rt_wrong_type(DeviceRemoveRequest, v_device_remove)
-        sub = _enc_DeviceRemoveRequest(v_device_remove)
-        n = len(sub)
         out += b"\xda\x01"
+        s = len(out)
+        _enc_DeviceRemoveRequest(v_device_remove, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_device_list = m.device_list
     if v_device_list is not None:
         if v_device_list.__class__ is not DeviceListRequest and not isinstance(
             v_device_list, DeviceListRequest
         ):
             raise _rt_wrong_type(DeviceListRequest, v_device_list)
-        sub = _enc_DeviceListRequest(v_device_list)
-        n = len(sub)
         out += b"\xe2\x01"
+        s = len(out)
+        _enc_DeviceListRequest(v_device_list, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_device_topic_list = m.device_topic_list
     if v_device_topic_list is not None:
         if v_device_topic_list.__class__ is not DeviceTopicListRequest and not isinstance(
             v_device_topic_list, DeviceTopicListRequest
         ):
             raise _rt_wrong_type(DeviceTopicListRequest, v_device_topic_list)
-        sub = _enc_DeviceTopicListRequest(v_device_topic_list)
-        n = len(sub)
         out += b"\xea\x01"
+        s = len(out)
+        _enc_DeviceTopicListRequest(v_device_topic_list, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_device_topic_update = m.device_topic_update
     if v_device_topic_update is not None:
         if v_device_topic_update.__class__ is not DeviceTopicUpdateRequest and not isinstance(
             v_device_topic_update, DeviceTopicUpdateRequest
         ):
             raise _rt_wrong_type(DeviceTopicUpdateRequest, v_device_topic_update)
-        sub = _enc_DeviceTopicUpdateRequest(v_device_topic_update)
-        n = len(sub)
         out += b"\xf2\x01"
+        s = len(out)
+        _enc_DeviceTopicUpdateRequest(v_device_topic_update, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_user_topic_list = m.user_topic_list
     if v_user_topic_list is not None:
         if v_user_topic_list.__class__ is not UserTopicListRequest and not isinstance(
             v_user_topic_list, UserTopicListRequest
         ):
             raise _rt_wrong_type(UserTopicListRequest, v_user_topic_list)
-        sub = _enc_UserTopicListRequest(v_user_topic_list)
-        n = len(sub)
         out += b"\xfa\x01"
+        s = len(out)
+        _enc_UserTopicListRequest(v_user_topic_list, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_user_topic_update = m.user_topic_update
     if v_user_topic_update is not None:
         if v_user_topic_update.__class__ is not UserTopicUpdateRequest and not isinstance(
             v_user_topic_update, UserTopicUpdateRequest
         ):
             raise _rt_wrong_type(UserTopicUpdateRequest, v_user_topic_update)
-        sub = _enc_UserTopicUpdateRequest(v_user_topic_update)
-        n = len(sub)
         out += b"\x82\x02"
+        s = len(out)
+        _enc_UserTopicUpdateRequest(v_user_topic_update, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_send_push_notification = m.send_push_notification
     if v_send_push_notification is not None:
         if v_send_push_notification.__class__ is not SendPushNotificationRequest and not isinstance(
             v_send_push_notification, SendPushNotificationRequest
         ):
             raise _rt_wrong_type(SendPushNotificationRequest, v_send_push_notification)
-        sub = _enc_SendPushNotificationRequest(v_send_push_notification)
-        n = len(sub)
         out += b"\x8a\x02"
+        s = len(out)
+        _enc_SendPushNotificationRequest(v_send_push_notification, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_update_push_status = m.update_push_status
     if v_update_push_status is not None:
         if v_update_push_status.__class__ is not UpdatePushStatusRequest and not isinstance(
             v_update_push_status, UpdatePushStatusRequest
         ):
             raise _rt_wrong_type(UpdatePushStatusRequest, v_update_push_status)
-        sub = _enc_UpdatePushStatusRequest(v_update_push_status)
-        n = len(sub)
         out += b"\x92\x02"
+        s = len(out)
+        _enc_UpdatePushStatusRequest(v_update_push_status, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_cancel_push = m.cancel_push
     if v_cancel_push is not None:
         if v_cancel_push.__class__ is not CancelPushRequest and not isinstance(
             v_cancel_push, CancelPushRequest
         ):
             raise _rt_wrong_type(CancelPushRequest, v_cancel_push)
-        sub = _enc_CancelPushRequest(v_cancel_push)
-        n = len(sub)
         out += b"\x9a\x02"
+        s = len(out)
+        _enc_CancelPushRequest(v_cancel_push, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_map_publish = m.map_publish
     if v_map_publish is not None:
         if v_map_publish.__class__ is not MapPublishRequest and not isinstance(
             v_map_publish, MapPublishRequest
         ):
             raise _rt_wrong_type(MapPublishRequest, v_map_publish)
-        sub = _enc_MapPublishRequest(v_map_publish)
-        n = len(sub)
         out += b"\xa2\x02"
+        s = len(out)
+        _enc_MapPublishRequest(v_map_publish, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_map_remove = m.map_remove
     if v_map_remove is not None:
         if v_map_remove.__class__ is not MapRemoveRequest and not isinstance(
             v_map_remove, MapRemoveRequest
         ):
             raise _rt_wrong_type(MapRemoveRequest, v_map_remove)
-        sub = _enc_MapRemoveRequest(v_map_remove)
-        n = len(sub)
         out += b"\xaa\x02"
+        s = len(out)
+        _enc_MapRemoveRequest(v_map_remove, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_map_read_state = m.map_read_state
     if v_map_read_state is not None:
         if v_map_read_state.__class__ is not MapReadStateRequest and not isinstance(
             v_map_read_state, MapReadStateRequest
         ):
             raise _rt_wrong_type(MapReadStateRequest, v_map_read_state)
-        sub = _enc_MapReadStateRequest(v_map_read_state)
-        n = len(sub)
         out += b"\xb2\x02"
+        s = len(out)
+        _enc_MapReadStateRequest(v_map_read_state, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_map_read_stream = m.map_read_stream
     if v_map_read_stream is not None:
         if v_map_read_stream.__class__ is not MapReadStreamRequest and not isinstance(
             v_map_read_stream, MapReadStreamRequest
         ):
             raise _rt_wrong_type(MapReadStreamRequest, v_map_read_stream)
-        sub = _enc_MapReadStreamRequest(v_map_read_stream)
-        n = len(sub)
         out += b"\xba\x02"
+        s = len(out)
+        _enc_MapReadStreamRequest(v_map_read_stream, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_map_stats = m.map_stats
     if v_map_stats is not None:
         if v_map_stats.__class__ is not MapStatsRequest and not isinstance(
             v_map_stats, MapStatsRequest
         ):
             raise _rt_wrong_type(MapStatsRequest, v_map_stats)
-        sub = _enc_MapStatsRequest(v_map_stats)
-        n = len(sub)
         out += b"\xc2\x02"
+        s = len(out)
+        _enc_MapStatsRequest(v_map_stats, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_map_clear = m.map_clear
     if v_map_clear is not None:
         if v_map_clear.__class__ is not MapClearRequest and not isinstance(
             v_map_clear, MapClearRequest
         ):
             raise _rt_wrong_type(MapClearRequest, v_map_clear)
-        sub = _enc_MapClearRequest(v_map_clear)
-        n = len(sub)
         out += b"\xca\x02"
+        s = len(out)
+        _enc_MapClearRequest(v_map_clear, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_shared_poll_publish = m.shared_poll_publish
     if v_shared_poll_publish is not None:
         if v_shared_poll_publish.__class__ is not SharedPollPublishRequest and not isinstance(
             v_shared_poll_publish, SharedPollPublishRequest
         ):
             raise _rt_wrong_type(SharedPollPublishRequest, v_shared_poll_publish)
-        sub = _enc_SharedPollPublishRequest(v_shared_poll_publish)
-        n = len(sub)
         out += b"\xd2\x02"
+        s = len(out)
+        _enc_SharedPollPublishRequest(v_shared_poll_publish, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_Command: dict[str, Any] = {
+    "publish": None,
+    "broadcast": None,
+    "subscribe": None,
+    "unsubscribe": None,
+    "disconnect": None,
+    "presence": None,
+    "presence_stats": None,
+    "history": None,
+    "history_remove": None,
+    "info": None,
+    "rpc": None,
+    "refresh": None,
+    "channels": None,
+    "connections": None,
+    "update_user_status": None,
+    "get_user_status": None,
+    "delete_user_status": None,
+    "block_user": None,
+    "unblock_user": None,
+    "revoke_token": None,
+    "invalidate_user_tokens": None,
+    "device_register": None,
+    "device_update": None,
+    "device_remove": None,
+    "device_list": None,
+    "device_topic_list": None,
+    "device_topic_update": None,
+    "user_topic_list": None,
+    "user_topic_update": None,
+    "send_push_notification": None,
+    "update_push_status": None,
+    "cancel_push": None,
+    "map_publish": None,
+    "map_remove": None,
+    "map_read_state": None,
+    "map_read_stream": None,
+    "map_stats": None,
+    "map_clear": None,
+    "shared_poll_publish": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_Command(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_publish: PublishRequest | None = None
-    f_broadcast: BroadcastRequest | None = None
-    f_subscribe: SubscribeRequest | None = None
-    f_unsubscribe: UnsubscribeRequest | None = None
-    f_disconnect: DisconnectRequest | None = None
-    f_presence: PresenceRequest | None = None
-    f_presence_stats: PresenceStatsRequest | None = None
-    f_history: HistoryRequest | None = None
-    f_history_remove: HistoryRemoveRequest | None = None
-    f_info: InfoRequest | None = None
-    f_rpc: RpcRequest | None = None
-    f_refresh: RefreshRequest | None = None
-    f_channels: ChannelsRequest | None = None
-    f_connections: ConnectionsRequest | None = None
-    f_update_user_status: UpdateUserStatusRequest | None = None
-    f_get_user_status: GetUserStatusRequest | None = None
-    f_delete_user_status: DeleteUserStatusRequest | None = None
-    f_block_user: BlockUserRequest | None = None
-    f_unblock_user: UnblockUserRequest | None = None
-    f_revoke_token: RevokeTokenRequest | None = None
-    f_invalidate_user_tokens: InvalidateUserTokensRequest | None = None
-    f_device_register: DeviceRegisterRequest | None = None
-    f_device_update: DeviceUpdateRequest | None = None
-    f_device_remove: DeviceRemoveRequest | None = None
-    f_device_list: DeviceListRequest | None = None
-    f_device_topic_list: DeviceTopicListRequest | None = None
-    f_device_topic_update: DeviceTopicUpdateRequest | None = None
-    f_user_topic_list: UserTopicListRequest | None = None
-    f_user_topic_update: UserTopicUpdateRequest | None = None
-    f_send_push_notification: SendPushNotificationRequest | None = None
-    f_update_push_status: UpdatePushStatusRequest | None = None
-    f_cancel_push: CancelPushRequest | None = None
-    f_map_publish: MapPublishRequest | None = None
-    f_map_remove: MapRemoveRequest | None = None
-    f_map_read_state: MapReadStateRequest | None = None
-    f_map_read_stream: MapReadStreamRequest | None = None
-    f_map_stats: MapStatsRequest | None = None
-    f_map_clear: MapClearRequest | None = None
-    f_shared_poll_publish: SharedPollPublishRequest | None = None
+    d = _zero_Command.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -8978,390 +9308,882 @@ def _dec_Command(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> 
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 34:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_publish = d["publish"]
             if f_publish is None:
-                f_publish = _dec_PublishRequest(PublishRequest, data, s, e, depth - 1)
+                d["publish"] = _dec_PublishRequest(PublishRequest, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_publish) + data[s:e]
-                f_publish = _dec_PublishRequest(PublishRequest, b, 0, len(b), depth - 1)
+                b = bytes(f_publish) + data[pos:e]
+                d["publish"] = _dec_PublishRequest(PublishRequest, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_broadcast = d["broadcast"]
             if f_broadcast is None:
-                f_broadcast = _dec_BroadcastRequest(BroadcastRequest, data, s, e, depth - 1)
+                d["broadcast"] = _dec_BroadcastRequest(BroadcastRequest, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_broadcast) + data[s:e]
-                f_broadcast = _dec_BroadcastRequest(BroadcastRequest, b, 0, len(b), depth - 1)
+                b = bytes(f_broadcast) + data[pos:e]
+                d["broadcast"] = _dec_BroadcastRequest(BroadcastRequest, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 50:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_subscribe = d["subscribe"]
             if f_subscribe is None:
-                f_subscribe = _dec_SubscribeRequest(SubscribeRequest, data, s, e, depth - 1)
+                d["subscribe"] = _dec_SubscribeRequest(SubscribeRequest, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_subscribe) + data[s:e]
-                f_subscribe = _dec_SubscribeRequest(SubscribeRequest, b, 0, len(b), depth - 1)
+                b = bytes(f_subscribe) + data[pos:e]
+                d["subscribe"] = _dec_SubscribeRequest(SubscribeRequest, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 58:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_unsubscribe = d["unsubscribe"]
             if f_unsubscribe is None:
-                f_unsubscribe = _dec_UnsubscribeRequest(UnsubscribeRequest, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_unsubscribe) + data[s:e]
-                f_unsubscribe = _dec_UnsubscribeRequest(UnsubscribeRequest, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 66:
-            s, e = _rt_read_length(data, pos, end)
-            if f_disconnect is None:
-                f_disconnect = _dec_DisconnectRequest(DisconnectRequest, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_disconnect) + data[s:e]
-                f_disconnect = _dec_DisconnectRequest(DisconnectRequest, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 74:
-            s, e = _rt_read_length(data, pos, end)
-            if f_presence is None:
-                f_presence = _dec_PresenceRequest(PresenceRequest, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_presence) + data[s:e]
-                f_presence = _dec_PresenceRequest(PresenceRequest, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 82:
-            s, e = _rt_read_length(data, pos, end)
-            if f_presence_stats is None:
-                f_presence_stats = _dec_PresenceStatsRequest(
-                    PresenceStatsRequest, data, s, e, depth - 1
+                d["unsubscribe"] = _dec_UnsubscribeRequest(
+                    UnsubscribeRequest, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_presence_stats) + data[s:e]
-                f_presence_stats = _dec_PresenceStatsRequest(
+                b = bytes(f_unsubscribe) + data[pos:e]
+                d["unsubscribe"] = _dec_UnsubscribeRequest(
+                    UnsubscribeRequest, b, 0, len(b), depth - 1
+                )
+            pos = e
+        elif tag == 66:
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_disconnect = d["disconnect"]
+            if f_disconnect is None:
+                d["disconnect"] = _dec_DisconnectRequest(DisconnectRequest, data, pos, e, depth - 1)
+            else:  # a repeated occurrence merges into the first
+                b = bytes(f_disconnect) + data[pos:e]
+                d["disconnect"] = _dec_DisconnectRequest(DisconnectRequest, b, 0, len(b), depth - 1)
+            pos = e
+        elif tag == 74:
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_presence = d["presence"]
+            if f_presence is None:
+                d["presence"] = _dec_PresenceRequest(PresenceRequest, data, pos, e, depth - 1)
+            else:  # a repeated occurrence merges into the first
+                b = bytes(f_presence) + data[pos:e]
+                d["presence"] = _dec_PresenceRequest(PresenceRequest, b, 0, len(b), depth - 1)
+            pos = e
+        elif tag == 82:
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_presence_stats = d["presence_stats"]
+            if f_presence_stats is None:
+                d["presence_stats"] = _dec_PresenceStatsRequest(
+                    PresenceStatsRequest, data, pos, e, depth - 1
+                )
+            else:  # a repeated occurrence merges into the first
+                b = bytes(f_presence_stats) + data[pos:e]
+                d["presence_stats"] = _dec_PresenceStatsRequest(
                     PresenceStatsRequest, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 90:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_history = d["history"]
             if f_history is None:
-                f_history = _dec_HistoryRequest(HistoryRequest, data, s, e, depth - 1)
+                d["history"] = _dec_HistoryRequest(HistoryRequest, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_history) + data[s:e]
-                f_history = _dec_HistoryRequest(HistoryRequest, b, 0, len(b), depth - 1)
+                b = bytes(f_history) + data[pos:e]
+                d["history"] = _dec_HistoryRequest(HistoryRequest, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 98:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_history_remove = d["history_remove"]
             if f_history_remove is None:
-                f_history_remove = _dec_HistoryRemoveRequest(
-                    HistoryRemoveRequest, data, s, e, depth - 1
+                d["history_remove"] = _dec_HistoryRemoveRequest(
+                    HistoryRemoveRequest, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_history_remove) + data[s:e]
-                f_history_remove = _dec_HistoryRemoveRequest(
+                b = bytes(f_history_remove) + data[pos:e]
+                d["history_remove"] = _dec_HistoryRemoveRequest(
                     HistoryRemoveRequest, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 106:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_info = d["info"]
             if f_info is None:
-                f_info = _dec_InfoRequest(InfoRequest, data, s, e, depth - 1)
+                d["info"] = _dec_InfoRequest(InfoRequest, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_info) + data[s:e]
-                f_info = _dec_InfoRequest(InfoRequest, b, 0, len(b), depth - 1)
+                b = bytes(f_info) + data[pos:e]
+                d["info"] = _dec_InfoRequest(InfoRequest, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 114:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_rpc = d["rpc"]
             if f_rpc is None:
-                f_rpc = _dec_RpcRequest(RpcRequest, data, s, e, depth - 1)
+                d["rpc"] = _dec_RpcRequest(RpcRequest, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_rpc) + data[s:e]
-                f_rpc = _dec_RpcRequest(RpcRequest, b, 0, len(b), depth - 1)
+                b = bytes(f_rpc) + data[pos:e]
+                d["rpc"] = _dec_RpcRequest(RpcRequest, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 122:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_refresh = d["refresh"]
             if f_refresh is None:
-                f_refresh = _dec_RefreshRequest(RefreshRequest, data, s, e, depth - 1)
+                d["refresh"] = _dec_RefreshRequest(RefreshRequest, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_refresh) + data[s:e]
-                f_refresh = _dec_RefreshRequest(RefreshRequest, b, 0, len(b), depth - 1)
+                b = bytes(f_refresh) + data[pos:e]
+                d["refresh"] = _dec_RefreshRequest(RefreshRequest, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 130:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_channels = d["channels"]
             if f_channels is None:
-                f_channels = _dec_ChannelsRequest(ChannelsRequest, data, s, e, depth - 1)
+                d["channels"] = _dec_ChannelsRequest(ChannelsRequest, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_channels) + data[s:e]
-                f_channels = _dec_ChannelsRequest(ChannelsRequest, b, 0, len(b), depth - 1)
+                b = bytes(f_channels) + data[pos:e]
+                d["channels"] = _dec_ChannelsRequest(ChannelsRequest, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 138:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_connections = d["connections"]
             if f_connections is None:
-                f_connections = _dec_ConnectionsRequest(ConnectionsRequest, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_connections) + data[s:e]
-                f_connections = _dec_ConnectionsRequest(ConnectionsRequest, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 146:
-            s, e = _rt_read_length(data, pos, end)
-            if f_update_user_status is None:
-                f_update_user_status = _dec_UpdateUserStatusRequest(
-                    UpdateUserStatusRequest, data, s, e, depth - 1
+                d["connections"] = _dec_ConnectionsRequest(
+                    ConnectionsRequest, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_update_user_status) + data[s:e]
-                f_update_user_status = _dec_UpdateUserStatusRequest(
+                b = bytes(f_connections) + data[pos:e]
+                d["connections"] = _dec_ConnectionsRequest(
+                    ConnectionsRequest, b, 0, len(b), depth - 1
+                )
+            pos = e
+        elif tag == 146:
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_update_user_status = d["update_user_status"]
+            if f_update_user_status is None:
+                d["update_user_status"] = _dec_UpdateUserStatusRequest(
+                    UpdateUserStatusRequest, data, pos, e, depth - 1
+                )
+            else:  # a repeated occurrence merges into the first
+                b = bytes(f_update_user_status) + data[pos:e]
+                d["update_user_status"] = _dec_UpdateUserStatusRequest(
                     UpdateUserStatusRequest, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 154:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_get_user_status = d["get_user_status"]
             if f_get_user_status is None:
-                f_get_user_status = _dec_GetUserStatusRequest(
-                    GetUserStatusRequest, data, s, e, depth - 1
+                d["get_user_status"] = _dec_GetUserStatusRequest(
+                    GetUserStatusRequest, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_get_user_status) + data[s:e]
-                f_get_user_status = _dec_GetUserStatusRequest(
+                b = bytes(f_get_user_status) + data[pos:e]
+                d["get_user_status"] = _dec_GetUserStatusRequest(
                     GetUserStatusRequest, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 162:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_delete_user_status = d["delete_user_status"]
             if f_delete_user_status is None:
-                f_delete_user_status = _dec_DeleteUserStatusRequest(
-                    DeleteUserStatusRequest, data, s, e, depth - 1
+                d["delete_user_status"] = _dec_DeleteUserStatusRequest(
+                    DeleteUserStatusRequest, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_delete_user_status) + data[s:e]
-                f_delete_user_status = _dec_DeleteUserStatusRequest(
+                b = bytes(f_delete_user_status) + data[pos:e]
+                d["delete_user_status"] = _dec_DeleteUserStatusRequest(
                     DeleteUserStatusRequest, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 170:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_block_user = d["block_user"]
             if f_block_user is None:
-                f_block_user = _dec_BlockUserRequest(BlockUserRequest, data, s, e, depth - 1)
+                d["block_user"] = _dec_BlockUserRequest(BlockUserRequest, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_block_user) + data[s:e]
-                f_block_user = _dec_BlockUserRequest(BlockUserRequest, b, 0, len(b), depth - 1)
+                b = bytes(f_block_user) + data[pos:e]
+                d["block_user"] = _dec_BlockUserRequest(BlockUserRequest, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 178:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_unblock_user = d["unblock_user"]
             if f_unblock_user is None:
-                f_unblock_user = _dec_UnblockUserRequest(UnblockUserRequest, data, s, e, depth - 1)
+                d["unblock_user"] = _dec_UnblockUserRequest(
+                    UnblockUserRequest, data, pos, e, depth - 1
+                )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_unblock_user) + data[s:e]
-                f_unblock_user = _dec_UnblockUserRequest(
+                b = bytes(f_unblock_user) + data[pos:e]
+                d["unblock_user"] = _dec_UnblockUserRequest(
                     UnblockUserRequest, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 186:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_revoke_token = d["revoke_token"]
             if f_revoke_token is None:
-                f_revoke_token = _dec_RevokeTokenRequest(RevokeTokenRequest, data, s, e, depth - 1)
+                d["revoke_token"] = _dec_RevokeTokenRequest(
+                    RevokeTokenRequest, data, pos, e, depth - 1
+                )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_revoke_token) + data[s:e]
-                f_revoke_token = _dec_RevokeTokenRequest(
+                b = bytes(f_revoke_token) + data[pos:e]
+                d["revoke_token"] = _dec_RevokeTokenRequest(
                     RevokeTokenRequest, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 194:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_invalidate_user_tokens = d["invalidate_user_tokens"]
             if f_invalidate_user_tokens is None:
-                f_invalidate_user_tokens = _dec_InvalidateUserTokensRequest(
-                    InvalidateUserTokensRequest, data, s, e, depth - 1
+                d["invalidate_user_tokens"] = _dec_InvalidateUserTokensRequest(
+                    InvalidateUserTokensRequest, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_invalidate_user_tokens) + data[s:e]
-                f_invalidate_user_tokens = _dec_InvalidateUserTokensRequest(
+                b = bytes(f_invalidate_user_tokens) + data[pos:e]
+                d["invalidate_user_tokens"] = _dec_InvalidateUserTokensRequest(
                     InvalidateUserTokensRequest, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 202:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_device_register = d["device_register"]
             if f_device_register is None:
-                f_device_register = _dec_DeviceRegisterRequest(
-                    DeviceRegisterRequest, data, s, e, depth - 1
+                d["device_register"] = _dec_DeviceRegisterRequest(
+                    DeviceRegisterRequest, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_device_register) + data[s:e]
-                f_device_register = _dec_DeviceRegisterRequest(
+                b = bytes(f_device_register) + data[pos:e]
+                d["device_register"] = _dec_DeviceRegisterRequest(
                     DeviceRegisterRequest, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 210:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_device_update = d["device_update"]
             if f_device_update is None:
-                f_device_update = _dec_DeviceUpdateRequest(
-                    DeviceUpdateRequest, data, s, e, depth - 1
+                d["device_update"] = _dec_DeviceUpdateRequest(
+                    DeviceUpdateRequest, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_device_update) + data[s:e]
-                f_device_update = _dec_DeviceUpdateRequest(
+                b = bytes(f_device_update) + data[pos:e]
+                d["device_update"] = _dec_DeviceUpdateRequest(
                     DeviceUpdateRequest, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 218:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_device_remove = d["device_remove"]
             if f_device_remove is None:
-                f_device_remove = _dec_DeviceRemoveRequest(
-                    DeviceRemoveRequest, data, s, e, depth - 1
+                d["device_remove"] = _dec_DeviceRemoveRequest(
+                    DeviceRemoveRequest, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_device_remove) + data[s:e]
-                f_device_remove = _dec_DeviceRemoveRequest(
+                b = bytes(f_device_remove) + data[pos:e]
+                d["device_remove"] = _dec_DeviceRemoveRequest(
                     DeviceRemoveRequest, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 226:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_device_list = d["device_list"]
             if f_device_list is None:
-                f_device_list = _dec_DeviceListRequest(DeviceListRequest, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_device_list) + data[s:e]
-                f_device_list = _dec_DeviceListRequest(DeviceListRequest, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 234:
-            s, e = _rt_read_length(data, pos, end)
-            if f_device_topic_list is None:
-                f_device_topic_list = _dec_DeviceTopicListRequest(
-                    DeviceTopicListRequest, data, s, e, depth - 1
+                d["device_list"] = _dec_DeviceListRequest(
+                    DeviceListRequest, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_device_topic_list) + data[s:e]
-                f_device_topic_list = _dec_DeviceTopicListRequest(
+                b = bytes(f_device_list) + data[pos:e]
+                d["device_list"] = _dec_DeviceListRequest(
+                    DeviceListRequest, b, 0, len(b), depth - 1
+                )
+            pos = e
+        elif tag == 234:
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_device_topic_list = d["device_topic_list"]
+            if f_device_topic_list is None:
+                d["device_topic_list"] = _dec_DeviceTopicListRequest(
+                    DeviceTopicListRequest, data, pos, e, depth - 1
+                )
+            else:  # a repeated occurrence merges into the first
+                b = bytes(f_device_topic_list) + data[pos:e]
+                d["device_topic_list"] = _dec_DeviceTopicListRequest(
                     DeviceTopicListRequest, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 242:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_device_topic_update = d["device_topic_update"]
             if f_device_topic_update is None:
-                f_device_topic_update = _dec_DeviceTopicUpdateRequest(
-                    DeviceTopicUpdateRequest, data, s, e, depth - 1
+                d["device_topic_update"] = _dec_DeviceTopicUpdateRequest(
+                    DeviceTopicUpdateRequest, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_device_topic_update) + data[s:e]
-                f_device_topic_update = _dec_DeviceTopicUpdateRequest(
+                b = bytes(f_device_topic_update) + data[pos:e]
+                d["device_topic_update"] = _dec_DeviceTopicUpdateRequest(
                     DeviceTopicUpdateRequest, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 250:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_user_topic_list = d["user_topic_list"]
             if f_user_topic_list is None:
-                f_user_topic_list = _dec_UserTopicListRequest(
-                    UserTopicListRequest, data, s, e, depth - 1
+                d["user_topic_list"] = _dec_UserTopicListRequest(
+                    UserTopicListRequest, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_user_topic_list) + data[s:e]
-                f_user_topic_list = _dec_UserTopicListRequest(
+                b = bytes(f_user_topic_list) + data[pos:e]
+                d["user_topic_list"] = _dec_UserTopicListRequest(
                     UserTopicListRequest, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 258:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_user_topic_update = d["user_topic_update"]
             if f_user_topic_update is None:
-                f_user_topic_update = _dec_UserTopicUpdateRequest(
-                    UserTopicUpdateRequest, data, s, e, depth - 1
+                d["user_topic_update"] = _dec_UserTopicUpdateRequest(
+                    UserTopicUpdateRequest, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_user_topic_update) + data[s:e]
-                f_user_topic_update = _dec_UserTopicUpdateRequest(
+                b = bytes(f_user_topic_update) + data[pos:e]
+                d["user_topic_update"] = _dec_UserTopicUpdateRequest(
                     UserTopicUpdateRequest, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 266:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_send_push_notification = d["send_push_notification"]
             if f_send_push_notification is None:
-                f_send_push_notification = _dec_SendPushNotificationRequest(
-                    SendPushNotificationRequest, data, s, e, depth - 1
+                d["send_push_notification"] = _dec_SendPushNotificationRequest(
+                    SendPushNotificationRequest, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_send_push_notification) + data[s:e]
-                f_send_push_notification = _dec_SendPushNotificationRequest(
+                b = bytes(f_send_push_notification) + data[pos:e]
+                d["send_push_notification"] = _dec_SendPushNotificationRequest(
                     SendPushNotificationRequest, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 274:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_update_push_status = d["update_push_status"]
             if f_update_push_status is None:
-                f_update_push_status = _dec_UpdatePushStatusRequest(
-                    UpdatePushStatusRequest, data, s, e, depth - 1
+                d["update_push_status"] = _dec_UpdatePushStatusRequest(
+                    UpdatePushStatusRequest, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_update_push_status) + data[s:e]
-                f_update_push_status = _dec_UpdatePushStatusRequest(
+                b = bytes(f_update_push_status) + data[pos:e]
+                d["update_push_status"] = _dec_UpdatePushStatusRequest(
                     UpdatePushStatusRequest, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 282:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_cancel_push = d["cancel_push"]
             if f_cancel_push is None:
-                f_cancel_push = _dec_CancelPushRequest(CancelPushRequest, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_cancel_push) + data[s:e]
-                f_cancel_push = _dec_CancelPushRequest(CancelPushRequest, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 290:
-            s, e = _rt_read_length(data, pos, end)
-            if f_map_publish is None:
-                f_map_publish = _dec_MapPublishRequest(MapPublishRequest, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_map_publish) + data[s:e]
-                f_map_publish = _dec_MapPublishRequest(MapPublishRequest, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 298:
-            s, e = _rt_read_length(data, pos, end)
-            if f_map_remove is None:
-                f_map_remove = _dec_MapRemoveRequest(MapRemoveRequest, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_map_remove) + data[s:e]
-                f_map_remove = _dec_MapRemoveRequest(MapRemoveRequest, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 306:
-            s, e = _rt_read_length(data, pos, end)
-            if f_map_read_state is None:
-                f_map_read_state = _dec_MapReadStateRequest(
-                    MapReadStateRequest, data, s, e, depth - 1
+                d["cancel_push"] = _dec_CancelPushRequest(
+                    CancelPushRequest, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_map_read_state) + data[s:e]
-                f_map_read_state = _dec_MapReadStateRequest(
+                b = bytes(f_cancel_push) + data[pos:e]
+                d["cancel_push"] = _dec_CancelPushRequest(
+                    CancelPushRequest, b, 0, len(b), depth - 1
+                )
+            pos = e
+        elif tag == 290:
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_map_publish = d["map_publish"]
+            if f_map_publish is None:
+                d["map_publish"] = _dec_MapPublishRequest(
+                    MapPublishRequest, data, pos, e, depth - 1
+                )
+            else:  # a repeated occurrence merges into the first
+                b = bytes(f_map_publish) + data[pos:e]
+                d["map_publish"] = _dec_MapPublishRequest(
+                    MapPublishRequest, b, 0, len(b), depth - 1
+                )
+            pos = e
+        elif tag == 298:
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_map_remove = d["map_remove"]
+            if f_map_remove is None:
+                d["map_remove"] = _dec_MapRemoveRequest(MapRemoveRequest, data, pos, e, depth - 1)
+            else:  # a repeated occurrence merges into the first
+                b = bytes(f_map_remove) + data[pos:e]
+                d["map_remove"] = _dec_MapRemoveRequest(MapRemoveRequest, b, 0, len(b), depth - 1)
+            pos = e
+        elif tag == 306:
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_map_read_state = d["map_read_state"]
+            if f_map_read_state is None:
+                d["map_read_state"] = _dec_MapReadStateRequest(
+                    MapReadStateRequest, data, pos, e, depth - 1
+                )
+            else:  # a repeated occurrence merges into the first
+                b = bytes(f_map_read_state) + data[pos:e]
+                d["map_read_state"] = _dec_MapReadStateRequest(
                     MapReadStateRequest, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 314:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_map_read_stream = d["map_read_stream"]
             if f_map_read_stream is None:
-                f_map_read_stream = _dec_MapReadStreamRequest(
-                    MapReadStreamRequest, data, s, e, depth - 1
+                d["map_read_stream"] = _dec_MapReadStreamRequest(
+                    MapReadStreamRequest, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_map_read_stream) + data[s:e]
-                f_map_read_stream = _dec_MapReadStreamRequest(
+                b = bytes(f_map_read_stream) + data[pos:e]
+                d["map_read_stream"] = _dec_MapReadStreamRequest(
                     MapReadStreamRequest, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 322:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_map_stats = d["map_stats"]
             if f_map_stats is None:
-                f_map_stats = _dec_MapStatsRequest(MapStatsRequest, data, s, e, depth - 1)
+                d["map_stats"] = _dec_MapStatsRequest(MapStatsRequest, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_map_stats) + data[s:e]
-                f_map_stats = _dec_MapStatsRequest(MapStatsRequest, b, 0, len(b), depth - 1)
+                b = bytes(f_map_stats) + data[pos:e]
+                d["map_stats"] = _dec_MapStatsRequest(MapStatsRequest, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 330:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_map_clear = d["map_clear"]
             if f_map_clear is None:
-                f_map_clear = _dec_MapClearRequest(MapClearRequest, data, s, e, depth - 1)
+                d["map_clear"] = _dec_MapClearRequest(MapClearRequest, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_map_clear) + data[s:e]
-                f_map_clear = _dec_MapClearRequest(MapClearRequest, b, 0, len(b), depth - 1)
+                b = bytes(f_map_clear) + data[pos:e]
+                d["map_clear"] = _dec_MapClearRequest(MapClearRequest, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 338:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_shared_poll_publish = d["shared_poll_publish"]
             if f_shared_poll_publish is None:
-                f_shared_poll_publish = _dec_SharedPollPublishRequest(
-                    SharedPollPublishRequest, data, s, e, depth - 1
+                d["shared_poll_publish"] = _dec_SharedPollPublishRequest(
+                    SharedPollPublishRequest, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_shared_poll_publish) + data[s:e]
-                f_shared_poll_publish = _dec_SharedPollPublishRequest(
+                b = bytes(f_shared_poll_publish) + data[pos:e]
+                d["shared_poll_publish"] = _dec_SharedPollPublishRequest(
                     SharedPollPublishRequest, b, 0, len(b), depth - 1
                 )
             pos = e
@@ -9370,59 +10192,22 @@ def _dec_Command(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> 
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "publish": f_publish,
-        "broadcast": f_broadcast,
-        "subscribe": f_subscribe,
-        "unsubscribe": f_unsubscribe,
-        "disconnect": f_disconnect,
-        "presence": f_presence,
-        "presence_stats": f_presence_stats,
-        "history": f_history,
-        "history_remove": f_history_remove,
-        "info": f_info,
-        "rpc": f_rpc,
-        "refresh": f_refresh,
-        "channels": f_channels,
-        "connections": f_connections,
-        "update_user_status": f_update_user_status,
-        "get_user_status": f_get_user_status,
-        "delete_user_status": f_delete_user_status,
-        "block_user": f_block_user,
-        "unblock_user": f_unblock_user,
-        "revoke_token": f_revoke_token,
-        "invalidate_user_tokens": f_invalidate_user_tokens,
-        "device_register": f_device_register,
-        "device_update": f_device_update,
-        "device_remove": f_device_remove,
-        "device_list": f_device_list,
-        "device_topic_list": f_device_topic_list,
-        "device_topic_update": f_device_topic_update,
-        "user_topic_list": f_user_topic_list,
-        "user_topic_update": f_user_topic_update,
-        "send_push_notification": f_send_push_notification,
-        "update_push_status": f_update_push_status,
-        "cancel_push": f_cancel_push,
-        "map_publish": f_map_publish,
-        "map_remove": f_map_remove,
-        "map_read_state": f_map_read_state,
-        "map_read_stream": f_map_read_stream,
-        "map_stats": f_map_stats,
-        "map_clear": f_map_clear,
-        "shared_poll_publish": f_shared_poll_publish,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_Error(m: Error) -> bytearray:
-    out = bytearray()
+def _enc_Error(m: Error, out: bytearray) -> None:
     v_code = m.code
     if v_code:
         out += b"\x08"
         if 0 <= v_code < 128:
             out.append(v_code)
+        elif 0 <= v_code < 16384:
+            out.append(v_code & 0x7F | 0x80)
+            out.append(v_code >> 7)
         else:
             out += _rt_enc_uint32(v_code)
     v_message = m.message
@@ -9432,18 +10217,26 @@ def _enc_Error(m: Error) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_Error: dict[str, Any] = {
+    "code": 0,
+    "message": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_Error(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_code: int = 0
-    f_message: str = ""
+    d = _zero_Error.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -9455,624 +10248,642 @@ def _dec_Error(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = v & 0xFFFFFFFF
-            f_code = v
+            d["code"] = v
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_message = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["message"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "code": f_code,
-        "message": f_message,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_Reply(m: Reply) -> bytearray:
-    out = bytearray()
+def _enc_Reply(m: Reply, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_publish = m.publish
     if v_publish is not None:
         if v_publish.__class__ is not PublishResult and not isinstance(v_publish, PublishResult):
             raise _rt_wrong_type(PublishResult, v_publish)
-        sub = _enc_PublishResult(v_publish)
-        n = len(sub)
         out += b'"'
+        s = len(out)
+        _enc_PublishResult(v_publish, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_broadcast = m.broadcast
     if v_broadcast is not None:
         if v_broadcast.__class__ is not BroadcastResult and not isinstance(
             v_broadcast, BroadcastResult
         ):
             raise _rt_wrong_type(BroadcastResult, v_broadcast)
-        sub = _enc_BroadcastResult(v_broadcast)
-        n = len(sub)
         out += b"*"
+        s = len(out)
+        _enc_BroadcastResult(v_broadcast, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_subscribe = m.subscribe
     if v_subscribe is not None:
         if v_subscribe.__class__ is not SubscribeResult and not isinstance(
             v_subscribe, SubscribeResult
         ):
             raise _rt_wrong_type(SubscribeResult, v_subscribe)
-        sub = _enc_SubscribeResult(v_subscribe)
-        n = len(sub)
         out += b"2"
+        s = len(out)
+        _enc_SubscribeResult(v_subscribe, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_unsubscribe = m.unsubscribe
     if v_unsubscribe is not None:
         if v_unsubscribe.__class__ is not UnsubscribeResult and not isinstance(
             v_unsubscribe, UnsubscribeResult
         ):
             raise _rt_wrong_type(UnsubscribeResult, v_unsubscribe)
-        sub = _enc_UnsubscribeResult(v_unsubscribe)
-        n = len(sub)
         out += b":"
+        s = len(out)
+        _enc_UnsubscribeResult(v_unsubscribe, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_disconnect = m.disconnect
     if v_disconnect is not None:
         if v_disconnect.__class__ is not DisconnectResult and not isinstance(
             v_disconnect, DisconnectResult
         ):
             raise _rt_wrong_type(DisconnectResult, v_disconnect)
-        sub = _enc_DisconnectResult(v_disconnect)
-        n = len(sub)
         out += b"B"
+        s = len(out)
+        _enc_DisconnectResult(v_disconnect, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_presence = m.presence
     if v_presence is not None:
         if v_presence.__class__ is not PresenceResult and not isinstance(
             v_presence, PresenceResult
         ):
             raise _rt_wrong_type(PresenceResult, v_presence)
-        sub = _enc_PresenceResult(v_presence)
-        n = len(sub)
         out += b"J"
+        s = len(out)
+        _enc_PresenceResult(v_presence, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_presence_stats = m.presence_stats
     if v_presence_stats is not None:
         if v_presence_stats.__class__ is not PresenceStatsResult and not isinstance(
             v_presence_stats, PresenceStatsResult
         ):
             raise _rt_wrong_type(PresenceStatsResult, v_presence_stats)
-        sub = _enc_PresenceStatsResult(v_presence_stats)
-        n = len(sub)
         out += b"R"
+        s = len(out)
+        _enc_PresenceStatsResult(v_presence_stats, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_history = m.history
     if v_history is not None:
         if v_history.__class__ is not HistoryResult and not isinstance(v_history, HistoryResult):
             raise _rt_wrong_type(HistoryResult, v_history)
-        sub = _enc_HistoryResult(v_history)
-        n = len(sub)
         out += b"Z"
+        s = len(out)
+        _enc_HistoryResult(v_history, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_history_remove = m.history_remove
     if v_history_remove is not None:
         if v_history_remove.__class__ is not HistoryRemoveResult and not isinstance(
             v_history_remove, HistoryRemoveResult
         ):
             raise _rt_wrong_type(HistoryRemoveResult, v_history_remove)
-        sub = _enc_HistoryRemoveResult(v_history_remove)
-        n = len(sub)
         out += b"b"
+        s = len(out)
+        _enc_HistoryRemoveResult(v_history_remove, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_info = m.info
     if v_info is not None:
         if v_info.__class__ is not InfoResult and not isinstance(v_info, InfoResult):
             raise _rt_wrong_type(InfoResult, v_info)
-        sub = _enc_InfoResult(v_info)
-        n = len(sub)
         out += b"j"
+        s = len(out)
+        _enc_InfoResult(v_info, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_rpc = m.rpc
     if v_rpc is not None:
         if v_rpc.__class__ is not RpcResult and not isinstance(v_rpc, RpcResult):
             raise _rt_wrong_type(RpcResult, v_rpc)
-        sub = _enc_RpcResult(v_rpc)
-        n = len(sub)
         out += b"r"
+        s = len(out)
+        _enc_RpcResult(v_rpc, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_refresh = m.refresh
     if v_refresh is not None:
         if v_refresh.__class__ is not RefreshResult and not isinstance(v_refresh, RefreshResult):
             raise _rt_wrong_type(RefreshResult, v_refresh)
-        sub = _enc_RefreshResult(v_refresh)
-        n = len(sub)
         out += b"z"
+        s = len(out)
+        _enc_RefreshResult(v_refresh, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_channels = m.channels
     if v_channels is not None:
         if v_channels.__class__ is not ChannelsResult and not isinstance(
             v_channels, ChannelsResult
         ):
             raise _rt_wrong_type(ChannelsResult, v_channels)
-        sub = _enc_ChannelsResult(v_channels)
-        n = len(sub)
         out += b"\x82\x01"
+        s = len(out)
+        _enc_ChannelsResult(v_channels, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_connections = m.connections
     if v_connections is not None:
         if v_connections.__class__ is not ConnectionsResult and not isinstance(
             v_connections, ConnectionsResult
         ):
             raise _rt_wrong_type(ConnectionsResult, v_connections)
-        sub = _enc_ConnectionsResult(v_connections)
-        n = len(sub)
         out += b"\x8a\x01"
+        s = len(out)
+        _enc_ConnectionsResult(v_connections, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_update_user_status = m.update_user_status
     if v_update_user_status is not None:
         if v_update_user_status.__class__ is not UpdateUserStatusResult and not isinstance(
             v_update_user_status, UpdateUserStatusResult
         ):
             raise _rt_wrong_type(UpdateUserStatusResult, v_update_user_status)
-        sub = _enc_UpdateUserStatusResult(v_update_user_status)
-        n = len(sub)
         out += b"\x92\x01"
+        s = len(out)
+        _enc_UpdateUserStatusResult(v_update_user_status, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_get_user_status = m.get_user_status
     if v_get_user_status is not None:
         if v_get_user_status.__class__ is not GetUserStatusResult and not isinstance(
             v_get_user_status, GetUserStatusResult
         ):
             raise _rt_wrong_type(GetUserStatusResult, v_get_user_status)
-        sub = _enc_GetUserStatusResult(v_get_user_status)
-        n = len(sub)
         out += b"\x9a\x01"
+        s = len(out)
+        _enc_GetUserStatusResult(v_get_user_status, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_delete_user_status = m.delete_user_status
     if v_delete_user_status is not None:
         if v_delete_user_status.__class__ is not DeleteUserStatusResult and not isinstance(
             v_delete_user_status, DeleteUserStatusResult
         ):
             raise _rt_wrong_type(DeleteUserStatusResult, v_delete_user_status)
-        sub = _enc_DeleteUserStatusResult(v_delete_user_status)
-        n = len(sub)
         out += b"\xa2\x01"
+        s = len(out)
+        _enc_DeleteUserStatusResult(v_delete_user_status, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_block_user = m.block_user
     if v_block_user is not None:
         if v_block_user.__class__ is not BlockUserResult and not isinstance(
             v_block_user, BlockUserResult
         ):
             raise _rt_wrong_type(BlockUserResult, v_block_user)
-        sub = _enc_BlockUserResult(v_block_user)
-        n = len(sub)
         out += b"\xaa\x01"
+        s = len(out)
+        _enc_BlockUserResult(v_block_user, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_unblock_user = m.unblock_user
     if v_unblock_user is not None:
         if v_unblock_user.__class__ is not UnblockUserResult and not isinstance(
             v_unblock_user, UnblockUserResult
         ):
             raise _rt_wrong_type(UnblockUserResult, v_unblock_user)
-        sub = _enc_UnblockUserResult(v_unblock_user)
-        n = len(sub)
         out += b"\xb2\x01"
+        s = len(out)
+        _enc_UnblockUserResult(v_unblock_user, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_revoke_token = m.revoke_token
     if v_revoke_token is not None:
         if v_revoke_token.__class__ is not RevokeTokenResult and not isinstance(
             v_revoke_token, RevokeTokenResult
         ):
             raise _rt_wrong_type(RevokeTokenResult, v_revoke_token)
-        sub = _enc_RevokeTokenResult(v_revoke_token)
-        n = len(sub)
         out += b"\xba\x01"
+        s = len(out)
+        _enc_RevokeTokenResult(v_revoke_token, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_invalidate_user_tokens = m.invalidate_user_tokens
     if v_invalidate_user_tokens is not None:
         if v_invalidate_user_tokens.__class__ is not InvalidateUserTokensResult and not isinstance(
             v_invalidate_user_tokens, InvalidateUserTokensResult
         ):
             raise _rt_wrong_type(InvalidateUserTokensResult, v_invalidate_user_tokens)
-        sub = _enc_InvalidateUserTokensResult(v_invalidate_user_tokens)
-        n = len(sub)
         out += b"\xc2\x01"
+        s = len(out)
+        _enc_InvalidateUserTokensResult(v_invalidate_user_tokens, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_device_register = m.device_register
     if v_device_register is not None:
         if v_device_register.__class__ is not DeviceRegisterResult and not isinstance(
             v_device_register, DeviceRegisterResult
         ):
             raise _rt_wrong_type(DeviceRegisterResult, v_device_register)
-        sub = _enc_DeviceRegisterResult(v_device_register)
-        n = len(sub)
         out += b"\xca\x01"
+        s = len(out)
+        _enc_DeviceRegisterResult(v_device_register, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_device_update = m.device_update
     if v_device_update is not None:
         if v_device_update.__class__ is not DeviceUpdateResult and not isinstance(
             v_device_update, DeviceUpdateResult
         ):
             raise _rt_wrong_type(DeviceUpdateResult, v_device_update)
-        sub = _enc_DeviceUpdateResult(v_device_update)
-        n = len(sub)
         out += b"\xd2\x01"
+        s = len(out)
+        _enc_DeviceUpdateResult(v_device_update, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_device_remove = m.device_remove
     if v_device_remove is not None:
         if v_device_remove.__class__ is not DeviceRemoveResult and not isinstance(
             v_device_remove, DeviceRemoveResult
         ):
             raise _rt_wrong_type(DeviceRemoveResult, v_device_remove)
-        sub = _enc_DeviceRemoveResult(v_device_remove)
-        n = len(sub)
         out += b"\xda\x01"
+        s = len(out)
+        _enc_DeviceRemoveResult(v_device_remove, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_device_list = m.device_list
     if v_device_list is not None:
         if v_device_list.__class__ is not DeviceListResult and not isinstance(
             v_device_list, DeviceListResult
         ):
             raise _rt_wrong_type(DeviceListResult, v_device_list)
-        sub = _enc_DeviceListResult(v_device_list)
-        n = len(sub)
         out += b"\xe2\x01"
+        s = len(out)
+        _enc_DeviceListResult(v_device_list, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_device_topic_list = m.device_topic_list
     if v_device_topic_list is not None:
         if v_device_topic_list.__class__ is not DeviceTopicListResult and not isinstance(
             v_device_topic_list, DeviceTopicListResult
         ):
             raise _rt_wrong_type(DeviceTopicListResult, v_device_topic_list)
-        sub = _enc_DeviceTopicListResult(v_device_topic_list)
-        n = len(sub)
         out += b"\xea\x01"
+        s = len(out)
+        _enc_DeviceTopicListResult(v_device_topic_list, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_device_topic_update = m.device_topic_update
     if v_device_topic_update is not None:
         if v_device_topic_update.__class__ is not DeviceTopicUpdateResult and not isinstance(
             v_device_topic_update, DeviceTopicUpdateResult
         ):
             raise _rt_wrong_type(DeviceTopicUpdateResult, v_device_topic_update)
-        sub = _enc_DeviceTopicUpdateResult(v_device_topic_update)
-        n = len(sub)
         out += b"\xf2\x01"
+        s = len(out)
+        _enc_DeviceTopicUpdateResult(v_device_topic_update, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_user_topic_list = m.user_topic_list
     if v_user_topic_list is not None:
         if v_user_topic_list.__class__ is not UserTopicListResult and not isinstance(
             v_user_topic_list, UserTopicListResult
         ):
             raise _rt_wrong_type(UserTopicListResult, v_user_topic_list)
-        sub = _enc_UserTopicListResult(v_user_topic_list)
-        n = len(sub)
         out += b"\xfa\x01"
+        s = len(out)
+        _enc_UserTopicListResult(v_user_topic_list, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_user_topic_update = m.user_topic_update
     if v_user_topic_update is not None:
         if v_user_topic_update.__class__ is not UserTopicUpdateResult and not isinstance(
             v_user_topic_update, UserTopicUpdateResult
         ):
             raise _rt_wrong_type(UserTopicUpdateResult, v_user_topic_update)
-        sub = _enc_UserTopicUpdateResult(v_user_topic_update)
-        n = len(sub)
         out += b"\x82\x02"
+        s = len(out)
+        _enc_UserTopicUpdateResult(v_user_topic_update, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_send_push_notification = m.send_push_notification
     if v_send_push_notification is not None:
         if v_send_push_notification.__class__ is not SendPushNotificationResult and not isinstance(
             v_send_push_notification, SendPushNotificationResult
         ):
             raise _rt_wrong_type(SendPushNotificationResult, v_send_push_notification)
-        sub = _enc_SendPushNotificationResult(v_send_push_notification)
-        n = len(sub)
         out += b"\x8a\x02"
+        s = len(out)
+        _enc_SendPushNotificationResult(v_send_push_notification, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_update_push_status = m.update_push_status
     if v_update_push_status is not None:
         if v_update_push_status.__class__ is not UpdatePushStatusResult and not isinstance(
             v_update_push_status, UpdatePushStatusResult
         ):
             raise _rt_wrong_type(UpdatePushStatusResult, v_update_push_status)
-        sub = _enc_UpdatePushStatusResult(v_update_push_status)
-        n = len(sub)
         out += b"\x92\x02"
+        s = len(out)
+        _enc_UpdatePushStatusResult(v_update_push_status, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_cancel_push = m.cancel_push
     if v_cancel_push is not None:
         if v_cancel_push.__class__ is not CancelPushResult and not isinstance(
             v_cancel_push, CancelPushResult
         ):
             raise _rt_wrong_type(CancelPushResult, v_cancel_push)
-        sub = _enc_CancelPushResult(v_cancel_push)
-        n = len(sub)
         out += b"\x9a\x02"
+        s = len(out)
+        _enc_CancelPushResult(v_cancel_push, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_map_publish = m.map_publish
     if v_map_publish is not None:
         if v_map_publish.__class__ is not MapPublishResult and not isinstance(
             v_map_publish, MapPublishResult
         ):
             raise _rt_wrong_type(MapPublishResult, v_map_publish)
-        sub = _enc_MapPublishResult(v_map_publish)
-        n = len(sub)
         out += b"\xa2\x02"
+        s = len(out)
+        _enc_MapPublishResult(v_map_publish, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_map_remove = m.map_remove
     if v_map_remove is not None:
         if v_map_remove.__class__ is not MapRemoveResult and not isinstance(
             v_map_remove, MapRemoveResult
         ):
             raise _rt_wrong_type(MapRemoveResult, v_map_remove)
-        sub = _enc_MapRemoveResult(v_map_remove)
-        n = len(sub)
         out += b"\xaa\x02"
+        s = len(out)
+        _enc_MapRemoveResult(v_map_remove, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_map_read_state = m.map_read_state
     if v_map_read_state is not None:
         if v_map_read_state.__class__ is not MapReadStateResult and not isinstance(
             v_map_read_state, MapReadStateResult
         ):
             raise _rt_wrong_type(MapReadStateResult, v_map_read_state)
-        sub = _enc_MapReadStateResult(v_map_read_state)
-        n = len(sub)
         out += b"\xb2\x02"
+        s = len(out)
+        _enc_MapReadStateResult(v_map_read_state, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_map_read_stream = m.map_read_stream
     if v_map_read_stream is not None:
         if v_map_read_stream.__class__ is not MapReadStreamResult and not isinstance(
             v_map_read_stream, MapReadStreamResult
         ):
             raise _rt_wrong_type(MapReadStreamResult, v_map_read_stream)
-        sub = _enc_MapReadStreamResult(v_map_read_stream)
-        n = len(sub)
         out += b"\xba\x02"
+        s = len(out)
+        _enc_MapReadStreamResult(v_map_read_stream, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_map_stats = m.map_stats
     if v_map_stats is not None:
         if v_map_stats.__class__ is not MapStatsResult and not isinstance(
             v_map_stats, MapStatsResult
         ):
             raise _rt_wrong_type(MapStatsResult, v_map_stats)
-        sub = _enc_MapStatsResult(v_map_stats)
-        n = len(sub)
         out += b"\xc2\x02"
+        s = len(out)
+        _enc_MapStatsResult(v_map_stats, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_map_clear = m.map_clear
     if v_map_clear is not None:
         if v_map_clear.__class__ is not MapClearResult and not isinstance(
             v_map_clear, MapClearResult
         ):
             raise _rt_wrong_type(MapClearResult, v_map_clear)
-        sub = _enc_MapClearResult(v_map_clear)
-        n = len(sub)
         out += b"\xca\x02"
+        s = len(out)
+        _enc_MapClearResult(v_map_clear, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_shared_poll_publish = m.shared_poll_publish
     if v_shared_poll_publish is not None:
         if v_shared_poll_publish.__class__ is not SharedPollPublishResult and not isinstance(
             v_shared_poll_publish, SharedPollPublishResult
         ):
             raise _rt_wrong_type(SharedPollPublishResult, v_shared_poll_publish)
-        sub = _enc_SharedPollPublishResult(v_shared_poll_publish)
-        n = len(sub)
         out += b"\xd2\x02"
+        s = len(out)
+        _enc_SharedPollPublishResult(v_shared_poll_publish, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_Reply: dict[str, Any] = {
+    "error": None,
+    "publish": None,
+    "broadcast": None,
+    "subscribe": None,
+    "unsubscribe": None,
+    "disconnect": None,
+    "presence": None,
+    "presence_stats": None,
+    "history": None,
+    "history_remove": None,
+    "info": None,
+    "rpc": None,
+    "refresh": None,
+    "channels": None,
+    "connections": None,
+    "update_user_status": None,
+    "get_user_status": None,
+    "delete_user_status": None,
+    "block_user": None,
+    "unblock_user": None,
+    "revoke_token": None,
+    "invalidate_user_tokens": None,
+    "device_register": None,
+    "device_update": None,
+    "device_remove": None,
+    "device_list": None,
+    "device_topic_list": None,
+    "device_topic_update": None,
+    "user_topic_list": None,
+    "user_topic_update": None,
+    "send_push_notification": None,
+    "update_push_status": None,
+    "cancel_push": None,
+    "map_publish": None,
+    "map_remove": None,
+    "map_read_state": None,
+    "map_read_stream": None,
+    "map_stats": None,
+    "map_clear": None,
+    "shared_poll_publish": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_Reply(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_publish: PublishResult | None = None
-    f_broadcast: BroadcastResult | None = None
-    f_subscribe: SubscribeResult | None = None
-    f_unsubscribe: UnsubscribeResult | None = None
-    f_disconnect: DisconnectResult | None = None
-    f_presence: PresenceResult | None = None
-    f_presence_stats: PresenceStatsResult | None = None
-    f_history: HistoryResult | None = None
-    f_history_remove: HistoryRemoveResult | None = None
-    f_info: InfoResult | None = None
-    f_rpc: RpcResult | None = None
-    f_refresh: RefreshResult | None = None
-    f_channels: ChannelsResult | None = None
-    f_connections: ConnectionsResult | None = None
-    f_update_user_status: UpdateUserStatusResult | None = None
-    f_get_user_status: GetUserStatusResult | None = None
-    f_delete_user_status: DeleteUserStatusResult | None = None
-    f_block_user: BlockUserResult | None = None
-    f_unblock_user: UnblockUserResult | None = None
-    f_revoke_token: RevokeTokenResult | None = None
-    f_invalidate_user_tokens: InvalidateUserTokensResult | None = None
-    f_device_register: DeviceRegisterResult | None = None
-    f_device_update: DeviceUpdateResult | None = None
-    f_device_remove: DeviceRemoveResult | None = None
-    f_device_list: DeviceListResult | None = None
-    f_device_topic_list: DeviceTopicListResult | None = None
-    f_device_topic_update: DeviceTopicUpdateResult | None = None
-    f_user_topic_list: UserTopicListResult | None = None
-    f_user_topic_update: UserTopicUpdateResult | None = None
-    f_send_push_notification: SendPushNotificationResult | None = None
-    f_update_push_status: UpdatePushStatusResult | None = None
-    f_cancel_push: CancelPushResult | None = None
-    f_map_publish: MapPublishResult | None = None
-    f_map_remove: MapRemoveResult | None = None
-    f_map_read_state: MapReadStateResult | None = None
-    f_map_read_stream: MapReadStreamResult | None = None
-    f_map_stats: MapStatsResult | None = None
-    f_map_clear: MapClearResult | None = None
-    f_shared_poll_publish: SharedPollPublishResult | None = None
+    d = _zero_Reply.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -10081,390 +10892,890 @@ def _dec_Reply(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_publish = d["publish"]
             if f_publish is None:
-                f_publish = _dec_PublishResult(PublishResult, data, s, e, depth - 1)
+                d["publish"] = _dec_PublishResult(PublishResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_publish) + data[s:e]
-                f_publish = _dec_PublishResult(PublishResult, b, 0, len(b), depth - 1)
+                b = bytes(f_publish) + data[pos:e]
+                d["publish"] = _dec_PublishResult(PublishResult, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_broadcast = d["broadcast"]
             if f_broadcast is None:
-                f_broadcast = _dec_BroadcastResult(BroadcastResult, data, s, e, depth - 1)
+                d["broadcast"] = _dec_BroadcastResult(BroadcastResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_broadcast) + data[s:e]
-                f_broadcast = _dec_BroadcastResult(BroadcastResult, b, 0, len(b), depth - 1)
+                b = bytes(f_broadcast) + data[pos:e]
+                d["broadcast"] = _dec_BroadcastResult(BroadcastResult, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 50:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_subscribe = d["subscribe"]
             if f_subscribe is None:
-                f_subscribe = _dec_SubscribeResult(SubscribeResult, data, s, e, depth - 1)
+                d["subscribe"] = _dec_SubscribeResult(SubscribeResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_subscribe) + data[s:e]
-                f_subscribe = _dec_SubscribeResult(SubscribeResult, b, 0, len(b), depth - 1)
+                b = bytes(f_subscribe) + data[pos:e]
+                d["subscribe"] = _dec_SubscribeResult(SubscribeResult, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 58:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_unsubscribe = d["unsubscribe"]
             if f_unsubscribe is None:
-                f_unsubscribe = _dec_UnsubscribeResult(UnsubscribeResult, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_unsubscribe) + data[s:e]
-                f_unsubscribe = _dec_UnsubscribeResult(UnsubscribeResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 66:
-            s, e = _rt_read_length(data, pos, end)
-            if f_disconnect is None:
-                f_disconnect = _dec_DisconnectResult(DisconnectResult, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_disconnect) + data[s:e]
-                f_disconnect = _dec_DisconnectResult(DisconnectResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 74:
-            s, e = _rt_read_length(data, pos, end)
-            if f_presence is None:
-                f_presence = _dec_PresenceResult(PresenceResult, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_presence) + data[s:e]
-                f_presence = _dec_PresenceResult(PresenceResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 82:
-            s, e = _rt_read_length(data, pos, end)
-            if f_presence_stats is None:
-                f_presence_stats = _dec_PresenceStatsResult(
-                    PresenceStatsResult, data, s, e, depth - 1
+                d["unsubscribe"] = _dec_UnsubscribeResult(
+                    UnsubscribeResult, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_presence_stats) + data[s:e]
-                f_presence_stats = _dec_PresenceStatsResult(
+                b = bytes(f_unsubscribe) + data[pos:e]
+                d["unsubscribe"] = _dec_UnsubscribeResult(
+                    UnsubscribeResult, b, 0, len(b), depth - 1
+                )
+            pos = e
+        elif tag == 66:
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_disconnect = d["disconnect"]
+            if f_disconnect is None:
+                d["disconnect"] = _dec_DisconnectResult(DisconnectResult, data, pos, e, depth - 1)
+            else:  # a repeated occurrence merges into the first
+                b = bytes(f_disconnect) + data[pos:e]
+                d["disconnect"] = _dec_DisconnectResult(DisconnectResult, b, 0, len(b), depth - 1)
+            pos = e
+        elif tag == 74:
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_presence = d["presence"]
+            if f_presence is None:
+                d["presence"] = _dec_PresenceResult(PresenceResult, data, pos, e, depth - 1)
+            else:  # a repeated occurrence merges into the first
+                b = bytes(f_presence) + data[pos:e]
+                d["presence"] = _dec_PresenceResult(PresenceResult, b, 0, len(b), depth - 1)
+            pos = e
+        elif tag == 82:
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_presence_stats = d["presence_stats"]
+            if f_presence_stats is None:
+                d["presence_stats"] = _dec_PresenceStatsResult(
+                    PresenceStatsResult, data, pos, e, depth - 1
+                )
+            else:  # a repeated occurrence merges into the first
+                b = bytes(f_presence_stats) + data[pos:e]
+                d["presence_stats"] = _dec_PresenceStatsResult(
                     PresenceStatsResult, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 90:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_history = d["history"]
             if f_history is None:
-                f_history = _dec_HistoryResult(HistoryResult, data, s, e, depth - 1)
+                d["history"] = _dec_HistoryResult(HistoryResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_history) + data[s:e]
-                f_history = _dec_HistoryResult(HistoryResult, b, 0, len(b), depth - 1)
+                b = bytes(f_history) + data[pos:e]
+                d["history"] = _dec_HistoryResult(HistoryResult, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 98:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_history_remove = d["history_remove"]
             if f_history_remove is None:
-                f_history_remove = _dec_HistoryRemoveResult(
-                    HistoryRemoveResult, data, s, e, depth - 1
+                d["history_remove"] = _dec_HistoryRemoveResult(
+                    HistoryRemoveResult, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_history_remove) + data[s:e]
-                f_history_remove = _dec_HistoryRemoveResult(
+                b = bytes(f_history_remove) + data[pos:e]
+                d["history_remove"] = _dec_HistoryRemoveResult(
                     HistoryRemoveResult, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 106:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_info = d["info"]
             if f_info is None:
-                f_info = _dec_InfoResult(InfoResult, data, s, e, depth - 1)
+                d["info"] = _dec_InfoResult(InfoResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_info) + data[s:e]
-                f_info = _dec_InfoResult(InfoResult, b, 0, len(b), depth - 1)
+                b = bytes(f_info) + data[pos:e]
+                d["info"] = _dec_InfoResult(InfoResult, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 114:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_rpc = d["rpc"]
             if f_rpc is None:
-                f_rpc = _dec_RpcResult(RpcResult, data, s, e, depth - 1)
+                d["rpc"] = _dec_RpcResult(RpcResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_rpc) + data[s:e]
-                f_rpc = _dec_RpcResult(RpcResult, b, 0, len(b), depth - 1)
+                b = bytes(f_rpc) + data[pos:e]
+                d["rpc"] = _dec_RpcResult(RpcResult, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 122:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_refresh = d["refresh"]
             if f_refresh is None:
-                f_refresh = _dec_RefreshResult(RefreshResult, data, s, e, depth - 1)
+                d["refresh"] = _dec_RefreshResult(RefreshResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_refresh) + data[s:e]
-                f_refresh = _dec_RefreshResult(RefreshResult, b, 0, len(b), depth - 1)
+                b = bytes(f_refresh) + data[pos:e]
+                d["refresh"] = _dec_RefreshResult(RefreshResult, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 130:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_channels = d["channels"]
             if f_channels is None:
-                f_channels = _dec_ChannelsResult(ChannelsResult, data, s, e, depth - 1)
+                d["channels"] = _dec_ChannelsResult(ChannelsResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_channels) + data[s:e]
-                f_channels = _dec_ChannelsResult(ChannelsResult, b, 0, len(b), depth - 1)
+                b = bytes(f_channels) + data[pos:e]
+                d["channels"] = _dec_ChannelsResult(ChannelsResult, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 138:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_connections = d["connections"]
             if f_connections is None:
-                f_connections = _dec_ConnectionsResult(ConnectionsResult, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_connections) + data[s:e]
-                f_connections = _dec_ConnectionsResult(ConnectionsResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 146:
-            s, e = _rt_read_length(data, pos, end)
-            if f_update_user_status is None:
-                f_update_user_status = _dec_UpdateUserStatusResult(
-                    UpdateUserStatusResult, data, s, e, depth - 1
+                d["connections"] = _dec_ConnectionsResult(
+                    ConnectionsResult, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_update_user_status) + data[s:e]
-                f_update_user_status = _dec_UpdateUserStatusResult(
+                b = bytes(f_connections) + data[pos:e]
+                d["connections"] = _dec_ConnectionsResult(
+                    ConnectionsResult, b, 0, len(b), depth - 1
+                )
+            pos = e
+        elif tag == 146:
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_update_user_status = d["update_user_status"]
+            if f_update_user_status is None:
+                d["update_user_status"] = _dec_UpdateUserStatusResult(
+                    UpdateUserStatusResult, data, pos, e, depth - 1
+                )
+            else:  # a repeated occurrence merges into the first
+                b = bytes(f_update_user_status) + data[pos:e]
+                d["update_user_status"] = _dec_UpdateUserStatusResult(
                     UpdateUserStatusResult, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 154:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_get_user_status = d["get_user_status"]
             if f_get_user_status is None:
-                f_get_user_status = _dec_GetUserStatusResult(
-                    GetUserStatusResult, data, s, e, depth - 1
+                d["get_user_status"] = _dec_GetUserStatusResult(
+                    GetUserStatusResult, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_get_user_status) + data[s:e]
-                f_get_user_status = _dec_GetUserStatusResult(
+                b = bytes(f_get_user_status) + data[pos:e]
+                d["get_user_status"] = _dec_GetUserStatusResult(
                     GetUserStatusResult, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 162:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_delete_user_status = d["delete_user_status"]
             if f_delete_user_status is None:
-                f_delete_user_status = _dec_DeleteUserStatusResult(
-                    DeleteUserStatusResult, data, s, e, depth - 1
+                d["delete_user_status"] = _dec_DeleteUserStatusResult(
+                    DeleteUserStatusResult, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_delete_user_status) + data[s:e]
-                f_delete_user_status = _dec_DeleteUserStatusResult(
+                b = bytes(f_delete_user_status) + data[pos:e]
+                d["delete_user_status"] = _dec_DeleteUserStatusResult(
                     DeleteUserStatusResult, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 170:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_block_user = d["block_user"]
             if f_block_user is None:
-                f_block_user = _dec_BlockUserResult(BlockUserResult, data, s, e, depth - 1)
+                d["block_user"] = _dec_BlockUserResult(BlockUserResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_block_user) + data[s:e]
-                f_block_user = _dec_BlockUserResult(BlockUserResult, b, 0, len(b), depth - 1)
+                b = bytes(f_block_user) + data[pos:e]
+                d["block_user"] = _dec_BlockUserResult(BlockUserResult, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 178:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_unblock_user = d["unblock_user"]
             if f_unblock_user is None:
-                f_unblock_user = _dec_UnblockUserResult(UnblockUserResult, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_unblock_user) + data[s:e]
-                f_unblock_user = _dec_UnblockUserResult(UnblockUserResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 186:
-            s, e = _rt_read_length(data, pos, end)
-            if f_revoke_token is None:
-                f_revoke_token = _dec_RevokeTokenResult(RevokeTokenResult, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_revoke_token) + data[s:e]
-                f_revoke_token = _dec_RevokeTokenResult(RevokeTokenResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 194:
-            s, e = _rt_read_length(data, pos, end)
-            if f_invalidate_user_tokens is None:
-                f_invalidate_user_tokens = _dec_InvalidateUserTokensResult(
-                    InvalidateUserTokensResult, data, s, e, depth - 1
+                d["unblock_user"] = _dec_UnblockUserResult(
+                    UnblockUserResult, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_invalidate_user_tokens) + data[s:e]
-                f_invalidate_user_tokens = _dec_InvalidateUserTokensResult(
+                b = bytes(f_unblock_user) + data[pos:e]
+                d["unblock_user"] = _dec_UnblockUserResult(
+                    UnblockUserResult, b, 0, len(b), depth - 1
+                )
+            pos = e
+        elif tag == 186:
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_revoke_token = d["revoke_token"]
+            if f_revoke_token is None:
+                d["revoke_token"] = _dec_RevokeTokenResult(
+                    RevokeTokenResult, data, pos, e, depth - 1
+                )
+            else:  # a repeated occurrence merges into the first
+                b = bytes(f_revoke_token) + data[pos:e]
+                d["revoke_token"] = _dec_RevokeTokenResult(
+                    RevokeTokenResult, b, 0, len(b), depth - 1
+                )
+            pos = e
+        elif tag == 194:
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_invalidate_user_tokens = d["invalidate_user_tokens"]
+            if f_invalidate_user_tokens is None:
+                d["invalidate_user_tokens"] = _dec_InvalidateUserTokensResult(
+                    InvalidateUserTokensResult, data, pos, e, depth - 1
+                )
+            else:  # a repeated occurrence merges into the first
+                b = bytes(f_invalidate_user_tokens) + data[pos:e]
+                d["invalidate_user_tokens"] = _dec_InvalidateUserTokensResult(
                     InvalidateUserTokensResult, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 202:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_device_register = d["device_register"]
             if f_device_register is None:
-                f_device_register = _dec_DeviceRegisterResult(
-                    DeviceRegisterResult, data, s, e, depth - 1
+                d["device_register"] = _dec_DeviceRegisterResult(
+                    DeviceRegisterResult, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_device_register) + data[s:e]
-                f_device_register = _dec_DeviceRegisterResult(
+                b = bytes(f_device_register) + data[pos:e]
+                d["device_register"] = _dec_DeviceRegisterResult(
                     DeviceRegisterResult, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 210:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_device_update = d["device_update"]
             if f_device_update is None:
-                f_device_update = _dec_DeviceUpdateResult(DeviceUpdateResult, data, s, e, depth - 1)
+                d["device_update"] = _dec_DeviceUpdateResult(
+                    DeviceUpdateResult, data, pos, e, depth - 1
+                )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_device_update) + data[s:e]
-                f_device_update = _dec_DeviceUpdateResult(
+                b = bytes(f_device_update) + data[pos:e]
+                d["device_update"] = _dec_DeviceUpdateResult(
                     DeviceUpdateResult, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 218:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_device_remove = d["device_remove"]
             if f_device_remove is None:
-                f_device_remove = _dec_DeviceRemoveResult(DeviceRemoveResult, data, s, e, depth - 1)
+                d["device_remove"] = _dec_DeviceRemoveResult(
+                    DeviceRemoveResult, data, pos, e, depth - 1
+                )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_device_remove) + data[s:e]
-                f_device_remove = _dec_DeviceRemoveResult(
+                b = bytes(f_device_remove) + data[pos:e]
+                d["device_remove"] = _dec_DeviceRemoveResult(
                     DeviceRemoveResult, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 226:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_device_list = d["device_list"]
             if f_device_list is None:
-                f_device_list = _dec_DeviceListResult(DeviceListResult, data, s, e, depth - 1)
+                d["device_list"] = _dec_DeviceListResult(DeviceListResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_device_list) + data[s:e]
-                f_device_list = _dec_DeviceListResult(DeviceListResult, b, 0, len(b), depth - 1)
+                b = bytes(f_device_list) + data[pos:e]
+                d["device_list"] = _dec_DeviceListResult(DeviceListResult, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 234:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_device_topic_list = d["device_topic_list"]
             if f_device_topic_list is None:
-                f_device_topic_list = _dec_DeviceTopicListResult(
-                    DeviceTopicListResult, data, s, e, depth - 1
+                d["device_topic_list"] = _dec_DeviceTopicListResult(
+                    DeviceTopicListResult, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_device_topic_list) + data[s:e]
-                f_device_topic_list = _dec_DeviceTopicListResult(
+                b = bytes(f_device_topic_list) + data[pos:e]
+                d["device_topic_list"] = _dec_DeviceTopicListResult(
                     DeviceTopicListResult, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 242:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_device_topic_update = d["device_topic_update"]
             if f_device_topic_update is None:
-                f_device_topic_update = _dec_DeviceTopicUpdateResult(
-                    DeviceTopicUpdateResult, data, s, e, depth - 1
+                d["device_topic_update"] = _dec_DeviceTopicUpdateResult(
+                    DeviceTopicUpdateResult, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_device_topic_update) + data[s:e]
-                f_device_topic_update = _dec_DeviceTopicUpdateResult(
+                b = bytes(f_device_topic_update) + data[pos:e]
+                d["device_topic_update"] = _dec_DeviceTopicUpdateResult(
                     DeviceTopicUpdateResult, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 250:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_user_topic_list = d["user_topic_list"]
             if f_user_topic_list is None:
-                f_user_topic_list = _dec_UserTopicListResult(
-                    UserTopicListResult, data, s, e, depth - 1
+                d["user_topic_list"] = _dec_UserTopicListResult(
+                    UserTopicListResult, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_user_topic_list) + data[s:e]
-                f_user_topic_list = _dec_UserTopicListResult(
+                b = bytes(f_user_topic_list) + data[pos:e]
+                d["user_topic_list"] = _dec_UserTopicListResult(
                     UserTopicListResult, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 258:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_user_topic_update = d["user_topic_update"]
             if f_user_topic_update is None:
-                f_user_topic_update = _dec_UserTopicUpdateResult(
-                    UserTopicUpdateResult, data, s, e, depth - 1
+                d["user_topic_update"] = _dec_UserTopicUpdateResult(
+                    UserTopicUpdateResult, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_user_topic_update) + data[s:e]
-                f_user_topic_update = _dec_UserTopicUpdateResult(
+                b = bytes(f_user_topic_update) + data[pos:e]
+                d["user_topic_update"] = _dec_UserTopicUpdateResult(
                     UserTopicUpdateResult, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 266:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_send_push_notification = d["send_push_notification"]
             if f_send_push_notification is None:
-                f_send_push_notification = _dec_SendPushNotificationResult(
-                    SendPushNotificationResult, data, s, e, depth - 1
+                d["send_push_notification"] = _dec_SendPushNotificationResult(
+                    SendPushNotificationResult, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_send_push_notification) + data[s:e]
-                f_send_push_notification = _dec_SendPushNotificationResult(
+                b = bytes(f_send_push_notification) + data[pos:e]
+                d["send_push_notification"] = _dec_SendPushNotificationResult(
                     SendPushNotificationResult, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 274:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_update_push_status = d["update_push_status"]
             if f_update_push_status is None:
-                f_update_push_status = _dec_UpdatePushStatusResult(
-                    UpdatePushStatusResult, data, s, e, depth - 1
+                d["update_push_status"] = _dec_UpdatePushStatusResult(
+                    UpdatePushStatusResult, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_update_push_status) + data[s:e]
-                f_update_push_status = _dec_UpdatePushStatusResult(
+                b = bytes(f_update_push_status) + data[pos:e]
+                d["update_push_status"] = _dec_UpdatePushStatusResult(
                     UpdatePushStatusResult, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 282:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_cancel_push = d["cancel_push"]
             if f_cancel_push is None:
-                f_cancel_push = _dec_CancelPushResult(CancelPushResult, data, s, e, depth - 1)
+                d["cancel_push"] = _dec_CancelPushResult(CancelPushResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_cancel_push) + data[s:e]
-                f_cancel_push = _dec_CancelPushResult(CancelPushResult, b, 0, len(b), depth - 1)
+                b = bytes(f_cancel_push) + data[pos:e]
+                d["cancel_push"] = _dec_CancelPushResult(CancelPushResult, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 290:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_map_publish = d["map_publish"]
             if f_map_publish is None:
-                f_map_publish = _dec_MapPublishResult(MapPublishResult, data, s, e, depth - 1)
+                d["map_publish"] = _dec_MapPublishResult(MapPublishResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_map_publish) + data[s:e]
-                f_map_publish = _dec_MapPublishResult(MapPublishResult, b, 0, len(b), depth - 1)
+                b = bytes(f_map_publish) + data[pos:e]
+                d["map_publish"] = _dec_MapPublishResult(MapPublishResult, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 298:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_map_remove = d["map_remove"]
             if f_map_remove is None:
-                f_map_remove = _dec_MapRemoveResult(MapRemoveResult, data, s, e, depth - 1)
+                d["map_remove"] = _dec_MapRemoveResult(MapRemoveResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_map_remove) + data[s:e]
-                f_map_remove = _dec_MapRemoveResult(MapRemoveResult, b, 0, len(b), depth - 1)
+                b = bytes(f_map_remove) + data[pos:e]
+                d["map_remove"] = _dec_MapRemoveResult(MapRemoveResult, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 306:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_map_read_state = d["map_read_state"]
             if f_map_read_state is None:
-                f_map_read_state = _dec_MapReadStateResult(
-                    MapReadStateResult, data, s, e, depth - 1
+                d["map_read_state"] = _dec_MapReadStateResult(
+                    MapReadStateResult, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_map_read_state) + data[s:e]
-                f_map_read_state = _dec_MapReadStateResult(
+                b = bytes(f_map_read_state) + data[pos:e]
+                d["map_read_state"] = _dec_MapReadStateResult(
                     MapReadStateResult, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 314:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_map_read_stream = d["map_read_stream"]
             if f_map_read_stream is None:
-                f_map_read_stream = _dec_MapReadStreamResult(
-                    MapReadStreamResult, data, s, e, depth - 1
+                d["map_read_stream"] = _dec_MapReadStreamResult(
+                    MapReadStreamResult, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_map_read_stream) + data[s:e]
-                f_map_read_stream = _dec_MapReadStreamResult(
+                b = bytes(f_map_read_stream) + data[pos:e]
+                d["map_read_stream"] = _dec_MapReadStreamResult(
                     MapReadStreamResult, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 322:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_map_stats = d["map_stats"]
             if f_map_stats is None:
-                f_map_stats = _dec_MapStatsResult(MapStatsResult, data, s, e, depth - 1)
+                d["map_stats"] = _dec_MapStatsResult(MapStatsResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_map_stats) + data[s:e]
-                f_map_stats = _dec_MapStatsResult(MapStatsResult, b, 0, len(b), depth - 1)
+                b = bytes(f_map_stats) + data[pos:e]
+                d["map_stats"] = _dec_MapStatsResult(MapStatsResult, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 330:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_map_clear = d["map_clear"]
             if f_map_clear is None:
-                f_map_clear = _dec_MapClearResult(MapClearResult, data, s, e, depth - 1)
+                d["map_clear"] = _dec_MapClearResult(MapClearResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_map_clear) + data[s:e]
-                f_map_clear = _dec_MapClearResult(MapClearResult, b, 0, len(b), depth - 1)
+                b = bytes(f_map_clear) + data[pos:e]
+                d["map_clear"] = _dec_MapClearResult(MapClearResult, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 338:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_shared_poll_publish = d["shared_poll_publish"]
             if f_shared_poll_publish is None:
-                f_shared_poll_publish = _dec_SharedPollPublishResult(
-                    SharedPollPublishResult, data, s, e, depth - 1
+                d["shared_poll_publish"] = _dec_SharedPollPublishResult(
+                    SharedPollPublishResult, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_shared_poll_publish) + data[s:e]
-                f_shared_poll_publish = _dec_SharedPollPublishResult(
+                b = bytes(f_shared_poll_publish) + data[pos:e]
+                d["shared_poll_publish"] = _dec_SharedPollPublishResult(
                     SharedPollPublishResult, b, 0, len(b), depth - 1
                 )
             pos = e
@@ -10473,66 +11784,25 @@ def _dec_Reply(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "publish": f_publish,
-        "broadcast": f_broadcast,
-        "subscribe": f_subscribe,
-        "unsubscribe": f_unsubscribe,
-        "disconnect": f_disconnect,
-        "presence": f_presence,
-        "presence_stats": f_presence_stats,
-        "history": f_history,
-        "history_remove": f_history_remove,
-        "info": f_info,
-        "rpc": f_rpc,
-        "refresh": f_refresh,
-        "channels": f_channels,
-        "connections": f_connections,
-        "update_user_status": f_update_user_status,
-        "get_user_status": f_get_user_status,
-        "delete_user_status": f_delete_user_status,
-        "block_user": f_block_user,
-        "unblock_user": f_unblock_user,
-        "revoke_token": f_revoke_token,
-        "invalidate_user_tokens": f_invalidate_user_tokens,
-        "device_register": f_device_register,
-        "device_update": f_device_update,
-        "device_remove": f_device_remove,
-        "device_list": f_device_list,
-        "device_topic_list": f_device_topic_list,
-        "device_topic_update": f_device_topic_update,
-        "user_topic_list": f_user_topic_list,
-        "user_topic_update": f_user_topic_update,
-        "send_push_notification": f_send_push_notification,
-        "update_push_status": f_update_push_status,
-        "cancel_push": f_cancel_push,
-        "map_publish": f_map_publish,
-        "map_remove": f_map_remove,
-        "map_read_state": f_map_read_state,
-        "map_read_stream": f_map_read_stream,
-        "map_stats": f_map_stats,
-        "map_clear": f_map_clear,
-        "shared_poll_publish": f_shared_poll_publish,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_BatchRequest(m: BatchRequest) -> bytearray:
-    out = bytearray()
+def _enc_BatchRequest(m: BatchRequest, out: bytearray) -> None:
     for x_commands in m.commands:
         if x_commands.__class__ is not Command and not isinstance(x_commands, Command):
             raise _rt_wrong_type(Command, x_commands)
-        sub = _enc_Command(x_commands)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Command(x_commands, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_parallel = m.parallel
     if v_parallel:
         out += b"\x10"
@@ -10540,12 +11810,19 @@ def _enc_BatchRequest(m: BatchRequest) -> bytearray:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_BatchRequest: dict[str, Any] = {
+    "commands": None,  # replaced by a fresh container
+    "parallel": False,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_BatchRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_BatchRequest.copy()
     f_commands: list[Command] = []
-    f_parallel: bool = False
+    d["commands"] = f_commands
     unknown = b""
     while pos < end:
         start = pos
@@ -10554,50 +11831,70 @@ def _dec_BatchRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_commands.append(_dec_Command(Command, data, s, e, depth - 1))
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_commands.append(_dec_Command(Command, data, pos, e, depth - 1))
             pos = e
         elif tag == 16:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_parallel = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["parallel"] = v != 0
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "commands": f_commands,
-        "parallel": f_parallel,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_BatchResponse(m: BatchResponse) -> bytearray:
-    out = bytearray()
+def _enc_BatchResponse(m: BatchResponse, out: bytearray) -> None:
     for x_replies in m.replies:
         if x_replies.__class__ is not Reply and not isinstance(x_replies, Reply):
             raise _rt_wrong_type(Reply, x_replies)
-        sub = _enc_Reply(x_replies)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Reply(x_replies, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_BatchResponse: dict[str, Any] = {
+    "replies": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_BatchResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_BatchResponse.copy()
     f_replies: list[Reply] = []
+    d["replies"] = f_replies
     unknown = b""
     while pos < end:
         start = pos
@@ -10606,24 +11903,33 @@ def _dec_BatchResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: in
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_replies.append(_dec_Reply(Reply, data, s, e, depth - 1))
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_replies.append(_dec_Reply(Reply, data, pos, e, depth - 1))
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "replies": f_replies,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_PublishRequest(m: PublishRequest) -> bytearray:
-    out = bytearray()
+def _enc_PublishRequest(m: PublishRequest, out: bytearray) -> None:
     v_channel = m.channel
     if v_channel:
         b = v_channel.encode()
@@ -10631,6 +11937,9 @@ def _enc_PublishRequest(m: PublishRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -10640,6 +11949,9 @@ def _enc_PublishRequest(m: PublishRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_data
@@ -10650,6 +11962,9 @@ def _enc_PublishRequest(m: PublishRequest) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -10657,30 +11972,38 @@ def _enc_PublishRequest(m: PublishRequest) -> bytearray:
     if v_skip_history:
         out += b" "
         out += _rt_enc_bool(v_skip_history)
-    for k_tags, x_tags in m.tags.items():
-        e = bytearray()
-        b = k_tags.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        b = x_tags.encode()
-        n = len(b)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        out += b"*"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+    v_tags = m.tags
+    if v_tags:
+        for k_tags, x_tags in v_tags.items():
+            out += b"*"
+            se = len(out)
+            b = k_tags.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            b = x_tags.encode()
+            n = len(b)
+            out += b"\x12"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     v_idempotency_key = m.idempotency_key
     if v_idempotency_key:
         b = v_idempotency_key.encode()
@@ -10688,6 +12011,9 @@ def _enc_PublishRequest(m: PublishRequest) -> bytearray:
         out += b"2"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -10700,6 +12026,9 @@ def _enc_PublishRequest(m: PublishRequest) -> bytearray:
         out += b"@"
         if 0 <= v_version < 128:
             out.append(v_version)
+        elif 0 <= v_version < 16384:
+            out.append(v_version & 0x7F | 0x80)
+            out.append(v_version >> 7)
         else:
             out += _rt_enc_uint64(v_version)
     v_version_epoch = m.version_epoch
@@ -10709,25 +12038,35 @@ def _enc_PublishRequest(m: PublishRequest) -> bytearray:
         out += b"J"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_PublishRequest: dict[str, Any] = {
+    "channel": "",
+    "data": b"",
+    "b64data": "",
+    "skip_history": False,
+    "tags": None,  # replaced by a fresh container
+    "idempotency_key": "",
+    "delta": False,
+    "version": 0,
+    "version_epoch": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_PublishRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_channel: str = ""
-    f_data: bytes = b""
-    f_b64data: str = ""
-    f_skip_history: bool = False
+    d = _zero_PublishRequest.copy()
     f_tags: dict[str, str] = {}
-    f_idempotency_key: str = ""
-    f_delta: bool = False
-    f_version: int = 0
-    f_version_epoch: str = ""
+    d["tags"] = f_tags
     unknown = b""
     while pos < end:
         start = pos
@@ -10736,107 +12075,183 @@ def _dec_PublishRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: i
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_channel = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["channel"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_data = data[s:e]
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["data"] = data[pos:e]
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_b64data = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["b64data"] = data[pos:e].decode()
             pos = e
         elif tag == 32:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_skip_history = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["skip_history"] = v != 0
         elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
-            i_tags = _dec_entry_string_string(data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
             if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
                 unknown += data[start:e]
             else:
                 f_tags[i_tags[0]] = i_tags[1]
             pos = e
         elif tag == 50:
-            s, e = _rt_read_length(data, pos, end)
-            f_idempotency_key = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["idempotency_key"] = data[pos:e].decode()
             pos = e
         elif tag == 56:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_delta = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["delta"] = v != 0
         elif tag == 64:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_version = v
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["version"] = v
         elif tag == 74:
-            s, e = _rt_read_length(data, pos, end)
-            f_version_epoch = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["version_epoch"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "channel": f_channel,
-        "data": f_data,
-        "b64data": f_b64data,
-        "skip_history": f_skip_history,
-        "tags": f_tags,
-        "idempotency_key": f_idempotency_key,
-        "delta": f_delta,
-        "version": f_version,
-        "version_epoch": f_version_epoch,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_PublishResponse(m: PublishResponse) -> bytearray:
-    out = bytearray()
+def _enc_PublishResponse(m: PublishResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not PublishResult and not isinstance(v_result, PublishResult):
             raise _rt_wrong_type(PublishResult, v_result)
-        sub = _enc_PublishResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_PublishResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_PublishResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_PublishResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: PublishResult | None = None
+    d = _zero_PublishResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -10845,42 +12260,66 @@ def _dec_PublishResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: 
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_PublishResult(PublishResult, data, s, e, depth - 1)
+                d["result"] = _dec_PublishResult(PublishResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_PublishResult(PublishResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_PublishResult(PublishResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_PublishResult(m: PublishResult) -> bytearray:
-    out = bytearray()
+def _enc_PublishResult(m: PublishResult, out: bytearray) -> None:
     v_offset = m.offset
     if v_offset:
         out += b"\x08"
         if 0 <= v_offset < 128:
             out.append(v_offset)
+        elif 0 <= v_offset < 16384:
+            out.append(v_offset & 0x7F | 0x80)
+            out.append(v_offset >> 7)
         else:
             out += _rt_enc_uint64(v_offset)
     v_epoch = m.epoch
@@ -10890,18 +12329,26 @@ def _enc_PublishResult(m: PublishResult) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_PublishResult: dict[str, Any] = {
+    "offset": 0,
+    "epoch": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_PublishResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_offset: int = 0
-    f_epoch: str = ""
+    d = _zero_PublishResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -10913,34 +12360,50 @@ def _dec_PublishResult(cls: type[_M], data: bytes, pos: int, end: int, depth: in
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_offset = v
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["offset"] = v
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_epoch = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["epoch"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "offset": f_offset,
-        "epoch": f_epoch,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_BroadcastRequest(m: BroadcastRequest) -> bytearray:
-    out = bytearray()
+def _enc_BroadcastRequest(m: BroadcastRequest, out: bytearray) -> None:
     for x_channels in m.channels:
         b = x_channels.encode()
         n = len(b)
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -10950,6 +12413,9 @@ def _enc_BroadcastRequest(m: BroadcastRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_data
@@ -10960,6 +12426,9 @@ def _enc_BroadcastRequest(m: BroadcastRequest) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -10967,30 +12436,38 @@ def _enc_BroadcastRequest(m: BroadcastRequest) -> bytearray:
     if v_skip_history:
         out += b" "
         out += _rt_enc_bool(v_skip_history)
-    for k_tags, x_tags in m.tags.items():
-        e = bytearray()
-        b = k_tags.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        b = x_tags.encode()
-        n = len(b)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        out += b"*"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+    v_tags = m.tags
+    if v_tags:
+        for k_tags, x_tags in v_tags.items():
+            out += b"*"
+            se = len(out)
+            b = k_tags.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            b = x_tags.encode()
+            n = len(b)
+            out += b"\x12"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     v_idempotency_key = m.idempotency_key
     if v_idempotency_key:
         b = v_idempotency_key.encode()
@@ -10998,6 +12475,9 @@ def _enc_BroadcastRequest(m: BroadcastRequest) -> bytearray:
         out += b"2"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -11010,6 +12490,9 @@ def _enc_BroadcastRequest(m: BroadcastRequest) -> bytearray:
         out += b"@"
         if 0 <= v_version < 128:
             out.append(v_version)
+        elif 0 <= v_version < 16384:
+            out.append(v_version & 0x7F | 0x80)
+            out.append(v_version >> 7)
         else:
             out += _rt_enc_uint64(v_version)
     v_version_epoch = m.version_epoch
@@ -11019,25 +12502,37 @@ def _enc_BroadcastRequest(m: BroadcastRequest) -> bytearray:
         out += b"J"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_BroadcastRequest: dict[str, Any] = {
+    "channels": None,  # replaced by a fresh container
+    "data": b"",
+    "b64data": "",
+    "skip_history": False,
+    "tags": None,  # replaced by a fresh container
+    "idempotency_key": "",
+    "delta": False,
+    "version": 0,
+    "version_epoch": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_BroadcastRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_BroadcastRequest.copy()
     f_channels: list[str] = []
-    f_data: bytes = b""
-    f_b64data: str = ""
-    f_skip_history: bool = False
+    d["channels"] = f_channels
     f_tags: dict[str, str] = {}
-    f_idempotency_key: str = ""
-    f_delta: bool = False
-    f_version: int = 0
-    f_version_epoch: str = ""
+    d["tags"] = f_tags
     unknown = b""
     while pos < end:
         start = pos
@@ -11046,107 +12541,183 @@ def _dec_BroadcastRequest(cls: type[_M], data: bytes, pos: int, end: int, depth:
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_channels.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_channels.append(data[pos:e].decode())
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_data = data[s:e]
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["data"] = data[pos:e]
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_b64data = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["b64data"] = data[pos:e].decode()
             pos = e
         elif tag == 32:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_skip_history = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["skip_history"] = v != 0
         elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
-            i_tags = _dec_entry_string_string(data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
             if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
                 unknown += data[start:e]
             else:
                 f_tags[i_tags[0]] = i_tags[1]
             pos = e
         elif tag == 50:
-            s, e = _rt_read_length(data, pos, end)
-            f_idempotency_key = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["idempotency_key"] = data[pos:e].decode()
             pos = e
         elif tag == 56:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_delta = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["delta"] = v != 0
         elif tag == 64:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_version = v
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["version"] = v
         elif tag == 74:
-            s, e = _rt_read_length(data, pos, end)
-            f_version_epoch = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["version_epoch"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "channels": f_channels,
-        "data": f_data,
-        "b64data": f_b64data,
-        "skip_history": f_skip_history,
-        "tags": f_tags,
-        "idempotency_key": f_idempotency_key,
-        "delta": f_delta,
-        "version": f_version,
-        "version_epoch": f_version_epoch,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_BroadcastResponse(m: BroadcastResponse) -> bytearray:
-    out = bytearray()
+def _enc_BroadcastResponse(m: BroadcastResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not BroadcastResult and not isinstance(v_result, BroadcastResult):
             raise _rt_wrong_type(BroadcastResult, v_result)
-        sub = _enc_BroadcastResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_BroadcastResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_BroadcastResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_BroadcastResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: BroadcastResult | None = None
+    d = _zero_BroadcastResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -11155,58 +12726,86 @@ def _dec_BroadcastResponse(cls: type[_M], data: bytes, pos: int, end: int, depth
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_BroadcastResult(BroadcastResult, data, s, e, depth - 1)
+                d["result"] = _dec_BroadcastResult(BroadcastResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_BroadcastResult(BroadcastResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_BroadcastResult(BroadcastResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_BroadcastResult(m: BroadcastResult) -> bytearray:
-    out = bytearray()
+def _enc_BroadcastResult(m: BroadcastResult, out: bytearray) -> None:
     for x_responses in m.responses:
         if x_responses.__class__ is not PublishResponse and not isinstance(
             x_responses, PublishResponse
         ):
             raise _rt_wrong_type(PublishResponse, x_responses)
-        sub = _enc_PublishResponse(x_responses)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_PublishResponse(x_responses, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_BroadcastResult: dict[str, Any] = {
+    "responses": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_BroadcastResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_BroadcastResult.copy()
     f_responses: list[PublishResponse] = []
+    d["responses"] = f_responses
     unknown = b""
     while pos < end:
         start = pos
@@ -11215,24 +12814,33 @@ def _dec_BroadcastResult(cls: type[_M], data: bytes, pos: int, end: int, depth: 
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_responses.append(_dec_PublishResponse(PublishResponse, data, s, e, depth - 1))
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_responses.append(_dec_PublishResponse(PublishResponse, data, pos, e, depth - 1))
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "responses": f_responses,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_FilterNode(m: FilterNode) -> bytearray:
-    out = bytearray()
+def _enc_FilterNode(m: FilterNode, out: bytearray) -> None:
     v_op = m.op
     if v_op:
         b = v_op.encode()
@@ -11240,6 +12848,9 @@ def _enc_FilterNode(m: FilterNode) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -11250,6 +12861,9 @@ def _enc_FilterNode(m: FilterNode) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -11260,6 +12874,9 @@ def _enc_FilterNode(m: FilterNode) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -11270,6 +12887,9 @@ def _enc_FilterNode(m: FilterNode) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -11279,35 +12899,47 @@ def _enc_FilterNode(m: FilterNode) -> bytearray:
         out += b"*"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     for x_nodes in m.nodes:
         if x_nodes.__class__ is not FilterNode and not isinstance(x_nodes, FilterNode):
             raise _rt_wrong_type(FilterNode, x_nodes)
-        sub = _enc_FilterNode(x_nodes)
-        n = len(sub)
         out += b"2"
+        s = len(out)
+        _enc_FilterNode(x_nodes, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_FilterNode: dict[str, Any] = {
+    "op": "",
+    "key": "",
+    "cmp": "",
+    "val": "",
+    "vals": None,  # replaced by a fresh container
+    "nodes": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_FilterNode(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     if depth < 0:
         raise _rt_DecodeError("messages nested too deeply")
-    f_op: str = ""
-    f_key: str = ""
-    f_cmp: str = ""
-    f_val: str = ""
+    d = _zero_FilterNode.copy()
     f_vals: list[str] = []
+    d["vals"] = f_vals
     f_nodes: list[FilterNode] = []
+    d["nodes"] = f_nodes
     unknown = b""
     while pos < end:
         start = pos
@@ -11316,49 +12948,108 @@ def _dec_FilterNode(cls: type[_M], data: bytes, pos: int, end: int, depth: int) 
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_op = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["op"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_key = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["key"] = data[pos:e].decode()
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_cmp = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["cmp"] = data[pos:e].decode()
             pos = e
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_val = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["val"] = data[pos:e].decode()
             pos = e
         elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
-            f_vals.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_vals.append(data[pos:e].decode())
             pos = e
         elif tag == 50:
-            s, e = _rt_read_length(data, pos, end)
-            f_nodes.append(_dec_FilterNode(FilterNode, data, s, e, depth - 1))
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_nodes.append(_dec_FilterNode(FilterNode, data, pos, e, depth - 1))
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "op": f_op,
-        "key": f_key,
-        "cmp": f_cmp,
-        "val": f_val,
-        "vals": f_vals,
-        "nodes": f_nodes,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_SubscribeRequest(m: SubscribeRequest) -> bytearray:
-    out = bytearray()
+def _enc_SubscribeRequest(m: SubscribeRequest, out: bytearray) -> None:
     v_channel = m.channel
     if v_channel:
         b = v_channel.encode()
@@ -11366,6 +13057,9 @@ def _enc_SubscribeRequest(m: SubscribeRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -11376,6 +13070,9 @@ def _enc_SubscribeRequest(m: SubscribeRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -11384,6 +13081,9 @@ def _enc_SubscribeRequest(m: SubscribeRequest) -> bytearray:
         out += b"\x18"
         if 0 <= v_expire_at < 128:
             out.append(v_expire_at)
+        elif 0 <= v_expire_at < 16384:
+            out.append(v_expire_at & 0x7F | 0x80)
+            out.append(v_expire_at >> 7)
         else:
             out += _rt_enc_int64(v_expire_at)
     v_info = m.info
@@ -11392,6 +13092,9 @@ def _enc_SubscribeRequest(m: SubscribeRequest) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_info
@@ -11402,6 +13105,9 @@ def _enc_SubscribeRequest(m: SubscribeRequest) -> bytearray:
         out += b"*"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -11412,6 +13118,9 @@ def _enc_SubscribeRequest(m: SubscribeRequest) -> bytearray:
         out += b"2"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -11421,6 +13130,9 @@ def _enc_SubscribeRequest(m: SubscribeRequest) -> bytearray:
         out += b":"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_data
@@ -11431,6 +13143,9 @@ def _enc_SubscribeRequest(m: SubscribeRequest) -> bytearray:
         out += b"B"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -11440,28 +13155,28 @@ def _enc_SubscribeRequest(m: SubscribeRequest) -> bytearray:
             v_recover_since, StreamPosition
         ):
             raise _rt_wrong_type(StreamPosition, v_recover_since)
-        sub = _enc_StreamPosition(v_recover_since)
-        n = len(sub)
         out += b"J"
+        s = len(out)
+        _enc_StreamPosition(v_recover_since, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_override = m.override
     if v_override is not None:
         if v_override.__class__ is not SubscribeOptionOverride and not isinstance(
             v_override, SubscribeOptionOverride
         ):
             raise _rt_wrong_type(SubscribeOptionOverride, v_override)
-        sub = _enc_SubscribeOptionOverride(v_override)
-        n = len(sub)
         out += b"R"
+        s = len(out)
+        _enc_SubscribeOptionOverride(v_override, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_session = m.session
     if v_session:
         b = v_session.encode()
@@ -11469,6 +13184,9 @@ def _enc_SubscribeRequest(m: SubscribeRequest) -> bytearray:
         out += b"Z"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -11478,14 +13196,14 @@ def _enc_SubscribeRequest(m: SubscribeRequest) -> bytearray:
             v_label_filter, FilterNode
         ):
             raise _rt_wrong_type(FilterNode, v_label_filter)
-        sub = _enc_FilterNode(v_label_filter)
-        n = len(sub)
         out += b"b"
+        s = len(out)
+        _enc_FilterNode(v_label_filter, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_all_users = m.all_users
     if v_all_users:
         out += b"h"
@@ -11493,23 +13211,28 @@ def _enc_SubscribeRequest(m: SubscribeRequest) -> bytearray:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_SubscribeRequest: dict[str, Any] = {
+    "channel": "",
+    "user": "",
+    "expire_at": 0,
+    "info": b"",
+    "b64info": "",
+    "client": "",
+    "data": b"",
+    "b64data": "",
+    "recover_since": None,
+    "override": None,
+    "session": "",
+    "label_filter": None,
+    "all_users": False,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_SubscribeRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_channel: str = ""
-    f_user: str = ""
-    f_expire_at: int = 0
-    f_info: bytes = b""
-    f_b64info: str = ""
-    f_client: str = ""
-    f_data: bytes = b""
-    f_b64data: str = ""
-    f_recover_since: StreamPosition | None = None
-    f_override: SubscribeOptionOverride | None = None
-    f_session: str = ""
-    f_label_filter: FilterNode | None = None
-    f_all_users: bool = False
+    d = _zero_SubscribeRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -11518,138 +13241,263 @@ def _dec_SubscribeRequest(cls: type[_M], data: bytes, pos: int, end: int, depth:
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_channel = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["channel"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["user"] = data[pos:e].decode()
             pos = e
         elif tag == 24:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int64(v)
-            f_expire_at = v
+            d["expire_at"] = v
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_info = data[s:e]
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["info"] = data[pos:e]
             pos = e
         elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
-            f_b64info = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["b64info"] = data[pos:e].decode()
             pos = e
         elif tag == 50:
-            s, e = _rt_read_length(data, pos, end)
-            f_client = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["client"] = data[pos:e].decode()
             pos = e
         elif tag == 58:
-            s, e = _rt_read_length(data, pos, end)
-            f_data = data[s:e]
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["data"] = data[pos:e]
             pos = e
         elif tag == 66:
-            s, e = _rt_read_length(data, pos, end)
-            f_b64data = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["b64data"] = data[pos:e].decode()
             pos = e
         elif tag == 74:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_recover_since = d["recover_since"]
             if f_recover_since is None:
-                f_recover_since = _dec_StreamPosition(StreamPosition, data, s, e, depth - 1)
+                d["recover_since"] = _dec_StreamPosition(StreamPosition, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_recover_since) + data[s:e]
-                f_recover_since = _dec_StreamPosition(StreamPosition, b, 0, len(b), depth - 1)
+                b = bytes(f_recover_since) + data[pos:e]
+                d["recover_since"] = _dec_StreamPosition(StreamPosition, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 82:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_override = d["override"]
             if f_override is None:
-                f_override = _dec_SubscribeOptionOverride(
-                    SubscribeOptionOverride, data, s, e, depth - 1
+                d["override"] = _dec_SubscribeOptionOverride(
+                    SubscribeOptionOverride, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_override) + data[s:e]
-                f_override = _dec_SubscribeOptionOverride(
+                b = bytes(f_override) + data[pos:e]
+                d["override"] = _dec_SubscribeOptionOverride(
                     SubscribeOptionOverride, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 90:
-            s, e = _rt_read_length(data, pos, end)
-            f_session = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["session"] = data[pos:e].decode()
             pos = e
         elif tag == 98:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_label_filter = d["label_filter"]
             if f_label_filter is None:
-                f_label_filter = _dec_FilterNode(FilterNode, data, s, e, depth - 1)
+                d["label_filter"] = _dec_FilterNode(FilterNode, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_label_filter) + data[s:e]
-                f_label_filter = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
+                b = bytes(f_label_filter) + data[pos:e]
+                d["label_filter"] = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 104:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_all_users = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["all_users"] = v != 0
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "channel": f_channel,
-        "user": f_user,
-        "expire_at": f_expire_at,
-        "info": f_info,
-        "b64info": f_b64info,
-        "client": f_client,
-        "data": f_data,
-        "b64data": f_b64data,
-        "recover_since": f_recover_since,
-        "override": f_override,
-        "session": f_session,
-        "label_filter": f_label_filter,
-        "all_users": f_all_users,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_SubscribeResponse(m: SubscribeResponse) -> bytearray:
-    out = bytearray()
+def _enc_SubscribeResponse(m: SubscribeResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not SubscribeResult and not isinstance(v_result, SubscribeResult):
             raise _rt_wrong_type(SubscribeResult, v_result)
-        sub = _enc_SubscribeResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_SubscribeResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_SubscribeResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_SubscribeResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: SubscribeResult | None = None
+    d = _zero_SubscribeResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -11658,37 +13506,58 @@ def _dec_SubscribeResponse(cls: type[_M], data: bytes, pos: int, end: int, depth
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_SubscribeResult(SubscribeResult, data, s, e, depth - 1)
+                d["result"] = _dec_SubscribeResult(SubscribeResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_SubscribeResult(SubscribeResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_SubscribeResult(SubscribeResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_BoolValue(m: BoolValue) -> bytearray:
-    out = bytearray()
+def _enc_BoolValue(m: BoolValue, out: bytearray) -> None:
     v_value = m.value
     if v_value:
         out += b"\x08"
@@ -11696,11 +13565,16 @@ def _enc_BoolValue(m: BoolValue) -> bytearray:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_BoolValue: dict[str, Any] = {
+    "value": False,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_BoolValue(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_value: bool = False
+    d = _zero_BoolValue.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -11712,38 +13586,49 @@ def _dec_BoolValue(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_value = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["value"] = v != 0
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "value": f_value,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_Int32Value(m: Int32Value) -> bytearray:
-    out = bytearray()
+def _enc_Int32Value(m: Int32Value, out: bytearray) -> None:
     v_value = m.value
     if v_value:
         out += b"\x08"
         if 0 <= v_value < 128:
             out.append(v_value)
+        elif 0 <= v_value < 16384:
+            out.append(v_value & 0x7F | 0x80)
+            out.append(v_value >> 7)
         else:
             out += _rt_enc_int32(v_value)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_Int32Value: dict[str, Any] = {
+    "value": 0,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_Int32Value(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_value: int = 0
+    d = _zero_Int32Value.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -11755,102 +13640,110 @@ def _dec_Int32Value(cls: type[_M], data: bytes, pos: int, end: int, depth: int) 
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int32(v)
-            f_value = v
+            d["value"] = v
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "value": f_value,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_SubscribeOptionOverride(m: SubscribeOptionOverride) -> bytearray:
-    out = bytearray()
+def _enc_SubscribeOptionOverride(m: SubscribeOptionOverride, out: bytearray) -> None:
     v_presence = m.presence
     if v_presence is not None:
         if v_presence.__class__ is not BoolValue and not isinstance(v_presence, BoolValue):
             raise _rt_wrong_type(BoolValue, v_presence)
-        sub = _enc_BoolValue(v_presence)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_BoolValue(v_presence, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_join_leave = m.join_leave
     if v_join_leave is not None:
         if v_join_leave.__class__ is not BoolValue and not isinstance(v_join_leave, BoolValue):
             raise _rt_wrong_type(BoolValue, v_join_leave)
-        sub = _enc_BoolValue(v_join_leave)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_BoolValue(v_join_leave, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_force_recovery = m.force_recovery
     if v_force_recovery is not None:
         if v_force_recovery.__class__ is not BoolValue and not isinstance(
             v_force_recovery, BoolValue
         ):
             raise _rt_wrong_type(BoolValue, v_force_recovery)
-        sub = _enc_BoolValue(v_force_recovery)
-        n = len(sub)
         out += b"\x1a"
+        s = len(out)
+        _enc_BoolValue(v_force_recovery, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_force_positioning = m.force_positioning
     if v_force_positioning is not None:
         if v_force_positioning.__class__ is not BoolValue and not isinstance(
             v_force_positioning, BoolValue
         ):
             raise _rt_wrong_type(BoolValue, v_force_positioning)
-        sub = _enc_BoolValue(v_force_positioning)
-        n = len(sub)
         out += b'"'
+        s = len(out)
+        _enc_BoolValue(v_force_positioning, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_force_push_join_leave = m.force_push_join_leave
     if v_force_push_join_leave is not None:
         if v_force_push_join_leave.__class__ is not BoolValue and not isinstance(
             v_force_push_join_leave, BoolValue
         ):
             raise _rt_wrong_type(BoolValue, v_force_push_join_leave)
-        sub = _enc_BoolValue(v_force_push_join_leave)
-        n = len(sub)
         out += b"*"
+        s = len(out)
+        _enc_BoolValue(v_force_push_join_leave, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_SubscribeOptionOverride: dict[str, Any] = {
+    "presence": None,
+    "join_leave": None,
+    "force_recovery": None,
+    "force_positioning": None,
+    "force_push_join_leave": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_SubscribeOptionOverride(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_presence: BoolValue | None = None
-    f_join_leave: BoolValue | None = None
-    f_force_recovery: BoolValue | None = None
-    f_force_positioning: BoolValue | None = None
-    f_force_push_join_leave: BoolValue | None = None
+    d = _zero_SubscribeOptionOverride.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -11859,71 +13752,130 @@ def _dec_SubscribeOptionOverride(cls: type[_M], data: bytes, pos: int, end: int,
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_presence = d["presence"]
             if f_presence is None:
-                f_presence = _dec_BoolValue(BoolValue, data, s, e, depth - 1)
+                d["presence"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_presence) + data[s:e]
-                f_presence = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
+                b = bytes(f_presence) + data[pos:e]
+                d["presence"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_join_leave = d["join_leave"]
             if f_join_leave is None:
-                f_join_leave = _dec_BoolValue(BoolValue, data, s, e, depth - 1)
+                d["join_leave"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_join_leave) + data[s:e]
-                f_join_leave = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
+                b = bytes(f_join_leave) + data[pos:e]
+                d["join_leave"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_force_recovery = d["force_recovery"]
             if f_force_recovery is None:
-                f_force_recovery = _dec_BoolValue(BoolValue, data, s, e, depth - 1)
+                d["force_recovery"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_force_recovery) + data[s:e]
-                f_force_recovery = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
+                b = bytes(f_force_recovery) + data[pos:e]
+                d["force_recovery"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_force_positioning = d["force_positioning"]
             if f_force_positioning is None:
-                f_force_positioning = _dec_BoolValue(BoolValue, data, s, e, depth - 1)
+                d["force_positioning"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_force_positioning) + data[s:e]
-                f_force_positioning = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
+                b = bytes(f_force_positioning) + data[pos:e]
+                d["force_positioning"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_force_push_join_leave = d["force_push_join_leave"]
             if f_force_push_join_leave is None:
-                f_force_push_join_leave = _dec_BoolValue(BoolValue, data, s, e, depth - 1)
+                d["force_push_join_leave"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_force_push_join_leave) + data[s:e]
-                f_force_push_join_leave = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
+                b = bytes(f_force_push_join_leave) + data[pos:e]
+                d["force_push_join_leave"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "presence": f_presence,
-        "join_leave": f_join_leave,
-        "force_recovery": f_force_recovery,
-        "force_positioning": f_force_positioning,
-        "force_push_join_leave": f_force_push_join_leave,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_SubscribeResult(m: SubscribeResult) -> bytearray:
-    out = bytearray()
+def _enc_SubscribeResult(m: SubscribeResult, out: bytearray) -> None:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_SubscribeResult: dict[str, Any] = {
+    "_unknown_fields": b"",
+}
 
 
 def _dec_SubscribeResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_SubscribeResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -11935,15 +13887,14 @@ def _dec_SubscribeResult(cls: type[_M], data: bytes, pos: int, end: int, depth: 
         unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_UnsubscribeRequest(m: UnsubscribeRequest) -> bytearray:
-    out = bytearray()
+def _enc_UnsubscribeRequest(m: UnsubscribeRequest, out: bytearray) -> None:
     v_channel = m.channel
     if v_channel:
         b = v_channel.encode()
@@ -11951,6 +13902,9 @@ def _enc_UnsubscribeRequest(m: UnsubscribeRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -11961,6 +13915,9 @@ def _enc_UnsubscribeRequest(m: UnsubscribeRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -11971,6 +13928,9 @@ def _enc_UnsubscribeRequest(m: UnsubscribeRequest) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -11981,6 +13941,9 @@ def _enc_UnsubscribeRequest(m: UnsubscribeRequest) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -11990,14 +13953,14 @@ def _enc_UnsubscribeRequest(m: UnsubscribeRequest) -> bytearray:
             v_label_filter, FilterNode
         ):
             raise _rt_wrong_type(FilterNode, v_label_filter)
-        sub = _enc_FilterNode(v_label_filter)
-        n = len(sub)
         out += b"*"
+        s = len(out)
+        _enc_FilterNode(v_label_filter, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_all_users = m.all_users
     if v_all_users:
         out += b"0"
@@ -12005,16 +13968,21 @@ def _enc_UnsubscribeRequest(m: UnsubscribeRequest) -> bytearray:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_UnsubscribeRequest: dict[str, Any] = {
+    "channel": "",
+    "user": "",
+    "client": "",
+    "session": "",
+    "label_filter": None,
+    "all_users": False,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_UnsubscribeRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_channel: str = ""
-    f_user: str = ""
-    f_client: str = ""
-    f_session: str = ""
-    f_label_filter: FilterNode | None = None
-    f_all_users: bool = False
+    d = _zero_UnsubscribeRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -12023,90 +13991,149 @@ def _dec_UnsubscribeRequest(cls: type[_M], data: bytes, pos: int, end: int, dept
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_channel = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["channel"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["user"] = data[pos:e].decode()
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_client = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["client"] = data[pos:e].decode()
             pos = e
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_session = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["session"] = data[pos:e].decode()
             pos = e
         elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_label_filter = d["label_filter"]
             if f_label_filter is None:
-                f_label_filter = _dec_FilterNode(FilterNode, data, s, e, depth - 1)
+                d["label_filter"] = _dec_FilterNode(FilterNode, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_label_filter) + data[s:e]
-                f_label_filter = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
+                b = bytes(f_label_filter) + data[pos:e]
+                d["label_filter"] = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 48:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_all_users = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["all_users"] = v != 0
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "channel": f_channel,
-        "user": f_user,
-        "client": f_client,
-        "session": f_session,
-        "label_filter": f_label_filter,
-        "all_users": f_all_users,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_UnsubscribeResponse(m: UnsubscribeResponse) -> bytearray:
-    out = bytearray()
+def _enc_UnsubscribeResponse(m: UnsubscribeResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not UnsubscribeResult and not isinstance(
             v_result, UnsubscribeResult
         ):
             raise _rt_wrong_type(UnsubscribeResult, v_result)
-        sub = _enc_UnsubscribeResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_UnsubscribeResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_UnsubscribeResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_UnsubscribeResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: UnsubscribeResult | None = None
+    d = _zero_UnsubscribeResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -12115,44 +14142,70 @@ def _dec_UnsubscribeResponse(cls: type[_M], data: bytes, pos: int, end: int, dep
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_UnsubscribeResult(UnsubscribeResult, data, s, e, depth - 1)
+                d["result"] = _dec_UnsubscribeResult(UnsubscribeResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_UnsubscribeResult(UnsubscribeResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_UnsubscribeResult(UnsubscribeResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_UnsubscribeResult(m: UnsubscribeResult) -> bytearray:
-    out = bytearray()
+def _enc_UnsubscribeResult(m: UnsubscribeResult, out: bytearray) -> None:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_UnsubscribeResult: dict[str, Any] = {
+    "_unknown_fields": b"",
+}
 
 
 def _dec_UnsubscribeResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_UnsubscribeResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -12164,20 +14217,22 @@ def _dec_UnsubscribeResult(cls: type[_M], data: bytes, pos: int, end: int, depth
         unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_Disconnect(m: Disconnect) -> bytearray:
-    out = bytearray()
+def _enc_Disconnect(m: Disconnect, out: bytearray) -> None:
     v_code = m.code
     if v_code:
         out += b"\x08"
         if 0 <= v_code < 128:
             out.append(v_code)
+        elif 0 <= v_code < 16384:
+            out.append(v_code & 0x7F | 0x80)
+            out.append(v_code >> 7)
         else:
             out += _rt_enc_uint32(v_code)
     v_reason = m.reason
@@ -12187,18 +14242,26 @@ def _enc_Disconnect(m: Disconnect) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_Disconnect: dict[str, Any] = {
+    "code": 0,
+    "reason": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_Disconnect(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_code: int = 0
-    f_reason: str = ""
+    d = _zero_Disconnect.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -12210,29 +14273,42 @@ def _dec_Disconnect(cls: type[_M], data: bytes, pos: int, end: int, depth: int) 
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = v & 0xFFFFFFFF
-            f_code = v
+            d["code"] = v
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_reason = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["reason"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "code": f_code,
-        "reason": f_reason,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DisconnectRequest(m: DisconnectRequest) -> bytearray:
-    out = bytearray()
+def _enc_DisconnectRequest(m: DisconnectRequest, out: bytearray) -> None:
     v_user = m.user
     if v_user:
         b = v_user.encode()
@@ -12240,6 +14316,9 @@ def _enc_DisconnectRequest(m: DisconnectRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -12247,14 +14326,14 @@ def _enc_DisconnectRequest(m: DisconnectRequest) -> bytearray:
     if v_disconnect is not None:
         if v_disconnect.__class__ is not Disconnect and not isinstance(v_disconnect, Disconnect):
             raise _rt_wrong_type(Disconnect, v_disconnect)
-        sub = _enc_Disconnect(v_disconnect)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_Disconnect(v_disconnect, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_client = m.client
     if v_client:
         b = v_client.encode()
@@ -12262,6 +14341,9 @@ def _enc_DisconnectRequest(m: DisconnectRequest) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -12271,6 +14353,9 @@ def _enc_DisconnectRequest(m: DisconnectRequest) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -12281,6 +14366,9 @@ def _enc_DisconnectRequest(m: DisconnectRequest) -> bytearray:
         out += b"*"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -12290,14 +14378,14 @@ def _enc_DisconnectRequest(m: DisconnectRequest) -> bytearray:
             v_label_filter, FilterNode
         ):
             raise _rt_wrong_type(FilterNode, v_label_filter)
-        sub = _enc_FilterNode(v_label_filter)
-        n = len(sub)
         out += b"2"
+        s = len(out)
+        _enc_FilterNode(v_label_filter, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_all_users = m.all_users
     if v_all_users:
         out += b"8"
@@ -12305,17 +14393,24 @@ def _enc_DisconnectRequest(m: DisconnectRequest) -> bytearray:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DisconnectRequest: dict[str, Any] = {
+    "user": "",
+    "disconnect": None,
+    "client": "",
+    "whitelist": None,  # replaced by a fresh container
+    "session": "",
+    "label_filter": None,
+    "all_users": False,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DisconnectRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_user: str = ""
-    f_disconnect: Disconnect | None = None
-    f_client: str = ""
+    d = _zero_DisconnectRequest.copy()
     f_whitelist: list[str] = []
-    f_session: str = ""
-    f_label_filter: FilterNode | None = None
-    f_all_users: bool = False
+    d["whitelist"] = f_whitelist
     unknown = b""
     while pos < end:
         start = pos
@@ -12324,99 +14419,169 @@ def _dec_DisconnectRequest(cls: type[_M], data: bytes, pos: int, end: int, depth
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["user"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_disconnect = d["disconnect"]
             if f_disconnect is None:
-                f_disconnect = _dec_Disconnect(Disconnect, data, s, e, depth - 1)
+                d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_disconnect) + data[s:e]
-                f_disconnect = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
+                b = bytes(f_disconnect) + data[pos:e]
+                d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_client = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["client"] = data[pos:e].decode()
             pos = e
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_whitelist.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_whitelist.append(data[pos:e].decode())
             pos = e
         elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
-            f_session = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["session"] = data[pos:e].decode()
             pos = e
         elif tag == 50:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_label_filter = d["label_filter"]
             if f_label_filter is None:
-                f_label_filter = _dec_FilterNode(FilterNode, data, s, e, depth - 1)
+                d["label_filter"] = _dec_FilterNode(FilterNode, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_label_filter) + data[s:e]
-                f_label_filter = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
+                b = bytes(f_label_filter) + data[pos:e]
+                d["label_filter"] = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 56:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_all_users = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["all_users"] = v != 0
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "user": f_user,
-        "disconnect": f_disconnect,
-        "client": f_client,
-        "whitelist": f_whitelist,
-        "session": f_session,
-        "label_filter": f_label_filter,
-        "all_users": f_all_users,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DisconnectResponse(m: DisconnectResponse) -> bytearray:
-    out = bytearray()
+def _enc_DisconnectResponse(m: DisconnectResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not DisconnectResult and not isinstance(
             v_result, DisconnectResult
         ):
             raise _rt_wrong_type(DisconnectResult, v_result)
-        sub = _enc_DisconnectResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_DisconnectResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DisconnectResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DisconnectResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: DisconnectResult | None = None
+    d = _zero_DisconnectResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -12425,44 +14590,70 @@ def _dec_DisconnectResponse(cls: type[_M], data: bytes, pos: int, end: int, dept
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_DisconnectResult(DisconnectResult, data, s, e, depth - 1)
+                d["result"] = _dec_DisconnectResult(DisconnectResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_DisconnectResult(DisconnectResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_DisconnectResult(DisconnectResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DisconnectResult(m: DisconnectResult) -> bytearray:
-    out = bytearray()
+def _enc_DisconnectResult(m: DisconnectResult, out: bytearray) -> None:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DisconnectResult: dict[str, Any] = {
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DisconnectResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_DisconnectResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -12474,15 +14665,14 @@ def _dec_DisconnectResult(cls: type[_M], data: bytes, pos: int, end: int, depth:
         unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_PresenceRequest(m: PresenceRequest) -> bytearray:
-    out = bytearray()
+def _enc_PresenceRequest(m: PresenceRequest, out: bytearray) -> None:
     v_channel = m.channel
     if v_channel:
         b = v_channel.encode()
@@ -12490,17 +14680,25 @@ def _enc_PresenceRequest(m: PresenceRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_PresenceRequest: dict[str, Any] = {
+    "channel": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_PresenceRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_channel: str = ""
+    d = _zero_PresenceRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -12509,57 +14707,71 @@ def _dec_PresenceRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: 
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_channel = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["channel"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "channel": f_channel,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_PresenceResponse(m: PresenceResponse) -> bytearray:
-    out = bytearray()
+def _enc_PresenceResponse(m: PresenceResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not PresenceResult and not isinstance(v_result, PresenceResult):
             raise _rt_wrong_type(PresenceResult, v_result)
-        sub = _enc_PresenceResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_PresenceResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_PresenceResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_PresenceResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: PresenceResult | None = None
+    d = _zero_PresenceResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -12568,37 +14780,58 @@ def _dec_PresenceResponse(cls: type[_M], data: bytes, pos: int, end: int, depth:
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_PresenceResult(PresenceResult, data, s, e, depth - 1)
+                d["result"] = _dec_PresenceResult(PresenceResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_PresenceResult(PresenceResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_PresenceResult(PresenceResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_ClientInfo(m: ClientInfo) -> bytearray:
-    out = bytearray()
+def _enc_ClientInfo(m: ClientInfo, out: bytearray) -> None:
     v_user = m.user
     if v_user:
         b = v_user.encode()
@@ -12606,6 +14839,9 @@ def _enc_ClientInfo(m: ClientInfo) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -12616,6 +14852,9 @@ def _enc_ClientInfo(m: ClientInfo) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -12625,6 +14864,9 @@ def _enc_ClientInfo(m: ClientInfo) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_conn_info
@@ -12634,20 +14876,28 @@ def _enc_ClientInfo(m: ClientInfo) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_chan_info
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_ClientInfo: dict[str, Any] = {
+    "user": "",
+    "client": "",
+    "conn_info": b"",
+    "chan_info": b"",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_ClientInfo(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_user: str = ""
-    f_client: str = ""
-    f_conn_info: bytes = b""
-    f_chan_info: bytes = b""
+    d = _zero_ClientInfo.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -12656,73 +14906,124 @@ def _dec_ClientInfo(cls: type[_M], data: bytes, pos: int, end: int, depth: int) 
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["user"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_client = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["client"] = data[pos:e].decode()
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_conn_info = data[s:e]
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["conn_info"] = data[pos:e]
             pos = e
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_chan_info = data[s:e]
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["chan_info"] = data[pos:e]
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "user": f_user,
-        "client": f_client,
-        "conn_info": f_conn_info,
-        "chan_info": f_chan_info,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_PresenceResult(m: PresenceResult) -> bytearray:
-    out = bytearray()
-    for k_presence, x_presence in m.presence.items():
-        e = bytearray()
-        b = k_presence.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        if x_presence.__class__ is not ClientInfo and not isinstance(x_presence, ClientInfo):
-            raise _rt_wrong_type(ClientInfo, x_presence)
-        sub = _enc_ClientInfo(x_presence)
-        n = len(sub)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += sub
-        out += b"\n"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+def _enc_PresenceResult(m: PresenceResult, out: bytearray) -> None:
+    v_presence = m.presence
+    if v_presence:
+        for k_presence, x_presence in v_presence.items():
+            out += b"\n"
+            se = len(out)
+            b = k_presence.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            if x_presence.__class__ is not ClientInfo and not isinstance(x_presence, ClientInfo):
+                raise _rt_wrong_type(ClientInfo, x_presence)
+            out += b"\x12"
+            s = len(out)
+            _enc_ClientInfo(x_presence, out)
+            n = len(out) - s
+            if n < 128:
+                out.insert(s, n)
+            else:
+                out[s:s] = _rt_varint(n)
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_PresenceResult: dict[str, Any] = {
+    "presence": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_PresenceResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_PresenceResult.copy()
     f_presence: dict[str, ClientInfo] = {}
+    d["presence"] = f_presence
     unknown = b""
     while pos < end:
         start = pos
@@ -12731,8 +15032,19 @@ def _dec_PresenceResult(cls: type[_M], data: bytes, pos: int, end: int, depth: i
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            i_presence = _dec_entry_string_ClientInfo(data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            i_presence = _dec_entry_string_ClientInfo(data, pos, e, depth - 1)
             if i_presence is None:  # an entry with unknown fields stays unknown, as in upb
                 unknown += data[start:e]
             else:
@@ -12743,16 +15055,14 @@ def _dec_PresenceResult(cls: type[_M], data: bytes, pos: int, end: int, depth: i
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "presence": f_presence,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_PresenceStatsRequest(m: PresenceStatsRequest) -> bytearray:
-    out = bytearray()
+def _enc_PresenceStatsRequest(m: PresenceStatsRequest, out: bytearray) -> None:
     v_channel = m.channel
     if v_channel:
         b = v_channel.encode()
@@ -12760,17 +15070,25 @@ def _enc_PresenceStatsRequest(m: PresenceStatsRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_PresenceStatsRequest: dict[str, Any] = {
+    "channel": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_PresenceStatsRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_channel: str = ""
+    d = _zero_PresenceStatsRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -12779,59 +15097,73 @@ def _dec_PresenceStatsRequest(cls: type[_M], data: bytes, pos: int, end: int, de
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_channel = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["channel"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "channel": f_channel,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_PresenceStatsResponse(m: PresenceStatsResponse) -> bytearray:
-    out = bytearray()
+def _enc_PresenceStatsResponse(m: PresenceStatsResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not PresenceStatsResult and not isinstance(
             v_result, PresenceStatsResult
         ):
             raise _rt_wrong_type(PresenceStatsResult, v_result)
-        sub = _enc_PresenceStatsResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_PresenceStatsResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_PresenceStatsResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_PresenceStatsResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: PresenceStatsResult | None = None
+    d = _zero_PresenceStatsResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -12840,42 +15172,66 @@ def _dec_PresenceStatsResponse(cls: type[_M], data: bytes, pos: int, end: int, d
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_PresenceStatsResult(PresenceStatsResult, data, s, e, depth - 1)
+                d["result"] = _dec_PresenceStatsResult(PresenceStatsResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_PresenceStatsResult(PresenceStatsResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_PresenceStatsResult(PresenceStatsResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_PresenceStatsResult(m: PresenceStatsResult) -> bytearray:
-    out = bytearray()
+def _enc_PresenceStatsResult(m: PresenceStatsResult, out: bytearray) -> None:
     v_num_clients = m.num_clients
     if v_num_clients:
         out += b"\x08"
         if 0 <= v_num_clients < 128:
             out.append(v_num_clients)
+        elif 0 <= v_num_clients < 16384:
+            out.append(v_num_clients & 0x7F | 0x80)
+            out.append(v_num_clients >> 7)
         else:
             out += _rt_enc_uint32(v_num_clients)
     v_num_users = m.num_users
@@ -12883,17 +15239,25 @@ def _enc_PresenceStatsResult(m: PresenceStatsResult) -> bytearray:
         out += b"\x10"
         if 0 <= v_num_users < 128:
             out.append(v_num_users)
+        elif 0 <= v_num_users < 16384:
+            out.append(v_num_users & 0x7F | 0x80)
+            out.append(v_num_users >> 7)
         else:
             out += _rt_enc_uint32(v_num_users)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_PresenceStatsResult: dict[str, Any] = {
+    "num_clients": 0,
+    "num_users": 0,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_PresenceStatsResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_num_clients: int = 0
-    f_num_users: int = 0
+    d = _zero_PresenceStatsResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -12905,37 +15269,47 @@ def _dec_PresenceStatsResult(cls: type[_M], data: bytes, pos: int, end: int, dep
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = v & 0xFFFFFFFF
-            f_num_clients = v
+            d["num_clients"] = v
         elif tag == 16:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = v & 0xFFFFFFFF
-            f_num_users = v
+            d["num_users"] = v
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "num_clients": f_num_clients,
-        "num_users": f_num_users,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_StreamPosition(m: StreamPosition) -> bytearray:
-    out = bytearray()
+def _enc_StreamPosition(m: StreamPosition, out: bytearray) -> None:
     v_offset = m.offset
     if v_offset:
         out += b"\x08"
         if 0 <= v_offset < 128:
             out.append(v_offset)
+        elif 0 <= v_offset < 16384:
+            out.append(v_offset & 0x7F | 0x80)
+            out.append(v_offset >> 7)
         else:
             out += _rt_enc_uint64(v_offset)
     v_epoch = m.epoch
@@ -12945,18 +15319,26 @@ def _enc_StreamPosition(m: StreamPosition) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_StreamPosition: dict[str, Any] = {
+    "offset": 0,
+    "epoch": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_StreamPosition(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_offset: int = 0
-    f_epoch: str = ""
+    d = _zero_StreamPosition.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -12968,28 +15350,41 @@ def _dec_StreamPosition(cls: type[_M], data: bytes, pos: int, end: int, depth: i
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_offset = v
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["offset"] = v
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_epoch = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["epoch"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "offset": f_offset,
-        "epoch": f_epoch,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_HistoryRequest(m: HistoryRequest) -> bytearray:
-    out = bytearray()
+def _enc_HistoryRequest(m: HistoryRequest, out: bytearray) -> None:
     v_channel = m.channel
     if v_channel:
         b = v_channel.encode()
@@ -12997,6 +15392,9 @@ def _enc_HistoryRequest(m: HistoryRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -13005,20 +15403,23 @@ def _enc_HistoryRequest(m: HistoryRequest) -> bytearray:
         out += b"\x10"
         if 0 <= v_limit < 128:
             out.append(v_limit)
+        elif 0 <= v_limit < 16384:
+            out.append(v_limit & 0x7F | 0x80)
+            out.append(v_limit >> 7)
         else:
             out += _rt_enc_int32(v_limit)
     v_since = m.since
     if v_since is not None:
         if v_since.__class__ is not StreamPosition and not isinstance(v_since, StreamPosition):
             raise _rt_wrong_type(StreamPosition, v_since)
-        sub = _enc_StreamPosition(v_since)
-        n = len(sub)
         out += b"\x1a"
+        s = len(out)
+        _enc_StreamPosition(v_since, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_reverse = m.reverse
     if v_reverse:
         out += b" "
@@ -13026,14 +15427,19 @@ def _enc_HistoryRequest(m: HistoryRequest) -> bytearray:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_HistoryRequest: dict[str, Any] = {
+    "channel": "",
+    "limit": 0,
+    "since": None,
+    "reverse": False,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_HistoryRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_channel: str = ""
-    f_limit: int = 0
-    f_since: StreamPosition | None = None
-    f_reverse: bool = False
+    d = _zero_HistoryRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -13042,81 +15448,114 @@ def _dec_HistoryRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: i
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_channel = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["channel"] = data[pos:e].decode()
             pos = e
         elif tag == 16:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int32(v)
-            f_limit = v
+            d["limit"] = v
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_since = d["since"]
             if f_since is None:
-                f_since = _dec_StreamPosition(StreamPosition, data, s, e, depth - 1)
+                d["since"] = _dec_StreamPosition(StreamPosition, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_since) + data[s:e]
-                f_since = _dec_StreamPosition(StreamPosition, b, 0, len(b), depth - 1)
+                b = bytes(f_since) + data[pos:e]
+                d["since"] = _dec_StreamPosition(StreamPosition, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 32:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_reverse = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["reverse"] = v != 0
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "channel": f_channel,
-        "limit": f_limit,
-        "since": f_since,
-        "reverse": f_reverse,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_HistoryResponse(m: HistoryResponse) -> bytearray:
-    out = bytearray()
+def _enc_HistoryResponse(m: HistoryResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not HistoryResult and not isinstance(v_result, HistoryResult):
             raise _rt_wrong_type(HistoryResult, v_result)
-        sub = _enc_HistoryResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_HistoryResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_HistoryResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_HistoryResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: HistoryResult | None = None
+    d = _zero_HistoryResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -13125,43 +15564,67 @@ def _dec_HistoryResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: 
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_HistoryResult(HistoryResult, data, s, e, depth - 1)
+                d["result"] = _dec_HistoryResult(HistoryResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_HistoryResult(HistoryResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_HistoryResult(HistoryResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_Publication(m: Publication) -> bytearray:
-    out = bytearray()
+def _enc_Publication(m: Publication, out: bytearray) -> None:
     v_data = m.data
     if v_data:
         n = len(v_data)
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_data
@@ -13169,56 +15632,74 @@ def _enc_Publication(m: Publication) -> bytearray:
     if v_info is not None:
         if v_info.__class__ is not ClientInfo and not isinstance(v_info, ClientInfo):
             raise _rt_wrong_type(ClientInfo, v_info)
-        sub = _enc_ClientInfo(v_info)
-        n = len(sub)
         out += b"\x1a"
+        s = len(out)
+        _enc_ClientInfo(v_info, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_offset = m.offset
     if v_offset:
         out += b" "
         if 0 <= v_offset < 128:
             out.append(v_offset)
+        elif 0 <= v_offset < 16384:
+            out.append(v_offset & 0x7F | 0x80)
+            out.append(v_offset >> 7)
         else:
             out += _rt_enc_uint64(v_offset)
-    for k_tags, x_tags in m.tags.items():
-        e = bytearray()
-        b = k_tags.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        b = x_tags.encode()
-        n = len(b)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        out += b"*"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+    v_tags = m.tags
+    if v_tags:
+        for k_tags, x_tags in v_tags.items():
+            out += b"*"
+            se = len(out)
+            b = k_tags.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            b = x_tags.encode()
+            n = len(b)
+            out += b"\x12"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_Publication: dict[str, Any] = {
+    "data": b"",
+    "info": None,
+    "offset": 0,
+    "tags": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_Publication(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_data: bytes = b""
-    f_info: ClientInfo | None = None
-    f_offset: int = 0
+    d = _zero_Publication.copy()
     f_tags: dict[str, str] = {}
+    d["tags"] = f_tags
     unknown = b""
     while pos < end:
         start = pos
@@ -13227,26 +15708,65 @@ def _dec_Publication(cls: type[_M], data: bytes, pos: int, end: int, depth: int)
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_data = data[s:e]
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["data"] = data[pos:e]
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_info = d["info"]
             if f_info is None:
-                f_info = _dec_ClientInfo(ClientInfo, data, s, e, depth - 1)
+                d["info"] = _dec_ClientInfo(ClientInfo, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_info) + data[s:e]
-                f_info = _dec_ClientInfo(ClientInfo, b, 0, len(b), depth - 1)
+                b = bytes(f_info) + data[pos:e]
+                d["info"] = _dec_ClientInfo(ClientInfo, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 32:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_offset = v
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["offset"] = v
         elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
-            i_tags = _dec_entry_string_string(data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
             if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
                 unknown += data[start:e]
             else:
@@ -13257,32 +15777,27 @@ def _dec_Publication(cls: type[_M], data: bytes, pos: int, end: int, depth: int)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "data": f_data,
-        "info": f_info,
-        "offset": f_offset,
-        "tags": f_tags,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_HistoryResult(m: HistoryResult) -> bytearray:
-    out = bytearray()
+def _enc_HistoryResult(m: HistoryResult, out: bytearray) -> None:
     for x_publications in m.publications:
         if x_publications.__class__ is not Publication and not isinstance(
             x_publications, Publication
         ):
             raise _rt_wrong_type(Publication, x_publications)
-        sub = _enc_Publication(x_publications)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Publication(x_publications, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_epoch = m.epoch
     if v_epoch:
         b = v_epoch.encode()
@@ -13290,6 +15805,9 @@ def _enc_HistoryResult(m: HistoryResult) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -13298,18 +15816,28 @@ def _enc_HistoryResult(m: HistoryResult) -> bytearray:
         out += b"\x18"
         if 0 <= v_offset < 128:
             out.append(v_offset)
+        elif 0 <= v_offset < 16384:
+            out.append(v_offset & 0x7F | 0x80)
+            out.append(v_offset >> 7)
         else:
             out += _rt_enc_uint64(v_offset)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_HistoryResult: dict[str, Any] = {
+    "publications": None,  # replaced by a fresh container
+    "epoch": "",
+    "offset": 0,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_HistoryResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_HistoryResult.copy()
     f_publications: list[Publication] = []
-    f_epoch: str = ""
-    f_offset: int = 0
+    d["publications"] = f_publications
     unknown = b""
     while pos < end:
         start = pos
@@ -13318,36 +15846,59 @@ def _dec_HistoryResult(cls: type[_M], data: bytes, pos: int, end: int, depth: in
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_publications.append(_dec_Publication(Publication, data, s, e, depth - 1))
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_publications.append(_dec_Publication(Publication, data, pos, e, depth - 1))
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_epoch = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["epoch"] = data[pos:e].decode()
             pos = e
         elif tag == 24:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_offset = v
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["offset"] = v
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "publications": f_publications,
-        "epoch": f_epoch,
-        "offset": f_offset,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_HistoryRemoveRequest(m: HistoryRemoveRequest) -> bytearray:
-    out = bytearray()
+def _enc_HistoryRemoveRequest(m: HistoryRemoveRequest, out: bytearray) -> None:
     v_channel = m.channel
     if v_channel:
         b = v_channel.encode()
@@ -13355,17 +15906,25 @@ def _enc_HistoryRemoveRequest(m: HistoryRemoveRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_HistoryRemoveRequest: dict[str, Any] = {
+    "channel": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_HistoryRemoveRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_channel: str = ""
+    d = _zero_HistoryRemoveRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -13374,59 +15933,73 @@ def _dec_HistoryRemoveRequest(cls: type[_M], data: bytes, pos: int, end: int, de
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_channel = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["channel"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "channel": f_channel,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_HistoryRemoveResponse(m: HistoryRemoveResponse) -> bytearray:
-    out = bytearray()
+def _enc_HistoryRemoveResponse(m: HistoryRemoveResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not HistoryRemoveResult and not isinstance(
             v_result, HistoryRemoveResult
         ):
             raise _rt_wrong_type(HistoryRemoveResult, v_result)
-        sub = _enc_HistoryRemoveResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_HistoryRemoveResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_HistoryRemoveResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_HistoryRemoveResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: HistoryRemoveResult | None = None
+    d = _zero_HistoryRemoveResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -13435,44 +16008,70 @@ def _dec_HistoryRemoveResponse(cls: type[_M], data: bytes, pos: int, end: int, d
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_HistoryRemoveResult(HistoryRemoveResult, data, s, e, depth - 1)
+                d["result"] = _dec_HistoryRemoveResult(HistoryRemoveResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_HistoryRemoveResult(HistoryRemoveResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_HistoryRemoveResult(HistoryRemoveResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_HistoryRemoveResult(m: HistoryRemoveResult) -> bytearray:
-    out = bytearray()
+def _enc_HistoryRemoveResult(m: HistoryRemoveResult, out: bytearray) -> None:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_HistoryRemoveResult: dict[str, Any] = {
+    "_unknown_fields": b"",
+}
 
 
 def _dec_HistoryRemoveResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_HistoryRemoveResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -13484,22 +16083,26 @@ def _dec_HistoryRemoveResult(cls: type[_M], data: bytes, pos: int, end: int, dep
         unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_InfoRequest(m: InfoRequest) -> bytearray:
-    out = bytearray()
+def _enc_InfoRequest(m: InfoRequest, out: bytearray) -> None:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_InfoRequest: dict[str, Any] = {
+    "_unknown_fields": b"",
+}
 
 
 def _dec_InfoRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_InfoRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -13511,48 +16114,52 @@ def _dec_InfoRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int)
         unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_InfoResponse(m: InfoResponse) -> bytearray:
-    out = bytearray()
+def _enc_InfoResponse(m: InfoResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not InfoResult and not isinstance(v_result, InfoResult):
             raise _rt_wrong_type(InfoResult, v_result)
-        sub = _enc_InfoResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_InfoResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_InfoResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_InfoResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: InfoResult | None = None
+    d = _zero_InfoResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -13561,56 +16168,84 @@ def _dec_InfoResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_InfoResult(InfoResult, data, s, e, depth - 1)
+                d["result"] = _dec_InfoResult(InfoResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_InfoResult(InfoResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_InfoResult(InfoResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_InfoResult(m: InfoResult) -> bytearray:
-    out = bytearray()
+def _enc_InfoResult(m: InfoResult, out: bytearray) -> None:
     for x_nodes in m.nodes:
         if x_nodes.__class__ is not NodeResult and not isinstance(x_nodes, NodeResult):
             raise _rt_wrong_type(NodeResult, x_nodes)
-        sub = _enc_NodeResult(x_nodes)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_NodeResult(x_nodes, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_InfoResult: dict[str, Any] = {
+    "nodes": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_InfoResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_InfoResult.copy()
     f_nodes: list[NodeResult] = []
+    d["nodes"] = f_nodes
     unknown = b""
     while pos < end:
         start = pos
@@ -13619,24 +16254,33 @@ def _dec_InfoResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) 
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_nodes.append(_dec_NodeResult(NodeResult, data, s, e, depth - 1))
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_nodes.append(_dec_NodeResult(NodeResult, data, pos, e, depth - 1))
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "nodes": f_nodes,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_RpcRequest(m: RpcRequest) -> bytearray:
-    out = bytearray()
+def _enc_RpcRequest(m: RpcRequest, out: bytearray) -> None:
     v_method = m.method
     if v_method:
         b = v_method.encode()
@@ -13644,6 +16288,9 @@ def _enc_RpcRequest(m: RpcRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -13653,18 +16300,26 @@ def _enc_RpcRequest(m: RpcRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_params
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_RpcRequest: dict[str, Any] = {
+    "method": "",
+    "params": b"",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_RpcRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_method: str = ""
-    f_params: bytes = b""
+    d = _zero_RpcRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -13673,62 +16328,86 @@ def _dec_RpcRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) 
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_method = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["method"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_params = data[s:e]
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["params"] = data[pos:e]
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "method": f_method,
-        "params": f_params,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_RpcResponse(m: RpcResponse) -> bytearray:
-    out = bytearray()
+def _enc_RpcResponse(m: RpcResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not RpcResult and not isinstance(v_result, RpcResult):
             raise _rt_wrong_type(RpcResult, v_result)
-        sub = _enc_RpcResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_RpcResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_RpcResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_RpcResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: RpcResult | None = None
+    d = _zero_RpcResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -13737,54 +16416,83 @@ def _dec_RpcResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int)
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_RpcResult(RpcResult, data, s, e, depth - 1)
+                d["result"] = _dec_RpcResult(RpcResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_RpcResult(RpcResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_RpcResult(RpcResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_RpcResult(m: RpcResult) -> bytearray:
-    out = bytearray()
+def _enc_RpcResult(m: RpcResult, out: bytearray) -> None:
     v_data = m.data
     if v_data:
         n = len(v_data)
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_data
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_RpcResult: dict[str, Any] = {
+    "data": b"",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_RpcResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_data: bytes = b""
+    d = _zero_RpcResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -13793,24 +16501,33 @@ def _dec_RpcResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_data = data[s:e]
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["data"] = data[pos:e]
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "data": f_data,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_RefreshRequest(m: RefreshRequest) -> bytearray:
-    out = bytearray()
+def _enc_RefreshRequest(m: RefreshRequest, out: bytearray) -> None:
     v_user = m.user
     if v_user:
         b = v_user.encode()
@@ -13818,6 +16535,9 @@ def _enc_RefreshRequest(m: RefreshRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -13828,6 +16548,9 @@ def _enc_RefreshRequest(m: RefreshRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -13840,6 +16563,9 @@ def _enc_RefreshRequest(m: RefreshRequest) -> bytearray:
         out += b" "
         if 0 <= v_expire_at < 128:
             out.append(v_expire_at)
+        elif 0 <= v_expire_at < 16384:
+            out.append(v_expire_at & 0x7F | 0x80)
+            out.append(v_expire_at >> 7)
         else:
             out += _rt_enc_int64(v_expire_at)
     v_info = m.info
@@ -13848,6 +16574,9 @@ def _enc_RefreshRequest(m: RefreshRequest) -> bytearray:
         out += b"*"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_info
@@ -13858,6 +16587,9 @@ def _enc_RefreshRequest(m: RefreshRequest) -> bytearray:
         out += b"2"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -13867,14 +16599,14 @@ def _enc_RefreshRequest(m: RefreshRequest) -> bytearray:
             v_label_filter, FilterNode
         ):
             raise _rt_wrong_type(FilterNode, v_label_filter)
-        sub = _enc_FilterNode(v_label_filter)
-        n = len(sub)
         out += b":"
+        s = len(out)
+        _enc_FilterNode(v_label_filter, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_all_users = m.all_users
     if v_all_users:
         out += b"@"
@@ -13882,18 +16614,23 @@ def _enc_RefreshRequest(m: RefreshRequest) -> bytearray:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_RefreshRequest: dict[str, Any] = {
+    "user": "",
+    "client": "",
+    "expired": False,
+    "expire_at": 0,
+    "info": b"",
+    "session": "",
+    "label_filter": None,
+    "all_users": False,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_RefreshRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_user: str = ""
-    f_client: str = ""
-    f_expired: bool = False
-    f_expire_at: int = 0
-    f_info: bytes = b""
-    f_session: str = ""
-    f_label_filter: FilterNode | None = None
-    f_all_users: bool = False
+    d = _zero_RefreshRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -13902,103 +16639,170 @@ def _dec_RefreshRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: i
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["user"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_client = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["client"] = data[pos:e].decode()
             pos = e
         elif tag == 24:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_expired = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["expired"] = v != 0
         elif tag == 32:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int64(v)
-            f_expire_at = v
+            d["expire_at"] = v
         elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
-            f_info = data[s:e]
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["info"] = data[pos:e]
             pos = e
         elif tag == 50:
-            s, e = _rt_read_length(data, pos, end)
-            f_session = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["session"] = data[pos:e].decode()
             pos = e
         elif tag == 58:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_label_filter = d["label_filter"]
             if f_label_filter is None:
-                f_label_filter = _dec_FilterNode(FilterNode, data, s, e, depth - 1)
+                d["label_filter"] = _dec_FilterNode(FilterNode, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_label_filter) + data[s:e]
-                f_label_filter = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
+                b = bytes(f_label_filter) + data[pos:e]
+                d["label_filter"] = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 64:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_all_users = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["all_users"] = v != 0
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "user": f_user,
-        "client": f_client,
-        "expired": f_expired,
-        "expire_at": f_expire_at,
-        "info": f_info,
-        "session": f_session,
-        "label_filter": f_label_filter,
-        "all_users": f_all_users,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_RefreshResponse(m: RefreshResponse) -> bytearray:
-    out = bytearray()
+def _enc_RefreshResponse(m: RefreshResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not RefreshResult and not isinstance(v_result, RefreshResult):
             raise _rt_wrong_type(RefreshResult, v_result)
-        sub = _enc_RefreshResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_RefreshResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_RefreshResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_RefreshResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: RefreshResult | None = None
+    d = _zero_RefreshResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -14007,44 +16811,70 @@ def _dec_RefreshResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: 
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_RefreshResult(RefreshResult, data, s, e, depth - 1)
+                d["result"] = _dec_RefreshResult(RefreshResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_RefreshResult(RefreshResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_RefreshResult(RefreshResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_RefreshResult(m: RefreshResult) -> bytearray:
-    out = bytearray()
+def _enc_RefreshResult(m: RefreshResult, out: bytearray) -> None:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_RefreshResult: dict[str, Any] = {
+    "_unknown_fields": b"",
+}
 
 
 def _dec_RefreshResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_RefreshResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -14056,15 +16886,14 @@ def _dec_RefreshResult(cls: type[_M], data: bytes, pos: int, end: int, depth: in
         unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_NodeResult(m: NodeResult) -> bytearray:
-    out = bytearray()
+def _enc_NodeResult(m: NodeResult, out: bytearray) -> None:
     v_uid = m.uid
     if v_uid:
         b = v_uid.encode()
@@ -14072,6 +16901,9 @@ def _enc_NodeResult(m: NodeResult) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -14082,6 +16914,9 @@ def _enc_NodeResult(m: NodeResult) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -14092,6 +16927,9 @@ def _enc_NodeResult(m: NodeResult) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -14100,6 +16938,9 @@ def _enc_NodeResult(m: NodeResult) -> bytearray:
         out += b" "
         if 0 <= v_num_clients < 128:
             out.append(v_num_clients)
+        elif 0 <= v_num_clients < 16384:
+            out.append(v_num_clients & 0x7F | 0x80)
+            out.append(v_num_clients >> 7)
         else:
             out += _rt_enc_uint32(v_num_clients)
     v_num_users = m.num_users
@@ -14107,6 +16948,9 @@ def _enc_NodeResult(m: NodeResult) -> bytearray:
         out += b"("
         if 0 <= v_num_users < 128:
             out.append(v_num_users)
+        elif 0 <= v_num_users < 16384:
+            out.append(v_num_users & 0x7F | 0x80)
+            out.append(v_num_users >> 7)
         else:
             out += _rt_enc_uint32(v_num_users)
     v_num_channels = m.num_channels
@@ -14114,6 +16958,9 @@ def _enc_NodeResult(m: NodeResult) -> bytearray:
         out += b"0"
         if 0 <= v_num_channels < 128:
             out.append(v_num_channels)
+        elif 0 <= v_num_channels < 16384:
+            out.append(v_num_channels & 0x7F | 0x80)
+            out.append(v_num_channels >> 7)
         else:
             out += _rt_enc_uint32(v_num_channels)
     v_uptime = m.uptime
@@ -14121,56 +16968,67 @@ def _enc_NodeResult(m: NodeResult) -> bytearray:
         out += b"8"
         if 0 <= v_uptime < 128:
             out.append(v_uptime)
+        elif 0 <= v_uptime < 16384:
+            out.append(v_uptime & 0x7F | 0x80)
+            out.append(v_uptime >> 7)
         else:
             out += _rt_enc_uint32(v_uptime)
     v_metrics = m.metrics
     if v_metrics is not None:
         if v_metrics.__class__ is not Metrics and not isinstance(v_metrics, Metrics):
             raise _rt_wrong_type(Metrics, v_metrics)
-        sub = _enc_Metrics(v_metrics)
-        n = len(sub)
         out += b"B"
+        s = len(out)
+        _enc_Metrics(v_metrics, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_process = m.process
     if v_process is not None:
         if v_process.__class__ is not Process and not isinstance(v_process, Process):
             raise _rt_wrong_type(Process, v_process)
-        sub = _enc_Process(v_process)
-        n = len(sub)
         out += b"J"
+        s = len(out)
+        _enc_Process(v_process, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_num_subs = m.num_subs
     if v_num_subs:
         out += b"P"
         if 0 <= v_num_subs < 128:
             out.append(v_num_subs)
+        elif 0 <= v_num_subs < 16384:
+            out.append(v_num_subs & 0x7F | 0x80)
+            out.append(v_num_subs >> 7)
         else:
             out += _rt_enc_uint32(v_num_subs)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_NodeResult: dict[str, Any] = {
+    "uid": "",
+    "name": "",
+    "version": "",
+    "num_clients": 0,
+    "num_users": 0,
+    "num_channels": 0,
+    "uptime": 0,
+    "metrics": None,
+    "process": None,
+    "num_subs": 0,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_NodeResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_uid: str = ""
-    f_name: str = ""
-    f_version: str = ""
-    f_num_clients: int = 0
-    f_num_users: int = 0
-    f_num_channels: int = 0
-    f_uptime: int = 0
-    f_metrics: Metrics | None = None
-    f_process: Process | None = None
-    f_num_subs: int = 0
+    d = _zero_NodeResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -14179,123 +17037,206 @@ def _dec_NodeResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) 
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_uid = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["uid"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_name = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["name"] = data[pos:e].decode()
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_version = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["version"] = data[pos:e].decode()
             pos = e
         elif tag == 32:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = v & 0xFFFFFFFF
-            f_num_clients = v
+            d["num_clients"] = v
         elif tag == 40:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = v & 0xFFFFFFFF
-            f_num_users = v
+            d["num_users"] = v
         elif tag == 48:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = v & 0xFFFFFFFF
-            f_num_channels = v
+            d["num_channels"] = v
         elif tag == 56:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = v & 0xFFFFFFFF
-            f_uptime = v
+            d["uptime"] = v
         elif tag == 66:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_metrics = d["metrics"]
             if f_metrics is None:
-                f_metrics = _dec_Metrics(Metrics, data, s, e, depth - 1)
+                d["metrics"] = _dec_Metrics(Metrics, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_metrics) + data[s:e]
-                f_metrics = _dec_Metrics(Metrics, b, 0, len(b), depth - 1)
+                b = bytes(f_metrics) + data[pos:e]
+                d["metrics"] = _dec_Metrics(Metrics, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 74:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_process = d["process"]
             if f_process is None:
-                f_process = _dec_Process(Process, data, s, e, depth - 1)
+                d["process"] = _dec_Process(Process, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_process) + data[s:e]
-                f_process = _dec_Process(Process, b, 0, len(b), depth - 1)
+                b = bytes(f_process) + data[pos:e]
+                d["process"] = _dec_Process(Process, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 80:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = v & 0xFFFFFFFF
-            f_num_subs = v
+            d["num_subs"] = v
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "uid": f_uid,
-        "name": f_name,
-        "version": f_version,
-        "num_clients": f_num_clients,
-        "num_users": f_num_users,
-        "num_channels": f_num_channels,
-        "uptime": f_uptime,
-        "metrics": f_metrics,
-        "process": f_process,
-        "num_subs": f_num_subs,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_Metrics(m: Metrics) -> bytearray:
-    out = bytearray()
+def _enc_Metrics(m: Metrics, out: bytearray) -> None:
     v_interval = m.interval
     if v_interval or _rt_copysign(1.0, v_interval) < 0:
         out += b"\t"
         out += _rt_pack_double(v_interval)
-    for k_items, x_items in m.items.items():
-        e = bytearray()
-        b = k_items.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        e += b"\x11"
-        e += _rt_pack_double(x_items)
-        out += b"\x12"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+    v_items = m.items
+    if v_items:
+        for k_items, x_items in v_items.items():
+            out += b"\x12"
+            se = len(out)
+            b = k_items.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            out += b"\x11"
+            out += _rt_pack_double(x_items)
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_Metrics: dict[str, Any] = {
+    "interval": 0.0,
+    "items": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_Metrics(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_interval: float = 0.0
+    d = _zero_Metrics.copy()
     f_items: dict[str, float] = {}
+    d["items"] = f_items
     unknown = b""
     while pos < end:
         start = pos
@@ -14306,11 +17247,22 @@ def _dec_Metrics(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> 
         if tag == 9:
             if pos + 8 > end:
                 raise _rt_DecodeError("fixed-size field runs past its message")
-            f_interval = _rt_unpack_double(data, pos)[0]
+            d["interval"] = _rt_unpack_double(data, pos)[0]
             pos += 8
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            i_items = _dec_entry_string_double(data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            i_items = _dec_entry_string_double(data, pos, e, depth - 1)
             if i_items is None:  # an entry with unknown fields stays unknown, as in upb
                 unknown += data[start:e]
             else:
@@ -14321,17 +17273,14 @@ def _dec_Metrics(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> 
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "interval": f_interval,
-        "items": f_items,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_Process(m: Process) -> bytearray:
-    out = bytearray()
+def _enc_Process(m: Process, out: bytearray) -> None:
     v_cpu = m.cpu
     if v_cpu or _rt_copysign(1.0, v_cpu) < 0:
         out += b"\t"
@@ -14341,17 +17290,25 @@ def _enc_Process(m: Process) -> bytearray:
         out += b"\x10"
         if 0 <= v_rss < 128:
             out.append(v_rss)
+        elif 0 <= v_rss < 16384:
+            out.append(v_rss & 0x7F | 0x80)
+            out.append(v_rss >> 7)
         else:
             out += _rt_enc_int64(v_rss)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_Process: dict[str, Any] = {
+    "cpu": 0.0,
+    "rss": 0,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_Process(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_cpu: float = 0.0
-    f_rss: int = 0
+    d = _zero_Process.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -14362,31 +17319,33 @@ def _dec_Process(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> 
         if tag == 9:
             if pos + 8 > end:
                 raise _rt_DecodeError("fixed-size field runs past its message")
-            f_cpu = _rt_unpack_double(data, pos)[0]
+            d["cpu"] = _rt_unpack_double(data, pos)[0]
             pos += 8
         elif tag == 16:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int64(v)
-            f_rss = v
+            d["rss"] = v
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "cpu": f_cpu,
-        "rss": f_rss,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_ChannelsRequest(m: ChannelsRequest) -> bytearray:
-    out = bytearray()
+def _enc_ChannelsRequest(m: ChannelsRequest, out: bytearray) -> None:
     v_pattern = m.pattern
     if v_pattern:
         b = v_pattern.encode()
@@ -14394,17 +17353,25 @@ def _enc_ChannelsRequest(m: ChannelsRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_ChannelsRequest: dict[str, Any] = {
+    "pattern": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_ChannelsRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_pattern: str = ""
+    d = _zero_ChannelsRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -14413,57 +17380,71 @@ def _dec_ChannelsRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: 
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_pattern = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["pattern"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "pattern": f_pattern,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_ChannelsResponse(m: ChannelsResponse) -> bytearray:
-    out = bytearray()
+def _enc_ChannelsResponse(m: ChannelsResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not ChannelsResult and not isinstance(v_result, ChannelsResult):
             raise _rt_wrong_type(ChannelsResult, v_result)
-        sub = _enc_ChannelsResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_ChannelsResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_ChannelsResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_ChannelsResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: ChannelsResult | None = None
+    d = _zero_ChannelsResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -14472,71 +17453,104 @@ def _dec_ChannelsResponse(cls: type[_M], data: bytes, pos: int, end: int, depth:
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_ChannelsResult(ChannelsResult, data, s, e, depth - 1)
+                d["result"] = _dec_ChannelsResult(ChannelsResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_ChannelsResult(ChannelsResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_ChannelsResult(ChannelsResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_ChannelsResult(m: ChannelsResult) -> bytearray:
-    out = bytearray()
-    for k_channels, x_channels in m.channels.items():
-        e = bytearray()
-        b = k_channels.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        if x_channels.__class__ is not ChannelInfo and not isinstance(x_channels, ChannelInfo):
-            raise _rt_wrong_type(ChannelInfo, x_channels)
-        sub = _enc_ChannelInfo(x_channels)
-        n = len(sub)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += sub
-        out += b"\n"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+def _enc_ChannelsResult(m: ChannelsResult, out: bytearray) -> None:
+    v_channels = m.channels
+    if v_channels:
+        for k_channels, x_channels in v_channels.items():
+            out += b"\n"
+            se = len(out)
+            b = k_channels.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            if x_channels.__class__ is not ChannelInfo and not isinstance(x_channels, ChannelInfo):
+                raise _rt_wrong_type(ChannelInfo, x_channels)
+            out += b"\x12"
+            s = len(out)
+            _enc_ChannelInfo(x_channels, out)
+            n = len(out) - s
+            if n < 128:
+                out.insert(s, n)
+            else:
+                out[s:s] = _rt_varint(n)
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_ChannelsResult: dict[str, Any] = {
+    "channels": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_ChannelsResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_ChannelsResult.copy()
     f_channels: dict[str, ChannelInfo] = {}
+    d["channels"] = f_channels
     unknown = b""
     while pos < end:
         start = pos
@@ -14545,8 +17559,19 @@ def _dec_ChannelsResult(cls: type[_M], data: bytes, pos: int, end: int, depth: i
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            i_channels = _dec_entry_string_ChannelInfo(data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            i_channels = _dec_entry_string_ChannelInfo(data, pos, e, depth - 1)
             if i_channels is None:  # an entry with unknown fields stays unknown, as in upb
                 unknown += data[start:e]
             else:
@@ -14557,31 +17582,37 @@ def _dec_ChannelsResult(cls: type[_M], data: bytes, pos: int, end: int, depth: i
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "channels": f_channels,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_ChannelInfo(m: ChannelInfo) -> bytearray:
-    out = bytearray()
+def _enc_ChannelInfo(m: ChannelInfo, out: bytearray) -> None:
     v_num_clients = m.num_clients
     if v_num_clients:
         out += b"\x08"
         if 0 <= v_num_clients < 128:
             out.append(v_num_clients)
+        elif 0 <= v_num_clients < 16384:
+            out.append(v_num_clients & 0x7F | 0x80)
+            out.append(v_num_clients >> 7)
         else:
             out += _rt_enc_uint32(v_num_clients)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_ChannelInfo: dict[str, Any] = {
+    "num_clients": 0,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_ChannelInfo(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_num_clients: int = 0
+    d = _zero_ChannelInfo.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -14593,24 +17624,27 @@ def _dec_ChannelInfo(cls: type[_M], data: bytes, pos: int, end: int, depth: int)
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = v & 0xFFFFFFFF
-            f_num_clients = v
+            d["num_clients"] = v
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "num_clients": f_num_clients,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_ConnectionsRequest(m: ConnectionsRequest) -> bytearray:
-    out = bytearray()
+def _enc_ConnectionsRequest(m: ConnectionsRequest, out: bytearray) -> None:
     v_user = m.user
     if v_user:
         b = v_user.encode()
@@ -14618,6 +17652,9 @@ def _enc_ConnectionsRequest(m: ConnectionsRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -14628,6 +17665,9 @@ def _enc_ConnectionsRequest(m: ConnectionsRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -14637,24 +17677,29 @@ def _enc_ConnectionsRequest(m: ConnectionsRequest) -> bytearray:
             v_label_filter, FilterNode
         ):
             raise _rt_wrong_type(FilterNode, v_label_filter)
-        sub = _enc_FilterNode(v_label_filter)
-        n = len(sub)
         out += b"\x1a"
+        s = len(out)
+        _enc_FilterNode(v_label_filter, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_ConnectionsRequest: dict[str, Any] = {
+    "user": "",
+    "expression": "",
+    "label_filter": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_ConnectionsRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_user: str = ""
-    f_expression: str = ""
-    f_label_filter: FilterNode | None = None
+    d = _zero_ConnectionsRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -14663,73 +17708,108 @@ def _dec_ConnectionsRequest(cls: type[_M], data: bytes, pos: int, end: int, dept
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["user"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_expression = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["expression"] = data[pos:e].decode()
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_label_filter = d["label_filter"]
             if f_label_filter is None:
-                f_label_filter = _dec_FilterNode(FilterNode, data, s, e, depth - 1)
+                d["label_filter"] = _dec_FilterNode(FilterNode, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_label_filter) + data[s:e]
-                f_label_filter = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
+                b = bytes(f_label_filter) + data[pos:e]
+                d["label_filter"] = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "user": f_user,
-        "expression": f_expression,
-        "label_filter": f_label_filter,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_ConnectionsResponse(m: ConnectionsResponse) -> bytearray:
-    out = bytearray()
+def _enc_ConnectionsResponse(m: ConnectionsResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not ConnectionsResult and not isinstance(
             v_result, ConnectionsResult
         ):
             raise _rt_wrong_type(ConnectionsResult, v_result)
-        sub = _enc_ConnectionsResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_ConnectionsResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_ConnectionsResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_ConnectionsResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: ConnectionsResult | None = None
+    d = _zero_ConnectionsResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -14738,73 +17818,106 @@ def _dec_ConnectionsResponse(cls: type[_M], data: bytes, pos: int, end: int, dep
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_ConnectionsResult(ConnectionsResult, data, s, e, depth - 1)
+                d["result"] = _dec_ConnectionsResult(ConnectionsResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_ConnectionsResult(ConnectionsResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_ConnectionsResult(ConnectionsResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_ConnectionsResult(m: ConnectionsResult) -> bytearray:
-    out = bytearray()
-    for k_connections, x_connections in m.connections.items():
-        e = bytearray()
-        b = k_connections.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        if x_connections.__class__ is not ConnectionInfo and not isinstance(
-            x_connections, ConnectionInfo
-        ):
-            raise _rt_wrong_type(ConnectionInfo, x_connections)
-        sub = _enc_ConnectionInfo(x_connections)
-        n = len(sub)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += sub
-        out += b"\n"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+def _enc_ConnectionsResult(m: ConnectionsResult, out: bytearray) -> None:
+    v_connections = m.connections
+    if v_connections:
+        for k_connections, x_connections in v_connections.items():
+            out += b"\n"
+            se = len(out)
+            b = k_connections.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            if x_connections.__class__ is not ConnectionInfo and not isinstance(
+                x_connections, ConnectionInfo
+            ):
+                raise _rt_wrong_type(ConnectionInfo, x_connections)
+            out += b"\x12"
+            s = len(out)
+            _enc_ConnectionInfo(x_connections, out)
+            n = len(out) - s
+            if n < 128:
+                out.insert(s, n)
+            else:
+                out[s:s] = _rt_varint(n)
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_ConnectionsResult: dict[str, Any] = {
+    "connections": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_ConnectionsResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_ConnectionsResult.copy()
     f_connections: dict[str, ConnectionInfo] = {}
+    d["connections"] = f_connections
     unknown = b""
     while pos < end:
         start = pos
@@ -14813,8 +17926,19 @@ def _dec_ConnectionsResult(cls: type[_M], data: bytes, pos: int, end: int, depth
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            i_connections = _dec_entry_string_ConnectionInfo(data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            i_connections = _dec_entry_string_ConnectionInfo(data, pos, e, depth - 1)
             if i_connections is None:  # an entry with unknown fields stays unknown, as in upb
                 unknown += data[start:e]
             else:
@@ -14825,16 +17949,14 @@ def _dec_ConnectionsResult(cls: type[_M], data: bytes, pos: int, end: int, depth
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "connections": f_connections,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_ConnectionInfo(m: ConnectionInfo) -> bytearray:
-    out = bytearray()
+def _enc_ConnectionInfo(m: ConnectionInfo, out: bytearray) -> None:
     v_app_name = m.app_name
     if v_app_name:
         b = v_app_name.encode()
@@ -14842,6 +17964,9 @@ def _enc_ConnectionInfo(m: ConnectionInfo) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -14852,6 +17977,9 @@ def _enc_ConnectionInfo(m: ConnectionInfo) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -14862,6 +17990,9 @@ def _enc_ConnectionInfo(m: ConnectionInfo) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -14872,6 +18003,9 @@ def _enc_ConnectionInfo(m: ConnectionInfo) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -14882,6 +18016,9 @@ def _enc_ConnectionInfo(m: ConnectionInfo) -> bytearray:
         out += b"B"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -14889,19 +18026,22 @@ def _enc_ConnectionInfo(m: ConnectionInfo) -> bytearray:
     if v_state is not None:
         if v_state.__class__ is not ConnectionState and not isinstance(v_state, ConnectionState):
             raise _rt_wrong_type(ConnectionState, v_state)
-        sub = _enc_ConnectionState(v_state)
-        n = len(sub)
         out += b"J"
+        s = len(out)
+        _enc_ConnectionState(v_state, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_connected_at_ms = m.connected_at_ms
     if v_connected_at_ms:
         out += b"P"
         if 0 <= v_connected_at_ms < 128:
             out.append(v_connected_at_ms)
+        elif 0 <= v_connected_at_ms < 16384:
+            out.append(v_connected_at_ms & 0x7F | 0x80)
+            out.append(v_connected_at_ms >> 7)
         else:
             out += _rt_enc_int64(v_connected_at_ms)
     v_ping_pong_latency_ms = m.ping_pong_latency_ms
@@ -14909,48 +18049,66 @@ def _enc_ConnectionInfo(m: ConnectionInfo) -> bytearray:
         out += b"X"
         if 0 <= v_ping_pong_latency_ms < 128:
             out.append(v_ping_pong_latency_ms)
+        elif 0 <= v_ping_pong_latency_ms < 16384:
+            out.append(v_ping_pong_latency_ms & 0x7F | 0x80)
+            out.append(v_ping_pong_latency_ms >> 7)
         else:
             out += _rt_enc_int64(v_ping_pong_latency_ms)
-    for k_labels, x_labels in m.labels.items():
-        e = bytearray()
-        b = k_labels.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        b = x_labels.encode()
-        n = len(b)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        out += b"b"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+    v_labels = m.labels
+    if v_labels:
+        for k_labels, x_labels in v_labels.items():
+            out += b"b"
+            se = len(out)
+            b = k_labels.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            b = x_labels.encode()
+            n = len(b)
+            out += b"\x12"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_ConnectionInfo: dict[str, Any] = {
+    "app_name": "",
+    "app_version": "",
+    "transport": "",
+    "protocol": "",
+    "user": "",
+    "state": None,
+    "connected_at_ms": 0,
+    "ping_pong_latency_ms": 0,
+    "labels": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_ConnectionInfo(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_app_name: str = ""
-    f_app_version: str = ""
-    f_transport: str = ""
-    f_protocol: str = ""
-    f_user: str = ""
-    f_state: ConnectionState | None = None
-    f_connected_at_ms: int = 0
-    f_ping_pong_latency_ms: int = 0
+    d = _zero_ConnectionInfo.copy()
     f_labels: dict[str, str] = {}
+    d["labels"] = f_labels
     unknown = b""
     while pos < end:
         start = pos
@@ -14959,50 +18117,138 @@ def _dec_ConnectionInfo(cls: type[_M], data: bytes, pos: int, end: int, depth: i
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_app_name = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["app_name"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_app_version = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["app_version"] = data[pos:e].decode()
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_transport = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["transport"] = data[pos:e].decode()
             pos = e
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_protocol = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["protocol"] = data[pos:e].decode()
             pos = e
         elif tag == 66:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["user"] = data[pos:e].decode()
             pos = e
         elif tag == 74:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_state = d["state"]
             if f_state is None:
-                f_state = _dec_ConnectionState(ConnectionState, data, s, e, depth - 1)
+                d["state"] = _dec_ConnectionState(ConnectionState, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_state) + data[s:e]
-                f_state = _dec_ConnectionState(ConnectionState, b, 0, len(b), depth - 1)
+                b = bytes(f_state) + data[pos:e]
+                d["state"] = _dec_ConnectionState(ConnectionState, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 80:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int64(v)
-            f_connected_at_ms = v
+            d["connected_at_ms"] = v
         elif tag == 88:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int64(v)
-            f_ping_pong_latency_ms = v
+            d["ping_pong_latency_ms"] = v
         elif tag == 98:
-            s, e = _rt_read_length(data, pos, end)
-            i_labels = _dec_entry_string_string(data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
             if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
                 unknown += data[start:e]
             else:
@@ -15013,114 +18259,126 @@ def _dec_ConnectionInfo(cls: type[_M], data: bytes, pos: int, end: int, depth: i
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "app_name": f_app_name,
-        "app_version": f_app_version,
-        "transport": f_transport,
-        "protocol": f_protocol,
-        "user": f_user,
-        "state": f_state,
-        "connected_at_ms": f_connected_at_ms,
-        "ping_pong_latency_ms": f_ping_pong_latency_ms,
-        "labels": f_labels,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_ConnectionState(m: ConnectionState) -> bytearray:
-    out = bytearray()
-    for k_channels, x_channels in m.channels.items():
-        e = bytearray()
-        b = k_channels.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        if x_channels.__class__ is not ChannelContext and not isinstance(
-            x_channels, ChannelContext
-        ):
-            raise _rt_wrong_type(ChannelContext, x_channels)
-        sub = _enc_ChannelContext(x_channels)
-        n = len(sub)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += sub
-        out += b"\n"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+def _enc_ConnectionState(m: ConnectionState, out: bytearray) -> None:
+    v_channels = m.channels
+    if v_channels:
+        for k_channels, x_channels in v_channels.items():
+            out += b"\n"
+            se = len(out)
+            b = k_channels.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            if x_channels.__class__ is not ChannelContext and not isinstance(
+                x_channels, ChannelContext
+            ):
+                raise _rt_wrong_type(ChannelContext, x_channels)
+            out += b"\x12"
+            s = len(out)
+            _enc_ChannelContext(x_channels, out)
+            n = len(out) - s
+            if n < 128:
+                out.insert(s, n)
+            else:
+                out[s:s] = _rt_varint(n)
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     v_connection_token = m.connection_token
     if v_connection_token is not None:
         if v_connection_token.__class__ is not ConnectionTokenInfo and not isinstance(
             v_connection_token, ConnectionTokenInfo
         ):
             raise _rt_wrong_type(ConnectionTokenInfo, v_connection_token)
-        sub = _enc_ConnectionTokenInfo(v_connection_token)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_ConnectionTokenInfo(v_connection_token, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
-    for k_subscription_tokens, x_subscription_tokens in m.subscription_tokens.items():
-        e = bytearray()
-        b = k_subscription_tokens.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        if x_subscription_tokens.__class__ is not SubscriptionTokenInfo and not isinstance(
-            x_subscription_tokens, SubscriptionTokenInfo
-        ):
-            raise _rt_wrong_type(SubscriptionTokenInfo, x_subscription_tokens)
-        sub = _enc_SubscriptionTokenInfo(x_subscription_tokens)
-        n = len(sub)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += sub
-        out += b"\x1a"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+            out[s:s] = _rt_varint(n)
+    v_subscription_tokens = m.subscription_tokens
+    if v_subscription_tokens:
+        for k_subscription_tokens, x_subscription_tokens in v_subscription_tokens.items():
+            out += b"\x1a"
+            se = len(out)
+            b = k_subscription_tokens.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            if x_subscription_tokens.__class__ is not SubscriptionTokenInfo and not isinstance(
+                x_subscription_tokens, SubscriptionTokenInfo
+            ):
+                raise _rt_wrong_type(SubscriptionTokenInfo, x_subscription_tokens)
+            out += b"\x12"
+            s = len(out)
+            _enc_SubscriptionTokenInfo(x_subscription_tokens, out)
+            n = len(out) - s
+            if n < 128:
+                out.insert(s, n)
+            else:
+                out[s:s] = _rt_varint(n)
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     v_meta = m.meta
     if v_meta:
         n = len(v_meta)
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_meta
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_ConnectionState: dict[str, Any] = {
+    "channels": None,  # replaced by a fresh container
+    "connection_token": None,
+    "subscription_tokens": None,  # replaced by a fresh container
+    "meta": b"",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_ConnectionState(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_ConnectionState.copy()
     f_channels: dict[str, ChannelContext] = {}
-    f_connection_token: ConnectionTokenInfo | None = None
+    d["channels"] = f_channels
     f_subscription_tokens: dict[str, SubscriptionTokenInfo] = {}
-    f_meta: bytes = b""
+    d["subscription_tokens"] = f_subscription_tokens
     unknown = b""
     while pos < end:
         start = pos
@@ -15129,28 +18387,62 @@ def _dec_ConnectionState(cls: type[_M], data: bytes, pos: int, end: int, depth: 
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            i_channels = _dec_entry_string_ChannelContext(data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            i_channels = _dec_entry_string_ChannelContext(data, pos, e, depth - 1)
             if i_channels is None:  # an entry with unknown fields stays unknown, as in upb
                 unknown += data[start:e]
             else:
                 f_channels[i_channels[0]] = i_channels[1]
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_connection_token = d["connection_token"]
             if f_connection_token is None:
-                f_connection_token = _dec_ConnectionTokenInfo(
-                    ConnectionTokenInfo, data, s, e, depth - 1
+                d["connection_token"] = _dec_ConnectionTokenInfo(
+                    ConnectionTokenInfo, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_connection_token) + data[s:e]
-                f_connection_token = _dec_ConnectionTokenInfo(
+                b = bytes(f_connection_token) + data[pos:e]
+                d["connection_token"] = _dec_ConnectionTokenInfo(
                     ConnectionTokenInfo, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            i_subscription_tokens = _dec_entry_string_SubscriptionTokenInfo(data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            i_subscription_tokens = _dec_entry_string_SubscriptionTokenInfo(data, pos, e, depth - 1)
             if (
                 i_subscription_tokens is None
             ):  # an entry with unknown fields stays unknown, as in upb
@@ -15159,42 +18451,56 @@ def _dec_ConnectionState(cls: type[_M], data: bytes, pos: int, end: int, depth: 
                 f_subscription_tokens[i_subscription_tokens[0]] = i_subscription_tokens[1]
             pos = e
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_meta = data[s:e]
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["meta"] = data[pos:e]
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "channels": f_channels,
-        "connection_token": f_connection_token,
-        "subscription_tokens": f_subscription_tokens,
-        "meta": f_meta,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_ChannelContext(m: ChannelContext) -> bytearray:
-    out = bytearray()
+def _enc_ChannelContext(m: ChannelContext, out: bytearray) -> None:
     v_source = m.source
     if v_source:
         out += b"\x08"
         if 0 <= v_source < 128:
             out.append(v_source)
+        elif 0 <= v_source < 16384:
+            out.append(v_source & 0x7F | 0x80)
+            out.append(v_source >> 7)
         else:
             out += _rt_enc_uint32(v_source)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_ChannelContext: dict[str, Any] = {
+    "source": 0,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_ChannelContext(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_source: int = 0
+    d = _zero_ChannelContext.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -15206,24 +18512,27 @@ def _dec_ChannelContext(cls: type[_M], data: bytes, pos: int, end: int, depth: i
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = v & 0xFFFFFFFF
-            f_source = v
+            d["source"] = v
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "source": f_source,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_ConnectionTokenInfo(m: ConnectionTokenInfo) -> bytearray:
-    out = bytearray()
+def _enc_ConnectionTokenInfo(m: ConnectionTokenInfo, out: bytearray) -> None:
     v_uid = m.uid
     if v_uid:
         b = v_uid.encode()
@@ -15231,6 +18540,9 @@ def _enc_ConnectionTokenInfo(m: ConnectionTokenInfo) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -15239,17 +18551,25 @@ def _enc_ConnectionTokenInfo(m: ConnectionTokenInfo) -> bytearray:
         out += b"\x10"
         if 0 <= v_issued_at < 128:
             out.append(v_issued_at)
+        elif 0 <= v_issued_at < 16384:
+            out.append(v_issued_at & 0x7F | 0x80)
+            out.append(v_issued_at >> 7)
         else:
             out += _rt_enc_int64(v_issued_at)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_ConnectionTokenInfo: dict[str, Any] = {
+    "uid": "",
+    "issued_at": 0,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_ConnectionTokenInfo(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_uid: str = ""
-    f_issued_at: int = 0
+    d = _zero_ConnectionTokenInfo.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -15258,32 +18578,45 @@ def _dec_ConnectionTokenInfo(cls: type[_M], data: bytes, pos: int, end: int, dep
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_uid = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["uid"] = data[pos:e].decode()
             pos = e
         elif tag == 16:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int64(v)
-            f_issued_at = v
+            d["issued_at"] = v
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "uid": f_uid,
-        "issued_at": f_issued_at,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_SubscriptionTokenInfo(m: SubscriptionTokenInfo) -> bytearray:
-    out = bytearray()
+def _enc_SubscriptionTokenInfo(m: SubscriptionTokenInfo, out: bytearray) -> None:
     v_uid = m.uid
     if v_uid:
         b = v_uid.encode()
@@ -15291,6 +18624,9 @@ def _enc_SubscriptionTokenInfo(m: SubscriptionTokenInfo) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -15299,17 +18635,25 @@ def _enc_SubscriptionTokenInfo(m: SubscriptionTokenInfo) -> bytearray:
         out += b"\x10"
         if 0 <= v_issued_at < 128:
             out.append(v_issued_at)
+        elif 0 <= v_issued_at < 16384:
+            out.append(v_issued_at & 0x7F | 0x80)
+            out.append(v_issued_at >> 7)
         else:
             out += _rt_enc_int64(v_issued_at)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_SubscriptionTokenInfo: dict[str, Any] = {
+    "uid": "",
+    "issued_at": 0,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_SubscriptionTokenInfo(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_uid: str = ""
-    f_issued_at: int = 0
+    d = _zero_SubscriptionTokenInfo.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -15318,38 +18662,54 @@ def _dec_SubscriptionTokenInfo(cls: type[_M], data: bytes, pos: int, end: int, d
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_uid = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["uid"] = data[pos:e].decode()
             pos = e
         elif tag == 16:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int64(v)
-            f_issued_at = v
+            d["issued_at"] = v
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "uid": f_uid,
-        "issued_at": f_issued_at,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_UpdateUserStatusRequest(m: UpdateUserStatusRequest) -> bytearray:
-    out = bytearray()
+def _enc_UpdateUserStatusRequest(m: UpdateUserStatusRequest, out: bytearray) -> None:
     for x_users in m.users:
         b = x_users.encode()
         n = len(b)
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -15360,18 +18720,28 @@ def _enc_UpdateUserStatusRequest(m: UpdateUserStatusRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_UpdateUserStatusRequest: dict[str, Any] = {
+    "users": None,  # replaced by a fresh container
+    "state": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_UpdateUserStatusRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_UpdateUserStatusRequest.copy()
     f_users: list[str] = []
-    f_state: str = ""
+    d["users"] = f_users
     unknown = b""
     while pos < end:
         start = pos
@@ -15380,64 +18750,88 @@ def _dec_UpdateUserStatusRequest(cls: type[_M], data: bytes, pos: int, end: int,
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_users.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_users.append(data[pos:e].decode())
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_state = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["state"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "users": f_users,
-        "state": f_state,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_UpdateUserStatusResponse(m: UpdateUserStatusResponse) -> bytearray:
-    out = bytearray()
+def _enc_UpdateUserStatusResponse(m: UpdateUserStatusResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not UpdateUserStatusResult and not isinstance(
             v_result, UpdateUserStatusResult
         ):
             raise _rt_wrong_type(UpdateUserStatusResult, v_result)
-        sub = _enc_UpdateUserStatusResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_UpdateUserStatusResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_UpdateUserStatusResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_UpdateUserStatusResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: UpdateUserStatusResult | None = None
+    d = _zero_UpdateUserStatusResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -15446,22 +18840,46 @@ def _dec_UpdateUserStatusResponse(cls: type[_M], data: bytes, pos: int, end: int
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_UpdateUserStatusResult(
-                    UpdateUserStatusResult, data, s, e, depth - 1
+                d["result"] = _dec_UpdateUserStatusResult(
+                    UpdateUserStatusResult, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_UpdateUserStatusResult(
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_UpdateUserStatusResult(
                     UpdateUserStatusResult, b, 0, len(b), depth - 1
                 )
             pos = e
@@ -15470,24 +18888,26 @@ def _dec_UpdateUserStatusResponse(cls: type[_M], data: bytes, pos: int, end: int
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_UpdateUserStatusResult(m: UpdateUserStatusResult) -> bytearray:
-    out = bytearray()
+def _enc_UpdateUserStatusResult(m: UpdateUserStatusResult, out: bytearray) -> None:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_UpdateUserStatusResult: dict[str, Any] = {
+    "_unknown_fields": b"",
+}
 
 
 def _dec_UpdateUserStatusResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_UpdateUserStatusResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -15499,32 +18919,41 @@ def _dec_UpdateUserStatusResult(cls: type[_M], data: bytes, pos: int, end: int, 
         unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_GetUserStatusRequest(m: GetUserStatusRequest) -> bytearray:
-    out = bytearray()
+def _enc_GetUserStatusRequest(m: GetUserStatusRequest, out: bytearray) -> None:
     for x_users in m.users:
         b = x_users.encode()
         n = len(b)
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_GetUserStatusRequest: dict[str, Any] = {
+    "users": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_GetUserStatusRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_GetUserStatusRequest.copy()
     f_users: list[str] = []
+    d["users"] = f_users
     unknown = b""
     while pos < end:
         start = pos
@@ -15533,59 +18962,73 @@ def _dec_GetUserStatusRequest(cls: type[_M], data: bytes, pos: int, end: int, de
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_users.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_users.append(data[pos:e].decode())
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "users": f_users,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_GetUserStatusResponse(m: GetUserStatusResponse) -> bytearray:
-    out = bytearray()
+def _enc_GetUserStatusResponse(m: GetUserStatusResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not GetUserStatusResult and not isinstance(
             v_result, GetUserStatusResult
         ):
             raise _rt_wrong_type(GetUserStatusResult, v_result)
-        sub = _enc_GetUserStatusResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_GetUserStatusResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_GetUserStatusResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_GetUserStatusResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: GetUserStatusResult | None = None
+    d = _zero_GetUserStatusResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -15594,56 +19037,84 @@ def _dec_GetUserStatusResponse(cls: type[_M], data: bytes, pos: int, end: int, d
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_GetUserStatusResult(GetUserStatusResult, data, s, e, depth - 1)
+                d["result"] = _dec_GetUserStatusResult(GetUserStatusResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_GetUserStatusResult(GetUserStatusResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_GetUserStatusResult(GetUserStatusResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_GetUserStatusResult(m: GetUserStatusResult) -> bytearray:
-    out = bytearray()
+def _enc_GetUserStatusResult(m: GetUserStatusResult, out: bytearray) -> None:
     for x_statuses in m.statuses:
         if x_statuses.__class__ is not UserStatus and not isinstance(x_statuses, UserStatus):
             raise _rt_wrong_type(UserStatus, x_statuses)
-        sub = _enc_UserStatus(x_statuses)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_UserStatus(x_statuses, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_GetUserStatusResult: dict[str, Any] = {
+    "statuses": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_GetUserStatusResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_GetUserStatusResult.copy()
     f_statuses: list[UserStatus] = []
+    d["statuses"] = f_statuses
     unknown = b""
     while pos < end:
         start = pos
@@ -15652,24 +19123,33 @@ def _dec_GetUserStatusResult(cls: type[_M], data: bytes, pos: int, end: int, dep
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_statuses.append(_dec_UserStatus(UserStatus, data, s, e, depth - 1))
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_statuses.append(_dec_UserStatus(UserStatus, data, pos, e, depth - 1))
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "statuses": f_statuses,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_UserStatus(m: UserStatus) -> bytearray:
-    out = bytearray()
+def _enc_UserStatus(m: UserStatus, out: bytearray) -> None:
     v_user = m.user
     if v_user:
         b = v_user.encode()
@@ -15677,6 +19157,9 @@ def _enc_UserStatus(m: UserStatus) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -15685,6 +19168,9 @@ def _enc_UserStatus(m: UserStatus) -> bytearray:
         out += b"\x10"
         if 0 <= v_active < 128:
             out.append(v_active)
+        elif 0 <= v_active < 16384:
+            out.append(v_active & 0x7F | 0x80)
+            out.append(v_active >> 7)
         else:
             out += _rt_enc_int64(v_active)
     v_online = m.online
@@ -15692,6 +19178,9 @@ def _enc_UserStatus(m: UserStatus) -> bytearray:
         out += b"\x18"
         if 0 <= v_online < 128:
             out.append(v_online)
+        elif 0 <= v_online < 16384:
+            out.append(v_online & 0x7F | 0x80)
+            out.append(v_online >> 7)
         else:
             out += _rt_enc_int64(v_online)
     v_state = m.state
@@ -15701,20 +19190,28 @@ def _enc_UserStatus(m: UserStatus) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_UserStatus: dict[str, Any] = {
+    "user": "",
+    "active": 0,
+    "online": 0,
+    "state": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_UserStatus(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_user: str = ""
-    f_active: int = 0
-    f_online: int = 0
-    f_state: str = ""
+    d = _zero_UserStatus.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -15723,62 +19220,99 @@ def _dec_UserStatus(cls: type[_M], data: bytes, pos: int, end: int, depth: int) 
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["user"] = data[pos:e].decode()
             pos = e
         elif tag == 16:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int64(v)
-            f_active = v
+            d["active"] = v
         elif tag == 24:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int64(v)
-            f_online = v
+            d["online"] = v
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_state = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["state"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "user": f_user,
-        "active": f_active,
-        "online": f_online,
-        "state": f_state,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeleteUserStatusRequest(m: DeleteUserStatusRequest) -> bytearray:
-    out = bytearray()
+def _enc_DeleteUserStatusRequest(m: DeleteUserStatusRequest, out: bytearray) -> None:
     for x_users in m.users:
         b = x_users.encode()
         n = len(b)
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeleteUserStatusRequest: dict[str, Any] = {
+    "users": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeleteUserStatusRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_DeleteUserStatusRequest.copy()
     f_users: list[str] = []
+    d["users"] = f_users
     unknown = b""
     while pos < end:
         start = pos
@@ -15787,59 +19321,73 @@ def _dec_DeleteUserStatusRequest(cls: type[_M], data: bytes, pos: int, end: int,
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_users.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_users.append(data[pos:e].decode())
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "users": f_users,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeleteUserStatusResponse(m: DeleteUserStatusResponse) -> bytearray:
-    out = bytearray()
+def _enc_DeleteUserStatusResponse(m: DeleteUserStatusResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not DeleteUserStatusResult and not isinstance(
             v_result, DeleteUserStatusResult
         ):
             raise _rt_wrong_type(DeleteUserStatusResult, v_result)
-        sub = _enc_DeleteUserStatusResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_DeleteUserStatusResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeleteUserStatusResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeleteUserStatusResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: DeleteUserStatusResult | None = None
+    d = _zero_DeleteUserStatusResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -15848,22 +19396,46 @@ def _dec_DeleteUserStatusResponse(cls: type[_M], data: bytes, pos: int, end: int
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_DeleteUserStatusResult(
-                    DeleteUserStatusResult, data, s, e, depth - 1
+                d["result"] = _dec_DeleteUserStatusResult(
+                    DeleteUserStatusResult, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_DeleteUserStatusResult(
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_DeleteUserStatusResult(
                     DeleteUserStatusResult, b, 0, len(b), depth - 1
                 )
             pos = e
@@ -15872,24 +19444,26 @@ def _dec_DeleteUserStatusResponse(cls: type[_M], data: bytes, pos: int, end: int
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeleteUserStatusResult(m: DeleteUserStatusResult) -> bytearray:
-    out = bytearray()
+def _enc_DeleteUserStatusResult(m: DeleteUserStatusResult, out: bytearray) -> None:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeleteUserStatusResult: dict[str, Any] = {
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeleteUserStatusResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_DeleteUserStatusResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -15901,20 +19475,22 @@ def _dec_DeleteUserStatusResult(cls: type[_M], data: bytes, pos: int, end: int, 
         unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_BlockUserRequest(m: BlockUserRequest) -> bytearray:
-    out = bytearray()
+def _enc_BlockUserRequest(m: BlockUserRequest, out: bytearray) -> None:
     v_expire_at = m.expire_at
     if v_expire_at:
         out += b"\x08"
         if 0 <= v_expire_at < 128:
             out.append(v_expire_at)
+        elif 0 <= v_expire_at < 16384:
+            out.append(v_expire_at & 0x7F | 0x80)
+            out.append(v_expire_at >> 7)
         else:
             out += _rt_enc_int64(v_expire_at)
     v_user = m.user
@@ -15924,18 +19500,26 @@ def _enc_BlockUserRequest(m: BlockUserRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_BlockUserRequest: dict[str, Any] = {
+    "expire_at": 0,
+    "user": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_BlockUserRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_expire_at: int = 0
-    f_user: str = ""
+    d = _zero_BlockUserRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -15947,36 +19531,54 @@ def _dec_BlockUserRequest(cls: type[_M], data: bytes, pos: int, end: int, depth:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int64(v)
-            f_expire_at = v
+            d["expire_at"] = v
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["user"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "expire_at": f_expire_at,
-        "user": f_user,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_BlockUserResult(m: BlockUserResult) -> bytearray:
-    out = bytearray()
+def _enc_BlockUserResult(m: BlockUserResult, out: bytearray) -> None:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_BlockUserResult: dict[str, Any] = {
+    "_unknown_fields": b"",
+}
 
 
 def _dec_BlockUserResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_BlockUserResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -15988,48 +19590,52 @@ def _dec_BlockUserResult(cls: type[_M], data: bytes, pos: int, end: int, depth: 
         unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_BlockUserResponse(m: BlockUserResponse) -> bytearray:
-    out = bytearray()
+def _enc_BlockUserResponse(m: BlockUserResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not BlockUserResult and not isinstance(v_result, BlockUserResult):
             raise _rt_wrong_type(BlockUserResult, v_result)
-        sub = _enc_BlockUserResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_BlockUserResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_BlockUserResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_BlockUserResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: BlockUserResult | None = None
+    d = _zero_BlockUserResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -16038,37 +19644,58 @@ def _dec_BlockUserResponse(cls: type[_M], data: bytes, pos: int, end: int, depth
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_BlockUserResult(BlockUserResult, data, s, e, depth - 1)
+                d["result"] = _dec_BlockUserResult(BlockUserResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_BlockUserResult(BlockUserResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_BlockUserResult(BlockUserResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_UnblockUserRequest(m: UnblockUserRequest) -> bytearray:
-    out = bytearray()
+def _enc_UnblockUserRequest(m: UnblockUserRequest, out: bytearray) -> None:
     v_user = m.user
     if v_user:
         b = v_user.encode()
@@ -16076,17 +19703,25 @@ def _enc_UnblockUserRequest(m: UnblockUserRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_UnblockUserRequest: dict[str, Any] = {
+    "user": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_UnblockUserRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_user: str = ""
+    d = _zero_UnblockUserRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -16095,31 +19730,45 @@ def _dec_UnblockUserRequest(cls: type[_M], data: bytes, pos: int, end: int, dept
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["user"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "user": f_user,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_UnblockUserResult(m: UnblockUserResult) -> bytearray:
-    out = bytearray()
+def _enc_UnblockUserResult(m: UnblockUserResult, out: bytearray) -> None:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_UnblockUserResult: dict[str, Any] = {
+    "_unknown_fields": b"",
+}
 
 
 def _dec_UnblockUserResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_UnblockUserResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -16131,50 +19780,54 @@ def _dec_UnblockUserResult(cls: type[_M], data: bytes, pos: int, end: int, depth
         unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_UnblockUserResponse(m: UnblockUserResponse) -> bytearray:
-    out = bytearray()
+def _enc_UnblockUserResponse(m: UnblockUserResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not UnblockUserResult and not isinstance(
             v_result, UnblockUserResult
         ):
             raise _rt_wrong_type(UnblockUserResult, v_result)
-        sub = _enc_UnblockUserResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_UnblockUserResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_UnblockUserResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_UnblockUserResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: UnblockUserResult | None = None
+    d = _zero_UnblockUserResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -16183,42 +19836,66 @@ def _dec_UnblockUserResponse(cls: type[_M], data: bytes, pos: int, end: int, dep
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_UnblockUserResult(UnblockUserResult, data, s, e, depth - 1)
+                d["result"] = _dec_UnblockUserResult(UnblockUserResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_UnblockUserResult(UnblockUserResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_UnblockUserResult(UnblockUserResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_RevokeTokenRequest(m: RevokeTokenRequest) -> bytearray:
-    out = bytearray()
+def _enc_RevokeTokenRequest(m: RevokeTokenRequest, out: bytearray) -> None:
     v_expire_at = m.expire_at
     if v_expire_at:
         out += b"\x08"
         if 0 <= v_expire_at < 128:
             out.append(v_expire_at)
+        elif 0 <= v_expire_at < 16384:
+            out.append(v_expire_at & 0x7F | 0x80)
+            out.append(v_expire_at >> 7)
         else:
             out += _rt_enc_int64(v_expire_at)
     v_uid = m.uid
@@ -16228,18 +19905,26 @@ def _enc_RevokeTokenRequest(m: RevokeTokenRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_RevokeTokenRequest: dict[str, Any] = {
+    "expire_at": 0,
+    "uid": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_RevokeTokenRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_expire_at: int = 0
-    f_uid: str = ""
+    d = _zero_RevokeTokenRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -16251,36 +19936,54 @@ def _dec_RevokeTokenRequest(cls: type[_M], data: bytes, pos: int, end: int, dept
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int64(v)
-            f_expire_at = v
+            d["expire_at"] = v
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_uid = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["uid"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "expire_at": f_expire_at,
-        "uid": f_uid,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_RevokeTokenResult(m: RevokeTokenResult) -> bytearray:
-    out = bytearray()
+def _enc_RevokeTokenResult(m: RevokeTokenResult, out: bytearray) -> None:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_RevokeTokenResult: dict[str, Any] = {
+    "_unknown_fields": b"",
+}
 
 
 def _dec_RevokeTokenResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_RevokeTokenResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -16292,50 +19995,54 @@ def _dec_RevokeTokenResult(cls: type[_M], data: bytes, pos: int, end: int, depth
         unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_RevokeTokenResponse(m: RevokeTokenResponse) -> bytearray:
-    out = bytearray()
+def _enc_RevokeTokenResponse(m: RevokeTokenResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not RevokeTokenResult and not isinstance(
             v_result, RevokeTokenResult
         ):
             raise _rt_wrong_type(RevokeTokenResult, v_result)
-        sub = _enc_RevokeTokenResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_RevokeTokenResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_RevokeTokenResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_RevokeTokenResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: RevokeTokenResult | None = None
+    d = _zero_RevokeTokenResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -16344,42 +20051,66 @@ def _dec_RevokeTokenResponse(cls: type[_M], data: bytes, pos: int, end: int, dep
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_RevokeTokenResult(RevokeTokenResult, data, s, e, depth - 1)
+                d["result"] = _dec_RevokeTokenResult(RevokeTokenResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_RevokeTokenResult(RevokeTokenResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_RevokeTokenResult(RevokeTokenResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_InvalidateUserTokensRequest(m: InvalidateUserTokensRequest) -> bytearray:
-    out = bytearray()
+def _enc_InvalidateUserTokensRequest(m: InvalidateUserTokensRequest, out: bytearray) -> None:
     v_expire_at = m.expire_at
     if v_expire_at:
         out += b"\x08"
         if 0 <= v_expire_at < 128:
             out.append(v_expire_at)
+        elif 0 <= v_expire_at < 16384:
+            out.append(v_expire_at & 0x7F | 0x80)
+            out.append(v_expire_at >> 7)
         else:
             out += _rt_enc_int64(v_expire_at)
     v_user = m.user
@@ -16389,6 +20120,9 @@ def _enc_InvalidateUserTokensRequest(m: InvalidateUserTokensRequest) -> bytearra
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -16397,6 +20131,9 @@ def _enc_InvalidateUserTokensRequest(m: InvalidateUserTokensRequest) -> bytearra
         out += b"\x18"
         if 0 <= v_issued_before < 128:
             out.append(v_issued_before)
+        elif 0 <= v_issued_before < 16384:
+            out.append(v_issued_before & 0x7F | 0x80)
+            out.append(v_issued_before >> 7)
         else:
             out += _rt_enc_int64(v_issued_before)
     v_channel = m.channel
@@ -16406,22 +20143,30 @@ def _enc_InvalidateUserTokensRequest(m: InvalidateUserTokensRequest) -> bytearra
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_InvalidateUserTokensRequest: dict[str, Any] = {
+    "expire_at": 0,
+    "user": "",
+    "issued_before": 0,
+    "channel": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_InvalidateUserTokensRequest(
     cls: type[_M], data: bytes, pos: int, end: int, depth: int
 ) -> _M:
-    f_expire_at: int = 0
-    f_user: str = ""
-    f_issued_before: int = 0
-    f_channel: str = ""
+    d = _zero_InvalidateUserTokensRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -16433,51 +20178,83 @@ def _dec_InvalidateUserTokensRequest(
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int64(v)
-            f_expire_at = v
+            d["expire_at"] = v
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["user"] = data[pos:e].decode()
             pos = e
         elif tag == 24:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int64(v)
-            f_issued_before = v
+            d["issued_before"] = v
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_channel = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["channel"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "expire_at": f_expire_at,
-        "user": f_user,
-        "issued_before": f_issued_before,
-        "channel": f_channel,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_InvalidateUserTokensResult(m: InvalidateUserTokensResult) -> bytearray:
-    out = bytearray()
+def _enc_InvalidateUserTokensResult(m: InvalidateUserTokensResult, out: bytearray) -> None:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_InvalidateUserTokensResult: dict[str, Any] = {
+    "_unknown_fields": b"",
+}
 
 
 def _dec_InvalidateUserTokensResult(
     cls: type[_M], data: bytes, pos: int, end: int, depth: int
 ) -> _M:
+    d = _zero_InvalidateUserTokensResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -16489,52 +20266,56 @@ def _dec_InvalidateUserTokensResult(
         unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_InvalidateUserTokensResponse(m: InvalidateUserTokensResponse) -> bytearray:
-    out = bytearray()
+def _enc_InvalidateUserTokensResponse(m: InvalidateUserTokensResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not InvalidateUserTokensResult and not isinstance(
             v_result, InvalidateUserTokensResult
         ):
             raise _rt_wrong_type(InvalidateUserTokensResult, v_result)
-        sub = _enc_InvalidateUserTokensResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_InvalidateUserTokensResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_InvalidateUserTokensResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_InvalidateUserTokensResponse(
     cls: type[_M], data: bytes, pos: int, end: int, depth: int
 ) -> _M:
-    f_error: Error | None = None
-    f_result: InvalidateUserTokensResult | None = None
+    d = _zero_InvalidateUserTokensResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -16543,22 +20324,46 @@ def _dec_InvalidateUserTokensResponse(
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_InvalidateUserTokensResult(
-                    InvalidateUserTokensResult, data, s, e, depth - 1
+                d["result"] = _dec_InvalidateUserTokensResult(
+                    InvalidateUserTokensResult, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_InvalidateUserTokensResult(
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_InvalidateUserTokensResult(
                     InvalidateUserTokensResult, b, 0, len(b), depth - 1
                 )
             pos = e
@@ -16567,17 +20372,14 @@ def _dec_InvalidateUserTokensResponse(
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceRegisterRequest(m: DeviceRegisterRequest) -> bytearray:
-    out = bytearray()
+def _enc_DeviceRegisterRequest(m: DeviceRegisterRequest, out: bytearray) -> None:
     v_id = m.id
     if v_id:
         b = v_id.encode()
@@ -16585,6 +20387,9 @@ def _enc_DeviceRegisterRequest(m: DeviceRegisterRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -16595,6 +20400,9 @@ def _enc_DeviceRegisterRequest(m: DeviceRegisterRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -16605,6 +20413,9 @@ def _enc_DeviceRegisterRequest(m: DeviceRegisterRequest) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -16615,6 +20426,9 @@ def _enc_DeviceRegisterRequest(m: DeviceRegisterRequest) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -16625,39 +20439,53 @@ def _enc_DeviceRegisterRequest(m: DeviceRegisterRequest) -> bytearray:
         out += b"*"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
-    for k_meta, x_meta in m.meta.items():
-        e = bytearray()
-        b = k_meta.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        b = x_meta.encode()
-        n = len(b)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        out += b"2"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+    v_meta = m.meta
+    if v_meta:
+        for k_meta, x_meta in v_meta.items():
+            out += b"2"
+            se = len(out)
+            b = k_meta.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            b = x_meta.encode()
+            n = len(b)
+            out += b"\x12"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     for x_topics in m.topics:
         b = x_topics.encode()
         n = len(b)
         out += b":"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -16668,6 +20496,9 @@ def _enc_DeviceRegisterRequest(m: DeviceRegisterRequest) -> bytearray:
         out += b"B"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -16678,25 +20509,37 @@ def _enc_DeviceRegisterRequest(m: DeviceRegisterRequest) -> bytearray:
         out += b"J"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceRegisterRequest: dict[str, Any] = {
+    "id": "",
+    "provider": "",
+    "token": "",
+    "platform": "",
+    "user": "",
+    "meta": None,  # replaced by a fresh container
+    "topics": None,  # replaced by a fresh container
+    "timezone": "",
+    "locale": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceRegisterRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_id: str = ""
-    f_provider: str = ""
-    f_token: str = ""
-    f_platform: str = ""
-    f_user: str = ""
+    d = _zero_DeviceRegisterRequest.copy()
     f_meta: dict[str, str] = {}
+    d["meta"] = f_meta
     f_topics: list[str] = []
-    f_timezone: str = ""
-    f_locale: str = ""
+    d["topics"] = f_topics
     unknown = b""
     while pos < end:
         start = pos
@@ -16705,74 +20548,166 @@ def _dec_DeviceRegisterRequest(cls: type[_M], data: bytes, pos: int, end: int, d
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_id = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["id"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_provider = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["provider"] = data[pos:e].decode()
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_token = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["token"] = data[pos:e].decode()
             pos = e
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_platform = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["platform"] = data[pos:e].decode()
             pos = e
         elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["user"] = data[pos:e].decode()
             pos = e
         elif tag == 50:
-            s, e = _rt_read_length(data, pos, end)
-            i_meta = _dec_entry_string_string(data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            i_meta = _dec_entry_string_string(data, pos, e, depth - 1)
             if i_meta is None:  # an entry with unknown fields stays unknown, as in upb
                 unknown += data[start:e]
             else:
                 f_meta[i_meta[0]] = i_meta[1]
             pos = e
         elif tag == 58:
-            s, e = _rt_read_length(data, pos, end)
-            f_topics.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_topics.append(data[pos:e].decode())
             pos = e
         elif tag == 66:
-            s, e = _rt_read_length(data, pos, end)
-            f_timezone = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["timezone"] = data[pos:e].decode()
             pos = e
         elif tag == 74:
-            s, e = _rt_read_length(data, pos, end)
-            f_locale = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["locale"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "id": f_id,
-        "provider": f_provider,
-        "token": f_token,
-        "platform": f_platform,
-        "user": f_user,
-        "meta": f_meta,
-        "topics": f_topics,
-        "timezone": f_timezone,
-        "locale": f_locale,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceUpdateRequest(m: DeviceUpdateRequest) -> bytearray:
-    out = bytearray()
+def _enc_DeviceUpdateRequest(m: DeviceUpdateRequest, out: bytearray) -> None:
     for x_ids in m.ids:
         b = x_ids.encode()
         n = len(b)
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -16782,6 +20717,9 @@ def _enc_DeviceUpdateRequest(m: DeviceUpdateRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -16791,84 +20729,93 @@ def _enc_DeviceUpdateRequest(m: DeviceUpdateRequest) -> bytearray:
             v_user_update, DeviceUserUpdate
         ):
             raise _rt_wrong_type(DeviceUserUpdate, v_user_update)
-        sub = _enc_DeviceUserUpdate(v_user_update)
-        n = len(sub)
         out += b'"'
+        s = len(out)
+        _enc_DeviceUserUpdate(v_user_update, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_meta_update = m.meta_update
     if v_meta_update is not None:
         if v_meta_update.__class__ is not DeviceMetaUpdate and not isinstance(
             v_meta_update, DeviceMetaUpdate
         ):
             raise _rt_wrong_type(DeviceMetaUpdate, v_meta_update)
-        sub = _enc_DeviceMetaUpdate(v_meta_update)
-        n = len(sub)
         out += b"*"
+        s = len(out)
+        _enc_DeviceMetaUpdate(v_meta_update, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_topics_update = m.topics_update
     if v_topics_update is not None:
         if v_topics_update.__class__ is not DeviceTopicsUpdate and not isinstance(
             v_topics_update, DeviceTopicsUpdate
         ):
             raise _rt_wrong_type(DeviceTopicsUpdate, v_topics_update)
-        sub = _enc_DeviceTopicsUpdate(v_topics_update)
-        n = len(sub)
         out += b"2"
+        s = len(out)
+        _enc_DeviceTopicsUpdate(v_topics_update, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_timezone_update = m.timezone_update
     if v_timezone_update is not None:
         if v_timezone_update.__class__ is not DeviceTimezoneUpdate and not isinstance(
             v_timezone_update, DeviceTimezoneUpdate
         ):
             raise _rt_wrong_type(DeviceTimezoneUpdate, v_timezone_update)
-        sub = _enc_DeviceTimezoneUpdate(v_timezone_update)
-        n = len(sub)
         out += b":"
+        s = len(out)
+        _enc_DeviceTimezoneUpdate(v_timezone_update, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_locale_update = m.locale_update
     if v_locale_update is not None:
         if v_locale_update.__class__ is not DeviceLocaleUpdate and not isinstance(
             v_locale_update, DeviceLocaleUpdate
         ):
             raise _rt_wrong_type(DeviceLocaleUpdate, v_locale_update)
-        sub = _enc_DeviceLocaleUpdate(v_locale_update)
-        n = len(sub)
         out += b"B"
+        s = len(out)
+        _enc_DeviceLocaleUpdate(v_locale_update, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceUpdateRequest: dict[str, Any] = {
+    "ids": None,  # replaced by a fresh container
+    "users": None,  # replaced by a fresh container
+    "user_update": None,
+    "meta_update": None,
+    "topics_update": None,
+    "timezone_update": None,
+    "locale_update": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceUpdateRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_DeviceUpdateRequest.copy()
     f_ids: list[str] = []
+    d["ids"] = f_ids
     f_users: list[str] = []
-    f_user_update: DeviceUserUpdate | None = None
-    f_meta_update: DeviceMetaUpdate | None = None
-    f_topics_update: DeviceTopicsUpdate | None = None
-    f_timezone_update: DeviceTimezoneUpdate | None = None
-    f_locale_update: DeviceLocaleUpdate | None = None
+    d["users"] = f_users
     unknown = b""
     while pos < end:
         start = pos
@@ -16877,58 +20824,144 @@ def _dec_DeviceUpdateRequest(cls: type[_M], data: bytes, pos: int, end: int, dep
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_ids.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_ids.append(data[pos:e].decode())
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_users.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_users.append(data[pos:e].decode())
             pos = e
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_user_update = d["user_update"]
             if f_user_update is None:
-                f_user_update = _dec_DeviceUserUpdate(DeviceUserUpdate, data, s, e, depth - 1)
+                d["user_update"] = _dec_DeviceUserUpdate(DeviceUserUpdate, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_user_update) + data[s:e]
-                f_user_update = _dec_DeviceUserUpdate(DeviceUserUpdate, b, 0, len(b), depth - 1)
+                b = bytes(f_user_update) + data[pos:e]
+                d["user_update"] = _dec_DeviceUserUpdate(DeviceUserUpdate, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_meta_update = d["meta_update"]
             if f_meta_update is None:
-                f_meta_update = _dec_DeviceMetaUpdate(DeviceMetaUpdate, data, s, e, depth - 1)
+                d["meta_update"] = _dec_DeviceMetaUpdate(DeviceMetaUpdate, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_meta_update) + data[s:e]
-                f_meta_update = _dec_DeviceMetaUpdate(DeviceMetaUpdate, b, 0, len(b), depth - 1)
+                b = bytes(f_meta_update) + data[pos:e]
+                d["meta_update"] = _dec_DeviceMetaUpdate(DeviceMetaUpdate, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 50:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_topics_update = d["topics_update"]
             if f_topics_update is None:
-                f_topics_update = _dec_DeviceTopicsUpdate(DeviceTopicsUpdate, data, s, e, depth - 1)
+                d["topics_update"] = _dec_DeviceTopicsUpdate(
+                    DeviceTopicsUpdate, data, pos, e, depth - 1
+                )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_topics_update) + data[s:e]
-                f_topics_update = _dec_DeviceTopicsUpdate(
+                b = bytes(f_topics_update) + data[pos:e]
+                d["topics_update"] = _dec_DeviceTopicsUpdate(
                     DeviceTopicsUpdate, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 58:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_timezone_update = d["timezone_update"]
             if f_timezone_update is None:
-                f_timezone_update = _dec_DeviceTimezoneUpdate(
-                    DeviceTimezoneUpdate, data, s, e, depth - 1
+                d["timezone_update"] = _dec_DeviceTimezoneUpdate(
+                    DeviceTimezoneUpdate, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_timezone_update) + data[s:e]
-                f_timezone_update = _dec_DeviceTimezoneUpdate(
+                b = bytes(f_timezone_update) + data[pos:e]
+                d["timezone_update"] = _dec_DeviceTimezoneUpdate(
                     DeviceTimezoneUpdate, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 66:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_locale_update = d["locale_update"]
             if f_locale_update is None:
-                f_locale_update = _dec_DeviceLocaleUpdate(DeviceLocaleUpdate, data, s, e, depth - 1)
+                d["locale_update"] = _dec_DeviceLocaleUpdate(
+                    DeviceLocaleUpdate, data, pos, e, depth - 1
+                )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_locale_update) + data[s:e]
-                f_locale_update = _dec_DeviceLocaleUpdate(
+                b = bytes(f_locale_update) + data[pos:e]
+                d["locale_update"] = _dec_DeviceLocaleUpdate(
                     DeviceLocaleUpdate, b, 0, len(b), depth - 1
                 )
             pos = e
@@ -16937,28 +20970,23 @@ def _dec_DeviceUpdateRequest(cls: type[_M], data: bytes, pos: int, end: int, dep
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "ids": f_ids,
-        "users": f_users,
-        "user_update": f_user_update,
-        "meta_update": f_meta_update,
-        "topics_update": f_topics_update,
-        "timezone_update": f_timezone_update,
-        "locale_update": f_locale_update,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceRemoveRequest(m: DeviceRemoveRequest) -> bytearray:
-    out = bytearray()
+def _enc_DeviceRemoveRequest(m: DeviceRemoveRequest, out: bytearray) -> None:
     for x_ids in m.ids:
         b = x_ids.encode()
         n = len(b)
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -16968,18 +20996,30 @@ def _enc_DeviceRemoveRequest(m: DeviceRemoveRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceRemoveRequest: dict[str, Any] = {
+    "ids": None,  # replaced by a fresh container
+    "users": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceRemoveRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_DeviceRemoveRequest.copy()
     f_ids: list[str] = []
+    d["ids"] = f_ids
     f_users: list[str] = []
+    d["users"] = f_users
     unknown = b""
     while pos < end:
         start = pos
@@ -16988,29 +21028,48 @@ def _dec_DeviceRemoveRequest(cls: type[_M], data: bytes, pos: int, end: int, dep
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_ids.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_ids.append(data[pos:e].decode())
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_users.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_users.append(data[pos:e].decode())
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "ids": f_ids,
-        "users": f_users,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceUserUpdate(m: DeviceUserUpdate) -> bytearray:
-    out = bytearray()
+def _enc_DeviceUserUpdate(m: DeviceUserUpdate, out: bytearray) -> None:
     v_user = m.user
     if v_user:
         b = v_user.encode()
@@ -17018,17 +21077,25 @@ def _enc_DeviceUserUpdate(m: DeviceUserUpdate) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceUserUpdate: dict[str, Any] = {
+    "user": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceUserUpdate(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_user: str = ""
+    d = _zero_DeviceUserUpdate.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -17037,24 +21104,33 @@ def _dec_DeviceUserUpdate(cls: type[_M], data: bytes, pos: int, end: int, depth:
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["user"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "user": f_user,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceTimezoneUpdate(m: DeviceTimezoneUpdate) -> bytearray:
-    out = bytearray()
+def _enc_DeviceTimezoneUpdate(m: DeviceTimezoneUpdate, out: bytearray) -> None:
     v_timezone = m.timezone
     if v_timezone:
         b = v_timezone.encode()
@@ -17062,17 +21138,25 @@ def _enc_DeviceTimezoneUpdate(m: DeviceTimezoneUpdate) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceTimezoneUpdate: dict[str, Any] = {
+    "timezone": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceTimezoneUpdate(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_timezone: str = ""
+    d = _zero_DeviceTimezoneUpdate.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -17081,24 +21165,33 @@ def _dec_DeviceTimezoneUpdate(cls: type[_M], data: bytes, pos: int, end: int, de
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_timezone = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["timezone"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "timezone": f_timezone,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceLocaleUpdate(m: DeviceLocaleUpdate) -> bytearray:
-    out = bytearray()
+def _enc_DeviceLocaleUpdate(m: DeviceLocaleUpdate, out: bytearray) -> None:
     v_locale = m.locale
     if v_locale:
         b = v_locale.encode()
@@ -17106,17 +21199,25 @@ def _enc_DeviceLocaleUpdate(m: DeviceLocaleUpdate) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceLocaleUpdate: dict[str, Any] = {
+    "locale": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceLocaleUpdate(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_locale: str = ""
+    d = _zero_DeviceLocaleUpdate.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -17125,56 +21226,80 @@ def _dec_DeviceLocaleUpdate(cls: type[_M], data: bytes, pos: int, end: int, dept
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_locale = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["locale"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "locale": f_locale,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceMetaUpdate(m: DeviceMetaUpdate) -> bytearray:
-    out = bytearray()
-    for k_meta, x_meta in m.meta.items():
-        e = bytearray()
-        b = k_meta.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        b = x_meta.encode()
-        n = len(b)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        out += b"\n"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+def _enc_DeviceMetaUpdate(m: DeviceMetaUpdate, out: bytearray) -> None:
+    v_meta = m.meta
+    if v_meta:
+        for k_meta, x_meta in v_meta.items():
+            out += b"\n"
+            se = len(out)
+            b = k_meta.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            b = x_meta.encode()
+            n = len(b)
+            out += b"\x12"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceMetaUpdate: dict[str, Any] = {
+    "meta": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceMetaUpdate(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_DeviceMetaUpdate.copy()
     f_meta: dict[str, str] = {}
+    d["meta"] = f_meta
     unknown = b""
     while pos < end:
         start = pos
@@ -17183,8 +21308,19 @@ def _dec_DeviceMetaUpdate(cls: type[_M], data: bytes, pos: int, end: int, depth:
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            i_meta = _dec_entry_string_string(data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            i_meta = _dec_entry_string_string(data, pos, e, depth - 1)
             if i_meta is None:  # an entry with unknown fields stays unknown, as in upb
                 unknown += data[start:e]
             else:
@@ -17195,16 +21331,14 @@ def _dec_DeviceMetaUpdate(cls: type[_M], data: bytes, pos: int, end: int, depth:
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "meta": f_meta,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceTopicsUpdate(m: DeviceTopicsUpdate) -> bytearray:
-    out = bytearray()
+def _enc_DeviceTopicsUpdate(m: DeviceTopicsUpdate, out: bytearray) -> None:
     v_op = m.op
     if v_op:
         b = v_op.encode()
@@ -17212,6 +21346,9 @@ def _enc_DeviceTopicsUpdate(m: DeviceTopicsUpdate) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -17221,18 +21358,28 @@ def _enc_DeviceTopicsUpdate(m: DeviceTopicsUpdate) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceTopicsUpdate: dict[str, Any] = {
+    "op": "",
+    "topics": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceTopicsUpdate(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_op: str = ""
+    d = _zero_DeviceTopicsUpdate.copy()
     f_topics: list[str] = []
+    d["topics"] = f_topics
     unknown = b""
     while pos < end:
         start = pos
@@ -17241,35 +21388,57 @@ def _dec_DeviceTopicsUpdate(cls: type[_M], data: bytes, pos: int, end: int, dept
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_op = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["op"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_topics.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_topics.append(data[pos:e].decode())
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "op": f_op,
-        "topics": f_topics,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceFilter(m: DeviceFilter) -> bytearray:
-    out = bytearray()
+def _enc_DeviceFilter(m: DeviceFilter, out: bytearray) -> None:
     for x_ids in m.ids:
         b = x_ids.encode()
         n = len(b)
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -17279,6 +21448,9 @@ def _enc_DeviceFilter(m: DeviceFilter) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -17288,6 +21460,9 @@ def _enc_DeviceFilter(m: DeviceFilter) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -17297,6 +21472,9 @@ def _enc_DeviceFilter(m: DeviceFilter) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -17306,21 +21484,39 @@ def _enc_DeviceFilter(m: DeviceFilter) -> bytearray:
         out += b"*"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceFilter: dict[str, Any] = {
+    "ids": None,  # replaced by a fresh container
+    "users": None,  # replaced by a fresh container
+    "topics": None,  # replaced by a fresh container
+    "providers": None,  # replaced by a fresh container
+    "platforms": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceFilter(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_DeviceFilter.copy()
     f_ids: list[str] = []
+    d["ids"] = f_ids
     f_users: list[str] = []
+    d["users"] = f_users
     f_topics: list[str] = []
+    d["topics"] = f_topics
     f_providers: list[str] = []
+    d["providers"] = f_providers
     f_platforms: list[str] = []
+    d["platforms"] = f_platforms
     unknown = b""
     while pos < end:
         start = pos
@@ -17329,56 +21525,105 @@ def _dec_DeviceFilter(cls: type[_M], data: bytes, pos: int, end: int, depth: int
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_ids.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_ids.append(data[pos:e].decode())
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_users.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_users.append(data[pos:e].decode())
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_topics.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_topics.append(data[pos:e].decode())
             pos = e
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_providers.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_providers.append(data[pos:e].decode())
             pos = e
         elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
-            f_platforms.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_platforms.append(data[pos:e].decode())
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "ids": f_ids,
-        "users": f_users,
-        "topics": f_topics,
-        "providers": f_providers,
-        "platforms": f_platforms,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceListRequest(m: DeviceListRequest) -> bytearray:
-    out = bytearray()
+def _enc_DeviceListRequest(m: DeviceListRequest, out: bytearray) -> None:
     v_filter = m.filter
     if v_filter is not None:
         if v_filter.__class__ is not DeviceFilter and not isinstance(v_filter, DeviceFilter):
             raise _rt_wrong_type(DeviceFilter, v_filter)
-        sub = _enc_DeviceFilter(v_filter)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_DeviceFilter(v_filter, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_include_total_count = m.include_total_count
     if v_include_total_count:
         out += b"\x10"
@@ -17402,6 +21647,9 @@ def _enc_DeviceListRequest(m: DeviceListRequest) -> bytearray:
         out += b"R"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -17410,22 +21658,30 @@ def _enc_DeviceListRequest(m: DeviceListRequest) -> bytearray:
         out += b"X"
         if 0 <= v_limit < 128:
             out.append(v_limit)
+        elif 0 <= v_limit < 16384:
+            out.append(v_limit & 0x7F | 0x80)
+            out.append(v_limit >> 7)
         else:
             out += _rt_enc_int32(v_limit)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceListRequest: dict[str, Any] = {
+    "filter": None,
+    "include_total_count": False,
+    "include_meta": False,
+    "include_topics": False,
+    "include_webpush_keys": False,
+    "cursor": "",
+    "limit": 0,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceListRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_filter: DeviceFilter | None = None
-    f_include_total_count: bool = False
-    f_include_meta: bool = False
-    f_include_topics: bool = False
-    f_include_webpush_keys: bool = False
-    f_cursor: str = ""
-    f_limit: int = 0
+    d = _zero_DeviceListRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -17434,75 +21690,118 @@ def _dec_DeviceListRequest(cls: type[_M], data: bytes, pos: int, end: int, depth
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_filter = d["filter"]
             if f_filter is None:
-                f_filter = _dec_DeviceFilter(DeviceFilter, data, s, e, depth - 1)
+                d["filter"] = _dec_DeviceFilter(DeviceFilter, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_filter) + data[s:e]
-                f_filter = _dec_DeviceFilter(DeviceFilter, b, 0, len(b), depth - 1)
+                b = bytes(f_filter) + data[pos:e]
+                d["filter"] = _dec_DeviceFilter(DeviceFilter, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 16:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_include_total_count = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["include_total_count"] = v != 0
         elif tag == 24:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_include_meta = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["include_meta"] = v != 0
         elif tag == 32:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_include_topics = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["include_topics"] = v != 0
         elif tag == 40:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_include_webpush_keys = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["include_webpush_keys"] = v != 0
         elif tag == 82:
-            s, e = _rt_read_length(data, pos, end)
-            f_cursor = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["cursor"] = data[pos:e].decode()
             pos = e
         elif tag == 88:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int32(v)
-            f_limit = v
+            d["limit"] = v
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "filter": f_filter,
-        "include_total_count": f_include_total_count,
-        "include_meta": f_include_meta,
-        "include_topics": f_include_topics,
-        "include_webpush_keys": f_include_webpush_keys,
-        "cursor": f_cursor,
-        "limit": f_limit,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceTopicFilter(m: DeviceTopicFilter) -> bytearray:
-    out = bytearray()
+def _enc_DeviceTopicFilter(m: DeviceTopicFilter, out: bytearray) -> None:
     for x_device_ids in m.device_ids:
         b = x_device_ids.encode()
         n = len(b)
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -17512,6 +21811,9 @@ def _enc_DeviceTopicFilter(m: DeviceTopicFilter) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -17521,6 +21823,9 @@ def _enc_DeviceTopicFilter(m: DeviceTopicFilter) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -17530,6 +21835,9 @@ def _enc_DeviceTopicFilter(m: DeviceTopicFilter) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -17539,6 +21847,9 @@ def _enc_DeviceTopicFilter(m: DeviceTopicFilter) -> bytearray:
         out += b"*"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -17549,22 +21860,40 @@ def _enc_DeviceTopicFilter(m: DeviceTopicFilter) -> bytearray:
         out += b"2"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceTopicFilter: dict[str, Any] = {
+    "device_ids": None,  # replaced by a fresh container
+    "device_providers": None,  # replaced by a fresh container
+    "device_platforms": None,  # replaced by a fresh container
+    "device_users": None,  # replaced by a fresh container
+    "topics": None,  # replaced by a fresh container
+    "topic_prefix": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceTopicFilter(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_DeviceTopicFilter.copy()
     f_device_ids: list[str] = []
+    d["device_ids"] = f_device_ids
     f_device_providers: list[str] = []
+    d["device_providers"] = f_device_providers
     f_device_platforms: list[str] = []
+    d["device_platforms"] = f_device_platforms
     f_device_users: list[str] = []
+    d["device_users"] = f_device_users
     f_topics: list[str] = []
-    f_topic_prefix: str = ""
+    d["topics"] = f_topics
     unknown = b""
     while pos < end:
         start = pos
@@ -17573,63 +21902,122 @@ def _dec_DeviceTopicFilter(cls: type[_M], data: bytes, pos: int, end: int, depth
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_device_ids.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_device_ids.append(data[pos:e].decode())
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_device_providers.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_device_providers.append(data[pos:e].decode())
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_device_platforms.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_device_platforms.append(data[pos:e].decode())
             pos = e
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_device_users.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_device_users.append(data[pos:e].decode())
             pos = e
         elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
-            f_topics.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_topics.append(data[pos:e].decode())
             pos = e
         elif tag == 50:
-            s, e = _rt_read_length(data, pos, end)
-            f_topic_prefix = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["topic_prefix"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "device_ids": f_device_ids,
-        "device_providers": f_device_providers,
-        "device_platforms": f_device_platforms,
-        "device_users": f_device_users,
-        "topics": f_topics,
-        "topic_prefix": f_topic_prefix,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceTopicListRequest(m: DeviceTopicListRequest) -> bytearray:
-    out = bytearray()
+def _enc_DeviceTopicListRequest(m: DeviceTopicListRequest, out: bytearray) -> None:
     v_filter = m.filter
     if v_filter is not None:
         if v_filter.__class__ is not DeviceTopicFilter and not isinstance(
             v_filter, DeviceTopicFilter
         ):
             raise _rt_wrong_type(DeviceTopicFilter, v_filter)
-        sub = _enc_DeviceTopicFilter(v_filter)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_DeviceTopicFilter(v_filter, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_include_total_count = m.include_total_count
     if v_include_total_count:
         out += b"\x10"
@@ -17645,6 +22033,9 @@ def _enc_DeviceTopicListRequest(m: DeviceTopicListRequest) -> bytearray:
         out += b"R"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -17653,20 +22044,28 @@ def _enc_DeviceTopicListRequest(m: DeviceTopicListRequest) -> bytearray:
         out += b"X"
         if 0 <= v_limit < 128:
             out.append(v_limit)
+        elif 0 <= v_limit < 16384:
+            out.append(v_limit & 0x7F | 0x80)
+            out.append(v_limit >> 7)
         else:
             out += _rt_enc_int32(v_limit)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceTopicListRequest: dict[str, Any] = {
+    "filter": None,
+    "include_total_count": False,
+    "include_device": False,
+    "cursor": "",
+    "limit": 0,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceTopicListRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_filter: DeviceTopicFilter | None = None
-    f_include_total_count: bool = False
-    f_include_device: bool = False
-    f_cursor: str = ""
-    f_limit: int = 0
+    d = _zero_DeviceTopicListRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -17675,61 +22074,96 @@ def _dec_DeviceTopicListRequest(cls: type[_M], data: bytes, pos: int, end: int, 
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_filter = d["filter"]
             if f_filter is None:
-                f_filter = _dec_DeviceTopicFilter(DeviceTopicFilter, data, s, e, depth - 1)
+                d["filter"] = _dec_DeviceTopicFilter(DeviceTopicFilter, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_filter) + data[s:e]
-                f_filter = _dec_DeviceTopicFilter(DeviceTopicFilter, b, 0, len(b), depth - 1)
+                b = bytes(f_filter) + data[pos:e]
+                d["filter"] = _dec_DeviceTopicFilter(DeviceTopicFilter, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 16:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_include_total_count = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["include_total_count"] = v != 0
         elif tag == 24:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_include_device = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["include_device"] = v != 0
         elif tag == 82:
-            s, e = _rt_read_length(data, pos, end)
-            f_cursor = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["cursor"] = data[pos:e].decode()
             pos = e
         elif tag == 88:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int32(v)
-            f_limit = v
+            d["limit"] = v
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "filter": f_filter,
-        "include_total_count": f_include_total_count,
-        "include_device": f_include_device,
-        "cursor": f_cursor,
-        "limit": f_limit,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_UserTopicFilter(m: UserTopicFilter) -> bytearray:
-    out = bytearray()
+def _enc_UserTopicFilter(m: UserTopicFilter, out: bytearray) -> None:
     for x_users in m.users:
         b = x_users.encode()
         n = len(b)
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -17739,6 +22173,9 @@ def _enc_UserTopicFilter(m: UserTopicFilter) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -17749,19 +22186,31 @@ def _enc_UserTopicFilter(m: UserTopicFilter) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_UserTopicFilter: dict[str, Any] = {
+    "users": None,  # replaced by a fresh container
+    "topics": None,  # replaced by a fresh container
+    "topic_prefix": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_UserTopicFilter(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_UserTopicFilter.copy()
     f_users: list[str] = []
+    d["users"] = f_users
     f_topics: list[str] = []
-    f_topic_prefix: str = ""
+    d["topics"] = f_topics
     unknown = b""
     while pos < end:
         start = pos
@@ -17770,46 +22219,75 @@ def _dec_UserTopicFilter(cls: type[_M], data: bytes, pos: int, end: int, depth: 
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_users.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_users.append(data[pos:e].decode())
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_topics.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_topics.append(data[pos:e].decode())
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_topic_prefix = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["topic_prefix"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "users": f_users,
-        "topics": f_topics,
-        "topic_prefix": f_topic_prefix,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_UserTopicListRequest(m: UserTopicListRequest) -> bytearray:
-    out = bytearray()
+def _enc_UserTopicListRequest(m: UserTopicListRequest, out: bytearray) -> None:
     v_filter = m.filter
     if v_filter is not None:
         if v_filter.__class__ is not UserTopicFilter and not isinstance(v_filter, UserTopicFilter):
             raise _rt_wrong_type(UserTopicFilter, v_filter)
-        sub = _enc_UserTopicFilter(v_filter)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_UserTopicFilter(v_filter, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_include_total_count = m.include_total_count
     if v_include_total_count:
         out += b"\x10"
@@ -17821,6 +22299,9 @@ def _enc_UserTopicListRequest(m: UserTopicListRequest) -> bytearray:
         out += b"R"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -17829,19 +22310,27 @@ def _enc_UserTopicListRequest(m: UserTopicListRequest) -> bytearray:
         out += b"X"
         if 0 <= v_limit < 128:
             out.append(v_limit)
+        elif 0 <= v_limit < 16384:
+            out.append(v_limit & 0x7F | 0x80)
+            out.append(v_limit >> 7)
         else:
             out += _rt_enc_int32(v_limit)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_UserTopicListRequest: dict[str, Any] = {
+    "filter": None,
+    "include_total_count": False,
+    "cursor": "",
+    "limit": 0,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_UserTopicListRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_filter: UserTopicFilter | None = None
-    f_include_total_count: bool = False
-    f_cursor: str = ""
-    f_limit: int = 0
+    d = _zero_UserTopicListRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -17850,48 +22339,76 @@ def _dec_UserTopicListRequest(cls: type[_M], data: bytes, pos: int, end: int, de
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_filter = d["filter"]
             if f_filter is None:
-                f_filter = _dec_UserTopicFilter(UserTopicFilter, data, s, e, depth - 1)
+                d["filter"] = _dec_UserTopicFilter(UserTopicFilter, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_filter) + data[s:e]
-                f_filter = _dec_UserTopicFilter(UserTopicFilter, b, 0, len(b), depth - 1)
+                b = bytes(f_filter) + data[pos:e]
+                d["filter"] = _dec_UserTopicFilter(UserTopicFilter, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 16:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_include_total_count = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["include_total_count"] = v != 0
         elif tag == 82:
-            s, e = _rt_read_length(data, pos, end)
-            f_cursor = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["cursor"] = data[pos:e].decode()
             pos = e
         elif tag == 88:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int32(v)
-            f_limit = v
+            d["limit"] = v
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "filter": f_filter,
-        "include_total_count": f_include_total_count,
-        "cursor": f_cursor,
-        "limit": f_limit,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceTopicUpdateRequest(m: DeviceTopicUpdateRequest) -> bytearray:
-    out = bytearray()
+def _enc_DeviceTopicUpdateRequest(m: DeviceTopicUpdateRequest, out: bytearray) -> None:
     v_device_id = m.device_id
     if v_device_id:
         b = v_device_id.encode()
@@ -17899,6 +22416,9 @@ def _enc_DeviceTopicUpdateRequest(m: DeviceTopicUpdateRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -17909,6 +22429,9 @@ def _enc_DeviceTopicUpdateRequest(m: DeviceTopicUpdateRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -17918,6 +22441,9 @@ def _enc_DeviceTopicUpdateRequest(m: DeviceTopicUpdateRequest) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -17928,20 +22454,30 @@ def _enc_DeviceTopicUpdateRequest(m: DeviceTopicUpdateRequest) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceTopicUpdateRequest: dict[str, Any] = {
+    "device_id": "",
+    "op": "",
+    "topics": None,  # replaced by a fresh container
+    "user": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceTopicUpdateRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_device_id: str = ""
-    f_op: str = ""
+    d = _zero_DeviceTopicUpdateRequest.copy()
     f_topics: list[str] = []
-    f_user: str = ""
+    d["topics"] = f_topics
     unknown = b""
     while pos < end:
         start = pos
@@ -17950,39 +22486,78 @@ def _dec_DeviceTopicUpdateRequest(cls: type[_M], data: bytes, pos: int, end: int
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_device_id = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["device_id"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_op = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["op"] = data[pos:e].decode()
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_topics.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_topics.append(data[pos:e].decode())
             pos = e
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["user"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "device_id": f_device_id,
-        "op": f_op,
-        "topics": f_topics,
-        "user": f_user,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_UserTopicUpdateRequest(m: UserTopicUpdateRequest) -> bytearray:
-    out = bytearray()
+def _enc_UserTopicUpdateRequest(m: UserTopicUpdateRequest, out: bytearray) -> None:
     v_user = m.user
     if v_user:
         b = v_user.encode()
@@ -17990,6 +22565,9 @@ def _enc_UserTopicUpdateRequest(m: UserTopicUpdateRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -18000,6 +22578,9 @@ def _enc_UserTopicUpdateRequest(m: UserTopicUpdateRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -18009,19 +22590,29 @@ def _enc_UserTopicUpdateRequest(m: UserTopicUpdateRequest) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_UserTopicUpdateRequest: dict[str, Any] = {
+    "user": "",
+    "op": "",
+    "topics": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_UserTopicUpdateRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_user: str = ""
-    f_op: str = ""
+    d = _zero_UserTopicUpdateRequest.copy()
     f_topics: list[str] = []
+    d["topics"] = f_topics
     unknown = b""
     while pos < end:
         start = pos
@@ -18030,69 +22621,103 @@ def _dec_UserTopicUpdateRequest(cls: type[_M], data: bytes, pos: int, end: int, 
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["user"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_op = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["op"] = data[pos:e].decode()
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_topics.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_topics.append(data[pos:e].decode())
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "user": f_user,
-        "op": f_op,
-        "topics": f_topics,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceRegisterResponse(m: DeviceRegisterResponse) -> bytearray:
-    out = bytearray()
+def _enc_DeviceRegisterResponse(m: DeviceRegisterResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not DeviceRegisterResult and not isinstance(
             v_result, DeviceRegisterResult
         ):
             raise _rt_wrong_type(DeviceRegisterResult, v_result)
-        sub = _enc_DeviceRegisterResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_DeviceRegisterResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceRegisterResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceRegisterResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: DeviceRegisterResult | None = None
+    d = _zero_DeviceRegisterResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -18101,72 +22726,102 @@ def _dec_DeviceRegisterResponse(cls: type[_M], data: bytes, pos: int, end: int, 
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_DeviceRegisterResult(DeviceRegisterResult, data, s, e, depth - 1)
+                d["result"] = _dec_DeviceRegisterResult(
+                    DeviceRegisterResult, data, pos, e, depth - 1
+                )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_DeviceRegisterResult(DeviceRegisterResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_DeviceRegisterResult(
+                    DeviceRegisterResult, b, 0, len(b), depth - 1
+                )
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceUpdateResponse(m: DeviceUpdateResponse) -> bytearray:
-    out = bytearray()
+def _enc_DeviceUpdateResponse(m: DeviceUpdateResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not DeviceUpdateResult and not isinstance(
             v_result, DeviceUpdateResult
         ):
             raise _rt_wrong_type(DeviceUpdateResult, v_result)
-        sub = _enc_DeviceUpdateResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_DeviceUpdateResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceUpdateResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceUpdateResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: DeviceUpdateResult | None = None
+    d = _zero_DeviceUpdateResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -18175,72 +22830,98 @@ def _dec_DeviceUpdateResponse(cls: type[_M], data: bytes, pos: int, end: int, de
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_DeviceUpdateResult(DeviceUpdateResult, data, s, e, depth - 1)
+                d["result"] = _dec_DeviceUpdateResult(DeviceUpdateResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_DeviceUpdateResult(DeviceUpdateResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_DeviceUpdateResult(DeviceUpdateResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceRemoveResponse(m: DeviceRemoveResponse) -> bytearray:
-    out = bytearray()
+def _enc_DeviceRemoveResponse(m: DeviceRemoveResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not DeviceRemoveResult and not isinstance(
             v_result, DeviceRemoveResult
         ):
             raise _rt_wrong_type(DeviceRemoveResult, v_result)
-        sub = _enc_DeviceRemoveResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_DeviceRemoveResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceRemoveResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceRemoveResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: DeviceRemoveResult | None = None
+    d = _zero_DeviceRemoveResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -18249,72 +22930,98 @@ def _dec_DeviceRemoveResponse(cls: type[_M], data: bytes, pos: int, end: int, de
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_DeviceRemoveResult(DeviceRemoveResult, data, s, e, depth - 1)
+                d["result"] = _dec_DeviceRemoveResult(DeviceRemoveResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_DeviceRemoveResult(DeviceRemoveResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_DeviceRemoveResult(DeviceRemoveResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceListResponse(m: DeviceListResponse) -> bytearray:
-    out = bytearray()
+def _enc_DeviceListResponse(m: DeviceListResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not DeviceListResult and not isinstance(
             v_result, DeviceListResult
         ):
             raise _rt_wrong_type(DeviceListResult, v_result)
-        sub = _enc_DeviceListResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_DeviceListResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceListResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceListResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: DeviceListResult | None = None
+    d = _zero_DeviceListResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -18323,72 +23030,98 @@ def _dec_DeviceListResponse(cls: type[_M], data: bytes, pos: int, end: int, dept
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_DeviceListResult(DeviceListResult, data, s, e, depth - 1)
+                d["result"] = _dec_DeviceListResult(DeviceListResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_DeviceListResult(DeviceListResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_DeviceListResult(DeviceListResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceTopicListResponse(m: DeviceTopicListResponse) -> bytearray:
-    out = bytearray()
+def _enc_DeviceTopicListResponse(m: DeviceTopicListResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not DeviceTopicListResult and not isinstance(
             v_result, DeviceTopicListResult
         ):
             raise _rt_wrong_type(DeviceTopicListResult, v_result)
-        sub = _enc_DeviceTopicListResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_DeviceTopicListResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceTopicListResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceTopicListResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: DeviceTopicListResult | None = None
+    d = _zero_DeviceTopicListResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -18397,20 +23130,46 @@ def _dec_DeviceTopicListResponse(cls: type[_M], data: bytes, pos: int, end: int,
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_DeviceTopicListResult(DeviceTopicListResult, data, s, e, depth - 1)
+                d["result"] = _dec_DeviceTopicListResult(
+                    DeviceTopicListResult, data, pos, e, depth - 1
+                )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_DeviceTopicListResult(
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_DeviceTopicListResult(
                     DeviceTopicListResult, b, 0, len(b), depth - 1
                 )
             pos = e
@@ -18419,52 +23178,54 @@ def _dec_DeviceTopicListResponse(cls: type[_M], data: bytes, pos: int, end: int,
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_UserTopicListResponse(m: UserTopicListResponse) -> bytearray:
-    out = bytearray()
+def _enc_UserTopicListResponse(m: UserTopicListResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not UserTopicListResult and not isinstance(
             v_result, UserTopicListResult
         ):
             raise _rt_wrong_type(UserTopicListResult, v_result)
-        sub = _enc_UserTopicListResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_UserTopicListResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_UserTopicListResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_UserTopicListResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: UserTopicListResult | None = None
+    d = _zero_UserTopicListResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -18473,74 +23234,100 @@ def _dec_UserTopicListResponse(cls: type[_M], data: bytes, pos: int, end: int, d
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_UserTopicListResult(UserTopicListResult, data, s, e, depth - 1)
+                d["result"] = _dec_UserTopicListResult(UserTopicListResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_UserTopicListResult(UserTopicListResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_UserTopicListResult(UserTopicListResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceTopicUpdateResponse(m: DeviceTopicUpdateResponse) -> bytearray:
-    out = bytearray()
+def _enc_DeviceTopicUpdateResponse(m: DeviceTopicUpdateResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not DeviceTopicUpdateResult and not isinstance(
             v_result, DeviceTopicUpdateResult
         ):
             raise _rt_wrong_type(DeviceTopicUpdateResult, v_result)
-        sub = _enc_DeviceTopicUpdateResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_DeviceTopicUpdateResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceTopicUpdateResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceTopicUpdateResponse(
     cls: type[_M], data: bytes, pos: int, end: int, depth: int
 ) -> _M:
-    f_error: Error | None = None
-    f_result: DeviceTopicUpdateResult | None = None
+    d = _zero_DeviceTopicUpdateResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -18549,22 +23336,46 @@ def _dec_DeviceTopicUpdateResponse(
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_DeviceTopicUpdateResult(
-                    DeviceTopicUpdateResult, data, s, e, depth - 1
+                d["result"] = _dec_DeviceTopicUpdateResult(
+                    DeviceTopicUpdateResult, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_DeviceTopicUpdateResult(
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_DeviceTopicUpdateResult(
                     DeviceTopicUpdateResult, b, 0, len(b), depth - 1
                 )
             pos = e
@@ -18573,52 +23384,54 @@ def _dec_DeviceTopicUpdateResponse(
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_UserTopicUpdateResponse(m: UserTopicUpdateResponse) -> bytearray:
-    out = bytearray()
+def _enc_UserTopicUpdateResponse(m: UserTopicUpdateResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not UserTopicUpdateResult and not isinstance(
             v_result, UserTopicUpdateResult
         ):
             raise _rt_wrong_type(UserTopicUpdateResult, v_result)
-        sub = _enc_UserTopicUpdateResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_UserTopicUpdateResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_UserTopicUpdateResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_UserTopicUpdateResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: UserTopicUpdateResult | None = None
+    d = _zero_UserTopicUpdateResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -18627,20 +23440,46 @@ def _dec_UserTopicUpdateResponse(cls: type[_M], data: bytes, pos: int, end: int,
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_UserTopicUpdateResult(UserTopicUpdateResult, data, s, e, depth - 1)
+                d["result"] = _dec_UserTopicUpdateResult(
+                    UserTopicUpdateResult, data, pos, e, depth - 1
+                )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_UserTopicUpdateResult(
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_UserTopicUpdateResult(
                     UserTopicUpdateResult, b, 0, len(b), depth - 1
                 )
             pos = e
@@ -18649,17 +23488,14 @@ def _dec_UserTopicUpdateResponse(cls: type[_M], data: bytes, pos: int, end: int,
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceRegisterResult(m: DeviceRegisterResult) -> bytearray:
-    out = bytearray()
+def _enc_DeviceRegisterResult(m: DeviceRegisterResult, out: bytearray) -> None:
     v_id = m.id
     if v_id:
         b = v_id.encode()
@@ -18667,17 +23503,25 @@ def _enc_DeviceRegisterResult(m: DeviceRegisterResult) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceRegisterResult: dict[str, Any] = {
+    "id": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceRegisterResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_id: str = ""
+    d = _zero_DeviceRegisterResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -18686,31 +23530,45 @@ def _dec_DeviceRegisterResult(cls: type[_M], data: bytes, pos: int, end: int, de
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_id = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["id"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "id": f_id,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceUpdateResult(m: DeviceUpdateResult) -> bytearray:
-    out = bytearray()
+def _enc_DeviceUpdateResult(m: DeviceUpdateResult, out: bytearray) -> None:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceUpdateResult: dict[str, Any] = {
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceUpdateResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_DeviceUpdateResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -18722,22 +23580,26 @@ def _dec_DeviceUpdateResult(cls: type[_M], data: bytes, pos: int, end: int, dept
         unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceRemoveResult(m: DeviceRemoveResult) -> bytearray:
-    out = bytearray()
+def _enc_DeviceRemoveResult(m: DeviceRemoveResult, out: bytearray) -> None:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceRemoveResult: dict[str, Any] = {
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceRemoveResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_DeviceRemoveResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -18749,26 +23611,25 @@ def _dec_DeviceRemoveResult(cls: type[_M], data: bytes, pos: int, end: int, dept
         unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceListResult(m: DeviceListResult) -> bytearray:
-    out = bytearray()
+def _enc_DeviceListResult(m: DeviceListResult, out: bytearray) -> None:
     for x_items in m.items:
         if x_items.__class__ is not Device and not isinstance(x_items, Device):
             raise _rt_wrong_type(Device, x_items)
-        sub = _enc_Device(x_items)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Device(x_items, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_next_cursor = m.next_cursor
     if v_next_cursor:
         b = v_next_cursor.encode()
@@ -18776,6 +23637,9 @@ def _enc_DeviceListResult(m: DeviceListResult) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -18784,18 +23648,28 @@ def _enc_DeviceListResult(m: DeviceListResult) -> bytearray:
         out += b"\x18"
         if 0 <= v_total_count < 128:
             out.append(v_total_count)
+        elif 0 <= v_total_count < 16384:
+            out.append(v_total_count & 0x7F | 0x80)
+            out.append(v_total_count >> 7)
         else:
             out += _rt_enc_int64(v_total_count)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceListResult: dict[str, Any] = {
+    "items": None,  # replaced by a fresh container
+    "next_cursor": "",
+    "total_count": 0,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceListResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_DeviceListResult.copy()
     f_items: list[Device] = []
-    f_next_cursor: str = ""
-    f_total_count: int = 0
+    d["items"] = f_items
     unknown = b""
     while pos < end:
         start = pos
@@ -18804,37 +23678,60 @@ def _dec_DeviceListResult(cls: type[_M], data: bytes, pos: int, end: int, depth:
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_items.append(_dec_Device(Device, data, s, e, depth - 1))
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_items.append(_dec_Device(Device, data, pos, e, depth - 1))
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_next_cursor = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["next_cursor"] = data[pos:e].decode()
             pos = e
         elif tag == 24:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int64(v)
-            f_total_count = v
+            d["total_count"] = v
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "items": f_items,
-        "next_cursor": f_next_cursor,
-        "total_count": f_total_count,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_Device(m: Device) -> bytearray:
-    out = bytearray()
+def _enc_Device(m: Device, out: bytearray) -> None:
     v_id = m.id
     if v_id:
         b = v_id.encode()
@@ -18842,6 +23739,9 @@ def _enc_Device(m: Device) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -18852,6 +23752,9 @@ def _enc_Device(m: Device) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -18862,6 +23765,9 @@ def _enc_Device(m: Device) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -18872,6 +23778,9 @@ def _enc_Device(m: Device) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -18882,6 +23791,9 @@ def _enc_Device(m: Device) -> bytearray:
         out += b"*"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -18890,6 +23802,9 @@ def _enc_Device(m: Device) -> bytearray:
         out += b"0"
         if 0 <= v_created_at < 128:
             out.append(v_created_at)
+        elif 0 <= v_created_at < 16384:
+            out.append(v_created_at & 0x7F | 0x80)
+            out.append(v_created_at >> 7)
         else:
             out += _rt_enc_int64(v_created_at)
     v_updated_at = m.updated_at
@@ -18897,38 +23812,52 @@ def _enc_Device(m: Device) -> bytearray:
         out += b"8"
         if 0 <= v_updated_at < 128:
             out.append(v_updated_at)
+        elif 0 <= v_updated_at < 16384:
+            out.append(v_updated_at & 0x7F | 0x80)
+            out.append(v_updated_at >> 7)
         else:
             out += _rt_enc_int64(v_updated_at)
-    for k_meta, x_meta in m.meta.items():
-        e = bytearray()
-        b = k_meta.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        b = x_meta.encode()
-        n = len(b)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        out += b"R"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+    v_meta = m.meta
+    if v_meta:
+        for k_meta, x_meta in v_meta.items():
+            out += b"R"
+            se = len(out)
+            b = k_meta.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            b = x_meta.encode()
+            n = len(b)
+            out += b"\x12"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     for x_topics in m.topics:
         b = x_topics.encode()
         n = len(b)
         out += b"Z"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -18939,6 +23868,9 @@ def _enc_Device(m: Device) -> bytearray:
         out += b"b"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -18949,6 +23881,9 @@ def _enc_Device(m: Device) -> bytearray:
         out += b"j"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -18959,28 +23894,40 @@ def _enc_Device(m: Device) -> bytearray:
         out += b"r"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_Device: dict[str, Any] = {
+    "id": "",
+    "platform": "",
+    "provider": "",
+    "token": "",
+    "user": "",
+    "created_at": 0,
+    "updated_at": 0,
+    "meta": None,  # replaced by a fresh container
+    "topics": None,  # replaced by a fresh container
+    "timezone": "",
+    "locale": "",
+    "webpush_keys": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_Device(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_id: str = ""
-    f_platform: str = ""
-    f_provider: str = ""
-    f_token: str = ""
-    f_user: str = ""
-    f_created_at: int = 0
-    f_updated_at: int = 0
+    d = _zero_Device.copy()
     f_meta: dict[str, str] = {}
+    d["meta"] = f_meta
     f_topics: list[str] = []
-    f_timezone: str = ""
-    f_locale: str = ""
-    f_webpush_keys: str = ""
+    d["topics"] = f_topics
     unknown = b""
     while pos < end:
         start = pos
@@ -18989,100 +23936,207 @@ def _dec_Device(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_id = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["id"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_platform = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["platform"] = data[pos:e].decode()
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_provider = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["provider"] = data[pos:e].decode()
             pos = e
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_token = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["token"] = data[pos:e].decode()
             pos = e
         elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["user"] = data[pos:e].decode()
             pos = e
         elif tag == 48:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int64(v)
-            f_created_at = v
+            d["created_at"] = v
         elif tag == 56:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int64(v)
-            f_updated_at = v
+            d["updated_at"] = v
         elif tag == 82:
-            s, e = _rt_read_length(data, pos, end)
-            i_meta = _dec_entry_string_string(data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            i_meta = _dec_entry_string_string(data, pos, e, depth - 1)
             if i_meta is None:  # an entry with unknown fields stays unknown, as in upb
                 unknown += data[start:e]
             else:
                 f_meta[i_meta[0]] = i_meta[1]
             pos = e
         elif tag == 90:
-            s, e = _rt_read_length(data, pos, end)
-            f_topics.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_topics.append(data[pos:e].decode())
             pos = e
         elif tag == 98:
-            s, e = _rt_read_length(data, pos, end)
-            f_timezone = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["timezone"] = data[pos:e].decode()
             pos = e
         elif tag == 106:
-            s, e = _rt_read_length(data, pos, end)
-            f_locale = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["locale"] = data[pos:e].decode()
             pos = e
         elif tag == 114:
-            s, e = _rt_read_length(data, pos, end)
-            f_webpush_keys = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["webpush_keys"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "id": f_id,
-        "platform": f_platform,
-        "provider": f_provider,
-        "token": f_token,
-        "user": f_user,
-        "created_at": f_created_at,
-        "updated_at": f_updated_at,
-        "meta": f_meta,
-        "topics": f_topics,
-        "timezone": f_timezone,
-        "locale": f_locale,
-        "webpush_keys": f_webpush_keys,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceTopicListResult(m: DeviceTopicListResult) -> bytearray:
-    out = bytearray()
+def _enc_DeviceTopicListResult(m: DeviceTopicListResult, out: bytearray) -> None:
     for x_items in m.items:
         if x_items.__class__ is not DeviceTopic and not isinstance(x_items, DeviceTopic):
             raise _rt_wrong_type(DeviceTopic, x_items)
-        sub = _enc_DeviceTopic(x_items)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_DeviceTopic(x_items, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_next_cursor = m.next_cursor
     if v_next_cursor:
         b = v_next_cursor.encode()
@@ -19090,6 +24144,9 @@ def _enc_DeviceTopicListResult(m: DeviceTopicListResult) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -19098,18 +24155,28 @@ def _enc_DeviceTopicListResult(m: DeviceTopicListResult) -> bytearray:
         out += b"\x18"
         if 0 <= v_total_count < 128:
             out.append(v_total_count)
+        elif 0 <= v_total_count < 16384:
+            out.append(v_total_count & 0x7F | 0x80)
+            out.append(v_total_count >> 7)
         else:
             out += _rt_enc_int64(v_total_count)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceTopicListResult: dict[str, Any] = {
+    "items": None,  # replaced by a fresh container
+    "next_cursor": "",
+    "total_count": 0,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceTopicListResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_DeviceTopicListResult.copy()
     f_items: list[DeviceTopic] = []
-    f_next_cursor: str = ""
-    f_total_count: int = 0
+    d["items"] = f_items
     unknown = b""
     while pos < end:
         start = pos
@@ -19118,37 +24185,60 @@ def _dec_DeviceTopicListResult(cls: type[_M], data: bytes, pos: int, end: int, d
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_items.append(_dec_DeviceTopic(DeviceTopic, data, s, e, depth - 1))
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_items.append(_dec_DeviceTopic(DeviceTopic, data, pos, e, depth - 1))
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_next_cursor = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["next_cursor"] = data[pos:e].decode()
             pos = e
         elif tag == 24:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int64(v)
-            f_total_count = v
+            d["total_count"] = v
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "items": f_items,
-        "next_cursor": f_next_cursor,
-        "total_count": f_total_count,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceTopic(m: DeviceTopic) -> bytearray:
-    out = bytearray()
+def _enc_DeviceTopic(m: DeviceTopic, out: bytearray) -> None:
     v_id = m.id
     if v_id:
         b = v_id.encode()
@@ -19156,6 +24246,9 @@ def _enc_DeviceTopic(m: DeviceTopic) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -19166,6 +24259,9 @@ def _enc_DeviceTopic(m: DeviceTopic) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -19173,24 +24269,29 @@ def _enc_DeviceTopic(m: DeviceTopic) -> bytearray:
     if v_device is not None:
         if v_device.__class__ is not Device and not isinstance(v_device, Device):
             raise _rt_wrong_type(Device, v_device)
-        sub = _enc_Device(v_device)
-        n = len(sub)
         out += b"\x1a"
+        s = len(out)
+        _enc_Device(v_device, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceTopic: dict[str, Any] = {
+    "id": "",
+    "topic": "",
+    "device": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceTopic(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_id: str = ""
-    f_topic: str = ""
-    f_device: Device | None = None
+    d = _zero_DeviceTopic.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -19199,49 +24300,79 @@ def _dec_DeviceTopic(cls: type[_M], data: bytes, pos: int, end: int, depth: int)
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_id = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["id"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_topic = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["topic"] = data[pos:e].decode()
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_device = d["device"]
             if f_device is None:
-                f_device = _dec_Device(Device, data, s, e, depth - 1)
+                d["device"] = _dec_Device(Device, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_device) + data[s:e]
-                f_device = _dec_Device(Device, b, 0, len(b), depth - 1)
+                b = bytes(f_device) + data[pos:e]
+                d["device"] = _dec_Device(Device, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "id": f_id,
-        "topic": f_topic,
-        "device": f_device,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_UserTopicListResult(m: UserTopicListResult) -> bytearray:
-    out = bytearray()
+def _enc_UserTopicListResult(m: UserTopicListResult, out: bytearray) -> None:
     for x_items in m.items:
         if x_items.__class__ is not UserTopic and not isinstance(x_items, UserTopic):
             raise _rt_wrong_type(UserTopic, x_items)
-        sub = _enc_UserTopic(x_items)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_UserTopic(x_items, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_next_cursor = m.next_cursor
     if v_next_cursor:
         b = v_next_cursor.encode()
@@ -19249,6 +24380,9 @@ def _enc_UserTopicListResult(m: UserTopicListResult) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -19257,18 +24391,28 @@ def _enc_UserTopicListResult(m: UserTopicListResult) -> bytearray:
         out += b"\x18"
         if 0 <= v_total_count < 128:
             out.append(v_total_count)
+        elif 0 <= v_total_count < 16384:
+            out.append(v_total_count & 0x7F | 0x80)
+            out.append(v_total_count >> 7)
         else:
             out += _rt_enc_int64(v_total_count)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_UserTopicListResult: dict[str, Any] = {
+    "items": None,  # replaced by a fresh container
+    "next_cursor": "",
+    "total_count": 0,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_UserTopicListResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_UserTopicListResult.copy()
     f_items: list[UserTopic] = []
-    f_next_cursor: str = ""
-    f_total_count: int = 0
+    d["items"] = f_items
     unknown = b""
     while pos < end:
         start = pos
@@ -19277,44 +24421,72 @@ def _dec_UserTopicListResult(cls: type[_M], data: bytes, pos: int, end: int, dep
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_items.append(_dec_UserTopic(UserTopic, data, s, e, depth - 1))
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_items.append(_dec_UserTopic(UserTopic, data, pos, e, depth - 1))
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_next_cursor = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["next_cursor"] = data[pos:e].decode()
             pos = e
         elif tag == 24:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int64(v)
-            f_total_count = v
+            d["total_count"] = v
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "items": f_items,
-        "next_cursor": f_next_cursor,
-        "total_count": f_total_count,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_DeviceTopicUpdateResult(m: DeviceTopicUpdateResult) -> bytearray:
-    out = bytearray()
+def _enc_DeviceTopicUpdateResult(m: DeviceTopicUpdateResult, out: bytearray) -> None:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_DeviceTopicUpdateResult: dict[str, Any] = {
+    "_unknown_fields": b"",
+}
 
 
 def _dec_DeviceTopicUpdateResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_DeviceTopicUpdateResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -19326,22 +24498,26 @@ def _dec_DeviceTopicUpdateResult(cls: type[_M], data: bytes, pos: int, end: int,
         unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_UserTopicUpdateResult(m: UserTopicUpdateResult) -> bytearray:
-    out = bytearray()
+def _enc_UserTopicUpdateResult(m: UserTopicUpdateResult, out: bytearray) -> None:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_UserTopicUpdateResult: dict[str, Any] = {
+    "_unknown_fields": b"",
+}
 
 
 def _dec_UserTopicUpdateResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_UserTopicUpdateResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -19353,15 +24529,14 @@ def _dec_UserTopicUpdateResult(cls: type[_M], data: bytes, pos: int, end: int, d
         unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_UserTopic(m: UserTopic) -> bytearray:
-    out = bytearray()
+def _enc_UserTopic(m: UserTopic, out: bytearray) -> None:
     v_id = m.id
     if v_id:
         b = v_id.encode()
@@ -19369,6 +24544,9 @@ def _enc_UserTopic(m: UserTopic) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -19379,6 +24557,9 @@ def _enc_UserTopic(m: UserTopic) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -19389,19 +24570,27 @@ def _enc_UserTopic(m: UserTopic) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_UserTopic: dict[str, Any] = {
+    "id": "",
+    "user": "",
+    "topic": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_UserTopic(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_id: str = ""
-    f_user: str = ""
-    f_topic: str = ""
+    d = _zero_UserTopic.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -19410,52 +24599,84 @@ def _dec_UserTopic(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_id = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["id"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["user"] = data[pos:e].decode()
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_topic = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["topic"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "id": f_id,
-        "user": f_user,
-        "topic": f_topic,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_PushRecipient(m: PushRecipient) -> bytearray:
-    out = bytearray()
+def _enc_PushRecipient(m: PushRecipient, out: bytearray) -> None:
     v_filter = m.filter
     if v_filter is not None:
         if v_filter.__class__ is not DeviceFilter and not isinstance(v_filter, DeviceFilter):
             raise _rt_wrong_type(DeviceFilter, v_filter)
-        sub = _enc_DeviceFilter(v_filter)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_DeviceFilter(v_filter, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     for x_fcm_tokens in m.fcm_tokens:
         b = x_fcm_tokens.encode()
         n = len(b)
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -19466,6 +24687,9 @@ def _enc_PushRecipient(m: PushRecipient) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -19476,6 +24700,9 @@ def _enc_PushRecipient(m: PushRecipient) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -19485,6 +24712,9 @@ def _enc_PushRecipient(m: PushRecipient) -> bytearray:
         out += b"*"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -19495,6 +24725,9 @@ def _enc_PushRecipient(m: PushRecipient) -> bytearray:
         out += b"2"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -19505,6 +24738,9 @@ def _enc_PushRecipient(m: PushRecipient) -> bytearray:
         out += b":"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -19514,6 +24750,9 @@ def _enc_PushRecipient(m: PushRecipient) -> bytearray:
         out += b"B"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -19523,25 +24762,41 @@ def _enc_PushRecipient(m: PushRecipient) -> bytearray:
         out += b"J"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_PushRecipient: dict[str, Any] = {
+    "filter": None,
+    "fcm_tokens": None,  # replaced by a fresh container
+    "fcm_topic": "",
+    "fcm_condition": "",
+    "hms_tokens": None,  # replaced by a fresh container
+    "hms_topic": "",
+    "hms_condition": "",
+    "apns_tokens": None,  # replaced by a fresh container
+    "webpush_tokens": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_PushRecipient(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_filter: DeviceFilter | None = None
+    d = _zero_PushRecipient.copy()
     f_fcm_tokens: list[str] = []
-    f_fcm_topic: str = ""
-    f_fcm_condition: str = ""
+    d["fcm_tokens"] = f_fcm_tokens
     f_hms_tokens: list[str] = []
-    f_hms_topic: str = ""
-    f_hms_condition: str = ""
+    d["hms_tokens"] = f_hms_tokens
     f_apns_tokens: list[str] = []
+    d["apns_tokens"] = f_apns_tokens
     f_webpush_tokens: list[str] = []
+    d["webpush_tokens"] = f_webpush_tokens
     unknown = b""
     while pos < end:
         start = pos
@@ -19550,143 +24805,241 @@ def _dec_PushRecipient(cls: type[_M], data: bytes, pos: int, end: int, depth: in
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_filter = d["filter"]
             if f_filter is None:
-                f_filter = _dec_DeviceFilter(DeviceFilter, data, s, e, depth - 1)
+                d["filter"] = _dec_DeviceFilter(DeviceFilter, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_filter) + data[s:e]
-                f_filter = _dec_DeviceFilter(DeviceFilter, b, 0, len(b), depth - 1)
+                b = bytes(f_filter) + data[pos:e]
+                d["filter"] = _dec_DeviceFilter(DeviceFilter, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_fcm_tokens.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_fcm_tokens.append(data[pos:e].decode())
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_fcm_topic = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["fcm_topic"] = data[pos:e].decode()
             pos = e
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_fcm_condition = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["fcm_condition"] = data[pos:e].decode()
             pos = e
         elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
-            f_hms_tokens.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_hms_tokens.append(data[pos:e].decode())
             pos = e
         elif tag == 50:
-            s, e = _rt_read_length(data, pos, end)
-            f_hms_topic = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["hms_topic"] = data[pos:e].decode()
             pos = e
         elif tag == 58:
-            s, e = _rt_read_length(data, pos, end)
-            f_hms_condition = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["hms_condition"] = data[pos:e].decode()
             pos = e
         elif tag == 66:
-            s, e = _rt_read_length(data, pos, end)
-            f_apns_tokens.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_apns_tokens.append(data[pos:e].decode())
             pos = e
         elif tag == 74:
-            s, e = _rt_read_length(data, pos, end)
-            f_webpush_tokens.append(data[s:e].decode())
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_webpush_tokens.append(data[pos:e].decode())
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "filter": f_filter,
-        "fcm_tokens": f_fcm_tokens,
-        "fcm_topic": f_fcm_topic,
-        "fcm_condition": f_fcm_condition,
-        "hms_tokens": f_hms_tokens,
-        "hms_topic": f_hms_topic,
-        "hms_condition": f_hms_condition,
-        "apns_tokens": f_apns_tokens,
-        "webpush_tokens": f_webpush_tokens,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_PushNotification(m: PushNotification) -> bytearray:
-    out = bytearray()
+def _enc_PushNotification(m: PushNotification, out: bytearray) -> None:
     v_fcm = m.fcm
     if v_fcm is not None:
         if v_fcm.__class__ is not FcmPushNotification and not isinstance(
             v_fcm, FcmPushNotification
         ):
             raise _rt_wrong_type(FcmPushNotification, v_fcm)
-        sub = _enc_FcmPushNotification(v_fcm)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_FcmPushNotification(v_fcm, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_hms = m.hms
     if v_hms is not None:
         if v_hms.__class__ is not HmsPushNotification and not isinstance(
             v_hms, HmsPushNotification
         ):
             raise _rt_wrong_type(HmsPushNotification, v_hms)
-        sub = _enc_HmsPushNotification(v_hms)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_HmsPushNotification(v_hms, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_apns = m.apns
     if v_apns is not None:
         if v_apns.__class__ is not ApnsPushNotification and not isinstance(
             v_apns, ApnsPushNotification
         ):
             raise _rt_wrong_type(ApnsPushNotification, v_apns)
-        sub = _enc_ApnsPushNotification(v_apns)
-        n = len(sub)
         out += b"\x1a"
+        s = len(out)
+        _enc_ApnsPushNotification(v_apns, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_webpush = m.webpush
     if v_webpush is not None:
         if v_webpush.__class__ is not WebPushPushNotification and not isinstance(
             v_webpush, WebPushPushNotification
         ):
             raise _rt_wrong_type(WebPushPushNotification, v_webpush)
-        sub = _enc_WebPushPushNotification(v_webpush)
-        n = len(sub)
         out += b'"'
+        s = len(out)
+        _enc_WebPushPushNotification(v_webpush, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_expire_at = m.expire_at
     if v_expire_at:
         out += b"("
         if 0 <= v_expire_at < 128:
             out.append(v_expire_at)
+        elif 0 <= v_expire_at < 16384:
+            out.append(v_expire_at & 0x7F | 0x80)
+            out.append(v_expire_at >> 7)
         else:
             out += _rt_enc_int64(v_expire_at)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_PushNotification: dict[str, Any] = {
+    "fcm": None,
+    "hms": None,
+    "apns": None,
+    "webpush": None,
+    "expire_at": 0,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_PushNotification(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_fcm: FcmPushNotification | None = None
-    f_hms: HmsPushNotification | None = None
-    f_apns: ApnsPushNotification | None = None
-    f_webpush: WebPushPushNotification | None = None
-    f_expire_at: int = 0
+    d = _zero_PushNotification.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -19695,38 +25048,86 @@ def _dec_PushNotification(cls: type[_M], data: bytes, pos: int, end: int, depth:
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_fcm = d["fcm"]
             if f_fcm is None:
-                f_fcm = _dec_FcmPushNotification(FcmPushNotification, data, s, e, depth - 1)
+                d["fcm"] = _dec_FcmPushNotification(FcmPushNotification, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_fcm) + data[s:e]
-                f_fcm = _dec_FcmPushNotification(FcmPushNotification, b, 0, len(b), depth - 1)
+                b = bytes(f_fcm) + data[pos:e]
+                d["fcm"] = _dec_FcmPushNotification(FcmPushNotification, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_hms = d["hms"]
             if f_hms is None:
-                f_hms = _dec_HmsPushNotification(HmsPushNotification, data, s, e, depth - 1)
+                d["hms"] = _dec_HmsPushNotification(HmsPushNotification, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_hms) + data[s:e]
-                f_hms = _dec_HmsPushNotification(HmsPushNotification, b, 0, len(b), depth - 1)
+                b = bytes(f_hms) + data[pos:e]
+                d["hms"] = _dec_HmsPushNotification(HmsPushNotification, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_apns = d["apns"]
             if f_apns is None:
-                f_apns = _dec_ApnsPushNotification(ApnsPushNotification, data, s, e, depth - 1)
+                d["apns"] = _dec_ApnsPushNotification(ApnsPushNotification, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_apns) + data[s:e]
-                f_apns = _dec_ApnsPushNotification(ApnsPushNotification, b, 0, len(b), depth - 1)
+                b = bytes(f_apns) + data[pos:e]
+                d["apns"] = _dec_ApnsPushNotification(ApnsPushNotification, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_webpush = d["webpush"]
             if f_webpush is None:
-                f_webpush = _dec_WebPushPushNotification(
-                    WebPushPushNotification, data, s, e, depth - 1
+                d["webpush"] = _dec_WebPushPushNotification(
+                    WebPushPushNotification, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_webpush) + data[s:e]
-                f_webpush = _dec_WebPushPushNotification(
+                b = bytes(f_webpush) + data[pos:e]
+                d["webpush"] = _dec_WebPushPushNotification(
                     WebPushPushNotification, b, 0, len(b), depth - 1
                 )
             pos = e
@@ -19734,45 +25135,52 @@ def _dec_PushNotification(cls: type[_M], data: bytes, pos: int, end: int, depth:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int64(v)
-            f_expire_at = v
+            d["expire_at"] = v
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "fcm": f_fcm,
-        "hms": f_hms,
-        "apns": f_apns,
-        "webpush": f_webpush,
-        "expire_at": f_expire_at,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_FcmPushNotification(m: FcmPushNotification) -> bytearray:
-    out = bytearray()
+def _enc_FcmPushNotification(m: FcmPushNotification, out: bytearray) -> None:
     v_message = m.message
     if v_message:
         n = len(v_message)
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_message
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_FcmPushNotification: dict[str, Any] = {
+    "message": b"",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_FcmPushNotification(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_message: bytes = b""
+    d = _zero_FcmPushNotification.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -19781,41 +25189,58 @@ def _dec_FcmPushNotification(cls: type[_M], data: bytes, pos: int, end: int, dep
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_message = data[s:e]
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["message"] = data[pos:e]
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "message": f_message,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_HmsPushNotification(m: HmsPushNotification) -> bytearray:
-    out = bytearray()
+def _enc_HmsPushNotification(m: HmsPushNotification, out: bytearray) -> None:
     v_message = m.message
     if v_message:
         n = len(v_message)
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_message
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_HmsPushNotification: dict[str, Any] = {
+    "message": b"",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_HmsPushNotification(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_message: bytes = b""
+    d = _zero_HmsPushNotification.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -19824,66 +25249,93 @@ def _dec_HmsPushNotification(cls: type[_M], data: bytes, pos: int, end: int, dep
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_message = data[s:e]
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["message"] = data[pos:e]
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "message": f_message,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_ApnsPushNotification(m: ApnsPushNotification) -> bytearray:
-    out = bytearray()
-    for k_headers, x_headers in m.headers.items():
-        e = bytearray()
-        b = k_headers.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        b = x_headers.encode()
-        n = len(b)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        out += b"\n"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+def _enc_ApnsPushNotification(m: ApnsPushNotification, out: bytearray) -> None:
+    v_headers = m.headers
+    if v_headers:
+        for k_headers, x_headers in v_headers.items():
+            out += b"\n"
+            se = len(out)
+            b = k_headers.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            b = x_headers.encode()
+            n = len(b)
+            out += b"\x12"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     v_payload = m.payload
     if v_payload:
         n = len(v_payload)
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_payload
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_ApnsPushNotification: dict[str, Any] = {
+    "headers": None,  # replaced by a fresh container
+    "payload": b"",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_ApnsPushNotification(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_ApnsPushNotification.copy()
     f_headers: dict[str, str] = {}
-    f_payload: bytes = b""
+    d["headers"] = f_headers
     unknown = b""
     while pos < end:
         start = pos
@@ -19892,75 +25344,112 @@ def _dec_ApnsPushNotification(cls: type[_M], data: bytes, pos: int, end: int, de
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            i_headers = _dec_entry_string_string(data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            i_headers = _dec_entry_string_string(data, pos, e, depth - 1)
             if i_headers is None:  # an entry with unknown fields stays unknown, as in upb
                 unknown += data[start:e]
             else:
                 f_headers[i_headers[0]] = i_headers[1]
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_payload = data[s:e]
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["payload"] = data[pos:e]
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "headers": f_headers,
-        "payload": f_payload,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_WebPushPushNotification(m: WebPushPushNotification) -> bytearray:
-    out = bytearray()
-    for k_headers, x_headers in m.headers.items():
-        e = bytearray()
-        b = k_headers.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        b = x_headers.encode()
-        n = len(b)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        out += b"\n"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+def _enc_WebPushPushNotification(m: WebPushPushNotification, out: bytearray) -> None:
+    v_headers = m.headers
+    if v_headers:
+        for k_headers, x_headers in v_headers.items():
+            out += b"\n"
+            se = len(out)
+            b = k_headers.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            b = x_headers.encode()
+            n = len(b)
+            out += b"\x12"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     v_payload = m.payload
     if v_payload:
         n = len(v_payload)
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_payload
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_WebPushPushNotification: dict[str, Any] = {
+    "headers": None,  # replaced by a fresh container
+    "payload": b"",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_WebPushPushNotification(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_WebPushPushNotification.copy()
     f_headers: dict[str, str] = {}
-    f_payload: bytes = b""
+    d["headers"] = f_headers
     unknown = b""
     while pos < end:
         start = pos
@@ -19969,61 +25458,80 @@ def _dec_WebPushPushNotification(cls: type[_M], data: bytes, pos: int, end: int,
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            i_headers = _dec_entry_string_string(data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            i_headers = _dec_entry_string_string(data, pos, e, depth - 1)
             if i_headers is None:  # an entry with unknown fields stays unknown, as in upb
                 unknown += data[start:e]
             else:
                 f_headers[i_headers[0]] = i_headers[1]
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_payload = data[s:e]
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["payload"] = data[pos:e]
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "headers": f_headers,
-        "payload": f_payload,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_SendPushNotificationRequest(m: SendPushNotificationRequest) -> bytearray:
-    out = bytearray()
+def _enc_SendPushNotificationRequest(m: SendPushNotificationRequest, out: bytearray) -> None:
     v_recipient = m.recipient
     if v_recipient is not None:
         if v_recipient.__class__ is not PushRecipient and not isinstance(
             v_recipient, PushRecipient
         ):
             raise _rt_wrong_type(PushRecipient, v_recipient)
-        sub = _enc_PushRecipient(v_recipient)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_PushRecipient(v_recipient, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_notification = m.notification
     if v_notification is not None:
         if v_notification.__class__ is not PushNotification and not isinstance(
             v_notification, PushNotification
         ):
             raise _rt_wrong_type(PushNotification, v_notification)
-        sub = _enc_PushNotification(v_notification)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_PushNotification(v_notification, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_uid = m.uid
     if v_uid:
         b = v_uid.encode()
@@ -20031,6 +25539,9 @@ def _enc_SendPushNotificationRequest(m: SendPushNotificationRequest) -> bytearra
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -20039,6 +25550,9 @@ def _enc_SendPushNotificationRequest(m: SendPushNotificationRequest) -> bytearra
         out += b" "
         if 0 <= v_send_at < 128:
             out.append(v_send_at)
+        elif 0 <= v_send_at < 16384:
+            out.append(v_send_at & 0x7F | 0x80)
+            out.append(v_send_at >> 7)
         else:
             out += _rt_enc_int64(v_send_at)
     v_optimize_for_reliability = m.optimize_for_reliability
@@ -20051,14 +25565,14 @@ def _enc_SendPushNotificationRequest(m: SendPushNotificationRequest) -> bytearra
             v_limit_strategy, PushLimitStrategy
         ):
             raise _rt_wrong_type(PushLimitStrategy, v_limit_strategy)
-        sub = _enc_PushLimitStrategy(v_limit_strategy)
-        n = len(sub)
         out += b"2"
+        s = len(out)
+        _enc_PushLimitStrategy(v_limit_strategy, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_analytics_uid = m.analytics_uid
     if v_analytics_uid:
         b = v_analytics_uid.encode()
@@ -20066,37 +25580,45 @@ def _enc_SendPushNotificationRequest(m: SendPushNotificationRequest) -> bytearra
         out += b":"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
-    for k_localizations, x_localizations in m.localizations.items():
-        e = bytearray()
-        b = k_localizations.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        if x_localizations.__class__ is not PushLocalization and not isinstance(
-            x_localizations, PushLocalization
-        ):
-            raise _rt_wrong_type(PushLocalization, x_localizations)
-        sub = _enc_PushLocalization(x_localizations)
-        n = len(sub)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += sub
-        out += b"B"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+    v_localizations = m.localizations
+    if v_localizations:
+        for k_localizations, x_localizations in v_localizations.items():
+            out += b"B"
+            se = len(out)
+            b = k_localizations.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            if x_localizations.__class__ is not PushLocalization and not isinstance(
+                x_localizations, PushLocalization
+            ):
+                raise _rt_wrong_type(PushLocalization, x_localizations)
+            out += b"\x12"
+            s = len(out)
+            _enc_PushLocalization(x_localizations, out)
+            n = len(out) - s
+            if n < 128:
+                out.insert(s, n)
+            else:
+                out[s:s] = _rt_varint(n)
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     v_use_templating = m.use_templating
     if v_use_templating:
         out += b"H"
@@ -20108,22 +25630,29 @@ def _enc_SendPushNotificationRequest(m: SendPushNotificationRequest) -> bytearra
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_SendPushNotificationRequest: dict[str, Any] = {
+    "recipient": None,
+    "notification": None,
+    "uid": "",
+    "send_at": 0,
+    "optimize_for_reliability": False,
+    "limit_strategy": None,
+    "analytics_uid": "",
+    "localizations": None,  # replaced by a fresh container
+    "use_templating": False,
+    "use_meta": False,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_SendPushNotificationRequest(
     cls: type[_M], data: bytes, pos: int, end: int, depth: int
 ) -> _M:
-    f_recipient: PushRecipient | None = None
-    f_notification: PushNotification | None = None
-    f_uid: str = ""
-    f_send_at: int = 0
-    f_optimize_for_reliability: bool = False
-    f_limit_strategy: PushLimitStrategy | None = None
-    f_analytics_uid: str = ""
+    d = _zero_SendPushNotificationRequest.copy()
     f_localizations: dict[str, PushLocalization] = {}
-    f_use_templating: bool = False
-    f_use_meta: bool = False
+    d["localizations"] = f_localizations
     unknown = b""
     while pos < end:
         start = pos
@@ -20132,55 +25661,136 @@ def _dec_SendPushNotificationRequest(
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_recipient = d["recipient"]
             if f_recipient is None:
-                f_recipient = _dec_PushRecipient(PushRecipient, data, s, e, depth - 1)
+                d["recipient"] = _dec_PushRecipient(PushRecipient, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_recipient) + data[s:e]
-                f_recipient = _dec_PushRecipient(PushRecipient, b, 0, len(b), depth - 1)
+                b = bytes(f_recipient) + data[pos:e]
+                d["recipient"] = _dec_PushRecipient(PushRecipient, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_notification = d["notification"]
             if f_notification is None:
-                f_notification = _dec_PushNotification(PushNotification, data, s, e, depth - 1)
+                d["notification"] = _dec_PushNotification(PushNotification, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_notification) + data[s:e]
-                f_notification = _dec_PushNotification(PushNotification, b, 0, len(b), depth - 1)
+                b = bytes(f_notification) + data[pos:e]
+                d["notification"] = _dec_PushNotification(PushNotification, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_uid = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["uid"] = data[pos:e].decode()
             pos = e
         elif tag == 32:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int64(v)
-            f_send_at = v
+            d["send_at"] = v
         elif tag == 40:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_optimize_for_reliability = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["optimize_for_reliability"] = v != 0
         elif tag == 50:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_limit_strategy = d["limit_strategy"]
             if f_limit_strategy is None:
-                f_limit_strategy = _dec_PushLimitStrategy(PushLimitStrategy, data, s, e, depth - 1)
+                d["limit_strategy"] = _dec_PushLimitStrategy(
+                    PushLimitStrategy, data, pos, e, depth - 1
+                )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_limit_strategy) + data[s:e]
-                f_limit_strategy = _dec_PushLimitStrategy(
+                b = bytes(f_limit_strategy) + data[pos:e]
+                d["limit_strategy"] = _dec_PushLimitStrategy(
                     PushLimitStrategy, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 58:
-            s, e = _rt_read_length(data, pos, end)
-            f_analytics_uid = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["analytics_uid"] = data[pos:e].decode()
             pos = e
         elif tag == 66:
-            s, e = _rt_read_length(data, pos, end)
-            i_localizations = _dec_entry_string_PushLocalization(data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            i_localizations = _dec_entry_string_PushLocalization(data, pos, e, depth - 1)
             if i_localizations is None:  # an entry with unknown fields stays unknown, as in upb
                 unknown += data[start:e]
             else:
@@ -20190,70 +25800,84 @@ def _dec_SendPushNotificationRequest(
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_use_templating = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["use_templating"] = v != 0
         elif tag == 80:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_use_meta = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["use_meta"] = v != 0
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "recipient": f_recipient,
-        "notification": f_notification,
-        "uid": f_uid,
-        "send_at": f_send_at,
-        "optimize_for_reliability": f_optimize_for_reliability,
-        "limit_strategy": f_limit_strategy,
-        "analytics_uid": f_analytics_uid,
-        "localizations": f_localizations,
-        "use_templating": f_use_templating,
-        "use_meta": f_use_meta,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_PushLocalization(m: PushLocalization) -> bytearray:
-    out = bytearray()
-    for k_translations, x_translations in m.translations.items():
-        e = bytearray()
-        b = k_translations.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        b = x_translations.encode()
-        n = len(b)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        out += b"\n"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+def _enc_PushLocalization(m: PushLocalization, out: bytearray) -> None:
+    v_translations = m.translations
+    if v_translations:
+        for k_translations, x_translations in v_translations.items():
+            out += b"\n"
+            se = len(out)
+            b = k_translations.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            b = x_translations.encode()
+            n = len(b)
+            out += b"\x12"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_PushLocalization: dict[str, Any] = {
+    "translations": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_PushLocalization(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_PushLocalization.copy()
     f_translations: dict[str, str] = {}
+    d["translations"] = f_translations
     unknown = b""
     while pos < end:
         start = pos
@@ -20262,8 +25886,19 @@ def _dec_PushLocalization(cls: type[_M], data: bytes, pos: int, end: int, depth:
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            i_translations = _dec_entry_string_string(data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            i_translations = _dec_entry_string_string(data, pos, e, depth - 1)
             if i_translations is None:  # an entry with unknown fields stays unknown, as in upb
                 unknown += data[start:e]
             else:
@@ -20274,53 +25909,56 @@ def _dec_PushLocalization(cls: type[_M], data: bytes, pos: int, end: int, depth:
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "translations": f_translations,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_PushLimitStrategy(m: PushLimitStrategy) -> bytearray:
-    out = bytearray()
+def _enc_PushLimitStrategy(m: PushLimitStrategy, out: bytearray) -> None:
     v_rate_limit = m.rate_limit
     if v_rate_limit is not None:
         if v_rate_limit.__class__ is not PushRateLimitStrategy and not isinstance(
             v_rate_limit, PushRateLimitStrategy
         ):
             raise _rt_wrong_type(PushRateLimitStrategy, v_rate_limit)
-        sub = _enc_PushRateLimitStrategy(v_rate_limit)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_PushRateLimitStrategy(v_rate_limit, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_time_limit = m.time_limit
     if v_time_limit is not None:
         if v_time_limit.__class__ is not PushTimeLimitStrategy and not isinstance(
             v_time_limit, PushTimeLimitStrategy
         ):
             raise _rt_wrong_type(PushTimeLimitStrategy, v_time_limit)
-        sub = _enc_PushTimeLimitStrategy(v_time_limit)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_PushTimeLimitStrategy(v_time_limit, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_PushLimitStrategy: dict[str, Any] = {
+    "rate_limit": None,
+    "time_limit": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_PushLimitStrategy(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_rate_limit: PushRateLimitStrategy | None = None
-    f_time_limit: PushTimeLimitStrategy | None = None
+    d = _zero_PushLimitStrategy.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -20329,26 +25967,50 @@ def _dec_PushLimitStrategy(cls: type[_M], data: bytes, pos: int, end: int, depth
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_rate_limit = d["rate_limit"]
             if f_rate_limit is None:
-                f_rate_limit = _dec_PushRateLimitStrategy(
-                    PushRateLimitStrategy, data, s, e, depth - 1
+                d["rate_limit"] = _dec_PushRateLimitStrategy(
+                    PushRateLimitStrategy, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_rate_limit) + data[s:e]
-                f_rate_limit = _dec_PushRateLimitStrategy(
+                b = bytes(f_rate_limit) + data[pos:e]
+                d["rate_limit"] = _dec_PushRateLimitStrategy(
                     PushRateLimitStrategy, b, 0, len(b), depth - 1
                 )
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_time_limit = d["time_limit"]
             if f_time_limit is None:
-                f_time_limit = _dec_PushTimeLimitStrategy(
-                    PushTimeLimitStrategy, data, s, e, depth - 1
+                d["time_limit"] = _dec_PushTimeLimitStrategy(
+                    PushTimeLimitStrategy, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_time_limit) + data[s:e]
-                f_time_limit = _dec_PushTimeLimitStrategy(
+                b = bytes(f_time_limit) + data[pos:e]
+                d["time_limit"] = _dec_PushTimeLimitStrategy(
                     PushTimeLimitStrategy, b, 0, len(b), depth - 1
                 )
             pos = e
@@ -20357,17 +26019,14 @@ def _dec_PushLimitStrategy(cls: type[_M], data: bytes, pos: int, end: int, depth
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "rate_limit": f_rate_limit,
-        "time_limit": f_time_limit,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_PushTimeLimitStrategy(m: PushTimeLimitStrategy) -> bytearray:
-    out = bytearray()
+def _enc_PushTimeLimitStrategy(m: PushTimeLimitStrategy, out: bytearray) -> None:
     v_send_after_time = m.send_after_time
     if v_send_after_time:
         b = v_send_after_time.encode()
@@ -20375,6 +26034,9 @@ def _enc_PushTimeLimitStrategy(m: PushTimeLimitStrategy) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -20385,6 +26047,9 @@ def _enc_PushTimeLimitStrategy(m: PushTimeLimitStrategy) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -20395,13 +26060,18 @@ def _enc_PushTimeLimitStrategy(m: PushTimeLimitStrategy) -> bytearray:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_PushTimeLimitStrategy: dict[str, Any] = {
+    "send_after_time": "",
+    "send_before_time": "",
+    "no_tz_send_now": False,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_PushTimeLimitStrategy(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_send_after_time: str = ""
-    f_send_before_time: str = ""
-    f_no_tz_send_now: bool = False
+    d = _zero_PushTimeLimitStrategy.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -20410,36 +26080,59 @@ def _dec_PushTimeLimitStrategy(cls: type[_M], data: bytes, pos: int, end: int, d
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_send_after_time = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["send_after_time"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_send_before_time = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["send_before_time"] = data[pos:e].decode()
             pos = e
         elif tag == 24:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_no_tz_send_now = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["no_tz_send_now"] = v != 0
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "send_after_time": f_send_after_time,
-        "send_before_time": f_send_before_time,
-        "no_tz_send_now": f_no_tz_send_now,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_PushRateLimitStrategy(m: PushRateLimitStrategy) -> bytearray:
-    out = bytearray()
+def _enc_PushRateLimitStrategy(m: PushRateLimitStrategy, out: bytearray) -> None:
     v_key = m.key
     if v_key:
         b = v_key.encode()
@@ -20447,6 +26140,9 @@ def _enc_PushRateLimitStrategy(m: PushRateLimitStrategy) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -20455,14 +26151,14 @@ def _enc_PushRateLimitStrategy(m: PushRateLimitStrategy) -> bytearray:
             x_policies, RateLimitPolicy
         ):
             raise _rt_wrong_type(RateLimitPolicy, x_policies)
-        sub = _enc_RateLimitPolicy(x_policies)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_RateLimitPolicy(x_policies, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_drop_if_rate_limited = m.drop_if_rate_limited
     if v_drop_if_rate_limited:
         out += b"\x18"
@@ -20470,13 +26166,20 @@ def _enc_PushRateLimitStrategy(m: PushRateLimitStrategy) -> bytearray:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_PushRateLimitStrategy: dict[str, Any] = {
+    "key": "",
+    "policies": None,  # replaced by a fresh container
+    "drop_if_rate_limited": False,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_PushRateLimitStrategy(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_key: str = ""
+    d = _zero_PushRateLimitStrategy.copy()
     f_policies: list[RateLimitPolicy] = []
-    f_drop_if_rate_limited: bool = False
+    d["policies"] = f_policies
     unknown = b""
     while pos < end:
         start = pos
@@ -20485,41 +26188,67 @@ def _dec_PushRateLimitStrategy(cls: type[_M], data: bytes, pos: int, end: int, d
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_key = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["key"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_policies.append(_dec_RateLimitPolicy(RateLimitPolicy, data, s, e, depth - 1))
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_policies.append(_dec_RateLimitPolicy(RateLimitPolicy, data, pos, e, depth - 1))
             pos = e
         elif tag == 24:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_drop_if_rate_limited = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["drop_if_rate_limited"] = v != 0
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "key": f_key,
-        "policies": f_policies,
-        "drop_if_rate_limited": f_drop_if_rate_limited,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_RateLimitPolicy(m: RateLimitPolicy) -> bytearray:
-    out = bytearray()
+def _enc_RateLimitPolicy(m: RateLimitPolicy, out: bytearray) -> None:
     v_rate = m.rate
     if v_rate:
         out += b"\x08"
         if 0 <= v_rate < 128:
             out.append(v_rate)
+        elif 0 <= v_rate < 16384:
+            out.append(v_rate & 0x7F | 0x80)
+            out.append(v_rate >> 7)
         else:
             out += _rt_enc_int64(v_rate)
     v_interval_ms = m.interval_ms
@@ -20527,17 +26256,25 @@ def _enc_RateLimitPolicy(m: RateLimitPolicy) -> bytearray:
         out += b"\x10"
         if 0 <= v_interval_ms < 128:
             out.append(v_interval_ms)
+        elif 0 <= v_interval_ms < 16384:
+            out.append(v_interval_ms & 0x7F | 0x80)
+            out.append(v_interval_ms >> 7)
         else:
             out += _rt_enc_int32(v_interval_ms)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_RateLimitPolicy: dict[str, Any] = {
+    "rate": 0,
+    "interval_ms": 0,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_RateLimitPolicy(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_rate: int = 0
-    f_interval_ms: int = 0
+    d = _zero_RateLimitPolicy.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -20549,69 +26286,81 @@ def _dec_RateLimitPolicy(cls: type[_M], data: bytes, pos: int, end: int, depth: 
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int64(v)
-            f_rate = v
+            d["rate"] = v
         elif tag == 16:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int32(v)
-            f_interval_ms = v
+            d["interval_ms"] = v
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "rate": f_rate,
-        "interval_ms": f_interval_ms,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_SendPushNotificationResponse(m: SendPushNotificationResponse) -> bytearray:
-    out = bytearray()
+def _enc_SendPushNotificationResponse(m: SendPushNotificationResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not SendPushNotificationResult and not isinstance(
             v_result, SendPushNotificationResult
         ):
             raise _rt_wrong_type(SendPushNotificationResult, v_result)
-        sub = _enc_SendPushNotificationResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_SendPushNotificationResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_SendPushNotificationResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_SendPushNotificationResponse(
     cls: type[_M], data: bytes, pos: int, end: int, depth: int
 ) -> _M:
-    f_error: Error | None = None
-    f_result: SendPushNotificationResult | None = None
+    d = _zero_SendPushNotificationResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -20620,22 +26369,46 @@ def _dec_SendPushNotificationResponse(
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_SendPushNotificationResult(
-                    SendPushNotificationResult, data, s, e, depth - 1
+                d["result"] = _dec_SendPushNotificationResult(
+                    SendPushNotificationResult, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_SendPushNotificationResult(
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_SendPushNotificationResult(
                     SendPushNotificationResult, b, 0, len(b), depth - 1
                 )
             pos = e
@@ -20644,17 +26417,14 @@ def _dec_SendPushNotificationResponse(
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_SendPushNotificationResult(m: SendPushNotificationResult) -> bytearray:
-    out = bytearray()
+def _enc_SendPushNotificationResult(m: SendPushNotificationResult, out: bytearray) -> None:
     v_uid = m.uid
     if v_uid:
         b = v_uid.encode()
@@ -20662,19 +26432,27 @@ def _enc_SendPushNotificationResult(m: SendPushNotificationResult) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_SendPushNotificationResult: dict[str, Any] = {
+    "uid": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_SendPushNotificationResult(
     cls: type[_M], data: bytes, pos: int, end: int, depth: int
 ) -> _M:
-    f_uid: str = ""
+    d = _zero_SendPushNotificationResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -20683,24 +26461,33 @@ def _dec_SendPushNotificationResult(
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_uid = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["uid"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "uid": f_uid,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_UpdatePushStatusRequest(m: UpdatePushStatusRequest) -> bytearray:
-    out = bytearray()
+def _enc_UpdatePushStatusRequest(m: UpdatePushStatusRequest, out: bytearray) -> None:
     v_analytics_uid = m.analytics_uid
     if v_analytics_uid:
         b = v_analytics_uid.encode()
@@ -20708,6 +26495,9 @@ def _enc_UpdatePushStatusRequest(m: UpdatePushStatusRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -20718,6 +26508,9 @@ def _enc_UpdatePushStatusRequest(m: UpdatePushStatusRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -20728,6 +26521,9 @@ def _enc_UpdatePushStatusRequest(m: UpdatePushStatusRequest) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -20738,20 +26534,28 @@ def _enc_UpdatePushStatusRequest(m: UpdatePushStatusRequest) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_UpdatePushStatusRequest: dict[str, Any] = {
+    "analytics_uid": "",
+    "status": "",
+    "device_id": "",
+    "msg_id": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_UpdatePushStatusRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_analytics_uid: str = ""
-    f_status: str = ""
-    f_device_id: str = ""
-    f_msg_id: str = ""
+    d = _zero_UpdatePushStatusRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -20760,74 +26564,118 @@ def _dec_UpdatePushStatusRequest(cls: type[_M], data: bytes, pos: int, end: int,
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_analytics_uid = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["analytics_uid"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_status = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["status"] = data[pos:e].decode()
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_device_id = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["device_id"] = data[pos:e].decode()
             pos = e
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_msg_id = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["msg_id"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "analytics_uid": f_analytics_uid,
-        "status": f_status,
-        "device_id": f_device_id,
-        "msg_id": f_msg_id,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_UpdatePushStatusResponse(m: UpdatePushStatusResponse) -> bytearray:
-    out = bytearray()
+def _enc_UpdatePushStatusResponse(m: UpdatePushStatusResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not UpdatePushStatusResult and not isinstance(
             v_result, UpdatePushStatusResult
         ):
             raise _rt_wrong_type(UpdatePushStatusResult, v_result)
-        sub = _enc_UpdatePushStatusResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_UpdatePushStatusResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_UpdatePushStatusResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_UpdatePushStatusResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: UpdatePushStatusResult | None = None
+    d = _zero_UpdatePushStatusResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -20836,22 +26684,46 @@ def _dec_UpdatePushStatusResponse(cls: type[_M], data: bytes, pos: int, end: int
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_UpdatePushStatusResult(
-                    UpdatePushStatusResult, data, s, e, depth - 1
+                d["result"] = _dec_UpdatePushStatusResult(
+                    UpdatePushStatusResult, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_UpdatePushStatusResult(
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_UpdatePushStatusResult(
                     UpdatePushStatusResult, b, 0, len(b), depth - 1
                 )
             pos = e
@@ -20860,24 +26732,26 @@ def _dec_UpdatePushStatusResponse(cls: type[_M], data: bytes, pos: int, end: int
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_UpdatePushStatusResult(m: UpdatePushStatusResult) -> bytearray:
-    out = bytearray()
+def _enc_UpdatePushStatusResult(m: UpdatePushStatusResult, out: bytearray) -> None:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_UpdatePushStatusResult: dict[str, Any] = {
+    "_unknown_fields": b"",
+}
 
 
 def _dec_UpdatePushStatusResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_UpdatePushStatusResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -20889,15 +26763,14 @@ def _dec_UpdatePushStatusResult(cls: type[_M], data: bytes, pos: int, end: int, 
         unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_CancelPushRequest(m: CancelPushRequest) -> bytearray:
-    out = bytearray()
+def _enc_CancelPushRequest(m: CancelPushRequest, out: bytearray) -> None:
     v_uid = m.uid
     if v_uid:
         b = v_uid.encode()
@@ -20905,17 +26778,25 @@ def _enc_CancelPushRequest(m: CancelPushRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_CancelPushRequest: dict[str, Any] = {
+    "uid": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_CancelPushRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_uid: str = ""
+    d = _zero_CancelPushRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -20924,59 +26805,73 @@ def _dec_CancelPushRequest(cls: type[_M], data: bytes, pos: int, end: int, depth
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_uid = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["uid"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "uid": f_uid,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_CancelPushResponse(m: CancelPushResponse) -> bytearray:
-    out = bytearray()
+def _enc_CancelPushResponse(m: CancelPushResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not CancelPushResult and not isinstance(
             v_result, CancelPushResult
         ):
             raise _rt_wrong_type(CancelPushResult, v_result)
-        sub = _enc_CancelPushResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_CancelPushResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_CancelPushResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_CancelPushResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: CancelPushResult | None = None
+    d = _zero_CancelPushResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -20985,44 +26880,70 @@ def _dec_CancelPushResponse(cls: type[_M], data: bytes, pos: int, end: int, dept
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_CancelPushResult(CancelPushResult, data, s, e, depth - 1)
+                d["result"] = _dec_CancelPushResult(CancelPushResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_CancelPushResult(CancelPushResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_CancelPushResult(CancelPushResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_CancelPushResult(m: CancelPushResult) -> bytearray:
-    out = bytearray()
+def _enc_CancelPushResult(m: CancelPushResult, out: bytearray) -> None:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_CancelPushResult: dict[str, Any] = {
+    "_unknown_fields": b"",
+}
 
 
 def _dec_CancelPushResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_CancelPushResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -21034,15 +26955,14 @@ def _dec_CancelPushResult(cls: type[_M], data: bytes, pos: int, end: int, depth:
         unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapPublishRequest(m: MapPublishRequest) -> bytearray:
-    out = bytearray()
+def _enc_MapPublishRequest(m: MapPublishRequest, out: bytearray) -> None:
     v_channel = m.channel
     if v_channel:
         b = v_channel.encode()
@@ -21050,6 +26970,9 @@ def _enc_MapPublishRequest(m: MapPublishRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -21060,6 +26983,9 @@ def _enc_MapPublishRequest(m: MapPublishRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -21069,6 +26995,9 @@ def _enc_MapPublishRequest(m: MapPublishRequest) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_data
@@ -21079,6 +27008,9 @@ def _enc_MapPublishRequest(m: MapPublishRequest) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -21088,6 +27020,9 @@ def _enc_MapPublishRequest(m: MapPublishRequest) -> bytearray:
         out += b"*"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_stream_data
@@ -21098,33 +27033,44 @@ def _enc_MapPublishRequest(m: MapPublishRequest) -> bytearray:
         out += b"2"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
-    for k_tags, x_tags in m.tags.items():
-        e = bytearray()
-        b = k_tags.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        b = x_tags.encode()
-        n = len(b)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        out += b":"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+    v_tags = m.tags
+    if v_tags:
+        for k_tags, x_tags in v_tags.items():
+            out += b":"
+            se = len(out)
+            b = k_tags.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            b = x_tags.encode()
+            n = len(b)
+            out += b"\x12"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     v_idempotency_key = m.idempotency_key
     if v_idempotency_key:
         b = v_idempotency_key.encode()
@@ -21132,6 +27078,9 @@ def _enc_MapPublishRequest(m: MapPublishRequest) -> bytearray:
         out += b"B"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -21144,6 +27093,9 @@ def _enc_MapPublishRequest(m: MapPublishRequest) -> bytearray:
         out += b"P"
         if 0 <= v_version < 128:
             out.append(v_version)
+        elif 0 <= v_version < 16384:
+            out.append(v_version & 0x7F | 0x80)
+            out.append(v_version >> 7)
         else:
             out += _rt_enc_uint64(v_version)
     v_version_epoch = m.version_epoch
@@ -21153,6 +27105,9 @@ def _enc_MapPublishRequest(m: MapPublishRequest) -> bytearray:
         out += b"Z"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -21161,6 +27116,9 @@ def _enc_MapPublishRequest(m: MapPublishRequest) -> bytearray:
         out += b"`"
         if 0 <= v_score < 128:
             out.append(v_score)
+        elif 0 <= v_score < 16384:
+            out.append(v_score & 0x7F | 0x80)
+            out.append(v_score >> 7)
         else:
             out += _rt_enc_int64(v_score)
     v_key_mode = m.key_mode
@@ -21170,29 +27128,39 @@ def _enc_MapPublishRequest(m: MapPublishRequest) -> bytearray:
         out += b"j"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapPublishRequest: dict[str, Any] = {
+    "channel": "",
+    "key": "",
+    "data": b"",
+    "b64data": "",
+    "stream_data": b"",
+    "b64stream_data": "",
+    "tags": None,  # replaced by a fresh container
+    "idempotency_key": "",
+    "delta": False,
+    "version": 0,
+    "version_epoch": "",
+    "score": 0,
+    "key_mode": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapPublishRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_channel: str = ""
-    f_key: str = ""
-    f_data: bytes = b""
-    f_b64data: str = ""
-    f_stream_data: bytes = b""
-    f_b64stream_data: str = ""
+    d = _zero_MapPublishRequest.copy()
     f_tags: dict[str, str] = {}
-    f_idempotency_key: str = ""
-    f_delta: bool = False
-    f_version: int = 0
-    f_version_epoch: str = ""
-    f_score: int = 0
-    f_key_mode: str = ""
+    d["tags"] = f_tags
     unknown = b""
     while pos < end:
         start = pos
@@ -21201,130 +27169,246 @@ def _dec_MapPublishRequest(cls: type[_M], data: bytes, pos: int, end: int, depth
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_channel = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["channel"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_key = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["key"] = data[pos:e].decode()
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_data = data[s:e]
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["data"] = data[pos:e]
             pos = e
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_b64data = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["b64data"] = data[pos:e].decode()
             pos = e
         elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
-            f_stream_data = data[s:e]
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["stream_data"] = data[pos:e]
             pos = e
         elif tag == 50:
-            s, e = _rt_read_length(data, pos, end)
-            f_b64stream_data = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["b64stream_data"] = data[pos:e].decode()
             pos = e
         elif tag == 58:
-            s, e = _rt_read_length(data, pos, end)
-            i_tags = _dec_entry_string_string(data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
             if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
                 unknown += data[start:e]
             else:
                 f_tags[i_tags[0]] = i_tags[1]
             pos = e
         elif tag == 66:
-            s, e = _rt_read_length(data, pos, end)
-            f_idempotency_key = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["idempotency_key"] = data[pos:e].decode()
             pos = e
         elif tag == 72:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_delta = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["delta"] = v != 0
         elif tag == 80:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_version = v
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["version"] = v
         elif tag == 90:
-            s, e = _rt_read_length(data, pos, end)
-            f_version_epoch = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["version_epoch"] = data[pos:e].decode()
             pos = e
         elif tag == 96:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int64(v)
-            f_score = v
+            d["score"] = v
         elif tag == 106:
-            s, e = _rt_read_length(data, pos, end)
-            f_key_mode = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["key_mode"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "channel": f_channel,
-        "key": f_key,
-        "data": f_data,
-        "b64data": f_b64data,
-        "stream_data": f_stream_data,
-        "b64stream_data": f_b64stream_data,
-        "tags": f_tags,
-        "idempotency_key": f_idempotency_key,
-        "delta": f_delta,
-        "version": f_version,
-        "version_epoch": f_version_epoch,
-        "score": f_score,
-        "key_mode": f_key_mode,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapPublishResponse(m: MapPublishResponse) -> bytearray:
-    out = bytearray()
+def _enc_MapPublishResponse(m: MapPublishResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not MapPublishResult and not isinstance(
             v_result, MapPublishResult
         ):
             raise _rt_wrong_type(MapPublishResult, v_result)
-        sub = _enc_MapPublishResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_MapPublishResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapPublishResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapPublishResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: MapPublishResult | None = None
+    d = _zero_MapPublishResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -21333,42 +27417,66 @@ def _dec_MapPublishResponse(cls: type[_M], data: bytes, pos: int, end: int, dept
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_MapPublishResult(MapPublishResult, data, s, e, depth - 1)
+                d["result"] = _dec_MapPublishResult(MapPublishResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_MapPublishResult(MapPublishResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_MapPublishResult(MapPublishResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapPublishResult(m: MapPublishResult) -> bytearray:
-    out = bytearray()
+def _enc_MapPublishResult(m: MapPublishResult, out: bytearray) -> None:
     v_offset = m.offset
     if v_offset:
         out += b"\x08"
         if 0 <= v_offset < 128:
             out.append(v_offset)
+        elif 0 <= v_offset < 16384:
+            out.append(v_offset & 0x7F | 0x80)
+            out.append(v_offset >> 7)
         else:
             out += _rt_enc_uint64(v_offset)
     v_epoch = m.epoch
@@ -21378,6 +27486,9 @@ def _enc_MapPublishResult(m: MapPublishResult) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -21392,20 +27503,28 @@ def _enc_MapPublishResult(m: MapPublishResult) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapPublishResult: dict[str, Any] = {
+    "offset": 0,
+    "epoch": "",
+    "suppressed": False,
+    "suppress_reason": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapPublishResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_offset: int = 0
-    f_epoch: str = ""
-    f_suppressed: bool = False
-    f_suppress_reason: str = ""
+    d = _zero_MapPublishResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -21417,40 +27536,67 @@ def _dec_MapPublishResult(cls: type[_M], data: bytes, pos: int, end: int, depth:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_offset = v
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["offset"] = v
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_epoch = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["epoch"] = data[pos:e].decode()
             pos = e
         elif tag == 24:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_suppressed = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["suppressed"] = v != 0
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_suppress_reason = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["suppress_reason"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "offset": f_offset,
-        "epoch": f_epoch,
-        "suppressed": f_suppressed,
-        "suppress_reason": f_suppress_reason,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapRemoveRequest(m: MapRemoveRequest) -> bytearray:
-    out = bytearray()
+def _enc_MapRemoveRequest(m: MapRemoveRequest, out: bytearray) -> None:
     v_channel = m.channel
     if v_channel:
         b = v_channel.encode()
@@ -21458,6 +27604,9 @@ def _enc_MapRemoveRequest(m: MapRemoveRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -21468,6 +27617,9 @@ def _enc_MapRemoveRequest(m: MapRemoveRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -21478,19 +27630,27 @@ def _enc_MapRemoveRequest(m: MapRemoveRequest) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapRemoveRequest: dict[str, Any] = {
+    "channel": "",
+    "key": "",
+    "idempotency_key": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapRemoveRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_channel: str = ""
-    f_key: str = ""
-    f_idempotency_key: str = ""
+    d = _zero_MapRemoveRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -21499,67 +27659,101 @@ def _dec_MapRemoveRequest(cls: type[_M], data: bytes, pos: int, end: int, depth:
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_channel = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["channel"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_key = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["key"] = data[pos:e].decode()
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_idempotency_key = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["idempotency_key"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "channel": f_channel,
-        "key": f_key,
-        "idempotency_key": f_idempotency_key,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapRemoveResponse(m: MapRemoveResponse) -> bytearray:
-    out = bytearray()
+def _enc_MapRemoveResponse(m: MapRemoveResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not MapRemoveResult and not isinstance(v_result, MapRemoveResult):
             raise _rt_wrong_type(MapRemoveResult, v_result)
-        sub = _enc_MapRemoveResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_MapRemoveResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapRemoveResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapRemoveResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: MapRemoveResult | None = None
+    d = _zero_MapRemoveResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -21568,42 +27762,66 @@ def _dec_MapRemoveResponse(cls: type[_M], data: bytes, pos: int, end: int, depth
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_MapRemoveResult(MapRemoveResult, data, s, e, depth - 1)
+                d["result"] = _dec_MapRemoveResult(MapRemoveResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_MapRemoveResult(MapRemoveResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_MapRemoveResult(MapRemoveResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapRemoveResult(m: MapRemoveResult) -> bytearray:
-    out = bytearray()
+def _enc_MapRemoveResult(m: MapRemoveResult, out: bytearray) -> None:
     v_offset = m.offset
     if v_offset:
         out += b"\x08"
         if 0 <= v_offset < 128:
             out.append(v_offset)
+        elif 0 <= v_offset < 16384:
+            out.append(v_offset & 0x7F | 0x80)
+            out.append(v_offset >> 7)
         else:
             out += _rt_enc_uint64(v_offset)
     v_epoch = m.epoch
@@ -21613,6 +27831,9 @@ def _enc_MapRemoveResult(m: MapRemoveResult) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -21627,20 +27848,28 @@ def _enc_MapRemoveResult(m: MapRemoveResult) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapRemoveResult: dict[str, Any] = {
+    "offset": 0,
+    "epoch": "",
+    "suppressed": False,
+    "suppress_reason": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapRemoveResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_offset: int = 0
-    f_epoch: str = ""
-    f_suppressed: bool = False
-    f_suppress_reason: str = ""
+    d = _zero_MapRemoveResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -21652,40 +27881,67 @@ def _dec_MapRemoveResult(cls: type[_M], data: bytes, pos: int, end: int, depth: 
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_offset = v
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["offset"] = v
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_epoch = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["epoch"] = data[pos:e].decode()
             pos = e
         elif tag == 24:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_suppressed = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["suppressed"] = v != 0
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_suppress_reason = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["suppress_reason"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "offset": f_offset,
-        "epoch": f_epoch,
-        "suppressed": f_suppressed,
-        "suppress_reason": f_suppress_reason,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapReadStateRequest(m: MapReadStateRequest) -> bytearray:
-    out = bytearray()
+def _enc_MapReadStateRequest(m: MapReadStateRequest, out: bytearray) -> None:
     v_channel = m.channel
     if v_channel:
         b = v_channel.encode()
@@ -21693,6 +27949,9 @@ def _enc_MapReadStateRequest(m: MapReadStateRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -21703,6 +27962,9 @@ def _enc_MapReadStateRequest(m: MapReadStateRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -21711,6 +27973,9 @@ def _enc_MapReadStateRequest(m: MapReadStateRequest) -> bytearray:
         out += b"\x18"
         if 0 <= v_limit < 128:
             out.append(v_limit)
+        elif 0 <= v_limit < 16384:
+            out.append(v_limit & 0x7F | 0x80)
+            out.append(v_limit >> 7)
         else:
             out += _rt_enc_int32(v_limit)
     v_key = m.key
@@ -21720,6 +27985,9 @@ def _enc_MapReadStateRequest(m: MapReadStateRequest) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -21732,6 +28000,9 @@ def _enc_MapReadStateRequest(m: MapReadStateRequest) -> bytearray:
         out += b"0"
         if 0 <= v_revision_offset < 128:
             out.append(v_revision_offset)
+        elif 0 <= v_revision_offset < 16384:
+            out.append(v_revision_offset & 0x7F | 0x80)
+            out.append(v_revision_offset >> 7)
         else:
             out += _rt_enc_uint64(v_revision_offset)
     v_revision_epoch = m.revision_epoch
@@ -21741,23 +28012,31 @@ def _enc_MapReadStateRequest(m: MapReadStateRequest) -> bytearray:
         out += b":"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapReadStateRequest: dict[str, Any] = {
+    "channel": "",
+    "cursor": "",
+    "limit": 0,
+    "key": "",
+    "asc": False,
+    "revision_offset": 0,
+    "revision_epoch": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapReadStateRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_channel: str = ""
-    f_cursor: str = ""
-    f_limit: int = 0
-    f_key: str = ""
-    f_asc: bool = False
-    f_revision_offset: int = 0
-    f_revision_epoch: str = ""
+    d = _zero_MapReadStateRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -21766,96 +28045,152 @@ def _dec_MapReadStateRequest(cls: type[_M], data: bytes, pos: int, end: int, dep
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_channel = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["channel"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_cursor = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["cursor"] = data[pos:e].decode()
             pos = e
         elif tag == 24:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int32(v)
-            f_limit = v
+            d["limit"] = v
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_key = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["key"] = data[pos:e].decode()
             pos = e
         elif tag == 40:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_asc = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["asc"] = v != 0
         elif tag == 48:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_revision_offset = v
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["revision_offset"] = v
         elif tag == 58:
-            s, e = _rt_read_length(data, pos, end)
-            f_revision_epoch = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["revision_epoch"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "channel": f_channel,
-        "cursor": f_cursor,
-        "limit": f_limit,
-        "key": f_key,
-        "asc": f_asc,
-        "revision_offset": f_revision_offset,
-        "revision_epoch": f_revision_epoch,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapReadStateResponse(m: MapReadStateResponse) -> bytearray:
-    out = bytearray()
+def _enc_MapReadStateResponse(m: MapReadStateResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not MapReadStateResult and not isinstance(
             v_result, MapReadStateResult
         ):
             raise _rt_wrong_type(MapReadStateResult, v_result)
-        sub = _enc_MapReadStateResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_MapReadStateResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapReadStateResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapReadStateResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: MapReadStateResult | None = None
+    d = _zero_MapReadStateResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -21864,53 +28199,77 @@ def _dec_MapReadStateResponse(cls: type[_M], data: bytes, pos: int, end: int, de
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_MapReadStateResult(MapReadStateResult, data, s, e, depth - 1)
+                d["result"] = _dec_MapReadStateResult(MapReadStateResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_MapReadStateResult(MapReadStateResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_MapReadStateResult(MapReadStateResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapReadStateResult(m: MapReadStateResult) -> bytearray:
-    out = bytearray()
+def _enc_MapReadStateResult(m: MapReadStateResult, out: bytearray) -> None:
     for x_entries in m.entries:
         if x_entries.__class__ is not MapEntry and not isinstance(x_entries, MapEntry):
             raise _rt_wrong_type(MapEntry, x_entries)
-        sub = _enc_MapEntry(x_entries)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_MapEntry(x_entries, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_offset = m.offset
     if v_offset:
         out += b"\x10"
         if 0 <= v_offset < 128:
             out.append(v_offset)
+        elif 0 <= v_offset < 16384:
+            out.append(v_offset & 0x7F | 0x80)
+            out.append(v_offset >> 7)
         else:
             out += _rt_enc_uint64(v_offset)
     v_epoch = m.epoch
@@ -21920,6 +28279,9 @@ def _enc_MapReadStateResult(m: MapReadStateResult) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -21930,20 +28292,30 @@ def _enc_MapReadStateResult(m: MapReadStateResult) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapReadStateResult: dict[str, Any] = {
+    "entries": None,  # replaced by a fresh container
+    "offset": 0,
+    "epoch": "",
+    "cursor": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapReadStateResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_MapReadStateResult.copy()
     f_entries: list[MapEntry] = []
-    f_offset: int = 0
-    f_epoch: str = ""
-    f_cursor: str = ""
+    d["entries"] = f_entries
     unknown = b""
     while pos < end:
         start = pos
@@ -21952,41 +28324,74 @@ def _dec_MapReadStateResult(cls: type[_M], data: bytes, pos: int, end: int, dept
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_entries.append(_dec_MapEntry(MapEntry, data, s, e, depth - 1))
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_entries.append(_dec_MapEntry(MapEntry, data, pos, e, depth - 1))
             pos = e
         elif tag == 16:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_offset = v
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["offset"] = v
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_epoch = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["epoch"] = data[pos:e].decode()
             pos = e
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_cursor = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["cursor"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "entries": f_entries,
-        "offset": f_offset,
-        "epoch": f_epoch,
-        "cursor": f_cursor,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapEntry(m: MapEntry) -> bytearray:
-    out = bytearray()
+def _enc_MapEntry(m: MapEntry, out: bytearray) -> None:
     v_key = m.key
     if v_key:
         b = v_key.encode()
@@ -21994,6 +28399,9 @@ def _enc_MapEntry(m: MapEntry) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -22003,38 +28411,52 @@ def _enc_MapEntry(m: MapEntry) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_data
-    for k_tags, x_tags in m.tags.items():
-        e = bytearray()
-        b = k_tags.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        b = x_tags.encode()
-        n = len(b)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        out += b"\x1a"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+    v_tags = m.tags
+    if v_tags:
+        for k_tags, x_tags in v_tags.items():
+            out += b"\x1a"
+            se = len(out)
+            b = k_tags.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            b = x_tags.encode()
+            n = len(b)
+            out += b"\x12"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     v_offset = m.offset
     if v_offset:
         out += b" "
         if 0 <= v_offset < 128:
             out.append(v_offset)
+        elif 0 <= v_offset < 16384:
+            out.append(v_offset & 0x7F | 0x80)
+            out.append(v_offset >> 7)
         else:
             out += _rt_enc_uint64(v_offset)
     v_score = m.score
@@ -22042,6 +28464,9 @@ def _enc_MapEntry(m: MapEntry) -> bytearray:
         out += b"("
         if 0 <= v_score < 128:
             out.append(v_score)
+        elif 0 <= v_score < 16384:
+            out.append(v_score & 0x7F | 0x80)
+            out.append(v_score >> 7)
         else:
             out += _rt_enc_int64(v_score)
     v_removed = m.removed
@@ -22053,22 +28478,32 @@ def _enc_MapEntry(m: MapEntry) -> bytearray:
         out += b"8"
         if 0 <= v_time < 128:
             out.append(v_time)
+        elif 0 <= v_time < 16384:
+            out.append(v_time & 0x7F | 0x80)
+            out.append(v_time >> 7)
         else:
             out += _rt_enc_int64(v_time)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapEntry: dict[str, Any] = {
+    "key": "",
+    "data": b"",
+    "tags": None,  # replaced by a fresh container
+    "offset": 0,
+    "score": 0,
+    "removed": False,
+    "time": 0,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapEntry(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_key: str = ""
-    f_data: bytes = b""
+    d = _zero_MapEntry.copy()
     f_tags: dict[str, str] = {}
-    f_offset: int = 0
-    f_score: int = 0
-    f_removed: bool = False
-    f_time: int = 0
+    d["tags"] = f_tags
     unknown = b""
     while pos < end:
         start = pos
@@ -22077,16 +28512,49 @@ def _dec_MapEntry(cls: type[_M], data: bytes, pos: int, end: int, depth: int) ->
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_key = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["key"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_data = data[s:e]
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["data"] = data[pos:e]
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            i_tags = _dec_entry_string_string(data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
             if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
                 unknown += data[start:e]
             else:
@@ -22096,49 +28564,61 @@ def _dec_MapEntry(cls: type[_M], data: bytes, pos: int, end: int, depth: int) ->
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_offset = v
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["offset"] = v
         elif tag == 40:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int64(v)
-            f_score = v
+            d["score"] = v
         elif tag == 48:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_removed = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["removed"] = v != 0
         elif tag == 56:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int64(v)
-            f_time = v
+            d["time"] = v
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "key": f_key,
-        "data": f_data,
-        "tags": f_tags,
-        "offset": f_offset,
-        "score": f_score,
-        "removed": f_removed,
-        "time": f_time,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapReadStreamRequest(m: MapReadStreamRequest) -> bytearray:
-    out = bytearray()
+def _enc_MapReadStreamRequest(m: MapReadStreamRequest, out: bytearray) -> None:
     v_channel = m.channel
     if v_channel:
         b = v_channel.encode()
@@ -22146,6 +28626,9 @@ def _enc_MapReadStreamRequest(m: MapReadStreamRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -22154,6 +28637,9 @@ def _enc_MapReadStreamRequest(m: MapReadStreamRequest) -> bytearray:
         out += b"\x10"
         if 0 <= v_since_offset < 128:
             out.append(v_since_offset)
+        elif 0 <= v_since_offset < 16384:
+            out.append(v_since_offset & 0x7F | 0x80)
+            out.append(v_since_offset >> 7)
         else:
             out += _rt_enc_uint64(v_since_offset)
     v_since_epoch = m.since_epoch
@@ -22163,6 +28649,9 @@ def _enc_MapReadStreamRequest(m: MapReadStreamRequest) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -22171,6 +28660,9 @@ def _enc_MapReadStreamRequest(m: MapReadStreamRequest) -> bytearray:
         out += b" "
         if 0 <= v_limit < 128:
             out.append(v_limit)
+        elif 0 <= v_limit < 16384:
+            out.append(v_limit & 0x7F | 0x80)
+            out.append(v_limit >> 7)
         else:
             out += _rt_enc_int32(v_limit)
     v_reverse = m.reverse
@@ -22180,15 +28672,20 @@ def _enc_MapReadStreamRequest(m: MapReadStreamRequest) -> bytearray:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapReadStreamRequest: dict[str, Any] = {
+    "channel": "",
+    "since_offset": 0,
+    "since_epoch": "",
+    "limit": 0,
+    "reverse": False,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapReadStreamRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_channel: str = ""
-    f_since_offset: int = 0
-    f_since_epoch: str = ""
-    f_limit: int = 0
-    f_reverse: bool = False
+    d = _zero_MapReadStreamRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -22197,86 +28694,122 @@ def _dec_MapReadStreamRequest(cls: type[_M], data: bytes, pos: int, end: int, de
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_channel = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["channel"] = data[pos:e].decode()
             pos = e
         elif tag == 16:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_since_offset = v
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["since_offset"] = v
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_since_epoch = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["since_epoch"] = data[pos:e].decode()
             pos = e
         elif tag == 32:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int32(v)
-            f_limit = v
+            d["limit"] = v
         elif tag == 40:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_reverse = v != 0
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["reverse"] = v != 0
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "channel": f_channel,
-        "since_offset": f_since_offset,
-        "since_epoch": f_since_epoch,
-        "limit": f_limit,
-        "reverse": f_reverse,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapReadStreamResponse(m: MapReadStreamResponse) -> bytearray:
-    out = bytearray()
+def _enc_MapReadStreamResponse(m: MapReadStreamResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not MapReadStreamResult and not isinstance(
             v_result, MapReadStreamResult
         ):
             raise _rt_wrong_type(MapReadStreamResult, v_result)
-        sub = _enc_MapReadStreamResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_MapReadStreamResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapReadStreamResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapReadStreamResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: MapReadStreamResult | None = None
+    d = _zero_MapReadStreamResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -22285,53 +28818,77 @@ def _dec_MapReadStreamResponse(cls: type[_M], data: bytes, pos: int, end: int, d
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_MapReadStreamResult(MapReadStreamResult, data, s, e, depth - 1)
+                d["result"] = _dec_MapReadStreamResult(MapReadStreamResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_MapReadStreamResult(MapReadStreamResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_MapReadStreamResult(MapReadStreamResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapReadStreamResult(m: MapReadStreamResult) -> bytearray:
-    out = bytearray()
+def _enc_MapReadStreamResult(m: MapReadStreamResult, out: bytearray) -> None:
     for x_entries in m.entries:
         if x_entries.__class__ is not MapEntry and not isinstance(x_entries, MapEntry):
             raise _rt_wrong_type(MapEntry, x_entries)
-        sub = _enc_MapEntry(x_entries)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_MapEntry(x_entries, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_offset = m.offset
     if v_offset:
         out += b"\x10"
         if 0 <= v_offset < 128:
             out.append(v_offset)
+        elif 0 <= v_offset < 16384:
+            out.append(v_offset & 0x7F | 0x80)
+            out.append(v_offset >> 7)
         else:
             out += _rt_enc_uint64(v_offset)
     v_epoch = m.epoch
@@ -22341,19 +28898,29 @@ def _enc_MapReadStreamResult(m: MapReadStreamResult) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapReadStreamResult: dict[str, Any] = {
+    "entries": None,  # replaced by a fresh container
+    "offset": 0,
+    "epoch": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapReadStreamResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_MapReadStreamResult.copy()
     f_entries: list[MapEntry] = []
-    f_offset: int = 0
-    f_epoch: str = ""
+    d["entries"] = f_entries
     unknown = b""
     while pos < end:
         start = pos
@@ -22362,36 +28929,59 @@ def _dec_MapReadStreamResult(cls: type[_M], data: bytes, pos: int, end: int, dep
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_entries.append(_dec_MapEntry(MapEntry, data, s, e, depth - 1))
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_entries.append(_dec_MapEntry(MapEntry, data, pos, e, depth - 1))
             pos = e
         elif tag == 16:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_offset = v
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["offset"] = v
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_epoch = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["epoch"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "entries": f_entries,
-        "offset": f_offset,
-        "epoch": f_epoch,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapStatsRequest(m: MapStatsRequest) -> bytearray:
-    out = bytearray()
+def _enc_MapStatsRequest(m: MapStatsRequest, out: bytearray) -> None:
     v_channel = m.channel
     if v_channel:
         b = v_channel.encode()
@@ -22399,17 +28989,25 @@ def _enc_MapStatsRequest(m: MapStatsRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapStatsRequest: dict[str, Any] = {
+    "channel": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapStatsRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_channel: str = ""
+    d = _zero_MapStatsRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -22418,57 +29016,71 @@ def _dec_MapStatsRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: 
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_channel = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["channel"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "channel": f_channel,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapStatsResponse(m: MapStatsResponse) -> bytearray:
-    out = bytearray()
+def _enc_MapStatsResponse(m: MapStatsResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not MapStatsResult and not isinstance(v_result, MapStatsResult):
             raise _rt_wrong_type(MapStatsResult, v_result)
-        sub = _enc_MapStatsResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_MapStatsResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapStatsResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapStatsResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: MapStatsResult | None = None
+    d = _zero_MapStatsResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -22477,52 +29089,81 @@ def _dec_MapStatsResponse(cls: type[_M], data: bytes, pos: int, end: int, depth:
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_MapStatsResult(MapStatsResult, data, s, e, depth - 1)
+                d["result"] = _dec_MapStatsResult(MapStatsResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_MapStatsResult(MapStatsResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_MapStatsResult(MapStatsResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapStatsResult(m: MapStatsResult) -> bytearray:
-    out = bytearray()
+def _enc_MapStatsResult(m: MapStatsResult, out: bytearray) -> None:
     v_num_keys = m.num_keys
     if v_num_keys:
         out += b"\x08"
         if 0 <= v_num_keys < 128:
             out.append(v_num_keys)
+        elif 0 <= v_num_keys < 16384:
+            out.append(v_num_keys & 0x7F | 0x80)
+            out.append(v_num_keys >> 7)
         else:
             out += _rt_enc_int32(v_num_keys)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapStatsResult: dict[str, Any] = {
+    "num_keys": 0,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapStatsResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_num_keys: int = 0
+    d = _zero_MapStatsResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -22534,24 +29175,27 @@ def _dec_MapStatsResult(cls: type[_M], data: bytes, pos: int, end: int, depth: i
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
                 v = _rt_int32(v)
-            f_num_keys = v
+            d["num_keys"] = v
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "num_keys": f_num_keys,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapClearRequest(m: MapClearRequest) -> bytearray:
-    out = bytearray()
+def _enc_MapClearRequest(m: MapClearRequest, out: bytearray) -> None:
     v_channel = m.channel
     if v_channel:
         b = v_channel.encode()
@@ -22559,17 +29203,25 @@ def _enc_MapClearRequest(m: MapClearRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapClearRequest: dict[str, Any] = {
+    "channel": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapClearRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_channel: str = ""
+    d = _zero_MapClearRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -22578,57 +29230,71 @@ def _dec_MapClearRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: 
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_channel = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["channel"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "channel": f_channel,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapClearResponse(m: MapClearResponse) -> bytearray:
-    out = bytearray()
+def _enc_MapClearResponse(m: MapClearResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not MapClearResult and not isinstance(v_result, MapClearResult):
             raise _rt_wrong_type(MapClearResult, v_result)
-        sub = _enc_MapClearResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_MapClearResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapClearResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapClearResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_error: Error | None = None
-    f_result: MapClearResult | None = None
+    d = _zero_MapClearResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -22637,44 +29303,70 @@ def _dec_MapClearResponse(cls: type[_M], data: bytes, pos: int, end: int, depth:
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_MapClearResult(MapClearResult, data, s, e, depth - 1)
+                d["result"] = _dec_MapClearResult(MapClearResult, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_MapClearResult(MapClearResult, b, 0, len(b), depth - 1)
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_MapClearResult(MapClearResult, b, 0, len(b), depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapClearResult(m: MapClearResult) -> bytearray:
-    out = bytearray()
+def _enc_MapClearResult(m: MapClearResult, out: bytearray) -> None:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapClearResult: dict[str, Any] = {
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapClearResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_MapClearResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -22686,15 +29378,14 @@ def _dec_MapClearResult(cls: type[_M], data: bytes, pos: int, end: int, depth: i
         unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_SharedPollPublishRequest(m: SharedPollPublishRequest) -> bytearray:
-    out = bytearray()
+def _enc_SharedPollPublishRequest(m: SharedPollPublishRequest, out: bytearray) -> None:
     v_channel = m.channel
     if v_channel:
         b = v_channel.encode()
@@ -22702,6 +29393,9 @@ def _enc_SharedPollPublishRequest(m: SharedPollPublishRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -22712,6 +29406,9 @@ def _enc_SharedPollPublishRequest(m: SharedPollPublishRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -22721,6 +29418,9 @@ def _enc_SharedPollPublishRequest(m: SharedPollPublishRequest) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_data
@@ -22731,6 +29431,9 @@ def _enc_SharedPollPublishRequest(m: SharedPollPublishRequest) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -22739,6 +29442,9 @@ def _enc_SharedPollPublishRequest(m: SharedPollPublishRequest) -> bytearray:
         out += b"("
         if 0 <= v_version < 128:
             out.append(v_version)
+        elif 0 <= v_version < 16384:
+            out.append(v_version & 0x7F | 0x80)
+            out.append(v_version >> 7)
         else:
             out += _rt_enc_uint64(v_version)
     v_epoch = m.epoch
@@ -22748,22 +29454,30 @@ def _enc_SharedPollPublishRequest(m: SharedPollPublishRequest) -> bytearray:
         out += b"2"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_SharedPollPublishRequest: dict[str, Any] = {
+    "channel": "",
+    "key": "",
+    "data": b"",
+    "b64data": "",
+    "version": 0,
+    "epoch": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_SharedPollPublishRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_channel: str = ""
-    f_key: str = ""
-    f_data: bytes = b""
-    f_b64data: str = ""
-    f_version: int = 0
-    f_epoch: str = ""
+    d = _zero_SharedPollPublishRequest.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -22772,88 +29486,146 @@ def _dec_SharedPollPublishRequest(cls: type[_M], data: bytes, pos: int, end: int
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_channel = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["channel"] = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_key = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["key"] = data[pos:e].decode()
             pos = e
         elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_data = data[s:e]
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["data"] = data[pos:e]
             pos = e
         elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_b64data = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["b64data"] = data[pos:e].decode()
             pos = e
         elif tag == 40:
             v = data[pos]
             pos += 1
             if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_version = v
+                b2 = data[pos]
+                if b2 < 0x80:
+                    v = (v & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    v, pos = _rt_read_varint(data, pos, v)
+            d["version"] = v
         elif tag == 50:
-            s, e = _rt_read_length(data, pos, end)
-            f_epoch = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            d["epoch"] = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "channel": f_channel,
-        "key": f_key,
-        "data": f_data,
-        "b64data": f_b64data,
-        "version": f_version,
-        "epoch": f_epoch,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_SharedPollPublishResponse(m: SharedPollPublishResponse) -> bytearray:
-    out = bytearray()
+def _enc_SharedPollPublishResponse(m: SharedPollPublishResponse, out: bytearray) -> None:
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not SharedPollPublishResult and not isinstance(
             v_result, SharedPollPublishResult
         ):
             raise _rt_wrong_type(SharedPollPublishResult, v_result)
-        sub = _enc_SharedPollPublishResult(v_result)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_SharedPollPublishResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_SharedPollPublishResponse: dict[str, Any] = {
+    "error": None,
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_SharedPollPublishResponse(
     cls: type[_M], data: bytes, pos: int, end: int, depth: int
 ) -> _M:
-    f_error: Error | None = None
-    f_result: SharedPollPublishResult | None = None
+    d = _zero_SharedPollPublishResponse.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -22862,22 +29634,46 @@ def _dec_SharedPollPublishResponse(
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_error = d["error"]
             if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
+                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
+                b = bytes(f_error) + data[pos:e]
+                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            f_result = d["result"]
             if f_result is None:
-                f_result = _dec_SharedPollPublishResult(
-                    SharedPollPublishResult, data, s, e, depth - 1
+                d["result"] = _dec_SharedPollPublishResult(
+                    SharedPollPublishResult, data, pos, e, depth - 1
                 )
             else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_SharedPollPublishResult(
+                b = bytes(f_result) + data[pos:e]
+                d["result"] = _dec_SharedPollPublishResult(
                     SharedPollPublishResult, b, 0, len(b), depth - 1
                 )
             pos = e
@@ -22886,24 +29682,26 @@ def _dec_SharedPollPublishResponse(
             unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "error": f_error,
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_SharedPollPublishResult(m: SharedPollPublishResult) -> bytearray:
-    out = bytearray()
+def _enc_SharedPollPublishResult(m: SharedPollPublishResult, out: bytearray) -> None:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_SharedPollPublishResult: dict[str, Any] = {
+    "_unknown_fields": b"",
+}
 
 
 def _dec_SharedPollPublishResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_SharedPollPublishResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -22915,10 +29713,10 @@ def _dec_SharedPollPublishResult(cls: type[_M], data: bytes, pos: int, end: int,
         unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
@@ -22934,12 +29732,34 @@ def _dec_entry_string_ChannelContext(
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            k = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            k = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            x = _dec_ChannelContext(ChannelContext, data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            x = _dec_ChannelContext(ChannelContext, data, pos, e, depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
@@ -22963,12 +29783,34 @@ def _dec_entry_string_ChannelInfo(
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            k = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            k = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            x = _dec_ChannelInfo(ChannelInfo, data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            x = _dec_ChannelInfo(ChannelInfo, data, pos, e, depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
@@ -22992,12 +29834,34 @@ def _dec_entry_string_ClientInfo(
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            k = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            k = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            x = _dec_ClientInfo(ClientInfo, data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            x = _dec_ClientInfo(ClientInfo, data, pos, e, depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
@@ -23021,12 +29885,34 @@ def _dec_entry_string_ConnectionInfo(
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            k = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            k = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            x = _dec_ConnectionInfo(ConnectionInfo, data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            x = _dec_ConnectionInfo(ConnectionInfo, data, pos, e, depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
@@ -23050,12 +29936,34 @@ def _dec_entry_string_PushLocalization(
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            k = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            k = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            x = _dec_PushLocalization(PushLocalization, data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            x = _dec_PushLocalization(PushLocalization, data, pos, e, depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
@@ -23079,12 +29987,34 @@ def _dec_entry_string_SubscriptionTokenInfo(
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            k = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            k = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            x = _dec_SubscriptionTokenInfo(SubscriptionTokenInfo, data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            x = _dec_SubscriptionTokenInfo(SubscriptionTokenInfo, data, pos, e, depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
@@ -23108,8 +30038,19 @@ def _dec_entry_string_double(
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            k = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            k = data[pos:e].decode()
             pos = e
         elif tag == 17:
             if pos + 8 > end:
@@ -23136,12 +30077,34 @@ def _dec_entry_string_string(data: bytes, pos: int, end: int, depth: int) -> tup
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            k = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            k = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            x = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            x = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
