@@ -28,14 +28,15 @@ PLAIN_PACKAGE = "plain_betterproto2"
 UPB_DIR = "upb"
 
 
-def build(tmp: Path) -> None:
-    """Generate the plain betterproto2 package and the upb modules under ``tmp``."""
-    subprocess.run(
-        [sys.executable, "-m", "codegen", "--plain", "--out", str(tmp / PLAIN_PACKAGE)],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
+def build(tmp: Path, plain: bool = True) -> None:
+    """Generate the upb modules (and, if ``plain``, the plain betterproto2 package) in ``tmp``."""
+    if plain:
+        subprocess.run(
+            [sys.executable, "-m", "codegen", "--plain", "--out", str(tmp / PLAIN_PACKAGE)],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
     upb = tmp / UPB_DIR
     upb.mkdir(exist_ok=True)
     args = [
