@@ -198,6 +198,27 @@ def varint(value: int) -> bytes:
         return SMALL[value]
     if value < 0x4000:
         return bytes((value & 0x7F | 0x80, value >> 7))
+    if value < 0x8_0000_0000:  # 3 to 5 bytes (unix timestamps take 5), unrolled
+        if value < 0x20_0000:
+            return bytes((value & 0x7F | 0x80, (value >> 7) & 0x7F | 0x80, value >> 14))
+        if value < 0x1000_0000:
+            return bytes(
+                (
+                    value & 0x7F | 0x80,
+                    (value >> 7) & 0x7F | 0x80,
+                    (value >> 14) & 0x7F | 0x80,
+                    value >> 21,
+                )
+            )
+        return bytes(
+            (
+                value & 0x7F | 0x80,
+                (value >> 7) & 0x7F | 0x80,
+                (value >> 14) & 0x7F | 0x80,
+                (value >> 21) & 0x7F | 0x80,
+                value >> 28,
+            )
+        )
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
