@@ -7,6 +7,7 @@ values by parsing these messages' bytes (see :mod:`bench.impls`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import betterproto2
 
@@ -115,13 +116,75 @@ def batch_request() -> api.BatchRequest:
     return api.BatchRequest(commands=commands, parallel=True)
 
 
-#: label -> (module, builder), in the order the report prints them. The message class has the
-#: same name in every implementation's ``proxy`` or ``api`` module.
-MESSAGES: dict[str, tuple[str, Callable[[], betterproto2.Message]]] = {
-    "ConnectRequest": ("proxy", connect_request),
-    "ConnectResponse": ("proxy", connect_response),
-    "PublishRequest": ("proxy", publish_request),
-    "SubscribeResponse": ("proxy", subscribe_response),
-    "api HistoryResult(100)": ("api", history_result),
-    "api BatchRequest(9)": ("api", batch_request),
+# Readers touch every field a handler would use, with attribute access only, so that the
+# same function reads the message of every implementation. upb decodes lazily (Python objects
+# for fields are made on first access), so "decode + read" is the fair end-to-end comparison.
+
+
+def read_connect_request(m: Any) -> object:
+    return (
+        m.client,
+        m.transport,
+        m.protocol,
+        m.encoding,
+        m.data,
+        m.b64data,
+        m.name,
+        m.version,
+        list(m.channels),
+    )
+
+
+def read_connect_response(m: Any) -> object:
+    r = m.result
+    subs = {k: (v.info, v.expire_at) for k, v in r.subs.items()}
+    return r.user, r.expire_at, r.info, r.data, list(r.channels), subs
+
+
+def read_publish_request(m: Any) -> object:
+    return (
+        m.client,
+        m.transport,
+        m.protocol,
+        m.encoding,
+        m.user,
+        m.channel,
+        m.data,
+        m.b64data,
+        m.meta,
+        dict(m.labels),
+    )
+
+
+def read_subscribe_response(m: Any) -> object:
+    r = m.result
+    o = r.override
+    return r.expire_at, r.info, r.data, o.presence.value, o.join_leave.value
+
+
+def read_history_result(m: Any) -> object:
+    pubs = [
+        (p.data, p.info.user, p.info.client, p.info.conn_info, p.offset) for p in m.publications
+    ]
+    return pubs, m.epoch, m.offset
+
+
+def read_batch_request(m: Any) -> object:
+    commands = list(m.commands)
+    publishes = [
+        (c.publish.channel, c.publish.data, c.publish.idempotency_key) for c in commands[:8]
+    ]
+    broadcast = commands[8].broadcast
+    return publishes, list(broadcast.channels), broadcast.data, m.parallel
+
+
+#: label -> (module, builder, reader), in the order the report prints them. The message class
+#: has the same name in every implementation's ``proxy`` or ``api`` module.
+MESSAGES: dict[str, tuple[str, Callable[[], betterproto2.Message], Callable[[Any], object]]] = {
+    "ConnectRequest": ("proxy", connect_request, read_connect_request),
+    "ConnectResponse": ("proxy", connect_response, read_connect_response),
+    "PublishRequest": ("proxy", publish_request, read_publish_request),
+    "SubscribeResponse": ("proxy", subscribe_response, read_subscribe_response),
+    "api HistoryResult(100)": ("api", history_result, read_history_result),
+    "api BatchRequest(9)": ("api", batch_request, read_batch_request),
 }
