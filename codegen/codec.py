@@ -391,67 +391,13 @@ class CodecEmitter:
                 w(1, f"{var}: list[{py_type(field.type, self.schema)}] = []")
                 w(1, f'd["{field.py_name}"] = {var}')
         w(1, 'unknown = b""')
-        w(1, "while pos < end:")
-        w(2, "start = pos")
-        w(2, "tag = data[pos]")
-        w(2, "pos += 1")
-        w(2, "if tag >= 0x80:")
-        w(3, "tag, pos = _rt_read_tag(data, pos, tag)")
-        keyword = "if"
-        for field in message.fields:
-            var = f"f_{field.py_name}"
-            slot = f'd["{field.py_name}"]'
-            t = field.type
-            if field.map_key is not None:
-                entry = self._entry_name(field.map_key, t)
-                w(2, f"{keyword} tag == {field.tag()}:")
-                self._read_length(3, "end")
-                item = f"i_{field.py_name}"
-                w(3, f"{item} = {entry}(data, pos, e, depth - 1)")
-                w(3, f"if {item} is None:  # an entry with unknown fields stays unknown, as in upb")
-                w(4, "unknown += data[start:e]")
-                w(3, "else:")
-                w(4, f"{var}[{item}[0]] = {item}[1]")
-                w(3, "pos = e")
-            elif t.kind == "message":
-                w(2, f"{keyword} tag == {field.tag()}:")
-                self._read_length(3, "end")
-                call = self._message_call(t, "pos", "e")
-                if field.repeated:
-                    w(3, f"{var}.append({call})")
-                else:
-                    w(3, f"{var} = {slot}")
-                    w(3, f"if {var} is None:")
-                    w(4, f"{slot} = {call}")
-                    w(3, "else:  # a repeated occurrence merges into the first")
-                    w(4, f"b = bytes({var}) + data[pos:e]")
-                    merge = self._message_call(t, "0", "len(b)", buf="b")
-                    w(4, f"{slot} = {merge}")
-                w(3, "pos = e")
-            elif field.repeated and t.packable:
-                w(2, f"{keyword} tag == {field.tag()}:")
-                self._read_length(3, "end")
-                w(3, "p = e")
-                w(3, "while pos < p:")
-                self._decode_scalar(4, t, f"{var}.append(", "p")
-                w(3, "if pos != p:")
-                w(4, 'raise _rt_DecodeError("packed field overruns its length")')
-                w(2, f"elif tag == {field.tag(t.wire_type)}:")
-                self._decode_scalar(3, t, f"{var}.append(", "end")
-            elif field.repeated:
-                w(2, f"{keyword} tag == {field.tag()}:")
-                self._decode_scalar(3, t, f"{var}.append(", "end")
-            else:
-                w(2, f"{keyword} tag == {field.tag()}:")
-                self._decode_scalar(3, t, f"{slot} = ", "end")
-            keyword = "elif"
-        if message.fields:
-            w(2, "else:")
-            w(3, "pos = _rt_skip_field(data, pos, end, tag)")
-            w(3, "unknown += data[start:pos]")
-        else:
+        if not message.fields:
+            w(1, "while pos < end:")
+            self._read_key(2)
             w(2, "pos = _rt_skip_field(data, pos, end, tag)")
             w(2, "unknown += data[start:pos]")
+        else:
+            self._dispatch(message)
         w(1, "if pos != end:")
         w(2, 'raise _rt_DecodeError("last field runs past the end of its message")')
         w(1, "if unknown:")
@@ -459,6 +405,105 @@ class CodecEmitter:
         w(1, "obj = _new(cls)")
         w(1, "obj.__dict__ = d")
         w(1, "return obj")
+
+    def _read_key(self, indent: int) -> None:
+        """Read the field key at ``pos`` into ``tag``; ``start`` keeps where it began."""
+        w = self.out
+        w(indent, "start = pos")
+        w(indent, "tag = data[pos]")
+        w(indent, "pos += 1")
+        w(indent, "if tag >= 0x80:")
+        w(indent + 1, "tag, pos = _rt_read_tag(data, pos, tag)")
+
+    def _dispatch(self, message: Message) -> None:
+        """The key loop, in "expected next field" form.
+
+        Encoders write fields in number order, so the decoder tests the keys in that order, one
+        ``if`` after the other, and each field, once decoded, reads the next key and falls
+        through to the test of the next field: a field in order costs one comparison, not a
+        walk down an ``elif`` chain. Repeated fields loop on their own key. A key that no test
+        took is either a known field out of order (the loop starts over from the first test)
+        or unknown (kept as is). The end of the message leaves the loop at once.
+        """
+        w = self.out
+        blocks: list[tuple[int, Field, bool, bool]] = []  # key, field, loops, packed
+        for field in message.fields:
+            t = field.type
+            repeated = field.repeated or field.map_key is not None
+            blocks.append((field.tag(), field, repeated, field.repeated and t.packable))
+            if field.repeated and t.packable:
+                blocks.append((field.tag(t.wire_type), field, True, False))
+        w(1, "if pos < end:")
+        self._read_key(2)
+        w(2, "while True:")
+        for key, field, loops, packed in blocks:
+            w(3, f"if tag == {key}:")
+            if loops:
+                w(4, "while True:")
+                self._field_body(5, field, packed)
+                w(5, "if pos >= end:")
+                w(6, "tag = -1")
+                w(6, "break")
+                self._read_key(5)
+                w(5, f"if tag != {key}:")
+                w(6, "break")
+                w(4, "if tag < 0:")
+                w(5, "break")
+            else:
+                self._field_body(4, field, packed)
+                w(4, "if pos >= end:")
+                w(5, "break")
+                self._read_key(4)
+        known = ", ".join(str(key) for key, _, _, _ in blocks)
+        w(3, f"if tag in {{{known}}}:")
+        w(4, "continue  # a known field out of number order: test again from the first")
+        w(3, "pos = _rt_skip_field(data, pos, end, tag)")
+        w(3, "unknown += data[start:pos]")
+        w(3, "if pos >= end:")
+        w(4, "break")
+        self._read_key(3)
+
+    def _field_body(self, indent: int, field: Field, packed: bool) -> None:
+        """Decode one occurrence of ``field`` at ``pos`` (its key already read)."""
+        w = self.out
+        var = f"f_{field.py_name}"
+        slot = f'd["{field.py_name}"]'
+        t = field.type
+        if field.map_key is not None:
+            entry = self._entry_name(field.map_key, t)
+            self._read_length(indent, "end")
+            item = f"i_{field.py_name}"
+            w(indent, f"{item} = {entry}(data, pos, e, depth - 1)")
+            w(indent, f"if {item} is None:  # an entry with unknown fields stays unknown, as in upb")
+            w(indent + 1, "unknown += data[start:e]")
+            w(indent, "else:")
+            w(indent + 1, f"{var}[{item}[0]] = {item}[1]")
+            w(indent, "pos = e")
+        elif t.kind == "message":
+            self._read_length(indent, "end")
+            call = self._message_call(t, "pos", "e")
+            if field.repeated:
+                w(indent, f"{var}.append({call})")
+            else:
+                w(indent, f"{var} = {slot}")
+                w(indent, f"if {var} is None:")
+                w(indent + 1, f"{slot} = {call}")
+                w(indent, "else:  # a repeated occurrence merges into the first")
+                w(indent + 1, f"b = bytes({var}) + data[pos:e]")
+                merge = self._message_call(t, "0", "len(b)", buf="b")
+                w(indent + 1, f"{slot} = {merge}")
+            w(indent, "pos = e")
+        elif packed:
+            self._read_length(indent, "end")
+            w(indent, "p = e")
+            w(indent, "while pos < p:")
+            self._decode_scalar(indent + 1, t, f"{var}.append(", "p")
+            w(indent, "if pos != p:")
+            w(indent + 1, 'raise _rt_DecodeError("packed field overruns its length")')
+        elif field.repeated:
+            self._decode_scalar(indent, t, f"{var}.append(", "end")
+        else:
+            self._decode_scalar(indent, t, f"{slot} = ", "end")
 
     def _entry_name(self, key: Type, value: Type) -> str:
         if (key, value) not in self.entries:

@@ -9301,895 +9301,1237 @@ _zero_Command: dict[str, Any] = {
 def _dec_Command(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_Command.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_publish = d["publish"]
-            if f_publish is None:
-                d["publish"] = _dec_PublishRequest(PublishRequest, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_publish) + data[pos:e]
-                d["publish"] = _dec_PublishRequest(PublishRequest, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_broadcast = d["broadcast"]
-            if f_broadcast is None:
-                d["broadcast"] = _dec_BroadcastRequest(BroadcastRequest, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_broadcast) + data[pos:e]
-                d["broadcast"] = _dec_BroadcastRequest(BroadcastRequest, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 50:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_subscribe = d["subscribe"]
-            if f_subscribe is None:
-                d["subscribe"] = _dec_SubscribeRequest(SubscribeRequest, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_subscribe) + data[pos:e]
-                d["subscribe"] = _dec_SubscribeRequest(SubscribeRequest, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 58:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_unsubscribe = d["unsubscribe"]
-            if f_unsubscribe is None:
-                d["unsubscribe"] = _dec_UnsubscribeRequest(
-                    UnsubscribeRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_unsubscribe) + data[pos:e]
-                d["unsubscribe"] = _dec_UnsubscribeRequest(
-                    UnsubscribeRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 66:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_disconnect = d["disconnect"]
-            if f_disconnect is None:
-                d["disconnect"] = _dec_DisconnectRequest(DisconnectRequest, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_disconnect) + data[pos:e]
-                d["disconnect"] = _dec_DisconnectRequest(DisconnectRequest, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 74:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_presence = d["presence"]
-            if f_presence is None:
-                d["presence"] = _dec_PresenceRequest(PresenceRequest, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_presence) + data[pos:e]
-                d["presence"] = _dec_PresenceRequest(PresenceRequest, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 82:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_presence_stats = d["presence_stats"]
-            if f_presence_stats is None:
-                d["presence_stats"] = _dec_PresenceStatsRequest(
-                    PresenceStatsRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_presence_stats) + data[pos:e]
-                d["presence_stats"] = _dec_PresenceStatsRequest(
-                    PresenceStatsRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 90:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_history = d["history"]
-            if f_history is None:
-                d["history"] = _dec_HistoryRequest(HistoryRequest, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_history) + data[pos:e]
-                d["history"] = _dec_HistoryRequest(HistoryRequest, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 98:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_history_remove = d["history_remove"]
-            if f_history_remove is None:
-                d["history_remove"] = _dec_HistoryRemoveRequest(
-                    HistoryRemoveRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_history_remove) + data[pos:e]
-                d["history_remove"] = _dec_HistoryRemoveRequest(
-                    HistoryRemoveRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 106:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_info = d["info"]
-            if f_info is None:
-                d["info"] = _dec_InfoRequest(InfoRequest, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_info) + data[pos:e]
-                d["info"] = _dec_InfoRequest(InfoRequest, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 114:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_rpc = d["rpc"]
-            if f_rpc is None:
-                d["rpc"] = _dec_RpcRequest(RpcRequest, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_rpc) + data[pos:e]
-                d["rpc"] = _dec_RpcRequest(RpcRequest, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 122:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_refresh = d["refresh"]
-            if f_refresh is None:
-                d["refresh"] = _dec_RefreshRequest(RefreshRequest, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_refresh) + data[pos:e]
-                d["refresh"] = _dec_RefreshRequest(RefreshRequest, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 130:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_channels = d["channels"]
-            if f_channels is None:
-                d["channels"] = _dec_ChannelsRequest(ChannelsRequest, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_channels) + data[pos:e]
-                d["channels"] = _dec_ChannelsRequest(ChannelsRequest, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 138:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_connections = d["connections"]
-            if f_connections is None:
-                d["connections"] = _dec_ConnectionsRequest(
-                    ConnectionsRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_connections) + data[pos:e]
-                d["connections"] = _dec_ConnectionsRequest(
-                    ConnectionsRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 146:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_update_user_status = d["update_user_status"]
-            if f_update_user_status is None:
-                d["update_user_status"] = _dec_UpdateUserStatusRequest(
-                    UpdateUserStatusRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_update_user_status) + data[pos:e]
-                d["update_user_status"] = _dec_UpdateUserStatusRequest(
-                    UpdateUserStatusRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 154:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_get_user_status = d["get_user_status"]
-            if f_get_user_status is None:
-                d["get_user_status"] = _dec_GetUserStatusRequest(
-                    GetUserStatusRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_get_user_status) + data[pos:e]
-                d["get_user_status"] = _dec_GetUserStatusRequest(
-                    GetUserStatusRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 162:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_delete_user_status = d["delete_user_status"]
-            if f_delete_user_status is None:
-                d["delete_user_status"] = _dec_DeleteUserStatusRequest(
-                    DeleteUserStatusRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_delete_user_status) + data[pos:e]
-                d["delete_user_status"] = _dec_DeleteUserStatusRequest(
-                    DeleteUserStatusRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 170:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_block_user = d["block_user"]
-            if f_block_user is None:
-                d["block_user"] = _dec_BlockUserRequest(BlockUserRequest, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_block_user) + data[pos:e]
-                d["block_user"] = _dec_BlockUserRequest(BlockUserRequest, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 178:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_unblock_user = d["unblock_user"]
-            if f_unblock_user is None:
-                d["unblock_user"] = _dec_UnblockUserRequest(
-                    UnblockUserRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_unblock_user) + data[pos:e]
-                d["unblock_user"] = _dec_UnblockUserRequest(
-                    UnblockUserRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 186:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_revoke_token = d["revoke_token"]
-            if f_revoke_token is None:
-                d["revoke_token"] = _dec_RevokeTokenRequest(
-                    RevokeTokenRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_revoke_token) + data[pos:e]
-                d["revoke_token"] = _dec_RevokeTokenRequest(
-                    RevokeTokenRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 194:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_invalidate_user_tokens = d["invalidate_user_tokens"]
-            if f_invalidate_user_tokens is None:
-                d["invalidate_user_tokens"] = _dec_InvalidateUserTokensRequest(
-                    InvalidateUserTokensRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_invalidate_user_tokens) + data[pos:e]
-                d["invalidate_user_tokens"] = _dec_InvalidateUserTokensRequest(
-                    InvalidateUserTokensRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 202:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_device_register = d["device_register"]
-            if f_device_register is None:
-                d["device_register"] = _dec_DeviceRegisterRequest(
-                    DeviceRegisterRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_device_register) + data[pos:e]
-                d["device_register"] = _dec_DeviceRegisterRequest(
-                    DeviceRegisterRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 210:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_device_update = d["device_update"]
-            if f_device_update is None:
-                d["device_update"] = _dec_DeviceUpdateRequest(
-                    DeviceUpdateRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_device_update) + data[pos:e]
-                d["device_update"] = _dec_DeviceUpdateRequest(
-                    DeviceUpdateRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 218:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_device_remove = d["device_remove"]
-            if f_device_remove is None:
-                d["device_remove"] = _dec_DeviceRemoveRequest(
-                    DeviceRemoveRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_device_remove) + data[pos:e]
-                d["device_remove"] = _dec_DeviceRemoveRequest(
-                    DeviceRemoveRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 226:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_device_list = d["device_list"]
-            if f_device_list is None:
-                d["device_list"] = _dec_DeviceListRequest(
-                    DeviceListRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_device_list) + data[pos:e]
-                d["device_list"] = _dec_DeviceListRequest(
-                    DeviceListRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 234:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_device_topic_list = d["device_topic_list"]
-            if f_device_topic_list is None:
-                d["device_topic_list"] = _dec_DeviceTopicListRequest(
-                    DeviceTopicListRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_device_topic_list) + data[pos:e]
-                d["device_topic_list"] = _dec_DeviceTopicListRequest(
-                    DeviceTopicListRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 242:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_device_topic_update = d["device_topic_update"]
-            if f_device_topic_update is None:
-                d["device_topic_update"] = _dec_DeviceTopicUpdateRequest(
-                    DeviceTopicUpdateRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_device_topic_update) + data[pos:e]
-                d["device_topic_update"] = _dec_DeviceTopicUpdateRequest(
-                    DeviceTopicUpdateRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 250:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_user_topic_list = d["user_topic_list"]
-            if f_user_topic_list is None:
-                d["user_topic_list"] = _dec_UserTopicListRequest(
-                    UserTopicListRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_user_topic_list) + data[pos:e]
-                d["user_topic_list"] = _dec_UserTopicListRequest(
-                    UserTopicListRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 258:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_user_topic_update = d["user_topic_update"]
-            if f_user_topic_update is None:
-                d["user_topic_update"] = _dec_UserTopicUpdateRequest(
-                    UserTopicUpdateRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_user_topic_update) + data[pos:e]
-                d["user_topic_update"] = _dec_UserTopicUpdateRequest(
-                    UserTopicUpdateRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 266:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_send_push_notification = d["send_push_notification"]
-            if f_send_push_notification is None:
-                d["send_push_notification"] = _dec_SendPushNotificationRequest(
-                    SendPushNotificationRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_send_push_notification) + data[pos:e]
-                d["send_push_notification"] = _dec_SendPushNotificationRequest(
-                    SendPushNotificationRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 274:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_update_push_status = d["update_push_status"]
-            if f_update_push_status is None:
-                d["update_push_status"] = _dec_UpdatePushStatusRequest(
-                    UpdatePushStatusRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_update_push_status) + data[pos:e]
-                d["update_push_status"] = _dec_UpdatePushStatusRequest(
-                    UpdatePushStatusRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 282:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_cancel_push = d["cancel_push"]
-            if f_cancel_push is None:
-                d["cancel_push"] = _dec_CancelPushRequest(
-                    CancelPushRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_cancel_push) + data[pos:e]
-                d["cancel_push"] = _dec_CancelPushRequest(
-                    CancelPushRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 290:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_map_publish = d["map_publish"]
-            if f_map_publish is None:
-                d["map_publish"] = _dec_MapPublishRequest(
-                    MapPublishRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_map_publish) + data[pos:e]
-                d["map_publish"] = _dec_MapPublishRequest(
-                    MapPublishRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 298:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_map_remove = d["map_remove"]
-            if f_map_remove is None:
-                d["map_remove"] = _dec_MapRemoveRequest(MapRemoveRequest, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_map_remove) + data[pos:e]
-                d["map_remove"] = _dec_MapRemoveRequest(MapRemoveRequest, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 306:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_map_read_state = d["map_read_state"]
-            if f_map_read_state is None:
-                d["map_read_state"] = _dec_MapReadStateRequest(
-                    MapReadStateRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_map_read_state) + data[pos:e]
-                d["map_read_state"] = _dec_MapReadStateRequest(
-                    MapReadStateRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 314:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_map_read_stream = d["map_read_stream"]
-            if f_map_read_stream is None:
-                d["map_read_stream"] = _dec_MapReadStreamRequest(
-                    MapReadStreamRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_map_read_stream) + data[pos:e]
-                d["map_read_stream"] = _dec_MapReadStreamRequest(
-                    MapReadStreamRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 322:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_map_stats = d["map_stats"]
-            if f_map_stats is None:
-                d["map_stats"] = _dec_MapStatsRequest(MapStatsRequest, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_map_stats) + data[pos:e]
-                d["map_stats"] = _dec_MapStatsRequest(MapStatsRequest, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 330:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_map_clear = d["map_clear"]
-            if f_map_clear is None:
-                d["map_clear"] = _dec_MapClearRequest(MapClearRequest, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_map_clear) + data[pos:e]
-                d["map_clear"] = _dec_MapClearRequest(MapClearRequest, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 338:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_shared_poll_publish = d["shared_poll_publish"]
-            if f_shared_poll_publish is None:
-                d["shared_poll_publish"] = _dec_SharedPollPublishRequest(
-                    SharedPollPublishRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_shared_poll_publish) + data[pos:e]
-                d["shared_poll_publish"] = _dec_SharedPollPublishRequest(
-                    SharedPollPublishRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        else:
+        while True:
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_publish = d["publish"]
+                if f_publish is None:
+                    d["publish"] = _dec_PublishRequest(PublishRequest, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_publish) + data[pos:e]
+                    d["publish"] = _dec_PublishRequest(PublishRequest, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_broadcast = d["broadcast"]
+                if f_broadcast is None:
+                    d["broadcast"] = _dec_BroadcastRequest(
+                        BroadcastRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_broadcast) + data[pos:e]
+                    d["broadcast"] = _dec_BroadcastRequest(
+                        BroadcastRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 50:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_subscribe = d["subscribe"]
+                if f_subscribe is None:
+                    d["subscribe"] = _dec_SubscribeRequest(
+                        SubscribeRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_subscribe) + data[pos:e]
+                    d["subscribe"] = _dec_SubscribeRequest(
+                        SubscribeRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 58:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_unsubscribe = d["unsubscribe"]
+                if f_unsubscribe is None:
+                    d["unsubscribe"] = _dec_UnsubscribeRequest(
+                        UnsubscribeRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_unsubscribe) + data[pos:e]
+                    d["unsubscribe"] = _dec_UnsubscribeRequest(
+                        UnsubscribeRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 66:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_disconnect = d["disconnect"]
+                if f_disconnect is None:
+                    d["disconnect"] = _dec_DisconnectRequest(
+                        DisconnectRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_disconnect) + data[pos:e]
+                    d["disconnect"] = _dec_DisconnectRequest(
+                        DisconnectRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 74:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_presence = d["presence"]
+                if f_presence is None:
+                    d["presence"] = _dec_PresenceRequest(PresenceRequest, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_presence) + data[pos:e]
+                    d["presence"] = _dec_PresenceRequest(PresenceRequest, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_presence_stats = d["presence_stats"]
+                if f_presence_stats is None:
+                    d["presence_stats"] = _dec_PresenceStatsRequest(
+                        PresenceStatsRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_presence_stats) + data[pos:e]
+                    d["presence_stats"] = _dec_PresenceStatsRequest(
+                        PresenceStatsRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 90:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_history = d["history"]
+                if f_history is None:
+                    d["history"] = _dec_HistoryRequest(HistoryRequest, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_history) + data[pos:e]
+                    d["history"] = _dec_HistoryRequest(HistoryRequest, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 98:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_history_remove = d["history_remove"]
+                if f_history_remove is None:
+                    d["history_remove"] = _dec_HistoryRemoveRequest(
+                        HistoryRemoveRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_history_remove) + data[pos:e]
+                    d["history_remove"] = _dec_HistoryRemoveRequest(
+                        HistoryRemoveRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 106:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_info = d["info"]
+                if f_info is None:
+                    d["info"] = _dec_InfoRequest(InfoRequest, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_info) + data[pos:e]
+                    d["info"] = _dec_InfoRequest(InfoRequest, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 114:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_rpc = d["rpc"]
+                if f_rpc is None:
+                    d["rpc"] = _dec_RpcRequest(RpcRequest, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_rpc) + data[pos:e]
+                    d["rpc"] = _dec_RpcRequest(RpcRequest, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 122:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_refresh = d["refresh"]
+                if f_refresh is None:
+                    d["refresh"] = _dec_RefreshRequest(RefreshRequest, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_refresh) + data[pos:e]
+                    d["refresh"] = _dec_RefreshRequest(RefreshRequest, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 130:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_channels = d["channels"]
+                if f_channels is None:
+                    d["channels"] = _dec_ChannelsRequest(ChannelsRequest, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_channels) + data[pos:e]
+                    d["channels"] = _dec_ChannelsRequest(ChannelsRequest, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 138:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_connections = d["connections"]
+                if f_connections is None:
+                    d["connections"] = _dec_ConnectionsRequest(
+                        ConnectionsRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_connections) + data[pos:e]
+                    d["connections"] = _dec_ConnectionsRequest(
+                        ConnectionsRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 146:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_update_user_status = d["update_user_status"]
+                if f_update_user_status is None:
+                    d["update_user_status"] = _dec_UpdateUserStatusRequest(
+                        UpdateUserStatusRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_update_user_status) + data[pos:e]
+                    d["update_user_status"] = _dec_UpdateUserStatusRequest(
+                        UpdateUserStatusRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 154:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_get_user_status = d["get_user_status"]
+                if f_get_user_status is None:
+                    d["get_user_status"] = _dec_GetUserStatusRequest(
+                        GetUserStatusRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_get_user_status) + data[pos:e]
+                    d["get_user_status"] = _dec_GetUserStatusRequest(
+                        GetUserStatusRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 162:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_delete_user_status = d["delete_user_status"]
+                if f_delete_user_status is None:
+                    d["delete_user_status"] = _dec_DeleteUserStatusRequest(
+                        DeleteUserStatusRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_delete_user_status) + data[pos:e]
+                    d["delete_user_status"] = _dec_DeleteUserStatusRequest(
+                        DeleteUserStatusRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 170:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_block_user = d["block_user"]
+                if f_block_user is None:
+                    d["block_user"] = _dec_BlockUserRequest(
+                        BlockUserRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_block_user) + data[pos:e]
+                    d["block_user"] = _dec_BlockUserRequest(
+                        BlockUserRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 178:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_unblock_user = d["unblock_user"]
+                if f_unblock_user is None:
+                    d["unblock_user"] = _dec_UnblockUserRequest(
+                        UnblockUserRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_unblock_user) + data[pos:e]
+                    d["unblock_user"] = _dec_UnblockUserRequest(
+                        UnblockUserRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 186:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_revoke_token = d["revoke_token"]
+                if f_revoke_token is None:
+                    d["revoke_token"] = _dec_RevokeTokenRequest(
+                        RevokeTokenRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_revoke_token) + data[pos:e]
+                    d["revoke_token"] = _dec_RevokeTokenRequest(
+                        RevokeTokenRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 194:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_invalidate_user_tokens = d["invalidate_user_tokens"]
+                if f_invalidate_user_tokens is None:
+                    d["invalidate_user_tokens"] = _dec_InvalidateUserTokensRequest(
+                        InvalidateUserTokensRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_invalidate_user_tokens) + data[pos:e]
+                    d["invalidate_user_tokens"] = _dec_InvalidateUserTokensRequest(
+                        InvalidateUserTokensRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 202:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_device_register = d["device_register"]
+                if f_device_register is None:
+                    d["device_register"] = _dec_DeviceRegisterRequest(
+                        DeviceRegisterRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_device_register) + data[pos:e]
+                    d["device_register"] = _dec_DeviceRegisterRequest(
+                        DeviceRegisterRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 210:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_device_update = d["device_update"]
+                if f_device_update is None:
+                    d["device_update"] = _dec_DeviceUpdateRequest(
+                        DeviceUpdateRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_device_update) + data[pos:e]
+                    d["device_update"] = _dec_DeviceUpdateRequest(
+                        DeviceUpdateRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 218:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_device_remove = d["device_remove"]
+                if f_device_remove is None:
+                    d["device_remove"] = _dec_DeviceRemoveRequest(
+                        DeviceRemoveRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_device_remove) + data[pos:e]
+                    d["device_remove"] = _dec_DeviceRemoveRequest(
+                        DeviceRemoveRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 226:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_device_list = d["device_list"]
+                if f_device_list is None:
+                    d["device_list"] = _dec_DeviceListRequest(
+                        DeviceListRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_device_list) + data[pos:e]
+                    d["device_list"] = _dec_DeviceListRequest(
+                        DeviceListRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 234:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_device_topic_list = d["device_topic_list"]
+                if f_device_topic_list is None:
+                    d["device_topic_list"] = _dec_DeviceTopicListRequest(
+                        DeviceTopicListRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_device_topic_list) + data[pos:e]
+                    d["device_topic_list"] = _dec_DeviceTopicListRequest(
+                        DeviceTopicListRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 242:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_device_topic_update = d["device_topic_update"]
+                if f_device_topic_update is None:
+                    d["device_topic_update"] = _dec_DeviceTopicUpdateRequest(
+                        DeviceTopicUpdateRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_device_topic_update) + data[pos:e]
+                    d["device_topic_update"] = _dec_DeviceTopicUpdateRequest(
+                        DeviceTopicUpdateRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 250:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_user_topic_list = d["user_topic_list"]
+                if f_user_topic_list is None:
+                    d["user_topic_list"] = _dec_UserTopicListRequest(
+                        UserTopicListRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_user_topic_list) + data[pos:e]
+                    d["user_topic_list"] = _dec_UserTopicListRequest(
+                        UserTopicListRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 258:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_user_topic_update = d["user_topic_update"]
+                if f_user_topic_update is None:
+                    d["user_topic_update"] = _dec_UserTopicUpdateRequest(
+                        UserTopicUpdateRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_user_topic_update) + data[pos:e]
+                    d["user_topic_update"] = _dec_UserTopicUpdateRequest(
+                        UserTopicUpdateRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 266:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_send_push_notification = d["send_push_notification"]
+                if f_send_push_notification is None:
+                    d["send_push_notification"] = _dec_SendPushNotificationRequest(
+                        SendPushNotificationRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_send_push_notification) + data[pos:e]
+                    d["send_push_notification"] = _dec_SendPushNotificationRequest(
+                        SendPushNotificationRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 274:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_update_push_status = d["update_push_status"]
+                if f_update_push_status is None:
+                    d["update_push_status"] = _dec_UpdatePushStatusRequest(
+                        UpdatePushStatusRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_update_push_status) + data[pos:e]
+                    d["update_push_status"] = _dec_UpdatePushStatusRequest(
+                        UpdatePushStatusRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 282:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_cancel_push = d["cancel_push"]
+                if f_cancel_push is None:
+                    d["cancel_push"] = _dec_CancelPushRequest(
+                        CancelPushRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_cancel_push) + data[pos:e]
+                    d["cancel_push"] = _dec_CancelPushRequest(
+                        CancelPushRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 290:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_map_publish = d["map_publish"]
+                if f_map_publish is None:
+                    d["map_publish"] = _dec_MapPublishRequest(
+                        MapPublishRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_map_publish) + data[pos:e]
+                    d["map_publish"] = _dec_MapPublishRequest(
+                        MapPublishRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 298:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_map_remove = d["map_remove"]
+                if f_map_remove is None:
+                    d["map_remove"] = _dec_MapRemoveRequest(
+                        MapRemoveRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_map_remove) + data[pos:e]
+                    d["map_remove"] = _dec_MapRemoveRequest(
+                        MapRemoveRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 306:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_map_read_state = d["map_read_state"]
+                if f_map_read_state is None:
+                    d["map_read_state"] = _dec_MapReadStateRequest(
+                        MapReadStateRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_map_read_state) + data[pos:e]
+                    d["map_read_state"] = _dec_MapReadStateRequest(
+                        MapReadStateRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 314:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_map_read_stream = d["map_read_stream"]
+                if f_map_read_stream is None:
+                    d["map_read_stream"] = _dec_MapReadStreamRequest(
+                        MapReadStreamRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_map_read_stream) + data[pos:e]
+                    d["map_read_stream"] = _dec_MapReadStreamRequest(
+                        MapReadStreamRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 322:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_map_stats = d["map_stats"]
+                if f_map_stats is None:
+                    d["map_stats"] = _dec_MapStatsRequest(MapStatsRequest, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_map_stats) + data[pos:e]
+                    d["map_stats"] = _dec_MapStatsRequest(MapStatsRequest, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 330:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_map_clear = d["map_clear"]
+                if f_map_clear is None:
+                    d["map_clear"] = _dec_MapClearRequest(MapClearRequest, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_map_clear) + data[pos:e]
+                    d["map_clear"] = _dec_MapClearRequest(MapClearRequest, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 338:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_shared_poll_publish = d["shared_poll_publish"]
+                if f_shared_poll_publish is None:
+                    d["shared_poll_publish"] = _dec_SharedPollPublishRequest(
+                        SharedPollPublishRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_shared_poll_publish) + data[pos:e]
+                    d["shared_poll_publish"] = _dec_SharedPollPublishRequest(
+                        SharedPollPublishRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {
+                34,
+                42,
+                50,
+                58,
+                66,
+                74,
+                82,
+                90,
+                98,
+                106,
+                114,
+                122,
+                130,
+                138,
+                146,
+                154,
+                162,
+                170,
+                178,
+                186,
+                194,
+                202,
+                210,
+                218,
+                226,
+                234,
+                242,
+                250,
+                258,
+                266,
+                274,
+                282,
+                290,
+                298,
+                306,
+                314,
+                322,
+                330,
+                338,
+            }:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -10238,42 +10580,65 @@ _zero_Error: dict[str, Any] = {
 def _dec_Error(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_Error.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = v & 0xFFFFFFFF
-            d["code"] = v
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["message"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = v & 0xFFFFFFFF
+                d["code"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["message"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -10885,903 +11250,1249 @@ _zero_Reply: dict[str, Any] = {
 def _dec_Reply(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_Reply.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_publish = d["publish"]
-            if f_publish is None:
-                d["publish"] = _dec_PublishResult(PublishResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_publish) + data[pos:e]
-                d["publish"] = _dec_PublishResult(PublishResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_broadcast = d["broadcast"]
-            if f_broadcast is None:
-                d["broadcast"] = _dec_BroadcastResult(BroadcastResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_broadcast) + data[pos:e]
-                d["broadcast"] = _dec_BroadcastResult(BroadcastResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 50:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_subscribe = d["subscribe"]
-            if f_subscribe is None:
-                d["subscribe"] = _dec_SubscribeResult(SubscribeResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_subscribe) + data[pos:e]
-                d["subscribe"] = _dec_SubscribeResult(SubscribeResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 58:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_unsubscribe = d["unsubscribe"]
-            if f_unsubscribe is None:
-                d["unsubscribe"] = _dec_UnsubscribeResult(
-                    UnsubscribeResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_unsubscribe) + data[pos:e]
-                d["unsubscribe"] = _dec_UnsubscribeResult(
-                    UnsubscribeResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 66:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_disconnect = d["disconnect"]
-            if f_disconnect is None:
-                d["disconnect"] = _dec_DisconnectResult(DisconnectResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_disconnect) + data[pos:e]
-                d["disconnect"] = _dec_DisconnectResult(DisconnectResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 74:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_presence = d["presence"]
-            if f_presence is None:
-                d["presence"] = _dec_PresenceResult(PresenceResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_presence) + data[pos:e]
-                d["presence"] = _dec_PresenceResult(PresenceResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 82:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_presence_stats = d["presence_stats"]
-            if f_presence_stats is None:
-                d["presence_stats"] = _dec_PresenceStatsResult(
-                    PresenceStatsResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_presence_stats) + data[pos:e]
-                d["presence_stats"] = _dec_PresenceStatsResult(
-                    PresenceStatsResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 90:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_history = d["history"]
-            if f_history is None:
-                d["history"] = _dec_HistoryResult(HistoryResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_history) + data[pos:e]
-                d["history"] = _dec_HistoryResult(HistoryResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 98:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_history_remove = d["history_remove"]
-            if f_history_remove is None:
-                d["history_remove"] = _dec_HistoryRemoveResult(
-                    HistoryRemoveResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_history_remove) + data[pos:e]
-                d["history_remove"] = _dec_HistoryRemoveResult(
-                    HistoryRemoveResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 106:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_info = d["info"]
-            if f_info is None:
-                d["info"] = _dec_InfoResult(InfoResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_info) + data[pos:e]
-                d["info"] = _dec_InfoResult(InfoResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 114:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_rpc = d["rpc"]
-            if f_rpc is None:
-                d["rpc"] = _dec_RpcResult(RpcResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_rpc) + data[pos:e]
-                d["rpc"] = _dec_RpcResult(RpcResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 122:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_refresh = d["refresh"]
-            if f_refresh is None:
-                d["refresh"] = _dec_RefreshResult(RefreshResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_refresh) + data[pos:e]
-                d["refresh"] = _dec_RefreshResult(RefreshResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 130:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_channels = d["channels"]
-            if f_channels is None:
-                d["channels"] = _dec_ChannelsResult(ChannelsResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_channels) + data[pos:e]
-                d["channels"] = _dec_ChannelsResult(ChannelsResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 138:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_connections = d["connections"]
-            if f_connections is None:
-                d["connections"] = _dec_ConnectionsResult(
-                    ConnectionsResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_connections) + data[pos:e]
-                d["connections"] = _dec_ConnectionsResult(
-                    ConnectionsResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 146:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_update_user_status = d["update_user_status"]
-            if f_update_user_status is None:
-                d["update_user_status"] = _dec_UpdateUserStatusResult(
-                    UpdateUserStatusResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_update_user_status) + data[pos:e]
-                d["update_user_status"] = _dec_UpdateUserStatusResult(
-                    UpdateUserStatusResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 154:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_get_user_status = d["get_user_status"]
-            if f_get_user_status is None:
-                d["get_user_status"] = _dec_GetUserStatusResult(
-                    GetUserStatusResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_get_user_status) + data[pos:e]
-                d["get_user_status"] = _dec_GetUserStatusResult(
-                    GetUserStatusResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 162:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_delete_user_status = d["delete_user_status"]
-            if f_delete_user_status is None:
-                d["delete_user_status"] = _dec_DeleteUserStatusResult(
-                    DeleteUserStatusResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_delete_user_status) + data[pos:e]
-                d["delete_user_status"] = _dec_DeleteUserStatusResult(
-                    DeleteUserStatusResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 170:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_block_user = d["block_user"]
-            if f_block_user is None:
-                d["block_user"] = _dec_BlockUserResult(BlockUserResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_block_user) + data[pos:e]
-                d["block_user"] = _dec_BlockUserResult(BlockUserResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 178:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_unblock_user = d["unblock_user"]
-            if f_unblock_user is None:
-                d["unblock_user"] = _dec_UnblockUserResult(
-                    UnblockUserResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_unblock_user) + data[pos:e]
-                d["unblock_user"] = _dec_UnblockUserResult(
-                    UnblockUserResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 186:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_revoke_token = d["revoke_token"]
-            if f_revoke_token is None:
-                d["revoke_token"] = _dec_RevokeTokenResult(
-                    RevokeTokenResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_revoke_token) + data[pos:e]
-                d["revoke_token"] = _dec_RevokeTokenResult(
-                    RevokeTokenResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 194:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_invalidate_user_tokens = d["invalidate_user_tokens"]
-            if f_invalidate_user_tokens is None:
-                d["invalidate_user_tokens"] = _dec_InvalidateUserTokensResult(
-                    InvalidateUserTokensResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_invalidate_user_tokens) + data[pos:e]
-                d["invalidate_user_tokens"] = _dec_InvalidateUserTokensResult(
-                    InvalidateUserTokensResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 202:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_device_register = d["device_register"]
-            if f_device_register is None:
-                d["device_register"] = _dec_DeviceRegisterResult(
-                    DeviceRegisterResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_device_register) + data[pos:e]
-                d["device_register"] = _dec_DeviceRegisterResult(
-                    DeviceRegisterResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 210:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_device_update = d["device_update"]
-            if f_device_update is None:
-                d["device_update"] = _dec_DeviceUpdateResult(
-                    DeviceUpdateResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_device_update) + data[pos:e]
-                d["device_update"] = _dec_DeviceUpdateResult(
-                    DeviceUpdateResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 218:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_device_remove = d["device_remove"]
-            if f_device_remove is None:
-                d["device_remove"] = _dec_DeviceRemoveResult(
-                    DeviceRemoveResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_device_remove) + data[pos:e]
-                d["device_remove"] = _dec_DeviceRemoveResult(
-                    DeviceRemoveResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 226:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_device_list = d["device_list"]
-            if f_device_list is None:
-                d["device_list"] = _dec_DeviceListResult(DeviceListResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_device_list) + data[pos:e]
-                d["device_list"] = _dec_DeviceListResult(DeviceListResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 234:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_device_topic_list = d["device_topic_list"]
-            if f_device_topic_list is None:
-                d["device_topic_list"] = _dec_DeviceTopicListResult(
-                    DeviceTopicListResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_device_topic_list) + data[pos:e]
-                d["device_topic_list"] = _dec_DeviceTopicListResult(
-                    DeviceTopicListResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 242:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_device_topic_update = d["device_topic_update"]
-            if f_device_topic_update is None:
-                d["device_topic_update"] = _dec_DeviceTopicUpdateResult(
-                    DeviceTopicUpdateResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_device_topic_update) + data[pos:e]
-                d["device_topic_update"] = _dec_DeviceTopicUpdateResult(
-                    DeviceTopicUpdateResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 250:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_user_topic_list = d["user_topic_list"]
-            if f_user_topic_list is None:
-                d["user_topic_list"] = _dec_UserTopicListResult(
-                    UserTopicListResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_user_topic_list) + data[pos:e]
-                d["user_topic_list"] = _dec_UserTopicListResult(
-                    UserTopicListResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 258:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_user_topic_update = d["user_topic_update"]
-            if f_user_topic_update is None:
-                d["user_topic_update"] = _dec_UserTopicUpdateResult(
-                    UserTopicUpdateResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_user_topic_update) + data[pos:e]
-                d["user_topic_update"] = _dec_UserTopicUpdateResult(
-                    UserTopicUpdateResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 266:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_send_push_notification = d["send_push_notification"]
-            if f_send_push_notification is None:
-                d["send_push_notification"] = _dec_SendPushNotificationResult(
-                    SendPushNotificationResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_send_push_notification) + data[pos:e]
-                d["send_push_notification"] = _dec_SendPushNotificationResult(
-                    SendPushNotificationResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 274:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_update_push_status = d["update_push_status"]
-            if f_update_push_status is None:
-                d["update_push_status"] = _dec_UpdatePushStatusResult(
-                    UpdatePushStatusResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_update_push_status) + data[pos:e]
-                d["update_push_status"] = _dec_UpdatePushStatusResult(
-                    UpdatePushStatusResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 282:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_cancel_push = d["cancel_push"]
-            if f_cancel_push is None:
-                d["cancel_push"] = _dec_CancelPushResult(CancelPushResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_cancel_push) + data[pos:e]
-                d["cancel_push"] = _dec_CancelPushResult(CancelPushResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 290:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_map_publish = d["map_publish"]
-            if f_map_publish is None:
-                d["map_publish"] = _dec_MapPublishResult(MapPublishResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_map_publish) + data[pos:e]
-                d["map_publish"] = _dec_MapPublishResult(MapPublishResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 298:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_map_remove = d["map_remove"]
-            if f_map_remove is None:
-                d["map_remove"] = _dec_MapRemoveResult(MapRemoveResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_map_remove) + data[pos:e]
-                d["map_remove"] = _dec_MapRemoveResult(MapRemoveResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 306:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_map_read_state = d["map_read_state"]
-            if f_map_read_state is None:
-                d["map_read_state"] = _dec_MapReadStateResult(
-                    MapReadStateResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_map_read_state) + data[pos:e]
-                d["map_read_state"] = _dec_MapReadStateResult(
-                    MapReadStateResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 314:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_map_read_stream = d["map_read_stream"]
-            if f_map_read_stream is None:
-                d["map_read_stream"] = _dec_MapReadStreamResult(
-                    MapReadStreamResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_map_read_stream) + data[pos:e]
-                d["map_read_stream"] = _dec_MapReadStreamResult(
-                    MapReadStreamResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 322:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_map_stats = d["map_stats"]
-            if f_map_stats is None:
-                d["map_stats"] = _dec_MapStatsResult(MapStatsResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_map_stats) + data[pos:e]
-                d["map_stats"] = _dec_MapStatsResult(MapStatsResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 330:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_map_clear = d["map_clear"]
-            if f_map_clear is None:
-                d["map_clear"] = _dec_MapClearResult(MapClearResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_map_clear) + data[pos:e]
-                d["map_clear"] = _dec_MapClearResult(MapClearResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 338:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_shared_poll_publish = d["shared_poll_publish"]
-            if f_shared_poll_publish is None:
-                d["shared_poll_publish"] = _dec_SharedPollPublishResult(
-                    SharedPollPublishResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_shared_poll_publish) + data[pos:e]
-                d["shared_poll_publish"] = _dec_SharedPollPublishResult(
-                    SharedPollPublishResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        else:
+        while True:
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_publish = d["publish"]
+                if f_publish is None:
+                    d["publish"] = _dec_PublishResult(PublishResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_publish) + data[pos:e]
+                    d["publish"] = _dec_PublishResult(PublishResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_broadcast = d["broadcast"]
+                if f_broadcast is None:
+                    d["broadcast"] = _dec_BroadcastResult(BroadcastResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_broadcast) + data[pos:e]
+                    d["broadcast"] = _dec_BroadcastResult(BroadcastResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 50:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_subscribe = d["subscribe"]
+                if f_subscribe is None:
+                    d["subscribe"] = _dec_SubscribeResult(SubscribeResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_subscribe) + data[pos:e]
+                    d["subscribe"] = _dec_SubscribeResult(SubscribeResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 58:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_unsubscribe = d["unsubscribe"]
+                if f_unsubscribe is None:
+                    d["unsubscribe"] = _dec_UnsubscribeResult(
+                        UnsubscribeResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_unsubscribe) + data[pos:e]
+                    d["unsubscribe"] = _dec_UnsubscribeResult(
+                        UnsubscribeResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 66:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_disconnect = d["disconnect"]
+                if f_disconnect is None:
+                    d["disconnect"] = _dec_DisconnectResult(
+                        DisconnectResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_disconnect) + data[pos:e]
+                    d["disconnect"] = _dec_DisconnectResult(
+                        DisconnectResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 74:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_presence = d["presence"]
+                if f_presence is None:
+                    d["presence"] = _dec_PresenceResult(PresenceResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_presence) + data[pos:e]
+                    d["presence"] = _dec_PresenceResult(PresenceResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_presence_stats = d["presence_stats"]
+                if f_presence_stats is None:
+                    d["presence_stats"] = _dec_PresenceStatsResult(
+                        PresenceStatsResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_presence_stats) + data[pos:e]
+                    d["presence_stats"] = _dec_PresenceStatsResult(
+                        PresenceStatsResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 90:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_history = d["history"]
+                if f_history is None:
+                    d["history"] = _dec_HistoryResult(HistoryResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_history) + data[pos:e]
+                    d["history"] = _dec_HistoryResult(HistoryResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 98:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_history_remove = d["history_remove"]
+                if f_history_remove is None:
+                    d["history_remove"] = _dec_HistoryRemoveResult(
+                        HistoryRemoveResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_history_remove) + data[pos:e]
+                    d["history_remove"] = _dec_HistoryRemoveResult(
+                        HistoryRemoveResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 106:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_info = d["info"]
+                if f_info is None:
+                    d["info"] = _dec_InfoResult(InfoResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_info) + data[pos:e]
+                    d["info"] = _dec_InfoResult(InfoResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 114:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_rpc = d["rpc"]
+                if f_rpc is None:
+                    d["rpc"] = _dec_RpcResult(RpcResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_rpc) + data[pos:e]
+                    d["rpc"] = _dec_RpcResult(RpcResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 122:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_refresh = d["refresh"]
+                if f_refresh is None:
+                    d["refresh"] = _dec_RefreshResult(RefreshResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_refresh) + data[pos:e]
+                    d["refresh"] = _dec_RefreshResult(RefreshResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 130:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_channels = d["channels"]
+                if f_channels is None:
+                    d["channels"] = _dec_ChannelsResult(ChannelsResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_channels) + data[pos:e]
+                    d["channels"] = _dec_ChannelsResult(ChannelsResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 138:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_connections = d["connections"]
+                if f_connections is None:
+                    d["connections"] = _dec_ConnectionsResult(
+                        ConnectionsResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_connections) + data[pos:e]
+                    d["connections"] = _dec_ConnectionsResult(
+                        ConnectionsResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 146:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_update_user_status = d["update_user_status"]
+                if f_update_user_status is None:
+                    d["update_user_status"] = _dec_UpdateUserStatusResult(
+                        UpdateUserStatusResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_update_user_status) + data[pos:e]
+                    d["update_user_status"] = _dec_UpdateUserStatusResult(
+                        UpdateUserStatusResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 154:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_get_user_status = d["get_user_status"]
+                if f_get_user_status is None:
+                    d["get_user_status"] = _dec_GetUserStatusResult(
+                        GetUserStatusResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_get_user_status) + data[pos:e]
+                    d["get_user_status"] = _dec_GetUserStatusResult(
+                        GetUserStatusResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 162:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_delete_user_status = d["delete_user_status"]
+                if f_delete_user_status is None:
+                    d["delete_user_status"] = _dec_DeleteUserStatusResult(
+                        DeleteUserStatusResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_delete_user_status) + data[pos:e]
+                    d["delete_user_status"] = _dec_DeleteUserStatusResult(
+                        DeleteUserStatusResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 170:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_block_user = d["block_user"]
+                if f_block_user is None:
+                    d["block_user"] = _dec_BlockUserResult(BlockUserResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_block_user) + data[pos:e]
+                    d["block_user"] = _dec_BlockUserResult(BlockUserResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 178:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_unblock_user = d["unblock_user"]
+                if f_unblock_user is None:
+                    d["unblock_user"] = _dec_UnblockUserResult(
+                        UnblockUserResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_unblock_user) + data[pos:e]
+                    d["unblock_user"] = _dec_UnblockUserResult(
+                        UnblockUserResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 186:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_revoke_token = d["revoke_token"]
+                if f_revoke_token is None:
+                    d["revoke_token"] = _dec_RevokeTokenResult(
+                        RevokeTokenResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_revoke_token) + data[pos:e]
+                    d["revoke_token"] = _dec_RevokeTokenResult(
+                        RevokeTokenResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 194:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_invalidate_user_tokens = d["invalidate_user_tokens"]
+                if f_invalidate_user_tokens is None:
+                    d["invalidate_user_tokens"] = _dec_InvalidateUserTokensResult(
+                        InvalidateUserTokensResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_invalidate_user_tokens) + data[pos:e]
+                    d["invalidate_user_tokens"] = _dec_InvalidateUserTokensResult(
+                        InvalidateUserTokensResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 202:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_device_register = d["device_register"]
+                if f_device_register is None:
+                    d["device_register"] = _dec_DeviceRegisterResult(
+                        DeviceRegisterResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_device_register) + data[pos:e]
+                    d["device_register"] = _dec_DeviceRegisterResult(
+                        DeviceRegisterResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 210:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_device_update = d["device_update"]
+                if f_device_update is None:
+                    d["device_update"] = _dec_DeviceUpdateResult(
+                        DeviceUpdateResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_device_update) + data[pos:e]
+                    d["device_update"] = _dec_DeviceUpdateResult(
+                        DeviceUpdateResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 218:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_device_remove = d["device_remove"]
+                if f_device_remove is None:
+                    d["device_remove"] = _dec_DeviceRemoveResult(
+                        DeviceRemoveResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_device_remove) + data[pos:e]
+                    d["device_remove"] = _dec_DeviceRemoveResult(
+                        DeviceRemoveResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 226:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_device_list = d["device_list"]
+                if f_device_list is None:
+                    d["device_list"] = _dec_DeviceListResult(
+                        DeviceListResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_device_list) + data[pos:e]
+                    d["device_list"] = _dec_DeviceListResult(
+                        DeviceListResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 234:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_device_topic_list = d["device_topic_list"]
+                if f_device_topic_list is None:
+                    d["device_topic_list"] = _dec_DeviceTopicListResult(
+                        DeviceTopicListResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_device_topic_list) + data[pos:e]
+                    d["device_topic_list"] = _dec_DeviceTopicListResult(
+                        DeviceTopicListResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 242:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_device_topic_update = d["device_topic_update"]
+                if f_device_topic_update is None:
+                    d["device_topic_update"] = _dec_DeviceTopicUpdateResult(
+                        DeviceTopicUpdateResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_device_topic_update) + data[pos:e]
+                    d["device_topic_update"] = _dec_DeviceTopicUpdateResult(
+                        DeviceTopicUpdateResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 250:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_user_topic_list = d["user_topic_list"]
+                if f_user_topic_list is None:
+                    d["user_topic_list"] = _dec_UserTopicListResult(
+                        UserTopicListResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_user_topic_list) + data[pos:e]
+                    d["user_topic_list"] = _dec_UserTopicListResult(
+                        UserTopicListResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 258:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_user_topic_update = d["user_topic_update"]
+                if f_user_topic_update is None:
+                    d["user_topic_update"] = _dec_UserTopicUpdateResult(
+                        UserTopicUpdateResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_user_topic_update) + data[pos:e]
+                    d["user_topic_update"] = _dec_UserTopicUpdateResult(
+                        UserTopicUpdateResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 266:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_send_push_notification = d["send_push_notification"]
+                if f_send_push_notification is None:
+                    d["send_push_notification"] = _dec_SendPushNotificationResult(
+                        SendPushNotificationResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_send_push_notification) + data[pos:e]
+                    d["send_push_notification"] = _dec_SendPushNotificationResult(
+                        SendPushNotificationResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 274:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_update_push_status = d["update_push_status"]
+                if f_update_push_status is None:
+                    d["update_push_status"] = _dec_UpdatePushStatusResult(
+                        UpdatePushStatusResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_update_push_status) + data[pos:e]
+                    d["update_push_status"] = _dec_UpdatePushStatusResult(
+                        UpdatePushStatusResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 282:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_cancel_push = d["cancel_push"]
+                if f_cancel_push is None:
+                    d["cancel_push"] = _dec_CancelPushResult(
+                        CancelPushResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_cancel_push) + data[pos:e]
+                    d["cancel_push"] = _dec_CancelPushResult(
+                        CancelPushResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 290:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_map_publish = d["map_publish"]
+                if f_map_publish is None:
+                    d["map_publish"] = _dec_MapPublishResult(
+                        MapPublishResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_map_publish) + data[pos:e]
+                    d["map_publish"] = _dec_MapPublishResult(
+                        MapPublishResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 298:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_map_remove = d["map_remove"]
+                if f_map_remove is None:
+                    d["map_remove"] = _dec_MapRemoveResult(MapRemoveResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_map_remove) + data[pos:e]
+                    d["map_remove"] = _dec_MapRemoveResult(MapRemoveResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 306:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_map_read_state = d["map_read_state"]
+                if f_map_read_state is None:
+                    d["map_read_state"] = _dec_MapReadStateResult(
+                        MapReadStateResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_map_read_state) + data[pos:e]
+                    d["map_read_state"] = _dec_MapReadStateResult(
+                        MapReadStateResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 314:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_map_read_stream = d["map_read_stream"]
+                if f_map_read_stream is None:
+                    d["map_read_stream"] = _dec_MapReadStreamResult(
+                        MapReadStreamResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_map_read_stream) + data[pos:e]
+                    d["map_read_stream"] = _dec_MapReadStreamResult(
+                        MapReadStreamResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 322:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_map_stats = d["map_stats"]
+                if f_map_stats is None:
+                    d["map_stats"] = _dec_MapStatsResult(MapStatsResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_map_stats) + data[pos:e]
+                    d["map_stats"] = _dec_MapStatsResult(MapStatsResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 330:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_map_clear = d["map_clear"]
+                if f_map_clear is None:
+                    d["map_clear"] = _dec_MapClearResult(MapClearResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_map_clear) + data[pos:e]
+                    d["map_clear"] = _dec_MapClearResult(MapClearResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 338:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_shared_poll_publish = d["shared_poll_publish"]
+                if f_shared_poll_publish is None:
+                    d["shared_poll_publish"] = _dec_SharedPollPublishResult(
+                        SharedPollPublishResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_shared_poll_publish) + data[pos:e]
+                    d["shared_poll_publish"] = _dec_SharedPollPublishResult(
+                        SharedPollPublishResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {
+                18,
+                34,
+                42,
+                50,
+                58,
+                66,
+                74,
+                82,
+                90,
+                98,
+                106,
+                114,
+                122,
+                130,
+                138,
+                146,
+                154,
+                162,
+                170,
+                178,
+                186,
+                194,
+                202,
+                210,
+                218,
+                226,
+                234,
+                242,
+                250,
+                258,
+                266,
+                274,
+                282,
+                290,
+                298,
+                306,
+                314,
+                322,
+                330,
+                338,
+            }:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -11824,41 +12535,72 @@ def _dec_BatchRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int
     f_commands: list[Command] = []
     d["commands"] = f_commands
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_commands.append(_dec_Command(Command, data, pos, e, depth - 1))
-            pos = e
-        elif tag == 16:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_commands.append(_dec_Command(Command, data, pos, e, depth - 1))
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["parallel"] = v != 0
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag == 16:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["parallel"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 16}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -11896,30 +12638,54 @@ def _dec_BatchResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: in
     f_replies: list[Reply] = []
     d["replies"] = f_replies
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_replies.append(_dec_Reply(Reply, data, pos, e, depth - 1))
-            pos = e
-        else:
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_replies.append(_dec_Reply(Reply, data, pos, e, depth - 1))
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -12068,142 +12834,222 @@ def _dec_PublishRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: i
     f_tags: dict[str, str] = {}
     d["tags"] = f_tags
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 32:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["skip_history"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["channel"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_tags[i_tags[0]] = i_tags[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["data"] = data[pos:e]
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["b64data"] = data[pos:e].decode()
-            pos = e
-        elif tag == 32:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["skip_history"] = v != 0
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
-            if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_tags[i_tags[0]] = i_tags[1]
-            pos = e
-        elif tag == 50:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["idempotency_key"] = data[pos:e].decode()
-            pos = e
-        elif tag == 56:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["delta"] = v != 0
-        elif tag == 64:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["version"] = v
-        elif tag == 74:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["version_epoch"] = data[pos:e].decode()
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 42:
+                        break
+                if tag < 0:
+                    break
+            if tag == 50:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["idempotency_key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 56:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["delta"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 64:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["version"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 74:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["version_epoch"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26, 32, 42, 50, 56, 64, 74}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -12253,55 +13099,78 @@ _zero_PublishResponse: dict[str, Any] = {
 def _dec_PublishResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_PublishResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_PublishResult(PublishResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_PublishResult(PublishResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_PublishResult(PublishResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_PublishResult(PublishResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -12350,41 +13219,64 @@ _zero_PublishResult: dict[str, Any] = {
 def _dec_PublishResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_PublishResult.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["offset"] = v
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["epoch"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["offset"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["epoch"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -12534,142 +13426,230 @@ def _dec_BroadcastRequest(cls: type[_M], data: bytes, pos: int, end: int, depth:
     f_tags: dict[str, str] = {}
     d["tags"] = f_tags
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_channels.append(data[pos:e].decode())
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_channels.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["data"] = data[pos:e]
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 32:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["skip_history"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["b64data"] = data[pos:e].decode()
-            pos = e
-        elif tag == 32:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_tags[i_tags[0]] = i_tags[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["skip_history"] = v != 0
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
-            if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_tags[i_tags[0]] = i_tags[1]
-            pos = e
-        elif tag == 50:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["idempotency_key"] = data[pos:e].decode()
-            pos = e
-        elif tag == 56:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["delta"] = v != 0
-        elif tag == 64:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["version"] = v
-        elif tag == 74:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["version_epoch"] = data[pos:e].decode()
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 42:
+                        break
+                if tag < 0:
+                    break
+            if tag == 50:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["idempotency_key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 56:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["delta"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 64:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["version"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 74:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["version_epoch"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26, 32, 42, 50, 56, 64, 74}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -12719,55 +13699,78 @@ _zero_BroadcastResponse: dict[str, Any] = {
 def _dec_BroadcastResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_BroadcastResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_BroadcastResult(BroadcastResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_BroadcastResult(BroadcastResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_BroadcastResult(BroadcastResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_BroadcastResult(BroadcastResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -12807,30 +13810,56 @@ def _dec_BroadcastResult(cls: type[_M], data: bytes, pos: int, end: int, depth: 
     f_responses: list[PublishResponse] = []
     d["responses"] = f_responses
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_responses.append(_dec_PublishResponse(PublishResponse, data, pos, e, depth - 1))
-            pos = e
-        else:
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_responses.append(
+                        _dec_PublishResponse(PublishResponse, data, pos, e, depth - 1)
+                    )
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -12941,105 +13970,172 @@ def _dec_FilterNode(cls: type[_M], data: bytes, pos: int, end: int, depth: int) 
     f_nodes: list[FilterNode] = []
     d["nodes"] = f_nodes
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["op"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["cmp"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["val"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["op"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_vals.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["key"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 42:
+                        break
+                if tag < 0:
+                    break
+            if tag == 50:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["cmp"] = data[pos:e].decode()
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_nodes.append(_dec_FilterNode(FilterNode, data, pos, e, depth - 1))
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["val"] = data[pos:e].decode()
-            pos = e
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_vals.append(data[pos:e].decode())
-            pos = e
-        elif tag == 50:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_nodes.append(_dec_FilterNode(FilterNode, data, pos, e, depth - 1))
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 50:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18, 26, 34, 42, 50}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -13234,222 +14330,326 @@ _zero_SubscribeRequest: dict[str, Any] = {
 def _dec_SubscribeRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_SubscribeRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["channel"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        elif tag == 24:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["expire_at"] = v
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["info"] = data[pos:e]
-            pos = e
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["b64info"] = data[pos:e].decode()
-            pos = e
-        elif tag == 50:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["client"] = data[pos:e].decode()
-            pos = e
-        elif tag == 58:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["data"] = data[pos:e]
-            pos = e
-        elif tag == 66:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["b64data"] = data[pos:e].decode()
-            pos = e
-        elif tag == 74:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_recover_since = d["recover_since"]
-            if f_recover_since is None:
-                d["recover_since"] = _dec_StreamPosition(StreamPosition, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_recover_since) + data[pos:e]
-                d["recover_since"] = _dec_StreamPosition(StreamPosition, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 82:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_override = d["override"]
-            if f_override is None:
-                d["override"] = _dec_SubscribeOptionOverride(
-                    SubscribeOptionOverride, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_override) + data[pos:e]
-                d["override"] = _dec_SubscribeOptionOverride(
-                    SubscribeOptionOverride, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 90:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["session"] = data[pos:e].decode()
-            pos = e
-        elif tag == 98:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_label_filter = d["label_filter"]
-            if f_label_filter is None:
-                d["label_filter"] = _dec_FilterNode(FilterNode, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_label_filter) + data[pos:e]
-                d["label_filter"] = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 104:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["all_users"] = v != 0
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 24:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["expire_at"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["info"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64info"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 50:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["client"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 58:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 66:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 74:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_recover_since = d["recover_since"]
+                if f_recover_since is None:
+                    d["recover_since"] = _dec_StreamPosition(
+                        StreamPosition, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_recover_since) + data[pos:e]
+                    d["recover_since"] = _dec_StreamPosition(
+                        StreamPosition, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_override = d["override"]
+                if f_override is None:
+                    d["override"] = _dec_SubscribeOptionOverride(
+                        SubscribeOptionOverride, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_override) + data[pos:e]
+                    d["override"] = _dec_SubscribeOptionOverride(
+                        SubscribeOptionOverride, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 90:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["session"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 98:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_label_filter = d["label_filter"]
+                if f_label_filter is None:
+                    d["label_filter"] = _dec_FilterNode(FilterNode, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_label_filter) + data[pos:e]
+                    d["label_filter"] = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 104:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["all_users"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 24, 34, 42, 50, 58, 66, 74, 82, 90, 98, 104}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -13499,55 +14699,78 @@ _zero_SubscribeResponse: dict[str, Any] = {
 def _dec_SubscribeResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_SubscribeResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_SubscribeResult(SubscribeResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_SubscribeResult(SubscribeResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_SubscribeResult(SubscribeResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_SubscribeResult(SubscribeResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -13576,26 +14799,42 @@ _zero_BoolValue: dict[str, Any] = {
 def _dec_BoolValue(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_BoolValue.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["value"] = v != 0
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["value"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -13630,27 +14869,43 @@ _zero_Int32Value: dict[str, Any] = {
 def _dec_Int32Value(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_Int32Value.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int32(v)
-            d["value"] = v
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int32(v)
+                d["value"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -13745,115 +15000,159 @@ _zero_SubscribeOptionOverride: dict[str, Any] = {
 def _dec_SubscribeOptionOverride(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_SubscribeOptionOverride.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_presence = d["presence"]
-            if f_presence is None:
-                d["presence"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_presence) + data[pos:e]
-                d["presence"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_join_leave = d["join_leave"]
-            if f_join_leave is None:
-                d["join_leave"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_join_leave) + data[pos:e]
-                d["join_leave"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_force_recovery = d["force_recovery"]
-            if f_force_recovery is None:
-                d["force_recovery"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_force_recovery) + data[pos:e]
-                d["force_recovery"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_force_positioning = d["force_positioning"]
-            if f_force_positioning is None:
-                d["force_positioning"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_force_positioning) + data[pos:e]
-                d["force_positioning"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_force_push_join_leave = d["force_push_join_leave"]
-            if f_force_push_join_leave is None:
-                d["force_push_join_leave"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_force_push_join_leave) + data[pos:e]
-                d["force_push_join_leave"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_presence = d["presence"]
+                if f_presence is None:
+                    d["presence"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_presence) + data[pos:e]
+                    d["presence"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_join_leave = d["join_leave"]
+                if f_join_leave is None:
+                    d["join_leave"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_join_leave) + data[pos:e]
+                    d["join_leave"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_force_recovery = d["force_recovery"]
+                if f_force_recovery is None:
+                    d["force_recovery"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_force_recovery) + data[pos:e]
+                    d["force_recovery"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_force_positioning = d["force_positioning"]
+                if f_force_positioning is None:
+                    d["force_positioning"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_force_positioning) + data[pos:e]
+                    d["force_positioning"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_force_push_join_leave = d["force_push_join_leave"]
+                if f_force_push_join_leave is None:
+                    d["force_push_join_leave"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_force_push_join_leave) + data[pos:e]
+                    d["force_push_join_leave"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26, 34, 42}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -13984,106 +15283,157 @@ _zero_UnsubscribeRequest: dict[str, Any] = {
 def _dec_UnsubscribeRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_UnsubscribeRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["channel"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["client"] = data[pos:e].decode()
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["session"] = data[pos:e].decode()
-            pos = e
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_label_filter = d["label_filter"]
-            if f_label_filter is None:
-                d["label_filter"] = _dec_FilterNode(FilterNode, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_label_filter) + data[pos:e]
-                d["label_filter"] = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 48:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["all_users"] = v != 0
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["client"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["session"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_label_filter = d["label_filter"]
+                if f_label_filter is None:
+                    d["label_filter"] = _dec_FilterNode(FilterNode, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_label_filter) + data[pos:e]
+                    d["label_filter"] = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 48:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["all_users"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26, 34, 42, 48}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -14135,55 +15485,78 @@ _zero_UnsubscribeResponse: dict[str, Any] = {
 def _dec_UnsubscribeResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_UnsubscribeResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_UnsubscribeResult(UnsubscribeResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_UnsubscribeResult(UnsubscribeResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_UnsubscribeResult(UnsubscribeResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_UnsubscribeResult(UnsubscribeResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -14263,42 +15636,65 @@ _zero_Disconnect: dict[str, Any] = {
 def _dec_Disconnect(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_Disconnect.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = v & 0xFFFFFFFF
-            d["code"] = v
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["reason"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = v & 0xFFFFFFFF
+                d["code"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["reason"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -14412,126 +15808,192 @@ def _dec_DisconnectRequest(cls: type[_M], data: bytes, pos: int, end: int, depth
     f_whitelist: list[str] = []
     d["whitelist"] = f_whitelist
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_disconnect = d["disconnect"]
+                if f_disconnect is None:
+                    d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_disconnect) + data[pos:e]
+                    d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["client"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_whitelist.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_disconnect = d["disconnect"]
-            if f_disconnect is None:
-                d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_disconnect) + data[pos:e]
-                d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["client"] = data[pos:e].decode()
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_whitelist.append(data[pos:e].decode())
-            pos = e
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["session"] = data[pos:e].decode()
-            pos = e
-        elif tag == 50:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_label_filter = d["label_filter"]
-            if f_label_filter is None:
-                d["label_filter"] = _dec_FilterNode(FilterNode, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_label_filter) + data[pos:e]
-                d["label_filter"] = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 56:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["all_users"] = v != 0
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 34:
+                        break
+                if tag < 0:
+                    break
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["session"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 50:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_label_filter = d["label_filter"]
+                if f_label_filter is None:
+                    d["label_filter"] = _dec_FilterNode(FilterNode, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_label_filter) + data[pos:e]
+                    d["label_filter"] = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 56:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["all_users"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26, 34, 42, 50, 56}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -14583,55 +16045,78 @@ _zero_DisconnectResponse: dict[str, Any] = {
 def _dec_DisconnectResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_DisconnectResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_DisconnectResult(DisconnectResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_DisconnectResult(DisconnectResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_DisconnectResult(DisconnectResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_DisconnectResult(DisconnectResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -14700,30 +16185,46 @@ _zero_PresenceRequest: dict[str, Any] = {
 def _dec_PresenceRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_PresenceRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["channel"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -14773,55 +16274,78 @@ _zero_PresenceResponse: dict[str, Any] = {
 def _dec_PresenceResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_PresenceResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_PresenceResult(PresenceResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_PresenceResult(PresenceResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_PresenceResult(PresenceResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_PresenceResult(PresenceResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -14899,75 +16423,112 @@ _zero_ClientInfo: dict[str, Any] = {
 def _dec_ClientInfo(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_ClientInfo.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["client"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["conn_info"] = data[pos:e]
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["chan_info"] = data[pos:e]
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["client"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["conn_info"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["chan_info"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26, 34}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -15025,34 +16586,58 @@ def _dec_PresenceResult(cls: type[_M], data: bytes, pos: int, end: int, depth: i
     f_presence: dict[str, ClientInfo] = {}
     d["presence"] = f_presence
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_presence = _dec_entry_string_ClientInfo(data, pos, e, depth - 1)
-            if i_presence is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_presence[i_presence[0]] = i_presence[1]
-            pos = e
-        else:
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_presence = _dec_entry_string_ClientInfo(data, pos, e, depth - 1)
+                    if i_presence is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_presence[i_presence[0]] = i_presence[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -15090,30 +16675,46 @@ _zero_PresenceStatsRequest: dict[str, Any] = {
 def _dec_PresenceStatsRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_PresenceStatsRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["channel"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -15165,55 +16766,82 @@ _zero_PresenceStatsResponse: dict[str, Any] = {
 def _dec_PresenceStatsResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_PresenceStatsResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_PresenceStatsResult(PresenceStatsResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_PresenceStatsResult(PresenceStatsResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_PresenceStatsResult(
+                        PresenceStatsResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_PresenceStatsResult(
+                        PresenceStatsResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -15259,39 +16887,62 @@ _zero_PresenceStatsResult: dict[str, Any] = {
 def _dec_PresenceStatsResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_PresenceStatsResult.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = v & 0xFFFFFFFF
-            d["num_clients"] = v
-        elif tag == 16:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = v & 0xFFFFFFFF
-            d["num_users"] = v
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = v & 0xFFFFFFFF
+                d["num_clients"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 16:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = v & 0xFFFFFFFF
+                d["num_users"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8, 16}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -15340,41 +16991,64 @@ _zero_StreamPosition: dict[str, Any] = {
 def _dec_StreamPosition(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_StreamPosition.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["offset"] = v
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["epoch"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["offset"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["epoch"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -15441,73 +17115,110 @@ _zero_HistoryRequest: dict[str, Any] = {
 def _dec_HistoryRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_HistoryRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["channel"] = data[pos:e].decode()
-            pos = e
-        elif tag == 16:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int32(v)
-            d["limit"] = v
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_since = d["since"]
-            if f_since is None:
-                d["since"] = _dec_StreamPosition(StreamPosition, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_since) + data[pos:e]
-                d["since"] = _dec_StreamPosition(StreamPosition, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 32:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["reverse"] = v != 0
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 16:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int32(v)
+                d["limit"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_since = d["since"]
+                if f_since is None:
+                    d["since"] = _dec_StreamPosition(StreamPosition, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_since) + data[pos:e]
+                    d["since"] = _dec_StreamPosition(StreamPosition, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 32:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["reverse"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 16, 26, 32}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -15557,55 +17268,78 @@ _zero_HistoryResponse: dict[str, Any] = {
 def _dec_HistoryResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_HistoryResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_HistoryResult(HistoryResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_HistoryResult(HistoryResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_HistoryResult(HistoryResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_HistoryResult(HistoryResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -15701,80 +17435,125 @@ def _dec_Publication(cls: type[_M], data: bytes, pos: int, end: int, depth: int)
     f_tags: dict[str, str] = {}
     d["tags"] = f_tags
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_info = d["info"]
+                if f_info is None:
+                    d["info"] = _dec_ClientInfo(ClientInfo, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_info) + data[pos:e]
+                    d["info"] = _dec_ClientInfo(ClientInfo, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 32:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["offset"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["data"] = data[pos:e]
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_tags[i_tags[0]] = i_tags[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_info = d["info"]
-            if f_info is None:
-                d["info"] = _dec_ClientInfo(ClientInfo, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_info) + data[pos:e]
-                d["info"] = _dec_ClientInfo(ClientInfo, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 32:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["offset"] = v
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
-            if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_tags[i_tags[0]] = i_tags[1]
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 42:
+                        break
+                if tag < 0:
+                    break
+            if tag in {18, 26, 32, 42}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -15839,56 +17618,94 @@ def _dec_HistoryResult(cls: type[_M], data: bytes, pos: int, end: int, depth: in
     f_publications: list[Publication] = []
     d["publications"] = f_publications
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_publications.append(_dec_Publication(Publication, data, pos, e, depth - 1))
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_publications.append(_dec_Publication(Publication, data, pos, e, depth - 1))
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["epoch"] = data[pos:e].decode()
-            pos = e
-        elif tag == 24:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["offset"] = v
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["epoch"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 24:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["offset"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 24}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -15926,30 +17743,46 @@ _zero_HistoryRemoveRequest: dict[str, Any] = {
 def _dec_HistoryRemoveRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_HistoryRemoveRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["channel"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -16001,55 +17834,82 @@ _zero_HistoryRemoveResponse: dict[str, Any] = {
 def _dec_HistoryRemoveResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_HistoryRemoveResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_HistoryRemoveResult(HistoryRemoveResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_HistoryRemoveResult(HistoryRemoveResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_HistoryRemoveResult(
+                        HistoryRemoveResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_HistoryRemoveResult(
+                        HistoryRemoveResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -16161,55 +18021,78 @@ _zero_InfoResponse: dict[str, Any] = {
 def _dec_InfoResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_InfoResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_InfoResult(InfoResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_InfoResult(InfoResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_InfoResult(InfoResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_InfoResult(InfoResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -16247,30 +18130,54 @@ def _dec_InfoResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) 
     f_nodes: list[NodeResult] = []
     d["nodes"] = f_nodes
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_nodes.append(_dec_NodeResult(NodeResult, data, pos, e, depth - 1))
-            pos = e
-        else:
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_nodes.append(_dec_NodeResult(NodeResult, data, pos, e, depth - 1))
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -16321,45 +18228,68 @@ _zero_RpcRequest: dict[str, Any] = {
 def _dec_RpcRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_RpcRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["method"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["params"] = data[pos:e]
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["method"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["params"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -16409,55 +18339,78 @@ _zero_RpcResponse: dict[str, Any] = {
 def _dec_RpcResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_RpcResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_RpcResult(RpcResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_RpcResult(RpcResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_RpcResult(RpcResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_RpcResult(RpcResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -16494,30 +18447,46 @@ _zero_RpcResult: dict[str, Any] = {
 def _dec_RpcResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_RpcResult.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["data"] = data[pos:e]
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -16632,129 +18601,194 @@ _zero_RefreshRequest: dict[str, Any] = {
 def _dec_RefreshRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_RefreshRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["client"] = data[pos:e].decode()
-            pos = e
-        elif tag == 24:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["expired"] = v != 0
-        elif tag == 32:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["expire_at"] = v
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["info"] = data[pos:e]
-            pos = e
-        elif tag == 50:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["session"] = data[pos:e].decode()
-            pos = e
-        elif tag == 58:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_label_filter = d["label_filter"]
-            if f_label_filter is None:
-                d["label_filter"] = _dec_FilterNode(FilterNode, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_label_filter) + data[pos:e]
-                d["label_filter"] = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 64:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["all_users"] = v != 0
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["client"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 24:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["expired"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 32:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["expire_at"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["info"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 50:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["session"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 58:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_label_filter = d["label_filter"]
+                if f_label_filter is None:
+                    d["label_filter"] = _dec_FilterNode(FilterNode, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_label_filter) + data[pos:e]
+                    d["label_filter"] = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 64:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["all_users"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 24, 32, 42, 50, 58, 64}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -16804,55 +18838,78 @@ _zero_RefreshResponse: dict[str, Any] = {
 def _dec_RefreshResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_RefreshResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_RefreshResult(RefreshResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_RefreshResult(RefreshResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_RefreshResult(RefreshResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_RefreshResult(RefreshResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -17030,160 +19087,239 @@ _zero_NodeResult: dict[str, Any] = {
 def _dec_NodeResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_NodeResult.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["uid"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["name"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["version"] = data[pos:e].decode()
-            pos = e
-        elif tag == 32:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = v & 0xFFFFFFFF
-            d["num_clients"] = v
-        elif tag == 40:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = v & 0xFFFFFFFF
-            d["num_users"] = v
-        elif tag == 48:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = v & 0xFFFFFFFF
-            d["num_channels"] = v
-        elif tag == 56:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = v & 0xFFFFFFFF
-            d["uptime"] = v
-        elif tag == 66:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_metrics = d["metrics"]
-            if f_metrics is None:
-                d["metrics"] = _dec_Metrics(Metrics, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_metrics) + data[pos:e]
-                d["metrics"] = _dec_Metrics(Metrics, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 74:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_process = d["process"]
-            if f_process is None:
-                d["process"] = _dec_Process(Process, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_process) + data[pos:e]
-                d["process"] = _dec_Process(Process, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 80:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = v & 0xFFFFFFFF
-            d["num_subs"] = v
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["uid"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["name"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["version"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 32:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = v & 0xFFFFFFFF
+                d["num_clients"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 40:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = v & 0xFFFFFFFF
+                d["num_users"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 48:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = v & 0xFFFFFFFF
+                d["num_channels"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 56:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = v & 0xFFFFFFFF
+                d["uptime"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 66:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_metrics = d["metrics"]
+                if f_metrics is None:
+                    d["metrics"] = _dec_Metrics(Metrics, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_metrics) + data[pos:e]
+                    d["metrics"] = _dec_Metrics(Metrics, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 74:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_process = d["process"]
+                if f_process is None:
+                    d["process"] = _dec_Process(Process, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_process) + data[pos:e]
+                    d["process"] = _dec_Process(Process, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 80:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = v & 0xFFFFFFFF
+                d["num_subs"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26, 32, 40, 48, 56, 66, 74, 80}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -17238,39 +19374,70 @@ def _dec_Metrics(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> 
     f_items: dict[str, float] = {}
     d["items"] = f_items
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 9:
-            if pos + 8 > end:
-                raise _rt_DecodeError("fixed-size field runs past its message")
-            d["interval"] = _rt_unpack_double(data, pos)[0]
-            pos += 8
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 9:
+                if pos + 8 > end:
+                    raise _rt_DecodeError("fixed-size field runs past its message")
+                d["interval"] = _rt_unpack_double(data, pos)[0]
+                pos += 8
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_items = _dec_entry_string_double(data, pos, e, depth - 1)
-            if i_items is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_items[i_items[0]] = i_items[1]
-            pos = e
-        else:
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_items = _dec_entry_string_double(data, pos, e, depth - 1)
+                    if i_items is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_items[i_items[0]] = i_items[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 18:
+                        break
+                if tag < 0:
+                    break
+            if tag in {9, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -17310,32 +19477,55 @@ _zero_Process: dict[str, Any] = {
 def _dec_Process(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_Process.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 9:
-            if pos + 8 > end:
-                raise _rt_DecodeError("fixed-size field runs past its message")
-            d["cpu"] = _rt_unpack_double(data, pos)[0]
-            pos += 8
-        elif tag == 16:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["rss"] = v
-        else:
+        while True:
+            if tag == 9:
+                if pos + 8 > end:
+                    raise _rt_DecodeError("fixed-size field runs past its message")
+                d["cpu"] = _rt_unpack_double(data, pos)[0]
+                pos += 8
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 16:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["rss"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {9, 16}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -17373,30 +19563,46 @@ _zero_ChannelsRequest: dict[str, Any] = {
 def _dec_ChannelsRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_ChannelsRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["pattern"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["pattern"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -17446,55 +19652,78 @@ _zero_ChannelsResponse: dict[str, Any] = {
 def _dec_ChannelsResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_ChannelsResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_ChannelsResult(ChannelsResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_ChannelsResult(ChannelsResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_ChannelsResult(ChannelsResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_ChannelsResult(ChannelsResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -17552,34 +19781,58 @@ def _dec_ChannelsResult(cls: type[_M], data: bytes, pos: int, end: int, depth: i
     f_channels: dict[str, ChannelInfo] = {}
     d["channels"] = f_channels
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_channels = _dec_entry_string_ChannelInfo(data, pos, e, depth - 1)
-            if i_channels is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_channels[i_channels[0]] = i_channels[1]
-            pos = e
-        else:
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_channels = _dec_entry_string_ChannelInfo(data, pos, e, depth - 1)
+                    if i_channels is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_channels[i_channels[0]] = i_channels[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -17614,27 +19867,43 @@ _zero_ChannelInfo: dict[str, Any] = {
 def _dec_ChannelInfo(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_ChannelInfo.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = v & 0xFFFFFFFF
-            d["num_clients"] = v
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = v & 0xFFFFFFFF
+                d["num_clients"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -17701,65 +19970,95 @@ _zero_ConnectionsRequest: dict[str, Any] = {
 def _dec_ConnectionsRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_ConnectionsRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["expression"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_label_filter = d["label_filter"]
-            if f_label_filter is None:
-                d["label_filter"] = _dec_FilterNode(FilterNode, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_label_filter) + data[pos:e]
-                d["label_filter"] = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["expression"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_label_filter = d["label_filter"]
+                if f_label_filter is None:
+                    d["label_filter"] = _dec_FilterNode(FilterNode, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_label_filter) + data[pos:e]
+                    d["label_filter"] = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -17811,55 +20110,78 @@ _zero_ConnectionsResponse: dict[str, Any] = {
 def _dec_ConnectionsResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_ConnectionsResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_ConnectionsResult(ConnectionsResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_ConnectionsResult(ConnectionsResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_ConnectionsResult(ConnectionsResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_ConnectionsResult(ConnectionsResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -17919,34 +20241,60 @@ def _dec_ConnectionsResult(cls: type[_M], data: bytes, pos: int, end: int, depth
     f_connections: dict[str, ConnectionInfo] = {}
     d["connections"] = f_connections
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_connections = _dec_entry_string_ConnectionInfo(data, pos, e, depth - 1)
-            if i_connections is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_connections[i_connections[0]] = i_connections[1]
-            pos = e
-        else:
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_connections = _dec_entry_string_ConnectionInfo(data, pos, e, depth - 1)
+                    if (
+                        i_connections is None
+                    ):  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_connections[i_connections[0]] = i_connections[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -18110,153 +20458,233 @@ def _dec_ConnectionInfo(cls: type[_M], data: bytes, pos: int, end: int, depth: i
     f_labels: dict[str, str] = {}
     d["labels"] = f_labels
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["app_name"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["app_version"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["transport"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["protocol"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 66:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 74:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_state = d["state"]
+                if f_state is None:
+                    d["state"] = _dec_ConnectionState(ConnectionState, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_state) + data[pos:e]
+                    d["state"] = _dec_ConnectionState(ConnectionState, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 80:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["connected_at_ms"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 88:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["ping_pong_latency_ms"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 98:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["app_name"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_labels[i_labels[0]] = i_labels[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["app_version"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["transport"] = data[pos:e].decode()
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["protocol"] = data[pos:e].decode()
-            pos = e
-        elif tag == 66:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        elif tag == 74:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_state = d["state"]
-            if f_state is None:
-                d["state"] = _dec_ConnectionState(ConnectionState, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_state) + data[pos:e]
-                d["state"] = _dec_ConnectionState(ConnectionState, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 80:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["connected_at_ms"] = v
-        elif tag == 88:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["ping_pong_latency_ms"] = v
-        elif tag == 98:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
-            if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_labels[i_labels[0]] = i_labels[1]
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 98:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18, 26, 34, 66, 74, 80, 88, 98}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -18380,94 +20808,149 @@ def _dec_ConnectionState(cls: type[_M], data: bytes, pos: int, end: int, depth: 
     f_subscription_tokens: dict[str, SubscriptionTokenInfo] = {}
     d["subscription_tokens"] = f_subscription_tokens
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_channels = _dec_entry_string_ChannelContext(data, pos, e, depth - 1)
-            if i_channels is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_channels[i_channels[0]] = i_channels[1]
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_channels = _dec_entry_string_ChannelContext(data, pos, e, depth - 1)
+                    if i_channels is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_channels[i_channels[0]] = i_channels[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_connection_token = d["connection_token"]
-            if f_connection_token is None:
-                d["connection_token"] = _dec_ConnectionTokenInfo(
-                    ConnectionTokenInfo, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_connection_token) + data[pos:e]
-                d["connection_token"] = _dec_ConnectionTokenInfo(
-                    ConnectionTokenInfo, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_connection_token = d["connection_token"]
+                if f_connection_token is None:
+                    d["connection_token"] = _dec_ConnectionTokenInfo(
+                        ConnectionTokenInfo, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_connection_token) + data[pos:e]
+                    d["connection_token"] = _dec_ConnectionTokenInfo(
+                        ConnectionTokenInfo, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_subscription_tokens = _dec_entry_string_SubscriptionTokenInfo(data, pos, e, depth - 1)
-            if (
-                i_subscription_tokens is None
-            ):  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_subscription_tokens[i_subscription_tokens[0]] = i_subscription_tokens[1]
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_subscription_tokens = _dec_entry_string_SubscriptionTokenInfo(
+                        data, pos, e, depth - 1
+                    )
+                    if (
+                        i_subscription_tokens is None
+                    ):  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_subscription_tokens[i_subscription_tokens[0]] = i_subscription_tokens[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["meta"] = data[pos:e]
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 26:
+                        break
+                if tag < 0:
+                    break
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["meta"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26, 34}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -18502,27 +20985,43 @@ _zero_ChannelContext: dict[str, Any] = {
 def _dec_ChannelContext(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_ChannelContext.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = v & 0xFFFFFFFF
-            d["source"] = v
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = v & 0xFFFFFFFF
+                d["source"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -18571,42 +21070,65 @@ _zero_ConnectionTokenInfo: dict[str, Any] = {
 def _dec_ConnectionTokenInfo(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_ConnectionTokenInfo.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["uid"] = data[pos:e].decode()
-            pos = e
-        elif tag == 16:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["issued_at"] = v
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["uid"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 16:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["issued_at"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 16}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -18655,42 +21177,65 @@ _zero_SubscriptionTokenInfo: dict[str, Any] = {
 def _dec_SubscriptionTokenInfo(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_SubscriptionTokenInfo.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["uid"] = data[pos:e].decode()
-            pos = e
-        elif tag == 16:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["issued_at"] = v
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["uid"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 16:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["issued_at"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 16}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -18743,45 +21288,76 @@ def _dec_UpdateUserStatusRequest(cls: type[_M], data: bytes, pos: int, end: int,
     f_users: list[str] = []
     d["users"] = f_users
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_users.append(data[pos:e].decode())
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_users.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["state"] = data[pos:e].decode()
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["state"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -18833,59 +21409,82 @@ _zero_UpdateUserStatusResponse: dict[str, Any] = {
 def _dec_UpdateUserStatusResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_UpdateUserStatusResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_UpdateUserStatusResult(
-                    UpdateUserStatusResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_UpdateUserStatusResult(
-                    UpdateUserStatusResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_UpdateUserStatusResult(
+                        UpdateUserStatusResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_UpdateUserStatusResult(
+                        UpdateUserStatusResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -18955,30 +21554,54 @@ def _dec_GetUserStatusRequest(cls: type[_M], data: bytes, pos: int, end: int, de
     f_users: list[str] = []
     d["users"] = f_users
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_users.append(data[pos:e].decode())
-            pos = e
-        else:
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_users.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -19030,55 +21653,82 @@ _zero_GetUserStatusResponse: dict[str, Any] = {
 def _dec_GetUserStatusResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_GetUserStatusResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_GetUserStatusResult(GetUserStatusResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_GetUserStatusResult(GetUserStatusResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_GetUserStatusResult(
+                        GetUserStatusResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_GetUserStatusResult(
+                        GetUserStatusResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -19116,30 +21766,54 @@ def _dec_GetUserStatusResult(cls: type[_M], data: bytes, pos: int, end: int, dep
     f_statuses: list[UserStatus] = []
     d["statuses"] = f_statuses
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_statuses.append(_dec_UserStatus(UserStatus, data, pos, e, depth - 1))
-            pos = e
-        else:
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_statuses.append(_dec_UserStatus(UserStatus, data, pos, e, depth - 1))
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -19213,69 +21887,106 @@ _zero_UserStatus: dict[str, Any] = {
 def _dec_UserStatus(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_UserStatus.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        elif tag == 16:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["active"] = v
-        elif tag == 24:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["online"] = v
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["state"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 16:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["active"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 24:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["online"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["state"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 16, 24, 34}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -19314,30 +22025,54 @@ def _dec_DeleteUserStatusRequest(cls: type[_M], data: bytes, pos: int, end: int,
     f_users: list[str] = []
     d["users"] = f_users
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_users.append(data[pos:e].decode())
-            pos = e
-        else:
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_users.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -19389,59 +22124,82 @@ _zero_DeleteUserStatusResponse: dict[str, Any] = {
 def _dec_DeleteUserStatusResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_DeleteUserStatusResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_DeleteUserStatusResult(
-                    DeleteUserStatusResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_DeleteUserStatusResult(
-                    DeleteUserStatusResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_DeleteUserStatusResult(
+                        DeleteUserStatusResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_DeleteUserStatusResult(
+                        DeleteUserStatusResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -19521,42 +22279,65 @@ _zero_BlockUserRequest: dict[str, Any] = {
 def _dec_BlockUserRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_BlockUserRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["expire_at"] = v
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["expire_at"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -19637,55 +22418,78 @@ _zero_BlockUserResponse: dict[str, Any] = {
 def _dec_BlockUserResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_BlockUserResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_BlockUserResult(BlockUserResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_BlockUserResult(BlockUserResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_BlockUserResult(BlockUserResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_BlockUserResult(BlockUserResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -19723,30 +22527,46 @@ _zero_UnblockUserRequest: dict[str, Any] = {
 def _dec_UnblockUserRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_UnblockUserRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -19829,55 +22649,78 @@ _zero_UnblockUserResponse: dict[str, Any] = {
 def _dec_UnblockUserResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_UnblockUserResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_UnblockUserResult(UnblockUserResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_UnblockUserResult(UnblockUserResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_UnblockUserResult(UnblockUserResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_UnblockUserResult(UnblockUserResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -19926,42 +22769,65 @@ _zero_RevokeTokenRequest: dict[str, Any] = {
 def _dec_RevokeTokenRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_RevokeTokenRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["expire_at"] = v
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["uid"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["expire_at"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["uid"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -20044,55 +22910,78 @@ _zero_RevokeTokenResponse: dict[str, Any] = {
 def _dec_RevokeTokenResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_RevokeTokenResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_RevokeTokenResult(RevokeTokenResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_RevokeTokenResult(RevokeTokenResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_RevokeTokenResult(RevokeTokenResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_RevokeTokenResult(RevokeTokenResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -20168,69 +23057,106 @@ def _dec_InvalidateUserTokensRequest(
 ) -> _M:
     d = _zero_InvalidateUserTokensRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["expire_at"] = v
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        elif tag == 24:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["issued_before"] = v
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["channel"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["expire_at"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 24:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["issued_before"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8, 18, 24, 34}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -20317,59 +23243,82 @@ def _dec_InvalidateUserTokensResponse(
 ) -> _M:
     d = _zero_InvalidateUserTokensResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_InvalidateUserTokensResult(
-                    InvalidateUserTokensResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_InvalidateUserTokensResult(
-                    InvalidateUserTokensResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_InvalidateUserTokensResult(
+                        InvalidateUserTokensResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_InvalidateUserTokensResult(
+                        InvalidateUserTokensResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -20541,154 +23490,242 @@ def _dec_DeviceRegisterRequest(cls: type[_M], data: bytes, pos: int, end: int, d
     f_topics: list[str] = []
     d["topics"] = f_topics
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["id"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["provider"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["token"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["platform"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 50:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["id"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_meta = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_meta is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_meta[i_meta[0]] = i_meta[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["provider"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 50:
+                        break
+                if tag < 0:
+                    break
+            if tag == 58:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["token"] = data[pos:e].decode()
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_topics.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["platform"] = data[pos:e].decode()
-            pos = e
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        elif tag == 50:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_meta = _dec_entry_string_string(data, pos, e, depth - 1)
-            if i_meta is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_meta[i_meta[0]] = i_meta[1]
-            pos = e
-        elif tag == 58:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_topics.append(data[pos:e].decode())
-            pos = e
-        elif tag == 66:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["timezone"] = data[pos:e].decode()
-            pos = e
-        elif tag == 74:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["locale"] = data[pos:e].decode()
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 58:
+                        break
+                if tag < 0:
+                    break
+            if tag == 66:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["timezone"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 74:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["locale"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26, 34, 42, 50, 58, 66, 74}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -20817,157 +23854,239 @@ def _dec_DeviceUpdateRequest(cls: type[_M], data: bytes, pos: int, end: int, dep
     f_users: list[str] = []
     d["users"] = f_users
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_ids.append(data[pos:e].decode())
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_ids.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_users.append(data[pos:e].decode())
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag == 18:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_user_update = d["user_update"]
-            if f_user_update is None:
-                d["user_update"] = _dec_DeviceUserUpdate(DeviceUserUpdate, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_user_update) + data[pos:e]
-                d["user_update"] = _dec_DeviceUserUpdate(DeviceUserUpdate, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_users.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_meta_update = d["meta_update"]
-            if f_meta_update is None:
-                d["meta_update"] = _dec_DeviceMetaUpdate(DeviceMetaUpdate, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_meta_update) + data[pos:e]
-                d["meta_update"] = _dec_DeviceMetaUpdate(DeviceMetaUpdate, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 50:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_topics_update = d["topics_update"]
-            if f_topics_update is None:
-                d["topics_update"] = _dec_DeviceTopicsUpdate(
-                    DeviceTopicsUpdate, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_topics_update) + data[pos:e]
-                d["topics_update"] = _dec_DeviceTopicsUpdate(
-                    DeviceTopicsUpdate, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 58:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_timezone_update = d["timezone_update"]
-            if f_timezone_update is None:
-                d["timezone_update"] = _dec_DeviceTimezoneUpdate(
-                    DeviceTimezoneUpdate, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_timezone_update) + data[pos:e]
-                d["timezone_update"] = _dec_DeviceTimezoneUpdate(
-                    DeviceTimezoneUpdate, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 66:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_locale_update = d["locale_update"]
-            if f_locale_update is None:
-                d["locale_update"] = _dec_DeviceLocaleUpdate(
-                    DeviceLocaleUpdate, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_locale_update) + data[pos:e]
-                d["locale_update"] = _dec_DeviceLocaleUpdate(
-                    DeviceLocaleUpdate, b, 0, len(b), depth - 1
-                )
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 18:
+                        break
+                if tag < 0:
+                    break
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_user_update = d["user_update"]
+                if f_user_update is None:
+                    d["user_update"] = _dec_DeviceUserUpdate(
+                        DeviceUserUpdate, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_user_update) + data[pos:e]
+                    d["user_update"] = _dec_DeviceUserUpdate(
+                        DeviceUserUpdate, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_meta_update = d["meta_update"]
+                if f_meta_update is None:
+                    d["meta_update"] = _dec_DeviceMetaUpdate(
+                        DeviceMetaUpdate, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_meta_update) + data[pos:e]
+                    d["meta_update"] = _dec_DeviceMetaUpdate(
+                        DeviceMetaUpdate, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 50:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_topics_update = d["topics_update"]
+                if f_topics_update is None:
+                    d["topics_update"] = _dec_DeviceTopicsUpdate(
+                        DeviceTopicsUpdate, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_topics_update) + data[pos:e]
+                    d["topics_update"] = _dec_DeviceTopicsUpdate(
+                        DeviceTopicsUpdate, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 58:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_timezone_update = d["timezone_update"]
+                if f_timezone_update is None:
+                    d["timezone_update"] = _dec_DeviceTimezoneUpdate(
+                        DeviceTimezoneUpdate, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_timezone_update) + data[pos:e]
+                    d["timezone_update"] = _dec_DeviceTimezoneUpdate(
+                        DeviceTimezoneUpdate, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 66:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_locale_update = d["locale_update"]
+                if f_locale_update is None:
+                    d["locale_update"] = _dec_DeviceLocaleUpdate(
+                        DeviceLocaleUpdate, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_locale_update) + data[pos:e]
+                    d["locale_update"] = _dec_DeviceLocaleUpdate(
+                        DeviceLocaleUpdate, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 34, 42, 50, 58, 66}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -21021,45 +24140,84 @@ def _dec_DeviceRemoveRequest(cls: type[_M], data: bytes, pos: int, end: int, dep
     f_users: list[str] = []
     d["users"] = f_users
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_ids.append(data[pos:e].decode())
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_ids.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_users.append(data[pos:e].decode())
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag == 18:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_users.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 18:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -21097,30 +24255,46 @@ _zero_DeviceUserUpdate: dict[str, Any] = {
 def _dec_DeviceUserUpdate(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_DeviceUserUpdate.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -21158,30 +24332,46 @@ _zero_DeviceTimezoneUpdate: dict[str, Any] = {
 def _dec_DeviceTimezoneUpdate(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_DeviceTimezoneUpdate.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["timezone"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["timezone"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -21219,30 +24409,46 @@ _zero_DeviceLocaleUpdate: dict[str, Any] = {
 def _dec_DeviceLocaleUpdate(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_DeviceLocaleUpdate.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["locale"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["locale"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -21301,34 +24507,58 @@ def _dec_DeviceMetaUpdate(cls: type[_M], data: bytes, pos: int, end: int, depth:
     f_meta: dict[str, str] = {}
     d["meta"] = f_meta
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_meta = _dec_entry_string_string(data, pos, e, depth - 1)
-            if i_meta is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_meta[i_meta[0]] = i_meta[1]
-            pos = e
-        else:
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_meta = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_meta is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_meta[i_meta[0]] = i_meta[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -21381,45 +24611,76 @@ def _dec_DeviceTopicsUpdate(cls: type[_M], data: bytes, pos: int, end: int, dept
     f_topics: list[str] = []
     d["topics"] = f_topics
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["op"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["op"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_topics.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_topics.append(data[pos:e].decode())
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 18:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -21518,90 +24779,174 @@ def _dec_DeviceFilter(cls: type[_M], data: bytes, pos: int, end: int, depth: int
     f_platforms: list[str] = []
     d["platforms"] = f_platforms
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_ids.append(data[pos:e].decode())
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_ids.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_users.append(data[pos:e].decode())
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag == 18:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_topics.append(data[pos:e].decode())
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_users.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_providers.append(data[pos:e].decode())
-            pos = e
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 18:
+                        break
+                if tag < 0:
+                    break
+            if tag == 26:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_platforms.append(data[pos:e].decode())
-            pos = e
-        else:
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_topics.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 26:
+                        break
+                if tag < 0:
+                    break
+            if tag == 34:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_providers.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 34:
+                        break
+                if tag < 0:
+                    break
+            if tag == 42:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_platforms.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 42:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18, 26, 34, 42}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -21683,106 +25028,164 @@ _zero_DeviceListRequest: dict[str, Any] = {
 def _dec_DeviceListRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_DeviceListRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_filter = d["filter"]
-            if f_filter is None:
-                d["filter"] = _dec_DeviceFilter(DeviceFilter, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_filter) + data[pos:e]
-                d["filter"] = _dec_DeviceFilter(DeviceFilter, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 16:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["include_total_count"] = v != 0
-        elif tag == 24:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["include_meta"] = v != 0
-        elif tag == 32:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["include_topics"] = v != 0
-        elif tag == 40:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["include_webpush_keys"] = v != 0
-        elif tag == 82:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["cursor"] = data[pos:e].decode()
-            pos = e
-        elif tag == 88:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int32(v)
-            d["limit"] = v
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_filter = d["filter"]
+                if f_filter is None:
+                    d["filter"] = _dec_DeviceFilter(DeviceFilter, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_filter) + data[pos:e]
+                    d["filter"] = _dec_DeviceFilter(DeviceFilter, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 16:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["include_total_count"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 24:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["include_meta"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 32:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["include_topics"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 40:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["include_webpush_keys"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["cursor"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 88:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int32(v)
+                d["limit"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 16, 24, 32, 40, 82, 88}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -21895,105 +25298,196 @@ def _dec_DeviceTopicFilter(cls: type[_M], data: bytes, pos: int, end: int, depth
     f_topics: list[str] = []
     d["topics"] = f_topics
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_device_ids.append(data[pos:e].decode())
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_device_ids.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_device_providers.append(data[pos:e].decode())
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag == 18:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_device_platforms.append(data[pos:e].decode())
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_device_providers.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_device_users.append(data[pos:e].decode())
-            pos = e
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 18:
+                        break
+                if tag < 0:
+                    break
+            if tag == 26:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_topics.append(data[pos:e].decode())
-            pos = e
-        elif tag == 50:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_device_platforms.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["topic_prefix"] = data[pos:e].decode()
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 26:
+                        break
+                if tag < 0:
+                    break
+            if tag == 34:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_device_users.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 34:
+                        break
+                if tag < 0:
+                    break
+            if tag == 42:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_topics.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 42:
+                        break
+                if tag < 0:
+                    break
+            if tag == 50:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["topic_prefix"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26, 34, 42, 50}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -22067,84 +25561,128 @@ _zero_DeviceTopicListRequest: dict[str, Any] = {
 def _dec_DeviceTopicListRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_DeviceTopicListRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_filter = d["filter"]
-            if f_filter is None:
-                d["filter"] = _dec_DeviceTopicFilter(DeviceTopicFilter, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_filter) + data[pos:e]
-                d["filter"] = _dec_DeviceTopicFilter(DeviceTopicFilter, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 16:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["include_total_count"] = v != 0
-        elif tag == 24:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["include_device"] = v != 0
-        elif tag == 82:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["cursor"] = data[pos:e].decode()
-            pos = e
-        elif tag == 88:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int32(v)
-            d["limit"] = v
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_filter = d["filter"]
+                if f_filter is None:
+                    d["filter"] = _dec_DeviceTopicFilter(DeviceTopicFilter, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_filter) + data[pos:e]
+                    d["filter"] = _dec_DeviceTopicFilter(DeviceTopicFilter, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 16:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["include_total_count"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 24:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["include_device"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["cursor"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 88:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int32(v)
+                d["limit"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 16, 24, 82, 88}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -22212,60 +25750,106 @@ def _dec_UserTopicFilter(cls: type[_M], data: bytes, pos: int, end: int, depth: 
     f_topics: list[str] = []
     d["topics"] = f_topics
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_users.append(data[pos:e].decode())
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_users.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_topics.append(data[pos:e].decode())
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag == 18:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["topic_prefix"] = data[pos:e].decode()
-            pos = e
-        else:
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_topics.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 18:
+                        break
+                if tag < 0:
+                    break
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["topic_prefix"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -22332,73 +25916,110 @@ _zero_UserTopicListRequest: dict[str, Any] = {
 def _dec_UserTopicListRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_UserTopicListRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_filter = d["filter"]
-            if f_filter is None:
-                d["filter"] = _dec_UserTopicFilter(UserTopicFilter, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_filter) + data[pos:e]
-                d["filter"] = _dec_UserTopicFilter(UserTopicFilter, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 16:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["include_total_count"] = v != 0
-        elif tag == 82:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["cursor"] = data[pos:e].decode()
-            pos = e
-        elif tag == 88:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int32(v)
-            d["limit"] = v
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_filter = d["filter"]
+                if f_filter is None:
+                    d["filter"] = _dec_UserTopicFilter(UserTopicFilter, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_filter) + data[pos:e]
+                    d["filter"] = _dec_UserTopicFilter(UserTopicFilter, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 16:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["include_total_count"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["cursor"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 88:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int32(v)
+                d["limit"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 16, 82, 88}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -22479,75 +26100,120 @@ def _dec_DeviceTopicUpdateRequest(cls: type[_M], data: bytes, pos: int, end: int
     f_topics: list[str] = []
     d["topics"] = f_topics
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["device_id"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["op"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["device_id"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_topics.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["op"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_topics.append(data[pos:e].decode())
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 26:
+                        break
+                if tag < 0:
+                    break
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26, 34}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -22614,60 +26280,98 @@ def _dec_UserTopicUpdateRequest(cls: type[_M], data: bytes, pos: int, end: int, 
     f_topics: list[str] = []
     d["topics"] = f_topics
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["op"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_topics.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["op"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_topics.append(data[pos:e].decode())
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 26:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -22719,59 +26423,82 @@ _zero_DeviceRegisterResponse: dict[str, Any] = {
 def _dec_DeviceRegisterResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_DeviceRegisterResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_DeviceRegisterResult(
-                    DeviceRegisterResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_DeviceRegisterResult(
-                    DeviceRegisterResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_DeviceRegisterResult(
+                        DeviceRegisterResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_DeviceRegisterResult(
+                        DeviceRegisterResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -22823,55 +26550,82 @@ _zero_DeviceUpdateResponse: dict[str, Any] = {
 def _dec_DeviceUpdateResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_DeviceUpdateResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_DeviceUpdateResult(DeviceUpdateResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_DeviceUpdateResult(DeviceUpdateResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_DeviceUpdateResult(
+                        DeviceUpdateResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_DeviceUpdateResult(
+                        DeviceUpdateResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -22923,55 +26677,82 @@ _zero_DeviceRemoveResponse: dict[str, Any] = {
 def _dec_DeviceRemoveResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_DeviceRemoveResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_DeviceRemoveResult(DeviceRemoveResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_DeviceRemoveResult(DeviceRemoveResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_DeviceRemoveResult(
+                        DeviceRemoveResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_DeviceRemoveResult(
+                        DeviceRemoveResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -23023,55 +26804,78 @@ _zero_DeviceListResponse: dict[str, Any] = {
 def _dec_DeviceListResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_DeviceListResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_DeviceListResult(DeviceListResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_DeviceListResult(DeviceListResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_DeviceListResult(DeviceListResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_DeviceListResult(DeviceListResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -23123,59 +26927,82 @@ _zero_DeviceTopicListResponse: dict[str, Any] = {
 def _dec_DeviceTopicListResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_DeviceTopicListResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_DeviceTopicListResult(
-                    DeviceTopicListResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_DeviceTopicListResult(
-                    DeviceTopicListResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_DeviceTopicListResult(
+                        DeviceTopicListResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_DeviceTopicListResult(
+                        DeviceTopicListResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -23227,55 +27054,82 @@ _zero_UserTopicListResponse: dict[str, Any] = {
 def _dec_UserTopicListResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_UserTopicListResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_UserTopicListResult(UserTopicListResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_UserTopicListResult(UserTopicListResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_UserTopicListResult(
+                        UserTopicListResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_UserTopicListResult(
+                        UserTopicListResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -23329,59 +27183,82 @@ def _dec_DeviceTopicUpdateResponse(
 ) -> _M:
     d = _zero_DeviceTopicUpdateResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_DeviceTopicUpdateResult(
-                    DeviceTopicUpdateResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_DeviceTopicUpdateResult(
-                    DeviceTopicUpdateResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_DeviceTopicUpdateResult(
+                        DeviceTopicUpdateResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_DeviceTopicUpdateResult(
+                        DeviceTopicUpdateResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -23433,59 +27310,82 @@ _zero_UserTopicUpdateResponse: dict[str, Any] = {
 def _dec_UserTopicUpdateResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_UserTopicUpdateResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_UserTopicUpdateResult(
-                    UserTopicUpdateResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_UserTopicUpdateResult(
-                    UserTopicUpdateResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_UserTopicUpdateResult(
+                        UserTopicUpdateResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_UserTopicUpdateResult(
+                        UserTopicUpdateResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -23523,30 +27423,46 @@ _zero_DeviceRegisterResult: dict[str, Any] = {
 def _dec_DeviceRegisterResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_DeviceRegisterResult.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["id"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["id"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -23671,57 +27587,95 @@ def _dec_DeviceListResult(cls: type[_M], data: bytes, pos: int, end: int, depth:
     f_items: list[Device] = []
     d["items"] = f_items
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_items.append(_dec_Device(Device, data, pos, e, depth - 1))
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_items.append(_dec_Device(Device, data, pos, e, depth - 1))
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["next_cursor"] = data[pos:e].decode()
-            pos = e
-        elif tag == 24:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["total_count"] = v
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["next_cursor"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 24:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["total_count"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 24}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -23929,193 +27883,302 @@ def _dec_Device(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _
     f_topics: list[str] = []
     d["topics"] = f_topics
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["id"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["platform"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["provider"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["token"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 48:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["created_at"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 56:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["updated_at"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["id"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_meta = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_meta is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_meta[i_meta[0]] = i_meta[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["platform"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 82:
+                        break
+                if tag < 0:
+                    break
+            if tag == 90:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["provider"] = data[pos:e].decode()
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_topics.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["token"] = data[pos:e].decode()
-            pos = e
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        elif tag == 48:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["created_at"] = v
-        elif tag == 56:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["updated_at"] = v
-        elif tag == 82:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_meta = _dec_entry_string_string(data, pos, e, depth - 1)
-            if i_meta is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_meta[i_meta[0]] = i_meta[1]
-            pos = e
-        elif tag == 90:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_topics.append(data[pos:e].decode())
-            pos = e
-        elif tag == 98:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["timezone"] = data[pos:e].decode()
-            pos = e
-        elif tag == 106:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["locale"] = data[pos:e].decode()
-            pos = e
-        elif tag == 114:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["webpush_keys"] = data[pos:e].decode()
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 90:
+                        break
+                if tag < 0:
+                    break
+            if tag == 98:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["timezone"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 106:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["locale"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 114:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["webpush_keys"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26, 34, 42, 48, 56, 82, 90, 98, 106, 114}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -24178,57 +28241,95 @@ def _dec_DeviceTopicListResult(cls: type[_M], data: bytes, pos: int, end: int, d
     f_items: list[DeviceTopic] = []
     d["items"] = f_items
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_items.append(_dec_DeviceTopic(DeviceTopic, data, pos, e, depth - 1))
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_items.append(_dec_DeviceTopic(DeviceTopic, data, pos, e, depth - 1))
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["next_cursor"] = data[pos:e].decode()
-            pos = e
-        elif tag == 24:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["total_count"] = v
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["next_cursor"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 24:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["total_count"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 24}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -24293,65 +28394,95 @@ _zero_DeviceTopic: dict[str, Any] = {
 def _dec_DeviceTopic(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_DeviceTopic.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["id"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["topic"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_device = d["device"]
-            if f_device is None:
-                d["device"] = _dec_Device(Device, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_device) + data[pos:e]
-                d["device"] = _dec_Device(Device, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["id"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["topic"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_device = d["device"]
+                if f_device is None:
+                    d["device"] = _dec_Device(Device, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_device) + data[pos:e]
+                    d["device"] = _dec_Device(Device, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -24414,57 +28545,95 @@ def _dec_UserTopicListResult(cls: type[_M], data: bytes, pos: int, end: int, dep
     f_items: list[UserTopic] = []
     d["items"] = f_items
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_items.append(_dec_UserTopic(UserTopic, data, pos, e, depth - 1))
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_items.append(_dec_UserTopic(UserTopic, data, pos, e, depth - 1))
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["next_cursor"] = data[pos:e].decode()
-            pos = e
-        elif tag == 24:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["total_count"] = v
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["next_cursor"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 24:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["total_count"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 24}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -24592,60 +28761,90 @@ _zero_UserTopic: dict[str, Any] = {
 def _dec_UserTopic(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_UserTopic.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["id"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["topic"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["id"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["topic"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -24798,155 +28997,259 @@ def _dec_PushRecipient(cls: type[_M], data: bytes, pos: int, end: int, depth: in
     f_webpush_tokens: list[str] = []
     d["webpush_tokens"] = f_webpush_tokens
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_filter = d["filter"]
+                if f_filter is None:
+                    d["filter"] = _dec_DeviceFilter(DeviceFilter, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_filter) + data[pos:e]
+                    d["filter"] = _dec_DeviceFilter(DeviceFilter, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_filter = d["filter"]
-            if f_filter is None:
-                d["filter"] = _dec_DeviceFilter(DeviceFilter, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_filter) + data[pos:e]
-                d["filter"] = _dec_DeviceFilter(DeviceFilter, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_fcm_tokens.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_fcm_tokens.append(data[pos:e].decode())
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 18:
+                        break
+                if tag < 0:
+                    break
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["fcm_topic"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["fcm_condition"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["fcm_topic"] = data[pos:e].decode()
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_hms_tokens.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["fcm_condition"] = data[pos:e].decode()
-            pos = e
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 42:
+                        break
+                if tag < 0:
+                    break
+            if tag == 50:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["hms_topic"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 58:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["hms_condition"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 66:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_hms_tokens.append(data[pos:e].decode())
-            pos = e
-        elif tag == 50:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_apns_tokens.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["hms_topic"] = data[pos:e].decode()
-            pos = e
-        elif tag == 58:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 66:
+                        break
+                if tag < 0:
+                    break
+            if tag == 74:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["hms_condition"] = data[pos:e].decode()
-            pos = e
-        elif tag == 66:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_webpush_tokens.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_apns_tokens.append(data[pos:e].decode())
-            pos = e
-        elif tag == 74:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_webpush_tokens.append(data[pos:e].decode())
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 74:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18, 26, 34, 42, 50, 58, 66, 74}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -25041,111 +29344,167 @@ _zero_PushNotification: dict[str, Any] = {
 def _dec_PushNotification(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_PushNotification.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_fcm = d["fcm"]
-            if f_fcm is None:
-                d["fcm"] = _dec_FcmPushNotification(FcmPushNotification, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_fcm) + data[pos:e]
-                d["fcm"] = _dec_FcmPushNotification(FcmPushNotification, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_hms = d["hms"]
-            if f_hms is None:
-                d["hms"] = _dec_HmsPushNotification(HmsPushNotification, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_hms) + data[pos:e]
-                d["hms"] = _dec_HmsPushNotification(HmsPushNotification, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_apns = d["apns"]
-            if f_apns is None:
-                d["apns"] = _dec_ApnsPushNotification(ApnsPushNotification, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_apns) + data[pos:e]
-                d["apns"] = _dec_ApnsPushNotification(ApnsPushNotification, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_webpush = d["webpush"]
-            if f_webpush is None:
-                d["webpush"] = _dec_WebPushPushNotification(
-                    WebPushPushNotification, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_webpush) + data[pos:e]
-                d["webpush"] = _dec_WebPushPushNotification(
-                    WebPushPushNotification, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 40:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["expire_at"] = v
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_fcm = d["fcm"]
+                if f_fcm is None:
+                    d["fcm"] = _dec_FcmPushNotification(
+                        FcmPushNotification, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_fcm) + data[pos:e]
+                    d["fcm"] = _dec_FcmPushNotification(
+                        FcmPushNotification, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_hms = d["hms"]
+                if f_hms is None:
+                    d["hms"] = _dec_HmsPushNotification(
+                        HmsPushNotification, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_hms) + data[pos:e]
+                    d["hms"] = _dec_HmsPushNotification(
+                        HmsPushNotification, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_apns = d["apns"]
+                if f_apns is None:
+                    d["apns"] = _dec_ApnsPushNotification(
+                        ApnsPushNotification, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_apns) + data[pos:e]
+                    d["apns"] = _dec_ApnsPushNotification(
+                        ApnsPushNotification, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_webpush = d["webpush"]
+                if f_webpush is None:
+                    d["webpush"] = _dec_WebPushPushNotification(
+                        WebPushPushNotification, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_webpush) + data[pos:e]
+                    d["webpush"] = _dec_WebPushPushNotification(
+                        WebPushPushNotification, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 40:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["expire_at"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26, 34, 40}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -25182,30 +29541,46 @@ _zero_FcmPushNotification: dict[str, Any] = {
 def _dec_FcmPushNotification(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_FcmPushNotification.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["message"] = data[pos:e]
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["message"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -25242,30 +29617,46 @@ _zero_HmsPushNotification: dict[str, Any] = {
 def _dec_HmsPushNotification(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_HmsPushNotification.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["message"] = data[pos:e]
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["message"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -25337,49 +29728,80 @@ def _dec_ApnsPushNotification(cls: type[_M], data: bytes, pos: int, end: int, de
     f_headers: dict[str, str] = {}
     d["headers"] = f_headers
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_headers = _dec_entry_string_string(data, pos, e, depth - 1)
-            if i_headers is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_headers[i_headers[0]] = i_headers[1]
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_headers = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_headers is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_headers[i_headers[0]] = i_headers[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["payload"] = data[pos:e]
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["payload"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -25451,49 +29873,80 @@ def _dec_WebPushPushNotification(cls: type[_M], data: bytes, pos: int, end: int,
     f_headers: dict[str, str] = {}
     d["headers"] = f_headers
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_headers = _dec_entry_string_string(data, pos, e, depth - 1)
-            if i_headers is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_headers[i_headers[0]] = i_headers[1]
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_headers = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_headers is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_headers[i_headers[0]] = i_headers[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["payload"] = data[pos:e]
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["payload"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -25654,173 +30107,266 @@ def _dec_SendPushNotificationRequest(
     f_localizations: dict[str, PushLocalization] = {}
     d["localizations"] = f_localizations
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_recipient = d["recipient"]
+                if f_recipient is None:
+                    d["recipient"] = _dec_PushRecipient(PushRecipient, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_recipient) + data[pos:e]
+                    d["recipient"] = _dec_PushRecipient(PushRecipient, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_notification = d["notification"]
+                if f_notification is None:
+                    d["notification"] = _dec_PushNotification(
+                        PushNotification, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_notification) + data[pos:e]
+                    d["notification"] = _dec_PushNotification(
+                        PushNotification, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["uid"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 32:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["send_at"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 40:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["optimize_for_reliability"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 50:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_limit_strategy = d["limit_strategy"]
+                if f_limit_strategy is None:
+                    d["limit_strategy"] = _dec_PushLimitStrategy(
+                        PushLimitStrategy, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_limit_strategy) + data[pos:e]
+                    d["limit_strategy"] = _dec_PushLimitStrategy(
+                        PushLimitStrategy, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 58:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["analytics_uid"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 66:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_recipient = d["recipient"]
-            if f_recipient is None:
-                d["recipient"] = _dec_PushRecipient(PushRecipient, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_recipient) + data[pos:e]
-                d["recipient"] = _dec_PushRecipient(PushRecipient, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_localizations = _dec_entry_string_PushLocalization(data, pos, e, depth - 1)
+                    if (
+                        i_localizations is None
+                    ):  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_localizations[i_localizations[0]] = i_localizations[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_notification = d["notification"]
-            if f_notification is None:
-                d["notification"] = _dec_PushNotification(PushNotification, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_notification) + data[pos:e]
-                d["notification"] = _dec_PushNotification(PushNotification, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["uid"] = data[pos:e].decode()
-            pos = e
-        elif tag == 32:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["send_at"] = v
-        elif tag == 40:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["optimize_for_reliability"] = v != 0
-        elif tag == 50:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_limit_strategy = d["limit_strategy"]
-            if f_limit_strategy is None:
-                d["limit_strategy"] = _dec_PushLimitStrategy(
-                    PushLimitStrategy, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_limit_strategy) + data[pos:e]
-                d["limit_strategy"] = _dec_PushLimitStrategy(
-                    PushLimitStrategy, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 58:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["analytics_uid"] = data[pos:e].decode()
-            pos = e
-        elif tag == 66:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_localizations = _dec_entry_string_PushLocalization(data, pos, e, depth - 1)
-            if i_localizations is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_localizations[i_localizations[0]] = i_localizations[1]
-            pos = e
-        elif tag == 72:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["use_templating"] = v != 0
-        elif tag == 80:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["use_meta"] = v != 0
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 66:
+                        break
+                if tag < 0:
+                    break
+            if tag == 72:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["use_templating"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 80:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["use_meta"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26, 32, 40, 50, 58, 66, 72, 80}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -25879,34 +30425,60 @@ def _dec_PushLocalization(cls: type[_M], data: bytes, pos: int, end: int, depth:
     f_translations: dict[str, str] = {}
     d["translations"] = f_translations
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_translations = _dec_entry_string_string(data, pos, e, depth - 1)
-            if i_translations is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_translations[i_translations[0]] = i_translations[1]
-            pos = e
-        else:
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_translations = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if (
+                        i_translations is None
+                    ):  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_translations[i_translations[0]] = i_translations[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -25960,63 +30532,86 @@ _zero_PushLimitStrategy: dict[str, Any] = {
 def _dec_PushLimitStrategy(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_PushLimitStrategy.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_rate_limit = d["rate_limit"]
-            if f_rate_limit is None:
-                d["rate_limit"] = _dec_PushRateLimitStrategy(
-                    PushRateLimitStrategy, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_rate_limit) + data[pos:e]
-                d["rate_limit"] = _dec_PushRateLimitStrategy(
-                    PushRateLimitStrategy, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_time_limit = d["time_limit"]
-            if f_time_limit is None:
-                d["time_limit"] = _dec_PushTimeLimitStrategy(
-                    PushTimeLimitStrategy, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_time_limit) + data[pos:e]
-                d["time_limit"] = _dec_PushTimeLimitStrategy(
-                    PushTimeLimitStrategy, b, 0, len(b), depth - 1
-                )
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_rate_limit = d["rate_limit"]
+                if f_rate_limit is None:
+                    d["rate_limit"] = _dec_PushRateLimitStrategy(
+                        PushRateLimitStrategy, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_rate_limit) + data[pos:e]
+                    d["rate_limit"] = _dec_PushRateLimitStrategy(
+                        PushRateLimitStrategy, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_time_limit = d["time_limit"]
+                if f_time_limit is None:
+                    d["time_limit"] = _dec_PushTimeLimitStrategy(
+                        PushTimeLimitStrategy, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_time_limit) + data[pos:e]
+                    d["time_limit"] = _dec_PushTimeLimitStrategy(
+                        PushTimeLimitStrategy, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -26073,56 +30668,86 @@ _zero_PushTimeLimitStrategy: dict[str, Any] = {
 def _dec_PushTimeLimitStrategy(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_PushTimeLimitStrategy.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["send_after_time"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["send_before_time"] = data[pos:e].decode()
-            pos = e
-        elif tag == 24:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["no_tz_send_now"] = v != 0
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["send_after_time"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["send_before_time"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 24:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["no_tz_send_now"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 24}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -26181,56 +30806,96 @@ def _dec_PushRateLimitStrategy(cls: type[_M], data: bytes, pos: int, end: int, d
     f_policies: list[RateLimitPolicy] = []
     d["policies"] = f_policies
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["key"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_policies.append(
+                        _dec_RateLimitPolicy(RateLimitPolicy, data, pos, e, depth - 1)
+                    )
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_policies.append(_dec_RateLimitPolicy(RateLimitPolicy, data, pos, e, depth - 1))
-            pos = e
-        elif tag == 24:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["drop_if_rate_limited"] = v != 0
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 18:
+                        break
+                if tag < 0:
+                    break
+            if tag == 24:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["drop_if_rate_limited"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 24}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -26276,39 +30941,62 @@ _zero_RateLimitPolicy: dict[str, Any] = {
 def _dec_RateLimitPolicy(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_RateLimitPolicy.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["rate"] = v
-        elif tag == 16:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int32(v)
-            d["interval_ms"] = v
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["rate"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 16:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int32(v)
+                d["interval_ms"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8, 16}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -26362,59 +31050,82 @@ def _dec_SendPushNotificationResponse(
 ) -> _M:
     d = _zero_SendPushNotificationResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_SendPushNotificationResult(
-                    SendPushNotificationResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_SendPushNotificationResult(
-                    SendPushNotificationResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_SendPushNotificationResult(
+                        SendPushNotificationResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_SendPushNotificationResult(
+                        SendPushNotificationResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -26454,30 +31165,46 @@ def _dec_SendPushNotificationResult(
 ) -> _M:
     d = _zero_SendPushNotificationResult.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["uid"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["uid"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -26557,75 +31284,112 @@ _zero_UpdatePushStatusRequest: dict[str, Any] = {
 def _dec_UpdatePushStatusRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_UpdatePushStatusRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["analytics_uid"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["status"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["device_id"] = data[pos:e].decode()
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["msg_id"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["analytics_uid"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["status"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["device_id"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["msg_id"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26, 34}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -26677,59 +31441,82 @@ _zero_UpdatePushStatusResponse: dict[str, Any] = {
 def _dec_UpdatePushStatusResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_UpdatePushStatusResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_UpdatePushStatusResult(
-                    UpdatePushStatusResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_UpdatePushStatusResult(
-                    UpdatePushStatusResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_UpdatePushStatusResult(
+                        UpdatePushStatusResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_UpdatePushStatusResult(
+                        UpdatePushStatusResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -26798,30 +31585,46 @@ _zero_CancelPushRequest: dict[str, Any] = {
 def _dec_CancelPushRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_CancelPushRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["uid"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["uid"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -26873,55 +31676,78 @@ _zero_CancelPushResponse: dict[str, Any] = {
 def _dec_CancelPushResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_CancelPushResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_CancelPushResult(CancelPushResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_CancelPushResult(CancelPushResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_CancelPushResult(CancelPushResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_CancelPushResult(CancelPushResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -27162,203 +31988,311 @@ def _dec_MapPublishRequest(cls: type[_M], data: bytes, pos: int, end: int, depth
     f_tags: dict[str, str] = {}
     d["tags"] = f_tags
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["stream_data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 50:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64stream_data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 58:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["channel"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_tags[i_tags[0]] = i_tags[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["key"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["data"] = data[pos:e]
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["b64data"] = data[pos:e].decode()
-            pos = e
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["stream_data"] = data[pos:e]
-            pos = e
-        elif tag == 50:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["b64stream_data"] = data[pos:e].decode()
-            pos = e
-        elif tag == 58:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
-            if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_tags[i_tags[0]] = i_tags[1]
-            pos = e
-        elif tag == 66:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["idempotency_key"] = data[pos:e].decode()
-            pos = e
-        elif tag == 72:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["delta"] = v != 0
-        elif tag == 80:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["version"] = v
-        elif tag == 90:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["version_epoch"] = data[pos:e].decode()
-            pos = e
-        elif tag == 96:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["score"] = v
-        elif tag == 106:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["key_mode"] = data[pos:e].decode()
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 58:
+                        break
+                if tag < 0:
+                    break
+            if tag == 66:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["idempotency_key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 72:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["delta"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 80:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["version"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 90:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["version_epoch"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 96:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["score"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 106:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["key_mode"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26, 34, 42, 50, 58, 66, 72, 80, 90, 96, 106}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -27410,55 +32344,78 @@ _zero_MapPublishResponse: dict[str, Any] = {
 def _dec_MapPublishResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_MapPublishResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_MapPublishResult(MapPublishResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_MapPublishResult(MapPublishResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_MapPublishResult(MapPublishResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_MapPublishResult(MapPublishResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -27526,67 +32483,104 @@ _zero_MapPublishResult: dict[str, Any] = {
 def _dec_MapPublishResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_MapPublishResult.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["offset"] = v
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["epoch"] = data[pos:e].decode()
-            pos = e
-        elif tag == 24:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["suppressed"] = v != 0
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["suppress_reason"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["offset"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["epoch"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 24:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["suppressed"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["suppress_reason"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8, 18, 24, 34}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -27652,60 +32646,90 @@ _zero_MapRemoveRequest: dict[str, Any] = {
 def _dec_MapRemoveRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_MapRemoveRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["channel"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["key"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["idempotency_key"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["idempotency_key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -27755,55 +32779,78 @@ _zero_MapRemoveResponse: dict[str, Any] = {
 def _dec_MapRemoveResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_MapRemoveResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_MapRemoveResult(MapRemoveResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_MapRemoveResult(MapRemoveResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_MapRemoveResult(MapRemoveResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_MapRemoveResult(MapRemoveResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -27871,67 +32918,104 @@ _zero_MapRemoveResult: dict[str, Any] = {
 def _dec_MapRemoveResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_MapRemoveResult.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["offset"] = v
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["epoch"] = data[pos:e].decode()
-            pos = e
-        elif tag == 24:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["suppressed"] = v != 0
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["suppress_reason"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["offset"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["epoch"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 24:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["suppressed"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["suppress_reason"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8, 18, 24, 34}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -28038,109 +33122,167 @@ _zero_MapReadStateRequest: dict[str, Any] = {
 def _dec_MapReadStateRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_MapReadStateRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["channel"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["cursor"] = data[pos:e].decode()
-            pos = e
-        elif tag == 24:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int32(v)
-            d["limit"] = v
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["key"] = data[pos:e].decode()
-            pos = e
-        elif tag == 40:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["asc"] = v != 0
-        elif tag == 48:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["revision_offset"] = v
-        elif tag == 58:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["revision_epoch"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["cursor"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 24:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int32(v)
+                d["limit"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 40:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["asc"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 48:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["revision_offset"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 58:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["revision_epoch"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 24, 34, 40, 48, 58}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -28192,55 +33334,82 @@ _zero_MapReadStateResponse: dict[str, Any] = {
 def _dec_MapReadStateResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_MapReadStateResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_MapReadStateResult(MapReadStateResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_MapReadStateResult(MapReadStateResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_MapReadStateResult(
+                        MapReadStateResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_MapReadStateResult(
+                        MapReadStateResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -28317,71 +33486,116 @@ def _dec_MapReadStateResult(cls: type[_M], data: bytes, pos: int, end: int, dept
     f_entries: list[MapEntry] = []
     d["entries"] = f_entries
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_entries.append(_dec_MapEntry(MapEntry, data, pos, e, depth - 1))
-            pos = e
-        elif tag == 16:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_entries.append(_dec_MapEntry(MapEntry, data, pos, e, depth - 1))
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["offset"] = v
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["epoch"] = data[pos:e].decode()
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["cursor"] = data[pos:e].decode()
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag == 16:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["offset"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["epoch"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["cursor"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 16, 26, 34}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -28505,110 +33719,176 @@ def _dec_MapEntry(cls: type[_M], data: bytes, pos: int, end: int, depth: int) ->
     f_tags: dict[str, str] = {}
     d["tags"] = f_tags
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["key"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_tags[i_tags[0]] = i_tags[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["data"] = data[pos:e]
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
-            if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_tags[i_tags[0]] = i_tags[1]
-            pos = e
-        elif tag == 32:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["offset"] = v
-        elif tag == 40:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["score"] = v
-        elif tag == 48:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["removed"] = v != 0
-        elif tag == 56:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["time"] = v
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 26:
+                        break
+                if tag < 0:
+                    break
+            if tag == 32:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["offset"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 40:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["score"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 48:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["removed"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 56:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["time"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26, 32, 40, 48, 56}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -28687,79 +33967,123 @@ _zero_MapReadStreamRequest: dict[str, Any] = {
 def _dec_MapReadStreamRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_MapReadStreamRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["channel"] = data[pos:e].decode()
-            pos = e
-        elif tag == 16:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["since_offset"] = v
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["since_epoch"] = data[pos:e].decode()
-            pos = e
-        elif tag == 32:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int32(v)
-            d["limit"] = v
-        elif tag == 40:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["reverse"] = v != 0
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 16:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["since_offset"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["since_epoch"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 32:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int32(v)
+                d["limit"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 40:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["reverse"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 16, 26, 32, 40}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -28811,55 +34135,82 @@ _zero_MapReadStreamResponse: dict[str, Any] = {
 def _dec_MapReadStreamResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_MapReadStreamResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_MapReadStreamResult(MapReadStreamResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_MapReadStreamResult(MapReadStreamResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_MapReadStreamResult(
+                        MapReadStreamResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_MapReadStreamResult(
+                        MapReadStreamResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -28922,56 +34273,94 @@ def _dec_MapReadStreamResult(cls: type[_M], data: bytes, pos: int, end: int, dep
     f_entries: list[MapEntry] = []
     d["entries"] = f_entries
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_entries.append(_dec_MapEntry(MapEntry, data, pos, e, depth - 1))
-            pos = e
-        elif tag == 16:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_entries.append(_dec_MapEntry(MapEntry, data, pos, e, depth - 1))
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["offset"] = v
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["epoch"] = data[pos:e].decode()
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag == 16:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["offset"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["epoch"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 16, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -29009,30 +34398,46 @@ _zero_MapStatsRequest: dict[str, Any] = {
 def _dec_MapStatsRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_MapStatsRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["channel"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -29082,55 +34487,78 @@ _zero_MapStatsResponse: dict[str, Any] = {
 def _dec_MapStatsResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_MapStatsResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_MapStatsResult(MapStatsResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_MapStatsResult(MapStatsResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_MapStatsResult(MapStatsResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_MapStatsResult(MapStatsResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -29165,27 +34593,43 @@ _zero_MapStatsResult: dict[str, Any] = {
 def _dec_MapStatsResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_MapStatsResult.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int32(v)
-            d["num_keys"] = v
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int32(v)
+                d["num_keys"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -29223,30 +34667,46 @@ _zero_MapClearRequest: dict[str, Any] = {
 def _dec_MapClearRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_MapClearRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["channel"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -29296,55 +34756,78 @@ _zero_MapClearResponse: dict[str, Any] = {
 def _dec_MapClearResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_MapClearResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_MapClearResult(MapClearResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_MapClearResult(MapClearResult, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_MapClearResult(MapClearResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_MapClearResult(MapClearResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -29479,101 +34962,152 @@ _zero_SharedPollPublishRequest: dict[str, Any] = {
 def _dec_SharedPollPublishRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_SharedPollPublishRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["channel"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["key"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["data"] = data[pos:e]
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["b64data"] = data[pos:e].decode()
-            pos = e
-        elif tag == 40:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["version"] = v
-        elif tag == 50:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["epoch"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 40:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["version"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 50:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["epoch"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26, 34, 40, 50}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -29627,59 +35161,82 @@ def _dec_SharedPollPublishResponse(
 ) -> _M:
     d = _zero_SharedPollPublishResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_SharedPollPublishResult(
-                    SharedPollPublishResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_SharedPollPublishResult(
-                    SharedPollPublishResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_SharedPollPublishResult(
+                        SharedPollPublishResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_SharedPollPublishResult(
+                        SharedPollPublishResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:

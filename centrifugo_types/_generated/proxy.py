@@ -2983,105 +2983,172 @@ def _dec_FilterNode(cls: type[_M], data: bytes, pos: int, end: int, depth: int) 
     f_nodes: list[FilterNode] = []
     d["nodes"] = f_nodes
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["op"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["cmp"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["val"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["op"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_vals.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["key"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 42:
+                        break
+                if tag < 0:
+                    break
+            if tag == 50:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["cmp"] = data[pos:e].decode()
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_nodes.append(_dec_FilterNode(FilterNode, data, pos, e, depth - 1))
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["val"] = data[pos:e].decode()
-            pos = e
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_vals.append(data[pos:e].decode())
-            pos = e
-        elif tag == 50:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_nodes.append(_dec_FilterNode(FilterNode, data, pos, e, depth - 1))
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 50:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18, 26, 34, 42, 50}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -3130,42 +3197,65 @@ _zero_Disconnect: dict[str, Any] = {
 def _dec_Disconnect(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_Disconnect.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = v & 0xFFFFFFFF
-            d["code"] = v
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["reason"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = v & 0xFFFFFFFF
+                d["code"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["reason"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -3219,53 +3309,83 @@ _zero_Error: dict[str, Any] = {
 def _dec_Error(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_Error.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = v & 0xFFFFFFFF
-            d["code"] = v
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["message"] = data[pos:e].decode()
-            pos = e
-        elif tag == 24:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["temporary"] = v != 0
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = v & 0xFFFFFFFF
+                d["code"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["message"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 24:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["temporary"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8, 18, 24}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -3415,150 +3535,230 @@ def _dec_ConnectRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: i
     f_channels: list[str] = []
     d["channels"] = f_channels
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["client"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["transport"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["protocol"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["encoding"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 90:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 98:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["name"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 106:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["version"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 114:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["client"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_channels.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["transport"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["protocol"] = data[pos:e].decode()
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["encoding"] = data[pos:e].decode()
-            pos = e
-        elif tag == 82:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["data"] = data[pos:e]
-            pos = e
-        elif tag == 90:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["b64data"] = data[pos:e].decode()
-            pos = e
-        elif tag == 98:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["name"] = data[pos:e].decode()
-            pos = e
-        elif tag == 106:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["version"] = data[pos:e].decode()
-            pos = e
-        elif tag == 114:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_channels.append(data[pos:e].decode())
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 114:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18, 26, 34, 82, 90, 98, 106, 114}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -3682,142 +3882,207 @@ _zero_SubscribeOptions: dict[str, Any] = {
 def _dec_SubscribeOptions(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_SubscribeOptions.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["expire_at"] = v
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["info"] = data[pos:e]
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["b64info"] = data[pos:e].decode()
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["data"] = data[pos:e]
-            pos = e
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["b64data"] = data[pos:e].decode()
-            pos = e
-        elif tag == 50:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_override = d["override"]
-            if f_override is None:
-                d["override"] = _dec_SubscribeOptionOverride(
-                    SubscribeOptionOverride, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_override) + data[pos:e]
-                d["override"] = _dec_SubscribeOptionOverride(
-                    SubscribeOptionOverride, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 58:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_server_tags_filter = d["server_tags_filter"]
-            if f_server_tags_filter is None:
-                d["server_tags_filter"] = _dec_FilterNode(FilterNode, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_server_tags_filter) + data[pos:e]
-                d["server_tags_filter"] = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 64:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["cache_recover"] = v != 0
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["expire_at"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["info"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64info"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 50:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_override = d["override"]
+                if f_override is None:
+                    d["override"] = _dec_SubscribeOptionOverride(
+                        SubscribeOptionOverride, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_override) + data[pos:e]
+                    d["override"] = _dec_SubscribeOptionOverride(
+                        SubscribeOptionOverride, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 58:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_server_tags_filter = d["server_tags_filter"]
+                if f_server_tags_filter is None:
+                    d["server_tags_filter"] = _dec_FilterNode(FilterNode, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_server_tags_filter) + data[pos:e]
+                    d["server_tags_filter"] = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 64:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["cache_recover"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8, 18, 26, 34, 42, 50, 58, 64}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -4035,185 +4300,305 @@ def _dec_ConnectResult(cls: type[_M], data: bytes, pos: int, end: int, depth: in
     f_labels: dict[str, str] = {}
     d["labels"] = f_labels
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 16:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["expire_at"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["info"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64info"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 50:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 58:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        elif tag == 16:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_channels.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["expire_at"] = v
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 58:
+                        break
+                if tag < 0:
+                    break
+            if tag == 66:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["info"] = data[pos:e]
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_subs = _dec_entry_string_SubscribeOptions(data, pos, e, depth - 1)
+                    if i_subs is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_subs[i_subs[0]] = i_subs[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["b64info"] = data[pos:e].decode()
-            pos = e
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 66:
+                        break
+                if tag < 0:
+                    break
+            if tag == 74:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["meta"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["data"] = data[pos:e]
-            pos = e
-        elif tag == 50:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_caps.append(
+                        _dec_ChannelsCapability(ChannelsCapability, data, pos, e, depth - 1)
+                    )
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["b64data"] = data[pos:e].decode()
-            pos = e
-        elif tag == 58:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 82:
+                        break
+                if tag < 0:
+                    break
+            if tag == 90:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_channels.append(data[pos:e].decode())
-            pos = e
-        elif tag == 66:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_labels[i_labels[0]] = i_labels[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_subs = _dec_entry_string_SubscribeOptions(data, pos, e, depth - 1)
-            if i_subs is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_subs[i_subs[0]] = i_subs[1]
-            pos = e
-        elif tag == 74:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["meta"] = data[pos:e]
-            pos = e
-        elif tag == 82:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_caps.append(_dec_ChannelsCapability(ChannelsCapability, data, pos, e, depth - 1))
-            pos = e
-        elif tag == 90:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
-            if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_labels[i_labels[0]] = i_labels[1]
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 90:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 16, 26, 34, 42, 50, 58, 66, 74, 82, 90}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -4281,60 +4666,106 @@ def _dec_ChannelsCapability(cls: type[_M], data: bytes, pos: int, end: int, dept
     f_allow: list[str] = []
     d["allow"] = f_allow
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_channels.append(data[pos:e].decode())
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_channels.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_allow.append(data[pos:e].decode())
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag == 18:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["match"] = data[pos:e].decode()
-            pos = e
-        else:
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_allow.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 18:
+                        break
+                if tag < 0:
+                    break
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["match"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -4397,75 +4828,105 @@ _zero_ConnectResponse: dict[str, Any] = {
 def _dec_ConnectResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_ConnectResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_ConnectResult(ConnectResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_ConnectResult(ConnectResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_disconnect = d["disconnect"]
-            if f_disconnect is None:
-                d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_disconnect) + data[pos:e]
-                d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_ConnectResult(ConnectResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_ConnectResult(ConnectResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_disconnect = d["disconnect"]
+                if f_disconnect is None:
+                    d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_disconnect) + data[pos:e]
+                    d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -4607,124 +5068,190 @@ def _dec_RefreshRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: i
     f_labels: dict[str, str] = {}
     d["labels"] = f_labels
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["client"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["transport"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["protocol"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["encoding"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 90:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["meta"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 98:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["client"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_labels[i_labels[0]] = i_labels[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["transport"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["protocol"] = data[pos:e].decode()
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["encoding"] = data[pos:e].decode()
-            pos = e
-        elif tag == 82:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        elif tag == 90:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["meta"] = data[pos:e]
-            pos = e
-        elif tag == 98:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
-            if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_labels[i_labels[0]] = i_labels[1]
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 98:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18, 26, 34, 82, 90, 98}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -4820,98 +5347,159 @@ def _dec_RefreshResult(cls: type[_M], data: bytes, pos: int, end: int, depth: in
     f_caps: list[ChannelsCapability] = []
     d["caps"] = f_caps
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["expired"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 16:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["expire_at"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["info"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64info"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["meta"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 50:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["expired"] = v != 0
-        elif tag == 16:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_caps.append(
+                        _dec_ChannelsCapability(ChannelsCapability, data, pos, e, depth - 1)
+                    )
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["expire_at"] = v
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["info"] = data[pos:e]
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["b64info"] = data[pos:e].decode()
-            pos = e
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["meta"] = data[pos:e]
-            pos = e
-        elif tag == 50:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_caps.append(_dec_ChannelsCapability(ChannelsCapability, data, pos, e, depth - 1))
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 50:
+                        break
+                if tag < 0:
+                    break
+            if tag in {8, 16, 26, 34, 42, 50}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -4974,75 +5562,105 @@ _zero_RefreshResponse: dict[str, Any] = {
 def _dec_RefreshResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_RefreshResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_RefreshResult(RefreshResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_RefreshResult(RefreshResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_disconnect = d["disconnect"]
-            if f_disconnect is None:
-                d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_disconnect) + data[pos:e]
-                d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_RefreshResult(RefreshResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_RefreshResult(RefreshResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_disconnect = d["disconnect"]
+                if f_disconnect is None:
+                    d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_disconnect) + data[pos:e]
+                    d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -5239,184 +5857,278 @@ def _dec_SubscribeRequest(cls: type[_M], data: bytes, pos: int, end: int, depth:
     f_labels: dict[str, str] = {}
     d["labels"] = f_labels
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["client"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["transport"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["protocol"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["encoding"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 90:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 98:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["token"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 106:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["meta"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 114:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 122:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 130:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["client"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_labels[i_labels[0]] = i_labels[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["transport"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["protocol"] = data[pos:e].decode()
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["encoding"] = data[pos:e].decode()
-            pos = e
-        elif tag == 82:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        elif tag == 90:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["channel"] = data[pos:e].decode()
-            pos = e
-        elif tag == 98:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["token"] = data[pos:e].decode()
-            pos = e
-        elif tag == 106:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["meta"] = data[pos:e]
-            pos = e
-        elif tag == 114:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["data"] = data[pos:e]
-            pos = e
-        elif tag == 122:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["b64data"] = data[pos:e].decode()
-            pos = e
-        elif tag == 130:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
-            if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_labels[i_labels[0]] = i_labels[1]
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 130:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18, 26, 34, 82, 90, 98, 106, 114, 122, 130}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -5445,26 +6157,42 @@ _zero_BoolValue: dict[str, Any] = {
 def _dec_BoolValue(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_BoolValue.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["value"] = v != 0
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["value"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -5499,27 +6227,43 @@ _zero_Int32Value: dict[str, Any] = {
 def _dec_Int32Value(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_Int32Value.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int32(v)
-            d["value"] = v
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int32(v)
+                d["value"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -5614,115 +6358,159 @@ _zero_SubscribeOptionOverride: dict[str, Any] = {
 def _dec_SubscribeOptionOverride(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_SubscribeOptionOverride.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_presence = d["presence"]
-            if f_presence is None:
-                d["presence"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_presence) + data[pos:e]
-                d["presence"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_join_leave = d["join_leave"]
-            if f_join_leave is None:
-                d["join_leave"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_join_leave) + data[pos:e]
-                d["join_leave"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_force_recovery = d["force_recovery"]
-            if f_force_recovery is None:
-                d["force_recovery"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_force_recovery) + data[pos:e]
-                d["force_recovery"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_force_positioning = d["force_positioning"]
-            if f_force_positioning is None:
-                d["force_positioning"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_force_positioning) + data[pos:e]
-                d["force_positioning"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_force_push_join_leave = d["force_push_join_leave"]
-            if f_force_push_join_leave is None:
-                d["force_push_join_leave"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_force_push_join_leave) + data[pos:e]
-                d["force_push_join_leave"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_presence = d["presence"]
+                if f_presence is None:
+                    d["presence"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_presence) + data[pos:e]
+                    d["presence"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_join_leave = d["join_leave"]
+                if f_join_leave is None:
+                    d["join_leave"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_join_leave) + data[pos:e]
+                    d["join_leave"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_force_recovery = d["force_recovery"]
+                if f_force_recovery is None:
+                    d["force_recovery"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_force_recovery) + data[pos:e]
+                    d["force_recovery"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_force_positioning = d["force_positioning"]
+                if f_force_positioning is None:
+                    d["force_positioning"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_force_positioning) + data[pos:e]
+                    d["force_positioning"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_force_push_join_leave = d["force_push_join_leave"]
+                if f_force_push_join_leave is None:
+                    d["force_push_join_leave"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_force_push_join_leave) + data[pos:e]
+                    d["force_push_join_leave"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26, 34, 42}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -5856,146 +6644,219 @@ def _dec_SubscribeResult(cls: type[_M], data: bytes, pos: int, end: int, depth: 
     f_allow: list[str] = []
     d["allow"] = f_allow
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["expire_at"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["info"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64info"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 50:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_override = d["override"]
+                if f_override is None:
+                    d["override"] = _dec_SubscribeOptionOverride(
+                        SubscribeOptionOverride, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_override) + data[pos:e]
+                    d["override"] = _dec_SubscribeOptionOverride(
+                        SubscribeOptionOverride, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 58:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["expire_at"] = v
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_allow.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["info"] = data[pos:e]
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["b64info"] = data[pos:e].decode()
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["data"] = data[pos:e]
-            pos = e
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["b64data"] = data[pos:e].decode()
-            pos = e
-        elif tag == 50:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_override = d["override"]
-            if f_override is None:
-                d["override"] = _dec_SubscribeOptionOverride(
-                    SubscribeOptionOverride, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_override) + data[pos:e]
-                d["override"] = _dec_SubscribeOptionOverride(
-                    SubscribeOptionOverride, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 58:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_allow.append(data[pos:e].decode())
-            pos = e
-        elif tag == 66:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_server_tags_filter = d["server_tags_filter"]
-            if f_server_tags_filter is None:
-                d["server_tags_filter"] = _dec_FilterNode(FilterNode, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_server_tags_filter) + data[pos:e]
-                d["server_tags_filter"] = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 58:
+                        break
+                if tag < 0:
+                    break
+            if tag == 66:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_server_tags_filter = d["server_tags_filter"]
+                if f_server_tags_filter is None:
+                    d["server_tags_filter"] = _dec_FilterNode(FilterNode, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_server_tags_filter) + data[pos:e]
+                    d["server_tags_filter"] = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8, 18, 26, 34, 42, 50, 58, 66}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -6058,75 +6919,105 @@ _zero_SubscribeResponse: dict[str, Any] = {
 def _dec_SubscribeResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_SubscribeResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_SubscribeResult(SubscribeResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_SubscribeResult(SubscribeResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_disconnect = d["disconnect"]
-            if f_disconnect is None:
-                d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_disconnect) + data[pos:e]
-                d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_SubscribeResult(SubscribeResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_SubscribeResult(SubscribeResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_disconnect = d["disconnect"]
+                if f_disconnect is None:
+                    d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_disconnect) + data[pos:e]
+                    d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -6309,169 +7200,256 @@ def _dec_PublishRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: i
     f_labels: dict[str, str] = {}
     d["labels"] = f_labels
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["client"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["transport"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["protocol"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["encoding"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 90:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 98:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 106:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 114:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["meta"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 122:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["client"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_labels[i_labels[0]] = i_labels[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["transport"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["protocol"] = data[pos:e].decode()
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["encoding"] = data[pos:e].decode()
-            pos = e
-        elif tag == 82:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        elif tag == 90:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["channel"] = data[pos:e].decode()
-            pos = e
-        elif tag == 98:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["data"] = data[pos:e]
-            pos = e
-        elif tag == 106:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["b64data"] = data[pos:e].decode()
-            pos = e
-        elif tag == 114:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["meta"] = data[pos:e]
-            pos = e
-        elif tag == 122:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
-            if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_labels[i_labels[0]] = i_labels[1]
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 122:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18, 26, 34, 82, 90, 98, 106, 114, 122}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -6606,127 +7584,200 @@ def _dec_PublishResult(cls: type[_M], data: bytes, pos: int, end: int, depth: in
     f_tags: dict[str, str] = {}
     d["tags"] = f_tags
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 24:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["skip_history"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["data"] = data[pos:e]
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_tags[i_tags[0]] = i_tags[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["b64data"] = data[pos:e].decode()
-            pos = e
-        elif tag == 24:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["skip_history"] = v != 0
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
-            if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_tags[i_tags[0]] = i_tags[1]
-            pos = e
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["idempotency_key"] = data[pos:e].decode()
-            pos = e
-        elif tag == 48:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["delta"] = v != 0
-        elif tag == 56:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["version"] = v
-        elif tag == 66:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["version_epoch"] = data[pos:e].decode()
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 34:
+                        break
+                if tag < 0:
+                    break
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["idempotency_key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 48:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["delta"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 56:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["version"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 66:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["version_epoch"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 24, 34, 42, 48, 56, 66}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -6789,75 +7840,105 @@ _zero_PublishResponse: dict[str, Any] = {
 def _dec_PublishResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_PublishResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_PublishResult(PublishResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_PublishResult(PublishResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_disconnect = d["disconnect"]
-            if f_disconnect is None:
-                d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_disconnect) + data[pos:e]
-                d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_PublishResult(PublishResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_PublishResult(PublishResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_disconnect = d["disconnect"]
+                if f_disconnect is None:
+                    d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_disconnect) + data[pos:e]
+                    d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -7054,184 +8135,278 @@ def _dec_MapPublishRequest(cls: type[_M], data: bytes, pos: int, end: int, depth
     f_labels: dict[str, str] = {}
     d["labels"] = f_labels
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["client"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["transport"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["protocol"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["encoding"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 90:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 98:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 106:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 114:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 122:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["meta"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 130:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["client"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_labels[i_labels[0]] = i_labels[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["transport"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["protocol"] = data[pos:e].decode()
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["encoding"] = data[pos:e].decode()
-            pos = e
-        elif tag == 82:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        elif tag == 90:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["channel"] = data[pos:e].decode()
-            pos = e
-        elif tag == 98:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["key"] = data[pos:e].decode()
-            pos = e
-        elif tag == 106:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["data"] = data[pos:e]
-            pos = e
-        elif tag == 114:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["b64data"] = data[pos:e].decode()
-            pos = e
-        elif tag == 122:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["meta"] = data[pos:e]
-            pos = e
-        elif tag == 130:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
-            if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_labels[i_labels[0]] = i_labels[1]
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 130:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18, 26, 34, 82, 90, 98, 106, 114, 122, 130}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -7427,188 +8602,289 @@ def _dec_MapPublishResult(cls: type[_M], data: bytes, pos: int, end: int, depth:
     f_tags: dict[str, str] = {}
     d["tags"] = f_tags
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["key"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_tags[i_tags[0]] = i_tags[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["data"] = data[pos:e]
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["b64data"] = data[pos:e].decode()
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
-            if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_tags[i_tags[0]] = i_tags[1]
-            pos = e
-        elif tag == 40:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["score"] = v
-        elif tag == 50:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["key_mode"] = data[pos:e].decode()
-            pos = e
-        elif tag == 58:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["stream_data"] = data[pos:e]
-            pos = e
-        elif tag == 66:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["b64stream_data"] = data[pos:e].decode()
-            pos = e
-        elif tag == 74:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["idempotency_key"] = data[pos:e].decode()
-            pos = e
-        elif tag == 80:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["delta"] = v != 0
-        elif tag == 88:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["version"] = v
-        elif tag == 98:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["version_epoch"] = data[pos:e].decode()
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 34:
+                        break
+                if tag < 0:
+                    break
+            if tag == 40:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["score"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 50:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["key_mode"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 58:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["stream_data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 66:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64stream_data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 74:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["idempotency_key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 80:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["delta"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 88:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["version"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 98:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["version_epoch"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26, 34, 40, 50, 58, 66, 74, 80, 88, 98}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -7673,75 +8949,105 @@ _zero_MapPublishResponse: dict[str, Any] = {
 def _dec_MapPublishResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_MapPublishResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_MapPublishResult(MapPublishResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_MapPublishResult(MapPublishResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_disconnect = d["disconnect"]
-            if f_disconnect is None:
-                d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_disconnect) + data[pos:e]
-                d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_MapPublishResult(MapPublishResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_MapPublishResult(MapPublishResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_disconnect = d["disconnect"]
+                if f_disconnect is None:
+                    d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_disconnect) + data[pos:e]
+                    d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -7911,154 +9217,234 @@ def _dec_MapRemoveRequest(cls: type[_M], data: bytes, pos: int, end: int, depth:
     f_labels: dict[str, str] = {}
     d["labels"] = f_labels
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["client"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["transport"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["protocol"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["encoding"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 90:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 98:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 106:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["meta"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 114:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["client"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_labels[i_labels[0]] = i_labels[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["transport"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["protocol"] = data[pos:e].decode()
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["encoding"] = data[pos:e].decode()
-            pos = e
-        elif tag == 82:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        elif tag == 90:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["channel"] = data[pos:e].decode()
-            pos = e
-        elif tag == 98:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["key"] = data[pos:e].decode()
-            pos = e
-        elif tag == 106:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["meta"] = data[pos:e]
-            pos = e
-        elif tag == 114:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
-            if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_labels[i_labels[0]] = i_labels[1]
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 114:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18, 26, 34, 82, 90, 98, 106, 114}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -8145,64 +9531,102 @@ def _dec_MapRemoveResult(cls: type[_M], data: bytes, pos: int, end: int, depth: 
     f_tags: dict[str, str] = {}
     d["tags"] = f_tags
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["key"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_tags[i_tags[0]] = i_tags[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
-            if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_tags[i_tags[0]] = i_tags[1]
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["idempotency_key"] = data[pos:e].decode()
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 18:
+                        break
+                if tag < 0:
+                    break
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["idempotency_key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -8265,75 +9689,105 @@ _zero_MapRemoveResponse: dict[str, Any] = {
 def _dec_MapRemoveResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_MapRemoveResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_MapRemoveResult(MapRemoveResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_MapRemoveResult(MapRemoveResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_disconnect = d["disconnect"]
-            if f_disconnect is None:
-                d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_disconnect) + data[pos:e]
-                d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_MapRemoveResult(MapRemoveResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_MapRemoveResult(MapRemoveResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_disconnect = d["disconnect"]
+                if f_disconnect is None:
+                    d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_disconnect) + data[pos:e]
+                    d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -8516,169 +9970,256 @@ def _dec_RpcRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) 
     f_labels: dict[str, str] = {}
     d["labels"] = f_labels
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["client"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["transport"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["protocol"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["encoding"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 90:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["method"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 98:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 106:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 114:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["meta"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 122:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["client"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_labels[i_labels[0]] = i_labels[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["transport"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["protocol"] = data[pos:e].decode()
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["encoding"] = data[pos:e].decode()
-            pos = e
-        elif tag == 82:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        elif tag == 90:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["method"] = data[pos:e].decode()
-            pos = e
-        elif tag == 98:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["data"] = data[pos:e]
-            pos = e
-        elif tag == 106:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["b64data"] = data[pos:e].decode()
-            pos = e
-        elif tag == 114:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["meta"] = data[pos:e]
-            pos = e
-        elif tag == 122:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
-            if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_labels[i_labels[0]] = i_labels[1]
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 122:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18, 26, 34, 82, 90, 98, 106, 114, 122}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -8729,45 +10270,68 @@ _zero_RpcResult: dict[str, Any] = {
 def _dec_RpcResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_RpcResult.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["data"] = data[pos:e]
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["b64data"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -8830,75 +10394,105 @@ _zero_RpcResponse: dict[str, Any] = {
 def _dec_RpcResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_RpcResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_RpcResult(RpcResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_RpcResult(RpcResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_disconnect = d["disconnect"]
-            if f_disconnect is None:
-                d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_disconnect) + data[pos:e]
-                d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_RpcResult(RpcResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_RpcResult(RpcResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_disconnect = d["disconnect"]
+                if f_disconnect is None:
+                    d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_disconnect) + data[pos:e]
+                    d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -9054,139 +10648,212 @@ def _dec_SubRefreshRequest(cls: type[_M], data: bytes, pos: int, end: int, depth
     f_labels: dict[str, str] = {}
     d["labels"] = f_labels
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["client"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["transport"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["protocol"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["encoding"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 90:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 98:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["meta"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 106:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["client"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_labels[i_labels[0]] = i_labels[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["transport"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["protocol"] = data[pos:e].decode()
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["encoding"] = data[pos:e].decode()
-            pos = e
-        elif tag == 82:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["user"] = data[pos:e].decode()
-            pos = e
-        elif tag == 90:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["channel"] = data[pos:e].decode()
-            pos = e
-        elif tag == 98:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["meta"] = data[pos:e]
-            pos = e
-        elif tag == 106:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
-            if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_labels[i_labels[0]] = i_labels[1]
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 106:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18, 26, 34, 82, 90, 98, 106}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -9253,68 +10920,105 @@ _zero_SubRefreshResult: dict[str, Any] = {
 def _dec_SubRefreshResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_SubRefreshResult.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["expired"] = v != 0
-        elif tag == 16:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["expire_at"] = v
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["info"] = data[pos:e]
-            pos = e
-        elif tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["b64info"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["expired"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 16:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["expire_at"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["info"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64info"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8, 16, 26, 34}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -9379,75 +11083,105 @@ _zero_SubRefreshResponse: dict[str, Any] = {
 def _dec_SubRefreshResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_SubRefreshResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_SubRefreshResult(SubRefreshResult, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_SubRefreshResult(SubRefreshResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_disconnect = d["disconnect"]
-            if f_disconnect is None:
-                d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_disconnect) + data[pos:e]
-                d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_SubRefreshResult(SubRefreshResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_SubRefreshResult(SubRefreshResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_disconnect = d["disconnect"]
+                if f_disconnect is None:
+                    d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_disconnect) + data[pos:e]
+                    d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -9519,49 +11253,80 @@ def _dec_Publication(cls: type[_M], data: bytes, pos: int, end: int, depth: int)
     f_tags: dict[str, str] = {}
     d["tags"] = f_tags
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 34:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 58:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["data"] = data[pos:e]
-            pos = e
-        elif tag == 58:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
+                        unknown += data[start:e]
+                    else:
+                        f_tags[i_tags[0]] = i_tags[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
-            if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_tags[i_tags[0]] = i_tags[1]
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 58:
+                        break
+                if tag < 0:
+                    break
+            if tag in {34, 58}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -9615,59 +11380,82 @@ _zero_StreamSubscribeRequest: dict[str, Any] = {
 def _dec_StreamSubscribeRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_StreamSubscribeRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_subscribe_request = d["subscribe_request"]
-            if f_subscribe_request is None:
-                d["subscribe_request"] = _dec_SubscribeRequest(
-                    SubscribeRequest, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_subscribe_request) + data[pos:e]
-                d["subscribe_request"] = _dec_SubscribeRequest(
-                    SubscribeRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_publication = d["publication"]
-            if f_publication is None:
-                d["publication"] = _dec_Publication(Publication, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_publication) + data[pos:e]
-                d["publication"] = _dec_Publication(Publication, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_subscribe_request = d["subscribe_request"]
+                if f_subscribe_request is None:
+                    d["subscribe_request"] = _dec_SubscribeRequest(
+                        SubscribeRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_subscribe_request) + data[pos:e]
+                    d["subscribe_request"] = _dec_SubscribeRequest(
+                        SubscribeRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_publication = d["publication"]
+                if f_publication is None:
+                    d["publication"] = _dec_Publication(Publication, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_publication) + data[pos:e]
+                    d["publication"] = _dec_Publication(Publication, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -9721,59 +11509,82 @@ _zero_StreamSubscribeResponse: dict[str, Any] = {
 def _dec_StreamSubscribeResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_StreamSubscribeResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_subscribe_response = d["subscribe_response"]
-            if f_subscribe_response is None:
-                d["subscribe_response"] = _dec_SubscribeResponse(
-                    SubscribeResponse, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_subscribe_response) + data[pos:e]
-                d["subscribe_response"] = _dec_SubscribeResponse(
-                    SubscribeResponse, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_publication = d["publication"]
-            if f_publication is None:
-                d["publication"] = _dec_Publication(Publication, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_publication) + data[pos:e]
-                d["publication"] = _dec_Publication(Publication, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_subscribe_response = d["subscribe_response"]
+                if f_subscribe_response is None:
+                    d["subscribe_response"] = _dec_SubscribeResponse(
+                        SubscribeResponse, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_subscribe_response) + data[pos:e]
+                    d["subscribe_response"] = _dec_SubscribeResponse(
+                        SubscribeResponse, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_publication = d["publication"]
+                if f_publication is None:
+                    d["publication"] = _dec_Publication(Publication, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_publication) + data[pos:e]
+                    d["publication"] = _dec_Publication(Publication, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -9811,30 +11622,46 @@ _zero_NotifyCacheEmptyRequest: dict[str, Any] = {
 def _dec_NotifyCacheEmptyRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_NotifyCacheEmptyRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["channel"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -9873,39 +11700,55 @@ _zero_NotifyCacheEmptyResponse: dict[str, Any] = {
 def _dec_NotifyCacheEmptyResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_NotifyCacheEmptyResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_NotifyCacheEmptyResult(
-                    NotifyCacheEmptyResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_NotifyCacheEmptyResult(
-                    NotifyCacheEmptyResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_NotifyCacheEmptyResult(
+                        NotifyCacheEmptyResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_NotifyCacheEmptyResult(
+                        NotifyCacheEmptyResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -9934,26 +11777,42 @@ _zero_NotifyCacheEmptyResult: dict[str, Any] = {
 def _dec_NotifyCacheEmptyResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_NotifyCacheEmptyResult.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["populated"] = v != 0
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["populated"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -9993,30 +11852,54 @@ def _dec_NotifyChannelStateRequest(
     f_events: list[ChannelEvent] = []
     d["events"] = f_events
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_events.append(_dec_ChannelEvent(ChannelEvent, data, pos, e, depth - 1))
-            pos = e
-        else:
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_events.append(_dec_ChannelEvent(ChannelEvent, data, pos, e, depth - 1))
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -10079,57 +11962,87 @@ _zero_ChannelEvent: dict[str, Any] = {
 def _dec_ChannelEvent(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_ChannelEvent.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            d["time_ms"] = v
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["channel"] = data[pos:e].decode()
-            pos = e
-        elif tag == 26:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["type"] = data[pos:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["time_ms"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["type"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -10183,59 +12096,82 @@ def _dec_NotifyChannelStateResponse(
 ) -> _M:
     d = _zero_NotifyChannelStateResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_NotifyChannelStateResult(
-                    NotifyChannelStateResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_NotifyChannelStateResult(
-                    NotifyChannelStateResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_NotifyChannelStateResult(
+                        NotifyChannelStateResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_NotifyChannelStateResult(
+                        NotifyChannelStateResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -10320,47 +12256,78 @@ def _dec_SharedPollRefreshRequest(cls: type[_M], data: bytes, pos: int, end: int
     f_items: list[SharedPollRefreshItem] = []
     d["items"] = f_items
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["channel"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_items.append(
+                        _dec_SharedPollRefreshItem(SharedPollRefreshItem, data, pos, e, depth - 1)
+                    )
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_items.append(
-                _dec_SharedPollRefreshItem(SharedPollRefreshItem, data, pos, e, depth - 1)
-            )
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 18:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -10409,41 +12376,64 @@ _zero_SharedPollRefreshItem: dict[str, Any] = {
 def _dec_SharedPollRefreshItem(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     d = _zero_SharedPollRefreshItem.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["key"] = data[pos:e].decode()
-            pos = e
-        elif tag == 16:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["version"] = v
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 16:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["version"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 16}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -10497,49 +12487,80 @@ def _dec_SharedPollRefreshResult(cls: type[_M], data: bytes, pos: int, end: int,
     f_items: list[SharedPollRefreshResultItem] = []
     d["items"] = f_items
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_items.append(
-                _dec_SharedPollRefreshResultItem(
-                    SharedPollRefreshResultItem, data, pos, e, depth - 1
-                )
-            )
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_items.append(
+                        _dec_SharedPollRefreshResultItem(
+                            SharedPollRefreshResultItem, data, pos, e, depth - 1
+                        )
+                    )
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
                     pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["epoch"] = data[pos:e].decode()
-            pos = e
-        else:
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["epoch"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -10621,82 +12642,126 @@ def _dec_SharedPollRefreshResultItem(
 ) -> _M:
     d = _zero_SharedPollRefreshResultItem.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["key"] = data[pos:e].decode()
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["data"] = data[pos:e]
-            pos = e
-        elif tag == 24:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["version"] = v
-        elif tag == 32:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    v = (v & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    v, pos = _rt_read_varint(data, pos, v)
-            d["removed"] = v != 0
-        elif tag == 42:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            d["prev_data"] = data[pos:e]
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 24:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["version"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 32:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["removed"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["prev_data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 24, 32, 42}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
@@ -10750,59 +12815,82 @@ def _dec_SharedPollRefreshResponse(
 ) -> _M:
     d = _zero_SharedPollRefreshResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_result = d["result"]
-            if f_result is None:
-                d["result"] = _dec_SharedPollRefreshResult(
-                    SharedPollRefreshResult, data, pos, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[pos:e]
-                d["result"] = _dec_SharedPollRefreshResult(
-                    SharedPollRefreshResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 18:
-            n = data[pos]
-            pos += 1
-            if n >= 0x80:
-                b2 = data[pos]
-                if b2 < 0x80:
-                    n = (n & 0x7F) | (b2 << 7)
-                    pos += 1
-                else:
-                    n, pos = _rt_read_varint(data, pos, n)
-            e = pos + n
-            if e > end:
-                raise _rt_DecodeError("length-delimited field runs past the end of its message")
-            f_error = d["error"]
-            if f_error is None:
-                d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[pos:e]
-                d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_SharedPollRefreshResult(
+                        SharedPollRefreshResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_SharedPollRefreshResult(
+                        SharedPollRefreshResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
     if unknown:
