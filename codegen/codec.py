@@ -474,7 +474,8 @@ class CodecEmitter:
             self._read_length(indent, "end")
             item = f"i_{field.py_name}"
             w(indent, f"{item} = {entry}(data, pos, e, depth - 1)")
-            w(indent, f"if {item} is None:  # an entry with unknown fields stays unknown, as in upb")
+            # An entry with unknown fields stays unknown as a whole, as in upb.
+            w(indent, f"if {item} is None:")
             w(indent + 1, "unknown += data[start:e]")
             w(indent, "else:")
             w(indent + 1, f"{var}[{item}[0]] = {item}[1]")

@@ -12942,7 +12942,7 @@ def _dec_PublishRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: i
                             "length-delimited field runs past the end of its message"
                         )
                     i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
-                    if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_tags is None:
                         unknown += data[start:e]
                     else:
                         f_tags[i_tags[0]] = i_tags[1]
@@ -13542,7 +13542,7 @@ def _dec_BroadcastRequest(cls: type[_M], data: bytes, pos: int, end: int, depth:
                             "length-delimited field runs past the end of its message"
                         )
                     i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
-                    if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_tags is None:
                         unknown += data[start:e]
                     else:
                         f_tags[i_tags[0]] = i_tags[1]
@@ -16610,7 +16610,7 @@ def _dec_PresenceResult(cls: type[_M], data: bytes, pos: int, end: int, depth: i
                             "length-delimited field runs past the end of its message"
                         )
                     i_presence = _dec_entry_string_ClientInfo(data, pos, e, depth - 1)
-                    if i_presence is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_presence is None:
                         unknown += data[start:e]
                     else:
                         f_presence[i_presence[0]] = i_presence[1]
@@ -17526,7 +17526,7 @@ def _dec_Publication(cls: type[_M], data: bytes, pos: int, end: int, depth: int)
                             "length-delimited field runs past the end of its message"
                         )
                     i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
-                    if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_tags is None:
                         unknown += data[start:e]
                     else:
                         f_tags[i_tags[0]] = i_tags[1]
@@ -19410,7 +19410,7 @@ def _dec_Metrics(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> 
                             "length-delimited field runs past the end of its message"
                         )
                     i_items = _dec_entry_string_double(data, pos, e, depth - 1)
-                    if i_items is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_items is None:
                         unknown += data[start:e]
                     else:
                         f_items[i_items[0]] = i_items[1]
@@ -19805,7 +19805,7 @@ def _dec_ChannelsResult(cls: type[_M], data: bytes, pos: int, end: int, depth: i
                             "length-delimited field runs past the end of its message"
                         )
                     i_channels = _dec_entry_string_ChannelInfo(data, pos, e, depth - 1)
-                    if i_channels is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_channels is None:
                         unknown += data[start:e]
                     else:
                         f_channels[i_channels[0]] = i_channels[1]
@@ -20265,9 +20265,7 @@ def _dec_ConnectionsResult(cls: type[_M], data: bytes, pos: int, end: int, depth
                             "length-delimited field runs past the end of its message"
                         )
                     i_connections = _dec_entry_string_ConnectionInfo(data, pos, e, depth - 1)
-                    if (
-                        i_connections is None
-                    ):  # an entry with unknown fields stays unknown, as in upb
+                    if i_connections is None:
                         unknown += data[start:e]
                     else:
                         f_connections[i_connections[0]] = i_connections[1]
@@ -20657,7 +20655,7 @@ def _dec_ConnectionInfo(cls: type[_M], data: bytes, pos: int, end: int, depth: i
                             "length-delimited field runs past the end of its message"
                         )
                     i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
-                    if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_labels is None:
                         unknown += data[start:e]
                     else:
                         f_labels[i_labels[0]] = i_labels[1]
@@ -20832,7 +20830,7 @@ def _dec_ConnectionState(cls: type[_M], data: bytes, pos: int, end: int, depth: 
                             "length-delimited field runs past the end of its message"
                         )
                     i_channels = _dec_entry_string_ChannelContext(data, pos, e, depth - 1)
-                    if i_channels is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_channels is None:
                         unknown += data[start:e]
                     else:
                         f_channels[i_channels[0]] = i_channels[1]
@@ -20899,9 +20897,7 @@ def _dec_ConnectionState(cls: type[_M], data: bytes, pos: int, end: int, depth: 
                     i_subscription_tokens = _dec_entry_string_SubscriptionTokenInfo(
                         data, pos, e, depth - 1
                     )
-                    if (
-                        i_subscription_tokens is None
-                    ):  # an entry with unknown fields stays unknown, as in upb
+                    if i_subscription_tokens is None:
                         unknown += data[start:e]
                     else:
                         f_subscription_tokens[i_subscription_tokens[0]] = i_subscription_tokens[1]
@@ -23624,7 +23620,7 @@ def _dec_DeviceRegisterRequest(cls: type[_M], data: bytes, pos: int, end: int, d
                             "length-delimited field runs past the end of its message"
                         )
                     i_meta = _dec_entry_string_string(data, pos, e, depth - 1)
-                    if i_meta is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_meta is None:
                         unknown += data[start:e]
                     else:
                         f_meta[i_meta[0]] = i_meta[1]
@@ -24531,7 +24527,7 @@ def _dec_DeviceMetaUpdate(cls: type[_M], data: bytes, pos: int, end: int, depth:
                             "length-delimited field runs past the end of its message"
                         )
                     i_meta = _dec_entry_string_string(data, pos, e, depth - 1)
-                    if i_meta is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_meta is None:
                         unknown += data[start:e]
                     else:
                         f_meta[i_meta[0]] = i_meta[1]
@@ -28055,7 +28051,7 @@ def _dec_Device(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _
                             "length-delimited field runs past the end of its message"
                         )
                     i_meta = _dec_entry_string_string(data, pos, e, depth - 1)
-                    if i_meta is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_meta is None:
                         unknown += data[start:e]
                     else:
                         f_meta[i_meta[0]] = i_meta[1]
@@ -29752,7 +29748,7 @@ def _dec_ApnsPushNotification(cls: type[_M], data: bytes, pos: int, end: int, de
                             "length-delimited field runs past the end of its message"
                         )
                     i_headers = _dec_entry_string_string(data, pos, e, depth - 1)
-                    if i_headers is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_headers is None:
                         unknown += data[start:e]
                     else:
                         f_headers[i_headers[0]] = i_headers[1]
@@ -29897,7 +29893,7 @@ def _dec_WebPushPushNotification(cls: type[_M], data: bytes, pos: int, end: int,
                             "length-delimited field runs past the end of its message"
                         )
                     i_headers = _dec_entry_string_string(data, pos, e, depth - 1)
-                    if i_headers is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_headers is None:
                         unknown += data[start:e]
                     else:
                         f_headers[i_headers[0]] = i_headers[1]
@@ -30301,9 +30297,7 @@ def _dec_SendPushNotificationRequest(
                             "length-delimited field runs past the end of its message"
                         )
                     i_localizations = _dec_entry_string_PushLocalization(data, pos, e, depth - 1)
-                    if (
-                        i_localizations is None
-                    ):  # an entry with unknown fields stays unknown, as in upb
+                    if i_localizations is None:
                         unknown += data[start:e]
                     else:
                         f_localizations[i_localizations[0]] = i_localizations[1]
@@ -30449,9 +30443,7 @@ def _dec_PushLocalization(cls: type[_M], data: bytes, pos: int, end: int, depth:
                             "length-delimited field runs past the end of its message"
                         )
                     i_translations = _dec_entry_string_string(data, pos, e, depth - 1)
-                    if (
-                        i_translations is None
-                    ):  # an entry with unknown fields stays unknown, as in upb
+                    if i_translations is None:
                         unknown += data[start:e]
                     else:
                         f_translations[i_translations[0]] = i_translations[1]
@@ -32144,7 +32136,7 @@ def _dec_MapPublishRequest(cls: type[_M], data: bytes, pos: int, end: int, depth
                             "length-delimited field runs past the end of its message"
                         )
                     i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
-                    if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_tags is None:
                         unknown += data[start:e]
                     else:
                         f_tags[i_tags[0]] = i_tags[1]
@@ -33787,7 +33779,7 @@ def _dec_MapEntry(cls: type[_M], data: bytes, pos: int, end: int, depth: int) ->
                             "length-delimited field runs past the end of its message"
                         )
                     i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
-                    if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_tags is None:
                         unknown += data[start:e]
                     else:
                         f_tags[i_tags[0]] = i_tags[1]

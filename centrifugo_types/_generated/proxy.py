@@ -4483,7 +4483,7 @@ def _dec_ConnectResult(cls: type[_M], data: bytes, pos: int, end: int, depth: in
                             "length-delimited field runs past the end of its message"
                         )
                     i_subs = _dec_entry_string_SubscribeOptions(data, pos, e, depth - 1)
-                    if i_subs is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_subs is None:
                         unknown += data[start:e]
                     else:
                         f_subs[i_subs[0]] = i_subs[1]
@@ -4571,7 +4571,7 @@ def _dec_ConnectResult(cls: type[_M], data: bytes, pos: int, end: int, depth: in
                             "length-delimited field runs past the end of its message"
                         )
                     i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
-                    if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_labels is None:
                         unknown += data[start:e]
                     else:
                         f_labels[i_labels[0]] = i_labels[1]
@@ -5224,7 +5224,7 @@ def _dec_RefreshRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: i
                             "length-delimited field runs past the end of its message"
                         )
                     i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
-                    if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_labels is None:
                         unknown += data[start:e]
                     else:
                         f_labels[i_labels[0]] = i_labels[1]
@@ -6101,7 +6101,7 @@ def _dec_SubscribeRequest(cls: type[_M], data: bytes, pos: int, end: int, depth:
                             "length-delimited field runs past the end of its message"
                         )
                     i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
-                    if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_labels is None:
                         unknown += data[start:e]
                     else:
                         f_labels[i_labels[0]] = i_labels[1]
@@ -7422,7 +7422,7 @@ def _dec_PublishRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: i
                             "length-delimited field runs past the end of its message"
                         )
                     i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
-                    if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_labels is None:
                         unknown += data[start:e]
                     else:
                         f_labels[i_labels[0]] = i_labels[1]
@@ -7670,7 +7670,7 @@ def _dec_PublishResult(cls: type[_M], data: bytes, pos: int, end: int, depth: in
                             "length-delimited field runs past the end of its message"
                         )
                     i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
-                    if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_tags is None:
                         unknown += data[start:e]
                     else:
                         f_tags[i_tags[0]] = i_tags[1]
@@ -8379,7 +8379,7 @@ def _dec_MapPublishRequest(cls: type[_M], data: bytes, pos: int, end: int, depth
                             "length-delimited field runs past the end of its message"
                         )
                     i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
-                    if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_labels is None:
                         unknown += data[start:e]
                     else:
                         f_labels[i_labels[0]] = i_labels[1]
@@ -8692,7 +8692,7 @@ def _dec_MapPublishResult(cls: type[_M], data: bytes, pos: int, end: int, depth:
                             "length-delimited field runs past the end of its message"
                         )
                     i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
-                    if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_tags is None:
                         unknown += data[start:e]
                     else:
                         f_tags[i_tags[0]] = i_tags[1]
@@ -9417,7 +9417,7 @@ def _dec_MapRemoveRequest(cls: type[_M], data: bytes, pos: int, end: int, depth:
                             "length-delimited field runs past the end of its message"
                         )
                     i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
-                    if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_labels is None:
                         unknown += data[start:e]
                     else:
                         f_labels[i_labels[0]] = i_labels[1]
@@ -9577,7 +9577,7 @@ def _dec_MapRemoveResult(cls: type[_M], data: bytes, pos: int, end: int, depth: 
                             "length-delimited field runs past the end of its message"
                         )
                     i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
-                    if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_tags is None:
                         unknown += data[start:e]
                     else:
                         f_tags[i_tags[0]] = i_tags[1]
@@ -10192,7 +10192,7 @@ def _dec_RpcRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) 
                             "length-delimited field runs past the end of its message"
                         )
                     i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
-                    if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_labels is None:
                         unknown += data[start:e]
                     else:
                         f_labels[i_labels[0]] = i_labels[1]
@@ -10826,7 +10826,7 @@ def _dec_SubRefreshRequest(cls: type[_M], data: bytes, pos: int, end: int, depth
                             "length-delimited field runs past the end of its message"
                         )
                     i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
-                    if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_labels is None:
                         unknown += data[start:e]
                     else:
                         f_labels[i_labels[0]] = i_labels[1]
@@ -11299,7 +11299,7 @@ def _dec_Publication(cls: type[_M], data: bytes, pos: int, end: int, depth: int)
                             "length-delimited field runs past the end of its message"
                         )
                     i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
-                    if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
+                    if i_tags is None:
                         unknown += data[start:e]
                     else:
                         f_tags[i_tags[0]] = i_tags[1]
