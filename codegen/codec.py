@@ -46,6 +46,7 @@ _FIXED = {
     "sfixed64": (8, "_rt_pack_sfixed64", "_rt_unpack_sfixed64"),
     "sfixed32": (4, "_rt_pack_sfixed32", "_rt_unpack_sfixed32"),
 }
+_OVERRUN = "length-delimited field runs past the end of its message"
 _DEFAULTS = {"string": '""', "bytes": 'b""', "bool": "False", "double": "0.0", "float": "0.0"}
 _PY_TYPES = {"string": "str", "bytes": "bytes", "bool": "bool", "double": "float", "float": "float"}
 
@@ -149,10 +150,12 @@ class CodecEmitter:
         return f'''
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_{name}(self))
+            _enc_{name}(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -178,69 +181,84 @@ class CodecEmitter:
         w = self.out
         w(0, "")
         w(0, "")
-        w(0, f"def _enc_{message.py_name}(m: {message.py_name}) -> bytearray:")
-        w(1, "out = bytearray()")
+        # Encoders append to the caller's buffer: a nested message is written in place and
+        # its length prefix inserted in front of it afterwards (a move of the few bytes just
+        # written), so no message gets a buffer of its own.
+        w(0, f"def _enc_{message.py_name}(m: {message.py_name}, out: bytearray) -> None:")
         for field in message.fields:
             self._encode_field(field)
         w(1, "u = m._unknown_fields")
         w(1, "if u:")
         w(2, "out += u")
-        w(1, "return out")
 
     def _write_len(self, indent: int, buf: str, length: str) -> None:
         w = self.out
         w(indent, f"if {length} < 128:")
         w(indent + 1, f"{buf}.append({length})")
+        w(indent, f"elif {length} < 16384:")
+        w(indent + 1, f"{buf}.append({length} & 0x7F | 0x80)")
+        w(indent + 1, f"{buf}.append({length} >> 7)")
         w(indent, "else:")
         w(indent + 1, f"{buf} += _rt_varint({length})")
 
-    def _encode_value(self, indent: int, buf: str, t: Type, key: str, v: str) -> None:
-        """Append ``key`` then the encoding of value expression ``v`` of type ``t``."""
+    def _insert_len(self, indent: int, start: str = "s") -> None:
+        """Put the length of what was written to ``out`` since ``start`` in front of it."""
+        w = self.out
+        w(indent, f"n = len(out) - {start}")
+        w(indent, "if n < 128:")
+        w(indent + 1, f"out.insert({start}, n)")
+        w(indent, "else:")
+        w(indent + 1, f"out[{start}:{start}] = _rt_varint(n)")
+
+    def _encode_value(self, indent: int, t: Type, key: str, v: str) -> None:
+        """Append ``key`` then the encoding of value expression ``v`` of type ``t`` to out."""
         w = self.out
         if t.kind == "string":
             w(indent, f"b = {v}.encode()")
             w(indent, "n = len(b)")
-            w(indent, f"{buf} += {key}")
-            self._write_len(indent, buf, "n")
-            w(indent, f"{buf} += b")
+            w(indent, f"out += {key}")
+            self._write_len(indent, "out", "n")
+            w(indent, "out += b")
         elif t.kind == "bytes":
             w(indent, f"n = len({v})")
-            w(indent, f"{buf} += {key}")
-            self._write_len(indent, buf, "n")
-            w(indent, f"{buf} += {v}")
+            w(indent, f"out += {key}")
+            self._write_len(indent, "out", "n")
+            w(indent, f"out += {v}")
         elif t.kind == "message":
             cls = self.schema.message(t.message).py_name
             w(indent, f"if {v}.__class__ is not {cls} and not isinstance({v}, {cls}):")
             w(indent + 1, f"raise _rt_wrong_type({cls}, {v})")
-            w(indent, f"sub = _enc_{cls}({v})")
-            w(indent, "n = len(sub)")
-            w(indent, f"{buf} += {key}")
-            self._write_len(indent, buf, "n")
-            w(indent, f"{buf} += sub")
+            w(indent, f"out += {key}")
+            w(indent, "s = len(out)")
+            w(indent, f"_enc_{cls}({v}, out)")
+            self._insert_len(indent)
         elif t.kind == "bool":
-            w(indent, f"{buf} += {key}")
-            w(indent, f"{buf} += _rt_enc_bool({v})")
+            w(indent, f"out += {key}")
+            w(indent, f"out += _rt_enc_bool({v})")
         elif t.kind in _FIXED:
-            w(indent, f"{buf} += {key}")
-            w(indent, f"{buf} += {_FIXED[t.kind][1]}({v})")
+            w(indent, f"out += {key}")
+            w(indent, f"out += {_FIXED[t.kind][1]}({v})")
         else:
-            w(indent, f"{buf} += {key}")
+            w(indent, f"out += {key}")
             if t.kind in ("sint32", "sint64"):
-                w(indent, f"{buf} += {_VARINT_ENCODE[t.kind]}({v})")
+                w(indent, f"out += {_VARINT_ENCODE[t.kind]}({v})")
             else:
                 w(indent, f"if 0 <= {v} < 128:")
-                w(indent + 1, f"{buf}.append({v})")
+                w(indent + 1, f"out.append({v})")
+                w(indent, f"elif 0 <= {v} < 16384:")  # in range for every varint type
+                w(indent + 1, f"out.append({v} & 0x7F | 0x80)")
+                w(indent + 1, f"out.append({v} >> 7)")
                 w(indent, "else:")
-                w(indent + 1, f"{buf} += {_VARINT_ENCODE[t.kind]}({v})")
+                w(indent + 1, f"out += {_VARINT_ENCODE[t.kind]}({v})")
 
-    def _packed_value(self, indent: int, buf: str, t: Type, v: str) -> None:
+    def _packed_value(self, indent: int, t: Type, v: str) -> None:
         w = self.out
         if t.kind == "bool":
-            w(indent, f"{buf} += _rt_enc_bool({v})")
+            w(indent, f"out += _rt_enc_bool({v})")
         elif t.kind in _FIXED:
-            w(indent, f"{buf} += {_FIXED[t.kind][1]}({v})")
+            w(indent, f"out += {_FIXED[t.kind][1]}({v})")
         else:
-            w(indent, f"{buf} += {_VARINT_ENCODE[t.kind]}({v})")
+            w(indent, f"out += {_VARINT_ENCODE[t.kind]}({v})")
 
     def _encode_field(self, field: Field) -> None:
         w = self.out
@@ -249,26 +267,26 @@ class CodecEmitter:
         # Locals are named after the field: mypy types each name once per function.
         v, x, k = f"v_{field.py_name}", f"x_{field.py_name}", f"k_{field.py_name}"
         if field.map_key is not None:
-            w(1, f"for {k}, {x} in {attr}.items():")
-            w(2, "e = bytearray()")
-            self._encode_value(2, "e", field.map_key, repr(b"\n"), k)
+            w(1, f"{v} = {attr}")
+            w(1, f"if {v}:")
+            w(2, f"for {k}, {x} in {v}.items():")
+            w(3, f"out += {_key_bytes(field.tag())}")
+            w(3, "se = len(out)")  # not s: a message value uses s itself
+            self._encode_value(3, field.map_key, repr(b"\n"), k)
             value_key = _key_bytes(2 << 3 | t.wire_type)
-            self._encode_value(2, "e", t, value_key, x)
-            w(2, f"out += {_key_bytes(field.tag())}")
-            self._write_len(2, "out", "len(e)")
-            w(2, "out += e")
+            self._encode_value(3, t, value_key, x)
+            self._insert_len(3, "se")
         elif field.repeated and t.packable:
             w(1, f"{v} = {attr}")
             w(1, f"if {v}:")
-            w(2, "p = bytearray()")
-            w(2, f"for {x} in {v}:")
-            self._packed_value(3, "p", t, x)
             w(2, f"out += {_key_bytes(field.tag())}")
-            self._write_len(2, "out", "len(p)")
-            w(2, "out += p")
+            w(2, "s = len(out)")
+            w(2, f"for {x} in {v}:")
+            self._packed_value(3, t, x)
+            self._insert_len(2)
         elif field.repeated:
             w(1, f"for {x} in {attr}:")
-            self._encode_value(2, "out", t, _key_bytes(field.tag()), x)
+            self._encode_value(2, t, _key_bytes(field.tag()), x)
         else:
             w(1, f"{v} = {attr}")
             if t.kind == "message":
@@ -278,18 +296,40 @@ class CodecEmitter:
                 w(1, f"if {v} or _rt_copysign(1.0, {v}) < 0:")
             else:
                 w(1, f"if {v}:")
-            self._encode_value(2, "out", t, _key_bytes(field.tag()), v)
+            self._encode_value(2, t, _key_bytes(field.tag()), v)
 
     # -- decoders -------------------------------------------------------------------------
 
+    def _read_length(self, indent: int, end: str) -> None:
+        """Read a length prefix at ``pos``: the payload is ``data[pos:e]`` (inline: a call
+        per field would cost more than the rest of its decoding)."""
+        w = self.out
+        self._read_varint(indent, "n")
+        w(indent, "e = pos + n")
+        w(indent, f"if e > {end}:")
+        w(indent + 1, f"raise _rt_DecodeError({_OVERRUN!r})")
+
+    def _read_varint(self, indent: int, v: str) -> None:
+        """Read the varint at ``pos`` into ``v``; one- and two-byte ones inline."""
+        w = self.out
+        w(indent, f"{v} = data[pos]")
+        w(indent, "pos += 1")
+        w(indent, f"if {v} >= 0x80:")
+        w(indent + 1, "b2 = data[pos]")
+        w(indent + 1, "if b2 < 0x80:")
+        w(indent + 2, f"{v} = ({v} & 0x7F) | (b2 << 7)")
+        w(indent + 2, "pos += 1")
+        w(indent + 1, "else:")
+        w(indent + 2, f"{v}, pos = _rt_read_varint(data, pos, {v})")
+
     def _decode_scalar(self, indent: int, t: Type, target: str, end: str) -> None:
         """Decode one value of scalar type ``t`` at ``pos`` into ``target`` (an assignment
-        prefix like ``f_x = `` or a call prefix like ``f_x.append(``)."""
+        prefix like ``d["x"] = `` or a call prefix like ``f_x.append(``)."""
         w = self.out
         close = ")" if target.endswith("(") else ""
         if t.kind in ("string", "bytes"):
-            w(indent, f"s, e = _rt_read_length(data, pos, {end})")
-            value = "data[s:e].decode()" if t.kind == "string" else "data[s:e]"
+            self._read_length(indent, end)
+            value = "data[pos:e].decode()" if t.kind == "string" else "data[pos:e]"
             w(indent, f"{target}{value}{close}")
             w(indent, "pos = e")
         elif t.kind in _FIXED:
@@ -300,10 +340,7 @@ class CodecEmitter:
             w(indent, f"pos += {size}")
         else:
             conv = _VARINT_DECODE[t.kind]
-            w(indent, "v = data[pos]")
-            w(indent, "pos += 1")
-            w(indent, "if v >= 0x80:")
-            w(indent + 1, "v, pos = _rt_read_varint(data, pos, v)")
+            self._read_varint(indent, "v")
             if t.kind in ("int32", "int64", "sint32", "sint64", "uint32"):
                 # Single-byte varints need no sign or width fix-up.
                 w(indent + 1, f"v = {conv.format(v='v')}")
@@ -315,9 +352,26 @@ class CodecEmitter:
         target = self.schema.message(t.message)
         return f"_dec_{target.py_name}({target.py_name}, {buf}, {start}, {stop}, depth - 1)"
 
+    def _defaults(self, message: Message) -> None:
+        """The instance dict of ``message`` with every field at its zero value: decoders start
+        from a copy (one C-level copy instead of building a dict key by key) and overwrite
+        the fields they meet. Lists and dicts are replaced by fresh ones in every copy."""
+        w = self.out
+        w(0, "")
+        w(0, "")
+        w(0, f"_zero_{message.py_name}: dict[str, Any] = {{")
+        for field in message.fields:
+            if field.map_key is not None or field.repeated:
+                w(1, f'"{field.py_name}": None,  # replaced by a fresh container')
+            else:
+                w(1, f'"{field.py_name}": {default(field.type)},')
+        w(1, '"_unknown_fields": b"",')
+        w(0, "}")
+
     def _decoder(self, message: Message) -> None:
         w = self.out
         name = message.py_name
+        self._defaults(message)
         w(0, "")
         w(0, "")
         # ``depth`` counts down the nesting left, as upb does; only messages that can contain
@@ -326,86 +380,131 @@ class CodecEmitter:
         if message.full_name in self.recursive:
             w(1, "if depth < 0:")
             w(2, 'raise _rt_DecodeError("messages nested too deeply")')
+        w(1, f"d = _zero_{name}.copy()")
         for field in message.fields:
             var = f"f_{field.py_name}"
             if field.map_key is not None:
                 key_t = py_type(field.map_key, self.schema)
                 w(1, f"{var}: dict[{key_t}, {py_type(field.type, self.schema)}] = {{}}")
+                w(1, f'd["{field.py_name}"] = {var}')
             elif field.repeated:
                 w(1, f"{var}: list[{py_type(field.type, self.schema)}] = []")
-            elif field.is_message:
-                w(1, f"{var}: {py_type(field.type, self.schema)} | None = None")
-            else:
-                w(1, f"{var}: {py_type(field.type, self.schema)} = {default(field.type)}")
+                w(1, f'd["{field.py_name}"] = {var}')
         w(1, 'unknown = b""')
-        w(1, "while pos < end:")
-        w(2, "start = pos")
-        w(2, "tag = data[pos]")
-        w(2, "pos += 1")
-        w(2, "if tag >= 0x80:")
-        w(3, "tag, pos = _rt_read_tag(data, pos, tag)")
-        keyword = "if"
-        for field in message.fields:
-            var = f"f_{field.py_name}"
-            t = field.type
-            if field.map_key is not None:
-                entry = self._entry_name(field.map_key, t)
-                w(2, f"{keyword} tag == {field.tag()}:")
-                w(3, "s, e = _rt_read_length(data, pos, end)")
-                item = f"i_{field.py_name}"
-                w(3, f"{item} = {entry}(data, s, e, depth - 1)")
-                w(3, f"if {item} is None:  # an entry with unknown fields stays unknown, as in upb")
-                w(4, "unknown += data[start:e]")
-                w(3, "else:")
-                w(4, f"{var}[{item}[0]] = {item}[1]")
-                w(3, "pos = e")
-            elif t.kind == "message":
-                w(2, f"{keyword} tag == {field.tag()}:")
-                w(3, "s, e = _rt_read_length(data, pos, end)")
-                call = self._message_call(t, "s", "e")
-                if field.repeated:
-                    w(3, f"{var}.append({call})")
-                else:
-                    w(3, f"if {var} is None:")
-                    w(4, f"{var} = {call}")
-                    w(3, "else:  # a repeated occurrence merges into the first")
-                    w(4, f"b = bytes({var}) + data[s:e]")
-                    merge = self._message_call(t, "0", "len(b)", buf="b")
-                    w(4, f"{var} = {merge}")
-                w(3, "pos = e")
-            elif field.repeated and t.packable:
-                w(2, f"{keyword} tag == {field.tag()}:")
-                w(3, "s, e = _rt_read_length(data, pos, end)")
-                w(3, "pos = s")
-                w(3, "while pos < e:")
-                self._decode_scalar(4, t, f"{var}.append(", "e")
-                w(3, "if pos != e:")
-                w(4, 'raise _rt_DecodeError("packed field overruns its length")')
-                w(2, f"elif tag == {field.tag(t.wire_type)}:")
-                self._decode_scalar(3, t, f"{var}.append(", "end")
-            elif field.repeated:
-                w(2, f"{keyword} tag == {field.tag()}:")
-                self._decode_scalar(3, t, f"{var}.append(", "end")
-            else:
-                w(2, f"{keyword} tag == {field.tag()}:")
-                self._decode_scalar(3, t, f"{var} = ", "end")
-            keyword = "elif"
-        if message.fields:
-            w(2, "else:")
-            w(3, "pos = _rt_skip_field(data, pos, end, tag)")
-            w(3, "unknown += data[start:pos]")
-        else:
+        if not message.fields:
+            w(1, "while pos < end:")
+            self._read_key(2)
             w(2, "pos = _rt_skip_field(data, pos, end, tag)")
             w(2, "unknown += data[start:pos]")
+        else:
+            self._dispatch(message)
         w(1, "if pos != end:")
         w(2, 'raise _rt_DecodeError("last field runs past the end of its message")')
+        w(1, "if unknown:")
+        w(2, 'd["_unknown_fields"] = unknown')
         w(1, "obj = _new(cls)")
-        w(1, "obj.__dict__ = {")
-        for field in message.fields:
-            w(2, f'"{field.py_name}": f_{field.py_name},')
-        w(2, '"_unknown_fields": unknown,')
-        w(1, "}")
+        w(1, "obj.__dict__ = d")
         w(1, "return obj")
+
+    def _read_key(self, indent: int) -> None:
+        """Read the field key at ``pos`` into ``tag``; ``start`` keeps where it began."""
+        w = self.out
+        w(indent, "start = pos")
+        w(indent, "tag = data[pos]")
+        w(indent, "pos += 1")
+        w(indent, "if tag >= 0x80:")
+        w(indent + 1, "tag, pos = _rt_read_tag(data, pos, tag)")
+
+    def _dispatch(self, message: Message) -> None:
+        """The key loop, in "expected next field" form.
+
+        Encoders write fields in number order, so the decoder tests the keys in that order, one
+        ``if`` after the other, and each field, once decoded, reads the next key and falls
+        through to the test of the next field: a field in order costs one comparison, not a
+        walk down an ``elif`` chain. Repeated fields loop on their own key. A key that no test
+        took is either a known field out of order (the loop starts over from the first test)
+        or unknown (kept as is). The end of the message leaves the loop at once.
+        """
+        w = self.out
+        blocks: list[tuple[int, Field, bool, bool]] = []  # key, field, loops, packed
+        for field in message.fields:
+            t = field.type
+            repeated = field.repeated or field.map_key is not None
+            blocks.append((field.tag(), field, repeated, field.repeated and t.packable))
+            if field.repeated and t.packable:
+                blocks.append((field.tag(t.wire_type), field, True, False))
+        w(1, "if pos < end:")
+        self._read_key(2)
+        w(2, "while True:")
+        for key, field, loops, packed in blocks:
+            w(3, f"if tag == {key}:")
+            if loops:
+                w(4, "while True:")
+                self._field_body(5, field, packed)
+                w(5, "if pos >= end:")
+                w(6, "tag = -1")
+                w(6, "break")
+                self._read_key(5)
+                w(5, f"if tag != {key}:")
+                w(6, "break")
+                w(4, "if tag < 0:")
+                w(5, "break")
+            else:
+                self._field_body(4, field, packed)
+                w(4, "if pos >= end:")
+                w(5, "break")
+                self._read_key(4)
+        known = ", ".join(str(key) for key, _, _, _ in blocks)
+        w(3, f"if tag in {{{known}}}:")
+        w(4, "continue  # a known field out of number order: test again from the first")
+        w(3, "pos = _rt_skip_field(data, pos, end, tag)")
+        w(3, "unknown += data[start:pos]")
+        w(3, "if pos >= end:")
+        w(4, "break")
+        self._read_key(3)
+
+    def _field_body(self, indent: int, field: Field, packed: bool) -> None:
+        """Decode one occurrence of ``field`` at ``pos`` (its key already read)."""
+        w = self.out
+        var = f"f_{field.py_name}"
+        slot = f'd["{field.py_name}"]'
+        t = field.type
+        if field.map_key is not None:
+            entry = self._entry_name(field.map_key, t)
+            self._read_length(indent, "end")
+            item = f"i_{field.py_name}"
+            w(indent, f"{item} = {entry}(data, pos, e, depth - 1)")
+            # An entry with unknown fields stays unknown as a whole, as in upb.
+            w(indent, f"if {item} is None:")
+            w(indent + 1, "unknown += data[start:e]")
+            w(indent, "else:")
+            w(indent + 1, f"{var}[{item}[0]] = {item}[1]")
+            w(indent, "pos = e")
+        elif t.kind == "message":
+            self._read_length(indent, "end")
+            call = self._message_call(t, "pos", "e")
+            if field.repeated:
+                w(indent, f"{var}.append({call})")
+            else:
+                w(indent, f"{var} = {slot}")
+                w(indent, f"if {var} is None:")
+                w(indent + 1, f"{slot} = {call}")
+                w(indent, "else:  # a repeated occurrence merges into the first")
+                w(indent + 1, f"b = bytes({var}) + data[pos:e]")
+                merge = self._message_call(t, "0", "len(b)", buf="b")
+                w(indent + 1, f"{slot} = {merge}")
+            w(indent, "pos = e")
+        elif packed:
+            self._read_length(indent, "end")
+            w(indent, "p = e")
+            w(indent, "while pos < p:")
+            self._decode_scalar(indent + 1, t, f"{var}.append(", "p")
+            w(indent, "if pos != p:")
+            w(indent + 1, 'raise _rt_DecodeError("packed field overruns its length")')
+        elif field.repeated:
+            self._decode_scalar(indent, t, f"{var}.append(", "end")
+        else:
+            self._decode_scalar(indent, t, f"{slot} = ", "end")
 
     def _entry_name(self, key: Type, value: Type) -> str:
         if (key, value) not in self.entries:
@@ -440,8 +539,8 @@ class CodecEmitter:
         self._decode_scalar(3, key, "k = ", "end")
         w(2, f"elif tag == {2 << 3 | value.wire_type}:")
         if value.kind == "message":
-            w(3, "s, e = _rt_read_length(data, pos, end)")
-            w(3, f"x = {self._message_call(value, 's', 'e')}")
+            self._read_length(3, "end")
+            w(3, f"x = {self._message_call(value, 'pos', 'e')}")
             w(3, "pos = e")
         else:
             self._decode_scalar(3, value, "x = ", "end")

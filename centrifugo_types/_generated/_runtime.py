@@ -196,6 +196,29 @@ def varint(value: int) -> bytes:
     """Encode a non-negative integer below 2**64 as a varint."""
     if value < 0x80:
         return SMALL[value]
+    if value < 0x4000:
+        return bytes((value & 0x7F | 0x80, value >> 7))
+    if value < 0x8_0000_0000:  # 3 to 5 bytes (unix timestamps take 5), unrolled
+        if value < 0x20_0000:
+            return bytes((value & 0x7F | 0x80, (value >> 7) & 0x7F | 0x80, value >> 14))
+        if value < 0x1000_0000:
+            return bytes(
+                (
+                    value & 0x7F | 0x80,
+                    (value >> 7) & 0x7F | 0x80,
+                    (value >> 14) & 0x7F | 0x80,
+                    value >> 21,
+                )
+            )
+        return bytes(
+            (
+                value & 0x7F | 0x80,
+                (value >> 7) & 0x7F | 0x80,
+                (value >> 14) & 0x7F | 0x80,
+                (value >> 21) & 0x7F | 0x80,
+                value >> 28,
+            )
+        )
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -206,6 +229,10 @@ def varint(value: int) -> bytes:
 
 def _range(kind: str, value: int) -> EncodeError:
     return EncodeError(f"{value!r} is out of range for {kind}")
+
+
+# Generated code writes values below 16384 inline and calls these for the rest (and for
+# every sint, packed element and bool).
 
 
 def enc_int32(value: int) -> bytes:

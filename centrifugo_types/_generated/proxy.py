@@ -62,7 +62,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import betterproto2
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from . import _runtime
 
@@ -123,10 +123,12 @@ class BoolValue(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_BoolValue(self))
+            _enc_BoolValue(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -162,10 +164,12 @@ class ChannelEvent(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_ChannelEvent(self))
+            _enc_ChannelEvent(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -198,10 +202,12 @@ class ChannelsCapability(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_ChannelsCapability(self))
+            _enc_ChannelsCapability(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -248,10 +254,12 @@ class ConnectRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_ConnectRequest(self))
+            _enc_ConnectRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -288,10 +296,12 @@ class ConnectResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_ConnectResponse(self))
+            _enc_ConnectResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -356,10 +366,12 @@ class ConnectResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_ConnectResult(self))
+            _enc_ConnectResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -392,10 +404,12 @@ class Disconnect(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_Disconnect(self))
+            _enc_Disconnect(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -428,10 +442,12 @@ class Error(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_Error(self))
+            _enc_Error(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -470,10 +486,12 @@ class FilterNode(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_FilterNode(self))
+            _enc_FilterNode(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -502,10 +520,12 @@ class Int32Value(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_Int32Value(self))
+            _enc_Int32Value(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -562,10 +582,12 @@ class MapPublishRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapPublishRequest(self))
+            _enc_MapPublishRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -604,10 +626,12 @@ class MapPublishResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapPublishResponse(self))
+            _enc_MapPublishResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -664,10 +688,12 @@ class MapPublishResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapPublishResult(self))
+            _enc_MapPublishResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -722,10 +748,12 @@ class MapRemoveRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapRemoveRequest(self))
+            _enc_MapRemoveRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -764,10 +792,12 @@ class MapRemoveResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapRemoveResponse(self))
+            _enc_MapRemoveResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -806,10 +836,12 @@ class MapRemoveResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_MapRemoveResult(self))
+            _enc_MapRemoveResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -840,10 +872,12 @@ class NotifyCacheEmptyRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_NotifyCacheEmptyRequest(self))
+            _enc_NotifyCacheEmptyRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -876,10 +910,12 @@ class NotifyCacheEmptyResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_NotifyCacheEmptyResponse(self))
+            _enc_NotifyCacheEmptyResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -910,10 +946,12 @@ class NotifyCacheEmptyResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_NotifyCacheEmptyResult(self))
+            _enc_NotifyCacheEmptyResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -944,10 +982,12 @@ class NotifyChannelStateRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_NotifyChannelStateRequest(self))
+            _enc_NotifyChannelStateRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -982,10 +1022,12 @@ class NotifyChannelStateResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_NotifyChannelStateResponse(self))
+            _enc_NotifyChannelStateResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1016,10 +1058,12 @@ class NotifyChannelStateResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_NotifyChannelStateResult(self))
+            _enc_NotifyChannelStateResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1062,10 +1106,12 @@ class Publication(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_Publication(self))
+            _enc_Publication(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1120,10 +1166,12 @@ class PublishRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_PublishRequest(self))
+            _enc_PublishRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1160,10 +1208,12 @@ class PublishResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_PublishResponse(self))
+            _enc_PublishResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1212,10 +1262,12 @@ class PublishResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_PublishResult(self))
+            _enc_PublishResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1266,10 +1318,12 @@ class RefreshRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_RefreshRequest(self))
+            _enc_RefreshRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1306,10 +1360,12 @@ class RefreshResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_RefreshResponse(self))
+            _enc_RefreshResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1352,10 +1408,12 @@ class RefreshResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_RefreshResult(self))
+            _enc_RefreshResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1412,10 +1470,12 @@ class RpcRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_RpcRequest(self))
+            _enc_RpcRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1450,10 +1510,12 @@ class RpcResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_RpcResponse(self))
+            _enc_RpcResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1484,10 +1546,12 @@ class RpcResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_RpcResult(self))
+            _enc_RpcResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1518,10 +1582,12 @@ class SharedPollRefreshItem(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_SharedPollRefreshItem(self))
+            _enc_SharedPollRefreshItem(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1556,10 +1622,12 @@ class SharedPollRefreshRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_SharedPollRefreshRequest(self))
+            _enc_SharedPollRefreshRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1594,10 +1662,12 @@ class SharedPollRefreshResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_SharedPollRefreshResponse(self))
+            _enc_SharedPollRefreshResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1632,10 +1702,12 @@ class SharedPollRefreshResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_SharedPollRefreshResult(self))
+            _enc_SharedPollRefreshResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1674,10 +1746,12 @@ class SharedPollRefreshResultItem(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_SharedPollRefreshResultItem(self))
+            _enc_SharedPollRefreshResultItem(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1722,10 +1796,12 @@ class StreamSubscribeRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_StreamSubscribeRequest(self))
+            _enc_StreamSubscribeRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1768,10 +1844,12 @@ class StreamSubscribeResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_StreamSubscribeResponse(self))
+            _enc_StreamSubscribeResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1824,10 +1902,12 @@ class SubRefreshRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_SubRefreshRequest(self))
+            _enc_SubRefreshRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1866,10 +1946,12 @@ class SubRefreshResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_SubRefreshResponse(self))
+            _enc_SubRefreshResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1906,10 +1988,12 @@ class SubRefreshResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_SubRefreshResult(self))
+            _enc_SubRefreshResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1954,10 +2038,12 @@ class SubscribeOptionOverride(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_SubscribeOptionOverride(self))
+            _enc_SubscribeOptionOverride(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2015,10 +2101,12 @@ class SubscribeOptions(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_SubscribeOptions(self))
+            _enc_SubscribeOptions(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2077,10 +2165,12 @@ class SubscribeRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_SubscribeRequest(self))
+            _enc_SubscribeRequest(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2119,10 +2209,12 @@ class SubscribeResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_SubscribeResponse(self))
+            _enc_SubscribeResponse(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2171,10 +2263,12 @@ class SubscribeResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (generated straight-line encoder)."""
+        out = bytearray()
         try:
-            return bytes(_enc_SubscribeResult(self))
+            _enc_SubscribeResult(self, out)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
+        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2788,8 +2882,7 @@ class CentrifugoProxyBase(betterproto2_grpclib.ServiceBase):
 # -- codecs generated by centrifugo-types' codegen ----------------------------------------
 
 
-def _enc_FilterNode(m: FilterNode) -> bytearray:
-    out = bytearray()
+def _enc_FilterNode(m: FilterNode, out: bytearray) -> None:
     v_op = m.op
     if v_op:
         b = v_op.encode()
@@ -2797,6 +2890,9 @@ def _enc_FilterNode(m: FilterNode) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -2807,6 +2903,9 @@ def _enc_FilterNode(m: FilterNode) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -2817,6 +2916,9 @@ def _enc_FilterNode(m: FilterNode) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -2827,6 +2929,9 @@ def _enc_FilterNode(m: FilterNode) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -2836,91 +2941,232 @@ def _enc_FilterNode(m: FilterNode) -> bytearray:
         out += b"*"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     for x_nodes in m.nodes:
         if x_nodes.__class__ is not FilterNode and not isinstance(x_nodes, FilterNode):
             raise _rt_wrong_type(FilterNode, x_nodes)
-        sub = _enc_FilterNode(x_nodes)
-        n = len(sub)
         out += b"2"
+        s = len(out)
+        _enc_FilterNode(x_nodes, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_FilterNode: dict[str, Any] = {
+    "op": "",
+    "key": "",
+    "cmp": "",
+    "val": "",
+    "vals": None,  # replaced by a fresh container
+    "nodes": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_FilterNode(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
     if depth < 0:
         raise _rt_DecodeError("messages nested too deeply")
-    f_op: str = ""
-    f_key: str = ""
-    f_cmp: str = ""
-    f_val: str = ""
+    d = _zero_FilterNode.copy()
     f_vals: list[str] = []
+    d["vals"] = f_vals
     f_nodes: list[FilterNode] = []
+    d["nodes"] = f_nodes
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_op = data[s:e].decode()
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_key = data[s:e].decode()
-            pos = e
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_cmp = data[s:e].decode()
-            pos = e
-        elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_val = data[s:e].decode()
-            pos = e
-        elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
-            f_vals.append(data[s:e].decode())
-            pos = e
-        elif tag == 50:
-            s, e = _rt_read_length(data, pos, end)
-            f_nodes.append(_dec_FilterNode(FilterNode, data, s, e, depth - 1))
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["op"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["cmp"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["val"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_vals.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 42:
+                        break
+                if tag < 0:
+                    break
+            if tag == 50:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_nodes.append(_dec_FilterNode(FilterNode, data, pos, e, depth - 1))
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 50:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18, 26, 34, 42, 50}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "op": f_op,
-        "key": f_key,
-        "cmp": f_cmp,
-        "val": f_val,
-        "vals": f_vals,
-        "nodes": f_nodes,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_Disconnect(m: Disconnect) -> bytearray:
-    out = bytearray()
+def _enc_Disconnect(m: Disconnect, out: bytearray) -> None:
     v_code = m.code
     if v_code:
         out += b"\x08"
         if 0 <= v_code < 128:
             out.append(v_code)
+        elif 0 <= v_code < 16384:
+            out.append(v_code & 0x7F | 0x80)
+            out.append(v_code >> 7)
         else:
             out += _rt_enc_uint32(v_code)
     v_reason = m.reason
@@ -2930,57 +3176,104 @@ def _enc_Disconnect(m: Disconnect) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_Disconnect: dict[str, Any] = {
+    "code": 0,
+    "reason": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_Disconnect(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_code: int = 0
-    f_reason: str = ""
+    d = _zero_Disconnect.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-                v = v & 0xFFFFFFFF
-            f_code = v
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_reason = data[s:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = v & 0xFFFFFFFF
+                d["code"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["reason"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "code": f_code,
-        "reason": f_reason,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_Error(m: Error) -> bytearray:
-    out = bytearray()
+def _enc_Error(m: Error, out: bytearray) -> None:
     v_code = m.code
     if v_code:
         out += b"\x08"
         if 0 <= v_code < 128:
             out.append(v_code)
+        elif 0 <= v_code < 16384:
+            out.append(v_code & 0x7F | 0x80)
+            out.append(v_code >> 7)
         else:
             out += _rt_enc_uint32(v_code)
     v_message = m.message
@@ -2990,6 +3283,9 @@ def _enc_Error(m: Error) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -3000,54 +3296,106 @@ def _enc_Error(m: Error) -> bytearray:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_Error: dict[str, Any] = {
+    "code": 0,
+    "message": "",
+    "temporary": False,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_Error(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_code: int = 0
-    f_message: str = ""
-    f_temporary: bool = False
+    d = _zero_Error.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-                v = v & 0xFFFFFFFF
-            f_code = v
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_message = data[s:e].decode()
-            pos = e
-        elif tag == 24:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_temporary = v != 0
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = v & 0xFFFFFFFF
+                d["code"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["message"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 24:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["temporary"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8, 18, 24}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "code": f_code,
-        "message": f_message,
-        "temporary": f_temporary,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_ConnectRequest(m: ConnectRequest) -> bytearray:
-    out = bytearray()
+def _enc_ConnectRequest(m: ConnectRequest, out: bytearray) -> None:
     v_client = m.client
     if v_client:
         b = v_client.encode()
@@ -3055,6 +3403,9 @@ def _enc_ConnectRequest(m: ConnectRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -3065,6 +3416,9 @@ def _enc_ConnectRequest(m: ConnectRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -3075,6 +3429,9 @@ def _enc_ConnectRequest(m: ConnectRequest) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -3085,6 +3442,9 @@ def _enc_ConnectRequest(m: ConnectRequest) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -3094,6 +3454,9 @@ def _enc_ConnectRequest(m: ConnectRequest) -> bytearray:
         out += b"R"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_data
@@ -3104,6 +3467,9 @@ def _enc_ConnectRequest(m: ConnectRequest) -> bytearray:
         out += b"Z"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -3114,6 +3480,9 @@ def _enc_ConnectRequest(m: ConnectRequest) -> bytearray:
         out += b"b"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -3124,6 +3493,9 @@ def _enc_ConnectRequest(m: ConnectRequest) -> bytearray:
         out += b"j"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -3133,96 +3505,278 @@ def _enc_ConnectRequest(m: ConnectRequest) -> bytearray:
         out += b"r"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_ConnectRequest: dict[str, Any] = {
+    "client": "",
+    "transport": "",
+    "protocol": "",
+    "encoding": "",
+    "data": b"",
+    "b64data": "",
+    "name": "",
+    "version": "",
+    "channels": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_ConnectRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_client: str = ""
-    f_transport: str = ""
-    f_protocol: str = ""
-    f_encoding: str = ""
-    f_data: bytes = b""
-    f_b64data: str = ""
-    f_name: str = ""
-    f_version: str = ""
+    d = _zero_ConnectRequest.copy()
     f_channels: list[str] = []
+    d["channels"] = f_channels
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_client = data[s:e].decode()
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_transport = data[s:e].decode()
-            pos = e
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_protocol = data[s:e].decode()
-            pos = e
-        elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_encoding = data[s:e].decode()
-            pos = e
-        elif tag == 82:
-            s, e = _rt_read_length(data, pos, end)
-            f_data = data[s:e]
-            pos = e
-        elif tag == 90:
-            s, e = _rt_read_length(data, pos, end)
-            f_b64data = data[s:e].decode()
-            pos = e
-        elif tag == 98:
-            s, e = _rt_read_length(data, pos, end)
-            f_name = data[s:e].decode()
-            pos = e
-        elif tag == 106:
-            s, e = _rt_read_length(data, pos, end)
-            f_version = data[s:e].decode()
-            pos = e
-        elif tag == 114:
-            s, e = _rt_read_length(data, pos, end)
-            f_channels.append(data[s:e].decode())
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["client"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["transport"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["protocol"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["encoding"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 90:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 98:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["name"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 106:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["version"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 114:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_channels.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 114:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18, 26, 34, 82, 90, 98, 106, 114}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "client": f_client,
-        "transport": f_transport,
-        "protocol": f_protocol,
-        "encoding": f_encoding,
-        "data": f_data,
-        "b64data": f_b64data,
-        "name": f_name,
-        "version": f_version,
-        "channels": f_channels,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_SubscribeOptions(m: SubscribeOptions) -> bytearray:
-    out = bytearray()
+def _enc_SubscribeOptions(m: SubscribeOptions, out: bytearray) -> None:
     v_expire_at = m.expire_at
     if v_expire_at:
         out += b"\x08"
         if 0 <= v_expire_at < 128:
             out.append(v_expire_at)
+        elif 0 <= v_expire_at < 16384:
+            out.append(v_expire_at & 0x7F | 0x80)
+            out.append(v_expire_at >> 7)
         else:
             out += _rt_enc_int64(v_expire_at)
     v_info = m.info
@@ -3231,6 +3785,9 @@ def _enc_SubscribeOptions(m: SubscribeOptions) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_info
@@ -3241,6 +3798,9 @@ def _enc_SubscribeOptions(m: SubscribeOptions) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -3250,6 +3810,9 @@ def _enc_SubscribeOptions(m: SubscribeOptions) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_data
@@ -3260,6 +3823,9 @@ def _enc_SubscribeOptions(m: SubscribeOptions) -> bytearray:
         out += b"*"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -3269,28 +3835,28 @@ def _enc_SubscribeOptions(m: SubscribeOptions) -> bytearray:
             v_override, SubscribeOptionOverride
         ):
             raise _rt_wrong_type(SubscribeOptionOverride, v_override)
-        sub = _enc_SubscribeOptionOverride(v_override)
-        n = len(sub)
         out += b"2"
+        s = len(out)
+        _enc_SubscribeOptionOverride(v_override, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_server_tags_filter = m.server_tags_filter
     if v_server_tags_filter is not None:
         if v_server_tags_filter.__class__ is not FilterNode and not isinstance(
             v_server_tags_filter, FilterNode
         ):
             raise _rt_wrong_type(FilterNode, v_server_tags_filter)
-        sub = _enc_FilterNode(v_server_tags_filter)
-        n = len(sub)
         out += b":"
+        s = len(out)
+        _enc_FilterNode(v_server_tags_filter, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_cache_recover = m.cache_recover
     if v_cache_recover:
         out += b"@"
@@ -3298,96 +3864,235 @@ def _enc_SubscribeOptions(m: SubscribeOptions) -> bytearray:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_SubscribeOptions: dict[str, Any] = {
+    "expire_at": 0,
+    "info": b"",
+    "b64info": "",
+    "data": b"",
+    "b64data": "",
+    "override": None,
+    "server_tags_filter": None,
+    "cache_recover": False,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_SubscribeOptions(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_expire_at: int = 0
-    f_info: bytes = b""
-    f_b64info: str = ""
-    f_data: bytes = b""
-    f_b64data: str = ""
-    f_override: SubscribeOptionOverride | None = None
-    f_server_tags_filter: FilterNode | None = None
-    f_cache_recover: bool = False
+    d = _zero_SubscribeOptions.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            f_expire_at = v
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_info = data[s:e]
-            pos = e
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_b64info = data[s:e].decode()
-            pos = e
-        elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_data = data[s:e]
-            pos = e
-        elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
-            f_b64data = data[s:e].decode()
-            pos = e
-        elif tag == 50:
-            s, e = _rt_read_length(data, pos, end)
-            if f_override is None:
-                f_override = _dec_SubscribeOptionOverride(
-                    SubscribeOptionOverride, data, s, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_override) + data[s:e]
-                f_override = _dec_SubscribeOptionOverride(
-                    SubscribeOptionOverride, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 58:
-            s, e = _rt_read_length(data, pos, end)
-            if f_server_tags_filter is None:
-                f_server_tags_filter = _dec_FilterNode(FilterNode, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_server_tags_filter) + data[s:e]
-                f_server_tags_filter = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 64:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_cache_recover = v != 0
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["expire_at"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["info"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64info"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 50:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_override = d["override"]
+                if f_override is None:
+                    d["override"] = _dec_SubscribeOptionOverride(
+                        SubscribeOptionOverride, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_override) + data[pos:e]
+                    d["override"] = _dec_SubscribeOptionOverride(
+                        SubscribeOptionOverride, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 58:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_server_tags_filter = d["server_tags_filter"]
+                if f_server_tags_filter is None:
+                    d["server_tags_filter"] = _dec_FilterNode(FilterNode, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_server_tags_filter) + data[pos:e]
+                    d["server_tags_filter"] = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 64:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["cache_recover"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8, 18, 26, 34, 42, 50, 58, 64}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "expire_at": f_expire_at,
-        "info": f_info,
-        "b64info": f_b64info,
-        "data": f_data,
-        "b64data": f_b64data,
-        "override": f_override,
-        "server_tags_filter": f_server_tags_filter,
-        "cache_recover": f_cache_recover,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_ConnectResult(m: ConnectResult) -> bytearray:
-    out = bytearray()
+def _enc_ConnectResult(m: ConnectResult, out: bytearray) -> None:
     v_user = m.user
     if v_user:
         b = v_user.encode()
@@ -3395,6 +4100,9 @@ def _enc_ConnectResult(m: ConnectResult) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -3403,6 +4111,9 @@ def _enc_ConnectResult(m: ConnectResult) -> bytearray:
         out += b"\x10"
         if 0 <= v_expire_at < 128:
             out.append(v_expire_at)
+        elif 0 <= v_expire_at < 16384:
+            out.append(v_expire_at & 0x7F | 0x80)
+            out.append(v_expire_at >> 7)
         else:
             out += _rt_enc_int64(v_expire_at)
     v_info = m.info
@@ -3411,6 +4122,9 @@ def _enc_ConnectResult(m: ConnectResult) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_info
@@ -3421,6 +4135,9 @@ def _enc_ConnectResult(m: ConnectResult) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -3430,6 +4147,9 @@ def _enc_ConnectResult(m: ConnectResult) -> bytearray:
         out += b"*"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_data
@@ -3440,6 +4160,9 @@ def _enc_ConnectResult(m: ConnectResult) -> bytearray:
         out += b"2"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -3449,41 +4172,54 @@ def _enc_ConnectResult(m: ConnectResult) -> bytearray:
         out += b":"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
-    for k_subs, x_subs in m.subs.items():
-        e = bytearray()
-        b = k_subs.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        if x_subs.__class__ is not SubscribeOptions and not isinstance(x_subs, SubscribeOptions):
-            raise _rt_wrong_type(SubscribeOptions, x_subs)
-        sub = _enc_SubscribeOptions(x_subs)
-        n = len(sub)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += sub
-        out += b"B"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+    v_subs = m.subs
+    if v_subs:
+        for k_subs, x_subs in v_subs.items():
+            out += b"B"
+            se = len(out)
+            b = k_subs.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            if x_subs.__class__ is not SubscribeOptions and not isinstance(
+                x_subs, SubscribeOptions
+            ):
+                raise _rt_wrong_type(SubscribeOptions, x_subs)
+            out += b"\x12"
+            s = len(out)
+            _enc_SubscribeOptions(x_subs, out)
+            n = len(out) - s
+            if n < 128:
+                out.insert(s, n)
+            else:
+                out[s:s] = _rt_varint(n)
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     v_meta = m.meta
     if v_meta:
         n = len(v_meta)
         out += b"J"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_meta
@@ -3492,149 +4228,396 @@ def _enc_ConnectResult(m: ConnectResult) -> bytearray:
             x_caps, ChannelsCapability
         ):
             raise _rt_wrong_type(ChannelsCapability, x_caps)
-        sub = _enc_ChannelsCapability(x_caps)
-        n = len(sub)
         out += b"R"
+        s = len(out)
+        _enc_ChannelsCapability(x_caps, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
-    for k_labels, x_labels in m.labels.items():
-        e = bytearray()
-        b = k_labels.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        b = x_labels.encode()
-        n = len(b)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        out += b"Z"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+            out[s:s] = _rt_varint(n)
+    v_labels = m.labels
+    if v_labels:
+        for k_labels, x_labels in v_labels.items():
+            out += b"Z"
+            se = len(out)
+            b = k_labels.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            b = x_labels.encode()
+            n = len(b)
+            out += b"\x12"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_ConnectResult: dict[str, Any] = {
+    "user": "",
+    "expire_at": 0,
+    "info": b"",
+    "b64info": "",
+    "data": b"",
+    "b64data": "",
+    "channels": None,  # replaced by a fresh container
+    "subs": None,  # replaced by a fresh container
+    "meta": b"",
+    "caps": None,  # replaced by a fresh container
+    "labels": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_ConnectResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_user: str = ""
-    f_expire_at: int = 0
-    f_info: bytes = b""
-    f_b64info: str = ""
-    f_data: bytes = b""
-    f_b64data: str = ""
+    d = _zero_ConnectResult.copy()
     f_channels: list[str] = []
+    d["channels"] = f_channels
     f_subs: dict[str, SubscribeOptions] = {}
-    f_meta: bytes = b""
+    d["subs"] = f_subs
     f_caps: list[ChannelsCapability] = []
+    d["caps"] = f_caps
     f_labels: dict[str, str] = {}
+    d["labels"] = f_labels
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
-            pos = e
-        elif tag == 16:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            f_expire_at = v
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_info = data[s:e]
-            pos = e
-        elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_b64info = data[s:e].decode()
-            pos = e
-        elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
-            f_data = data[s:e]
-            pos = e
-        elif tag == 50:
-            s, e = _rt_read_length(data, pos, end)
-            f_b64data = data[s:e].decode()
-            pos = e
-        elif tag == 58:
-            s, e = _rt_read_length(data, pos, end)
-            f_channels.append(data[s:e].decode())
-            pos = e
-        elif tag == 66:
-            s, e = _rt_read_length(data, pos, end)
-            i_subs = _dec_entry_string_SubscribeOptions(data, s, e, depth - 1)
-            if i_subs is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_subs[i_subs[0]] = i_subs[1]
-            pos = e
-        elif tag == 74:
-            s, e = _rt_read_length(data, pos, end)
-            f_meta = data[s:e]
-            pos = e
-        elif tag == 82:
-            s, e = _rt_read_length(data, pos, end)
-            f_caps.append(_dec_ChannelsCapability(ChannelsCapability, data, s, e, depth - 1))
-            pos = e
-        elif tag == 90:
-            s, e = _rt_read_length(data, pos, end)
-            i_labels = _dec_entry_string_string(data, s, e, depth - 1)
-            if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_labels[i_labels[0]] = i_labels[1]
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 16:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["expire_at"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["info"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64info"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 50:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 58:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_channels.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 58:
+                        break
+                if tag < 0:
+                    break
+            if tag == 66:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_subs = _dec_entry_string_SubscribeOptions(data, pos, e, depth - 1)
+                    if i_subs is None:
+                        unknown += data[start:e]
+                    else:
+                        f_subs[i_subs[0]] = i_subs[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 66:
+                        break
+                if tag < 0:
+                    break
+            if tag == 74:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["meta"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_caps.append(
+                        _dec_ChannelsCapability(ChannelsCapability, data, pos, e, depth - 1)
+                    )
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 82:
+                        break
+                if tag < 0:
+                    break
+            if tag == 90:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_labels is None:
+                        unknown += data[start:e]
+                    else:
+                        f_labels[i_labels[0]] = i_labels[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 90:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 16, 26, 34, 42, 50, 58, 66, 74, 82, 90}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "user": f_user,
-        "expire_at": f_expire_at,
-        "info": f_info,
-        "b64info": f_b64info,
-        "data": f_data,
-        "b64data": f_b64data,
-        "channels": f_channels,
-        "subs": f_subs,
-        "meta": f_meta,
-        "caps": f_caps,
-        "labels": f_labels,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_ChannelsCapability(m: ChannelsCapability) -> bytearray:
-    out = bytearray()
+def _enc_ChannelsCapability(m: ChannelsCapability, out: bytearray) -> None:
     for x_channels in m.channels:
         b = x_channels.encode()
         n = len(b)
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -3644,6 +4627,9 @@ def _enc_ChannelsCapability(m: ChannelsCapability) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -3654,149 +4640,303 @@ def _enc_ChannelsCapability(m: ChannelsCapability) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_ChannelsCapability: dict[str, Any] = {
+    "channels": None,  # replaced by a fresh container
+    "allow": None,  # replaced by a fresh container
+    "match": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_ChannelsCapability(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_ChannelsCapability.copy()
     f_channels: list[str] = []
+    d["channels"] = f_channels
     f_allow: list[str] = []
-    f_match: str = ""
+    d["allow"] = f_allow
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_channels.append(data[s:e].decode())
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_allow.append(data[s:e].decode())
-            pos = e
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_match = data[s:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_channels.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag == 18:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_allow.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 18:
+                        break
+                if tag < 0:
+                    break
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["match"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "channels": f_channels,
-        "allow": f_allow,
-        "match": f_match,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_ConnectResponse(m: ConnectResponse) -> bytearray:
-    out = bytearray()
+def _enc_ConnectResponse(m: ConnectResponse, out: bytearray) -> None:
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not ConnectResult and not isinstance(v_result, ConnectResult):
             raise _rt_wrong_type(ConnectResult, v_result)
-        sub = _enc_ConnectResult(v_result)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_ConnectResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_disconnect = m.disconnect
     if v_disconnect is not None:
         if v_disconnect.__class__ is not Disconnect and not isinstance(v_disconnect, Disconnect):
             raise _rt_wrong_type(Disconnect, v_disconnect)
-        sub = _enc_Disconnect(v_disconnect)
-        n = len(sub)
         out += b"\x1a"
+        s = len(out)
+        _enc_Disconnect(v_disconnect, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_ConnectResponse: dict[str, Any] = {
+    "result": None,
+    "error": None,
+    "disconnect": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_ConnectResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_result: ConnectResult | None = None
-    f_error: Error | None = None
-    f_disconnect: Disconnect | None = None
+    d = _zero_ConnectResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            if f_result is None:
-                f_result = _dec_ConnectResult(ConnectResult, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_ConnectResult(ConnectResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            if f_disconnect is None:
-                f_disconnect = _dec_Disconnect(Disconnect, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_disconnect) + data[s:e]
-                f_disconnect = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_ConnectResult(ConnectResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_ConnectResult(ConnectResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_disconnect = d["disconnect"]
+                if f_disconnect is None:
+                    d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_disconnect) + data[pos:e]
+                    d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "result": f_result,
-        "error": f_error,
-        "disconnect": f_disconnect,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_RefreshRequest(m: RefreshRequest) -> bytearray:
-    out = bytearray()
+def _enc_RefreshRequest(m: RefreshRequest, out: bytearray) -> None:
     v_client = m.client
     if v_client:
         b = v_client.encode()
@@ -3804,6 +4944,9 @@ def _enc_RefreshRequest(m: RefreshRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -3814,6 +4957,9 @@ def _enc_RefreshRequest(m: RefreshRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -3824,6 +4970,9 @@ def _enc_RefreshRequest(m: RefreshRequest) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -3834,6 +4983,9 @@ def _enc_RefreshRequest(m: RefreshRequest) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -3844,6 +4996,9 @@ def _enc_RefreshRequest(m: RefreshRequest) -> bytearray:
         out += b"R"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -3853,107 +5008,260 @@ def _enc_RefreshRequest(m: RefreshRequest) -> bytearray:
         out += b"Z"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_meta
-    for k_labels, x_labels in m.labels.items():
-        e = bytearray()
-        b = k_labels.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        b = x_labels.encode()
-        n = len(b)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        out += b"b"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+    v_labels = m.labels
+    if v_labels:
+        for k_labels, x_labels in v_labels.items():
+            out += b"b"
+            se = len(out)
+            b = k_labels.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            b = x_labels.encode()
+            n = len(b)
+            out += b"\x12"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_RefreshRequest: dict[str, Any] = {
+    "client": "",
+    "transport": "",
+    "protocol": "",
+    "encoding": "",
+    "user": "",
+    "meta": b"",
+    "labels": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_RefreshRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_client: str = ""
-    f_transport: str = ""
-    f_protocol: str = ""
-    f_encoding: str = ""
-    f_user: str = ""
-    f_meta: bytes = b""
+    d = _zero_RefreshRequest.copy()
     f_labels: dict[str, str] = {}
+    d["labels"] = f_labels
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_client = data[s:e].decode()
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_transport = data[s:e].decode()
-            pos = e
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_protocol = data[s:e].decode()
-            pos = e
-        elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_encoding = data[s:e].decode()
-            pos = e
-        elif tag == 82:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
-            pos = e
-        elif tag == 90:
-            s, e = _rt_read_length(data, pos, end)
-            f_meta = data[s:e]
-            pos = e
-        elif tag == 98:
-            s, e = _rt_read_length(data, pos, end)
-            i_labels = _dec_entry_string_string(data, s, e, depth - 1)
-            if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_labels[i_labels[0]] = i_labels[1]
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["client"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["transport"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["protocol"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["encoding"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 90:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["meta"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 98:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_labels is None:
+                        unknown += data[start:e]
+                    else:
+                        f_labels[i_labels[0]] = i_labels[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 98:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18, 26, 34, 82, 90, 98}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "client": f_client,
-        "transport": f_transport,
-        "protocol": f_protocol,
-        "encoding": f_encoding,
-        "user": f_user,
-        "meta": f_meta,
-        "labels": f_labels,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_RefreshResult(m: RefreshResult) -> bytearray:
-    out = bytearray()
+def _enc_RefreshResult(m: RefreshResult, out: bytearray) -> None:
     v_expired = m.expired
     if v_expired:
         out += b"\x08"
@@ -3963,6 +5271,9 @@ def _enc_RefreshResult(m: RefreshResult) -> bytearray:
         out += b"\x10"
         if 0 <= v_expire_at < 128:
             out.append(v_expire_at)
+        elif 0 <= v_expire_at < 16384:
+            out.append(v_expire_at & 0x7F | 0x80)
+            out.append(v_expire_at >> 7)
         else:
             out += _rt_enc_int64(v_expire_at)
     v_info = m.info
@@ -3971,6 +5282,9 @@ def _enc_RefreshResult(m: RefreshResult) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_info
@@ -3981,6 +5295,9 @@ def _enc_RefreshResult(m: RefreshResult) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -3990,6 +5307,9 @@ def _enc_RefreshResult(m: RefreshResult) -> bytearray:
         out += b"*"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_meta
@@ -3998,177 +5318,359 @@ def _enc_RefreshResult(m: RefreshResult) -> bytearray:
             x_caps, ChannelsCapability
         ):
             raise _rt_wrong_type(ChannelsCapability, x_caps)
-        sub = _enc_ChannelsCapability(x_caps)
-        n = len(sub)
         out += b"2"
+        s = len(out)
+        _enc_ChannelsCapability(x_caps, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_RefreshResult: dict[str, Any] = {
+    "expired": False,
+    "expire_at": 0,
+    "info": b"",
+    "b64info": "",
+    "meta": b"",
+    "caps": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_RefreshResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_expired: bool = False
-    f_expire_at: int = 0
-    f_info: bytes = b""
-    f_b64info: str = ""
-    f_meta: bytes = b""
+    d = _zero_RefreshResult.copy()
     f_caps: list[ChannelsCapability] = []
+    d["caps"] = f_caps
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_expired = v != 0
-        elif tag == 16:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            f_expire_at = v
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_info = data[s:e]
-            pos = e
-        elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_b64info = data[s:e].decode()
-            pos = e
-        elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
-            f_meta = data[s:e]
-            pos = e
-        elif tag == 50:
-            s, e = _rt_read_length(data, pos, end)
-            f_caps.append(_dec_ChannelsCapability(ChannelsCapability, data, s, e, depth - 1))
-            pos = e
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["expired"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 16:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["expire_at"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["info"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64info"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["meta"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 50:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_caps.append(
+                        _dec_ChannelsCapability(ChannelsCapability, data, pos, e, depth - 1)
+                    )
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 50:
+                        break
+                if tag < 0:
+                    break
+            if tag in {8, 16, 26, 34, 42, 50}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "expired": f_expired,
-        "expire_at": f_expire_at,
-        "info": f_info,
-        "b64info": f_b64info,
-        "meta": f_meta,
-        "caps": f_caps,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_RefreshResponse(m: RefreshResponse) -> bytearray:
-    out = bytearray()
+def _enc_RefreshResponse(m: RefreshResponse, out: bytearray) -> None:
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not RefreshResult and not isinstance(v_result, RefreshResult):
             raise _rt_wrong_type(RefreshResult, v_result)
-        sub = _enc_RefreshResult(v_result)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_RefreshResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_disconnect = m.disconnect
     if v_disconnect is not None:
         if v_disconnect.__class__ is not Disconnect and not isinstance(v_disconnect, Disconnect):
             raise _rt_wrong_type(Disconnect, v_disconnect)
-        sub = _enc_Disconnect(v_disconnect)
-        n = len(sub)
         out += b"\x1a"
+        s = len(out)
+        _enc_Disconnect(v_disconnect, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_RefreshResponse: dict[str, Any] = {
+    "result": None,
+    "error": None,
+    "disconnect": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_RefreshResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_result: RefreshResult | None = None
-    f_error: Error | None = None
-    f_disconnect: Disconnect | None = None
+    d = _zero_RefreshResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            if f_result is None:
-                f_result = _dec_RefreshResult(RefreshResult, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_RefreshResult(RefreshResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            if f_disconnect is None:
-                f_disconnect = _dec_Disconnect(Disconnect, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_disconnect) + data[s:e]
-                f_disconnect = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_RefreshResult(RefreshResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_RefreshResult(RefreshResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_disconnect = d["disconnect"]
+                if f_disconnect is None:
+                    d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_disconnect) + data[pos:e]
+                    d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "result": f_result,
-        "error": f_error,
-        "disconnect": f_disconnect,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_SubscribeRequest(m: SubscribeRequest) -> bytearray:
-    out = bytearray()
+def _enc_SubscribeRequest(m: SubscribeRequest, out: bytearray) -> None:
     v_client = m.client
     if v_client:
         b = v_client.encode()
@@ -4176,6 +5678,9 @@ def _enc_SubscribeRequest(m: SubscribeRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -4186,6 +5691,9 @@ def _enc_SubscribeRequest(m: SubscribeRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -4196,6 +5704,9 @@ def _enc_SubscribeRequest(m: SubscribeRequest) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -4206,6 +5717,9 @@ def _enc_SubscribeRequest(m: SubscribeRequest) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -4216,6 +5730,9 @@ def _enc_SubscribeRequest(m: SubscribeRequest) -> bytearray:
         out += b"R"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -4226,6 +5743,9 @@ def _enc_SubscribeRequest(m: SubscribeRequest) -> bytearray:
         out += b"Z"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -4236,6 +5756,9 @@ def _enc_SubscribeRequest(m: SubscribeRequest) -> bytearray:
         out += b"b"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -4245,6 +5768,9 @@ def _enc_SubscribeRequest(m: SubscribeRequest) -> bytearray:
         out += b"j"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_meta
@@ -4254,6 +5780,9 @@ def _enc_SubscribeRequest(m: SubscribeRequest) -> bytearray:
         out += b"r"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_data
@@ -4264,131 +5793,352 @@ def _enc_SubscribeRequest(m: SubscribeRequest) -> bytearray:
         out += b"z"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
-    for k_labels, x_labels in m.labels.items():
-        e = bytearray()
-        b = k_labels.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        b = x_labels.encode()
-        n = len(b)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        out += b"\x82\x01"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+    v_labels = m.labels
+    if v_labels:
+        for k_labels, x_labels in v_labels.items():
+            out += b"\x82\x01"
+            se = len(out)
+            b = k_labels.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            b = x_labels.encode()
+            n = len(b)
+            out += b"\x12"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_SubscribeRequest: dict[str, Any] = {
+    "client": "",
+    "transport": "",
+    "protocol": "",
+    "encoding": "",
+    "user": "",
+    "channel": "",
+    "token": "",
+    "meta": b"",
+    "data": b"",
+    "b64data": "",
+    "labels": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_SubscribeRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_client: str = ""
-    f_transport: str = ""
-    f_protocol: str = ""
-    f_encoding: str = ""
-    f_user: str = ""
-    f_channel: str = ""
-    f_token: str = ""
-    f_meta: bytes = b""
-    f_data: bytes = b""
-    f_b64data: str = ""
+    d = _zero_SubscribeRequest.copy()
     f_labels: dict[str, str] = {}
+    d["labels"] = f_labels
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_client = data[s:e].decode()
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_transport = data[s:e].decode()
-            pos = e
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_protocol = data[s:e].decode()
-            pos = e
-        elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_encoding = data[s:e].decode()
-            pos = e
-        elif tag == 82:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
-            pos = e
-        elif tag == 90:
-            s, e = _rt_read_length(data, pos, end)
-            f_channel = data[s:e].decode()
-            pos = e
-        elif tag == 98:
-            s, e = _rt_read_length(data, pos, end)
-            f_token = data[s:e].decode()
-            pos = e
-        elif tag == 106:
-            s, e = _rt_read_length(data, pos, end)
-            f_meta = data[s:e]
-            pos = e
-        elif tag == 114:
-            s, e = _rt_read_length(data, pos, end)
-            f_data = data[s:e]
-            pos = e
-        elif tag == 122:
-            s, e = _rt_read_length(data, pos, end)
-            f_b64data = data[s:e].decode()
-            pos = e
-        elif tag == 130:
-            s, e = _rt_read_length(data, pos, end)
-            i_labels = _dec_entry_string_string(data, s, e, depth - 1)
-            if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_labels[i_labels[0]] = i_labels[1]
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["client"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["transport"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["protocol"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["encoding"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 90:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 98:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["token"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 106:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["meta"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 114:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 122:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 130:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_labels is None:
+                        unknown += data[start:e]
+                    else:
+                        f_labels[i_labels[0]] = i_labels[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 130:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18, 26, 34, 82, 90, 98, 106, 114, 122, 130}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "client": f_client,
-        "transport": f_transport,
-        "protocol": f_protocol,
-        "encoding": f_encoding,
-        "user": f_user,
-        "channel": f_channel,
-        "token": f_token,
-        "meta": f_meta,
-        "data": f_data,
-        "b64data": f_b64data,
-        "labels": f_labels,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_BoolValue(m: BoolValue) -> bytearray:
-    out = bytearray()
+def _enc_BoolValue(m: BoolValue, out: bytearray) -> None:
     v_value = m.value
     if v_value:
         out += b"\x08"
@@ -4396,232 +6146,389 @@ def _enc_BoolValue(m: BoolValue) -> bytearray:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_BoolValue: dict[str, Any] = {
+    "value": False,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_BoolValue(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_value: bool = False
+    d = _zero_BoolValue.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_value = v != 0
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["value"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "value": f_value,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_Int32Value(m: Int32Value) -> bytearray:
-    out = bytearray()
+def _enc_Int32Value(m: Int32Value, out: bytearray) -> None:
     v_value = m.value
     if v_value:
         out += b"\x08"
         if 0 <= v_value < 128:
             out.append(v_value)
+        elif 0 <= v_value < 16384:
+            out.append(v_value & 0x7F | 0x80)
+            out.append(v_value >> 7)
         else:
             out += _rt_enc_int32(v_value)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_Int32Value: dict[str, Any] = {
+    "value": 0,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_Int32Value(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_value: int = 0
+    d = _zero_Int32Value.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int32(v)
-            f_value = v
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int32(v)
+                d["value"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "value": f_value,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_SubscribeOptionOverride(m: SubscribeOptionOverride) -> bytearray:
-    out = bytearray()
+def _enc_SubscribeOptionOverride(m: SubscribeOptionOverride, out: bytearray) -> None:
     v_presence = m.presence
     if v_presence is not None:
         if v_presence.__class__ is not BoolValue and not isinstance(v_presence, BoolValue):
             raise _rt_wrong_type(BoolValue, v_presence)
-        sub = _enc_BoolValue(v_presence)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_BoolValue(v_presence, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_join_leave = m.join_leave
     if v_join_leave is not None:
         if v_join_leave.__class__ is not BoolValue and not isinstance(v_join_leave, BoolValue):
             raise _rt_wrong_type(BoolValue, v_join_leave)
-        sub = _enc_BoolValue(v_join_leave)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_BoolValue(v_join_leave, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_force_recovery = m.force_recovery
     if v_force_recovery is not None:
         if v_force_recovery.__class__ is not BoolValue and not isinstance(
             v_force_recovery, BoolValue
         ):
             raise _rt_wrong_type(BoolValue, v_force_recovery)
-        sub = _enc_BoolValue(v_force_recovery)
-        n = len(sub)
         out += b"\x1a"
+        s = len(out)
+        _enc_BoolValue(v_force_recovery, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_force_positioning = m.force_positioning
     if v_force_positioning is not None:
         if v_force_positioning.__class__ is not BoolValue and not isinstance(
             v_force_positioning, BoolValue
         ):
             raise _rt_wrong_type(BoolValue, v_force_positioning)
-        sub = _enc_BoolValue(v_force_positioning)
-        n = len(sub)
         out += b'"'
+        s = len(out)
+        _enc_BoolValue(v_force_positioning, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_force_push_join_leave = m.force_push_join_leave
     if v_force_push_join_leave is not None:
         if v_force_push_join_leave.__class__ is not BoolValue and not isinstance(
             v_force_push_join_leave, BoolValue
         ):
             raise _rt_wrong_type(BoolValue, v_force_push_join_leave)
-        sub = _enc_BoolValue(v_force_push_join_leave)
-        n = len(sub)
         out += b"*"
+        s = len(out)
+        _enc_BoolValue(v_force_push_join_leave, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_SubscribeOptionOverride: dict[str, Any] = {
+    "presence": None,
+    "join_leave": None,
+    "force_recovery": None,
+    "force_positioning": None,
+    "force_push_join_leave": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_SubscribeOptionOverride(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_presence: BoolValue | None = None
-    f_join_leave: BoolValue | None = None
-    f_force_recovery: BoolValue | None = None
-    f_force_positioning: BoolValue | None = None
-    f_force_push_join_leave: BoolValue | None = None
+    d = _zero_SubscribeOptionOverride.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            if f_presence is None:
-                f_presence = _dec_BoolValue(BoolValue, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_presence) + data[s:e]
-                f_presence = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            if f_join_leave is None:
-                f_join_leave = _dec_BoolValue(BoolValue, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_join_leave) + data[s:e]
-                f_join_leave = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            if f_force_recovery is None:
-                f_force_recovery = _dec_BoolValue(BoolValue, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_force_recovery) + data[s:e]
-                f_force_recovery = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            if f_force_positioning is None:
-                f_force_positioning = _dec_BoolValue(BoolValue, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_force_positioning) + data[s:e]
-                f_force_positioning = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
-            if f_force_push_join_leave is None:
-                f_force_push_join_leave = _dec_BoolValue(BoolValue, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_force_push_join_leave) + data[s:e]
-                f_force_push_join_leave = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_presence = d["presence"]
+                if f_presence is None:
+                    d["presence"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_presence) + data[pos:e]
+                    d["presence"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_join_leave = d["join_leave"]
+                if f_join_leave is None:
+                    d["join_leave"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_join_leave) + data[pos:e]
+                    d["join_leave"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_force_recovery = d["force_recovery"]
+                if f_force_recovery is None:
+                    d["force_recovery"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_force_recovery) + data[pos:e]
+                    d["force_recovery"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_force_positioning = d["force_positioning"]
+                if f_force_positioning is None:
+                    d["force_positioning"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_force_positioning) + data[pos:e]
+                    d["force_positioning"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_force_push_join_leave = d["force_push_join_leave"]
+                if f_force_push_join_leave is None:
+                    d["force_push_join_leave"] = _dec_BoolValue(BoolValue, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_force_push_join_leave) + data[pos:e]
+                    d["force_push_join_leave"] = _dec_BoolValue(BoolValue, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26, 34, 42}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "presence": f_presence,
-        "join_leave": f_join_leave,
-        "force_recovery": f_force_recovery,
-        "force_positioning": f_force_positioning,
-        "force_push_join_leave": f_force_push_join_leave,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_SubscribeResult(m: SubscribeResult) -> bytearray:
-    out = bytearray()
+def _enc_SubscribeResult(m: SubscribeResult, out: bytearray) -> None:
     v_expire_at = m.expire_at
     if v_expire_at:
         out += b"\x08"
         if 0 <= v_expire_at < 128:
             out.append(v_expire_at)
+        elif 0 <= v_expire_at < 16384:
+            out.append(v_expire_at & 0x7F | 0x80)
+            out.append(v_expire_at >> 7)
         else:
             out += _rt_enc_int64(v_expire_at)
     v_info = m.info
@@ -4630,6 +6537,9 @@ def _enc_SubscribeResult(m: SubscribeResult) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_info
@@ -4640,6 +6550,9 @@ def _enc_SubscribeResult(m: SubscribeResult) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -4649,6 +6562,9 @@ def _enc_SubscribeResult(m: SubscribeResult) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_data
@@ -4659,6 +6575,9 @@ def _enc_SubscribeResult(m: SubscribeResult) -> bytearray:
         out += b"*"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -4668,20 +6587,23 @@ def _enc_SubscribeResult(m: SubscribeResult) -> bytearray:
             v_override, SubscribeOptionOverride
         ):
             raise _rt_wrong_type(SubscribeOptionOverride, v_override)
-        sub = _enc_SubscribeOptionOverride(v_override)
-        n = len(sub)
         out += b"2"
+        s = len(out)
+        _enc_SubscribeOptionOverride(v_override, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     for x_allow in m.allow:
         b = x_allow.encode()
         n = len(b)
         out += b":"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -4691,199 +6613,421 @@ def _enc_SubscribeResult(m: SubscribeResult) -> bytearray:
             v_server_tags_filter, FilterNode
         ):
             raise _rt_wrong_type(FilterNode, v_server_tags_filter)
-        sub = _enc_FilterNode(v_server_tags_filter)
-        n = len(sub)
         out += b"B"
+        s = len(out)
+        _enc_FilterNode(v_server_tags_filter, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_SubscribeResult: dict[str, Any] = {
+    "expire_at": 0,
+    "info": b"",
+    "b64info": "",
+    "data": b"",
+    "b64data": "",
+    "override": None,
+    "allow": None,  # replaced by a fresh container
+    "server_tags_filter": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_SubscribeResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_expire_at: int = 0
-    f_info: bytes = b""
-    f_b64info: str = ""
-    f_data: bytes = b""
-    f_b64data: str = ""
-    f_override: SubscribeOptionOverride | None = None
+    d = _zero_SubscribeResult.copy()
     f_allow: list[str] = []
-    f_server_tags_filter: FilterNode | None = None
+    d["allow"] = f_allow
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            f_expire_at = v
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_info = data[s:e]
-            pos = e
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_b64info = data[s:e].decode()
-            pos = e
-        elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_data = data[s:e]
-            pos = e
-        elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
-            f_b64data = data[s:e].decode()
-            pos = e
-        elif tag == 50:
-            s, e = _rt_read_length(data, pos, end)
-            if f_override is None:
-                f_override = _dec_SubscribeOptionOverride(
-                    SubscribeOptionOverride, data, s, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_override) + data[s:e]
-                f_override = _dec_SubscribeOptionOverride(
-                    SubscribeOptionOverride, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 58:
-            s, e = _rt_read_length(data, pos, end)
-            f_allow.append(data[s:e].decode())
-            pos = e
-        elif tag == 66:
-            s, e = _rt_read_length(data, pos, end)
-            if f_server_tags_filter is None:
-                f_server_tags_filter = _dec_FilterNode(FilterNode, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_server_tags_filter) + data[s:e]
-                f_server_tags_filter = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["expire_at"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["info"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64info"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 50:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_override = d["override"]
+                if f_override is None:
+                    d["override"] = _dec_SubscribeOptionOverride(
+                        SubscribeOptionOverride, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_override) + data[pos:e]
+                    d["override"] = _dec_SubscribeOptionOverride(
+                        SubscribeOptionOverride, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 58:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_allow.append(data[pos:e].decode())
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 58:
+                        break
+                if tag < 0:
+                    break
+            if tag == 66:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_server_tags_filter = d["server_tags_filter"]
+                if f_server_tags_filter is None:
+                    d["server_tags_filter"] = _dec_FilterNode(FilterNode, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_server_tags_filter) + data[pos:e]
+                    d["server_tags_filter"] = _dec_FilterNode(FilterNode, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8, 18, 26, 34, 42, 50, 58, 66}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "expire_at": f_expire_at,
-        "info": f_info,
-        "b64info": f_b64info,
-        "data": f_data,
-        "b64data": f_b64data,
-        "override": f_override,
-        "allow": f_allow,
-        "server_tags_filter": f_server_tags_filter,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_SubscribeResponse(m: SubscribeResponse) -> bytearray:
-    out = bytearray()
+def _enc_SubscribeResponse(m: SubscribeResponse, out: bytearray) -> None:
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not SubscribeResult and not isinstance(v_result, SubscribeResult):
             raise _rt_wrong_type(SubscribeResult, v_result)
-        sub = _enc_SubscribeResult(v_result)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_SubscribeResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_disconnect = m.disconnect
     if v_disconnect is not None:
         if v_disconnect.__class__ is not Disconnect and not isinstance(v_disconnect, Disconnect):
             raise _rt_wrong_type(Disconnect, v_disconnect)
-        sub = _enc_Disconnect(v_disconnect)
-        n = len(sub)
         out += b"\x1a"
+        s = len(out)
+        _enc_Disconnect(v_disconnect, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_SubscribeResponse: dict[str, Any] = {
+    "result": None,
+    "error": None,
+    "disconnect": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_SubscribeResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_result: SubscribeResult | None = None
-    f_error: Error | None = None
-    f_disconnect: Disconnect | None = None
+    d = _zero_SubscribeResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            if f_result is None:
-                f_result = _dec_SubscribeResult(SubscribeResult, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_SubscribeResult(SubscribeResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            if f_disconnect is None:
-                f_disconnect = _dec_Disconnect(Disconnect, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_disconnect) + data[s:e]
-                f_disconnect = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_SubscribeResult(SubscribeResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_SubscribeResult(SubscribeResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_disconnect = d["disconnect"]
+                if f_disconnect is None:
+                    d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_disconnect) + data[pos:e]
+                    d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "result": f_result,
-        "error": f_error,
-        "disconnect": f_disconnect,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_PublishRequest(m: PublishRequest) -> bytearray:
-    out = bytearray()
+def _enc_PublishRequest(m: PublishRequest, out: bytearray) -> None:
     v_client = m.client
     if v_client:
         b = v_client.encode()
@@ -4891,6 +7035,9 @@ def _enc_PublishRequest(m: PublishRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -4901,6 +7048,9 @@ def _enc_PublishRequest(m: PublishRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -4911,6 +7061,9 @@ def _enc_PublishRequest(m: PublishRequest) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -4921,6 +7074,9 @@ def _enc_PublishRequest(m: PublishRequest) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -4931,6 +7087,9 @@ def _enc_PublishRequest(m: PublishRequest) -> bytearray:
         out += b"R"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -4941,6 +7100,9 @@ def _enc_PublishRequest(m: PublishRequest) -> bytearray:
         out += b"Z"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -4950,6 +7112,9 @@ def _enc_PublishRequest(m: PublishRequest) -> bytearray:
         out += b"b"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_data
@@ -4960,6 +7125,9 @@ def _enc_PublishRequest(m: PublishRequest) -> bytearray:
         out += b"j"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -4969,131 +7137,338 @@ def _enc_PublishRequest(m: PublishRequest) -> bytearray:
         out += b"r"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_meta
-    for k_labels, x_labels in m.labels.items():
-        e = bytearray()
-        b = k_labels.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        b = x_labels.encode()
-        n = len(b)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        out += b"z"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+    v_labels = m.labels
+    if v_labels:
+        for k_labels, x_labels in v_labels.items():
+            out += b"z"
+            se = len(out)
+            b = k_labels.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            b = x_labels.encode()
+            n = len(b)
+            out += b"\x12"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_PublishRequest: dict[str, Any] = {
+    "client": "",
+    "transport": "",
+    "protocol": "",
+    "encoding": "",
+    "user": "",
+    "channel": "",
+    "data": b"",
+    "b64data": "",
+    "meta": b"",
+    "labels": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_PublishRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_client: str = ""
-    f_transport: str = ""
-    f_protocol: str = ""
-    f_encoding: str = ""
-    f_user: str = ""
-    f_channel: str = ""
-    f_data: bytes = b""
-    f_b64data: str = ""
-    f_meta: bytes = b""
+    d = _zero_PublishRequest.copy()
     f_labels: dict[str, str] = {}
+    d["labels"] = f_labels
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_client = data[s:e].decode()
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_transport = data[s:e].decode()
-            pos = e
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_protocol = data[s:e].decode()
-            pos = e
-        elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_encoding = data[s:e].decode()
-            pos = e
-        elif tag == 82:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
-            pos = e
-        elif tag == 90:
-            s, e = _rt_read_length(data, pos, end)
-            f_channel = data[s:e].decode()
-            pos = e
-        elif tag == 98:
-            s, e = _rt_read_length(data, pos, end)
-            f_data = data[s:e]
-            pos = e
-        elif tag == 106:
-            s, e = _rt_read_length(data, pos, end)
-            f_b64data = data[s:e].decode()
-            pos = e
-        elif tag == 114:
-            s, e = _rt_read_length(data, pos, end)
-            f_meta = data[s:e]
-            pos = e
-        elif tag == 122:
-            s, e = _rt_read_length(data, pos, end)
-            i_labels = _dec_entry_string_string(data, s, e, depth - 1)
-            if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_labels[i_labels[0]] = i_labels[1]
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["client"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["transport"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["protocol"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["encoding"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 90:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 98:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 106:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 114:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["meta"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 122:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_labels is None:
+                        unknown += data[start:e]
+                    else:
+                        f_labels[i_labels[0]] = i_labels[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 122:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18, 26, 34, 82, 90, 98, 106, 114, 122}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "client": f_client,
-        "transport": f_transport,
-        "protocol": f_protocol,
-        "encoding": f_encoding,
-        "user": f_user,
-        "channel": f_channel,
-        "data": f_data,
-        "b64data": f_b64data,
-        "meta": f_meta,
-        "labels": f_labels,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_PublishResult(m: PublishResult) -> bytearray:
-    out = bytearray()
+def _enc_PublishResult(m: PublishResult, out: bytearray) -> None:
     v_data = m.data
     if v_data:
         n = len(v_data)
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_data
@@ -5104,6 +7479,9 @@ def _enc_PublishResult(m: PublishResult) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -5111,30 +7489,38 @@ def _enc_PublishResult(m: PublishResult) -> bytearray:
     if v_skip_history:
         out += b"\x18"
         out += _rt_enc_bool(v_skip_history)
-    for k_tags, x_tags in m.tags.items():
-        e = bytearray()
-        b = k_tags.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        b = x_tags.encode()
-        n = len(b)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        out += b'"'
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+    v_tags = m.tags
+    if v_tags:
+        for k_tags, x_tags in v_tags.items():
+            out += b'"'
+            se = len(out)
+            b = k_tags.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            b = x_tags.encode()
+            n = len(b)
+            out += b"\x12"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     v_idempotency_key = m.idempotency_key
     if v_idempotency_key:
         b = v_idempotency_key.encode()
@@ -5142,6 +7528,9 @@ def _enc_PublishResult(m: PublishResult) -> bytearray:
         out += b"*"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -5154,6 +7543,9 @@ def _enc_PublishResult(m: PublishResult) -> bytearray:
         out += b"8"
         if 0 <= v_version < 128:
             out.append(v_version)
+        elif 0 <= v_version < 16384:
+            out.append(v_version & 0x7F | 0x80)
+            out.append(v_version >> 7)
         else:
             out += _rt_enc_uint64(v_version)
     v_version_epoch = m.version_epoch
@@ -5163,189 +7555,400 @@ def _enc_PublishResult(m: PublishResult) -> bytearray:
         out += b"B"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_PublishResult: dict[str, Any] = {
+    "data": b"",
+    "b64data": "",
+    "skip_history": False,
+    "tags": None,  # replaced by a fresh container
+    "idempotency_key": "",
+    "delta": False,
+    "version": 0,
+    "version_epoch": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_PublishResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_data: bytes = b""
-    f_b64data: str = ""
-    f_skip_history: bool = False
+    d = _zero_PublishResult.copy()
     f_tags: dict[str, str] = {}
-    f_idempotency_key: str = ""
-    f_delta: bool = False
-    f_version: int = 0
-    f_version_epoch: str = ""
+    d["tags"] = f_tags
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_data = data[s:e]
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_b64data = data[s:e].decode()
-            pos = e
-        elif tag == 24:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_skip_history = v != 0
-        elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            i_tags = _dec_entry_string_string(data, s, e, depth - 1)
-            if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_tags[i_tags[0]] = i_tags[1]
-            pos = e
-        elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
-            f_idempotency_key = data[s:e].decode()
-            pos = e
-        elif tag == 48:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_delta = v != 0
-        elif tag == 56:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_version = v
-        elif tag == 66:
-            s, e = _rt_read_length(data, pos, end)
-            f_version_epoch = data[s:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 24:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["skip_history"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_tags is None:
+                        unknown += data[start:e]
+                    else:
+                        f_tags[i_tags[0]] = i_tags[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 34:
+                        break
+                if tag < 0:
+                    break
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["idempotency_key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 48:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["delta"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 56:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["version"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 66:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["version_epoch"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 24, 34, 42, 48, 56, 66}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "data": f_data,
-        "b64data": f_b64data,
-        "skip_history": f_skip_history,
-        "tags": f_tags,
-        "idempotency_key": f_idempotency_key,
-        "delta": f_delta,
-        "version": f_version,
-        "version_epoch": f_version_epoch,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_PublishResponse(m: PublishResponse) -> bytearray:
-    out = bytearray()
+def _enc_PublishResponse(m: PublishResponse, out: bytearray) -> None:
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not PublishResult and not isinstance(v_result, PublishResult):
             raise _rt_wrong_type(PublishResult, v_result)
-        sub = _enc_PublishResult(v_result)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_PublishResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_disconnect = m.disconnect
     if v_disconnect is not None:
         if v_disconnect.__class__ is not Disconnect and not isinstance(v_disconnect, Disconnect):
             raise _rt_wrong_type(Disconnect, v_disconnect)
-        sub = _enc_Disconnect(v_disconnect)
-        n = len(sub)
         out += b"\x1a"
+        s = len(out)
+        _enc_Disconnect(v_disconnect, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_PublishResponse: dict[str, Any] = {
+    "result": None,
+    "error": None,
+    "disconnect": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_PublishResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_result: PublishResult | None = None
-    f_error: Error | None = None
-    f_disconnect: Disconnect | None = None
+    d = _zero_PublishResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            if f_result is None:
-                f_result = _dec_PublishResult(PublishResult, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_PublishResult(PublishResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            if f_disconnect is None:
-                f_disconnect = _dec_Disconnect(Disconnect, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_disconnect) + data[s:e]
-                f_disconnect = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_PublishResult(PublishResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_PublishResult(PublishResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_disconnect = d["disconnect"]
+                if f_disconnect is None:
+                    d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_disconnect) + data[pos:e]
+                    d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "result": f_result,
-        "error": f_error,
-        "disconnect": f_disconnect,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapPublishRequest(m: MapPublishRequest) -> bytearray:
-    out = bytearray()
+def _enc_MapPublishRequest(m: MapPublishRequest, out: bytearray) -> None:
     v_client = m.client
     if v_client:
         b = v_client.encode()
@@ -5353,6 +7956,9 @@ def _enc_MapPublishRequest(m: MapPublishRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -5363,6 +7969,9 @@ def _enc_MapPublishRequest(m: MapPublishRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -5373,6 +7982,9 @@ def _enc_MapPublishRequest(m: MapPublishRequest) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -5383,6 +7995,9 @@ def _enc_MapPublishRequest(m: MapPublishRequest) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -5393,6 +8008,9 @@ def _enc_MapPublishRequest(m: MapPublishRequest) -> bytearray:
         out += b"R"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -5403,6 +8021,9 @@ def _enc_MapPublishRequest(m: MapPublishRequest) -> bytearray:
         out += b"Z"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -5413,6 +8034,9 @@ def _enc_MapPublishRequest(m: MapPublishRequest) -> bytearray:
         out += b"b"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -5422,6 +8046,9 @@ def _enc_MapPublishRequest(m: MapPublishRequest) -> bytearray:
         out += b"j"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_data
@@ -5432,6 +8059,9 @@ def _enc_MapPublishRequest(m: MapPublishRequest) -> bytearray:
         out += b"r"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -5441,131 +8071,352 @@ def _enc_MapPublishRequest(m: MapPublishRequest) -> bytearray:
         out += b"z"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_meta
-    for k_labels, x_labels in m.labels.items():
-        e = bytearray()
-        b = k_labels.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        b = x_labels.encode()
-        n = len(b)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        out += b"\x82\x01"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+    v_labels = m.labels
+    if v_labels:
+        for k_labels, x_labels in v_labels.items():
+            out += b"\x82\x01"
+            se = len(out)
+            b = k_labels.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            b = x_labels.encode()
+            n = len(b)
+            out += b"\x12"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapPublishRequest: dict[str, Any] = {
+    "client": "",
+    "transport": "",
+    "protocol": "",
+    "encoding": "",
+    "user": "",
+    "channel": "",
+    "key": "",
+    "data": b"",
+    "b64data": "",
+    "meta": b"",
+    "labels": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapPublishRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_client: str = ""
-    f_transport: str = ""
-    f_protocol: str = ""
-    f_encoding: str = ""
-    f_user: str = ""
-    f_channel: str = ""
-    f_key: str = ""
-    f_data: bytes = b""
-    f_b64data: str = ""
-    f_meta: bytes = b""
+    d = _zero_MapPublishRequest.copy()
     f_labels: dict[str, str] = {}
+    d["labels"] = f_labels
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_client = data[s:e].decode()
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_transport = data[s:e].decode()
-            pos = e
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_protocol = data[s:e].decode()
-            pos = e
-        elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_encoding = data[s:e].decode()
-            pos = e
-        elif tag == 82:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
-            pos = e
-        elif tag == 90:
-            s, e = _rt_read_length(data, pos, end)
-            f_channel = data[s:e].decode()
-            pos = e
-        elif tag == 98:
-            s, e = _rt_read_length(data, pos, end)
-            f_key = data[s:e].decode()
-            pos = e
-        elif tag == 106:
-            s, e = _rt_read_length(data, pos, end)
-            f_data = data[s:e]
-            pos = e
-        elif tag == 114:
-            s, e = _rt_read_length(data, pos, end)
-            f_b64data = data[s:e].decode()
-            pos = e
-        elif tag == 122:
-            s, e = _rt_read_length(data, pos, end)
-            f_meta = data[s:e]
-            pos = e
-        elif tag == 130:
-            s, e = _rt_read_length(data, pos, end)
-            i_labels = _dec_entry_string_string(data, s, e, depth - 1)
-            if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_labels[i_labels[0]] = i_labels[1]
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["client"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["transport"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["protocol"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["encoding"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 90:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 98:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 106:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 114:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 122:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["meta"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 130:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_labels is None:
+                        unknown += data[start:e]
+                    else:
+                        f_labels[i_labels[0]] = i_labels[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 130:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18, 26, 34, 82, 90, 98, 106, 114, 122, 130}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "client": f_client,
-        "transport": f_transport,
-        "protocol": f_protocol,
-        "encoding": f_encoding,
-        "user": f_user,
-        "channel": f_channel,
-        "key": f_key,
-        "data": f_data,
-        "b64data": f_b64data,
-        "meta": f_meta,
-        "labels": f_labels,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapPublishResult(m: MapPublishResult) -> bytearray:
-    out = bytearray()
+def _enc_MapPublishResult(m: MapPublishResult, out: bytearray) -> None:
     v_key = m.key
     if v_key:
         b = v_key.encode()
@@ -5573,6 +8424,9 @@ def _enc_MapPublishResult(m: MapPublishResult) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -5582,6 +8436,9 @@ def _enc_MapPublishResult(m: MapPublishResult) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_data
@@ -5592,38 +8449,52 @@ def _enc_MapPublishResult(m: MapPublishResult) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
-    for k_tags, x_tags in m.tags.items():
-        e = bytearray()
-        b = k_tags.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        b = x_tags.encode()
-        n = len(b)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        out += b'"'
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+    v_tags = m.tags
+    if v_tags:
+        for k_tags, x_tags in v_tags.items():
+            out += b'"'
+            se = len(out)
+            b = k_tags.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            b = x_tags.encode()
+            n = len(b)
+            out += b"\x12"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     v_score = m.score
     if v_score:
         out += b"("
         if 0 <= v_score < 128:
             out.append(v_score)
+        elif 0 <= v_score < 16384:
+            out.append(v_score & 0x7F | 0x80)
+            out.append(v_score >> 7)
         else:
             out += _rt_enc_int64(v_score)
     v_key_mode = m.key_mode
@@ -5633,6 +8504,9 @@ def _enc_MapPublishResult(m: MapPublishResult) -> bytearray:
         out += b"2"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -5642,6 +8516,9 @@ def _enc_MapPublishResult(m: MapPublishResult) -> bytearray:
         out += b":"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_stream_data
@@ -5652,6 +8529,9 @@ def _enc_MapPublishResult(m: MapPublishResult) -> bytearray:
         out += b"B"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -5662,6 +8542,9 @@ def _enc_MapPublishResult(m: MapPublishResult) -> bytearray:
         out += b"J"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -5674,6 +8557,9 @@ def _enc_MapPublishResult(m: MapPublishResult) -> bytearray:
         out += b"X"
         if 0 <= v_version < 128:
             out.append(v_version)
+        elif 0 <= v_version < 16384:
+            out.append(v_version & 0x7F | 0x80)
+            out.append(v_version >> 7)
         else:
             out += _rt_enc_uint64(v_version)
     v_version_epoch = m.version_epoch
@@ -5683,216 +8569,495 @@ def _enc_MapPublishResult(m: MapPublishResult) -> bytearray:
         out += b"b"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapPublishResult: dict[str, Any] = {
+    "key": "",
+    "data": b"",
+    "b64data": "",
+    "tags": None,  # replaced by a fresh container
+    "score": 0,
+    "key_mode": "",
+    "stream_data": b"",
+    "b64stream_data": "",
+    "idempotency_key": "",
+    "delta": False,
+    "version": 0,
+    "version_epoch": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapPublishResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_key: str = ""
-    f_data: bytes = b""
-    f_b64data: str = ""
+    d = _zero_MapPublishResult.copy()
     f_tags: dict[str, str] = {}
-    f_score: int = 0
-    f_key_mode: str = ""
-    f_stream_data: bytes = b""
-    f_b64stream_data: str = ""
-    f_idempotency_key: str = ""
-    f_delta: bool = False
-    f_version: int = 0
-    f_version_epoch: str = ""
+    d["tags"] = f_tags
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_key = data[s:e].decode()
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_data = data[s:e]
-            pos = e
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_b64data = data[s:e].decode()
-            pos = e
-        elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            i_tags = _dec_entry_string_string(data, s, e, depth - 1)
-            if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_tags[i_tags[0]] = i_tags[1]
-            pos = e
-        elif tag == 40:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            f_score = v
-        elif tag == 50:
-            s, e = _rt_read_length(data, pos, end)
-            f_key_mode = data[s:e].decode()
-            pos = e
-        elif tag == 58:
-            s, e = _rt_read_length(data, pos, end)
-            f_stream_data = data[s:e]
-            pos = e
-        elif tag == 66:
-            s, e = _rt_read_length(data, pos, end)
-            f_b64stream_data = data[s:e].decode()
-            pos = e
-        elif tag == 74:
-            s, e = _rt_read_length(data, pos, end)
-            f_idempotency_key = data[s:e].decode()
-            pos = e
-        elif tag == 80:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_delta = v != 0
-        elif tag == 88:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_version = v
-        elif tag == 98:
-            s, e = _rt_read_length(data, pos, end)
-            f_version_epoch = data[s:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_tags is None:
+                        unknown += data[start:e]
+                    else:
+                        f_tags[i_tags[0]] = i_tags[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 34:
+                        break
+                if tag < 0:
+                    break
+            if tag == 40:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["score"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 50:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["key_mode"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 58:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["stream_data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 66:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64stream_data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 74:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["idempotency_key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 80:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["delta"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 88:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["version"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 98:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["version_epoch"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26, 34, 40, 50, 58, 66, 74, 80, 88, 98}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "key": f_key,
-        "data": f_data,
-        "b64data": f_b64data,
-        "tags": f_tags,
-        "score": f_score,
-        "key_mode": f_key_mode,
-        "stream_data": f_stream_data,
-        "b64stream_data": f_b64stream_data,
-        "idempotency_key": f_idempotency_key,
-        "delta": f_delta,
-        "version": f_version,
-        "version_epoch": f_version_epoch,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapPublishResponse(m: MapPublishResponse) -> bytearray:
-    out = bytearray()
+def _enc_MapPublishResponse(m: MapPublishResponse, out: bytearray) -> None:
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not MapPublishResult and not isinstance(
             v_result, MapPublishResult
         ):
             raise _rt_wrong_type(MapPublishResult, v_result)
-        sub = _enc_MapPublishResult(v_result)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_MapPublishResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_disconnect = m.disconnect
     if v_disconnect is not None:
         if v_disconnect.__class__ is not Disconnect and not isinstance(v_disconnect, Disconnect):
             raise _rt_wrong_type(Disconnect, v_disconnect)
-        sub = _enc_Disconnect(v_disconnect)
-        n = len(sub)
         out += b"\x1a"
+        s = len(out)
+        _enc_Disconnect(v_disconnect, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapPublishResponse: dict[str, Any] = {
+    "result": None,
+    "error": None,
+    "disconnect": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapPublishResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_result: MapPublishResult | None = None
-    f_error: Error | None = None
-    f_disconnect: Disconnect | None = None
+    d = _zero_MapPublishResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            if f_result is None:
-                f_result = _dec_MapPublishResult(MapPublishResult, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_MapPublishResult(MapPublishResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            if f_disconnect is None:
-                f_disconnect = _dec_Disconnect(Disconnect, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_disconnect) + data[s:e]
-                f_disconnect = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_MapPublishResult(MapPublishResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_MapPublishResult(MapPublishResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_disconnect = d["disconnect"]
+                if f_disconnect is None:
+                    d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_disconnect) + data[pos:e]
+                    d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "result": f_result,
-        "error": f_error,
-        "disconnect": f_disconnect,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapRemoveRequest(m: MapRemoveRequest) -> bytearray:
-    out = bytearray()
+def _enc_MapRemoveRequest(m: MapRemoveRequest, out: bytearray) -> None:
     v_client = m.client
     if v_client:
         b = v_client.encode()
@@ -5900,6 +9065,9 @@ def _enc_MapRemoveRequest(m: MapRemoveRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -5910,6 +9078,9 @@ def _enc_MapRemoveRequest(m: MapRemoveRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -5920,6 +9091,9 @@ def _enc_MapRemoveRequest(m: MapRemoveRequest) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -5930,6 +9104,9 @@ def _enc_MapRemoveRequest(m: MapRemoveRequest) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -5940,6 +9117,9 @@ def _enc_MapRemoveRequest(m: MapRemoveRequest) -> bytearray:
         out += b"R"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -5950,6 +9130,9 @@ def _enc_MapRemoveRequest(m: MapRemoveRequest) -> bytearray:
         out += b"Z"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -5960,6 +9143,9 @@ def _enc_MapRemoveRequest(m: MapRemoveRequest) -> bytearray:
         out += b"b"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -5969,119 +9155,306 @@ def _enc_MapRemoveRequest(m: MapRemoveRequest) -> bytearray:
         out += b"j"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_meta
-    for k_labels, x_labels in m.labels.items():
-        e = bytearray()
-        b = k_labels.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        b = x_labels.encode()
-        n = len(b)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        out += b"r"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+    v_labels = m.labels
+    if v_labels:
+        for k_labels, x_labels in v_labels.items():
+            out += b"r"
+            se = len(out)
+            b = k_labels.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            b = x_labels.encode()
+            n = len(b)
+            out += b"\x12"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapRemoveRequest: dict[str, Any] = {
+    "client": "",
+    "transport": "",
+    "protocol": "",
+    "encoding": "",
+    "user": "",
+    "channel": "",
+    "key": "",
+    "meta": b"",
+    "labels": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapRemoveRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_client: str = ""
-    f_transport: str = ""
-    f_protocol: str = ""
-    f_encoding: str = ""
-    f_user: str = ""
-    f_channel: str = ""
-    f_key: str = ""
-    f_meta: bytes = b""
+    d = _zero_MapRemoveRequest.copy()
     f_labels: dict[str, str] = {}
+    d["labels"] = f_labels
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_client = data[s:e].decode()
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_transport = data[s:e].decode()
-            pos = e
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_protocol = data[s:e].decode()
-            pos = e
-        elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_encoding = data[s:e].decode()
-            pos = e
-        elif tag == 82:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
-            pos = e
-        elif tag == 90:
-            s, e = _rt_read_length(data, pos, end)
-            f_channel = data[s:e].decode()
-            pos = e
-        elif tag == 98:
-            s, e = _rt_read_length(data, pos, end)
-            f_key = data[s:e].decode()
-            pos = e
-        elif tag == 106:
-            s, e = _rt_read_length(data, pos, end)
-            f_meta = data[s:e]
-            pos = e
-        elif tag == 114:
-            s, e = _rt_read_length(data, pos, end)
-            i_labels = _dec_entry_string_string(data, s, e, depth - 1)
-            if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_labels[i_labels[0]] = i_labels[1]
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["client"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["transport"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["protocol"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["encoding"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 90:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 98:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 106:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["meta"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 114:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_labels is None:
+                        unknown += data[start:e]
+                    else:
+                        f_labels[i_labels[0]] = i_labels[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 114:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18, 26, 34, 82, 90, 98, 106, 114}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "client": f_client,
-        "transport": f_transport,
-        "protocol": f_protocol,
-        "encoding": f_encoding,
-        "user": f_user,
-        "channel": f_channel,
-        "key": f_key,
-        "meta": f_meta,
-        "labels": f_labels,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapRemoveResult(m: MapRemoveResult) -> bytearray:
-    out = bytearray()
+def _enc_MapRemoveResult(m: MapRemoveResult, out: bytearray) -> None:
     v_key = m.key
     if v_key:
         b = v_key.encode()
@@ -6089,33 +9462,44 @@ def _enc_MapRemoveResult(m: MapRemoveResult) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
-    for k_tags, x_tags in m.tags.items():
-        e = bytearray()
-        b = k_tags.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        b = x_tags.encode()
-        n = len(b)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        out += b"\x12"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+    v_tags = m.tags
+    if v_tags:
+        for k_tags, x_tags in v_tags.items():
+            out += b"\x12"
+            se = len(out)
+            b = k_tags.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            b = x_tags.encode()
+            n = len(b)
+            out += b"\x12"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     v_idempotency_key = m.idempotency_key
     if v_idempotency_key:
         b = v_idempotency_key.encode()
@@ -6123,153 +9507,297 @@ def _enc_MapRemoveResult(m: MapRemoveResult) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapRemoveResult: dict[str, Any] = {
+    "key": "",
+    "tags": None,  # replaced by a fresh container
+    "idempotency_key": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapRemoveResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_key: str = ""
+    d = _zero_MapRemoveResult.copy()
     f_tags: dict[str, str] = {}
-    f_idempotency_key: str = ""
+    d["tags"] = f_tags
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_key = data[s:e].decode()
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            i_tags = _dec_entry_string_string(data, s, e, depth - 1)
-            if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_tags[i_tags[0]] = i_tags[1]
-            pos = e
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_idempotency_key = data[s:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_tags is None:
+                        unknown += data[start:e]
+                    else:
+                        f_tags[i_tags[0]] = i_tags[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 18:
+                        break
+                if tag < 0:
+                    break
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["idempotency_key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "key": f_key,
-        "tags": f_tags,
-        "idempotency_key": f_idempotency_key,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_MapRemoveResponse(m: MapRemoveResponse) -> bytearray:
-    out = bytearray()
+def _enc_MapRemoveResponse(m: MapRemoveResponse, out: bytearray) -> None:
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not MapRemoveResult and not isinstance(v_result, MapRemoveResult):
             raise _rt_wrong_type(MapRemoveResult, v_result)
-        sub = _enc_MapRemoveResult(v_result)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_MapRemoveResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_disconnect = m.disconnect
     if v_disconnect is not None:
         if v_disconnect.__class__ is not Disconnect and not isinstance(v_disconnect, Disconnect):
             raise _rt_wrong_type(Disconnect, v_disconnect)
-        sub = _enc_Disconnect(v_disconnect)
-        n = len(sub)
         out += b"\x1a"
+        s = len(out)
+        _enc_Disconnect(v_disconnect, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_MapRemoveResponse: dict[str, Any] = {
+    "result": None,
+    "error": None,
+    "disconnect": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_MapRemoveResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_result: MapRemoveResult | None = None
-    f_error: Error | None = None
-    f_disconnect: Disconnect | None = None
+    d = _zero_MapRemoveResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            if f_result is None:
-                f_result = _dec_MapRemoveResult(MapRemoveResult, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_MapRemoveResult(MapRemoveResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            if f_disconnect is None:
-                f_disconnect = _dec_Disconnect(Disconnect, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_disconnect) + data[s:e]
-                f_disconnect = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_MapRemoveResult(MapRemoveResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_MapRemoveResult(MapRemoveResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_disconnect = d["disconnect"]
+                if f_disconnect is None:
+                    d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_disconnect) + data[pos:e]
+                    d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "result": f_result,
-        "error": f_error,
-        "disconnect": f_disconnect,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_RpcRequest(m: RpcRequest) -> bytearray:
-    out = bytearray()
+def _enc_RpcRequest(m: RpcRequest, out: bytearray) -> None:
     v_client = m.client
     if v_client:
         b = v_client.encode()
@@ -6277,6 +9805,9 @@ def _enc_RpcRequest(m: RpcRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -6287,6 +9818,9 @@ def _enc_RpcRequest(m: RpcRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -6297,6 +9831,9 @@ def _enc_RpcRequest(m: RpcRequest) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -6307,6 +9844,9 @@ def _enc_RpcRequest(m: RpcRequest) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -6317,6 +9857,9 @@ def _enc_RpcRequest(m: RpcRequest) -> bytearray:
         out += b"R"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -6327,6 +9870,9 @@ def _enc_RpcRequest(m: RpcRequest) -> bytearray:
         out += b"Z"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -6336,6 +9882,9 @@ def _enc_RpcRequest(m: RpcRequest) -> bytearray:
         out += b"b"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_data
@@ -6346,6 +9895,9 @@ def _enc_RpcRequest(m: RpcRequest) -> bytearray:
         out += b"j"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -6355,131 +9907,338 @@ def _enc_RpcRequest(m: RpcRequest) -> bytearray:
         out += b"r"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_meta
-    for k_labels, x_labels in m.labels.items():
-        e = bytearray()
-        b = k_labels.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        b = x_labels.encode()
-        n = len(b)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        out += b"z"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+    v_labels = m.labels
+    if v_labels:
+        for k_labels, x_labels in v_labels.items():
+            out += b"z"
+            se = len(out)
+            b = k_labels.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            b = x_labels.encode()
+            n = len(b)
+            out += b"\x12"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_RpcRequest: dict[str, Any] = {
+    "client": "",
+    "transport": "",
+    "protocol": "",
+    "encoding": "",
+    "user": "",
+    "method": "",
+    "data": b"",
+    "b64data": "",
+    "meta": b"",
+    "labels": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_RpcRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_client: str = ""
-    f_transport: str = ""
-    f_protocol: str = ""
-    f_encoding: str = ""
-    f_user: str = ""
-    f_method: str = ""
-    f_data: bytes = b""
-    f_b64data: str = ""
-    f_meta: bytes = b""
+    d = _zero_RpcRequest.copy()
     f_labels: dict[str, str] = {}
+    d["labels"] = f_labels
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_client = data[s:e].decode()
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_transport = data[s:e].decode()
-            pos = e
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_protocol = data[s:e].decode()
-            pos = e
-        elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_encoding = data[s:e].decode()
-            pos = e
-        elif tag == 82:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
-            pos = e
-        elif tag == 90:
-            s, e = _rt_read_length(data, pos, end)
-            f_method = data[s:e].decode()
-            pos = e
-        elif tag == 98:
-            s, e = _rt_read_length(data, pos, end)
-            f_data = data[s:e]
-            pos = e
-        elif tag == 106:
-            s, e = _rt_read_length(data, pos, end)
-            f_b64data = data[s:e].decode()
-            pos = e
-        elif tag == 114:
-            s, e = _rt_read_length(data, pos, end)
-            f_meta = data[s:e]
-            pos = e
-        elif tag == 122:
-            s, e = _rt_read_length(data, pos, end)
-            i_labels = _dec_entry_string_string(data, s, e, depth - 1)
-            if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_labels[i_labels[0]] = i_labels[1]
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["client"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["transport"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["protocol"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["encoding"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 90:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["method"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 98:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 106:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 114:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["meta"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 122:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_labels is None:
+                        unknown += data[start:e]
+                    else:
+                        f_labels[i_labels[0]] = i_labels[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 122:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18, 26, 34, 82, 90, 98, 106, 114, 122}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "client": f_client,
-        "transport": f_transport,
-        "protocol": f_protocol,
-        "encoding": f_encoding,
-        "user": f_user,
-        "method": f_method,
-        "data": f_data,
-        "b64data": f_b64data,
-        "meta": f_meta,
-        "labels": f_labels,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_RpcResult(m: RpcResult) -> bytearray:
-    out = bytearray()
+def _enc_RpcResult(m: RpcResult, out: bytearray) -> None:
     v_data = m.data
     if v_data:
         n = len(v_data)
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_data
@@ -6490,143 +10249,260 @@ def _enc_RpcResult(m: RpcResult) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_RpcResult: dict[str, Any] = {
+    "data": b"",
+    "b64data": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_RpcResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_data: bytes = b""
-    f_b64data: str = ""
+    d = _zero_RpcResult.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_data = data[s:e]
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_b64data = data[s:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64data"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "data": f_data,
-        "b64data": f_b64data,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_RpcResponse(m: RpcResponse) -> bytearray:
-    out = bytearray()
+def _enc_RpcResponse(m: RpcResponse, out: bytearray) -> None:
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not RpcResult and not isinstance(v_result, RpcResult):
             raise _rt_wrong_type(RpcResult, v_result)
-        sub = _enc_RpcResult(v_result)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_RpcResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_disconnect = m.disconnect
     if v_disconnect is not None:
         if v_disconnect.__class__ is not Disconnect and not isinstance(v_disconnect, Disconnect):
             raise _rt_wrong_type(Disconnect, v_disconnect)
-        sub = _enc_Disconnect(v_disconnect)
-        n = len(sub)
         out += b"\x1a"
+        s = len(out)
+        _enc_Disconnect(v_disconnect, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_RpcResponse: dict[str, Any] = {
+    "result": None,
+    "error": None,
+    "disconnect": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_RpcResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_result: RpcResult | None = None
-    f_error: Error | None = None
-    f_disconnect: Disconnect | None = None
+    d = _zero_RpcResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            if f_result is None:
-                f_result = _dec_RpcResult(RpcResult, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_RpcResult(RpcResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            if f_disconnect is None:
-                f_disconnect = _dec_Disconnect(Disconnect, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_disconnect) + data[s:e]
-                f_disconnect = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_RpcResult(RpcResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_RpcResult(RpcResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_disconnect = d["disconnect"]
+                if f_disconnect is None:
+                    d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_disconnect) + data[pos:e]
+                    d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "result": f_result,
-        "error": f_error,
-        "disconnect": f_disconnect,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_SubRefreshRequest(m: SubRefreshRequest) -> bytearray:
-    out = bytearray()
+def _enc_SubRefreshRequest(m: SubRefreshRequest, out: bytearray) -> None:
     v_client = m.client
     if v_client:
         b = v_client.encode()
@@ -6634,6 +10510,9 @@ def _enc_SubRefreshRequest(m: SubRefreshRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -6644,6 +10523,9 @@ def _enc_SubRefreshRequest(m: SubRefreshRequest) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -6654,6 +10536,9 @@ def _enc_SubRefreshRequest(m: SubRefreshRequest) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -6664,6 +10549,9 @@ def _enc_SubRefreshRequest(m: SubRefreshRequest) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -6674,6 +10562,9 @@ def _enc_SubRefreshRequest(m: SubRefreshRequest) -> bytearray:
         out += b"R"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -6684,6 +10575,9 @@ def _enc_SubRefreshRequest(m: SubRefreshRequest) -> bytearray:
         out += b"Z"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -6693,113 +10587,283 @@ def _enc_SubRefreshRequest(m: SubRefreshRequest) -> bytearray:
         out += b"b"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_meta
-    for k_labels, x_labels in m.labels.items():
-        e = bytearray()
-        b = k_labels.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        b = x_labels.encode()
-        n = len(b)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        out += b"j"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+    v_labels = m.labels
+    if v_labels:
+        for k_labels, x_labels in v_labels.items():
+            out += b"j"
+            se = len(out)
+            b = k_labels.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            b = x_labels.encode()
+            n = len(b)
+            out += b"\x12"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_SubRefreshRequest: dict[str, Any] = {
+    "client": "",
+    "transport": "",
+    "protocol": "",
+    "encoding": "",
+    "user": "",
+    "channel": "",
+    "meta": b"",
+    "labels": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_SubRefreshRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_client: str = ""
-    f_transport: str = ""
-    f_protocol: str = ""
-    f_encoding: str = ""
-    f_user: str = ""
-    f_channel: str = ""
-    f_meta: bytes = b""
+    d = _zero_SubRefreshRequest.copy()
     f_labels: dict[str, str] = {}
+    d["labels"] = f_labels
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_client = data[s:e].decode()
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_transport = data[s:e].decode()
-            pos = e
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_protocol = data[s:e].decode()
-            pos = e
-        elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_encoding = data[s:e].decode()
-            pos = e
-        elif tag == 82:
-            s, e = _rt_read_length(data, pos, end)
-            f_user = data[s:e].decode()
-            pos = e
-        elif tag == 90:
-            s, e = _rt_read_length(data, pos, end)
-            f_channel = data[s:e].decode()
-            pos = e
-        elif tag == 98:
-            s, e = _rt_read_length(data, pos, end)
-            f_meta = data[s:e]
-            pos = e
-        elif tag == 106:
-            s, e = _rt_read_length(data, pos, end)
-            i_labels = _dec_entry_string_string(data, s, e, depth - 1)
-            if i_labels is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_labels[i_labels[0]] = i_labels[1]
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["client"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["transport"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["protocol"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["encoding"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 82:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["user"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 90:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 98:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["meta"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 106:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_labels = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_labels is None:
+                        unknown += data[start:e]
+                    else:
+                        f_labels[i_labels[0]] = i_labels[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 106:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18, 26, 34, 82, 90, 98, 106}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "client": f_client,
-        "transport": f_transport,
-        "protocol": f_protocol,
-        "encoding": f_encoding,
-        "user": f_user,
-        "channel": f_channel,
-        "meta": f_meta,
-        "labels": f_labels,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_SubRefreshResult(m: SubRefreshResult) -> bytearray:
-    out = bytearray()
+def _enc_SubRefreshResult(m: SubRefreshResult, out: bytearray) -> None:
     v_expired = m.expired
     if v_expired:
         out += b"\x08"
@@ -6809,6 +10873,9 @@ def _enc_SubRefreshResult(m: SubRefreshResult) -> bytearray:
         out += b"\x10"
         if 0 <= v_expire_at < 128:
             out.append(v_expire_at)
+        elif 0 <= v_expire_at < 16384:
+            out.append(v_expire_at & 0x7F | 0x80)
+            out.append(v_expire_at >> 7)
         else:
             out += _rt_enc_int64(v_expire_at)
     v_info = m.info
@@ -6817,6 +10884,9 @@ def _enc_SubRefreshResult(m: SubRefreshResult) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_info
@@ -6827,397 +10897,704 @@ def _enc_SubRefreshResult(m: SubRefreshResult) -> bytearray:
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_SubRefreshResult: dict[str, Any] = {
+    "expired": False,
+    "expire_at": 0,
+    "info": b"",
+    "b64info": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_SubRefreshResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_expired: bool = False
-    f_expire_at: int = 0
-    f_info: bytes = b""
-    f_b64info: str = ""
+    d = _zero_SubRefreshResult.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_expired = v != 0
-        elif tag == 16:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            f_expire_at = v
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_info = data[s:e]
-            pos = e
-        elif tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_b64info = data[s:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["expired"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 16:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["expire_at"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["info"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["b64info"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8, 16, 26, 34}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "expired": f_expired,
-        "expire_at": f_expire_at,
-        "info": f_info,
-        "b64info": f_b64info,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_SubRefreshResponse(m: SubRefreshResponse) -> bytearray:
-    out = bytearray()
+def _enc_SubRefreshResponse(m: SubRefreshResponse, out: bytearray) -> None:
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not SubRefreshResult and not isinstance(
             v_result, SubRefreshResult
         ):
             raise _rt_wrong_type(SubRefreshResult, v_result)
-        sub = _enc_SubRefreshResult(v_result)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_SubRefreshResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_disconnect = m.disconnect
     if v_disconnect is not None:
         if v_disconnect.__class__ is not Disconnect and not isinstance(v_disconnect, Disconnect):
             raise _rt_wrong_type(Disconnect, v_disconnect)
-        sub = _enc_Disconnect(v_disconnect)
-        n = len(sub)
         out += b"\x1a"
+        s = len(out)
+        _enc_Disconnect(v_disconnect, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_SubRefreshResponse: dict[str, Any] = {
+    "result": None,
+    "error": None,
+    "disconnect": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_SubRefreshResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_result: SubRefreshResult | None = None
-    f_error: Error | None = None
-    f_disconnect: Disconnect | None = None
+    d = _zero_SubRefreshResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            if f_result is None:
-                f_result = _dec_SubRefreshResult(SubRefreshResult, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_SubRefreshResult(SubRefreshResult, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            if f_disconnect is None:
-                f_disconnect = _dec_Disconnect(Disconnect, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_disconnect) + data[s:e]
-                f_disconnect = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_SubRefreshResult(SubRefreshResult, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_SubRefreshResult(SubRefreshResult, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_disconnect = d["disconnect"]
+                if f_disconnect is None:
+                    d["disconnect"] = _dec_Disconnect(Disconnect, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_disconnect) + data[pos:e]
+                    d["disconnect"] = _dec_Disconnect(Disconnect, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "result": f_result,
-        "error": f_error,
-        "disconnect": f_disconnect,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_Publication(m: Publication) -> bytearray:
-    out = bytearray()
+def _enc_Publication(m: Publication, out: bytearray) -> None:
     v_data = m.data
     if v_data:
         n = len(v_data)
         out += b'"'
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_data
-    for k_tags, x_tags in m.tags.items():
-        e = bytearray()
-        b = k_tags.encode()
-        n = len(b)
-        e += b"\n"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        b = x_tags.encode()
-        n = len(b)
-        e += b"\x12"
-        if n < 128:
-            e.append(n)
-        else:
-            e += _rt_varint(n)
-        e += b
-        out += b":"
-        if len(e) < 128:
-            out.append(len(e))
-        else:
-            out += _rt_varint(len(e))
-        out += e
+    v_tags = m.tags
+    if v_tags:
+        for k_tags, x_tags in v_tags.items():
+            out += b":"
+            se = len(out)
+            b = k_tags.encode()
+            n = len(b)
+            out += b"\n"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            b = x_tags.encode()
+            n = len(b)
+            out += b"\x12"
+            if n < 128:
+                out.append(n)
+            elif n < 16384:
+                out.append(n & 0x7F | 0x80)
+                out.append(n >> 7)
+            else:
+                out += _rt_varint(n)
+            out += b
+            n = len(out) - se
+            if n < 128:
+                out.insert(se, n)
+            else:
+                out[se:se] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_Publication: dict[str, Any] = {
+    "data": b"",
+    "tags": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_Publication(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_data: bytes = b""
+    d = _zero_Publication.copy()
     f_tags: dict[str, str] = {}
+    d["tags"] = f_tags
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 34:
-            s, e = _rt_read_length(data, pos, end)
-            f_data = data[s:e]
-            pos = e
-        elif tag == 58:
-            s, e = _rt_read_length(data, pos, end)
-            i_tags = _dec_entry_string_string(data, s, e, depth - 1)
-            if i_tags is None:  # an entry with unknown fields stays unknown, as in upb
-                unknown += data[start:e]
-            else:
-                f_tags[i_tags[0]] = i_tags[1]
-            pos = e
-        else:
+        while True:
+            if tag == 34:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 58:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    i_tags = _dec_entry_string_string(data, pos, e, depth - 1)
+                    if i_tags is None:
+                        unknown += data[start:e]
+                    else:
+                        f_tags[i_tags[0]] = i_tags[1]
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 58:
+                        break
+                if tag < 0:
+                    break
+            if tag in {34, 58}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "data": f_data,
-        "tags": f_tags,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_StreamSubscribeRequest(m: StreamSubscribeRequest) -> bytearray:
-    out = bytearray()
+def _enc_StreamSubscribeRequest(m: StreamSubscribeRequest, out: bytearray) -> None:
     v_subscribe_request = m.subscribe_request
     if v_subscribe_request is not None:
         if v_subscribe_request.__class__ is not SubscribeRequest and not isinstance(
             v_subscribe_request, SubscribeRequest
         ):
             raise _rt_wrong_type(SubscribeRequest, v_subscribe_request)
-        sub = _enc_SubscribeRequest(v_subscribe_request)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_SubscribeRequest(v_subscribe_request, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_publication = m.publication
     if v_publication is not None:
         if v_publication.__class__ is not Publication and not isinstance(
             v_publication, Publication
         ):
             raise _rt_wrong_type(Publication, v_publication)
-        sub = _enc_Publication(v_publication)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_Publication(v_publication, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_StreamSubscribeRequest: dict[str, Any] = {
+    "subscribe_request": None,
+    "publication": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_StreamSubscribeRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_subscribe_request: SubscribeRequest | None = None
-    f_publication: Publication | None = None
+    d = _zero_StreamSubscribeRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            if f_subscribe_request is None:
-                f_subscribe_request = _dec_SubscribeRequest(SubscribeRequest, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_subscribe_request) + data[s:e]
-                f_subscribe_request = _dec_SubscribeRequest(
-                    SubscribeRequest, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            if f_publication is None:
-                f_publication = _dec_Publication(Publication, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_publication) + data[s:e]
-                f_publication = _dec_Publication(Publication, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_subscribe_request = d["subscribe_request"]
+                if f_subscribe_request is None:
+                    d["subscribe_request"] = _dec_SubscribeRequest(
+                        SubscribeRequest, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_subscribe_request) + data[pos:e]
+                    d["subscribe_request"] = _dec_SubscribeRequest(
+                        SubscribeRequest, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_publication = d["publication"]
+                if f_publication is None:
+                    d["publication"] = _dec_Publication(Publication, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_publication) + data[pos:e]
+                    d["publication"] = _dec_Publication(Publication, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "subscribe_request": f_subscribe_request,
-        "publication": f_publication,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_StreamSubscribeResponse(m: StreamSubscribeResponse) -> bytearray:
-    out = bytearray()
+def _enc_StreamSubscribeResponse(m: StreamSubscribeResponse, out: bytearray) -> None:
     v_subscribe_response = m.subscribe_response
     if v_subscribe_response is not None:
         if v_subscribe_response.__class__ is not SubscribeResponse and not isinstance(
             v_subscribe_response, SubscribeResponse
         ):
             raise _rt_wrong_type(SubscribeResponse, v_subscribe_response)
-        sub = _enc_SubscribeResponse(v_subscribe_response)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_SubscribeResponse(v_subscribe_response, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_publication = m.publication
     if v_publication is not None:
         if v_publication.__class__ is not Publication and not isinstance(
             v_publication, Publication
         ):
             raise _rt_wrong_type(Publication, v_publication)
-        sub = _enc_Publication(v_publication)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_Publication(v_publication, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_StreamSubscribeResponse: dict[str, Any] = {
+    "subscribe_response": None,
+    "publication": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_StreamSubscribeResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_subscribe_response: SubscribeResponse | None = None
-    f_publication: Publication | None = None
+    d = _zero_StreamSubscribeResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            if f_subscribe_response is None:
-                f_subscribe_response = _dec_SubscribeResponse(
-                    SubscribeResponse, data, s, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_subscribe_response) + data[s:e]
-                f_subscribe_response = _dec_SubscribeResponse(
-                    SubscribeResponse, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            if f_publication is None:
-                f_publication = _dec_Publication(Publication, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_publication) + data[s:e]
-                f_publication = _dec_Publication(Publication, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_subscribe_response = d["subscribe_response"]
+                if f_subscribe_response is None:
+                    d["subscribe_response"] = _dec_SubscribeResponse(
+                        SubscribeResponse, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_subscribe_response) + data[pos:e]
+                    d["subscribe_response"] = _dec_SubscribeResponse(
+                        SubscribeResponse, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_publication = d["publication"]
+                if f_publication is None:
+                    d["publication"] = _dec_Publication(Publication, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_publication) + data[pos:e]
+                    d["publication"] = _dec_Publication(Publication, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "subscribe_response": f_subscribe_response,
-        "publication": f_publication,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_NotifyCacheEmptyRequest(m: NotifyCacheEmptyRequest) -> bytearray:
-    out = bytearray()
+def _enc_NotifyCacheEmptyRequest(m: NotifyCacheEmptyRequest, out: bytearray) -> None:
     v_channel = m.channel
     if v_channel:
         b = v_channel.encode()
@@ -7225,99 +11602,163 @@ def _enc_NotifyCacheEmptyRequest(m: NotifyCacheEmptyRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_NotifyCacheEmptyRequest: dict[str, Any] = {
+    "channel": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_NotifyCacheEmptyRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_channel: str = ""
+    d = _zero_NotifyCacheEmptyRequest.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_channel = data[s:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "channel": f_channel,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_NotifyCacheEmptyResponse(m: NotifyCacheEmptyResponse) -> bytearray:
-    out = bytearray()
+def _enc_NotifyCacheEmptyResponse(m: NotifyCacheEmptyResponse, out: bytearray) -> None:
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not NotifyCacheEmptyResult and not isinstance(
             v_result, NotifyCacheEmptyResult
         ):
             raise _rt_wrong_type(NotifyCacheEmptyResult, v_result)
-        sub = _enc_NotifyCacheEmptyResult(v_result)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_NotifyCacheEmptyResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_NotifyCacheEmptyResponse: dict[str, Any] = {
+    "result": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_NotifyCacheEmptyResponse(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_result: NotifyCacheEmptyResult | None = None
+    d = _zero_NotifyCacheEmptyResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            if f_result is None:
-                f_result = _dec_NotifyCacheEmptyResult(
-                    NotifyCacheEmptyResult, data, s, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_NotifyCacheEmptyResult(
-                    NotifyCacheEmptyResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_NotifyCacheEmptyResult(
+                        NotifyCacheEmptyResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_NotifyCacheEmptyResult(
+                        NotifyCacheEmptyResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "result": f_result,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_NotifyCacheEmptyResult(m: NotifyCacheEmptyResult) -> bytearray:
-    out = bytearray()
+def _enc_NotifyCacheEmptyResult(m: NotifyCacheEmptyResult, out: bytearray) -> None:
     v_populated = m.populated
     if v_populated:
         out += b"\x08"
@@ -7325,91 +11766,158 @@ def _enc_NotifyCacheEmptyResult(m: NotifyCacheEmptyResult) -> bytearray:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_NotifyCacheEmptyResult: dict[str, Any] = {
+    "populated": False,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_NotifyCacheEmptyResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_populated: bool = False
+    d = _zero_NotifyCacheEmptyResult.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_populated = v != 0
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["populated"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "populated": f_populated,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_NotifyChannelStateRequest(m: NotifyChannelStateRequest) -> bytearray:
-    out = bytearray()
+def _enc_NotifyChannelStateRequest(m: NotifyChannelStateRequest, out: bytearray) -> None:
     for x_events in m.events:
         if x_events.__class__ is not ChannelEvent and not isinstance(x_events, ChannelEvent):
             raise _rt_wrong_type(ChannelEvent, x_events)
-        sub = _enc_ChannelEvent(x_events)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_ChannelEvent(x_events, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_NotifyChannelStateRequest: dict[str, Any] = {
+    "events": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_NotifyChannelStateRequest(
     cls: type[_M], data: bytes, pos: int, end: int, depth: int
 ) -> _M:
+    d = _zero_NotifyChannelStateRequest.copy()
     f_events: list[ChannelEvent] = []
+    d["events"] = f_events
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_events.append(_dec_ChannelEvent(ChannelEvent, data, s, e, depth - 1))
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_events.append(_dec_ChannelEvent(ChannelEvent, data, pos, e, depth - 1))
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "events": f_events,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_ChannelEvent(m: ChannelEvent) -> bytearray:
-    out = bytearray()
+def _enc_ChannelEvent(m: ChannelEvent, out: bytearray) -> None:
     v_time_ms = m.time_ms
     if v_time_ms:
         out += b"\x08"
         if 0 <= v_time_ms < 128:
             out.append(v_time_ms)
+        elif 0 <= v_time_ms < 16384:
+            out.append(v_time_ms & 0x7F | 0x80)
+            out.append(v_time_ms >> 7)
         else:
             out += _rt_enc_int64(v_time_ms)
     v_channel = m.channel
@@ -7419,6 +11927,9 @@ def _enc_ChannelEvent(m: ChannelEvent) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -7429,145 +11940,260 @@ def _enc_ChannelEvent(m: ChannelEvent) -> bytearray:
         out += b"\x1a"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_ChannelEvent: dict[str, Any] = {
+    "time_ms": 0,
+    "channel": "",
+    "type": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_ChannelEvent(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_time_ms: int = 0
-    f_channel: str = ""
-    f_type: str = ""
+    d = _zero_ChannelEvent.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 8:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-                v = _rt_int64(v)
-            f_time_ms = v
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_channel = data[s:e].decode()
-            pos = e
-        elif tag == 26:
-            s, e = _rt_read_length(data, pos, end)
-            f_type = data[s:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 8:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                    v = _rt_int64(v)
+                d["time_ms"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 26:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["type"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {8, 18, 26}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "time_ms": f_time_ms,
-        "channel": f_channel,
-        "type": f_type,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_NotifyChannelStateResponse(m: NotifyChannelStateResponse) -> bytearray:
-    out = bytearray()
+def _enc_NotifyChannelStateResponse(m: NotifyChannelStateResponse, out: bytearray) -> None:
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not NotifyChannelStateResult and not isinstance(
             v_result, NotifyChannelStateResult
         ):
             raise _rt_wrong_type(NotifyChannelStateResult, v_result)
-        sub = _enc_NotifyChannelStateResult(v_result)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_NotifyChannelStateResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_NotifyChannelStateResponse: dict[str, Any] = {
+    "result": None,
+    "error": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_NotifyChannelStateResponse(
     cls: type[_M], data: bytes, pos: int, end: int, depth: int
 ) -> _M:
-    f_result: NotifyChannelStateResult | None = None
-    f_error: Error | None = None
+    d = _zero_NotifyChannelStateResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            if f_result is None:
-                f_result = _dec_NotifyChannelStateResult(
-                    NotifyChannelStateResult, data, s, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_NotifyChannelStateResult(
-                    NotifyChannelStateResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_NotifyChannelStateResult(
+                        NotifyChannelStateResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_NotifyChannelStateResult(
+                        NotifyChannelStateResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "result": f_result,
-        "error": f_error,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_NotifyChannelStateResult(m: NotifyChannelStateResult) -> bytearray:
-    out = bytearray()
+def _enc_NotifyChannelStateResult(m: NotifyChannelStateResult, out: bytearray) -> None:
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_NotifyChannelStateResult: dict[str, Any] = {
+    "_unknown_fields": b"",
+}
 
 
 def _dec_NotifyChannelStateResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_NotifyChannelStateResult.copy()
     unknown = b""
     while pos < end:
         start = pos
@@ -7579,15 +12205,14 @@ def _dec_NotifyChannelStateResult(cls: type[_M], data: bytes, pos: int, end: int
         unknown += data[start:pos]
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_SharedPollRefreshRequest(m: SharedPollRefreshRequest) -> bytearray:
-    out = bytearray()
+def _enc_SharedPollRefreshRequest(m: SharedPollRefreshRequest, out: bytearray) -> None:
     v_channel = m.channel
     if v_channel:
         b = v_channel.encode()
@@ -7595,6 +12220,9 @@ def _enc_SharedPollRefreshRequest(m: SharedPollRefreshRequest) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -7603,54 +12231,113 @@ def _enc_SharedPollRefreshRequest(m: SharedPollRefreshRequest) -> bytearray:
             x_items, SharedPollRefreshItem
         ):
             raise _rt_wrong_type(SharedPollRefreshItem, x_items)
-        sub = _enc_SharedPollRefreshItem(x_items)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_SharedPollRefreshItem(x_items, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_SharedPollRefreshRequest: dict[str, Any] = {
+    "channel": "",
+    "items": None,  # replaced by a fresh container
+    "_unknown_fields": b"",
+}
 
 
 def _dec_SharedPollRefreshRequest(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_channel: str = ""
+    d = _zero_SharedPollRefreshRequest.copy()
     f_items: list[SharedPollRefreshItem] = []
+    d["items"] = f_items
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_channel = data[s:e].decode()
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_items.append(_dec_SharedPollRefreshItem(SharedPollRefreshItem, data, s, e, depth - 1))
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["channel"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_items.append(
+                        _dec_SharedPollRefreshItem(SharedPollRefreshItem, data, pos, e, depth - 1)
+                    )
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 18:
+                        break
+                if tag < 0:
+                    break
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "channel": f_channel,
-        "items": f_items,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_SharedPollRefreshItem(m: SharedPollRefreshItem) -> bytearray:
-    out = bytearray()
+def _enc_SharedPollRefreshItem(m: SharedPollRefreshItem, out: bytearray) -> None:
     v_key = m.key
     if v_key:
         b = v_key.encode()
@@ -7658,6 +12345,9 @@ def _enc_SharedPollRefreshItem(m: SharedPollRefreshItem) -> bytearray:
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -7666,63 +12356,107 @@ def _enc_SharedPollRefreshItem(m: SharedPollRefreshItem) -> bytearray:
         out += b"\x10"
         if 0 <= v_version < 128:
             out.append(v_version)
+        elif 0 <= v_version < 16384:
+            out.append(v_version & 0x7F | 0x80)
+            out.append(v_version >> 7)
         else:
             out += _rt_enc_uint64(v_version)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_SharedPollRefreshItem: dict[str, Any] = {
+    "key": "",
+    "version": 0,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_SharedPollRefreshItem(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
-    f_key: str = ""
-    f_version: int = 0
+    d = _zero_SharedPollRefreshItem.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_key = data[s:e].decode()
-            pos = e
-        elif tag == 16:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_version = v
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 16:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["version"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 16}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "key": f_key,
-        "version": f_version,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_SharedPollRefreshResult(m: SharedPollRefreshResult) -> bytearray:
-    out = bytearray()
+def _enc_SharedPollRefreshResult(m: SharedPollRefreshResult, out: bytearray) -> None:
     for x_items in m.items:
         if x_items.__class__ is not SharedPollRefreshResultItem and not isinstance(
             x_items, SharedPollRefreshResultItem
         ):
             raise _rt_wrong_type(SharedPollRefreshResultItem, x_items)
-        sub = _enc_SharedPollRefreshResultItem(x_items)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_SharedPollRefreshResultItem(x_items, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_epoch = m.epoch
     if v_epoch:
         b = v_epoch.encode()
@@ -7730,51 +12464,113 @@ def _enc_SharedPollRefreshResult(m: SharedPollRefreshResult) -> bytearray:
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_SharedPollRefreshResult: dict[str, Any] = {
+    "items": None,  # replaced by a fresh container
+    "epoch": "",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_SharedPollRefreshResult(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:
+    d = _zero_SharedPollRefreshResult.copy()
     f_items: list[SharedPollRefreshResultItem] = []
-    f_epoch: str = ""
+    d["items"] = f_items
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_items.append(
-                _dec_SharedPollRefreshResultItem(SharedPollRefreshResultItem, data, s, e, depth - 1)
-            )
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_epoch = data[s:e].decode()
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                while True:
+                    n = data[pos]
+                    pos += 1
+                    if n >= 0x80:
+                        b2 = data[pos]
+                        if b2 < 0x80:
+                            n = (n & 0x7F) | (b2 << 7)
+                            pos += 1
+                        else:
+                            n, pos = _rt_read_varint(data, pos, n)
+                    e = pos + n
+                    if e > end:
+                        raise _rt_DecodeError(
+                            "length-delimited field runs past the end of its message"
+                        )
+                    f_items.append(
+                        _dec_SharedPollRefreshResultItem(
+                            SharedPollRefreshResultItem, data, pos, e, depth - 1
+                        )
+                    )
+                    pos = e
+                    if pos >= end:
+                        tag = -1
+                        break
+                    start = pos
+                    tag = data[pos]
+                    pos += 1
+                    if tag >= 0x80:
+                        tag, pos = _rt_read_tag(data, pos, tag)
+                    if tag != 10:
+                        break
+                if tag < 0:
+                    break
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["epoch"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "items": f_items,
-        "epoch": f_epoch,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_SharedPollRefreshResultItem(m: SharedPollRefreshResultItem) -> bytearray:
-    out = bytearray()
+def _enc_SharedPollRefreshResultItem(m: SharedPollRefreshResultItem, out: bytearray) -> None:
     v_key = m.key
     if v_key:
         b = v_key.encode()
@@ -7782,6 +12578,9 @@ def _enc_SharedPollRefreshResultItem(m: SharedPollRefreshResultItem) -> bytearra
         out += b"\n"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += b
@@ -7791,6 +12590,9 @@ def _enc_SharedPollRefreshResultItem(m: SharedPollRefreshResultItem) -> bytearra
         out += b"\x12"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_data
@@ -7799,6 +12601,9 @@ def _enc_SharedPollRefreshResultItem(m: SharedPollRefreshResultItem) -> bytearra
         out += b"\x18"
         if 0 <= v_version < 128:
             out.append(v_version)
+        elif 0 <= v_version < 16384:
+            out.append(v_version & 0x7F | 0x80)
+            out.append(v_version >> 7)
         else:
             out += _rt_enc_uint64(v_version)
     v_removed = m.removed
@@ -7811,148 +12616,287 @@ def _enc_SharedPollRefreshResultItem(m: SharedPollRefreshResultItem) -> bytearra
         out += b"*"
         if n < 128:
             out.append(n)
+        elif n < 16384:
+            out.append(n & 0x7F | 0x80)
+            out.append(n >> 7)
         else:
             out += _rt_varint(n)
         out += v_prev_data
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_SharedPollRefreshResultItem: dict[str, Any] = {
+    "key": "",
+    "data": b"",
+    "version": 0,
+    "removed": False,
+    "prev_data": b"",
+    "_unknown_fields": b"",
+}
 
 
 def _dec_SharedPollRefreshResultItem(
     cls: type[_M], data: bytes, pos: int, end: int, depth: int
 ) -> _M:
-    f_key: str = ""
-    f_data: bytes = b""
-    f_version: int = 0
-    f_removed: bool = False
-    f_prev_data: bytes = b""
+    d = _zero_SharedPollRefreshResultItem.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            f_key = data[s:e].decode()
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            f_data = data[s:e]
-            pos = e
-        elif tag == 24:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_version = v
-        elif tag == 32:
-            v = data[pos]
-            pos += 1
-            if v >= 0x80:
-                v, pos = _rt_read_varint(data, pos, v)
-            f_removed = v != 0
-        elif tag == 42:
-            s, e = _rt_read_length(data, pos, end)
-            f_prev_data = data[s:e]
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["key"] = data[pos:e].decode()
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 24:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["version"] = v
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 32:
+                v = data[pos]
+                pos += 1
+                if v >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        v = (v & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        v, pos = _rt_read_varint(data, pos, v)
+                d["removed"] = v != 0
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 42:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                d["prev_data"] = data[pos:e]
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18, 24, 32, 42}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "key": f_key,
-        "data": f_data,
-        "version": f_version,
-        "removed": f_removed,
-        "prev_data": f_prev_data,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
-def _enc_SharedPollRefreshResponse(m: SharedPollRefreshResponse) -> bytearray:
-    out = bytearray()
+def _enc_SharedPollRefreshResponse(m: SharedPollRefreshResponse, out: bytearray) -> None:
     v_result = m.result
     if v_result is not None:
         if v_result.__class__ is not SharedPollRefreshResult and not isinstance(
             v_result, SharedPollRefreshResult
         ):
             raise _rt_wrong_type(SharedPollRefreshResult, v_result)
-        sub = _enc_SharedPollRefreshResult(v_result)
-        n = len(sub)
         out += b"\n"
+        s = len(out)
+        _enc_SharedPollRefreshResult(v_result, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     v_error = m.error
     if v_error is not None:
         if v_error.__class__ is not Error and not isinstance(v_error, Error):
             raise _rt_wrong_type(Error, v_error)
-        sub = _enc_Error(v_error)
-        n = len(sub)
         out += b"\x12"
+        s = len(out)
+        _enc_Error(v_error, out)
+        n = len(out) - s
         if n < 128:
-            out.append(n)
+            out.insert(s, n)
         else:
-            out += _rt_varint(n)
-        out += sub
+            out[s:s] = _rt_varint(n)
     u = m._unknown_fields
     if u:
         out += u
-    return out
+
+
+_zero_SharedPollRefreshResponse: dict[str, Any] = {
+    "result": None,
+    "error": None,
+    "_unknown_fields": b"",
+}
 
 
 def _dec_SharedPollRefreshResponse(
     cls: type[_M], data: bytes, pos: int, end: int, depth: int
 ) -> _M:
-    f_result: SharedPollRefreshResult | None = None
-    f_error: Error | None = None
+    d = _zero_SharedPollRefreshResponse.copy()
     unknown = b""
-    while pos < end:
+    if pos < end:
         start = pos
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
-        if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            if f_result is None:
-                f_result = _dec_SharedPollRefreshResult(
-                    SharedPollRefreshResult, data, s, e, depth - 1
-                )
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_result) + data[s:e]
-                f_result = _dec_SharedPollRefreshResult(
-                    SharedPollRefreshResult, b, 0, len(b), depth - 1
-                )
-            pos = e
-        elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            if f_error is None:
-                f_error = _dec_Error(Error, data, s, e, depth - 1)
-            else:  # a repeated occurrence merges into the first
-                b = bytes(f_error) + data[s:e]
-                f_error = _dec_Error(Error, b, 0, len(b), depth - 1)
-            pos = e
-        else:
+        while True:
+            if tag == 10:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_result = d["result"]
+                if f_result is None:
+                    d["result"] = _dec_SharedPollRefreshResult(
+                        SharedPollRefreshResult, data, pos, e, depth - 1
+                    )
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_result) + data[pos:e]
+                    d["result"] = _dec_SharedPollRefreshResult(
+                        SharedPollRefreshResult, b, 0, len(b), depth - 1
+                    )
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag == 18:
+                n = data[pos]
+                pos += 1
+                if n >= 0x80:
+                    b2 = data[pos]
+                    if b2 < 0x80:
+                        n = (n & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        n, pos = _rt_read_varint(data, pos, n)
+                e = pos + n
+                if e > end:
+                    raise _rt_DecodeError("length-delimited field runs past the end of its message")
+                f_error = d["error"]
+                if f_error is None:
+                    d["error"] = _dec_Error(Error, data, pos, e, depth - 1)
+                else:  # a repeated occurrence merges into the first
+                    b = bytes(f_error) + data[pos:e]
+                    d["error"] = _dec_Error(Error, b, 0, len(b), depth - 1)
+                pos = e
+                if pos >= end:
+                    break
+                start = pos
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _rt_read_tag(data, pos, tag)
+            if tag in {10, 18}:
+                continue  # a known field out of number order: test again from the first
             pos = _rt_skip_field(data, pos, end, tag)
             unknown += data[start:pos]
+            if pos >= end:
+                break
+            start = pos
+            tag = data[pos]
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _rt_read_tag(data, pos, tag)
     if pos != end:
         raise _rt_DecodeError("last field runs past the end of its message")
+    if unknown:
+        d["_unknown_fields"] = unknown
     obj = _new(cls)
-    obj.__dict__ = {
-        "result": f_result,
-        "error": f_error,
-        "_unknown_fields": unknown,
-    }
+    obj.__dict__ = d
     return obj
 
 
@@ -7968,12 +12912,34 @@ def _dec_entry_string_SubscribeOptions(
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            k = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            k = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            x = _dec_SubscribeOptions(SubscribeOptions, data, s, e, depth - 1)
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            x = _dec_SubscribeOptions(SubscribeOptions, data, pos, e, depth - 1)
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)
@@ -7995,12 +12961,34 @@ def _dec_entry_string_string(data: bytes, pos: int, end: int, depth: int) -> tup
         if tag >= 0x80:
             tag, pos = _rt_read_tag(data, pos, tag)
         if tag == 10:
-            s, e = _rt_read_length(data, pos, end)
-            k = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            k = data[pos:e].decode()
             pos = e
         elif tag == 18:
-            s, e = _rt_read_length(data, pos, end)
-            x = data[s:e].decode()
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                b2 = data[pos]
+                if b2 < 0x80:
+                    n = (n & 0x7F) | (b2 << 7)
+                    pos += 1
+                else:
+                    n, pos = _rt_read_varint(data, pos, n)
+            e = pos + n
+            if e > end:
+                raise _rt_DecodeError("length-delimited field runs past the end of its message")
+            x = data[pos:e].decode()
             pos = e
         else:
             pos = _rt_skip_field(data, pos, end, tag)

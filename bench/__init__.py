@@ -1,0 +1,1 @@
+"""Benchmarks of centrifugo-types (run with ``scripts/bench``; see BENCHMARKS.md)."""

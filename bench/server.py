@@ -1,0 +1,334 @@
+"""``scripts/bench server``: unary ``CentrifugoProxy.Connect`` throughput over gRPC on 127.0.0.1.
+
+For each target server and each number of backend processes (``--workers 1,2``), the harness
+
+1. starts that many processes of the server on one free port of 127.0.0.1 (they share it with
+   SO_REUSEPORT, and the kernel spreads the load generator's connections over them);
+2. checks with a real gRPC call (grpcio client, our message classes) that Connect answers
+   with the benchmark's logic: ``ConnectResult(user=request.client)``;
+3. drives it with h2load (nghttp2's HTTP/2 load generator, written in C, so it takes little
+   of the 2 cores from the server) for ``--warmup`` + ``--duration`` seconds at
+   ``--connections`` x ``--streams`` requests in flight, POSTing the gRPC frame of the
+   benchmark's ConnectRequest, and logs every request's latency;
+4. stops the processes (they also stop by themselves after a bounded time).
+
+Targets:
+
+- ``grpcio``: :mod:`bench.grpcio_server`, a hand-written grpcio aio servicer on upb messages;
+- ``ours``: this project's gRPC proxy server, started by :func:`our_server_command` (a hook
+  to wire once the server exists; until then the target is reported as not available).
+
+h2load counts HTTP statuses, not gRPC ones (a gRPC error is an HTTP 200 with a non-zero
+``grpc-status`` trailer), so step 2 is what proves the answers right. Latencies (p50, p99)
+come from h2load's per-request log of the measured period; req/s is h2load's own figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import impls
+from .messages import connect_request
+
+CONNECT_PATH = "/centrifugal.centrifugo.proxy.CentrifugoProxy/Connect"
+HOST = "127.0.0.1"
+
+
+# -- targets --------------------------------------------------------------------------------
+
+
+def grpcio_command(modules: Path, port: int, max_seconds: float) -> list[str]:
+    """One process of the baseline: grpcio aio + upb (see :mod:`bench.grpcio_server`)."""
+    return [
+        sys.executable,
+        "-m",
+        "bench.grpcio_server",
+        "--modules",
+        str(modules),
+        "--port",
+        str(port),
+        "--max-seconds",
+        str(max_seconds),
+    ]
+
+
+def our_server_command(modules: Path, port: int, max_seconds: float) -> list[str] | None:
+    """HOOK: the command that starts ONE process of this project's gRPC proxy server.
+
+    It must listen on ``127.0.0.1:port`` with SO_REUSEPORT (grpclib:
+    ``await server.start("127.0.0.1", port, reuse_port=True)``) so that N copies can share the
+    port, answer ``Connect`` with the same logic as the baseline --
+    ``ConnectResponse(result=ConnectResult(user=request.client))`` -- and exit by itself
+    after ``max_seconds`` (and on SIGTERM). ``modules`` is the directory of the upb modules,
+    which our server does not need. Return None while there is no such server.
+    """
+    return None
+
+
+TARGETS: dict[str, Callable[[Path, int, float], list[str] | None]] = {
+    "grpcio": grpcio_command,
+    "ours": our_server_command,
+}
+
+
+# -- harness --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    target: str
+    workers: int
+    requests_per_second: float
+    succeeded: int
+    failed: int
+    p50_ms: float
+    p99_ms: float
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fast", action="store_true", help="3 s runs, one worker count")
+    parser.add_argument(
+        "--targets", default="grpcio,ours", help="comma-separated, of: " + ", ".join(TARGETS)
+    )
+    parser.add_argument("--workers", help="backend process counts to run (default 1,2; fast 1)")
+    parser.add_argument("--duration", type=int, help="measured seconds per run (10; fast 3)")
+    parser.add_argument("--warmup", type=int, help="warm-up seconds per run (2; fast 1)")
+    parser.add_argument(
+        "--repeat", type=int, help="runs per target and count, interleaved; medians (3; fast 1)"
+    )
+    parser.add_argument("--connections", type=int, default=4, help="h2load clients (4)")
+    parser.add_argument("--streams", type=int, default=16, help="streams per connection (16)")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _grpc_frame(message: bytes) -> bytes:
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+def _probe(port: int, deadline: float) -> None:
+    """A real Connect call: wait for the server, then check its answer."""
+    import grpc
+
+    from centrifugo_types.proxy import ConnectRequest, ConnectResponse
+
+    request = connect_request()
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        with grpc.insecure_channel(f"{HOST}:{port}") as channel:
+            call = channel.unary_unary(
+                CONNECT_PATH,
+                request_serializer=ConnectRequest.SerializeToString,
+                response_deserializer=ConnectResponse.FromString,
+            )
+            try:
+                reply = call(request, timeout=2)
+            except grpc.RpcError as exc:
+                last = exc
+                time.sleep(0.2)
+                continue
+        if reply.result is None or reply.result.user != request.client:
+            raise RuntimeError(f"wrong Connect reply: {reply!r}")
+        return
+    raise RuntimeError(f"server on port {port} did not answer Connect: {last}")
+
+
+@contextlib.contextmanager
+def _servers(commands: list[list[str]], port: int, deadline: float) -> Iterator[None]:
+    procs = [
+        subprocess.Popen(cmd, cwd=impls.ROOT, start_new_session=True, stdout=subprocess.DEVNULL)
+        for cmd in commands
+    ]
+    try:
+        _probe(port, deadline)
+        time.sleep(1.0)  # let every process finish starting, not just the first to answer
+        dead = [p.args for p in procs if p.poll() is not None]
+        if dead:
+            raise RuntimeError(f"server processes exited early: {dead}")
+        yield
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def _h2load(
+    port: int, body: Path, log: Path, args: argparse.Namespace, duration: int, warmup: int
+) -> tuple[float, int, int]:
+    cmd = [
+        "h2load",
+        f"http://{HOST}:{port}{CONNECT_PATH}",
+        "-d",
+        str(body),
+        "-H",
+        "content-type: application/grpc",
+        "-H",
+        "te: trailers",
+        "-c",
+        str(args.connections),
+        "-m",
+        str(args.streams),
+        "-t",
+        "1",
+        "-D",
+        str(duration),
+        f"--warm-up-time={warmup}",
+        f"--log-file={log}",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + warmup + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"h2load failed ({out.returncode}): {out.stderr or out.stdout}")
+    rps = succeeded = failed = 0.0
+    for line in out.stdout.splitlines():
+        words = line.replace(",", "").split()
+        if line.startswith("finished in"):
+            rps = float(words[3])
+        elif line.startswith("requests:"):
+            succeeded = float(words[words.index("succeeded") - 1])
+            failed = sum(float(words[words.index(w) - 1]) for w in ("failed", "errored"))
+    return rps, int(succeeded), int(failed)
+
+
+def _latencies(log: Path) -> tuple[float, float]:
+    """Median and 99th percentile of the logged request latencies, in milliseconds."""
+    micros = []
+    for line in log.read_text().splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3 and parts[1] == "200":
+            micros.append(int(parts[2]))
+    if len(micros) < 2:
+        return float("nan"), float("nan")
+    cuts = statistics.quantiles(micros, n=100, method="inclusive")
+    return cuts[49] / 1000, cuts[98] / 1000
+
+
+def _one_run(
+    target: str,
+    n: int,
+    modules: Path,
+    body: Path,
+    tmp: Path,
+    args: argparse.Namespace,
+    duration: int,
+    warmup: int,
+) -> Result:
+    port = _free_port()
+    # Servers stop by themselves a minute after the run should have ended.
+    command = TARGETS[target](modules, port, duration + warmup + 60)
+    assert command is not None
+    log = tmp / f"{target}-{n}.log"
+    with _servers([command] * n, port, time.monotonic() + 30):
+        rps, ok, bad = _h2load(port, body, log, args, duration, warmup)
+    p50, p99 = _latencies(log)
+    log.unlink()
+    return Result(target, n, rps, ok, bad, p50, p99)
+
+
+def run(args: argparse.Namespace) -> list[Result]:
+    if shutil.which("h2load") is None:
+        raise SystemExit(
+            "h2load is missing: install nghttp2's client (Debian: apt-get install nghttp2-client)"
+        )
+    duration = args.duration or (3 if args.fast else 10)
+    warmup = args.warmup or (1 if args.fast else 2)
+    workers = [int(n) for n in (args.workers or ("1" if args.fast else "1,2")).split(",")]
+    repeat = args.repeat or (1 if args.fast else 3)
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    unknown = set(targets) - set(TARGETS)
+    if unknown:
+        raise SystemExit(f"unknown targets: {sorted(unknown)}")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="centrifugo-types-bench-server-") as tmp_name:
+        tmp = Path(tmp_name)
+        impls.build(tmp, plain=False)
+        modules = tmp / impls.UPB_DIR
+        body = tmp / "connect.grpc"
+        body.write_bytes(_grpc_frame(bytes(connect_request())))
+        available = []
+        for target in targets:
+            if TARGETS[target](modules, 0, 0) is None:
+                print(f"{target}: not available yet (see our_server_command)", file=sys.stderr)
+            else:
+                available.append(target)
+        runs: dict[tuple[str, int], list[Result]] = {}
+        # Targets alternate within each repetition, so that they share the machine's load.
+        for rep in range(repeat):
+            for n in workers:
+                for target in available:
+                    print(
+                        f"[{rep + 1}/{repeat}] {target} x{n}: {duration + warmup} s of load ...",
+                        file=sys.stderr,
+                    )
+                    runs.setdefault((target, n), []).append(
+                        _one_run(target, n, modules, body, tmp, args, duration, warmup)
+                    )
+        for (target, n), rs in runs.items():
+            results.append(
+                Result(
+                    target,
+                    n,
+                    statistics.median(r.requests_per_second for r in rs),
+                    sum(r.succeeded for r in rs),
+                    sum(r.failed for r in rs),
+                    statistics.median(r.p50_ms for r in rs),
+                    statistics.median(r.p99_ms for r in rs),
+                )
+            )
+    return results
+
+
+def report(results: list[Result], args: argparse.Namespace) -> str:
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    lines = [
+        f"load generator: h2load, {args.connections} connections x {args.streams} streams "
+        f"in flight, 1 thread; {os.cpu_count()} cores; load average now {load}",
+        "req/s, p50 and p99: medians over the repetitions; ok/failed: summed",
+        "",
+        f"{'target':<8} {'procs':>5} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'ok':>9}"
+        f" {'failed':>6}",
+    ]
+    for r in results:
+        lines.append(
+            f"{r.target:<8} {r.workers:>5} {r.requests_per_second:>10.0f} {r.p50_ms:>8.2f}"
+            f" {r.p99_ms:>8.2f} {r.succeeded:>9} {r.failed:>6}"
+        )
+    base = {r.workers: r for r in results if r.target == "grpcio"}
+    for r in results:
+        if r.target != "grpcio" and r.workers in base:
+            b = base[r.workers]
+            lines.append(
+                f"{r.target} / grpcio with {r.workers} process(es): "
+                f"{r.requests_per_second / b.requests_per_second:.2f}x req/s, "
+                f"{r.p99_ms / b.p99_ms:.2f}x p99 (target: >= 1.0x req/s)"
+            )
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    results = run(args)
+    print(report(results, args))
+    return 0
