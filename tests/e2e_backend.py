@@ -22,9 +22,12 @@ from centrifugo_types.grpc import ProxyServer
 from centrifugo_types.requests import (
     AnyRequest,
     ConnectRequest,
+    MapPublishRequest,
+    MapRemoveRequest,
     PublishRequest,
     RefreshRequest,
     RpcRequest,
+    SharedPollRefreshRequest,
     SubRefreshRequest,
     SubscribeBidirectionalRequest,
     SubscribeRequest,
@@ -111,6 +114,28 @@ class Recorder:
         return sum(1 for r in self.requests if r.event.name == event and where(r))
 
 
+@dataclass
+class Documents:
+    """What the shared-poll handler serves: per channel and key, a version and its data.
+
+    Tests change a document (``put``, ``remove``) and watch the change reach the clients that
+    track the key through Centrifugo's next poll.
+    """
+
+    entries: dict[tuple[str, str], tuple[int, Any]] = field(default_factory=dict)
+    """``(channel, key) -> (version, data)``; data ``None``: removed at that version."""
+
+    def put(self, channel: str, key: str, data: Any) -> int:
+        """Store a new version of a document; its version."""
+        version = self.entries.get((channel, key), (0, None))[0] + 1
+        self.entries[(channel, key)] = (version, data)
+        return version
+
+    def remove(self, channel: str, key: str) -> int:
+        """Remove a document (a new version without data); its version."""
+        return self.put(channel, key, None)
+
+
 def _json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
@@ -123,7 +148,7 @@ async def _fail(how: str) -> None:
         await asyncio.sleep(3600)
 
 
-def e2e_router(recorder: Recorder) -> Router:
+def e2e_router(recorder: Recorder, documents: Documents | None = None) -> Router:
     """The suite's router. What it does depends on what the client sends:
 
     - connect data ``{"user": U}`` accepts as U, ``{"expire": true}`` too, with an
@@ -135,8 +160,16 @@ def e2e_router(recorder: Recorder) -> Router:
       carry ``{"checked": true, "by": user}``;
     - rpc methods: ``echo``, ``whoami`` (metadata), ``refuse``, ``raise``, ``noreply``,
       ``hang``; others get "method not found";
-    - namespace ``stream``: three publications; ``bidi``: every client publication echoed.
+    - namespace ``stream``: three publications; ``bidi``: every client publication echoed;
+    - map publications follow the rules of publications, keys ``deny-*`` are refused and
+      ``kick-*`` disconnect; accepted ones are stored under ``"<user>/<key>"`` with the same
+      rewritten data and a tag ``by``; removals of keys ``keep-*`` are refused, others remove
+      ``"<user>/<key>"``;
+    - shared-poll refreshes answer from ``documents``: the keys whose version is newer than
+      the one Centrifugo holds (removed documents as removals); channels ``poll:flaky-*``
+      fail their first refresh.
     """
+    documents = Documents() if documents is None else documents
     router = Router(timeout=HANDLER_TIMEOUT)
     router.add_interceptor(recorder)
 
@@ -180,16 +213,62 @@ def e2e_router(recorder: Recorder) -> Router:
     async def sub_refresh(request: SubRefreshRequest) -> None:
         request.respond(proxy.SubRefreshResult(expire_at=int(time.time()) + EXPIRE_IN))
 
-    @router.publish
-    async def publish(request: PublishRequest) -> None:
+    def checked(request: PublishRequest | MapPublishRequest) -> bytes:
+        """The publication's data rewritten, or a ProxyError refusing it."""
         payload = request.json()
         if not isinstance(payload, dict) or not isinstance(payload.get("text"), str):
-            request.error(400, "a publication needs a text")
-        elif "spam" in payload["text"]:
-            request.error(451, "spam")
-        else:
-            rewritten = {**payload, "checked": True, "by": request.user}
-            request.respond(proxy.PublishResult(data=_json(rewritten)))
+            raise ProxyError(400, "a publication needs a text")
+        if "spam" in payload["text"]:
+            raise ProxyError(451, "spam")
+        return _json({**payload, "checked": True, "by": request.user})
+
+    @router.publish
+    async def publish(request: PublishRequest) -> None:
+        request.respond(proxy.PublishResult(data=checked(request)))
+
+    @router.map_publish
+    async def map_publish(request: MapPublishRequest) -> None:
+        if request.key.startswith("kick-"):
+            raise Disconnect(4503, "kicked from the map")
+        if request.key.startswith("deny-"):
+            raise ProxyError(403, "key not allowed")
+        request.respond(
+            proxy.MapPublishResult(
+                key=f"{request.user}/{request.key}",
+                data=checked(request),
+                tags={"by": request.user},
+            )
+        )
+
+    @router.map_remove
+    async def map_remove(request: MapRemoveRequest) -> None:
+        if request.key.startswith("keep-"):
+            raise ProxyError(403, "this key stays")
+        request.respond(proxy.MapRemoveResult(key=f"{request.user}/{request.key}"))
+
+    flaky_failed: set[str] = set()
+
+    @router.shared_poll_refresh
+    async def shared_poll_refresh(request: SharedPollRefreshRequest) -> None:
+        if request.channel.startswith("poll:flaky-") and request.channel not in flaky_failed:
+            flaky_failed.add(request.channel)
+            raise RuntimeError("the backend is not ready yet")
+        items = []
+        for item in request.items:
+            version, data = documents.entries.get((request.channel, item.key), (0, None))
+            if version <= item.version:
+                continue  # nothing newer than what Centrifugo has
+            if data is None:
+                items.append(
+                    proxy.SharedPollRefreshResultItem(key=item.key, version=version, removed=True)
+                )
+            else:
+                items.append(
+                    proxy.SharedPollRefreshResultItem(
+                        key=item.key, version=version, data=_json(data)
+                    )
+                )
+        request.respond(proxy.SharedPollRefreshResult(items=items))
 
     @router.rpc("echo")
     async def echo(request: RpcRequest) -> None:

@@ -2,8 +2,9 @@
 deadlines, graceful shutdown, TLS and the command line.
 
 The events open-source Centrifugo never sends (notify_cache_empty, notify_channel_state are
-Centrifugo PRO) and those centrifuge-python cannot trigger (map and shared-poll events) are
-exercised here through the generated ``CentrifugoProxyStub``.
+Centrifugo PRO) are exercised here only, through the generated ``CentrifugoProxyStub``; so are
+the map and shared-poll events in binary mode (tests/test_e2e_map_shared_poll.py has them
+sent by a real Centrifugo).
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ async def serving() -> AsyncIterator[tuple[proxy.CentrifugoProxyStub, list[Any]]
             channel.close()
 
 
-async def test_events_open_source_centrifugo_does_not_send(
+async def test_notify_map_and_shared_poll_rpcs(
     serving: tuple[proxy.CentrifugoProxyStub, list[Any]],
 ) -> None:
     stub, seen = serving
