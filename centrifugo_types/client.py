@@ -680,7 +680,9 @@ class HttpApiClient(BaseApiClient):
         if status == 401:
             raise AuthenticationError(f"{method.path}: API key refused (HTTP 401)")
         if status == 404 and not reply.content.startswith(b"{"):
-            raise UnsupportedMethodError(method.path, f"HTTP 404 for POST {url}")
+            raise UnsupportedMethodError(
+                method.path, f"HTTP 404 for POST {url}; a Centrifugo PRO method, or a wrong url"
+            )
         # Centrifugo's transport error mode (http_api.error_mode: transport) answers errors
         # with an HTTP status and the error as the body.
         try:

@@ -20,6 +20,8 @@ and the tables ``ENCODERS`` / ``DECODERS`` that ``centrifugo_types.json`` dispat
 
 from __future__ import annotations
 
+from typing import Any
+
 from .codec import default, py_type
 from .schema import Field, Message, ProtoFile, Schema, SchemaError, Type
 
@@ -87,9 +89,8 @@ _SCALAR_ENCODERS = {"string": "_jr_esc", "bool": "_jr_enc_bool", "double": "_jr_
 RUNTIME_NAMES = (
     "FAILURES",
     "Fail",
-    "KEY",
-    "NEXT",
-    "OPEN",
+    "AFTER",
+    "FIRST",
     "array",
     "at",
     "bad_int",
@@ -110,14 +111,13 @@ RUNTIME_NAMES = (
     "esc",
     "fold",
     "int_repr",
-    "key",
+    "member",
     "mapping",
     "obj",
     "out_of_range",
     "raw",
     "raw_dumps",
     "scan",
-    "skip",
     "text",
     "values",
     "wrong",
@@ -404,6 +404,25 @@ class JsonEmitter:
 
     # -- decoders: text path -----------------------------------------------------------------
 
+    def _dispatch(self, indent: int, fields: tuple[Field, ...], lo: int, hi: int, emit: Any) -> None:
+        """Branch on the field index ``i`` (known to be in ``lo..hi-1``) by bisection, so that
+        a key costs a few comparisons even in messages with dozens of fields."""
+        w = self.out
+        if hi - lo == 1:
+            emit(indent, fields[lo])
+        elif hi - lo <= 3:
+            for j in range(lo, hi - 1):
+                w(indent, f"{'if' if j == lo else 'elif'} i == {j}:")
+                emit(indent + 1, fields[j])
+            w(indent, "else:")
+            emit(indent + 1, fields[hi - 1])
+        else:
+            mid = (lo + hi) // 2
+            w(indent, f"if i < {mid}:")
+            self._dispatch(indent + 1, fields, lo, mid, emit)
+            w(indent, "else:")
+            self._dispatch(indent + 1, fields, mid, hi, emit)
+
     def _text_decoder(self, message: Message) -> None:
         w = self.out
         name = message.py_name
@@ -416,39 +435,33 @@ class JsonEmitter:
         self._locals(1, message)
         w(1, 'field = ""')
         w(1, "try:")
-        w(2, "m = _jr_OPEN(s, pos)")
+        w(2, "m = _jr_FIRST(s, pos)")
         w(2, "if m is None:")
-        w(3, "raise _jr_Fail(\"invalid JSON: expected '{'\", pos)")
-        w(2, "pos = m.end()")
-        w(2, "if m.group(1) is None:")
-        w(3, "while True:")
-        w(4, "m = _jr_KEY(s, pos)")
-        w(4, "if m is not None:")
-        w(5, "k = m.group(1)")
-        w(5, "pos = m.end()")
-        w(4, "else:")
-        w(5, "k, pos = _jr_key(s, pos)")
+        w(3, "k, pos = _jr_member(s, pos, True)")
+        w(2, "else:")
+        w(3, "k, pos = m[1], m.end()")
+        w(2, "while k is not None:")
         if message.fields:
-            w(4, f"i = _K_{name}.get(k)")
-            w(4, "if i is None:")
-            w(5, f"i = _K_{name}.get(_jr_fold(k), -1)")
-            keyword = "if"
-            for index, field in enumerate(message.fields):
-                w(4, f"{keyword} i == {index}:")
-                w(5, f'field = "{field.name}"')
-                self._text_field(5, field)
-                keyword = "elif"
-            w(4, "else:")
-            w(5, "pos = _jr_skip(s, pos)")
+            w(3, f"i = _K_{name}.get(k)")
+            w(3, "if i is None:")
+            w(4, f"i = _K_{name}.get(_jr_fold(k), -1)")
+            w(3, "if i < 0:")
+            w(4, "pos = _jr_scan(s, pos)[1]")
+            w(3, "else:")
+
+            def emit(indent: int, field: Field) -> None:
+                w(indent, f'field = "{field.name}"')
+                self._text_field(indent, field)
+
+            self._dispatch(4, message.fields, 0, len(message.fields), emit)
             w(4, 'field = ""')
         else:
-            w(4, "pos = _jr_skip(s, pos)")
-        w(4, "m = _jr_NEXT(s, pos)")
-        w(4, "if m is None:")
-        w(5, "raise _jr_Fail(\"invalid JSON: expected ',' or '}'\", pos)")
-        w(4, "pos = m.end()")
-        w(4, "if m.group(1) is None:")
-        w(5, "break")
+            w(3, "pos = _jr_scan(s, pos)[1]")
+        w(3, "m = _jr_AFTER(s, pos)")
+        w(3, "if m is None:")
+        w(4, "k, pos = _jr_member(s, pos, False)")
+        w(3, "else:")
+        w(4, "k, pos = m[1], m.end()")
         w(1, "except _jr_FAILURES as exc:")
         w(2, "raise _jr_at(exc, field) from None")
         self._build(1, message)
@@ -480,7 +493,7 @@ class JsonEmitter:
             w(indent + 1, f"{var} = None")
         elif is_raw(field):
             w(indent, "start = pos")
-            w(indent, "pos = _jr_skip(s, pos)")
+            w(indent, "pos = _jr_scan(s, pos)[1]")
             w(indent, f"{var} = s[start:pos].encode()")
         else:
             w(indent, "v, pos = _jr_scan(s, pos)")
@@ -503,11 +516,8 @@ class JsonEmitter:
             w(2, f"i = _K_{name}.get(k)")
             w(2, "if i is None:")
             w(3, f"i = _K_{name}.get(_jr_fold(k), -1)")
-            keyword = "if"
-            for index, field in enumerate(message.fields):
-                w(2, f"{keyword} i == {index}:")
-                self._dict_field(3, field)
-                keyword = "elif"
+            w(2, "if i >= 0:")
+            self._dispatch(3, message.fields, 0, len(message.fields), self._dict_field)
         self._build(1, message)
         w(1, "return obj")
 

@@ -199,15 +199,16 @@ scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(_DECODER
 scanstring: Callable[[str, int, bool], tuple[str, int]] = getattr(json.decoder, "scanstring")  # noqa: B009
 
 _WS = "[ \\t\\n\\r]*"
+_KEY = r'"([^"\\\x00-\x1f]*)"' + _WS + ":" + _WS
 WS = re.compile(_WS).match
-#: At ``{``: the opening brace and whitespace; group 1 is ``}`` for an empty object.
-OPEN = re.compile(r"\{" + _WS + r"(\})?").match
-#: At ``[``: the same for arrays.
+#: At ``{``: the brace and the first key (group 1, without escapes) with its colon, or the
+#: closing brace of an empty object (group 1 is None). No match: see :func:`member`.
+FIRST = re.compile(r"\{" + _WS + "(?:" + _KEY + r"|\})").match
+#: After a member's value: the comma and the next key (group 1), or the closing brace.
+AFTER = re.compile(_WS + "(?:," + _WS + _KEY + r"|\})").match
+#: At ``[``: the bracket and whitespace; group 1 is ``]`` for an empty array.
 OPEN_ARRAY = re.compile(r"\[" + _WS + r"(\])?").match
-#: At ``"``: a key without escapes, the colon and whitespace; group 1 is the key.
-KEY = re.compile(r'"([^"\\\x00-\x1f]*)"' + _WS + ":" + _WS).match
-#: After a member: ``,`` (group 1) and whitespace, or ``}``.
-NEXT = re.compile(_WS + "(?:(,)" + _WS + r"|\})").match
+#: After an element: ``,`` (group 1) and whitespace, or ``]``.
 NEXT_ARRAY = re.compile(_WS + "(?:(,)" + _WS + r"|\])").match
 _COLON = re.compile(_WS + ":" + _WS).match
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -219,10 +220,22 @@ def skip_ws(s: str, pos: int) -> int:
     return pos if m is None else m.end()
 
 
-def key(s: str, pos: int) -> tuple[str, int]:
-    """Read an object key (with escapes) and its colon at ``pos``; the slow path of ``KEY``."""
+def member(s: str, pos: int, first: bool) -> tuple[str | None, int]:
+    """The slow path of ``FIRST`` (``first``: at ``{``) and ``AFTER``: the next key (escapes
+    decoded) and the position after its colon, or None and the position after ``}``."""
+    if first:
+        pos = skip_ws(s, pos + 1)
+        if s.startswith("}", pos):
+            return None, pos + 1
+    else:
+        pos = skip_ws(s, pos)
+        if s.startswith("}", pos):
+            return None, pos + 1
+        if not s.startswith(",", pos):
+            raise Fail("invalid JSON: expected ',' or '}'", pos)
+        pos = skip_ws(s, pos + 1)
     if not s.startswith('"', pos):
-        raise Fail("invalid JSON: expected a string key or '}'", pos)
+        raise Fail("invalid JSON: expected a string key" + (" or '}'" if first else ""), pos)
     name, end = scanstring(s, pos + 1, True)
     m = _COLON(s, end)
     if m is None:
@@ -242,11 +255,6 @@ def text(value: str) -> str:
     """A decoded string as Go keeps it: lone surrogates (from ``\\ud800`` escapes) become
     U+FFFD. Call only for non-ASCII strings."""
     return _SURROGATE.sub("\ufffd", value)
-
-
-def skip(s: str, pos: int) -> int:
-    """Skip the JSON value at ``pos`` (an unknown key's)."""
-    return scan(s, pos)[1]
 
 
 def check_str(value: Any) -> str:
@@ -348,21 +356,14 @@ def array(s: str, pos: int, decode: Decode[T], cls: type[T], depth: int) -> tupl
 def obj(s: str, pos: int, decode: Decode[T], cls: type[T], depth: int) -> tuple[dict[str, T], int]:
     """The JSON object at ``pos`` (``{``) as a map field with message values."""
     out: dict[str, T] = {}
-    m = OPEN(s, pos)
-    if m is None:  # pragma: no cover - the caller saw "{"
-        raise Fail("invalid JSON: expected '{'", pos)
-    pos = m.end()
-    if m.group(1) is not None:
-        return out, pos
-    while True:
-        k = KEY(s, pos)
-        if k is not None:
-            name = k.group(1)
-            pos = k.end()
-        else:
-            name, pos = key(s, pos)
-            if not name.isascii():
-                name = text(name)
+    m = FIRST(s, pos)
+    if m is None:
+        name, pos = member(s, pos, True)
+    else:
+        name, pos = m[1], m.end()
+    while name is not None:
+        if not name.isascii():
+            name = text(name)
         try:
             if s[pos] == "{":
                 item, pos = decode(cls, s, pos, depth)
@@ -374,12 +375,12 @@ def obj(s: str, pos: int, decode: Decode[T], cls: type[T], depth: int) -> tuple[
         except FAILURES as exc:
             raise at(exc, f"[{json.dumps(name)}]") from None
         out[name] = item
-        m = NEXT(s, pos)
+        m = AFTER(s, pos)
         if m is None:
-            raise Fail("invalid JSON: expected ',' or '}'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            return out, pos
+            name, pos = member(s, pos, False)
+        else:
+            name, pos = m[1], m.end()
+    return out, pos
 
 
 def loads(

@@ -179,9 +179,8 @@ from .api import (
 
 _jr_FAILURES = _json_runtime.FAILURES
 _jr_Fail = _json_runtime.Fail
-_jr_KEY = _json_runtime.KEY
-_jr_NEXT = _json_runtime.NEXT
-_jr_OPEN = _json_runtime.OPEN
+_jr_AFTER = _json_runtime.AFTER
+_jr_FIRST = _json_runtime.FIRST
 _jr_array = _json_runtime.array
 _jr_at = _json_runtime.at
 _jr_bad_int = _json_runtime.bad_int
@@ -202,14 +201,13 @@ _jr_enc_values = _json_runtime.enc_values
 _jr_esc = _json_runtime.esc
 _jr_fold = _json_runtime.fold
 _jr_int_repr = _json_runtime.int_repr
-_jr_key = _json_runtime.key
+_jr_member = _json_runtime.member
 _jr_mapping = _json_runtime.mapping
 _jr_obj = _json_runtime.obj
 _jr_out_of_range = _json_runtime.out_of_range
 _jr_raw = _json_runtime.raw
 _jr_raw_dumps = _json_runtime.raw_dumps
 _jr_scan = _json_runtime.scan
-_jr_skip = _json_runtime.skip
 _jr_text = _json_runtime.text
 _jr_values = _json_runtime.values
 _jr_wrong = _json_runtime.wrong
@@ -1323,437 +1321,485 @@ def _jt_Command(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     f_shared_poll_publish: SharedPollPublishRequest | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_Command.get(k)
+            if i is None:
+                i = _K_Command.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 19:
+                    if i < 9:
+                        if i < 4:
+                            if i < 2:
+                                if i == 0:
+                                    field = "publish"
+                                    if s[pos] == "{":
+                                        f_publish, pos = _jt_PublishRequest(
+                                            PublishRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_publish = None
+                                else:
+                                    field = "broadcast"
+                                    if s[pos] == "{":
+                                        f_broadcast, pos = _jt_BroadcastRequest(
+                                            BroadcastRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_broadcast = None
+                            else:
+                                if i == 2:
+                                    field = "subscribe"
+                                    if s[pos] == "{":
+                                        f_subscribe, pos = _jt_SubscribeRequest(
+                                            SubscribeRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_subscribe = None
+                                else:
+                                    field = "unsubscribe"
+                                    if s[pos] == "{":
+                                        f_unsubscribe, pos = _jt_UnsubscribeRequest(
+                                            UnsubscribeRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_unsubscribe = None
+                        else:
+                            if i < 6:
+                                if i == 4:
+                                    field = "disconnect"
+                                    if s[pos] == "{":
+                                        f_disconnect, pos = _jt_DisconnectRequest(
+                                            DisconnectRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_disconnect = None
+                                else:
+                                    field = "presence"
+                                    if s[pos] == "{":
+                                        f_presence, pos = _jt_PresenceRequest(
+                                            PresenceRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_presence = None
+                            else:
+                                if i == 6:
+                                    field = "presence_stats"
+                                    if s[pos] == "{":
+                                        f_presence_stats, pos = _jt_PresenceStatsRequest(
+                                            PresenceStatsRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_presence_stats = None
+                                elif i == 7:
+                                    field = "history"
+                                    if s[pos] == "{":
+                                        f_history, pos = _jt_HistoryRequest(
+                                            HistoryRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_history = None
+                                else:
+                                    field = "history_remove"
+                                    if s[pos] == "{":
+                                        f_history_remove, pos = _jt_HistoryRemoveRequest(
+                                            HistoryRemoveRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_history_remove = None
+                    else:
+                        if i < 14:
+                            if i < 11:
+                                if i == 9:
+                                    field = "info"
+                                    if s[pos] == "{":
+                                        f_info, pos = _jt_InfoRequest(
+                                            InfoRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_info = None
+                                else:
+                                    field = "rpc"
+                                    if s[pos] == "{":
+                                        f_rpc, pos = _jt_RpcRequest(RpcRequest, s, pos, depth - 1)
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_rpc = None
+                            else:
+                                if i == 11:
+                                    field = "refresh"
+                                    if s[pos] == "{":
+                                        f_refresh, pos = _jt_RefreshRequest(
+                                            RefreshRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_refresh = None
+                                elif i == 12:
+                                    field = "channels"
+                                    if s[pos] == "{":
+                                        f_channels, pos = _jt_ChannelsRequest(
+                                            ChannelsRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_channels = None
+                                else:
+                                    field = "connections"
+                                    if s[pos] == "{":
+                                        f_connections, pos = _jt_ConnectionsRequest(
+                                            ConnectionsRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_connections = None
+                        else:
+                            if i < 16:
+                                if i == 14:
+                                    field = "update_user_status"
+                                    if s[pos] == "{":
+                                        f_update_user_status, pos = _jt_UpdateUserStatusRequest(
+                                            UpdateUserStatusRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_update_user_status = None
+                                else:
+                                    field = "get_user_status"
+                                    if s[pos] == "{":
+                                        f_get_user_status, pos = _jt_GetUserStatusRequest(
+                                            GetUserStatusRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_get_user_status = None
+                            else:
+                                if i == 16:
+                                    field = "delete_user_status"
+                                    if s[pos] == "{":
+                                        f_delete_user_status, pos = _jt_DeleteUserStatusRequest(
+                                            DeleteUserStatusRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_delete_user_status = None
+                                elif i == 17:
+                                    field = "block_user"
+                                    if s[pos] == "{":
+                                        f_block_user, pos = _jt_BlockUserRequest(
+                                            BlockUserRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_block_user = None
+                                else:
+                                    field = "unblock_user"
+                                    if s[pos] == "{":
+                                        f_unblock_user, pos = _jt_UnblockUserRequest(
+                                            UnblockUserRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_unblock_user = None
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_Command.get(k)
-                if i is None:
-                    i = _K_Command.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "publish"
-                    if s[pos] == "{":
-                        f_publish, pos = _jt_PublishRequest(PublishRequest, s, pos, depth - 1)
+                    if i < 29:
+                        if i < 24:
+                            if i < 21:
+                                if i == 19:
+                                    field = "revoke_token"
+                                    if s[pos] == "{":
+                                        f_revoke_token, pos = _jt_RevokeTokenRequest(
+                                            RevokeTokenRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_revoke_token = None
+                                else:
+                                    field = "invalidate_user_tokens"
+                                    if s[pos] == "{":
+                                        f_invalidate_user_tokens, pos = (
+                                            _jt_InvalidateUserTokensRequest(
+                                                InvalidateUserTokensRequest, s, pos, depth - 1
+                                            )
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_invalidate_user_tokens = None
+                            else:
+                                if i == 21:
+                                    field = "device_register"
+                                    if s[pos] == "{":
+                                        f_device_register, pos = _jt_DeviceRegisterRequest(
+                                            DeviceRegisterRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_device_register = None
+                                elif i == 22:
+                                    field = "device_update"
+                                    if s[pos] == "{":
+                                        f_device_update, pos = _jt_DeviceUpdateRequest(
+                                            DeviceUpdateRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_device_update = None
+                                else:
+                                    field = "device_remove"
+                                    if s[pos] == "{":
+                                        f_device_remove, pos = _jt_DeviceRemoveRequest(
+                                            DeviceRemoveRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_device_remove = None
+                        else:
+                            if i < 26:
+                                if i == 24:
+                                    field = "device_list"
+                                    if s[pos] == "{":
+                                        f_device_list, pos = _jt_DeviceListRequest(
+                                            DeviceListRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_device_list = None
+                                else:
+                                    field = "device_topic_list"
+                                    if s[pos] == "{":
+                                        f_device_topic_list, pos = _jt_DeviceTopicListRequest(
+                                            DeviceTopicListRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_device_topic_list = None
+                            else:
+                                if i == 26:
+                                    field = "device_topic_update"
+                                    if s[pos] == "{":
+                                        f_device_topic_update, pos = _jt_DeviceTopicUpdateRequest(
+                                            DeviceTopicUpdateRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_device_topic_update = None
+                                elif i == 27:
+                                    field = "user_topic_list"
+                                    if s[pos] == "{":
+                                        f_user_topic_list, pos = _jt_UserTopicListRequest(
+                                            UserTopicListRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_user_topic_list = None
+                                else:
+                                    field = "user_topic_update"
+                                    if s[pos] == "{":
+                                        f_user_topic_update, pos = _jt_UserTopicUpdateRequest(
+                                            UserTopicUpdateRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_user_topic_update = None
                     else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_publish = None
-                elif i == 1:
-                    field = "broadcast"
-                    if s[pos] == "{":
-                        f_broadcast, pos = _jt_BroadcastRequest(BroadcastRequest, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_broadcast = None
-                elif i == 2:
-                    field = "subscribe"
-                    if s[pos] == "{":
-                        f_subscribe, pos = _jt_SubscribeRequest(SubscribeRequest, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_subscribe = None
-                elif i == 3:
-                    field = "unsubscribe"
-                    if s[pos] == "{":
-                        f_unsubscribe, pos = _jt_UnsubscribeRequest(
-                            UnsubscribeRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_unsubscribe = None
-                elif i == 4:
-                    field = "disconnect"
-                    if s[pos] == "{":
-                        f_disconnect, pos = _jt_DisconnectRequest(
-                            DisconnectRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_disconnect = None
-                elif i == 5:
-                    field = "presence"
-                    if s[pos] == "{":
-                        f_presence, pos = _jt_PresenceRequest(PresenceRequest, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_presence = None
-                elif i == 6:
-                    field = "presence_stats"
-                    if s[pos] == "{":
-                        f_presence_stats, pos = _jt_PresenceStatsRequest(
-                            PresenceStatsRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_presence_stats = None
-                elif i == 7:
-                    field = "history"
-                    if s[pos] == "{":
-                        f_history, pos = _jt_HistoryRequest(HistoryRequest, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_history = None
-                elif i == 8:
-                    field = "history_remove"
-                    if s[pos] == "{":
-                        f_history_remove, pos = _jt_HistoryRemoveRequest(
-                            HistoryRemoveRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_history_remove = None
-                elif i == 9:
-                    field = "info"
-                    if s[pos] == "{":
-                        f_info, pos = _jt_InfoRequest(InfoRequest, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_info = None
-                elif i == 10:
-                    field = "rpc"
-                    if s[pos] == "{":
-                        f_rpc, pos = _jt_RpcRequest(RpcRequest, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_rpc = None
-                elif i == 11:
-                    field = "refresh"
-                    if s[pos] == "{":
-                        f_refresh, pos = _jt_RefreshRequest(RefreshRequest, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_refresh = None
-                elif i == 12:
-                    field = "channels"
-                    if s[pos] == "{":
-                        f_channels, pos = _jt_ChannelsRequest(ChannelsRequest, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_channels = None
-                elif i == 13:
-                    field = "connections"
-                    if s[pos] == "{":
-                        f_connections, pos = _jt_ConnectionsRequest(
-                            ConnectionsRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_connections = None
-                elif i == 14:
-                    field = "update_user_status"
-                    if s[pos] == "{":
-                        f_update_user_status, pos = _jt_UpdateUserStatusRequest(
-                            UpdateUserStatusRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_update_user_status = None
-                elif i == 15:
-                    field = "get_user_status"
-                    if s[pos] == "{":
-                        f_get_user_status, pos = _jt_GetUserStatusRequest(
-                            GetUserStatusRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_get_user_status = None
-                elif i == 16:
-                    field = "delete_user_status"
-                    if s[pos] == "{":
-                        f_delete_user_status, pos = _jt_DeleteUserStatusRequest(
-                            DeleteUserStatusRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_delete_user_status = None
-                elif i == 17:
-                    field = "block_user"
-                    if s[pos] == "{":
-                        f_block_user, pos = _jt_BlockUserRequest(
-                            BlockUserRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_block_user = None
-                elif i == 18:
-                    field = "unblock_user"
-                    if s[pos] == "{":
-                        f_unblock_user, pos = _jt_UnblockUserRequest(
-                            UnblockUserRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_unblock_user = None
-                elif i == 19:
-                    field = "revoke_token"
-                    if s[pos] == "{":
-                        f_revoke_token, pos = _jt_RevokeTokenRequest(
-                            RevokeTokenRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_revoke_token = None
-                elif i == 20:
-                    field = "invalidate_user_tokens"
-                    if s[pos] == "{":
-                        f_invalidate_user_tokens, pos = _jt_InvalidateUserTokensRequest(
-                            InvalidateUserTokensRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_invalidate_user_tokens = None
-                elif i == 21:
-                    field = "device_register"
-                    if s[pos] == "{":
-                        f_device_register, pos = _jt_DeviceRegisterRequest(
-                            DeviceRegisterRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_device_register = None
-                elif i == 22:
-                    field = "device_update"
-                    if s[pos] == "{":
-                        f_device_update, pos = _jt_DeviceUpdateRequest(
-                            DeviceUpdateRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_device_update = None
-                elif i == 23:
-                    field = "device_remove"
-                    if s[pos] == "{":
-                        f_device_remove, pos = _jt_DeviceRemoveRequest(
-                            DeviceRemoveRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_device_remove = None
-                elif i == 24:
-                    field = "device_list"
-                    if s[pos] == "{":
-                        f_device_list, pos = _jt_DeviceListRequest(
-                            DeviceListRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_device_list = None
-                elif i == 25:
-                    field = "device_topic_list"
-                    if s[pos] == "{":
-                        f_device_topic_list, pos = _jt_DeviceTopicListRequest(
-                            DeviceTopicListRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_device_topic_list = None
-                elif i == 26:
-                    field = "device_topic_update"
-                    if s[pos] == "{":
-                        f_device_topic_update, pos = _jt_DeviceTopicUpdateRequest(
-                            DeviceTopicUpdateRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_device_topic_update = None
-                elif i == 27:
-                    field = "user_topic_list"
-                    if s[pos] == "{":
-                        f_user_topic_list, pos = _jt_UserTopicListRequest(
-                            UserTopicListRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_user_topic_list = None
-                elif i == 28:
-                    field = "user_topic_update"
-                    if s[pos] == "{":
-                        f_user_topic_update, pos = _jt_UserTopicUpdateRequest(
-                            UserTopicUpdateRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_user_topic_update = None
-                elif i == 29:
-                    field = "send_push_notification"
-                    if s[pos] == "{":
-                        f_send_push_notification, pos = _jt_SendPushNotificationRequest(
-                            SendPushNotificationRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_send_push_notification = None
-                elif i == 30:
-                    field = "update_push_status"
-                    if s[pos] == "{":
-                        f_update_push_status, pos = _jt_UpdatePushStatusRequest(
-                            UpdatePushStatusRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_update_push_status = None
-                elif i == 31:
-                    field = "cancel_push"
-                    if s[pos] == "{":
-                        f_cancel_push, pos = _jt_CancelPushRequest(
-                            CancelPushRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_cancel_push = None
-                elif i == 32:
-                    field = "map_publish"
-                    if s[pos] == "{":
-                        f_map_publish, pos = _jt_MapPublishRequest(
-                            MapPublishRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_map_publish = None
-                elif i == 33:
-                    field = "map_remove"
-                    if s[pos] == "{":
-                        f_map_remove, pos = _jt_MapRemoveRequest(
-                            MapRemoveRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_map_remove = None
-                elif i == 34:
-                    field = "map_read_state"
-                    if s[pos] == "{":
-                        f_map_read_state, pos = _jt_MapReadStateRequest(
-                            MapReadStateRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_map_read_state = None
-                elif i == 35:
-                    field = "map_read_stream"
-                    if s[pos] == "{":
-                        f_map_read_stream, pos = _jt_MapReadStreamRequest(
-                            MapReadStreamRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_map_read_stream = None
-                elif i == 36:
-                    field = "map_stats"
-                    if s[pos] == "{":
-                        f_map_stats, pos = _jt_MapStatsRequest(MapStatsRequest, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_map_stats = None
-                elif i == 37:
-                    field = "map_clear"
-                    if s[pos] == "{":
-                        f_map_clear, pos = _jt_MapClearRequest(MapClearRequest, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_map_clear = None
-                elif i == 38:
-                    field = "shared_poll_publish"
-                    if s[pos] == "{":
-                        f_shared_poll_publish, pos = _jt_SharedPollPublishRequest(
-                            SharedPollPublishRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_shared_poll_publish = None
-                else:
-                    pos = _jr_skip(s, pos)
+                        if i < 34:
+                            if i < 31:
+                                if i == 29:
+                                    field = "send_push_notification"
+                                    if s[pos] == "{":
+                                        f_send_push_notification, pos = (
+                                            _jt_SendPushNotificationRequest(
+                                                SendPushNotificationRequest, s, pos, depth - 1
+                                            )
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_send_push_notification = None
+                                else:
+                                    field = "update_push_status"
+                                    if s[pos] == "{":
+                                        f_update_push_status, pos = _jt_UpdatePushStatusRequest(
+                                            UpdatePushStatusRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_update_push_status = None
+                            else:
+                                if i == 31:
+                                    field = "cancel_push"
+                                    if s[pos] == "{":
+                                        f_cancel_push, pos = _jt_CancelPushRequest(
+                                            CancelPushRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_cancel_push = None
+                                elif i == 32:
+                                    field = "map_publish"
+                                    if s[pos] == "{":
+                                        f_map_publish, pos = _jt_MapPublishRequest(
+                                            MapPublishRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_map_publish = None
+                                else:
+                                    field = "map_remove"
+                                    if s[pos] == "{":
+                                        f_map_remove, pos = _jt_MapRemoveRequest(
+                                            MapRemoveRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_map_remove = None
+                        else:
+                            if i < 36:
+                                if i == 34:
+                                    field = "map_read_state"
+                                    if s[pos] == "{":
+                                        f_map_read_state, pos = _jt_MapReadStateRequest(
+                                            MapReadStateRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_map_read_state = None
+                                else:
+                                    field = "map_read_stream"
+                                    if s[pos] == "{":
+                                        f_map_read_stream, pos = _jt_MapReadStreamRequest(
+                                            MapReadStreamRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_map_read_stream = None
+                            else:
+                                if i == 36:
+                                    field = "map_stats"
+                                    if s[pos] == "{":
+                                        f_map_stats, pos = _jt_MapStatsRequest(
+                                            MapStatsRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_map_stats = None
+                                elif i == 37:
+                                    field = "map_clear"
+                                    if s[pos] == "{":
+                                        f_map_clear, pos = _jt_MapClearRequest(
+                                            MapClearRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_map_clear = None
+                                else:
+                                    field = "shared_poll_publish"
+                                    if s[pos] == "{":
+                                        f_shared_poll_publish, pos = _jt_SharedPollPublishRequest(
+                                            SharedPollPublishRequest, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_shared_poll_publish = None
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -1846,297 +1892,370 @@ def _jd_Command(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_Command.get(k)
         if i is None:
             i = _K_Command.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_publish = _jd_PublishRequest(PublishRequest, v, depth - 1)
-            elif v is None:
-                f_publish = None
+        if i >= 0:
+            if i < 19:
+                if i < 9:
+                    if i < 4:
+                        if i < 2:
+                            if i == 0:
+                                if v.__class__ is dict:
+                                    f_publish = _jd_PublishRequest(PublishRequest, v, depth - 1)
+                                elif v is None:
+                                    f_publish = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_broadcast = _jd_BroadcastRequest(
+                                        BroadcastRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_broadcast = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                        else:
+                            if i == 2:
+                                if v.__class__ is dict:
+                                    f_subscribe = _jd_SubscribeRequest(
+                                        SubscribeRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_subscribe = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_unsubscribe = _jd_UnsubscribeRequest(
+                                        UnsubscribeRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_unsubscribe = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                    else:
+                        if i < 6:
+                            if i == 4:
+                                if v.__class__ is dict:
+                                    f_disconnect = _jd_DisconnectRequest(
+                                        DisconnectRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_disconnect = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_presence = _jd_PresenceRequest(PresenceRequest, v, depth - 1)
+                                elif v is None:
+                                    f_presence = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                        else:
+                            if i == 6:
+                                if v.__class__ is dict:
+                                    f_presence_stats = _jd_PresenceStatsRequest(
+                                        PresenceStatsRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_presence_stats = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            elif i == 7:
+                                if v.__class__ is dict:
+                                    f_history = _jd_HistoryRequest(HistoryRequest, v, depth - 1)
+                                elif v is None:
+                                    f_history = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_history_remove = _jd_HistoryRemoveRequest(
+                                        HistoryRemoveRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_history_remove = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                else:
+                    if i < 14:
+                        if i < 11:
+                            if i == 9:
+                                if v.__class__ is dict:
+                                    f_info = _jd_InfoRequest(InfoRequest, v, depth - 1)
+                                elif v is None:
+                                    f_info = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_rpc = _jd_RpcRequest(RpcRequest, v, depth - 1)
+                                elif v is None:
+                                    f_rpc = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                        else:
+                            if i == 11:
+                                if v.__class__ is dict:
+                                    f_refresh = _jd_RefreshRequest(RefreshRequest, v, depth - 1)
+                                elif v is None:
+                                    f_refresh = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            elif i == 12:
+                                if v.__class__ is dict:
+                                    f_channels = _jd_ChannelsRequest(ChannelsRequest, v, depth - 1)
+                                elif v is None:
+                                    f_channels = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_connections = _jd_ConnectionsRequest(
+                                        ConnectionsRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_connections = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                    else:
+                        if i < 16:
+                            if i == 14:
+                                if v.__class__ is dict:
+                                    f_update_user_status = _jd_UpdateUserStatusRequest(
+                                        UpdateUserStatusRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_update_user_status = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_get_user_status = _jd_GetUserStatusRequest(
+                                        GetUserStatusRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_get_user_status = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                        else:
+                            if i == 16:
+                                if v.__class__ is dict:
+                                    f_delete_user_status = _jd_DeleteUserStatusRequest(
+                                        DeleteUserStatusRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_delete_user_status = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            elif i == 17:
+                                if v.__class__ is dict:
+                                    f_block_user = _jd_BlockUserRequest(
+                                        BlockUserRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_block_user = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_unblock_user = _jd_UnblockUserRequest(
+                                        UnblockUserRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_unblock_user = None
+                                else:
+                                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_broadcast = _jd_BroadcastRequest(BroadcastRequest, v, depth - 1)
-            elif v is None:
-                f_broadcast = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 2:
-            if v.__class__ is dict:
-                f_subscribe = _jd_SubscribeRequest(SubscribeRequest, v, depth - 1)
-            elif v is None:
-                f_subscribe = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 3:
-            if v.__class__ is dict:
-                f_unsubscribe = _jd_UnsubscribeRequest(UnsubscribeRequest, v, depth - 1)
-            elif v is None:
-                f_unsubscribe = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 4:
-            if v.__class__ is dict:
-                f_disconnect = _jd_DisconnectRequest(DisconnectRequest, v, depth - 1)
-            elif v is None:
-                f_disconnect = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 5:
-            if v.__class__ is dict:
-                f_presence = _jd_PresenceRequest(PresenceRequest, v, depth - 1)
-            elif v is None:
-                f_presence = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 6:
-            if v.__class__ is dict:
-                f_presence_stats = _jd_PresenceStatsRequest(PresenceStatsRequest, v, depth - 1)
-            elif v is None:
-                f_presence_stats = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 7:
-            if v.__class__ is dict:
-                f_history = _jd_HistoryRequest(HistoryRequest, v, depth - 1)
-            elif v is None:
-                f_history = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 8:
-            if v.__class__ is dict:
-                f_history_remove = _jd_HistoryRemoveRequest(HistoryRemoveRequest, v, depth - 1)
-            elif v is None:
-                f_history_remove = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 9:
-            if v.__class__ is dict:
-                f_info = _jd_InfoRequest(InfoRequest, v, depth - 1)
-            elif v is None:
-                f_info = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 10:
-            if v.__class__ is dict:
-                f_rpc = _jd_RpcRequest(RpcRequest, v, depth - 1)
-            elif v is None:
-                f_rpc = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 11:
-            if v.__class__ is dict:
-                f_refresh = _jd_RefreshRequest(RefreshRequest, v, depth - 1)
-            elif v is None:
-                f_refresh = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 12:
-            if v.__class__ is dict:
-                f_channels = _jd_ChannelsRequest(ChannelsRequest, v, depth - 1)
-            elif v is None:
-                f_channels = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 13:
-            if v.__class__ is dict:
-                f_connections = _jd_ConnectionsRequest(ConnectionsRequest, v, depth - 1)
-            elif v is None:
-                f_connections = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 14:
-            if v.__class__ is dict:
-                f_update_user_status = _jd_UpdateUserStatusRequest(
-                    UpdateUserStatusRequest, v, depth - 1
-                )
-            elif v is None:
-                f_update_user_status = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 15:
-            if v.__class__ is dict:
-                f_get_user_status = _jd_GetUserStatusRequest(GetUserStatusRequest, v, depth - 1)
-            elif v is None:
-                f_get_user_status = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 16:
-            if v.__class__ is dict:
-                f_delete_user_status = _jd_DeleteUserStatusRequest(
-                    DeleteUserStatusRequest, v, depth - 1
-                )
-            elif v is None:
-                f_delete_user_status = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 17:
-            if v.__class__ is dict:
-                f_block_user = _jd_BlockUserRequest(BlockUserRequest, v, depth - 1)
-            elif v is None:
-                f_block_user = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 18:
-            if v.__class__ is dict:
-                f_unblock_user = _jd_UnblockUserRequest(UnblockUserRequest, v, depth - 1)
-            elif v is None:
-                f_unblock_user = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 19:
-            if v.__class__ is dict:
-                f_revoke_token = _jd_RevokeTokenRequest(RevokeTokenRequest, v, depth - 1)
-            elif v is None:
-                f_revoke_token = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 20:
-            if v.__class__ is dict:
-                f_invalidate_user_tokens = _jd_InvalidateUserTokensRequest(
-                    InvalidateUserTokensRequest, v, depth - 1
-                )
-            elif v is None:
-                f_invalidate_user_tokens = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 21:
-            if v.__class__ is dict:
-                f_device_register = _jd_DeviceRegisterRequest(DeviceRegisterRequest, v, depth - 1)
-            elif v is None:
-                f_device_register = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 22:
-            if v.__class__ is dict:
-                f_device_update = _jd_DeviceUpdateRequest(DeviceUpdateRequest, v, depth - 1)
-            elif v is None:
-                f_device_update = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 23:
-            if v.__class__ is dict:
-                f_device_remove = _jd_DeviceRemoveRequest(DeviceRemoveRequest, v, depth - 1)
-            elif v is None:
-                f_device_remove = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 24:
-            if v.__class__ is dict:
-                f_device_list = _jd_DeviceListRequest(DeviceListRequest, v, depth - 1)
-            elif v is None:
-                f_device_list = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 25:
-            if v.__class__ is dict:
-                f_device_topic_list = _jd_DeviceTopicListRequest(
-                    DeviceTopicListRequest, v, depth - 1
-                )
-            elif v is None:
-                f_device_topic_list = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 26:
-            if v.__class__ is dict:
-                f_device_topic_update = _jd_DeviceTopicUpdateRequest(
-                    DeviceTopicUpdateRequest, v, depth - 1
-                )
-            elif v is None:
-                f_device_topic_update = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 27:
-            if v.__class__ is dict:
-                f_user_topic_list = _jd_UserTopicListRequest(UserTopicListRequest, v, depth - 1)
-            elif v is None:
-                f_user_topic_list = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 28:
-            if v.__class__ is dict:
-                f_user_topic_update = _jd_UserTopicUpdateRequest(
-                    UserTopicUpdateRequest, v, depth - 1
-                )
-            elif v is None:
-                f_user_topic_update = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 29:
-            if v.__class__ is dict:
-                f_send_push_notification = _jd_SendPushNotificationRequest(
-                    SendPushNotificationRequest, v, depth - 1
-                )
-            elif v is None:
-                f_send_push_notification = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 30:
-            if v.__class__ is dict:
-                f_update_push_status = _jd_UpdatePushStatusRequest(
-                    UpdatePushStatusRequest, v, depth - 1
-                )
-            elif v is None:
-                f_update_push_status = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 31:
-            if v.__class__ is dict:
-                f_cancel_push = _jd_CancelPushRequest(CancelPushRequest, v, depth - 1)
-            elif v is None:
-                f_cancel_push = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 32:
-            if v.__class__ is dict:
-                f_map_publish = _jd_MapPublishRequest(MapPublishRequest, v, depth - 1)
-            elif v is None:
-                f_map_publish = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 33:
-            if v.__class__ is dict:
-                f_map_remove = _jd_MapRemoveRequest(MapRemoveRequest, v, depth - 1)
-            elif v is None:
-                f_map_remove = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 34:
-            if v.__class__ is dict:
-                f_map_read_state = _jd_MapReadStateRequest(MapReadStateRequest, v, depth - 1)
-            elif v is None:
-                f_map_read_state = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 35:
-            if v.__class__ is dict:
-                f_map_read_stream = _jd_MapReadStreamRequest(MapReadStreamRequest, v, depth - 1)
-            elif v is None:
-                f_map_read_stream = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 36:
-            if v.__class__ is dict:
-                f_map_stats = _jd_MapStatsRequest(MapStatsRequest, v, depth - 1)
-            elif v is None:
-                f_map_stats = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 37:
-            if v.__class__ is dict:
-                f_map_clear = _jd_MapClearRequest(MapClearRequest, v, depth - 1)
-            elif v is None:
-                f_map_clear = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 38:
-            if v.__class__ is dict:
-                f_shared_poll_publish = _jd_SharedPollPublishRequest(
-                    SharedPollPublishRequest, v, depth - 1
-                )
-            elif v is None:
-                f_shared_poll_publish = None
-            else:
-                raise _jr_Fail("wrong type")
+                if i < 29:
+                    if i < 24:
+                        if i < 21:
+                            if i == 19:
+                                if v.__class__ is dict:
+                                    f_revoke_token = _jd_RevokeTokenRequest(
+                                        RevokeTokenRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_revoke_token = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_invalidate_user_tokens = _jd_InvalidateUserTokensRequest(
+                                        InvalidateUserTokensRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_invalidate_user_tokens = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                        else:
+                            if i == 21:
+                                if v.__class__ is dict:
+                                    f_device_register = _jd_DeviceRegisterRequest(
+                                        DeviceRegisterRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_device_register = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            elif i == 22:
+                                if v.__class__ is dict:
+                                    f_device_update = _jd_DeviceUpdateRequest(
+                                        DeviceUpdateRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_device_update = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_device_remove = _jd_DeviceRemoveRequest(
+                                        DeviceRemoveRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_device_remove = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                    else:
+                        if i < 26:
+                            if i == 24:
+                                if v.__class__ is dict:
+                                    f_device_list = _jd_DeviceListRequest(
+                                        DeviceListRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_device_list = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_device_topic_list = _jd_DeviceTopicListRequest(
+                                        DeviceTopicListRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_device_topic_list = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                        else:
+                            if i == 26:
+                                if v.__class__ is dict:
+                                    f_device_topic_update = _jd_DeviceTopicUpdateRequest(
+                                        DeviceTopicUpdateRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_device_topic_update = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            elif i == 27:
+                                if v.__class__ is dict:
+                                    f_user_topic_list = _jd_UserTopicListRequest(
+                                        UserTopicListRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_user_topic_list = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_user_topic_update = _jd_UserTopicUpdateRequest(
+                                        UserTopicUpdateRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_user_topic_update = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                else:
+                    if i < 34:
+                        if i < 31:
+                            if i == 29:
+                                if v.__class__ is dict:
+                                    f_send_push_notification = _jd_SendPushNotificationRequest(
+                                        SendPushNotificationRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_send_push_notification = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_update_push_status = _jd_UpdatePushStatusRequest(
+                                        UpdatePushStatusRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_update_push_status = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                        else:
+                            if i == 31:
+                                if v.__class__ is dict:
+                                    f_cancel_push = _jd_CancelPushRequest(
+                                        CancelPushRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_cancel_push = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            elif i == 32:
+                                if v.__class__ is dict:
+                                    f_map_publish = _jd_MapPublishRequest(
+                                        MapPublishRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_map_publish = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_map_remove = _jd_MapRemoveRequest(
+                                        MapRemoveRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_map_remove = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                    else:
+                        if i < 36:
+                            if i == 34:
+                                if v.__class__ is dict:
+                                    f_map_read_state = _jd_MapReadStateRequest(
+                                        MapReadStateRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_map_read_state = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_map_read_stream = _jd_MapReadStreamRequest(
+                                        MapReadStreamRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_map_read_stream = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                        else:
+                            if i == 36:
+                                if v.__class__ is dict:
+                                    f_map_stats = _jd_MapStatsRequest(MapStatsRequest, v, depth - 1)
+                                elif v is None:
+                                    f_map_stats = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            elif i == 37:
+                                if v.__class__ is dict:
+                                    f_map_clear = _jd_MapClearRequest(MapClearRequest, v, depth - 1)
+                                elif v is None:
+                                    f_map_clear = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_shared_poll_publish = _jd_SharedPollPublishRequest(
+                                        SharedPollPublishRequest, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_shared_poll_publish = None
+                                else:
+                                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "publish": f_publish,
@@ -2207,21 +2326,18 @@ def _jt_Error(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     f_message: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_Error.get(k)
-                if i is None:
-                    i = _K_Error.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_Error.get(k)
+            if i is None:
+                i = _K_Error.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "code"
                     v, pos = _jr_scan(s, pos)
@@ -2229,22 +2345,19 @@ def _jt_Error(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                         f_code = v
                     elif v is not None:
                         raise _jr_bad_int(v, "uint32", 0, 4294967295)
-                elif i == 1:
+                else:
                     field = "message"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_message = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -2263,16 +2376,17 @@ def _jd_Error(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_Error.get(k)
         if i is None:
             i = _K_Error.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is int and 0 <= v <= 4294967295:
-                f_code = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint32", 0, 4294967295)
-        elif i == 1:
-            if v.__class__ is str:
-                f_message = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is int and 0 <= v <= 4294967295:
+                    f_code = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "uint32", 0, 4294967295)
+            else:
+                if v.__class__ is str:
+                    f_message = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "code": f_code,
@@ -2584,442 +2698,492 @@ def _jt_Reply(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     f_shared_poll_publish: SharedPollPublishResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_Reply.get(k)
+            if i is None:
+                i = _K_Reply.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 20:
+                    if i < 10:
+                        if i < 5:
+                            if i < 2:
+                                if i == 0:
+                                    field = "error"
+                                    if s[pos] == "{":
+                                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_error = None
+                                else:
+                                    field = "publish"
+                                    if s[pos] == "{":
+                                        f_publish, pos = _jt_PublishResult(
+                                            PublishResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_publish = None
+                            else:
+                                if i == 2:
+                                    field = "broadcast"
+                                    if s[pos] == "{":
+                                        f_broadcast, pos = _jt_BroadcastResult(
+                                            BroadcastResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_broadcast = None
+                                elif i == 3:
+                                    field = "subscribe"
+                                    if s[pos] == "{":
+                                        f_subscribe, pos = _jt_SubscribeResult(
+                                            SubscribeResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_subscribe = None
+                                else:
+                                    field = "unsubscribe"
+                                    if s[pos] == "{":
+                                        f_unsubscribe, pos = _jt_UnsubscribeResult(
+                                            UnsubscribeResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_unsubscribe = None
+                        else:
+                            if i < 7:
+                                if i == 5:
+                                    field = "disconnect"
+                                    if s[pos] == "{":
+                                        f_disconnect, pos = _jt_DisconnectResult(
+                                            DisconnectResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_disconnect = None
+                                else:
+                                    field = "presence"
+                                    if s[pos] == "{":
+                                        f_presence, pos = _jt_PresenceResult(
+                                            PresenceResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_presence = None
+                            else:
+                                if i == 7:
+                                    field = "presence_stats"
+                                    if s[pos] == "{":
+                                        f_presence_stats, pos = _jt_PresenceStatsResult(
+                                            PresenceStatsResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_presence_stats = None
+                                elif i == 8:
+                                    field = "history"
+                                    if s[pos] == "{":
+                                        f_history, pos = _jt_HistoryResult(
+                                            HistoryResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_history = None
+                                else:
+                                    field = "history_remove"
+                                    if s[pos] == "{":
+                                        f_history_remove, pos = _jt_HistoryRemoveResult(
+                                            HistoryRemoveResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_history_remove = None
+                    else:
+                        if i < 15:
+                            if i < 12:
+                                if i == 10:
+                                    field = "info"
+                                    if s[pos] == "{":
+                                        f_info, pos = _jt_InfoResult(InfoResult, s, pos, depth - 1)
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_info = None
+                                else:
+                                    field = "rpc"
+                                    if s[pos] == "{":
+                                        f_rpc, pos = _jt_RpcResult(RpcResult, s, pos, depth - 1)
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_rpc = None
+                            else:
+                                if i == 12:
+                                    field = "refresh"
+                                    if s[pos] == "{":
+                                        f_refresh, pos = _jt_RefreshResult(
+                                            RefreshResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_refresh = None
+                                elif i == 13:
+                                    field = "channels"
+                                    if s[pos] == "{":
+                                        f_channels, pos = _jt_ChannelsResult(
+                                            ChannelsResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_channels = None
+                                else:
+                                    field = "connections"
+                                    if s[pos] == "{":
+                                        f_connections, pos = _jt_ConnectionsResult(
+                                            ConnectionsResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_connections = None
+                        else:
+                            if i < 17:
+                                if i == 15:
+                                    field = "update_user_status"
+                                    if s[pos] == "{":
+                                        f_update_user_status, pos = _jt_UpdateUserStatusResult(
+                                            UpdateUserStatusResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_update_user_status = None
+                                else:
+                                    field = "get_user_status"
+                                    if s[pos] == "{":
+                                        f_get_user_status, pos = _jt_GetUserStatusResult(
+                                            GetUserStatusResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_get_user_status = None
+                            else:
+                                if i == 17:
+                                    field = "delete_user_status"
+                                    if s[pos] == "{":
+                                        f_delete_user_status, pos = _jt_DeleteUserStatusResult(
+                                            DeleteUserStatusResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_delete_user_status = None
+                                elif i == 18:
+                                    field = "block_user"
+                                    if s[pos] == "{":
+                                        f_block_user, pos = _jt_BlockUserResult(
+                                            BlockUserResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_block_user = None
+                                else:
+                                    field = "unblock_user"
+                                    if s[pos] == "{":
+                                        f_unblock_user, pos = _jt_UnblockUserResult(
+                                            UnblockUserResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_unblock_user = None
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_Reply.get(k)
-                if i is None:
-                    i = _K_Reply.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                    if i < 30:
+                        if i < 25:
+                            if i < 22:
+                                if i == 20:
+                                    field = "revoke_token"
+                                    if s[pos] == "{":
+                                        f_revoke_token, pos = _jt_RevokeTokenResult(
+                                            RevokeTokenResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_revoke_token = None
+                                else:
+                                    field = "invalidate_user_tokens"
+                                    if s[pos] == "{":
+                                        f_invalidate_user_tokens, pos = (
+                                            _jt_InvalidateUserTokensResult(
+                                                InvalidateUserTokensResult, s, pos, depth - 1
+                                            )
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_invalidate_user_tokens = None
+                            else:
+                                if i == 22:
+                                    field = "device_register"
+                                    if s[pos] == "{":
+                                        f_device_register, pos = _jt_DeviceRegisterResult(
+                                            DeviceRegisterResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_device_register = None
+                                elif i == 23:
+                                    field = "device_update"
+                                    if s[pos] == "{":
+                                        f_device_update, pos = _jt_DeviceUpdateResult(
+                                            DeviceUpdateResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_device_update = None
+                                else:
+                                    field = "device_remove"
+                                    if s[pos] == "{":
+                                        f_device_remove, pos = _jt_DeviceRemoveResult(
+                                            DeviceRemoveResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_device_remove = None
+                        else:
+                            if i < 27:
+                                if i == 25:
+                                    field = "device_list"
+                                    if s[pos] == "{":
+                                        f_device_list, pos = _jt_DeviceListResult(
+                                            DeviceListResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_device_list = None
+                                else:
+                                    field = "device_topic_list"
+                                    if s[pos] == "{":
+                                        f_device_topic_list, pos = _jt_DeviceTopicListResult(
+                                            DeviceTopicListResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_device_topic_list = None
+                            else:
+                                if i == 27:
+                                    field = "device_topic_update"
+                                    if s[pos] == "{":
+                                        f_device_topic_update, pos = _jt_DeviceTopicUpdateResult(
+                                            DeviceTopicUpdateResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_device_topic_update = None
+                                elif i == 28:
+                                    field = "user_topic_list"
+                                    if s[pos] == "{":
+                                        f_user_topic_list, pos = _jt_UserTopicListResult(
+                                            UserTopicListResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_user_topic_list = None
+                                else:
+                                    field = "user_topic_update"
+                                    if s[pos] == "{":
+                                        f_user_topic_update, pos = _jt_UserTopicUpdateResult(
+                                            UserTopicUpdateResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_user_topic_update = None
                     else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                elif i == 1:
-                    field = "publish"
-                    if s[pos] == "{":
-                        f_publish, pos = _jt_PublishResult(PublishResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_publish = None
-                elif i == 2:
-                    field = "broadcast"
-                    if s[pos] == "{":
-                        f_broadcast, pos = _jt_BroadcastResult(BroadcastResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_broadcast = None
-                elif i == 3:
-                    field = "subscribe"
-                    if s[pos] == "{":
-                        f_subscribe, pos = _jt_SubscribeResult(SubscribeResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_subscribe = None
-                elif i == 4:
-                    field = "unsubscribe"
-                    if s[pos] == "{":
-                        f_unsubscribe, pos = _jt_UnsubscribeResult(
-                            UnsubscribeResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_unsubscribe = None
-                elif i == 5:
-                    field = "disconnect"
-                    if s[pos] == "{":
-                        f_disconnect, pos = _jt_DisconnectResult(
-                            DisconnectResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_disconnect = None
-                elif i == 6:
-                    field = "presence"
-                    if s[pos] == "{":
-                        f_presence, pos = _jt_PresenceResult(PresenceResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_presence = None
-                elif i == 7:
-                    field = "presence_stats"
-                    if s[pos] == "{":
-                        f_presence_stats, pos = _jt_PresenceStatsResult(
-                            PresenceStatsResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_presence_stats = None
-                elif i == 8:
-                    field = "history"
-                    if s[pos] == "{":
-                        f_history, pos = _jt_HistoryResult(HistoryResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_history = None
-                elif i == 9:
-                    field = "history_remove"
-                    if s[pos] == "{":
-                        f_history_remove, pos = _jt_HistoryRemoveResult(
-                            HistoryRemoveResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_history_remove = None
-                elif i == 10:
-                    field = "info"
-                    if s[pos] == "{":
-                        f_info, pos = _jt_InfoResult(InfoResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_info = None
-                elif i == 11:
-                    field = "rpc"
-                    if s[pos] == "{":
-                        f_rpc, pos = _jt_RpcResult(RpcResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_rpc = None
-                elif i == 12:
-                    field = "refresh"
-                    if s[pos] == "{":
-                        f_refresh, pos = _jt_RefreshResult(RefreshResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_refresh = None
-                elif i == 13:
-                    field = "channels"
-                    if s[pos] == "{":
-                        f_channels, pos = _jt_ChannelsResult(ChannelsResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_channels = None
-                elif i == 14:
-                    field = "connections"
-                    if s[pos] == "{":
-                        f_connections, pos = _jt_ConnectionsResult(
-                            ConnectionsResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_connections = None
-                elif i == 15:
-                    field = "update_user_status"
-                    if s[pos] == "{":
-                        f_update_user_status, pos = _jt_UpdateUserStatusResult(
-                            UpdateUserStatusResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_update_user_status = None
-                elif i == 16:
-                    field = "get_user_status"
-                    if s[pos] == "{":
-                        f_get_user_status, pos = _jt_GetUserStatusResult(
-                            GetUserStatusResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_get_user_status = None
-                elif i == 17:
-                    field = "delete_user_status"
-                    if s[pos] == "{":
-                        f_delete_user_status, pos = _jt_DeleteUserStatusResult(
-                            DeleteUserStatusResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_delete_user_status = None
-                elif i == 18:
-                    field = "block_user"
-                    if s[pos] == "{":
-                        f_block_user, pos = _jt_BlockUserResult(BlockUserResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_block_user = None
-                elif i == 19:
-                    field = "unblock_user"
-                    if s[pos] == "{":
-                        f_unblock_user, pos = _jt_UnblockUserResult(
-                            UnblockUserResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_unblock_user = None
-                elif i == 20:
-                    field = "revoke_token"
-                    if s[pos] == "{":
-                        f_revoke_token, pos = _jt_RevokeTokenResult(
-                            RevokeTokenResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_revoke_token = None
-                elif i == 21:
-                    field = "invalidate_user_tokens"
-                    if s[pos] == "{":
-                        f_invalidate_user_tokens, pos = _jt_InvalidateUserTokensResult(
-                            InvalidateUserTokensResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_invalidate_user_tokens = None
-                elif i == 22:
-                    field = "device_register"
-                    if s[pos] == "{":
-                        f_device_register, pos = _jt_DeviceRegisterResult(
-                            DeviceRegisterResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_device_register = None
-                elif i == 23:
-                    field = "device_update"
-                    if s[pos] == "{":
-                        f_device_update, pos = _jt_DeviceUpdateResult(
-                            DeviceUpdateResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_device_update = None
-                elif i == 24:
-                    field = "device_remove"
-                    if s[pos] == "{":
-                        f_device_remove, pos = _jt_DeviceRemoveResult(
-                            DeviceRemoveResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_device_remove = None
-                elif i == 25:
-                    field = "device_list"
-                    if s[pos] == "{":
-                        f_device_list, pos = _jt_DeviceListResult(
-                            DeviceListResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_device_list = None
-                elif i == 26:
-                    field = "device_topic_list"
-                    if s[pos] == "{":
-                        f_device_topic_list, pos = _jt_DeviceTopicListResult(
-                            DeviceTopicListResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_device_topic_list = None
-                elif i == 27:
-                    field = "device_topic_update"
-                    if s[pos] == "{":
-                        f_device_topic_update, pos = _jt_DeviceTopicUpdateResult(
-                            DeviceTopicUpdateResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_device_topic_update = None
-                elif i == 28:
-                    field = "user_topic_list"
-                    if s[pos] == "{":
-                        f_user_topic_list, pos = _jt_UserTopicListResult(
-                            UserTopicListResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_user_topic_list = None
-                elif i == 29:
-                    field = "user_topic_update"
-                    if s[pos] == "{":
-                        f_user_topic_update, pos = _jt_UserTopicUpdateResult(
-                            UserTopicUpdateResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_user_topic_update = None
-                elif i == 30:
-                    field = "send_push_notification"
-                    if s[pos] == "{":
-                        f_send_push_notification, pos = _jt_SendPushNotificationResult(
-                            SendPushNotificationResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_send_push_notification = None
-                elif i == 31:
-                    field = "update_push_status"
-                    if s[pos] == "{":
-                        f_update_push_status, pos = _jt_UpdatePushStatusResult(
-                            UpdatePushStatusResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_update_push_status = None
-                elif i == 32:
-                    field = "cancel_push"
-                    if s[pos] == "{":
-                        f_cancel_push, pos = _jt_CancelPushResult(
-                            CancelPushResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_cancel_push = None
-                elif i == 33:
-                    field = "map_publish"
-                    if s[pos] == "{":
-                        f_map_publish, pos = _jt_MapPublishResult(
-                            MapPublishResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_map_publish = None
-                elif i == 34:
-                    field = "map_remove"
-                    if s[pos] == "{":
-                        f_map_remove, pos = _jt_MapRemoveResult(MapRemoveResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_map_remove = None
-                elif i == 35:
-                    field = "map_read_state"
-                    if s[pos] == "{":
-                        f_map_read_state, pos = _jt_MapReadStateResult(
-                            MapReadStateResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_map_read_state = None
-                elif i == 36:
-                    field = "map_read_stream"
-                    if s[pos] == "{":
-                        f_map_read_stream, pos = _jt_MapReadStreamResult(
-                            MapReadStreamResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_map_read_stream = None
-                elif i == 37:
-                    field = "map_stats"
-                    if s[pos] == "{":
-                        f_map_stats, pos = _jt_MapStatsResult(MapStatsResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_map_stats = None
-                elif i == 38:
-                    field = "map_clear"
-                    if s[pos] == "{":
-                        f_map_clear, pos = _jt_MapClearResult(MapClearResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_map_clear = None
-                elif i == 39:
-                    field = "shared_poll_publish"
-                    if s[pos] == "{":
-                        f_shared_poll_publish, pos = _jt_SharedPollPublishResult(
-                            SharedPollPublishResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_shared_poll_publish = None
-                else:
-                    pos = _jr_skip(s, pos)
+                        if i < 35:
+                            if i < 32:
+                                if i == 30:
+                                    field = "send_push_notification"
+                                    if s[pos] == "{":
+                                        f_send_push_notification, pos = (
+                                            _jt_SendPushNotificationResult(
+                                                SendPushNotificationResult, s, pos, depth - 1
+                                            )
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_send_push_notification = None
+                                else:
+                                    field = "update_push_status"
+                                    if s[pos] == "{":
+                                        f_update_push_status, pos = _jt_UpdatePushStatusResult(
+                                            UpdatePushStatusResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_update_push_status = None
+                            else:
+                                if i == 32:
+                                    field = "cancel_push"
+                                    if s[pos] == "{":
+                                        f_cancel_push, pos = _jt_CancelPushResult(
+                                            CancelPushResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_cancel_push = None
+                                elif i == 33:
+                                    field = "map_publish"
+                                    if s[pos] == "{":
+                                        f_map_publish, pos = _jt_MapPublishResult(
+                                            MapPublishResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_map_publish = None
+                                else:
+                                    field = "map_remove"
+                                    if s[pos] == "{":
+                                        f_map_remove, pos = _jt_MapRemoveResult(
+                                            MapRemoveResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_map_remove = None
+                        else:
+                            if i < 37:
+                                if i == 35:
+                                    field = "map_read_state"
+                                    if s[pos] == "{":
+                                        f_map_read_state, pos = _jt_MapReadStateResult(
+                                            MapReadStateResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_map_read_state = None
+                                else:
+                                    field = "map_read_stream"
+                                    if s[pos] == "{":
+                                        f_map_read_stream, pos = _jt_MapReadStreamResult(
+                                            MapReadStreamResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_map_read_stream = None
+                            else:
+                                if i == 37:
+                                    field = "map_stats"
+                                    if s[pos] == "{":
+                                        f_map_stats, pos = _jt_MapStatsResult(
+                                            MapStatsResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_map_stats = None
+                                elif i == 38:
+                                    field = "map_clear"
+                                    if s[pos] == "{":
+                                        f_map_clear, pos = _jt_MapClearResult(
+                                            MapClearResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_map_clear = None
+                                else:
+                                    field = "shared_poll_publish"
+                                    if s[pos] == "{":
+                                        f_shared_poll_publish, pos = _jt_SharedPollPublishResult(
+                                            SharedPollPublishResult, s, pos, depth - 1
+                                        )
+                                    else:
+                                        v, pos = _jr_scan(s, pos)
+                                        if v is not None:
+                                            raise _jr_wrong(v, "an object")
+                                        f_shared_poll_publish = None
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -3114,300 +3278,373 @@ def _jd_Reply(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_Reply.get(k)
         if i is None:
             i = _K_Reply.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i < 20:
+                if i < 10:
+                    if i < 5:
+                        if i < 2:
+                            if i == 0:
+                                if v.__class__ is dict:
+                                    f_error = _jd_Error(Error, v, depth - 1)
+                                elif v is None:
+                                    f_error = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_publish = _jd_PublishResult(PublishResult, v, depth - 1)
+                                elif v is None:
+                                    f_publish = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                        else:
+                            if i == 2:
+                                if v.__class__ is dict:
+                                    f_broadcast = _jd_BroadcastResult(BroadcastResult, v, depth - 1)
+                                elif v is None:
+                                    f_broadcast = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            elif i == 3:
+                                if v.__class__ is dict:
+                                    f_subscribe = _jd_SubscribeResult(SubscribeResult, v, depth - 1)
+                                elif v is None:
+                                    f_subscribe = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_unsubscribe = _jd_UnsubscribeResult(
+                                        UnsubscribeResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_unsubscribe = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                    else:
+                        if i < 7:
+                            if i == 5:
+                                if v.__class__ is dict:
+                                    f_disconnect = _jd_DisconnectResult(
+                                        DisconnectResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_disconnect = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_presence = _jd_PresenceResult(PresenceResult, v, depth - 1)
+                                elif v is None:
+                                    f_presence = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                        else:
+                            if i == 7:
+                                if v.__class__ is dict:
+                                    f_presence_stats = _jd_PresenceStatsResult(
+                                        PresenceStatsResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_presence_stats = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            elif i == 8:
+                                if v.__class__ is dict:
+                                    f_history = _jd_HistoryResult(HistoryResult, v, depth - 1)
+                                elif v is None:
+                                    f_history = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_history_remove = _jd_HistoryRemoveResult(
+                                        HistoryRemoveResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_history_remove = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                else:
+                    if i < 15:
+                        if i < 12:
+                            if i == 10:
+                                if v.__class__ is dict:
+                                    f_info = _jd_InfoResult(InfoResult, v, depth - 1)
+                                elif v is None:
+                                    f_info = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_rpc = _jd_RpcResult(RpcResult, v, depth - 1)
+                                elif v is None:
+                                    f_rpc = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                        else:
+                            if i == 12:
+                                if v.__class__ is dict:
+                                    f_refresh = _jd_RefreshResult(RefreshResult, v, depth - 1)
+                                elif v is None:
+                                    f_refresh = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            elif i == 13:
+                                if v.__class__ is dict:
+                                    f_channels = _jd_ChannelsResult(ChannelsResult, v, depth - 1)
+                                elif v is None:
+                                    f_channels = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_connections = _jd_ConnectionsResult(
+                                        ConnectionsResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_connections = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                    else:
+                        if i < 17:
+                            if i == 15:
+                                if v.__class__ is dict:
+                                    f_update_user_status = _jd_UpdateUserStatusResult(
+                                        UpdateUserStatusResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_update_user_status = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_get_user_status = _jd_GetUserStatusResult(
+                                        GetUserStatusResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_get_user_status = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                        else:
+                            if i == 17:
+                                if v.__class__ is dict:
+                                    f_delete_user_status = _jd_DeleteUserStatusResult(
+                                        DeleteUserStatusResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_delete_user_status = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            elif i == 18:
+                                if v.__class__ is dict:
+                                    f_block_user = _jd_BlockUserResult(
+                                        BlockUserResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_block_user = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_unblock_user = _jd_UnblockUserResult(
+                                        UnblockUserResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_unblock_user = None
+                                else:
+                                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_publish = _jd_PublishResult(PublishResult, v, depth - 1)
-            elif v is None:
-                f_publish = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 2:
-            if v.__class__ is dict:
-                f_broadcast = _jd_BroadcastResult(BroadcastResult, v, depth - 1)
-            elif v is None:
-                f_broadcast = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 3:
-            if v.__class__ is dict:
-                f_subscribe = _jd_SubscribeResult(SubscribeResult, v, depth - 1)
-            elif v is None:
-                f_subscribe = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 4:
-            if v.__class__ is dict:
-                f_unsubscribe = _jd_UnsubscribeResult(UnsubscribeResult, v, depth - 1)
-            elif v is None:
-                f_unsubscribe = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 5:
-            if v.__class__ is dict:
-                f_disconnect = _jd_DisconnectResult(DisconnectResult, v, depth - 1)
-            elif v is None:
-                f_disconnect = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 6:
-            if v.__class__ is dict:
-                f_presence = _jd_PresenceResult(PresenceResult, v, depth - 1)
-            elif v is None:
-                f_presence = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 7:
-            if v.__class__ is dict:
-                f_presence_stats = _jd_PresenceStatsResult(PresenceStatsResult, v, depth - 1)
-            elif v is None:
-                f_presence_stats = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 8:
-            if v.__class__ is dict:
-                f_history = _jd_HistoryResult(HistoryResult, v, depth - 1)
-            elif v is None:
-                f_history = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 9:
-            if v.__class__ is dict:
-                f_history_remove = _jd_HistoryRemoveResult(HistoryRemoveResult, v, depth - 1)
-            elif v is None:
-                f_history_remove = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 10:
-            if v.__class__ is dict:
-                f_info = _jd_InfoResult(InfoResult, v, depth - 1)
-            elif v is None:
-                f_info = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 11:
-            if v.__class__ is dict:
-                f_rpc = _jd_RpcResult(RpcResult, v, depth - 1)
-            elif v is None:
-                f_rpc = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 12:
-            if v.__class__ is dict:
-                f_refresh = _jd_RefreshResult(RefreshResult, v, depth - 1)
-            elif v is None:
-                f_refresh = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 13:
-            if v.__class__ is dict:
-                f_channels = _jd_ChannelsResult(ChannelsResult, v, depth - 1)
-            elif v is None:
-                f_channels = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 14:
-            if v.__class__ is dict:
-                f_connections = _jd_ConnectionsResult(ConnectionsResult, v, depth - 1)
-            elif v is None:
-                f_connections = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 15:
-            if v.__class__ is dict:
-                f_update_user_status = _jd_UpdateUserStatusResult(
-                    UpdateUserStatusResult, v, depth - 1
-                )
-            elif v is None:
-                f_update_user_status = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 16:
-            if v.__class__ is dict:
-                f_get_user_status = _jd_GetUserStatusResult(GetUserStatusResult, v, depth - 1)
-            elif v is None:
-                f_get_user_status = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 17:
-            if v.__class__ is dict:
-                f_delete_user_status = _jd_DeleteUserStatusResult(
-                    DeleteUserStatusResult, v, depth - 1
-                )
-            elif v is None:
-                f_delete_user_status = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 18:
-            if v.__class__ is dict:
-                f_block_user = _jd_BlockUserResult(BlockUserResult, v, depth - 1)
-            elif v is None:
-                f_block_user = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 19:
-            if v.__class__ is dict:
-                f_unblock_user = _jd_UnblockUserResult(UnblockUserResult, v, depth - 1)
-            elif v is None:
-                f_unblock_user = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 20:
-            if v.__class__ is dict:
-                f_revoke_token = _jd_RevokeTokenResult(RevokeTokenResult, v, depth - 1)
-            elif v is None:
-                f_revoke_token = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 21:
-            if v.__class__ is dict:
-                f_invalidate_user_tokens = _jd_InvalidateUserTokensResult(
-                    InvalidateUserTokensResult, v, depth - 1
-                )
-            elif v is None:
-                f_invalidate_user_tokens = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 22:
-            if v.__class__ is dict:
-                f_device_register = _jd_DeviceRegisterResult(DeviceRegisterResult, v, depth - 1)
-            elif v is None:
-                f_device_register = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 23:
-            if v.__class__ is dict:
-                f_device_update = _jd_DeviceUpdateResult(DeviceUpdateResult, v, depth - 1)
-            elif v is None:
-                f_device_update = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 24:
-            if v.__class__ is dict:
-                f_device_remove = _jd_DeviceRemoveResult(DeviceRemoveResult, v, depth - 1)
-            elif v is None:
-                f_device_remove = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 25:
-            if v.__class__ is dict:
-                f_device_list = _jd_DeviceListResult(DeviceListResult, v, depth - 1)
-            elif v is None:
-                f_device_list = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 26:
-            if v.__class__ is dict:
-                f_device_topic_list = _jd_DeviceTopicListResult(DeviceTopicListResult, v, depth - 1)
-            elif v is None:
-                f_device_topic_list = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 27:
-            if v.__class__ is dict:
-                f_device_topic_update = _jd_DeviceTopicUpdateResult(
-                    DeviceTopicUpdateResult, v, depth - 1
-                )
-            elif v is None:
-                f_device_topic_update = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 28:
-            if v.__class__ is dict:
-                f_user_topic_list = _jd_UserTopicListResult(UserTopicListResult, v, depth - 1)
-            elif v is None:
-                f_user_topic_list = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 29:
-            if v.__class__ is dict:
-                f_user_topic_update = _jd_UserTopicUpdateResult(UserTopicUpdateResult, v, depth - 1)
-            elif v is None:
-                f_user_topic_update = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 30:
-            if v.__class__ is dict:
-                f_send_push_notification = _jd_SendPushNotificationResult(
-                    SendPushNotificationResult, v, depth - 1
-                )
-            elif v is None:
-                f_send_push_notification = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 31:
-            if v.__class__ is dict:
-                f_update_push_status = _jd_UpdatePushStatusResult(
-                    UpdatePushStatusResult, v, depth - 1
-                )
-            elif v is None:
-                f_update_push_status = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 32:
-            if v.__class__ is dict:
-                f_cancel_push = _jd_CancelPushResult(CancelPushResult, v, depth - 1)
-            elif v is None:
-                f_cancel_push = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 33:
-            if v.__class__ is dict:
-                f_map_publish = _jd_MapPublishResult(MapPublishResult, v, depth - 1)
-            elif v is None:
-                f_map_publish = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 34:
-            if v.__class__ is dict:
-                f_map_remove = _jd_MapRemoveResult(MapRemoveResult, v, depth - 1)
-            elif v is None:
-                f_map_remove = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 35:
-            if v.__class__ is dict:
-                f_map_read_state = _jd_MapReadStateResult(MapReadStateResult, v, depth - 1)
-            elif v is None:
-                f_map_read_state = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 36:
-            if v.__class__ is dict:
-                f_map_read_stream = _jd_MapReadStreamResult(MapReadStreamResult, v, depth - 1)
-            elif v is None:
-                f_map_read_stream = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 37:
-            if v.__class__ is dict:
-                f_map_stats = _jd_MapStatsResult(MapStatsResult, v, depth - 1)
-            elif v is None:
-                f_map_stats = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 38:
-            if v.__class__ is dict:
-                f_map_clear = _jd_MapClearResult(MapClearResult, v, depth - 1)
-            elif v is None:
-                f_map_clear = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 39:
-            if v.__class__ is dict:
-                f_shared_poll_publish = _jd_SharedPollPublishResult(
-                    SharedPollPublishResult, v, depth - 1
-                )
-            elif v is None:
-                f_shared_poll_publish = None
-            else:
-                raise _jr_Fail("wrong type")
+                if i < 30:
+                    if i < 25:
+                        if i < 22:
+                            if i == 20:
+                                if v.__class__ is dict:
+                                    f_revoke_token = _jd_RevokeTokenResult(
+                                        RevokeTokenResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_revoke_token = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_invalidate_user_tokens = _jd_InvalidateUserTokensResult(
+                                        InvalidateUserTokensResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_invalidate_user_tokens = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                        else:
+                            if i == 22:
+                                if v.__class__ is dict:
+                                    f_device_register = _jd_DeviceRegisterResult(
+                                        DeviceRegisterResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_device_register = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            elif i == 23:
+                                if v.__class__ is dict:
+                                    f_device_update = _jd_DeviceUpdateResult(
+                                        DeviceUpdateResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_device_update = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_device_remove = _jd_DeviceRemoveResult(
+                                        DeviceRemoveResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_device_remove = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                    else:
+                        if i < 27:
+                            if i == 25:
+                                if v.__class__ is dict:
+                                    f_device_list = _jd_DeviceListResult(
+                                        DeviceListResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_device_list = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_device_topic_list = _jd_DeviceTopicListResult(
+                                        DeviceTopicListResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_device_topic_list = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                        else:
+                            if i == 27:
+                                if v.__class__ is dict:
+                                    f_device_topic_update = _jd_DeviceTopicUpdateResult(
+                                        DeviceTopicUpdateResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_device_topic_update = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            elif i == 28:
+                                if v.__class__ is dict:
+                                    f_user_topic_list = _jd_UserTopicListResult(
+                                        UserTopicListResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_user_topic_list = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_user_topic_update = _jd_UserTopicUpdateResult(
+                                        UserTopicUpdateResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_user_topic_update = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                else:
+                    if i < 35:
+                        if i < 32:
+                            if i == 30:
+                                if v.__class__ is dict:
+                                    f_send_push_notification = _jd_SendPushNotificationResult(
+                                        SendPushNotificationResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_send_push_notification = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_update_push_status = _jd_UpdatePushStatusResult(
+                                        UpdatePushStatusResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_update_push_status = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                        else:
+                            if i == 32:
+                                if v.__class__ is dict:
+                                    f_cancel_push = _jd_CancelPushResult(
+                                        CancelPushResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_cancel_push = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            elif i == 33:
+                                if v.__class__ is dict:
+                                    f_map_publish = _jd_MapPublishResult(
+                                        MapPublishResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_map_publish = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_map_remove = _jd_MapRemoveResult(
+                                        MapRemoveResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_map_remove = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                    else:
+                        if i < 37:
+                            if i == 35:
+                                if v.__class__ is dict:
+                                    f_map_read_state = _jd_MapReadStateResult(
+                                        MapReadStateResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_map_read_state = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_map_read_stream = _jd_MapReadStreamResult(
+                                        MapReadStreamResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_map_read_stream = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                        else:
+                            if i == 37:
+                                if v.__class__ is dict:
+                                    f_map_stats = _jd_MapStatsResult(MapStatsResult, v, depth - 1)
+                                elif v is None:
+                                    f_map_stats = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            elif i == 38:
+                                if v.__class__ is dict:
+                                    f_map_clear = _jd_MapClearResult(MapClearResult, v, depth - 1)
+                                elif v is None:
+                                    f_map_clear = None
+                                else:
+                                    raise _jr_Fail("wrong type")
+                            else:
+                                if v.__class__ is dict:
+                                    f_shared_poll_publish = _jd_SharedPollPublishResult(
+                                        SharedPollPublishResult, v, depth - 1
+                                    )
+                                elif v is None:
+                                    f_shared_poll_publish = None
+                                else:
+                                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -3477,21 +3714,18 @@ def _jt_BatchRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
     f_parallel: bool = False
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_BatchRequest.get(k)
-                if i is None:
-                    i = _K_BatchRequest.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_BatchRequest.get(k)
+            if i is None:
+                i = _K_BatchRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "commands"
                     if s[pos] == "[":
@@ -3501,22 +3735,19 @@ def _jt_BatchRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
                         if v is not None:
                             raise _jr_wrong(v, "an array")
                         f_commands = []
-                elif i == 1:
+                else:
                     field = "parallel"
                     v, pos = _jr_scan(s, pos)
                     if v is True or v is False:
                         f_parallel = v
                     elif v is not None:
                         raise _jr_wrong(v, "true or false")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -3535,18 +3766,19 @@ def _jd_BatchRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_BatchRequest.get(k)
         if i is None:
             i = _K_BatchRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is list:
-                f_commands = _jr_dict_array(v, _jd_Command, Command, depth - 1)
-            elif v is None:
-                f_commands = []
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is list:
+                    f_commands = _jr_dict_array(v, _jd_Command, Command, depth - 1)
+                elif v is None:
+                    f_commands = []
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v is True or v is False:
-                f_parallel = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
+                if v is True or v is False:
+                    f_parallel = v
+                elif v is not None:
+                    raise _jr_wrong(v, "true or false")
     obj = _new(cls)
     obj.__dict__ = {
         "commands": f_commands,
@@ -3573,39 +3805,32 @@ def _jt_BatchResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
     f_replies: list[Reply] = []
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_BatchResponse.get(k)
+            if i is None:
+                i = _K_BatchResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "replies"
+                if s[pos] == "[":
+                    f_replies, pos = _jr_array(s, pos, _jt_Reply, Reply, depth - 1)
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_BatchResponse.get(k)
-                if i is None:
-                    i = _K_BatchResponse.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "replies"
-                    if s[pos] == "[":
-                        f_replies, pos = _jr_array(s, pos, _jt_Reply, Reply, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an array")
-                        f_replies = []
-                else:
-                    pos = _jr_skip(s, pos)
+                    v, pos = _jr_scan(s, pos)
+                    if v is not None:
+                        raise _jr_wrong(v, "an array")
+                    f_replies = []
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -3622,7 +3847,7 @@ def _jd_BatchResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_BatchResponse.get(k)
         if i is None:
             i = _K_BatchResponse.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is list:
                 f_replies = _jr_dict_array(v, _jd_Reply, Reply, depth - 1)
             elif v is None:
@@ -3696,93 +3921,93 @@ def _jt_PublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
     f_version_epoch: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_PublishRequest.get(k)
-                if i is None:
-                    i = _K_PublishRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "channel"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_channel = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "data"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_data = s[start:pos].encode()
-                elif i == 2:
-                    field = "b64data"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_b64data = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "skip_history"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_skip_history = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 4:
-                    field = "tags"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_tags = _jr_mapping(v, _jr_check_str)
-                    elif v is None:
-                        f_tags = {}
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_PublishRequest.get(k)
+            if i is None:
+                i = _K_PublishRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 4:
+                    if i < 2:
+                        if i == 0:
+                            field = "channel"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_channel = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "data"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_data = s[start:pos].encode()
                     else:
-                        raise _jr_wrong(v, "an object")
-                elif i == 5:
-                    field = "idempotency_key"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_idempotency_key = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 6:
-                    field = "delta"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_delta = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 7:
-                    field = "version"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                        f_version = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                elif i == 8:
-                    field = "version_epoch"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_version_epoch = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                        if i == 2:
+                            field = "b64data"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "skip_history"
+                            v, pos = _jr_scan(s, pos)
+                            if v is True or v is False:
+                                f_skip_history = v
+                            elif v is not None:
+                                raise _jr_wrong(v, "true or false")
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i < 6:
+                        if i == 4:
+                            field = "tags"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is dict:
+                                f_tags = _jr_mapping(v, _jr_check_str)
+                            elif v is None:
+                                f_tags = {}
+                            else:
+                                raise _jr_wrong(v, "an object")
+                        else:
+                            field = "idempotency_key"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_idempotency_key = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                    else:
+                        if i == 6:
+                            field = "delta"
+                            v, pos = _jr_scan(s, pos)
+                            if v is True or v is False:
+                                f_delta = v
+                            elif v is not None:
+                                raise _jr_wrong(v, "true or false")
+                        elif i == 7:
+                            field = "version"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                                f_version = v
+                            elif v is not None:
+                                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                        else:
+                            field = "version_epoch"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_version_epoch = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -3815,50 +4040,57 @@ def _jd_PublishRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_PublishRequest.get(k)
         if i is None:
             i = _K_PublishRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_channel = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            f_data = _jr_raw_dumps(v)
-        elif i == 2:
-            if v.__class__ is str:
-                f_b64data = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v is True or v is False:
-                f_skip_history = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 4:
-            if v.__class__ is dict:
-                f_tags = _jr_mapping(v, _jr_check_str)
-            elif v is None:
-                f_tags = {}
+        if i >= 0:
+            if i < 4:
+                if i < 2:
+                    if i == 0:
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        f_data = _jr_raw_dumps(v)
+                else:
+                    if i == 2:
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v is True or v is False:
+                            f_skip_history = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
             else:
-                raise _jr_wrong(v, "an object")
-        elif i == 5:
-            if v.__class__ is str:
-                f_idempotency_key = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 6:
-            if v is True or v is False:
-                f_delta = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 7:
-            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                f_version = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-        elif i == 8:
-            if v.__class__ is str:
-                f_version_epoch = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+                if i < 6:
+                    if i == 4:
+                        if v.__class__ is dict:
+                            f_tags = _jr_mapping(v, _jr_check_str)
+                        elif v is None:
+                            f_tags = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
+                    else:
+                        if v.__class__ is str:
+                            f_idempotency_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 6:
+                        if v is True or v is False:
+                            f_delta = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    elif i == 7:
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_version = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                    else:
+                        if v.__class__ is str:
+                            f_version_epoch = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "channel": f_channel,
@@ -3901,21 +4133,18 @@ def _jt_PublishResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
     f_result: PublishResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_PublishResponse.get(k)
-                if i is None:
-                    i = _K_PublishResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_PublishResponse.get(k)
+            if i is None:
+                i = _K_PublishResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -3925,7 +4154,7 @@ def _jt_PublishResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_PublishResult(PublishResult, s, pos, depth - 1)
@@ -3934,15 +4163,12 @@ def _jt_PublishResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -3961,20 +4187,21 @@ def _jd_PublishResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_PublishResponse.get(k)
         if i is None:
             i = _K_PublishResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_PublishResult(PublishResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_PublishResult(PublishResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -4008,21 +4235,18 @@ def _jt_PublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
     f_epoch: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_PublishResult.get(k)
-                if i is None:
-                    i = _K_PublishResult.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_PublishResult.get(k)
+            if i is None:
+                i = _K_PublishResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "offset"
                     v, pos = _jr_scan(s, pos)
@@ -4030,22 +4254,19 @@ def _jt_PublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                         f_offset = v
                     elif v is not None:
                         raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                elif i == 1:
+                else:
                     field = "epoch"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_epoch = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -4064,16 +4285,17 @@ def _jd_PublishResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_PublishResult.get(k)
         if i is None:
             i = _K_PublishResult.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                f_offset = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-        elif i == 1:
-            if v.__class__ is str:
-                f_epoch = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                    f_offset = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+            else:
+                if v.__class__ is str:
+                    f_epoch = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "offset": f_offset,
@@ -4142,95 +4364,95 @@ def _jt_BroadcastRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
     f_version_epoch: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_BroadcastRequest.get(k)
-                if i is None:
-                    i = _K_BroadcastRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "channels"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_channels = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_channels = []
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_BroadcastRequest.get(k)
+            if i is None:
+                i = _K_BroadcastRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 4:
+                    if i < 2:
+                        if i == 0:
+                            field = "channels"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is list:
+                                f_channels = _jr_values(v, _jr_check_str)
+                            elif v is None:
+                                f_channels = []
+                            else:
+                                raise _jr_wrong(v, "an array")
+                        else:
+                            field = "data"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_data = s[start:pos].encode()
                     else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 1:
-                    field = "data"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_data = s[start:pos].encode()
-                elif i == 2:
-                    field = "b64data"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_b64data = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "skip_history"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_skip_history = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 4:
-                    field = "tags"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_tags = _jr_mapping(v, _jr_check_str)
-                    elif v is None:
-                        f_tags = {}
-                    else:
-                        raise _jr_wrong(v, "an object")
-                elif i == 5:
-                    field = "idempotency_key"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_idempotency_key = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 6:
-                    field = "delta"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_delta = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 7:
-                    field = "version"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                        f_version = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                elif i == 8:
-                    field = "version_epoch"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_version_epoch = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                        if i == 2:
+                            field = "b64data"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "skip_history"
+                            v, pos = _jr_scan(s, pos)
+                            if v is True or v is False:
+                                f_skip_history = v
+                            elif v is not None:
+                                raise _jr_wrong(v, "true or false")
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i < 6:
+                        if i == 4:
+                            field = "tags"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is dict:
+                                f_tags = _jr_mapping(v, _jr_check_str)
+                            elif v is None:
+                                f_tags = {}
+                            else:
+                                raise _jr_wrong(v, "an object")
+                        else:
+                            field = "idempotency_key"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_idempotency_key = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                    else:
+                        if i == 6:
+                            field = "delta"
+                            v, pos = _jr_scan(s, pos)
+                            if v is True or v is False:
+                                f_delta = v
+                            elif v is not None:
+                                raise _jr_wrong(v, "true or false")
+                        elif i == 7:
+                            field = "version"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                                f_version = v
+                            elif v is not None:
+                                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                        else:
+                            field = "version_epoch"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_version_epoch = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -4263,52 +4485,59 @@ def _jd_BroadcastRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_BroadcastRequest.get(k)
         if i is None:
             i = _K_BroadcastRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is list:
-                f_channels = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_channels = []
+        if i >= 0:
+            if i < 4:
+                if i < 2:
+                    if i == 0:
+                        if v.__class__ is list:
+                            f_channels = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_channels = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                    else:
+                        f_data = _jr_raw_dumps(v)
+                else:
+                    if i == 2:
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v is True or v is False:
+                            f_skip_history = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
             else:
-                raise _jr_wrong(v, "an array")
-        elif i == 1:
-            f_data = _jr_raw_dumps(v)
-        elif i == 2:
-            if v.__class__ is str:
-                f_b64data = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v is True or v is False:
-                f_skip_history = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 4:
-            if v.__class__ is dict:
-                f_tags = _jr_mapping(v, _jr_check_str)
-            elif v is None:
-                f_tags = {}
-            else:
-                raise _jr_wrong(v, "an object")
-        elif i == 5:
-            if v.__class__ is str:
-                f_idempotency_key = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 6:
-            if v is True or v is False:
-                f_delta = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 7:
-            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                f_version = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-        elif i == 8:
-            if v.__class__ is str:
-                f_version_epoch = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+                if i < 6:
+                    if i == 4:
+                        if v.__class__ is dict:
+                            f_tags = _jr_mapping(v, _jr_check_str)
+                        elif v is None:
+                            f_tags = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
+                    else:
+                        if v.__class__ is str:
+                            f_idempotency_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 6:
+                        if v is True or v is False:
+                            f_delta = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    elif i == 7:
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_version = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                    else:
+                        if v.__class__ is str:
+                            f_version_epoch = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "channels": f_channels,
@@ -4351,21 +4580,18 @@ def _jt_BroadcastResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
     f_result: BroadcastResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_BroadcastResponse.get(k)
-                if i is None:
-                    i = _K_BroadcastResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_BroadcastResponse.get(k)
+            if i is None:
+                i = _K_BroadcastResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -4375,7 +4601,7 @@ def _jt_BroadcastResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_BroadcastResult(BroadcastResult, s, pos, depth - 1)
@@ -4384,15 +4610,12 @@ def _jt_BroadcastResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -4411,20 +4634,21 @@ def _jd_BroadcastResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_BroadcastResponse.get(k)
         if i is None:
             i = _K_BroadcastResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_BroadcastResult(BroadcastResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_BroadcastResult(BroadcastResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -4453,41 +4677,34 @@ def _jt_BroadcastResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
     f_responses: list[PublishResponse] = []
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_BroadcastResult.get(k)
+            if i is None:
+                i = _K_BroadcastResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "responses"
+                if s[pos] == "[":
+                    f_responses, pos = _jr_array(
+                        s, pos, _jt_PublishResponse, PublishResponse, depth - 1
+                    )
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_BroadcastResult.get(k)
-                if i is None:
-                    i = _K_BroadcastResult.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "responses"
-                    if s[pos] == "[":
-                        f_responses, pos = _jr_array(
-                            s, pos, _jt_PublishResponse, PublishResponse, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an array")
-                        f_responses = []
-                else:
-                    pos = _jr_skip(s, pos)
+                    v, pos = _jr_scan(s, pos)
+                    if v is not None:
+                        raise _jr_wrong(v, "an array")
+                    f_responses = []
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -4504,7 +4721,7 @@ def _jd_BroadcastResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_BroadcastResult.get(k)
         if i is None:
             i = _K_BroadcastResult.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is list:
                 f_responses = _jr_dict_array(v, _jd_PublishResponse, PublishResponse, depth - 1)
             elif v is None:
@@ -4563,76 +4780,72 @@ def _jt_FilterNode(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
     f_nodes: list[FilterNode] = []
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_FilterNode.get(k)
-                if i is None:
-                    i = _K_FilterNode.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "op"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_op = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "key"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_key = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "cmp"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_cmp = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "val"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_val = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 4:
-                    field = "vals"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_vals = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_vals = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 5:
-                    field = "nodes"
-                    if s[pos] == "[":
-                        f_nodes, pos = _jr_array(s, pos, _jt_FilterNode, FilterNode, depth - 1)
-                    else:
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_FilterNode.get(k)
+            if i is None:
+                i = _K_FilterNode.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 3:
+                    if i == 0:
+                        field = "op"
                         v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an array")
-                        f_nodes = []
+                        if v.__class__ is str:
+                            f_op = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 1:
+                        field = "key"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        field = "cmp"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_cmp = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i == 3:
+                        field = "val"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_val = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "vals"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_vals = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_vals = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                    else:
+                        field = "nodes"
+                        if s[pos] == "[":
+                            f_nodes, pos = _jr_array(s, pos, _jt_FilterNode, FilterNode, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an array")
+                            f_nodes = []
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -4661,40 +4874,43 @@ def _jd_FilterNode(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_FilterNode.get(k)
         if i is None:
             i = _K_FilterNode.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_op = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_key = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is str:
-                f_cmp = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v.__class__ is str:
-                f_val = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 4:
-            if v.__class__ is list:
-                f_vals = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_vals = []
+        if i >= 0:
+            if i < 3:
+                if i == 0:
+                    if v.__class__ is str:
+                        f_op = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 1:
+                    if v.__class__ is str:
+                        f_key = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                else:
+                    if v.__class__ is str:
+                        f_cmp = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
             else:
-                raise _jr_wrong(v, "an array")
-        elif i == 5:
-            if v.__class__ is list:
-                f_nodes = _jr_dict_array(v, _jd_FilterNode, FilterNode, depth - 1)
-            elif v is None:
-                f_nodes = []
-            else:
-                raise _jr_Fail("wrong type")
+                if i == 3:
+                    if v.__class__ is str:
+                        f_val = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    if v.__class__ is list:
+                        f_vals = _jr_values(v, _jr_check_str)
+                    elif v is None:
+                        f_vals = []
+                    else:
+                        raise _jr_wrong(v, "an array")
+                else:
+                    if v.__class__ is list:
+                        f_nodes = _jr_dict_array(v, _jd_FilterNode, FilterNode, depth - 1)
+                    elif v is None:
+                        f_nodes = []
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "op": f_op,
@@ -4795,125 +5011,136 @@ def _jt_SubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
     f_all_users: bool = False
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_SubscribeRequest.get(k)
+            if i is None:
+                i = _K_SubscribeRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 6:
+                    if i < 3:
+                        if i == 0:
+                            field = "channel"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_channel = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        elif i == 1:
+                            field = "user"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_user = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "expire_at"
+                            v, pos = _jr_scan(s, pos)
+                            if (
+                                v.__class__ is int
+                                and -9223372036854775808 <= v <= 9223372036854775807
+                            ):
+                                f_expire_at = v
+                            elif v is not None:
+                                raise _jr_bad_int(
+                                    v, "int64", -9223372036854775808, 9223372036854775807
+                                )
+                    else:
+                        if i == 3:
+                            field = "info"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_info = s[start:pos].encode()
+                        elif i == 4:
+                            field = "b64info"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_b64info = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "client"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_client = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_SubscribeRequest.get(k)
-                if i is None:
-                    i = _K_SubscribeRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "channel"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_channel = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "user"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "expire_at"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_expire_at = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                elif i == 3:
-                    field = "info"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_info = s[start:pos].encode()
-                elif i == 4:
-                    field = "b64info"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_b64info = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 5:
-                    field = "client"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_client = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 6:
-                    field = "data"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_data = s[start:pos].encode()
-                elif i == 7:
-                    field = "b64data"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_b64data = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 8:
-                    field = "recover_since"
-                    if s[pos] == "{":
-                        f_recover_since, pos = _jt_StreamPosition(StreamPosition, s, pos, depth - 1)
+                    if i < 9:
+                        if i == 6:
+                            field = "data"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_data = s[start:pos].encode()
+                        elif i == 7:
+                            field = "b64data"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "recover_since"
+                            if s[pos] == "{":
+                                f_recover_since, pos = _jt_StreamPosition(
+                                    StreamPosition, s, pos, depth - 1
+                                )
+                            else:
+                                v, pos = _jr_scan(s, pos)
+                                if v is not None:
+                                    raise _jr_wrong(v, "an object")
+                                f_recover_since = None
                     else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_recover_since = None
-                elif i == 9:
-                    field = "override"
-                    if s[pos] == "{":
-                        f_override, pos = _jt_SubscribeOptionOverride(
-                            SubscribeOptionOverride, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_override = None
-                elif i == 10:
-                    field = "session"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_session = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 11:
-                    field = "label_filter"
-                    if s[pos] == "{":
-                        f_label_filter, pos = _jt_FilterNode(FilterNode, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_label_filter = None
-                elif i == 12:
-                    field = "all_users"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_all_users = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                else:
-                    pos = _jr_skip(s, pos)
+                        if i < 11:
+                            if i == 9:
+                                field = "override"
+                                if s[pos] == "{":
+                                    f_override, pos = _jt_SubscribeOptionOverride(
+                                        SubscribeOptionOverride, s, pos, depth - 1
+                                    )
+                                else:
+                                    v, pos = _jr_scan(s, pos)
+                                    if v is not None:
+                                        raise _jr_wrong(v, "an object")
+                                    f_override = None
+                            else:
+                                field = "session"
+                                v, pos = _jr_scan(s, pos)
+                                if v.__class__ is str:
+                                    f_session = v if v.isascii() else _jr_text(v)
+                                elif v is not None:
+                                    raise _jr_wrong(v, "a string")
+                        else:
+                            if i == 11:
+                                field = "label_filter"
+                                if s[pos] == "{":
+                                    f_label_filter, pos = _jt_FilterNode(
+                                        FilterNode, s, pos, depth - 1
+                                    )
+                                else:
+                                    v, pos = _jr_scan(s, pos)
+                                    if v is not None:
+                                        raise _jr_wrong(v, "an object")
+                                    f_label_filter = None
+                            else:
+                                field = "all_users"
+                                v, pos = _jr_scan(s, pos)
+                                if v is True or v is False:
+                                    f_all_users = v
+                                elif v is not None:
+                                    raise _jr_wrong(v, "true or false")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -4954,71 +5181,82 @@ def _jd_SubscribeRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_SubscribeRequest.get(k)
         if i is None:
             i = _K_SubscribeRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_channel = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_expire_at = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-        elif i == 3:
-            f_info = _jr_raw_dumps(v)
-        elif i == 4:
-            if v.__class__ is str:
-                f_b64info = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 5:
-            if v.__class__ is str:
-                f_client = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 6:
-            f_data = _jr_raw_dumps(v)
-        elif i == 7:
-            if v.__class__ is str:
-                f_b64data = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 8:
-            if v.__class__ is dict:
-                f_recover_since = _jd_StreamPosition(StreamPosition, v, depth - 1)
-            elif v is None:
-                f_recover_since = None
+        if i >= 0:
+            if i < 6:
+                if i < 3:
+                    if i == 0:
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 1:
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_expire_at = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                else:
+                    if i == 3:
+                        f_info = _jr_raw_dumps(v)
+                    elif i == 4:
+                        if v.__class__ is str:
+                            f_b64info = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_client = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 9:
-            if v.__class__ is dict:
-                f_override = _jd_SubscribeOptionOverride(SubscribeOptionOverride, v, depth - 1)
-            elif v is None:
-                f_override = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 10:
-            if v.__class__ is str:
-                f_session = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 11:
-            if v.__class__ is dict:
-                f_label_filter = _jd_FilterNode(FilterNode, v, depth - 1)
-            elif v is None:
-                f_label_filter = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 12:
-            if v is True or v is False:
-                f_all_users = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
+                if i < 9:
+                    if i == 6:
+                        f_data = _jr_raw_dumps(v)
+                    elif i == 7:
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is dict:
+                            f_recover_since = _jd_StreamPosition(StreamPosition, v, depth - 1)
+                        elif v is None:
+                            f_recover_since = None
+                        else:
+                            raise _jr_Fail("wrong type")
+                else:
+                    if i < 11:
+                        if i == 9:
+                            if v.__class__ is dict:
+                                f_override = _jd_SubscribeOptionOverride(
+                                    SubscribeOptionOverride, v, depth - 1
+                                )
+                            elif v is None:
+                                f_override = None
+                            else:
+                                raise _jr_Fail("wrong type")
+                        else:
+                            if v.__class__ is str:
+                                f_session = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                    else:
+                        if i == 11:
+                            if v.__class__ is dict:
+                                f_label_filter = _jd_FilterNode(FilterNode, v, depth - 1)
+                            elif v is None:
+                                f_label_filter = None
+                            else:
+                                raise _jr_Fail("wrong type")
+                        else:
+                            if v is True or v is False:
+                                f_all_users = v
+                            elif v is not None:
+                                raise _jr_wrong(v, "true or false")
     obj = _new(cls)
     obj.__dict__ = {
         "channel": f_channel,
@@ -5065,21 +5303,18 @@ def _jt_SubscribeResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
     f_result: SubscribeResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_SubscribeResponse.get(k)
-                if i is None:
-                    i = _K_SubscribeResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_SubscribeResponse.get(k)
+            if i is None:
+                i = _K_SubscribeResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -5089,7 +5324,7 @@ def _jt_SubscribeResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_SubscribeResult(SubscribeResult, s, pos, depth - 1)
@@ -5098,15 +5333,12 @@ def _jt_SubscribeResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -5125,20 +5357,21 @@ def _jd_SubscribeResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_SubscribeResponse.get(k)
         if i is None:
             i = _K_SubscribeResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_SubscribeResult(SubscribeResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_SubscribeResult(SubscribeResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -5165,37 +5398,30 @@ def _jt_BoolValue(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]
     f_value: bool = False
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_BoolValue.get(k)
-                if i is None:
-                    i = _K_BoolValue.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "value"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_value = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_BoolValue.get(k)
+            if i is None:
+                i = _K_BoolValue.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "value"
+                v, pos = _jr_scan(s, pos)
+                if v is True or v is False:
+                    f_value = v
+                elif v is not None:
+                    raise _jr_wrong(v, "true or false")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -5212,7 +5438,7 @@ def _jd_BoolValue(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_BoolValue.get(k)
         if i is None:
             i = _K_BoolValue.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v is True or v is False:
                 f_value = v
             elif v is not None:
@@ -5244,37 +5470,30 @@ def _jt_Int32Value(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
     f_value: int = 0
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_Int32Value.get(k)
-                if i is None:
-                    i = _K_Int32Value.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "value"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                        f_value = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_Int32Value.get(k)
+            if i is None:
+                i = _K_Int32Value.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "value"
+                v, pos = _jr_scan(s, pos)
+                if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                    f_value = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -5291,7 +5510,7 @@ def _jd_Int32Value(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_Int32Value.get(k)
         if i is None:
             i = _K_Int32Value.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is int and -2147483648 <= v <= 2147483647:
                 f_value = v
             elif v is not None:
@@ -5351,75 +5570,73 @@ def _jt_SubscribeOptionOverride(cls: type[_M], s: str, pos: int, depth: int) -> 
     f_force_push_join_leave: BoolValue | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_SubscribeOptionOverride.get(k)
+            if i is None:
+                i = _K_SubscribeOptionOverride.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 2:
+                    if i == 0:
+                        field = "presence"
+                        if s[pos] == "{":
+                            f_presence, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_presence = None
+                    else:
+                        field = "join_leave"
+                        if s[pos] == "{":
+                            f_join_leave, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_join_leave = None
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_SubscribeOptionOverride.get(k)
-                if i is None:
-                    i = _K_SubscribeOptionOverride.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "presence"
-                    if s[pos] == "{":
-                        f_presence, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
+                    if i == 2:
+                        field = "force_recovery"
+                        if s[pos] == "{":
+                            f_force_recovery, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_force_recovery = None
+                    elif i == 3:
+                        field = "force_positioning"
+                        if s[pos] == "{":
+                            f_force_positioning, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_force_positioning = None
                     else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_presence = None
-                elif i == 1:
-                    field = "join_leave"
-                    if s[pos] == "{":
-                        f_join_leave, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_join_leave = None
-                elif i == 2:
-                    field = "force_recovery"
-                    if s[pos] == "{":
-                        f_force_recovery, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_force_recovery = None
-                elif i == 3:
-                    field = "force_positioning"
-                    if s[pos] == "{":
-                        f_force_positioning, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_force_positioning = None
-                elif i == 4:
-                    field = "force_push_join_leave"
-                    if s[pos] == "{":
-                        f_force_push_join_leave, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_force_push_join_leave = None
-                else:
-                    pos = _jr_skip(s, pos)
+                        field = "force_push_join_leave"
+                        if s[pos] == "{":
+                            f_force_push_join_leave, pos = _jt_BoolValue(
+                                BoolValue, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_force_push_join_leave = None
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -5444,41 +5661,44 @@ def _jd_SubscribeOptionOverride(cls: type[_M], d: dict[str, Any], depth: int) ->
         i = _K_SubscribeOptionOverride.get(k)
         if i is None:
             i = _K_SubscribeOptionOverride.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_presence = _jd_BoolValue(BoolValue, v, depth - 1)
-            elif v is None:
-                f_presence = None
+        if i >= 0:
+            if i < 2:
+                if i == 0:
+                    if v.__class__ is dict:
+                        f_presence = _jd_BoolValue(BoolValue, v, depth - 1)
+                    elif v is None:
+                        f_presence = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                else:
+                    if v.__class__ is dict:
+                        f_join_leave = _jd_BoolValue(BoolValue, v, depth - 1)
+                    elif v is None:
+                        f_join_leave = None
+                    else:
+                        raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_join_leave = _jd_BoolValue(BoolValue, v, depth - 1)
-            elif v is None:
-                f_join_leave = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 2:
-            if v.__class__ is dict:
-                f_force_recovery = _jd_BoolValue(BoolValue, v, depth - 1)
-            elif v is None:
-                f_force_recovery = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 3:
-            if v.__class__ is dict:
-                f_force_positioning = _jd_BoolValue(BoolValue, v, depth - 1)
-            elif v is None:
-                f_force_positioning = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 4:
-            if v.__class__ is dict:
-                f_force_push_join_leave = _jd_BoolValue(BoolValue, v, depth - 1)
-            elif v is None:
-                f_force_push_join_leave = None
-            else:
-                raise _jr_Fail("wrong type")
+                if i == 2:
+                    if v.__class__ is dict:
+                        f_force_recovery = _jd_BoolValue(BoolValue, v, depth - 1)
+                    elif v is None:
+                        f_force_recovery = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 3:
+                    if v.__class__ is dict:
+                        f_force_positioning = _jd_BoolValue(BoolValue, v, depth - 1)
+                    elif v is None:
+                        f_force_positioning = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                else:
+                    if v.__class__ is dict:
+                        f_force_push_join_leave = _jd_BoolValue(BoolValue, v, depth - 1)
+                    elif v is None:
+                        f_force_push_join_leave = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "presence": f_presence,
@@ -5498,25 +5718,18 @@ def _je_SubscribeResult(m: SubscribeResult) -> str:
 def _jt_SubscribeResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                pos = _jr_skip(s, pos)
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            pos = _jr_scan(s, pos)[1]
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -5578,74 +5791,70 @@ def _jt_UnsubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
     f_all_users: bool = False
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_UnsubscribeRequest.get(k)
-                if i is None:
-                    i = _K_UnsubscribeRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "channel"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_channel = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "user"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "client"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_client = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "session"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_session = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 4:
-                    field = "label_filter"
-                    if s[pos] == "{":
-                        f_label_filter, pos = _jt_FilterNode(FilterNode, s, pos, depth - 1)
-                    else:
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_UnsubscribeRequest.get(k)
+            if i is None:
+                i = _K_UnsubscribeRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 3:
+                    if i == 0:
+                        field = "channel"
                         v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_label_filter = None
-                elif i == 5:
-                    field = "all_users"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_all_users = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 1:
+                        field = "user"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        field = "client"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_client = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i == 3:
+                        field = "session"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_session = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "label_filter"
+                        if s[pos] == "{":
+                            f_label_filter, pos = _jt_FilterNode(FilterNode, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_label_filter = None
+                    else:
+                        field = "all_users"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_all_users = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -5672,38 +5881,41 @@ def _jd_UnsubscribeRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_UnsubscribeRequest.get(k)
         if i is None:
             i = _K_UnsubscribeRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_channel = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is str:
-                f_client = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v.__class__ is str:
-                f_session = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 4:
-            if v.__class__ is dict:
-                f_label_filter = _jd_FilterNode(FilterNode, v, depth - 1)
-            elif v is None:
-                f_label_filter = None
+        if i >= 0:
+            if i < 3:
+                if i == 0:
+                    if v.__class__ is str:
+                        f_channel = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 1:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                else:
+                    if v.__class__ is str:
+                        f_client = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 5:
-            if v is True or v is False:
-                f_all_users = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
+                if i == 3:
+                    if v.__class__ is str:
+                        f_session = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    if v.__class__ is dict:
+                        f_label_filter = _jd_FilterNode(FilterNode, v, depth - 1)
+                    elif v is None:
+                        f_label_filter = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                else:
+                    if v is True or v is False:
+                        f_all_users = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
     obj = _new(cls)
     obj.__dict__ = {
         "channel": f_channel,
@@ -5743,21 +5955,18 @@ def _jt_UnsubscribeResponse(cls: type[_M], s: str, pos: int, depth: int) -> tupl
     f_result: UnsubscribeResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_UnsubscribeResponse.get(k)
-                if i is None:
-                    i = _K_UnsubscribeResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_UnsubscribeResponse.get(k)
+            if i is None:
+                i = _K_UnsubscribeResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -5767,7 +5976,7 @@ def _jt_UnsubscribeResponse(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_UnsubscribeResult(UnsubscribeResult, s, pos, depth - 1)
@@ -5776,15 +5985,12 @@ def _jt_UnsubscribeResponse(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -5803,20 +6009,21 @@ def _jd_UnsubscribeResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_UnsubscribeResponse.get(k)
         if i is None:
             i = _K_UnsubscribeResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_UnsubscribeResult(UnsubscribeResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_UnsubscribeResult(UnsubscribeResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -5833,25 +6040,18 @@ def _je_UnsubscribeResult(m: UnsubscribeResult) -> str:
 def _jt_UnsubscribeResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                pos = _jr_skip(s, pos)
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            pos = _jr_scan(s, pos)[1]
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -5893,21 +6093,18 @@ def _jt_Disconnect(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
     f_reason: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_Disconnect.get(k)
-                if i is None:
-                    i = _K_Disconnect.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_Disconnect.get(k)
+            if i is None:
+                i = _K_Disconnect.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "code"
                     v, pos = _jr_scan(s, pos)
@@ -5915,22 +6112,19 @@ def _jt_Disconnect(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                         f_code = v
                     elif v is not None:
                         raise _jr_bad_int(v, "uint32", 0, 4294967295)
-                elif i == 1:
+                else:
                     field = "reason"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_reason = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -5949,16 +6143,17 @@ def _jd_Disconnect(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_Disconnect.get(k)
         if i is None:
             i = _K_Disconnect.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is int and 0 <= v <= 4294967295:
-                f_code = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint32", 0, 4294967295)
-        elif i == 1:
-            if v.__class__ is str:
-                f_reason = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is int and 0 <= v <= 4294967295:
+                    f_code = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "uint32", 0, 4294967295)
+            else:
+                if v.__class__ is str:
+                    f_reason = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "code": f_code,
@@ -6019,85 +6214,83 @@ def _jt_DisconnectRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
     f_all_users: bool = False
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DisconnectRequest.get(k)
-                if i is None:
-                    i = _K_DisconnectRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "user"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "disconnect"
-                    if s[pos] == "{":
-                        f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
-                    else:
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DisconnectRequest.get(k)
+            if i is None:
+                i = _K_DisconnectRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 3:
+                    if i == 0:
+                        field = "user"
                         v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_disconnect = None
-                elif i == 2:
-                    field = "client"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_client = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "whitelist"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_whitelist = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_whitelist = []
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 1:
+                        field = "disconnect"
+                        if s[pos] == "{":
+                            f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_disconnect = None
                     else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 4:
-                    field = "session"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_session = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 5:
-                    field = "label_filter"
-                    if s[pos] == "{":
-                        f_label_filter, pos = _jt_FilterNode(FilterNode, s, pos, depth - 1)
-                    else:
+                        field = "client"
                         v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_label_filter = None
-                elif i == 6:
-                    field = "all_users"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_all_users = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
+                        if v.__class__ is str:
+                            f_client = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i < 5:
+                        if i == 3:
+                            field = "whitelist"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is list:
+                                f_whitelist = _jr_values(v, _jr_check_str)
+                            elif v is None:
+                                f_whitelist = []
+                            else:
+                                raise _jr_wrong(v, "an array")
+                        else:
+                            field = "session"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_session = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                    else:
+                        if i == 5:
+                            field = "label_filter"
+                            if s[pos] == "{":
+                                f_label_filter, pos = _jt_FilterNode(FilterNode, s, pos, depth - 1)
+                            else:
+                                v, pos = _jr_scan(s, pos)
+                                if v is not None:
+                                    raise _jr_wrong(v, "an object")
+                                f_label_filter = None
+                        else:
+                            field = "all_users"
+                            v, pos = _jr_scan(s, pos)
+                            if v is True or v is False:
+                                f_all_users = v
+                            elif v is not None:
+                                raise _jr_wrong(v, "true or false")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -6126,47 +6319,52 @@ def _jd_DisconnectRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_DisconnectRequest.get(k)
         if i is None:
             i = _K_DisconnectRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
-            elif v is None:
-                f_disconnect = None
+        if i >= 0:
+            if i < 3:
+                if i == 0:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 1:
+                    if v.__class__ is dict:
+                        f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
+                    elif v is None:
+                        f_disconnect = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                else:
+                    if v.__class__ is str:
+                        f_client = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 2:
-            if v.__class__ is str:
-                f_client = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v.__class__ is list:
-                f_whitelist = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_whitelist = []
-            else:
-                raise _jr_wrong(v, "an array")
-        elif i == 4:
-            if v.__class__ is str:
-                f_session = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 5:
-            if v.__class__ is dict:
-                f_label_filter = _jd_FilterNode(FilterNode, v, depth - 1)
-            elif v is None:
-                f_label_filter = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 6:
-            if v is True or v is False:
-                f_all_users = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
+                if i < 5:
+                    if i == 3:
+                        if v.__class__ is list:
+                            f_whitelist = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_whitelist = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                    else:
+                        if v.__class__ is str:
+                            f_session = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 5:
+                        if v.__class__ is dict:
+                            f_label_filter = _jd_FilterNode(FilterNode, v, depth - 1)
+                        elif v is None:
+                            f_label_filter = None
+                        else:
+                            raise _jr_Fail("wrong type")
+                    else:
+                        if v is True or v is False:
+                            f_all_users = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
     obj = _new(cls)
     obj.__dict__ = {
         "user": f_user,
@@ -6207,21 +6405,18 @@ def _jt_DisconnectResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
     f_result: DisconnectResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DisconnectResponse.get(k)
-                if i is None:
-                    i = _K_DisconnectResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DisconnectResponse.get(k)
+            if i is None:
+                i = _K_DisconnectResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -6231,7 +6426,7 @@ def _jt_DisconnectResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_DisconnectResult(DisconnectResult, s, pos, depth - 1)
@@ -6240,15 +6435,12 @@ def _jt_DisconnectResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -6267,20 +6459,21 @@ def _jd_DisconnectResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_DisconnectResponse.get(k)
         if i is None:
             i = _K_DisconnectResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_DisconnectResult(DisconnectResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_DisconnectResult(DisconnectResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -6297,25 +6490,18 @@ def _je_DisconnectResult(m: DisconnectResult) -> str:
 def _jt_DisconnectResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                pos = _jr_skip(s, pos)
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            pos = _jr_scan(s, pos)[1]
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -6350,37 +6536,30 @@ def _jt_PresenceRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
     f_channel: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_PresenceRequest.get(k)
-                if i is None:
-                    i = _K_PresenceRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "channel"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_channel = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_PresenceRequest.get(k)
+            if i is None:
+                i = _K_PresenceRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "channel"
+                v, pos = _jr_scan(s, pos)
+                if v.__class__ is str:
+                    f_channel = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -6397,7 +6576,7 @@ def _jd_PresenceRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_PresenceRequest.get(k)
         if i is None:
             i = _K_PresenceRequest.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is str:
                 f_channel = v if v.isascii() else _jr_text(v)
             elif v is not None:
@@ -6436,21 +6615,18 @@ def _jt_PresenceResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
     f_result: PresenceResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_PresenceResponse.get(k)
-                if i is None:
-                    i = _K_PresenceResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_PresenceResponse.get(k)
+            if i is None:
+                i = _K_PresenceResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -6460,7 +6636,7 @@ def _jt_PresenceResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_PresenceResult(PresenceResult, s, pos, depth - 1)
@@ -6469,15 +6645,12 @@ def _jt_PresenceResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -6496,20 +6669,21 @@ def _jd_PresenceResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_PresenceResponse.get(k)
         if i is None:
             i = _K_PresenceResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_PresenceResult(PresenceResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_PresenceResult(PresenceResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -6549,54 +6723,50 @@ def _jt_ClientInfo(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
     f_chan_info: bytes = b""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_ClientInfo.get(k)
+            if i is None:
+                i = _K_ClientInfo.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 2:
+                    if i == 0:
+                        field = "user"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        field = "client"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_client = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_ClientInfo.get(k)
-                if i is None:
-                    i = _K_ClientInfo.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "user"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "client"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_client = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "conn_info"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_conn_info = s[start:pos].encode()
-                elif i == 3:
-                    field = "chan_info"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_chan_info = s[start:pos].encode()
-                else:
-                    pos = _jr_skip(s, pos)
+                    if i == 2:
+                        field = "conn_info"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_conn_info = s[start:pos].encode()
+                    else:
+                        field = "chan_info"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_chan_info = s[start:pos].encode()
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -6619,20 +6789,23 @@ def _jd_ClientInfo(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_ClientInfo.get(k)
         if i is None:
             i = _K_ClientInfo.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_client = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            f_conn_info = _jr_raw_dumps(v)
-        elif i == 3:
-            f_chan_info = _jr_raw_dumps(v)
+        if i >= 0:
+            if i < 2:
+                if i == 0:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                else:
+                    if v.__class__ is str:
+                        f_client = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+            else:
+                if i == 2:
+                    f_conn_info = _jr_raw_dumps(v)
+                else:
+                    f_chan_info = _jr_raw_dumps(v)
     obj = _new(cls)
     obj.__dict__ = {
         "user": f_user,
@@ -6660,39 +6833,32 @@ def _jt_PresenceResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
     f_presence: dict[str, ClientInfo] = {}
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_PresenceResult.get(k)
+            if i is None:
+                i = _K_PresenceResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "presence"
+                if s[pos] == "{":
+                    f_presence, pos = _jr_obj(s, pos, _jt_ClientInfo, ClientInfo, depth - 1)
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_PresenceResult.get(k)
-                if i is None:
-                    i = _K_PresenceResult.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "presence"
-                    if s[pos] == "{":
-                        f_presence, pos = _jr_obj(s, pos, _jt_ClientInfo, ClientInfo, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_presence = {}
-                else:
-                    pos = _jr_skip(s, pos)
+                    v, pos = _jr_scan(s, pos)
+                    if v is not None:
+                        raise _jr_wrong(v, "an object")
+                    f_presence = {}
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -6709,7 +6875,7 @@ def _jd_PresenceResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_PresenceResult.get(k)
         if i is None:
             i = _K_PresenceResult.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is dict:
                 f_presence = _jr_dict_obj(v, _jd_ClientInfo, ClientInfo, depth - 1)
             elif v is None:
@@ -6741,37 +6907,30 @@ def _jt_PresenceStatsRequest(cls: type[_M], s: str, pos: int, depth: int) -> tup
     f_channel: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_PresenceStatsRequest.get(k)
-                if i is None:
-                    i = _K_PresenceStatsRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "channel"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_channel = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_PresenceStatsRequest.get(k)
+            if i is None:
+                i = _K_PresenceStatsRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "channel"
+                v, pos = _jr_scan(s, pos)
+                if v.__class__ is str:
+                    f_channel = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -6788,7 +6947,7 @@ def _jd_PresenceStatsRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M
         i = _K_PresenceStatsRequest.get(k)
         if i is None:
             i = _K_PresenceStatsRequest.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is str:
                 f_channel = v if v.isascii() else _jr_text(v)
             elif v is not None:
@@ -6827,21 +6986,18 @@ def _jt_PresenceStatsResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
     f_result: PresenceStatsResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_PresenceStatsResponse.get(k)
-                if i is None:
-                    i = _K_PresenceStatsResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_PresenceStatsResponse.get(k)
+            if i is None:
+                i = _K_PresenceStatsResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -6851,7 +7007,7 @@ def _jt_PresenceStatsResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_PresenceStatsResult(
@@ -6862,15 +7018,12 @@ def _jt_PresenceStatsResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -6889,20 +7042,21 @@ def _jd_PresenceStatsResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _
         i = _K_PresenceStatsResponse.get(k)
         if i is None:
             i = _K_PresenceStatsResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_PresenceStatsResult(PresenceStatsResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_PresenceStatsResult(PresenceStatsResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -6936,21 +7090,18 @@ def _jt_PresenceStatsResult(cls: type[_M], s: str, pos: int, depth: int) -> tupl
     f_num_users: int = 0
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_PresenceStatsResult.get(k)
-                if i is None:
-                    i = _K_PresenceStatsResult.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_PresenceStatsResult.get(k)
+            if i is None:
+                i = _K_PresenceStatsResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "num_clients"
                     v, pos = _jr_scan(s, pos)
@@ -6958,22 +7109,19 @@ def _jt_PresenceStatsResult(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                         f_num_clients = v
                     elif v is not None:
                         raise _jr_bad_int(v, "uint32", 0, 4294967295)
-                elif i == 1:
+                else:
                     field = "num_users"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is int and 0 <= v <= 4294967295:
                         f_num_users = v
                     elif v is not None:
                         raise _jr_bad_int(v, "uint32", 0, 4294967295)
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -6992,16 +7140,17 @@ def _jd_PresenceStatsResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_PresenceStatsResult.get(k)
         if i is None:
             i = _K_PresenceStatsResult.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is int and 0 <= v <= 4294967295:
-                f_num_clients = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint32", 0, 4294967295)
-        elif i == 1:
-            if v.__class__ is int and 0 <= v <= 4294967295:
-                f_num_users = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint32", 0, 4294967295)
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is int and 0 <= v <= 4294967295:
+                    f_num_clients = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "uint32", 0, 4294967295)
+            else:
+                if v.__class__ is int and 0 <= v <= 4294967295:
+                    f_num_users = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "uint32", 0, 4294967295)
     obj = _new(cls)
     obj.__dict__ = {
         "num_clients": f_num_clients,
@@ -7035,21 +7184,18 @@ def _jt_StreamPosition(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
     f_epoch: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_StreamPosition.get(k)
-                if i is None:
-                    i = _K_StreamPosition.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_StreamPosition.get(k)
+            if i is None:
+                i = _K_StreamPosition.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "offset"
                     v, pos = _jr_scan(s, pos)
@@ -7057,22 +7203,19 @@ def _jt_StreamPosition(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                         f_offset = v
                     elif v is not None:
                         raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                elif i == 1:
+                else:
                     field = "epoch"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_epoch = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -7091,16 +7234,17 @@ def _jd_StreamPosition(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_StreamPosition.get(k)
         if i is None:
             i = _K_StreamPosition.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                f_offset = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-        elif i == 1:
-            if v.__class__ is str:
-                f_epoch = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                    f_offset = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+            else:
+                if v.__class__ is str:
+                    f_epoch = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "offset": f_offset,
@@ -7146,60 +7290,56 @@ def _jt_HistoryRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
     f_reverse: bool = False
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_HistoryRequest.get(k)
-                if i is None:
-                    i = _K_HistoryRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "channel"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_channel = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "limit"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                        f_limit = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
-                elif i == 2:
-                    field = "since"
-                    if s[pos] == "{":
-                        f_since, pos = _jt_StreamPosition(StreamPosition, s, pos, depth - 1)
-                    else:
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_HistoryRequest.get(k)
+            if i is None:
+                i = _K_HistoryRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 2:
+                    if i == 0:
+                        field = "channel"
                         v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_since = None
-                elif i == 3:
-                    field = "reverse"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_reverse = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        field = "limit"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                            f_limit = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i == 2:
+                        field = "since"
+                        if s[pos] == "{":
+                            f_since, pos = _jt_StreamPosition(StreamPosition, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_since = None
+                    else:
+                        field = "reverse"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_reverse = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -7222,28 +7362,31 @@ def _jd_HistoryRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_HistoryRequest.get(k)
         if i is None:
             i = _K_HistoryRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_channel = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                f_limit = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
-        elif i == 2:
-            if v.__class__ is dict:
-                f_since = _jd_StreamPosition(StreamPosition, v, depth - 1)
-            elif v is None:
-                f_since = None
+        if i >= 0:
+            if i < 2:
+                if i == 0:
+                    if v.__class__ is str:
+                        f_channel = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                else:
+                    if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                        f_limit = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 3:
-            if v is True or v is False:
-                f_reverse = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
+                if i == 2:
+                    if v.__class__ is dict:
+                        f_since = _jd_StreamPosition(StreamPosition, v, depth - 1)
+                    elif v is None:
+                        f_since = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                else:
+                    if v is True or v is False:
+                        f_reverse = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
     obj = _new(cls)
     obj.__dict__ = {
         "channel": f_channel,
@@ -7281,21 +7424,18 @@ def _jt_HistoryResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
     f_result: HistoryResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_HistoryResponse.get(k)
-                if i is None:
-                    i = _K_HistoryResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_HistoryResponse.get(k)
+            if i is None:
+                i = _K_HistoryResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -7305,7 +7445,7 @@ def _jt_HistoryResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_HistoryResult(HistoryResult, s, pos, depth - 1)
@@ -7314,15 +7454,12 @@ def _jt_HistoryResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -7341,20 +7478,21 @@ def _jd_HistoryResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_HistoryResponse.get(k)
         if i is None:
             i = _K_HistoryResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_HistoryResult(HistoryResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_HistoryResult(HistoryResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -7400,60 +7538,56 @@ def _jt_Publication(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
     f_tags: dict[str, str] = {}
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_Publication.get(k)
-                if i is None:
-                    i = _K_Publication.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "data"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_data = s[start:pos].encode()
-                elif i == 1:
-                    field = "info"
-                    if s[pos] == "{":
-                        f_info, pos = _jt_ClientInfo(ClientInfo, s, pos, depth - 1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_Publication.get(k)
+            if i is None:
+                i = _K_Publication.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 2:
+                    if i == 0:
+                        field = "data"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_data = s[start:pos].encode()
                     else:
+                        field = "info"
+                        if s[pos] == "{":
+                            f_info, pos = _jt_ClientInfo(ClientInfo, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_info = None
+                else:
+                    if i == 2:
+                        field = "offset"
                         v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_info = None
-                elif i == 2:
-                    field = "offset"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                        f_offset = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                elif i == 3:
-                    field = "tags"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_tags = _jr_mapping(v, _jr_check_str)
-                    elif v is None:
-                        f_tags = {}
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_offset = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
                     else:
-                        raise _jr_wrong(v, "an object")
-                else:
-                    pos = _jr_skip(s, pos)
+                        field = "tags"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_tags = _jr_mapping(v, _jr_check_str)
+                        elif v is None:
+                            f_tags = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -7476,27 +7610,30 @@ def _jd_Publication(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_Publication.get(k)
         if i is None:
             i = _K_Publication.get(_jr_fold(k), -1)
-        if i == 0:
-            f_data = _jr_raw_dumps(v)
-        elif i == 1:
-            if v.__class__ is dict:
-                f_info = _jd_ClientInfo(ClientInfo, v, depth - 1)
-            elif v is None:
-                f_info = None
+        if i >= 0:
+            if i < 2:
+                if i == 0:
+                    f_data = _jr_raw_dumps(v)
+                else:
+                    if v.__class__ is dict:
+                        f_info = _jd_ClientInfo(ClientInfo, v, depth - 1)
+                    elif v is None:
+                        f_info = None
+                    else:
+                        raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 2:
-            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                f_offset = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-        elif i == 3:
-            if v.__class__ is dict:
-                f_tags = _jr_mapping(v, _jr_check_str)
-            elif v is None:
-                f_tags = {}
-            else:
-                raise _jr_wrong(v, "an object")
+                if i == 2:
+                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                        f_offset = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                else:
+                    if v.__class__ is dict:
+                        f_tags = _jr_mapping(v, _jr_check_str)
+                    elif v is None:
+                        f_tags = {}
+                    else:
+                        raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "data": f_data,
@@ -7534,21 +7671,18 @@ def _jt_HistoryResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
     f_offset: int = 0
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_HistoryResult.get(k)
-                if i is None:
-                    i = _K_HistoryResult.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_HistoryResult.get(k)
+            if i is None:
+                i = _K_HistoryResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "publications"
                     if s[pos] == "[":
@@ -7567,22 +7701,19 @@ def _jt_HistoryResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                         f_epoch = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 2:
+                else:
                     field = "offset"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is int and 0 <= v <= 18446744073709551615:
                         f_offset = v
                     elif v is not None:
                         raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -7603,23 +7734,24 @@ def _jd_HistoryResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_HistoryResult.get(k)
         if i is None:
             i = _K_HistoryResult.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is list:
-                f_publications = _jr_dict_array(v, _jd_Publication, Publication, depth - 1)
-            elif v is None:
-                f_publications = []
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is list:
+                    f_publications = _jr_dict_array(v, _jd_Publication, Publication, depth - 1)
+                elif v is None:
+                    f_publications = []
+                else:
+                    raise _jr_Fail("wrong type")
+            elif i == 1:
+                if v.__class__ is str:
+                    f_epoch = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is str:
-                f_epoch = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                f_offset = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                    f_offset = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
     obj = _new(cls)
     obj.__dict__ = {
         "publications": f_publications,
@@ -7647,37 +7779,30 @@ def _jt_HistoryRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tup
     f_channel: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_HistoryRemoveRequest.get(k)
-                if i is None:
-                    i = _K_HistoryRemoveRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "channel"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_channel = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_HistoryRemoveRequest.get(k)
+            if i is None:
+                i = _K_HistoryRemoveRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "channel"
+                v, pos = _jr_scan(s, pos)
+                if v.__class__ is str:
+                    f_channel = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -7694,7 +7819,7 @@ def _jd_HistoryRemoveRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M
         i = _K_HistoryRemoveRequest.get(k)
         if i is None:
             i = _K_HistoryRemoveRequest.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is str:
                 f_channel = v if v.isascii() else _jr_text(v)
             elif v is not None:
@@ -7733,21 +7858,18 @@ def _jt_HistoryRemoveResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
     f_result: HistoryRemoveResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_HistoryRemoveResponse.get(k)
-                if i is None:
-                    i = _K_HistoryRemoveResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_HistoryRemoveResponse.get(k)
+            if i is None:
+                i = _K_HistoryRemoveResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -7757,7 +7879,7 @@ def _jt_HistoryRemoveResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_HistoryRemoveResult(
@@ -7768,15 +7890,12 @@ def _jt_HistoryRemoveResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -7795,20 +7914,21 @@ def _jd_HistoryRemoveResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _
         i = _K_HistoryRemoveResponse.get(k)
         if i is None:
             i = _K_HistoryRemoveResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_HistoryRemoveResult(HistoryRemoveResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_HistoryRemoveResult(HistoryRemoveResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -7825,25 +7945,18 @@ def _je_HistoryRemoveResult(m: HistoryRemoveResult) -> str:
 def _jt_HistoryRemoveResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                pos = _jr_skip(s, pos)
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            pos = _jr_scan(s, pos)[1]
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -7868,25 +7981,18 @@ def _je_InfoRequest(m: InfoRequest) -> str:
 def _jt_InfoRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                pos = _jr_skip(s, pos)
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            pos = _jr_scan(s, pos)[1]
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -7930,21 +8036,18 @@ def _jt_InfoResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
     f_result: InfoResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_InfoResponse.get(k)
-                if i is None:
-                    i = _K_InfoResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_InfoResponse.get(k)
+            if i is None:
+                i = _K_InfoResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -7954,7 +8057,7 @@ def _jt_InfoResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_InfoResult(InfoResult, s, pos, depth - 1)
@@ -7963,15 +8066,12 @@ def _jt_InfoResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -7990,20 +8090,21 @@ def _jd_InfoResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_InfoResponse.get(k)
         if i is None:
             i = _K_InfoResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_InfoResult(InfoResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_InfoResult(InfoResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -8030,39 +8131,32 @@ def _jt_InfoResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
     f_nodes: list[NodeResult] = []
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_InfoResult.get(k)
+            if i is None:
+                i = _K_InfoResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "nodes"
+                if s[pos] == "[":
+                    f_nodes, pos = _jr_array(s, pos, _jt_NodeResult, NodeResult, depth - 1)
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_InfoResult.get(k)
-                if i is None:
-                    i = _K_InfoResult.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "nodes"
-                    if s[pos] == "[":
-                        f_nodes, pos = _jr_array(s, pos, _jt_NodeResult, NodeResult, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an array")
-                        f_nodes = []
-                else:
-                    pos = _jr_skip(s, pos)
+                    v, pos = _jr_scan(s, pos)
+                    if v is not None:
+                        raise _jr_wrong(v, "an array")
+                    f_nodes = []
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -8079,7 +8173,7 @@ def _jd_InfoResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_InfoResult.get(k)
         if i is None:
             i = _K_InfoResult.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is list:
                 f_nodes = _jr_dict_array(v, _jd_NodeResult, NodeResult, depth - 1)
             elif v is None:
@@ -8116,21 +8210,18 @@ def _jt_RpcRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
     f_params: bytes = b""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_RpcRequest.get(k)
-                if i is None:
-                    i = _K_RpcRequest.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_RpcRequest.get(k)
+            if i is None:
+                i = _K_RpcRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "method"
                     v, pos = _jr_scan(s, pos)
@@ -8138,20 +8229,17 @@ def _jt_RpcRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                         f_method = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 1:
+                else:
                     field = "params"
                     start = pos
-                    pos = _jr_skip(s, pos)
+                    pos = _jr_scan(s, pos)[1]
                     f_params = s[start:pos].encode()
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -8170,13 +8258,14 @@ def _jd_RpcRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_RpcRequest.get(k)
         if i is None:
             i = _K_RpcRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_method = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            f_params = _jr_raw_dumps(v)
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is str:
+                    f_method = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
+            else:
+                f_params = _jr_raw_dumps(v)
     obj = _new(cls)
     obj.__dict__ = {
         "method": f_method,
@@ -8212,21 +8301,18 @@ def _jt_RpcResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
     f_result: RpcResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_RpcResponse.get(k)
-                if i is None:
-                    i = _K_RpcResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_RpcResponse.get(k)
+            if i is None:
+                i = _K_RpcResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -8236,7 +8322,7 @@ def _jt_RpcResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_RpcResult(RpcResult, s, pos, depth - 1)
@@ -8245,15 +8331,12 @@ def _jt_RpcResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -8272,20 +8355,21 @@ def _jd_RpcResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_RpcResponse.get(k)
         if i is None:
             i = _K_RpcResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_RpcResult(RpcResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_RpcResult(RpcResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -8312,35 +8396,28 @@ def _jt_RpcResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]
     f_data: bytes = b""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_RpcResult.get(k)
-                if i is None:
-                    i = _K_RpcResult.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "data"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_data = s[start:pos].encode()
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_RpcResult.get(k)
+            if i is None:
+                i = _K_RpcResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "data"
+                start = pos
+                pos = _jr_scan(s, pos)[1]
+                f_data = s[start:pos].encode()
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -8357,7 +8434,7 @@ def _jd_RpcResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_RpcResult.get(k)
         if i is None:
             i = _K_RpcResult.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             f_data = _jr_raw_dumps(v)
     obj = _new(cls)
     obj.__dict__ = {
@@ -8425,86 +8502,91 @@ def _jt_RefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
     f_all_users: bool = False
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_RefreshRequest.get(k)
-                if i is None:
-                    i = _K_RefreshRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "user"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "client"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_client = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "expired"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_expired = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 3:
-                    field = "expire_at"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_expire_at = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                elif i == 4:
-                    field = "info"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_info = s[start:pos].encode()
-                elif i == 5:
-                    field = "session"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_session = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 6:
-                    field = "label_filter"
-                    if s[pos] == "{":
-                        f_label_filter, pos = _jt_FilterNode(FilterNode, s, pos, depth - 1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_RefreshRequest.get(k)
+            if i is None:
+                i = _K_RefreshRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 4:
+                    if i < 2:
+                        if i == 0:
+                            field = "user"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_user = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "client"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_client = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                     else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_label_filter = None
-                elif i == 7:
-                    field = "all_users"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_all_users = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
+                        if i == 2:
+                            field = "expired"
+                            v, pos = _jr_scan(s, pos)
+                            if v is True or v is False:
+                                f_expired = v
+                            elif v is not None:
+                                raise _jr_wrong(v, "true or false")
+                        else:
+                            field = "expire_at"
+                            v, pos = _jr_scan(s, pos)
+                            if (
+                                v.__class__ is int
+                                and -9223372036854775808 <= v <= 9223372036854775807
+                            ):
+                                f_expire_at = v
+                            elif v is not None:
+                                raise _jr_bad_int(
+                                    v, "int64", -9223372036854775808, 9223372036854775807
+                                )
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i < 6:
+                        if i == 4:
+                            field = "info"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_info = s[start:pos].encode()
+                        else:
+                            field = "session"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_session = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                    else:
+                        if i == 6:
+                            field = "label_filter"
+                            if s[pos] == "{":
+                                f_label_filter, pos = _jt_FilterNode(FilterNode, s, pos, depth - 1)
+                            else:
+                                v, pos = _jr_scan(s, pos)
+                                if v is not None:
+                                    raise _jr_wrong(v, "an object")
+                                f_label_filter = None
+                        else:
+                            field = "all_users"
+                            v, pos = _jr_scan(s, pos)
+                            if v is True or v is False:
+                                f_all_users = v
+                            elif v is not None:
+                                raise _jr_wrong(v, "true or false")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -8535,45 +8617,52 @@ def _jd_RefreshRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_RefreshRequest.get(k)
         if i is None:
             i = _K_RefreshRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_client = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v is True or v is False:
-                f_expired = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 3:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_expire_at = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-        elif i == 4:
-            f_info = _jr_raw_dumps(v)
-        elif i == 5:
-            if v.__class__ is str:
-                f_session = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 6:
-            if v.__class__ is dict:
-                f_label_filter = _jd_FilterNode(FilterNode, v, depth - 1)
-            elif v is None:
-                f_label_filter = None
+        if i >= 0:
+            if i < 4:
+                if i < 2:
+                    if i == 0:
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_client = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 2:
+                        if v is True or v is False:
+                            f_expired = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    else:
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_expire_at = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 7:
-            if v is True or v is False:
-                f_all_users = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
+                if i < 6:
+                    if i == 4:
+                        f_info = _jr_raw_dumps(v)
+                    else:
+                        if v.__class__ is str:
+                            f_session = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 6:
+                        if v.__class__ is dict:
+                            f_label_filter = _jd_FilterNode(FilterNode, v, depth - 1)
+                        elif v is None:
+                            f_label_filter = None
+                        else:
+                            raise _jr_Fail("wrong type")
+                    else:
+                        if v is True or v is False:
+                            f_all_users = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
     obj = _new(cls)
     obj.__dict__ = {
         "user": f_user,
@@ -8615,21 +8704,18 @@ def _jt_RefreshResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
     f_result: RefreshResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_RefreshResponse.get(k)
-                if i is None:
-                    i = _K_RefreshResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_RefreshResponse.get(k)
+            if i is None:
+                i = _K_RefreshResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -8639,7 +8725,7 @@ def _jt_RefreshResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_RefreshResult(RefreshResult, s, pos, depth - 1)
@@ -8648,15 +8734,12 @@ def _jt_RefreshResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -8675,20 +8758,21 @@ def _jd_RefreshResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_RefreshResponse.get(k)
         if i is None:
             i = _K_RefreshResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_RefreshResult(RefreshResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_RefreshResult(RefreshResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -8705,25 +8789,18 @@ def _je_RefreshResult(m: RefreshResult) -> str:
 def _jt_RefreshResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                pos = _jr_skip(s, pos)
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            pos = _jr_scan(s, pos)[1]
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -8810,104 +8887,104 @@ def _jt_NodeResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
     f_num_subs: int = 0
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_NodeResult.get(k)
-                if i is None:
-                    i = _K_NodeResult.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "uid"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_uid = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "name"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_name = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "version"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_version = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "num_clients"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 4294967295:
-                        f_num_clients = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
-                elif i == 4:
-                    field = "num_users"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 4294967295:
-                        f_num_users = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
-                elif i == 5:
-                    field = "num_channels"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 4294967295:
-                        f_num_channels = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
-                elif i == 6:
-                    field = "uptime"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 4294967295:
-                        f_uptime = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
-                elif i == 7:
-                    field = "metrics"
-                    if s[pos] == "{":
-                        f_metrics, pos = _jt_Metrics(Metrics, s, pos, depth - 1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_NodeResult.get(k)
+            if i is None:
+                i = _K_NodeResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 5:
+                    if i < 2:
+                        if i == 0:
+                            field = "uid"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_uid = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "name"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_name = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                     else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_metrics = None
-                elif i == 8:
-                    field = "process"
-                    if s[pos] == "{":
-                        f_process, pos = _jt_Process(Process, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_process = None
-                elif i == 9:
-                    field = "num_subs"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 4294967295:
-                        f_num_subs = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                        if i == 2:
+                            field = "version"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_version = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        elif i == 3:
+                            field = "num_clients"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is int and 0 <= v <= 4294967295:
+                                f_num_clients = v
+                            elif v is not None:
+                                raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                        else:
+                            field = "num_users"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is int and 0 <= v <= 4294967295:
+                                f_num_users = v
+                            elif v is not None:
+                                raise _jr_bad_int(v, "uint32", 0, 4294967295)
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i < 7:
+                        if i == 5:
+                            field = "num_channels"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is int and 0 <= v <= 4294967295:
+                                f_num_channels = v
+                            elif v is not None:
+                                raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                        else:
+                            field = "uptime"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is int and 0 <= v <= 4294967295:
+                                f_uptime = v
+                            elif v is not None:
+                                raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                    else:
+                        if i == 7:
+                            field = "metrics"
+                            if s[pos] == "{":
+                                f_metrics, pos = _jt_Metrics(Metrics, s, pos, depth - 1)
+                            else:
+                                v, pos = _jr_scan(s, pos)
+                                if v is not None:
+                                    raise _jr_wrong(v, "an object")
+                                f_metrics = None
+                        elif i == 8:
+                            field = "process"
+                            if s[pos] == "{":
+                                f_process, pos = _jt_Process(Process, s, pos, depth - 1)
+                            else:
+                                v, pos = _jr_scan(s, pos)
+                                if v is not None:
+                                    raise _jr_wrong(v, "an object")
+                                f_process = None
+                        else:
+                            field = "num_subs"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is int and 0 <= v <= 4294967295:
+                                f_num_subs = v
+                            elif v is not None:
+                                raise _jr_bad_int(v, "uint32", 0, 4294967295)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -8942,60 +9019,67 @@ def _jd_NodeResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_NodeResult.get(k)
         if i is None:
             i = _K_NodeResult.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_uid = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_name = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is str:
-                f_version = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v.__class__ is int and 0 <= v <= 4294967295:
-                f_num_clients = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint32", 0, 4294967295)
-        elif i == 4:
-            if v.__class__ is int and 0 <= v <= 4294967295:
-                f_num_users = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint32", 0, 4294967295)
-        elif i == 5:
-            if v.__class__ is int and 0 <= v <= 4294967295:
-                f_num_channels = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint32", 0, 4294967295)
-        elif i == 6:
-            if v.__class__ is int and 0 <= v <= 4294967295:
-                f_uptime = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint32", 0, 4294967295)
-        elif i == 7:
-            if v.__class__ is dict:
-                f_metrics = _jd_Metrics(Metrics, v, depth - 1)
-            elif v is None:
-                f_metrics = None
+        if i >= 0:
+            if i < 5:
+                if i < 2:
+                    if i == 0:
+                        if v.__class__ is str:
+                            f_uid = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_name = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 2:
+                        if v.__class__ is str:
+                            f_version = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        if v.__class__ is int and 0 <= v <= 4294967295:
+                            f_num_clients = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                    else:
+                        if v.__class__ is int and 0 <= v <= 4294967295:
+                            f_num_users = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint32", 0, 4294967295)
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 8:
-            if v.__class__ is dict:
-                f_process = _jd_Process(Process, v, depth - 1)
-            elif v is None:
-                f_process = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 9:
-            if v.__class__ is int and 0 <= v <= 4294967295:
-                f_num_subs = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                if i < 7:
+                    if i == 5:
+                        if v.__class__ is int and 0 <= v <= 4294967295:
+                            f_num_channels = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                    else:
+                        if v.__class__ is int and 0 <= v <= 4294967295:
+                            f_uptime = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                else:
+                    if i == 7:
+                        if v.__class__ is dict:
+                            f_metrics = _jd_Metrics(Metrics, v, depth - 1)
+                        elif v is None:
+                            f_metrics = None
+                        else:
+                            raise _jr_Fail("wrong type")
+                    elif i == 8:
+                        if v.__class__ is dict:
+                            f_process = _jd_Process(Process, v, depth - 1)
+                        elif v is None:
+                            f_process = None
+                        else:
+                            raise _jr_Fail("wrong type")
+                    else:
+                        if v.__class__ is int and 0 <= v <= 4294967295:
+                            f_num_subs = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint32", 0, 4294967295)
     obj = _new(cls)
     obj.__dict__ = {
         "uid": f_uid,
@@ -9035,27 +9119,24 @@ def _jt_Metrics(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     f_items: dict[str, float] = {}
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_Metrics.get(k)
-                if i is None:
-                    i = _K_Metrics.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_Metrics.get(k)
+            if i is None:
+                i = _K_Metrics.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "interval"
                     v, pos = _jr_scan(s, pos)
                     if v is not None:
                         f_interval = _jr_check_float(v)
-                elif i == 1:
+                else:
                     field = "items"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is dict:
@@ -9064,15 +9145,12 @@ def _jt_Metrics(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                         f_items = {}
                     else:
                         raise _jr_wrong(v, "an object")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -9091,16 +9169,17 @@ def _jd_Metrics(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_Metrics.get(k)
         if i is None:
             i = _K_Metrics.get(_jr_fold(k), -1)
-        if i == 0:
-            if v is not None:
-                f_interval = _jr_check_float(v)
-        elif i == 1:
-            if v.__class__ is dict:
-                f_items = _jr_mapping(v, _jr_check_float)
-            elif v is None:
-                f_items = {}
+        if i >= 0:
+            if i == 0:
+                if v is not None:
+                    f_interval = _jr_check_float(v)
             else:
-                raise _jr_wrong(v, "an object")
+                if v.__class__ is dict:
+                    f_items = _jr_mapping(v, _jr_check_float)
+                elif v is None:
+                    f_items = {}
+                else:
+                    raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "interval": f_interval,
@@ -9134,42 +9213,36 @@ def _jt_Process(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     f_rss: int = 0
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_Process.get(k)
-                if i is None:
-                    i = _K_Process.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_Process.get(k)
+            if i is None:
+                i = _K_Process.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "cpu"
                     v, pos = _jr_scan(s, pos)
                     if v is not None:
                         f_cpu = _jr_check_float(v)
-                elif i == 1:
+                else:
                     field = "rss"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
                         f_rss = v
                     elif v is not None:
                         raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -9188,14 +9261,15 @@ def _jd_Process(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_Process.get(k)
         if i is None:
             i = _K_Process.get(_jr_fold(k), -1)
-        if i == 0:
-            if v is not None:
-                f_cpu = _jr_check_float(v)
-        elif i == 1:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_rss = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+        if i >= 0:
+            if i == 0:
+                if v is not None:
+                    f_cpu = _jr_check_float(v)
+            else:
+                if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                    f_rss = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
     obj = _new(cls)
     obj.__dict__ = {
         "cpu": f_cpu,
@@ -9222,37 +9296,30 @@ def _jt_ChannelsRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
     f_pattern: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_ChannelsRequest.get(k)
-                if i is None:
-                    i = _K_ChannelsRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "pattern"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_pattern = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_ChannelsRequest.get(k)
+            if i is None:
+                i = _K_ChannelsRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "pattern"
+                v, pos = _jr_scan(s, pos)
+                if v.__class__ is str:
+                    f_pattern = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -9269,7 +9336,7 @@ def _jd_ChannelsRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_ChannelsRequest.get(k)
         if i is None:
             i = _K_ChannelsRequest.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is str:
                 f_pattern = v if v.isascii() else _jr_text(v)
             elif v is not None:
@@ -9308,21 +9375,18 @@ def _jt_ChannelsResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
     f_result: ChannelsResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_ChannelsResponse.get(k)
-                if i is None:
-                    i = _K_ChannelsResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_ChannelsResponse.get(k)
+            if i is None:
+                i = _K_ChannelsResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -9332,7 +9396,7 @@ def _jt_ChannelsResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_ChannelsResult(ChannelsResult, s, pos, depth - 1)
@@ -9341,15 +9405,12 @@ def _jt_ChannelsResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -9368,20 +9429,21 @@ def _jd_ChannelsResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_ChannelsResponse.get(k)
         if i is None:
             i = _K_ChannelsResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_ChannelsResult(ChannelsResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_ChannelsResult(ChannelsResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -9407,39 +9469,32 @@ def _jt_ChannelsResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
     f_channels: dict[str, ChannelInfo] = {}
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_ChannelsResult.get(k)
+            if i is None:
+                i = _K_ChannelsResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "channels"
+                if s[pos] == "{":
+                    f_channels, pos = _jr_obj(s, pos, _jt_ChannelInfo, ChannelInfo, depth - 1)
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_ChannelsResult.get(k)
-                if i is None:
-                    i = _K_ChannelsResult.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "channels"
-                    if s[pos] == "{":
-                        f_channels, pos = _jr_obj(s, pos, _jt_ChannelInfo, ChannelInfo, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_channels = {}
-                else:
-                    pos = _jr_skip(s, pos)
+                    v, pos = _jr_scan(s, pos)
+                    if v is not None:
+                        raise _jr_wrong(v, "an object")
+                    f_channels = {}
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -9456,7 +9511,7 @@ def _jd_ChannelsResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_ChannelsResult.get(k)
         if i is None:
             i = _K_ChannelsResult.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is dict:
                 f_channels = _jr_dict_obj(v, _jd_ChannelInfo, ChannelInfo, depth - 1)
             elif v is None:
@@ -9490,37 +9545,30 @@ def _jt_ChannelInfo(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
     f_num_clients: int = 0
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_ChannelInfo.get(k)
-                if i is None:
-                    i = _K_ChannelInfo.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "num_clients"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 4294967295:
-                        f_num_clients = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_ChannelInfo.get(k)
+            if i is None:
+                i = _K_ChannelInfo.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "num_clients"
+                v, pos = _jr_scan(s, pos)
+                if v.__class__ is int and 0 <= v <= 4294967295:
+                    f_num_clients = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "uint32", 0, 4294967295)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -9537,7 +9585,7 @@ def _jd_ChannelInfo(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_ChannelInfo.get(k)
         if i is None:
             i = _K_ChannelInfo.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is int and 0 <= v <= 4294967295:
                 f_num_clients = v
             elif v is not None:
@@ -9579,21 +9627,18 @@ def _jt_ConnectionsRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
     f_label_filter: FilterNode | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_ConnectionsRequest.get(k)
-                if i is None:
-                    i = _K_ConnectionsRequest.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_ConnectionsRequest.get(k)
+            if i is None:
+                i = _K_ConnectionsRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "user"
                     v, pos = _jr_scan(s, pos)
@@ -9608,7 +9653,7 @@ def _jt_ConnectionsRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                         f_expression = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 2:
+                else:
                     field = "label_filter"
                     if s[pos] == "{":
                         f_label_filter, pos = _jt_FilterNode(FilterNode, s, pos, depth - 1)
@@ -9617,15 +9662,12 @@ def _jt_ConnectionsRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_label_filter = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -9646,23 +9688,24 @@ def _jd_ConnectionsRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_ConnectionsRequest.get(k)
         if i is None:
             i = _K_ConnectionsRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_expression = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is dict:
-                f_label_filter = _jd_FilterNode(FilterNode, v, depth - 1)
-            elif v is None:
-                f_label_filter = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is str:
+                    f_user = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
+            elif i == 1:
+                if v.__class__ is str:
+                    f_expression = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
             else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_label_filter = _jd_FilterNode(FilterNode, v, depth - 1)
+                elif v is None:
+                    f_label_filter = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "user": f_user,
@@ -9699,21 +9742,18 @@ def _jt_ConnectionsResponse(cls: type[_M], s: str, pos: int, depth: int) -> tupl
     f_result: ConnectionsResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_ConnectionsResponse.get(k)
-                if i is None:
-                    i = _K_ConnectionsResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_ConnectionsResponse.get(k)
+            if i is None:
+                i = _K_ConnectionsResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -9723,7 +9763,7 @@ def _jt_ConnectionsResponse(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_ConnectionsResult(ConnectionsResult, s, pos, depth - 1)
@@ -9732,15 +9772,12 @@ def _jt_ConnectionsResponse(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -9759,20 +9796,21 @@ def _jd_ConnectionsResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_ConnectionsResponse.get(k)
         if i is None:
             i = _K_ConnectionsResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_ConnectionsResult(ConnectionsResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_ConnectionsResult(ConnectionsResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -9801,41 +9839,34 @@ def _jt_ConnectionsResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
     f_connections: dict[str, ConnectionInfo] = {}
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_ConnectionsResult.get(k)
+            if i is None:
+                i = _K_ConnectionsResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "connections"
+                if s[pos] == "{":
+                    f_connections, pos = _jr_obj(
+                        s, pos, _jt_ConnectionInfo, ConnectionInfo, depth - 1
+                    )
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_ConnectionsResult.get(k)
-                if i is None:
-                    i = _K_ConnectionsResult.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "connections"
-                    if s[pos] == "{":
-                        f_connections, pos = _jr_obj(
-                            s, pos, _jt_ConnectionInfo, ConnectionInfo, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_connections = {}
-                else:
-                    pos = _jr_skip(s, pos)
+                    v, pos = _jr_scan(s, pos)
+                    if v is not None:
+                        raise _jr_wrong(v, "an object")
+                    f_connections = {}
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -9852,7 +9883,7 @@ def _jd_ConnectionsResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_ConnectionsResult.get(k)
         if i is None:
             i = _K_ConnectionsResult.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is dict:
                 f_connections = _jr_dict_obj(v, _jd_ConnectionInfo, ConnectionInfo, depth - 1)
             elif v is None:
@@ -9934,97 +9965,109 @@ def _jt_ConnectionInfo(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
     f_labels: dict[str, str] = {}
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_ConnectionInfo.get(k)
-                if i is None:
-                    i = _K_ConnectionInfo.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "app_name"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_app_name = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "app_version"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_app_version = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "transport"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_transport = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "protocol"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_protocol = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 4:
-                    field = "user"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 5:
-                    field = "state"
-                    if s[pos] == "{":
-                        f_state, pos = _jt_ConnectionState(ConnectionState, s, pos, depth - 1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_ConnectionInfo.get(k)
+            if i is None:
+                i = _K_ConnectionInfo.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 4:
+                    if i < 2:
+                        if i == 0:
+                            field = "app_name"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_app_name = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "app_version"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_app_version = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                     else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_state = None
-                elif i == 6:
-                    field = "connected_at_ms"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_connected_at_ms = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                elif i == 7:
-                    field = "ping_pong_latency_ms"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_ping_pong_latency_ms = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                elif i == 8:
-                    field = "labels"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_labels = _jr_mapping(v, _jr_check_str)
-                    elif v is None:
-                        f_labels = {}
-                    else:
-                        raise _jr_wrong(v, "an object")
+                        if i == 2:
+                            field = "transport"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_transport = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "protocol"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_protocol = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i < 6:
+                        if i == 4:
+                            field = "user"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_user = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "state"
+                            if s[pos] == "{":
+                                f_state, pos = _jt_ConnectionState(
+                                    ConnectionState, s, pos, depth - 1
+                                )
+                            else:
+                                v, pos = _jr_scan(s, pos)
+                                if v is not None:
+                                    raise _jr_wrong(v, "an object")
+                                f_state = None
+                    else:
+                        if i == 6:
+                            field = "connected_at_ms"
+                            v, pos = _jr_scan(s, pos)
+                            if (
+                                v.__class__ is int
+                                and -9223372036854775808 <= v <= 9223372036854775807
+                            ):
+                                f_connected_at_ms = v
+                            elif v is not None:
+                                raise _jr_bad_int(
+                                    v, "int64", -9223372036854775808, 9223372036854775807
+                                )
+                        elif i == 7:
+                            field = "ping_pong_latency_ms"
+                            v, pos = _jr_scan(s, pos)
+                            if (
+                                v.__class__ is int
+                                and -9223372036854775808 <= v <= 9223372036854775807
+                            ):
+                                f_ping_pong_latency_ms = v
+                            elif v is not None:
+                                raise _jr_bad_int(
+                                    v, "int64", -9223372036854775808, 9223372036854775807
+                                )
+                        else:
+                            field = "labels"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is dict:
+                                f_labels = _jr_mapping(v, _jr_check_str)
+                            elif v is None:
+                                f_labels = {}
+                            else:
+                                raise _jr_wrong(v, "an object")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -10057,55 +10100,62 @@ def _jd_ConnectionInfo(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_ConnectionInfo.get(k)
         if i is None:
             i = _K_ConnectionInfo.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_app_name = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_app_version = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is str:
-                f_transport = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v.__class__ is str:
-                f_protocol = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 4:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 5:
-            if v.__class__ is dict:
-                f_state = _jd_ConnectionState(ConnectionState, v, depth - 1)
-            elif v is None:
-                f_state = None
+        if i >= 0:
+            if i < 4:
+                if i < 2:
+                    if i == 0:
+                        if v.__class__ is str:
+                            f_app_name = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_app_version = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 2:
+                        if v.__class__ is str:
+                            f_transport = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 6:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_connected_at_ms = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-        elif i == 7:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_ping_pong_latency_ms = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-        elif i == 8:
-            if v.__class__ is dict:
-                f_labels = _jr_mapping(v, _jr_check_str)
-            elif v is None:
-                f_labels = {}
-            else:
-                raise _jr_wrong(v, "an object")
+                if i < 6:
+                    if i == 4:
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is dict:
+                            f_state = _jd_ConnectionState(ConnectionState, v, depth - 1)
+                        elif v is None:
+                            f_state = None
+                        else:
+                            raise _jr_Fail("wrong type")
+                else:
+                    if i == 6:
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_connected_at_ms = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    elif i == 7:
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_ping_pong_latency_ms = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    else:
+                        if v.__class__ is dict:
+                            f_labels = _jr_mapping(v, _jr_check_str)
+                        elif v is None:
+                            f_labels = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "app_name": f_app_name,
@@ -10163,68 +10213,64 @@ def _jt_ConnectionState(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
     f_meta: bytes = b""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_ConnectionState.get(k)
+            if i is None:
+                i = _K_ConnectionState.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 2:
+                    if i == 0:
+                        field = "channels"
+                        if s[pos] == "{":
+                            f_channels, pos = _jr_obj(
+                                s, pos, _jt_ChannelContext, ChannelContext, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_channels = {}
+                    else:
+                        field = "connection_token"
+                        if s[pos] == "{":
+                            f_connection_token, pos = _jt_ConnectionTokenInfo(
+                                ConnectionTokenInfo, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_connection_token = None
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_ConnectionState.get(k)
-                if i is None:
-                    i = _K_ConnectionState.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "channels"
-                    if s[pos] == "{":
-                        f_channels, pos = _jr_obj(
-                            s, pos, _jt_ChannelContext, ChannelContext, depth - 1
-                        )
+                    if i == 2:
+                        field = "subscription_tokens"
+                        if s[pos] == "{":
+                            f_subscription_tokens, pos = _jr_obj(
+                                s, pos, _jt_SubscriptionTokenInfo, SubscriptionTokenInfo, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_subscription_tokens = {}
                     else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_channels = {}
-                elif i == 1:
-                    field = "connection_token"
-                    if s[pos] == "{":
-                        f_connection_token, pos = _jt_ConnectionTokenInfo(
-                            ConnectionTokenInfo, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_connection_token = None
-                elif i == 2:
-                    field = "subscription_tokens"
-                    if s[pos] == "{":
-                        f_subscription_tokens, pos = _jr_obj(
-                            s, pos, _jt_SubscriptionTokenInfo, SubscriptionTokenInfo, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_subscription_tokens = {}
-                elif i == 3:
-                    field = "meta"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_meta = s[start:pos].encode()
-                else:
-                    pos = _jr_skip(s, pos)
+                        field = "meta"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_meta = s[start:pos].encode()
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -10247,31 +10293,36 @@ def _jd_ConnectionState(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_ConnectionState.get(k)
         if i is None:
             i = _K_ConnectionState.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_channels = _jr_dict_obj(v, _jd_ChannelContext, ChannelContext, depth - 1)
-            elif v is None:
-                f_channels = {}
+        if i >= 0:
+            if i < 2:
+                if i == 0:
+                    if v.__class__ is dict:
+                        f_channels = _jr_dict_obj(v, _jd_ChannelContext, ChannelContext, depth - 1)
+                    elif v is None:
+                        f_channels = {}
+                    else:
+                        raise _jr_Fail("wrong type")
+                else:
+                    if v.__class__ is dict:
+                        f_connection_token = _jd_ConnectionTokenInfo(
+                            ConnectionTokenInfo, v, depth - 1
+                        )
+                    elif v is None:
+                        f_connection_token = None
+                    else:
+                        raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_connection_token = _jd_ConnectionTokenInfo(ConnectionTokenInfo, v, depth - 1)
-            elif v is None:
-                f_connection_token = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 2:
-            if v.__class__ is dict:
-                f_subscription_tokens = _jr_dict_obj(
-                    v, _jd_SubscriptionTokenInfo, SubscriptionTokenInfo, depth - 1
-                )
-            elif v is None:
-                f_subscription_tokens = {}
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 3:
-            f_meta = _jr_raw_dumps(v)
+                if i == 2:
+                    if v.__class__ is dict:
+                        f_subscription_tokens = _jr_dict_obj(
+                            v, _jd_SubscriptionTokenInfo, SubscriptionTokenInfo, depth - 1
+                        )
+                    elif v is None:
+                        f_subscription_tokens = {}
+                    else:
+                        raise _jr_Fail("wrong type")
+                else:
+                    f_meta = _jr_raw_dumps(v)
     obj = _new(cls)
     obj.__dict__ = {
         "channels": f_channels,
@@ -10302,37 +10353,30 @@ def _jt_ChannelContext(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
     f_source: int = 0
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_ChannelContext.get(k)
-                if i is None:
-                    i = _K_ChannelContext.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "source"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 4294967295:
-                        f_source = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_ChannelContext.get(k)
+            if i is None:
+                i = _K_ChannelContext.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "source"
+                v, pos = _jr_scan(s, pos)
+                if v.__class__ is int and 0 <= v <= 4294967295:
+                    f_source = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "uint32", 0, 4294967295)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -10349,7 +10393,7 @@ def _jd_ChannelContext(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_ChannelContext.get(k)
         if i is None:
             i = _K_ChannelContext.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is int and 0 <= v <= 4294967295:
                 f_source = v
             elif v is not None:
@@ -10388,21 +10432,18 @@ def _jt_ConnectionTokenInfo(cls: type[_M], s: str, pos: int, depth: int) -> tupl
     f_issued_at: int = 0
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_ConnectionTokenInfo.get(k)
-                if i is None:
-                    i = _K_ConnectionTokenInfo.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_ConnectionTokenInfo.get(k)
+            if i is None:
+                i = _K_ConnectionTokenInfo.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "uid"
                     v, pos = _jr_scan(s, pos)
@@ -10410,22 +10451,19 @@ def _jt_ConnectionTokenInfo(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                         f_uid = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 1:
+                else:
                     field = "issued_at"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
                         f_issued_at = v
                     elif v is not None:
                         raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -10444,16 +10482,17 @@ def _jd_ConnectionTokenInfo(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_ConnectionTokenInfo.get(k)
         if i is None:
             i = _K_ConnectionTokenInfo.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_uid = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_issued_at = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is str:
+                    f_uid = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
+            else:
+                if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                    f_issued_at = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
     obj = _new(cls)
     obj.__dict__ = {
         "uid": f_uid,
@@ -10489,21 +10528,18 @@ def _jt_SubscriptionTokenInfo(cls: type[_M], s: str, pos: int, depth: int) -> tu
     f_issued_at: int = 0
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_SubscriptionTokenInfo.get(k)
-                if i is None:
-                    i = _K_SubscriptionTokenInfo.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_SubscriptionTokenInfo.get(k)
+            if i is None:
+                i = _K_SubscriptionTokenInfo.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "uid"
                     v, pos = _jr_scan(s, pos)
@@ -10511,22 +10547,19 @@ def _jt_SubscriptionTokenInfo(cls: type[_M], s: str, pos: int, depth: int) -> tu
                         f_uid = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 1:
+                else:
                     field = "issued_at"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
                         f_issued_at = v
                     elif v is not None:
                         raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -10545,16 +10578,17 @@ def _jd_SubscriptionTokenInfo(cls: type[_M], d: dict[str, Any], depth: int) -> _
         i = _K_SubscriptionTokenInfo.get(k)
         if i is None:
             i = _K_SubscriptionTokenInfo.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_uid = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_issued_at = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is str:
+                    f_uid = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
+            else:
+                if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                    f_issued_at = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
     obj = _new(cls)
     obj.__dict__ = {
         "uid": f_uid,
@@ -10586,21 +10620,18 @@ def _jt_UpdateUserStatusRequest(cls: type[_M], s: str, pos: int, depth: int) -> 
     f_state: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_UpdateUserStatusRequest.get(k)
-                if i is None:
-                    i = _K_UpdateUserStatusRequest.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_UpdateUserStatusRequest.get(k)
+            if i is None:
+                i = _K_UpdateUserStatusRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "users"
                     v, pos = _jr_scan(s, pos)
@@ -10610,22 +10641,19 @@ def _jt_UpdateUserStatusRequest(cls: type[_M], s: str, pos: int, depth: int) -> 
                         f_users = []
                     else:
                         raise _jr_wrong(v, "an array")
-                elif i == 1:
+                else:
                     field = "state"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_state = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -10644,18 +10672,19 @@ def _jd_UpdateUserStatusRequest(cls: type[_M], d: dict[str, Any], depth: int) ->
         i = _K_UpdateUserStatusRequest.get(k)
         if i is None:
             i = _K_UpdateUserStatusRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is list:
-                f_users = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_users = []
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is list:
+                    f_users = _jr_values(v, _jr_check_str)
+                elif v is None:
+                    f_users = []
+                else:
+                    raise _jr_wrong(v, "an array")
             else:
-                raise _jr_wrong(v, "an array")
-        elif i == 1:
-            if v.__class__ is str:
-                f_state = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+                if v.__class__ is str:
+                    f_state = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "users": f_users,
@@ -10691,21 +10720,18 @@ def _jt_UpdateUserStatusResponse(cls: type[_M], s: str, pos: int, depth: int) ->
     f_result: UpdateUserStatusResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_UpdateUserStatusResponse.get(k)
-                if i is None:
-                    i = _K_UpdateUserStatusResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_UpdateUserStatusResponse.get(k)
+            if i is None:
+                i = _K_UpdateUserStatusResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -10715,7 +10741,7 @@ def _jt_UpdateUserStatusResponse(cls: type[_M], s: str, pos: int, depth: int) ->
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_UpdateUserStatusResult(
@@ -10726,15 +10752,12 @@ def _jt_UpdateUserStatusResponse(cls: type[_M], s: str, pos: int, depth: int) ->
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -10753,20 +10776,21 @@ def _jd_UpdateUserStatusResponse(cls: type[_M], d: dict[str, Any], depth: int) -
         i = _K_UpdateUserStatusResponse.get(k)
         if i is None:
             i = _K_UpdateUserStatusResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_UpdateUserStatusResult(UpdateUserStatusResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_UpdateUserStatusResult(UpdateUserStatusResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -10783,25 +10807,18 @@ def _je_UpdateUserStatusResult(m: UpdateUserStatusResult) -> str:
 def _jt_UpdateUserStatusResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                pos = _jr_skip(s, pos)
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            pos = _jr_scan(s, pos)[1]
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -10836,39 +10853,32 @@ def _jt_GetUserStatusRequest(cls: type[_M], s: str, pos: int, depth: int) -> tup
     f_users: list[str] = []
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_GetUserStatusRequest.get(k)
+            if i is None:
+                i = _K_GetUserStatusRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "users"
+                v, pos = _jr_scan(s, pos)
+                if v.__class__ is list:
+                    f_users = _jr_values(v, _jr_check_str)
+                elif v is None:
+                    f_users = []
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_GetUserStatusRequest.get(k)
-                if i is None:
-                    i = _K_GetUserStatusRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "users"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_users = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_users = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                else:
-                    pos = _jr_skip(s, pos)
+                    raise _jr_wrong(v, "an array")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -10885,7 +10895,7 @@ def _jd_GetUserStatusRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M
         i = _K_GetUserStatusRequest.get(k)
         if i is None:
             i = _K_GetUserStatusRequest.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is list:
                 f_users = _jr_values(v, _jr_check_str)
             elif v is None:
@@ -10926,21 +10936,18 @@ def _jt_GetUserStatusResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
     f_result: GetUserStatusResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_GetUserStatusResponse.get(k)
-                if i is None:
-                    i = _K_GetUserStatusResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_GetUserStatusResponse.get(k)
+            if i is None:
+                i = _K_GetUserStatusResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -10950,7 +10957,7 @@ def _jt_GetUserStatusResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_GetUserStatusResult(
@@ -10961,15 +10968,12 @@ def _jt_GetUserStatusResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -10988,20 +10992,21 @@ def _jd_GetUserStatusResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _
         i = _K_GetUserStatusResponse.get(k)
         if i is None:
             i = _K_GetUserStatusResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_GetUserStatusResult(GetUserStatusResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_GetUserStatusResult(GetUserStatusResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -11027,39 +11032,32 @@ def _jt_GetUserStatusResult(cls: type[_M], s: str, pos: int, depth: int) -> tupl
     f_statuses: list[UserStatus] = []
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_GetUserStatusResult.get(k)
+            if i is None:
+                i = _K_GetUserStatusResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "statuses"
+                if s[pos] == "[":
+                    f_statuses, pos = _jr_array(s, pos, _jt_UserStatus, UserStatus, depth - 1)
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_GetUserStatusResult.get(k)
-                if i is None:
-                    i = _K_GetUserStatusResult.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "statuses"
-                    if s[pos] == "[":
-                        f_statuses, pos = _jr_array(s, pos, _jt_UserStatus, UserStatus, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an array")
-                        f_statuses = []
-                else:
-                    pos = _jr_skip(s, pos)
+                    v, pos = _jr_scan(s, pos)
+                    if v is not None:
+                        raise _jr_wrong(v, "an array")
+                    f_statuses = []
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -11076,7 +11074,7 @@ def _jd_GetUserStatusResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_GetUserStatusResult.get(k)
         if i is None:
             i = _K_GetUserStatusResult.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is list:
                 f_statuses = _jr_dict_array(v, _jd_UserStatus, UserStatus, depth - 1)
             elif v is None:
@@ -11127,58 +11125,54 @@ def _jt_UserStatus(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
     f_state: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_UserStatus.get(k)
+            if i is None:
+                i = _K_UserStatus.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 2:
+                    if i == 0:
+                        field = "user"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        field = "active"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_active = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_UserStatus.get(k)
-                if i is None:
-                    i = _K_UserStatus.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "user"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "active"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_active = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                elif i == 2:
-                    field = "online"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_online = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                elif i == 3:
-                    field = "state"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_state = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
+                    if i == 2:
+                        field = "online"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_online = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    else:
+                        field = "state"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_state = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -11201,26 +11195,29 @@ def _jd_UserStatus(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_UserStatus.get(k)
         if i is None:
             i = _K_UserStatus.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_active = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-        elif i == 2:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_online = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-        elif i == 3:
-            if v.__class__ is str:
-                f_state = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+        if i >= 0:
+            if i < 2:
+                if i == 0:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                else:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_active = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+            else:
+                if i == 2:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_online = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                else:
+                    if v.__class__ is str:
+                        f_state = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "user": f_user,
@@ -11249,39 +11246,32 @@ def _jt_DeleteUserStatusRequest(cls: type[_M], s: str, pos: int, depth: int) -> 
     f_users: list[str] = []
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeleteUserStatusRequest.get(k)
+            if i is None:
+                i = _K_DeleteUserStatusRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "users"
+                v, pos = _jr_scan(s, pos)
+                if v.__class__ is list:
+                    f_users = _jr_values(v, _jr_check_str)
+                elif v is None:
+                    f_users = []
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeleteUserStatusRequest.get(k)
-                if i is None:
-                    i = _K_DeleteUserStatusRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "users"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_users = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_users = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                else:
-                    pos = _jr_skip(s, pos)
+                    raise _jr_wrong(v, "an array")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -11298,7 +11288,7 @@ def _jd_DeleteUserStatusRequest(cls: type[_M], d: dict[str, Any], depth: int) ->
         i = _K_DeleteUserStatusRequest.get(k)
         if i is None:
             i = _K_DeleteUserStatusRequest.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is list:
                 f_users = _jr_values(v, _jr_check_str)
             elif v is None:
@@ -11339,21 +11329,18 @@ def _jt_DeleteUserStatusResponse(cls: type[_M], s: str, pos: int, depth: int) ->
     f_result: DeleteUserStatusResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeleteUserStatusResponse.get(k)
-                if i is None:
-                    i = _K_DeleteUserStatusResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeleteUserStatusResponse.get(k)
+            if i is None:
+                i = _K_DeleteUserStatusResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -11363,7 +11350,7 @@ def _jt_DeleteUserStatusResponse(cls: type[_M], s: str, pos: int, depth: int) ->
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_DeleteUserStatusResult(
@@ -11374,15 +11361,12 @@ def _jt_DeleteUserStatusResponse(cls: type[_M], s: str, pos: int, depth: int) ->
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -11401,20 +11385,21 @@ def _jd_DeleteUserStatusResponse(cls: type[_M], d: dict[str, Any], depth: int) -
         i = _K_DeleteUserStatusResponse.get(k)
         if i is None:
             i = _K_DeleteUserStatusResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_DeleteUserStatusResult(DeleteUserStatusResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_DeleteUserStatusResult(DeleteUserStatusResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -11431,25 +11416,18 @@ def _je_DeleteUserStatusResult(m: DeleteUserStatusResult) -> str:
 def _jt_DeleteUserStatusResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                pos = _jr_skip(s, pos)
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            pos = _jr_scan(s, pos)[1]
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -11493,21 +11471,18 @@ def _jt_BlockUserRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
     f_user: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_BlockUserRequest.get(k)
-                if i is None:
-                    i = _K_BlockUserRequest.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_BlockUserRequest.get(k)
+            if i is None:
+                i = _K_BlockUserRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "expire_at"
                     v, pos = _jr_scan(s, pos)
@@ -11515,22 +11490,19 @@ def _jt_BlockUserRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                         f_expire_at = v
                     elif v is not None:
                         raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                elif i == 1:
+                else:
                     field = "user"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_user = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -11549,16 +11521,17 @@ def _jd_BlockUserRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_BlockUserRequest.get(k)
         if i is None:
             i = _K_BlockUserRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_expire_at = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-        elif i == 1:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                    f_expire_at = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+            else:
+                if v.__class__ is str:
+                    f_user = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "expire_at": f_expire_at,
@@ -11575,25 +11548,18 @@ def _je_BlockUserResult(m: BlockUserResult) -> str:
 def _jt_BlockUserResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                pos = _jr_skip(s, pos)
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            pos = _jr_scan(s, pos)[1]
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -11637,21 +11603,18 @@ def _jt_BlockUserResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
     f_result: BlockUserResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_BlockUserResponse.get(k)
-                if i is None:
-                    i = _K_BlockUserResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_BlockUserResponse.get(k)
+            if i is None:
+                i = _K_BlockUserResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -11661,7 +11624,7 @@ def _jt_BlockUserResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_BlockUserResult(BlockUserResult, s, pos, depth - 1)
@@ -11670,15 +11633,12 @@ def _jt_BlockUserResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -11697,20 +11657,21 @@ def _jd_BlockUserResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_BlockUserResponse.get(k)
         if i is None:
             i = _K_BlockUserResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_BlockUserResult(BlockUserResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_BlockUserResult(BlockUserResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -11737,37 +11698,30 @@ def _jt_UnblockUserRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
     f_user: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_UnblockUserRequest.get(k)
-                if i is None:
-                    i = _K_UnblockUserRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "user"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_UnblockUserRequest.get(k)
+            if i is None:
+                i = _K_UnblockUserRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "user"
+                v, pos = _jr_scan(s, pos)
+                if v.__class__ is str:
+                    f_user = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -11784,7 +11738,7 @@ def _jd_UnblockUserRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_UnblockUserRequest.get(k)
         if i is None:
             i = _K_UnblockUserRequest.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is str:
                 f_user = v if v.isascii() else _jr_text(v)
             elif v is not None:
@@ -11804,25 +11758,18 @@ def _je_UnblockUserResult(m: UnblockUserResult) -> str:
 def _jt_UnblockUserResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                pos = _jr_skip(s, pos)
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            pos = _jr_scan(s, pos)[1]
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -11866,21 +11813,18 @@ def _jt_UnblockUserResponse(cls: type[_M], s: str, pos: int, depth: int) -> tupl
     f_result: UnblockUserResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_UnblockUserResponse.get(k)
-                if i is None:
-                    i = _K_UnblockUserResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_UnblockUserResponse.get(k)
+            if i is None:
+                i = _K_UnblockUserResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -11890,7 +11834,7 @@ def _jt_UnblockUserResponse(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_UnblockUserResult(UnblockUserResult, s, pos, depth - 1)
@@ -11899,15 +11843,12 @@ def _jt_UnblockUserResponse(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -11926,20 +11867,21 @@ def _jd_UnblockUserResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_UnblockUserResponse.get(k)
         if i is None:
             i = _K_UnblockUserResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_UnblockUserResult(UnblockUserResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_UnblockUserResult(UnblockUserResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -11975,21 +11917,18 @@ def _jt_RevokeTokenRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
     f_uid: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_RevokeTokenRequest.get(k)
-                if i is None:
-                    i = _K_RevokeTokenRequest.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_RevokeTokenRequest.get(k)
+            if i is None:
+                i = _K_RevokeTokenRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "expire_at"
                     v, pos = _jr_scan(s, pos)
@@ -11997,22 +11936,19 @@ def _jt_RevokeTokenRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                         f_expire_at = v
                     elif v is not None:
                         raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                elif i == 1:
+                else:
                     field = "uid"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_uid = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -12031,16 +11967,17 @@ def _jd_RevokeTokenRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_RevokeTokenRequest.get(k)
         if i is None:
             i = _K_RevokeTokenRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_expire_at = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-        elif i == 1:
-            if v.__class__ is str:
-                f_uid = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                    f_expire_at = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+            else:
+                if v.__class__ is str:
+                    f_uid = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "expire_at": f_expire_at,
@@ -12057,25 +11994,18 @@ def _je_RevokeTokenResult(m: RevokeTokenResult) -> str:
 def _jt_RevokeTokenResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                pos = _jr_skip(s, pos)
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            pos = _jr_scan(s, pos)[1]
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -12119,21 +12049,18 @@ def _jt_RevokeTokenResponse(cls: type[_M], s: str, pos: int, depth: int) -> tupl
     f_result: RevokeTokenResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_RevokeTokenResponse.get(k)
-                if i is None:
-                    i = _K_RevokeTokenResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_RevokeTokenResponse.get(k)
+            if i is None:
+                i = _K_RevokeTokenResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -12143,7 +12070,7 @@ def _jt_RevokeTokenResponse(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_RevokeTokenResult(RevokeTokenResult, s, pos, depth - 1)
@@ -12152,15 +12079,12 @@ def _jt_RevokeTokenResponse(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -12179,20 +12103,21 @@ def _jd_RevokeTokenResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_RevokeTokenResponse.get(k)
         if i is None:
             i = _K_RevokeTokenResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_RevokeTokenResult(RevokeTokenResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_RevokeTokenResult(RevokeTokenResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -12242,58 +12167,54 @@ def _jt_InvalidateUserTokensRequest(cls: type[_M], s: str, pos: int, depth: int)
     f_channel: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_InvalidateUserTokensRequest.get(k)
+            if i is None:
+                i = _K_InvalidateUserTokensRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 2:
+                    if i == 0:
+                        field = "expire_at"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_expire_at = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    else:
+                        field = "user"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_InvalidateUserTokensRequest.get(k)
-                if i is None:
-                    i = _K_InvalidateUserTokensRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "expire_at"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_expire_at = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                elif i == 1:
-                    field = "user"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "issued_before"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_issued_before = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                elif i == 3:
-                    field = "channel"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_channel = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
+                    if i == 2:
+                        field = "issued_before"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_issued_before = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    else:
+                        field = "channel"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -12316,26 +12237,29 @@ def _jd_InvalidateUserTokensRequest(cls: type[_M], d: dict[str, Any], depth: int
         i = _K_InvalidateUserTokensRequest.get(k)
         if i is None:
             i = _K_InvalidateUserTokensRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_expire_at = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-        elif i == 1:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_issued_before = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-        elif i == 3:
-            if v.__class__ is str:
-                f_channel = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+        if i >= 0:
+            if i < 2:
+                if i == 0:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_expire_at = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                else:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+            else:
+                if i == 2:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_issued_before = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                else:
+                    if v.__class__ is str:
+                        f_channel = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "expire_at": f_expire_at,
@@ -12354,25 +12278,18 @@ def _je_InvalidateUserTokensResult(m: InvalidateUserTokensResult) -> str:
 def _jt_InvalidateUserTokensResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                pos = _jr_skip(s, pos)
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            pos = _jr_scan(s, pos)[1]
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -12416,21 +12333,18 @@ def _jt_InvalidateUserTokensResponse(cls: type[_M], s: str, pos: int, depth: int
     f_result: InvalidateUserTokensResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_InvalidateUserTokensResponse.get(k)
-                if i is None:
-                    i = _K_InvalidateUserTokensResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_InvalidateUserTokensResponse.get(k)
+            if i is None:
+                i = _K_InvalidateUserTokensResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -12440,7 +12354,7 @@ def _jt_InvalidateUserTokensResponse(cls: type[_M], s: str, pos: int, depth: int
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_InvalidateUserTokensResult(
@@ -12451,15 +12365,12 @@ def _jt_InvalidateUserTokensResponse(cls: type[_M], s: str, pos: int, depth: int
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -12478,20 +12389,23 @@ def _jd_InvalidateUserTokensResponse(cls: type[_M], d: dict[str, Any], depth: in
         i = _K_InvalidateUserTokensResponse.get(k)
         if i is None:
             i = _K_InvalidateUserTokensResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_InvalidateUserTokensResult(InvalidateUserTokensResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_InvalidateUserTokensResult(
+                        InvalidateUserTokensResult, v, depth - 1
+                    )
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -12558,97 +12472,97 @@ def _jt_DeviceRegisterRequest(cls: type[_M], s: str, pos: int, depth: int) -> tu
     f_locale: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeviceRegisterRequest.get(k)
-                if i is None:
-                    i = _K_DeviceRegisterRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "id"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_id = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "provider"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_provider = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "token"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_token = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "platform"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_platform = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 4:
-                    field = "user"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 5:
-                    field = "meta"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_meta = _jr_mapping(v, _jr_check_str)
-                    elif v is None:
-                        f_meta = {}
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeviceRegisterRequest.get(k)
+            if i is None:
+                i = _K_DeviceRegisterRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 4:
+                    if i < 2:
+                        if i == 0:
+                            field = "id"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_id = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "provider"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_provider = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                     else:
-                        raise _jr_wrong(v, "an object")
-                elif i == 6:
-                    field = "topics"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_topics = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_topics = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 7:
-                    field = "timezone"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_timezone = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 8:
-                    field = "locale"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_locale = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                        if i == 2:
+                            field = "token"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_token = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "platform"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_platform = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i < 6:
+                        if i == 4:
+                            field = "user"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_user = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "meta"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is dict:
+                                f_meta = _jr_mapping(v, _jr_check_str)
+                            elif v is None:
+                                f_meta = {}
+                            else:
+                                raise _jr_wrong(v, "an object")
+                    else:
+                        if i == 6:
+                            field = "topics"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is list:
+                                f_topics = _jr_values(v, _jr_check_str)
+                            elif v is None:
+                                f_topics = []
+                            else:
+                                raise _jr_wrong(v, "an array")
+                        elif i == 7:
+                            field = "timezone"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_timezone = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "locale"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_locale = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -12681,55 +12595,62 @@ def _jd_DeviceRegisterRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _
         i = _K_DeviceRegisterRequest.get(k)
         if i is None:
             i = _K_DeviceRegisterRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_id = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_provider = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is str:
-                f_token = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v.__class__ is str:
-                f_platform = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 4:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 5:
-            if v.__class__ is dict:
-                f_meta = _jr_mapping(v, _jr_check_str)
-            elif v is None:
-                f_meta = {}
+        if i >= 0:
+            if i < 4:
+                if i < 2:
+                    if i == 0:
+                        if v.__class__ is str:
+                            f_id = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_provider = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 2:
+                        if v.__class__ is str:
+                            f_token = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_platform = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
             else:
-                raise _jr_wrong(v, "an object")
-        elif i == 6:
-            if v.__class__ is list:
-                f_topics = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_topics = []
-            else:
-                raise _jr_wrong(v, "an array")
-        elif i == 7:
-            if v.__class__ is str:
-                f_timezone = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 8:
-            if v.__class__ is str:
-                f_locale = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+                if i < 6:
+                    if i == 4:
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is dict:
+                            f_meta = _jr_mapping(v, _jr_check_str)
+                        elif v is None:
+                            f_meta = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
+                else:
+                    if i == 6:
+                        if v.__class__ is list:
+                            f_topics = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_topics = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                    elif i == 7:
+                        if v.__class__ is str:
+                            f_timezone = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_locale = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "id": f_id,
@@ -12803,103 +12724,101 @@ def _jt_DeviceUpdateRequest(cls: type[_M], s: str, pos: int, depth: int) -> tupl
     f_locale_update: DeviceLocaleUpdate | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeviceUpdateRequest.get(k)
+            if i is None:
+                i = _K_DeviceUpdateRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 3:
+                    if i == 0:
+                        field = "ids"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_ids = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_ids = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                    elif i == 1:
+                        field = "users"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_users = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_users = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                    else:
+                        field = "user_update"
+                        if s[pos] == "{":
+                            f_user_update, pos = _jt_DeviceUserUpdate(
+                                DeviceUserUpdate, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_user_update = None
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeviceUpdateRequest.get(k)
-                if i is None:
-                    i = _K_DeviceUpdateRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "ids"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_ids = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_ids = []
+                    if i < 5:
+                        if i == 3:
+                            field = "meta_update"
+                            if s[pos] == "{":
+                                f_meta_update, pos = _jt_DeviceMetaUpdate(
+                                    DeviceMetaUpdate, s, pos, depth - 1
+                                )
+                            else:
+                                v, pos = _jr_scan(s, pos)
+                                if v is not None:
+                                    raise _jr_wrong(v, "an object")
+                                f_meta_update = None
+                        else:
+                            field = "topics_update"
+                            if s[pos] == "{":
+                                f_topics_update, pos = _jt_DeviceTopicsUpdate(
+                                    DeviceTopicsUpdate, s, pos, depth - 1
+                                )
+                            else:
+                                v, pos = _jr_scan(s, pos)
+                                if v is not None:
+                                    raise _jr_wrong(v, "an object")
+                                f_topics_update = None
                     else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 1:
-                    field = "users"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_users = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_users = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 2:
-                    field = "user_update"
-                    if s[pos] == "{":
-                        f_user_update, pos = _jt_DeviceUserUpdate(
-                            DeviceUserUpdate, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_user_update = None
-                elif i == 3:
-                    field = "meta_update"
-                    if s[pos] == "{":
-                        f_meta_update, pos = _jt_DeviceMetaUpdate(
-                            DeviceMetaUpdate, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_meta_update = None
-                elif i == 4:
-                    field = "topics_update"
-                    if s[pos] == "{":
-                        f_topics_update, pos = _jt_DeviceTopicsUpdate(
-                            DeviceTopicsUpdate, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_topics_update = None
-                elif i == 5:
-                    field = "timezone_update"
-                    if s[pos] == "{":
-                        f_timezone_update, pos = _jt_DeviceTimezoneUpdate(
-                            DeviceTimezoneUpdate, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_timezone_update = None
-                elif i == 6:
-                    field = "locale_update"
-                    if s[pos] == "{":
-                        f_locale_update, pos = _jt_DeviceLocaleUpdate(
-                            DeviceLocaleUpdate, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_locale_update = None
-                else:
-                    pos = _jr_skip(s, pos)
+                        if i == 5:
+                            field = "timezone_update"
+                            if s[pos] == "{":
+                                f_timezone_update, pos = _jt_DeviceTimezoneUpdate(
+                                    DeviceTimezoneUpdate, s, pos, depth - 1
+                                )
+                            else:
+                                v, pos = _jr_scan(s, pos)
+                                if v is not None:
+                                    raise _jr_wrong(v, "an object")
+                                f_timezone_update = None
+                        else:
+                            field = "locale_update"
+                            if s[pos] == "{":
+                                f_locale_update, pos = _jt_DeviceLocaleUpdate(
+                                    DeviceLocaleUpdate, s, pos, depth - 1
+                                )
+                            else:
+                                v, pos = _jr_scan(s, pos)
+                                if v is not None:
+                                    raise _jr_wrong(v, "an object")
+                                f_locale_update = None
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -12928,55 +12847,66 @@ def _jd_DeviceUpdateRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_DeviceUpdateRequest.get(k)
         if i is None:
             i = _K_DeviceUpdateRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is list:
-                f_ids = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_ids = []
+        if i >= 0:
+            if i < 3:
+                if i == 0:
+                    if v.__class__ is list:
+                        f_ids = _jr_values(v, _jr_check_str)
+                    elif v is None:
+                        f_ids = []
+                    else:
+                        raise _jr_wrong(v, "an array")
+                elif i == 1:
+                    if v.__class__ is list:
+                        f_users = _jr_values(v, _jr_check_str)
+                    elif v is None:
+                        f_users = []
+                    else:
+                        raise _jr_wrong(v, "an array")
+                else:
+                    if v.__class__ is dict:
+                        f_user_update = _jd_DeviceUserUpdate(DeviceUserUpdate, v, depth - 1)
+                    elif v is None:
+                        f_user_update = None
+                    else:
+                        raise _jr_Fail("wrong type")
             else:
-                raise _jr_wrong(v, "an array")
-        elif i == 1:
-            if v.__class__ is list:
-                f_users = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_users = []
-            else:
-                raise _jr_wrong(v, "an array")
-        elif i == 2:
-            if v.__class__ is dict:
-                f_user_update = _jd_DeviceUserUpdate(DeviceUserUpdate, v, depth - 1)
-            elif v is None:
-                f_user_update = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 3:
-            if v.__class__ is dict:
-                f_meta_update = _jd_DeviceMetaUpdate(DeviceMetaUpdate, v, depth - 1)
-            elif v is None:
-                f_meta_update = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 4:
-            if v.__class__ is dict:
-                f_topics_update = _jd_DeviceTopicsUpdate(DeviceTopicsUpdate, v, depth - 1)
-            elif v is None:
-                f_topics_update = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 5:
-            if v.__class__ is dict:
-                f_timezone_update = _jd_DeviceTimezoneUpdate(DeviceTimezoneUpdate, v, depth - 1)
-            elif v is None:
-                f_timezone_update = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 6:
-            if v.__class__ is dict:
-                f_locale_update = _jd_DeviceLocaleUpdate(DeviceLocaleUpdate, v, depth - 1)
-            elif v is None:
-                f_locale_update = None
-            else:
-                raise _jr_Fail("wrong type")
+                if i < 5:
+                    if i == 3:
+                        if v.__class__ is dict:
+                            f_meta_update = _jd_DeviceMetaUpdate(DeviceMetaUpdate, v, depth - 1)
+                        elif v is None:
+                            f_meta_update = None
+                        else:
+                            raise _jr_Fail("wrong type")
+                    else:
+                        if v.__class__ is dict:
+                            f_topics_update = _jd_DeviceTopicsUpdate(
+                                DeviceTopicsUpdate, v, depth - 1
+                            )
+                        elif v is None:
+                            f_topics_update = None
+                        else:
+                            raise _jr_Fail("wrong type")
+                else:
+                    if i == 5:
+                        if v.__class__ is dict:
+                            f_timezone_update = _jd_DeviceTimezoneUpdate(
+                                DeviceTimezoneUpdate, v, depth - 1
+                            )
+                        elif v is None:
+                            f_timezone_update = None
+                        else:
+                            raise _jr_Fail("wrong type")
+                    else:
+                        if v.__class__ is dict:
+                            f_locale_update = _jd_DeviceLocaleUpdate(
+                                DeviceLocaleUpdate, v, depth - 1
+                            )
+                        elif v is None:
+                            f_locale_update = None
+                        else:
+                            raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "ids": f_ids,
@@ -13013,21 +12943,18 @@ def _jt_DeviceRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tupl
     f_users: list[str] = []
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeviceRemoveRequest.get(k)
-                if i is None:
-                    i = _K_DeviceRemoveRequest.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeviceRemoveRequest.get(k)
+            if i is None:
+                i = _K_DeviceRemoveRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "ids"
                     v, pos = _jr_scan(s, pos)
@@ -13037,7 +12964,7 @@ def _jt_DeviceRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                         f_ids = []
                     else:
                         raise _jr_wrong(v, "an array")
-                elif i == 1:
+                else:
                     field = "users"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is list:
@@ -13046,15 +12973,12 @@ def _jt_DeviceRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                         f_users = []
                     else:
                         raise _jr_wrong(v, "an array")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -13073,20 +12997,21 @@ def _jd_DeviceRemoveRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_DeviceRemoveRequest.get(k)
         if i is None:
             i = _K_DeviceRemoveRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is list:
-                f_ids = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_ids = []
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is list:
+                    f_ids = _jr_values(v, _jr_check_str)
+                elif v is None:
+                    f_ids = []
+                else:
+                    raise _jr_wrong(v, "an array")
             else:
-                raise _jr_wrong(v, "an array")
-        elif i == 1:
-            if v.__class__ is list:
-                f_users = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_users = []
-            else:
-                raise _jr_wrong(v, "an array")
+                if v.__class__ is list:
+                    f_users = _jr_values(v, _jr_check_str)
+                elif v is None:
+                    f_users = []
+                else:
+                    raise _jr_wrong(v, "an array")
     obj = _new(cls)
     obj.__dict__ = {
         "ids": f_ids,
@@ -13113,37 +13038,30 @@ def _jt_DeviceUserUpdate(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
     f_user: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeviceUserUpdate.get(k)
-                if i is None:
-                    i = _K_DeviceUserUpdate.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "user"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeviceUserUpdate.get(k)
+            if i is None:
+                i = _K_DeviceUserUpdate.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "user"
+                v, pos = _jr_scan(s, pos)
+                if v.__class__ is str:
+                    f_user = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -13160,7 +13078,7 @@ def _jd_DeviceUserUpdate(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_DeviceUserUpdate.get(k)
         if i is None:
             i = _K_DeviceUserUpdate.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is str:
                 f_user = v if v.isascii() else _jr_text(v)
             elif v is not None:
@@ -13190,37 +13108,30 @@ def _jt_DeviceTimezoneUpdate(cls: type[_M], s: str, pos: int, depth: int) -> tup
     f_timezone: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeviceTimezoneUpdate.get(k)
-                if i is None:
-                    i = _K_DeviceTimezoneUpdate.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "timezone"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_timezone = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeviceTimezoneUpdate.get(k)
+            if i is None:
+                i = _K_DeviceTimezoneUpdate.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "timezone"
+                v, pos = _jr_scan(s, pos)
+                if v.__class__ is str:
+                    f_timezone = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -13237,7 +13148,7 @@ def _jd_DeviceTimezoneUpdate(cls: type[_M], d: dict[str, Any], depth: int) -> _M
         i = _K_DeviceTimezoneUpdate.get(k)
         if i is None:
             i = _K_DeviceTimezoneUpdate.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is str:
                 f_timezone = v if v.isascii() else _jr_text(v)
             elif v is not None:
@@ -13267,37 +13178,30 @@ def _jt_DeviceLocaleUpdate(cls: type[_M], s: str, pos: int, depth: int) -> tuple
     f_locale: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeviceLocaleUpdate.get(k)
-                if i is None:
-                    i = _K_DeviceLocaleUpdate.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "locale"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_locale = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeviceLocaleUpdate.get(k)
+            if i is None:
+                i = _K_DeviceLocaleUpdate.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "locale"
+                v, pos = _jr_scan(s, pos)
+                if v.__class__ is str:
+                    f_locale = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -13314,7 +13218,7 @@ def _jd_DeviceLocaleUpdate(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_DeviceLocaleUpdate.get(k)
         if i is None:
             i = _K_DeviceLocaleUpdate.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is str:
                 f_locale = v if v.isascii() else _jr_text(v)
             elif v is not None:
@@ -13344,39 +13248,32 @@ def _jt_DeviceMetaUpdate(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
     f_meta: dict[str, str] = {}
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeviceMetaUpdate.get(k)
+            if i is None:
+                i = _K_DeviceMetaUpdate.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "meta"
+                v, pos = _jr_scan(s, pos)
+                if v.__class__ is dict:
+                    f_meta = _jr_mapping(v, _jr_check_str)
+                elif v is None:
+                    f_meta = {}
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeviceMetaUpdate.get(k)
-                if i is None:
-                    i = _K_DeviceMetaUpdate.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "meta"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_meta = _jr_mapping(v, _jr_check_str)
-                    elif v is None:
-                        f_meta = {}
-                    else:
-                        raise _jr_wrong(v, "an object")
-                else:
-                    pos = _jr_skip(s, pos)
+                    raise _jr_wrong(v, "an object")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -13393,7 +13290,7 @@ def _jd_DeviceMetaUpdate(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_DeviceMetaUpdate.get(k)
         if i is None:
             i = _K_DeviceMetaUpdate.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is dict:
                 f_meta = _jr_mapping(v, _jr_check_str)
             elif v is None:
@@ -13430,21 +13327,18 @@ def _jt_DeviceTopicsUpdate(cls: type[_M], s: str, pos: int, depth: int) -> tuple
     f_topics: list[str] = []
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeviceTopicsUpdate.get(k)
-                if i is None:
-                    i = _K_DeviceTopicsUpdate.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeviceTopicsUpdate.get(k)
+            if i is None:
+                i = _K_DeviceTopicsUpdate.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "op"
                     v, pos = _jr_scan(s, pos)
@@ -13452,7 +13346,7 @@ def _jt_DeviceTopicsUpdate(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                         f_op = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 1:
+                else:
                     field = "topics"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is list:
@@ -13461,15 +13355,12 @@ def _jt_DeviceTopicsUpdate(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                         f_topics = []
                     else:
                         raise _jr_wrong(v, "an array")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -13488,18 +13379,19 @@ def _jd_DeviceTopicsUpdate(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_DeviceTopicsUpdate.get(k)
         if i is None:
             i = _K_DeviceTopicsUpdate.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_op = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is list:
-                f_topics = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_topics = []
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is str:
+                    f_op = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
             else:
-                raise _jr_wrong(v, "an array")
+                if v.__class__ is list:
+                    f_topics = _jr_values(v, _jr_check_str)
+                elif v is None:
+                    f_topics = []
+                else:
+                    raise _jr_wrong(v, "an array")
     obj = _new(cls)
     obj.__dict__ = {
         "op": f_op,
@@ -13546,75 +13438,71 @@ def _jt_DeviceFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
     f_platforms: list[str] = []
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeviceFilter.get(k)
+            if i is None:
+                i = _K_DeviceFilter.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 2:
+                    if i == 0:
+                        field = "ids"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_ids = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_ids = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                    else:
+                        field = "users"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_users = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_users = []
+                        else:
+                            raise _jr_wrong(v, "an array")
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeviceFilter.get(k)
-                if i is None:
-                    i = _K_DeviceFilter.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "ids"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_ids = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_ids = []
+                    if i == 2:
+                        field = "topics"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_topics = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_topics = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                    elif i == 3:
+                        field = "providers"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_providers = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_providers = []
+                        else:
+                            raise _jr_wrong(v, "an array")
                     else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 1:
-                    field = "users"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_users = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_users = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 2:
-                    field = "topics"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_topics = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_topics = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 3:
-                    field = "providers"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_providers = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_providers = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 4:
-                    field = "platforms"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_platforms = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_platforms = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                else:
-                    pos = _jr_skip(s, pos)
+                        field = "platforms"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_platforms = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_platforms = []
+                        else:
+                            raise _jr_wrong(v, "an array")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -13639,41 +13527,44 @@ def _jd_DeviceFilter(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_DeviceFilter.get(k)
         if i is None:
             i = _K_DeviceFilter.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is list:
-                f_ids = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_ids = []
+        if i >= 0:
+            if i < 2:
+                if i == 0:
+                    if v.__class__ is list:
+                        f_ids = _jr_values(v, _jr_check_str)
+                    elif v is None:
+                        f_ids = []
+                    else:
+                        raise _jr_wrong(v, "an array")
+                else:
+                    if v.__class__ is list:
+                        f_users = _jr_values(v, _jr_check_str)
+                    elif v is None:
+                        f_users = []
+                    else:
+                        raise _jr_wrong(v, "an array")
             else:
-                raise _jr_wrong(v, "an array")
-        elif i == 1:
-            if v.__class__ is list:
-                f_users = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_users = []
-            else:
-                raise _jr_wrong(v, "an array")
-        elif i == 2:
-            if v.__class__ is list:
-                f_topics = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_topics = []
-            else:
-                raise _jr_wrong(v, "an array")
-        elif i == 3:
-            if v.__class__ is list:
-                f_providers = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_providers = []
-            else:
-                raise _jr_wrong(v, "an array")
-        elif i == 4:
-            if v.__class__ is list:
-                f_platforms = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_platforms = []
-            else:
-                raise _jr_wrong(v, "an array")
+                if i == 2:
+                    if v.__class__ is list:
+                        f_topics = _jr_values(v, _jr_check_str)
+                    elif v is None:
+                        f_topics = []
+                    else:
+                        raise _jr_wrong(v, "an array")
+                elif i == 3:
+                    if v.__class__ is list:
+                        f_providers = _jr_values(v, _jr_check_str)
+                    elif v is None:
+                        f_providers = []
+                    else:
+                        raise _jr_wrong(v, "an array")
+                else:
+                    if v.__class__ is list:
+                        f_platforms = _jr_values(v, _jr_check_str)
+                    elif v is None:
+                        f_platforms = []
+                    else:
+                        raise _jr_wrong(v, "an array")
     obj = _new(cls)
     obj.__dict__ = {
         "ids": f_ids,
@@ -13737,81 +13628,79 @@ def _jt_DeviceListRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
     f_limit: int = 0
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeviceListRequest.get(k)
-                if i is None:
-                    i = _K_DeviceListRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "filter"
-                    if s[pos] == "{":
-                        f_filter, pos = _jt_DeviceFilter(DeviceFilter, s, pos, depth - 1)
-                    else:
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeviceListRequest.get(k)
+            if i is None:
+                i = _K_DeviceListRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 3:
+                    if i == 0:
+                        field = "filter"
+                        if s[pos] == "{":
+                            f_filter, pos = _jt_DeviceFilter(DeviceFilter, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_filter = None
+                    elif i == 1:
+                        field = "include_total_count"
                         v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_filter = None
-                elif i == 1:
-                    field = "include_total_count"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_include_total_count = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 2:
-                    field = "include_meta"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_include_meta = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 3:
-                    field = "include_topics"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_include_topics = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 4:
-                    field = "include_webpush_keys"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_include_webpush_keys = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 5:
-                    field = "cursor"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_cursor = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 6:
-                    field = "limit"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                        f_limit = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
+                        if v is True or v is False:
+                            f_include_total_count = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    else:
+                        field = "include_meta"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_include_meta = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i < 5:
+                        if i == 3:
+                            field = "include_topics"
+                            v, pos = _jr_scan(s, pos)
+                            if v is True or v is False:
+                                f_include_topics = v
+                            elif v is not None:
+                                raise _jr_wrong(v, "true or false")
+                        else:
+                            field = "include_webpush_keys"
+                            v, pos = _jr_scan(s, pos)
+                            if v is True or v is False:
+                                f_include_webpush_keys = v
+                            elif v is not None:
+                                raise _jr_wrong(v, "true or false")
+                    else:
+                        if i == 5:
+                            field = "cursor"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_cursor = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "limit"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                                f_limit = v
+                            elif v is not None:
+                                raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -13840,43 +13729,48 @@ def _jd_DeviceListRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_DeviceListRequest.get(k)
         if i is None:
             i = _K_DeviceListRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_filter = _jd_DeviceFilter(DeviceFilter, v, depth - 1)
-            elif v is None:
-                f_filter = None
+        if i >= 0:
+            if i < 3:
+                if i == 0:
+                    if v.__class__ is dict:
+                        f_filter = _jd_DeviceFilter(DeviceFilter, v, depth - 1)
+                    elif v is None:
+                        f_filter = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 1:
+                    if v is True or v is False:
+                        f_include_total_count = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
+                else:
+                    if v is True or v is False:
+                        f_include_meta = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v is True or v is False:
-                f_include_total_count = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 2:
-            if v is True or v is False:
-                f_include_meta = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 3:
-            if v is True or v is False:
-                f_include_topics = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 4:
-            if v is True or v is False:
-                f_include_webpush_keys = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 5:
-            if v.__class__ is str:
-                f_cursor = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 6:
-            if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                f_limit = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
+                if i < 5:
+                    if i == 3:
+                        if v is True or v is False:
+                            f_include_topics = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    else:
+                        if v is True or v is False:
+                            f_include_webpush_keys = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                else:
+                    if i == 5:
+                        if v.__class__ is str:
+                            f_cursor = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                            f_limit = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
     obj = _new(cls)
     obj.__dict__ = {
         "filter": f_filter,
@@ -13933,82 +13827,78 @@ def _jt_DeviceTopicFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
     f_topic_prefix: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeviceTopicFilter.get(k)
+            if i is None:
+                i = _K_DeviceTopicFilter.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 3:
+                    if i == 0:
+                        field = "device_ids"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_device_ids = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_device_ids = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                    elif i == 1:
+                        field = "device_providers"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_device_providers = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_device_providers = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                    else:
+                        field = "device_platforms"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_device_platforms = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_device_platforms = []
+                        else:
+                            raise _jr_wrong(v, "an array")
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeviceTopicFilter.get(k)
-                if i is None:
-                    i = _K_DeviceTopicFilter.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "device_ids"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_device_ids = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_device_ids = []
+                    if i == 3:
+                        field = "device_users"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_device_users = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_device_users = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                    elif i == 4:
+                        field = "topics"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_topics = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_topics = []
+                        else:
+                            raise _jr_wrong(v, "an array")
                     else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 1:
-                    field = "device_providers"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_device_providers = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_device_providers = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 2:
-                    field = "device_platforms"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_device_platforms = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_device_platforms = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 3:
-                    field = "device_users"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_device_users = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_device_users = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 4:
-                    field = "topics"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_topics = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_topics = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 5:
-                    field = "topic_prefix"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_topic_prefix = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
+                        field = "topic_prefix"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_topic_prefix = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -14035,46 +13925,49 @@ def _jd_DeviceTopicFilter(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_DeviceTopicFilter.get(k)
         if i is None:
             i = _K_DeviceTopicFilter.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is list:
-                f_device_ids = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_device_ids = []
+        if i >= 0:
+            if i < 3:
+                if i == 0:
+                    if v.__class__ is list:
+                        f_device_ids = _jr_values(v, _jr_check_str)
+                    elif v is None:
+                        f_device_ids = []
+                    else:
+                        raise _jr_wrong(v, "an array")
+                elif i == 1:
+                    if v.__class__ is list:
+                        f_device_providers = _jr_values(v, _jr_check_str)
+                    elif v is None:
+                        f_device_providers = []
+                    else:
+                        raise _jr_wrong(v, "an array")
+                else:
+                    if v.__class__ is list:
+                        f_device_platforms = _jr_values(v, _jr_check_str)
+                    elif v is None:
+                        f_device_platforms = []
+                    else:
+                        raise _jr_wrong(v, "an array")
             else:
-                raise _jr_wrong(v, "an array")
-        elif i == 1:
-            if v.__class__ is list:
-                f_device_providers = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_device_providers = []
-            else:
-                raise _jr_wrong(v, "an array")
-        elif i == 2:
-            if v.__class__ is list:
-                f_device_platforms = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_device_platforms = []
-            else:
-                raise _jr_wrong(v, "an array")
-        elif i == 3:
-            if v.__class__ is list:
-                f_device_users = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_device_users = []
-            else:
-                raise _jr_wrong(v, "an array")
-        elif i == 4:
-            if v.__class__ is list:
-                f_topics = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_topics = []
-            else:
-                raise _jr_wrong(v, "an array")
-        elif i == 5:
-            if v.__class__ is str:
-                f_topic_prefix = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+                if i == 3:
+                    if v.__class__ is list:
+                        f_device_users = _jr_values(v, _jr_check_str)
+                    elif v is None:
+                        f_device_users = []
+                    else:
+                        raise _jr_wrong(v, "an array")
+                elif i == 4:
+                    if v.__class__ is list:
+                        f_topics = _jr_values(v, _jr_check_str)
+                    elif v is None:
+                        f_topics = []
+                    else:
+                        raise _jr_wrong(v, "an array")
+                else:
+                    if v.__class__ is str:
+                        f_topic_prefix = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "device_ids": f_device_ids,
@@ -14129,67 +14022,65 @@ def _jt_DeviceTopicListRequest(cls: type[_M], s: str, pos: int, depth: int) -> t
     f_limit: int = 0
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeviceTopicListRequest.get(k)
-                if i is None:
-                    i = _K_DeviceTopicListRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "filter"
-                    if s[pos] == "{":
-                        f_filter, pos = _jt_DeviceTopicFilter(DeviceTopicFilter, s, pos, depth - 1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeviceTopicListRequest.get(k)
+            if i is None:
+                i = _K_DeviceTopicListRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 2:
+                    if i == 0:
+                        field = "filter"
+                        if s[pos] == "{":
+                            f_filter, pos = _jt_DeviceTopicFilter(
+                                DeviceTopicFilter, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_filter = None
                     else:
+                        field = "include_total_count"
                         v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_filter = None
-                elif i == 1:
-                    field = "include_total_count"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_include_total_count = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 2:
-                    field = "include_device"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_include_device = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 3:
-                    field = "cursor"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_cursor = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 4:
-                    field = "limit"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                        f_limit = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
+                        if v is True or v is False:
+                            f_include_total_count = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i == 2:
+                        field = "include_device"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_include_device = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    elif i == 3:
+                        field = "cursor"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_cursor = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        field = "limit"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                            f_limit = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -14214,33 +14105,36 @@ def _jd_DeviceTopicListRequest(cls: type[_M], d: dict[str, Any], depth: int) -> 
         i = _K_DeviceTopicListRequest.get(k)
         if i is None:
             i = _K_DeviceTopicListRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_filter = _jd_DeviceTopicFilter(DeviceTopicFilter, v, depth - 1)
-            elif v is None:
-                f_filter = None
+        if i >= 0:
+            if i < 2:
+                if i == 0:
+                    if v.__class__ is dict:
+                        f_filter = _jd_DeviceTopicFilter(DeviceTopicFilter, v, depth - 1)
+                    elif v is None:
+                        f_filter = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                else:
+                    if v is True or v is False:
+                        f_include_total_count = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v is True or v is False:
-                f_include_total_count = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 2:
-            if v is True or v is False:
-                f_include_device = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 3:
-            if v.__class__ is str:
-                f_cursor = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 4:
-            if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                f_limit = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
+                if i == 2:
+                    if v is True or v is False:
+                        f_include_device = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_cursor = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                else:
+                    if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                        f_limit = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
     obj = _new(cls)
     obj.__dict__ = {
         "filter": f_filter,
@@ -14280,21 +14174,18 @@ def _jt_UserTopicFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
     f_topic_prefix: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_UserTopicFilter.get(k)
-                if i is None:
-                    i = _K_UserTopicFilter.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_UserTopicFilter.get(k)
+            if i is None:
+                i = _K_UserTopicFilter.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "users"
                     v, pos = _jr_scan(s, pos)
@@ -14313,22 +14204,19 @@ def _jt_UserTopicFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                         f_topics = []
                     else:
                         raise _jr_wrong(v, "an array")
-                elif i == 2:
+                else:
                     field = "topic_prefix"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_topic_prefix = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -14349,25 +14237,26 @@ def _jd_UserTopicFilter(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_UserTopicFilter.get(k)
         if i is None:
             i = _K_UserTopicFilter.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is list:
-                f_users = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_users = []
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is list:
+                    f_users = _jr_values(v, _jr_check_str)
+                elif v is None:
+                    f_users = []
+                else:
+                    raise _jr_wrong(v, "an array")
+            elif i == 1:
+                if v.__class__ is list:
+                    f_topics = _jr_values(v, _jr_check_str)
+                elif v is None:
+                    f_topics = []
+                else:
+                    raise _jr_wrong(v, "an array")
             else:
-                raise _jr_wrong(v, "an array")
-        elif i == 1:
-            if v.__class__ is list:
-                f_topics = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_topics = []
-            else:
-                raise _jr_wrong(v, "an array")
-        elif i == 2:
-            if v.__class__ is str:
-                f_topic_prefix = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+                if v.__class__ is str:
+                    f_topic_prefix = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "users": f_users,
@@ -14414,60 +14303,56 @@ def _jt_UserTopicListRequest(cls: type[_M], s: str, pos: int, depth: int) -> tup
     f_limit: int = 0
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_UserTopicListRequest.get(k)
-                if i is None:
-                    i = _K_UserTopicListRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "filter"
-                    if s[pos] == "{":
-                        f_filter, pos = _jt_UserTopicFilter(UserTopicFilter, s, pos, depth - 1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_UserTopicListRequest.get(k)
+            if i is None:
+                i = _K_UserTopicListRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 2:
+                    if i == 0:
+                        field = "filter"
+                        if s[pos] == "{":
+                            f_filter, pos = _jt_UserTopicFilter(UserTopicFilter, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_filter = None
                     else:
+                        field = "include_total_count"
                         v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_filter = None
-                elif i == 1:
-                    field = "include_total_count"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_include_total_count = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 2:
-                    field = "cursor"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_cursor = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "limit"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                        f_limit = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
+                        if v is True or v is False:
+                            f_include_total_count = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i == 2:
+                        field = "cursor"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_cursor = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        field = "limit"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                            f_limit = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -14490,28 +14375,31 @@ def _jd_UserTopicListRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M
         i = _K_UserTopicListRequest.get(k)
         if i is None:
             i = _K_UserTopicListRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_filter = _jd_UserTopicFilter(UserTopicFilter, v, depth - 1)
-            elif v is None:
-                f_filter = None
+        if i >= 0:
+            if i < 2:
+                if i == 0:
+                    if v.__class__ is dict:
+                        f_filter = _jd_UserTopicFilter(UserTopicFilter, v, depth - 1)
+                    elif v is None:
+                        f_filter = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                else:
+                    if v is True or v is False:
+                        f_include_total_count = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v is True or v is False:
-                f_include_total_count = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 2:
-            if v.__class__ is str:
-                f_cursor = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                f_limit = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
+                if i == 2:
+                    if v.__class__ is str:
+                        f_cursor = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                else:
+                    if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                        f_limit = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
     obj = _new(cls)
     obj.__dict__ = {
         "filter": f_filter,
@@ -14555,60 +14443,56 @@ def _jt_DeviceTopicUpdateRequest(cls: type[_M], s: str, pos: int, depth: int) ->
     f_user: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeviceTopicUpdateRequest.get(k)
-                if i is None:
-                    i = _K_DeviceTopicUpdateRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "device_id"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_device_id = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "op"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_op = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "topics"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_topics = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_topics = []
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeviceTopicUpdateRequest.get(k)
+            if i is None:
+                i = _K_DeviceTopicUpdateRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 2:
+                    if i == 0:
+                        field = "device_id"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_device_id = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                     else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 3:
-                    field = "user"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                        field = "op"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_op = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i == 2:
+                        field = "topics"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_topics = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_topics = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                    else:
+                        field = "user"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -14631,28 +14515,31 @@ def _jd_DeviceTopicUpdateRequest(cls: type[_M], d: dict[str, Any], depth: int) -
         i = _K_DeviceTopicUpdateRequest.get(k)
         if i is None:
             i = _K_DeviceTopicUpdateRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_device_id = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_op = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is list:
-                f_topics = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_topics = []
+        if i >= 0:
+            if i < 2:
+                if i == 0:
+                    if v.__class__ is str:
+                        f_device_id = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                else:
+                    if v.__class__ is str:
+                        f_op = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
             else:
-                raise _jr_wrong(v, "an array")
-        elif i == 3:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+                if i == 2:
+                    if v.__class__ is list:
+                        f_topics = _jr_values(v, _jr_check_str)
+                    elif v is None:
+                        f_topics = []
+                    else:
+                        raise _jr_wrong(v, "an array")
+                else:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "device_id": f_device_id,
@@ -14691,21 +14578,18 @@ def _jt_UserTopicUpdateRequest(cls: type[_M], s: str, pos: int, depth: int) -> t
     f_topics: list[str] = []
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_UserTopicUpdateRequest.get(k)
-                if i is None:
-                    i = _K_UserTopicUpdateRequest.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_UserTopicUpdateRequest.get(k)
+            if i is None:
+                i = _K_UserTopicUpdateRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "user"
                     v, pos = _jr_scan(s, pos)
@@ -14720,7 +14604,7 @@ def _jt_UserTopicUpdateRequest(cls: type[_M], s: str, pos: int, depth: int) -> t
                         f_op = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 2:
+                else:
                     field = "topics"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is list:
@@ -14729,15 +14613,12 @@ def _jt_UserTopicUpdateRequest(cls: type[_M], s: str, pos: int, depth: int) -> t
                         f_topics = []
                     else:
                         raise _jr_wrong(v, "an array")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -14758,23 +14639,24 @@ def _jd_UserTopicUpdateRequest(cls: type[_M], d: dict[str, Any], depth: int) -> 
         i = _K_UserTopicUpdateRequest.get(k)
         if i is None:
             i = _K_UserTopicUpdateRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_op = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is list:
-                f_topics = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_topics = []
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is str:
+                    f_user = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
+            elif i == 1:
+                if v.__class__ is str:
+                    f_op = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
             else:
-                raise _jr_wrong(v, "an array")
+                if v.__class__ is list:
+                    f_topics = _jr_values(v, _jr_check_str)
+                elif v is None:
+                    f_topics = []
+                else:
+                    raise _jr_wrong(v, "an array")
     obj = _new(cls)
     obj.__dict__ = {
         "user": f_user,
@@ -14811,21 +14693,18 @@ def _jt_DeviceRegisterResponse(cls: type[_M], s: str, pos: int, depth: int) -> t
     f_result: DeviceRegisterResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeviceRegisterResponse.get(k)
-                if i is None:
-                    i = _K_DeviceRegisterResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeviceRegisterResponse.get(k)
+            if i is None:
+                i = _K_DeviceRegisterResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -14835,7 +14714,7 @@ def _jt_DeviceRegisterResponse(cls: type[_M], s: str, pos: int, depth: int) -> t
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_DeviceRegisterResult(
@@ -14846,15 +14725,12 @@ def _jt_DeviceRegisterResponse(cls: type[_M], s: str, pos: int, depth: int) -> t
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -14873,20 +14749,21 @@ def _jd_DeviceRegisterResponse(cls: type[_M], d: dict[str, Any], depth: int) -> 
         i = _K_DeviceRegisterResponse.get(k)
         if i is None:
             i = _K_DeviceRegisterResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_DeviceRegisterResult(DeviceRegisterResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_DeviceRegisterResult(DeviceRegisterResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -14922,21 +14799,18 @@ def _jt_DeviceUpdateResponse(cls: type[_M], s: str, pos: int, depth: int) -> tup
     f_result: DeviceUpdateResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeviceUpdateResponse.get(k)
-                if i is None:
-                    i = _K_DeviceUpdateResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeviceUpdateResponse.get(k)
+            if i is None:
+                i = _K_DeviceUpdateResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -14946,7 +14820,7 @@ def _jt_DeviceUpdateResponse(cls: type[_M], s: str, pos: int, depth: int) -> tup
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_DeviceUpdateResult(
@@ -14957,15 +14831,12 @@ def _jt_DeviceUpdateResponse(cls: type[_M], s: str, pos: int, depth: int) -> tup
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -14984,20 +14855,21 @@ def _jd_DeviceUpdateResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M
         i = _K_DeviceUpdateResponse.get(k)
         if i is None:
             i = _K_DeviceUpdateResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_DeviceUpdateResult(DeviceUpdateResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_DeviceUpdateResult(DeviceUpdateResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -15033,21 +14905,18 @@ def _jt_DeviceRemoveResponse(cls: type[_M], s: str, pos: int, depth: int) -> tup
     f_result: DeviceRemoveResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeviceRemoveResponse.get(k)
-                if i is None:
-                    i = _K_DeviceRemoveResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeviceRemoveResponse.get(k)
+            if i is None:
+                i = _K_DeviceRemoveResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -15057,7 +14926,7 @@ def _jt_DeviceRemoveResponse(cls: type[_M], s: str, pos: int, depth: int) -> tup
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_DeviceRemoveResult(
@@ -15068,15 +14937,12 @@ def _jt_DeviceRemoveResponse(cls: type[_M], s: str, pos: int, depth: int) -> tup
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -15095,20 +14961,21 @@ def _jd_DeviceRemoveResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M
         i = _K_DeviceRemoveResponse.get(k)
         if i is None:
             i = _K_DeviceRemoveResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_DeviceRemoveResult(DeviceRemoveResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_DeviceRemoveResult(DeviceRemoveResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -15144,21 +15011,18 @@ def _jt_DeviceListResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
     f_result: DeviceListResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeviceListResponse.get(k)
-                if i is None:
-                    i = _K_DeviceListResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeviceListResponse.get(k)
+            if i is None:
+                i = _K_DeviceListResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -15168,7 +15032,7 @@ def _jt_DeviceListResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_DeviceListResult(DeviceListResult, s, pos, depth - 1)
@@ -15177,15 +15041,12 @@ def _jt_DeviceListResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -15204,20 +15065,21 @@ def _jd_DeviceListResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_DeviceListResponse.get(k)
         if i is None:
             i = _K_DeviceListResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_DeviceListResult(DeviceListResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_DeviceListResult(DeviceListResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -15253,21 +15115,18 @@ def _jt_DeviceTopicListResponse(cls: type[_M], s: str, pos: int, depth: int) -> 
     f_result: DeviceTopicListResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeviceTopicListResponse.get(k)
-                if i is None:
-                    i = _K_DeviceTopicListResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeviceTopicListResponse.get(k)
+            if i is None:
+                i = _K_DeviceTopicListResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -15277,7 +15136,7 @@ def _jt_DeviceTopicListResponse(cls: type[_M], s: str, pos: int, depth: int) -> 
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_DeviceTopicListResult(
@@ -15288,15 +15147,12 @@ def _jt_DeviceTopicListResponse(cls: type[_M], s: str, pos: int, depth: int) -> 
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -15315,20 +15171,21 @@ def _jd_DeviceTopicListResponse(cls: type[_M], d: dict[str, Any], depth: int) ->
         i = _K_DeviceTopicListResponse.get(k)
         if i is None:
             i = _K_DeviceTopicListResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_DeviceTopicListResult(DeviceTopicListResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_DeviceTopicListResult(DeviceTopicListResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -15364,21 +15221,18 @@ def _jt_UserTopicListResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
     f_result: UserTopicListResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_UserTopicListResponse.get(k)
-                if i is None:
-                    i = _K_UserTopicListResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_UserTopicListResponse.get(k)
+            if i is None:
+                i = _K_UserTopicListResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -15388,7 +15242,7 @@ def _jt_UserTopicListResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_UserTopicListResult(
@@ -15399,15 +15253,12 @@ def _jt_UserTopicListResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -15426,20 +15277,21 @@ def _jd_UserTopicListResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _
         i = _K_UserTopicListResponse.get(k)
         if i is None:
             i = _K_UserTopicListResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_UserTopicListResult(UserTopicListResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_UserTopicListResult(UserTopicListResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -15475,21 +15327,18 @@ def _jt_DeviceTopicUpdateResponse(cls: type[_M], s: str, pos: int, depth: int) -
     f_result: DeviceTopicUpdateResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeviceTopicUpdateResponse.get(k)
-                if i is None:
-                    i = _K_DeviceTopicUpdateResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeviceTopicUpdateResponse.get(k)
+            if i is None:
+                i = _K_DeviceTopicUpdateResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -15499,7 +15348,7 @@ def _jt_DeviceTopicUpdateResponse(cls: type[_M], s: str, pos: int, depth: int) -
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_DeviceTopicUpdateResult(
@@ -15510,15 +15359,12 @@ def _jt_DeviceTopicUpdateResponse(cls: type[_M], s: str, pos: int, depth: int) -
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -15537,20 +15383,21 @@ def _jd_DeviceTopicUpdateResponse(cls: type[_M], d: dict[str, Any], depth: int) 
         i = _K_DeviceTopicUpdateResponse.get(k)
         if i is None:
             i = _K_DeviceTopicUpdateResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_DeviceTopicUpdateResult(DeviceTopicUpdateResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_DeviceTopicUpdateResult(DeviceTopicUpdateResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -15586,21 +15433,18 @@ def _jt_UserTopicUpdateResponse(cls: type[_M], s: str, pos: int, depth: int) -> 
     f_result: UserTopicUpdateResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_UserTopicUpdateResponse.get(k)
-                if i is None:
-                    i = _K_UserTopicUpdateResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_UserTopicUpdateResponse.get(k)
+            if i is None:
+                i = _K_UserTopicUpdateResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -15610,7 +15454,7 @@ def _jt_UserTopicUpdateResponse(cls: type[_M], s: str, pos: int, depth: int) -> 
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_UserTopicUpdateResult(
@@ -15621,15 +15465,12 @@ def _jt_UserTopicUpdateResponse(cls: type[_M], s: str, pos: int, depth: int) -> 
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -15648,20 +15489,21 @@ def _jd_UserTopicUpdateResponse(cls: type[_M], d: dict[str, Any], depth: int) ->
         i = _K_UserTopicUpdateResponse.get(k)
         if i is None:
             i = _K_UserTopicUpdateResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_UserTopicUpdateResult(UserTopicUpdateResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_UserTopicUpdateResult(UserTopicUpdateResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -15688,37 +15530,30 @@ def _jt_DeviceRegisterResult(cls: type[_M], s: str, pos: int, depth: int) -> tup
     f_id: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeviceRegisterResult.get(k)
-                if i is None:
-                    i = _K_DeviceRegisterResult.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "id"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_id = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeviceRegisterResult.get(k)
+            if i is None:
+                i = _K_DeviceRegisterResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "id"
+                v, pos = _jr_scan(s, pos)
+                if v.__class__ is str:
+                    f_id = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -15735,7 +15570,7 @@ def _jd_DeviceRegisterResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M
         i = _K_DeviceRegisterResult.get(k)
         if i is None:
             i = _K_DeviceRegisterResult.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is str:
                 f_id = v if v.isascii() else _jr_text(v)
             elif v is not None:
@@ -15755,25 +15590,18 @@ def _je_DeviceUpdateResult(m: DeviceUpdateResult) -> str:
 def _jt_DeviceUpdateResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                pos = _jr_skip(s, pos)
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            pos = _jr_scan(s, pos)[1]
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -15798,25 +15626,18 @@ def _je_DeviceRemoveResult(m: DeviceRemoveResult) -> str:
 def _jt_DeviceRemoveResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                pos = _jr_skip(s, pos)
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            pos = _jr_scan(s, pos)[1]
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -15864,21 +15685,18 @@ def _jt_DeviceListResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
     f_total_count: int = 0
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeviceListResult.get(k)
-                if i is None:
-                    i = _K_DeviceListResult.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeviceListResult.get(k)
+            if i is None:
+                i = _K_DeviceListResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "items"
                     if s[pos] == "[":
@@ -15895,22 +15713,19 @@ def _jt_DeviceListResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                         f_next_cursor = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 2:
+                else:
                     field = "total_count"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
                         f_total_count = v
                     elif v is not None:
                         raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -15931,23 +15746,24 @@ def _jd_DeviceListResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_DeviceListResult.get(k)
         if i is None:
             i = _K_DeviceListResult.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is list:
-                f_items = _jr_dict_array(v, _jd_Device, Device, depth - 1)
-            elif v is None:
-                f_items = []
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is list:
+                    f_items = _jr_dict_array(v, _jd_Device, Device, depth - 1)
+                elif v is None:
+                    f_items = []
+                else:
+                    raise _jr_Fail("wrong type")
+            elif i == 1:
+                if v.__class__ is str:
+                    f_next_cursor = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is str:
-                f_next_cursor = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_total_count = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                    f_total_count = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
     obj = _new(cls)
     obj.__dict__ = {
         "items": f_items,
@@ -16038,118 +15854,128 @@ def _jt_Device(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     f_webpush_keys: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_Device.get(k)
-                if i is None:
-                    i = _K_Device.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "id"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_id = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "platform"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_platform = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "provider"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_provider = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "token"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_token = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 4:
-                    field = "user"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 5:
-                    field = "created_at"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_created_at = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                elif i == 6:
-                    field = "updated_at"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_updated_at = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                elif i == 7:
-                    field = "meta"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_meta = _jr_mapping(v, _jr_check_str)
-                    elif v is None:
-                        f_meta = {}
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_Device.get(k)
+            if i is None:
+                i = _K_Device.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 6:
+                    if i < 3:
+                        if i == 0:
+                            field = "id"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_id = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        elif i == 1:
+                            field = "platform"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_platform = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "provider"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_provider = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                     else:
-                        raise _jr_wrong(v, "an object")
-                elif i == 8:
-                    field = "topics"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_topics = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_topics = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 9:
-                    field = "timezone"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_timezone = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 10:
-                    field = "locale"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_locale = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 11:
-                    field = "webpush_keys"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_webpush_keys = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                        if i == 3:
+                            field = "token"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_token = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        elif i == 4:
+                            field = "user"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_user = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "created_at"
+                            v, pos = _jr_scan(s, pos)
+                            if (
+                                v.__class__ is int
+                                and -9223372036854775808 <= v <= 9223372036854775807
+                            ):
+                                f_created_at = v
+                            elif v is not None:
+                                raise _jr_bad_int(
+                                    v, "int64", -9223372036854775808, 9223372036854775807
+                                )
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i < 9:
+                        if i == 6:
+                            field = "updated_at"
+                            v, pos = _jr_scan(s, pos)
+                            if (
+                                v.__class__ is int
+                                and -9223372036854775808 <= v <= 9223372036854775807
+                            ):
+                                f_updated_at = v
+                            elif v is not None:
+                                raise _jr_bad_int(
+                                    v, "int64", -9223372036854775808, 9223372036854775807
+                                )
+                        elif i == 7:
+                            field = "meta"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is dict:
+                                f_meta = _jr_mapping(v, _jr_check_str)
+                            elif v is None:
+                                f_meta = {}
+                            else:
+                                raise _jr_wrong(v, "an object")
+                        else:
+                            field = "topics"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is list:
+                                f_topics = _jr_values(v, _jr_check_str)
+                            elif v is None:
+                                f_topics = []
+                            else:
+                                raise _jr_wrong(v, "an array")
+                    else:
+                        if i == 9:
+                            field = "timezone"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_timezone = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        elif i == 10:
+                            field = "locale"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_locale = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "webpush_keys"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_webpush_keys = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -16188,70 +16014,77 @@ def _jd_Device(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_Device.get(k)
         if i is None:
             i = _K_Device.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_id = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_platform = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is str:
-                f_provider = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v.__class__ is str:
-                f_token = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 4:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 5:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_created_at = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-        elif i == 6:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_updated_at = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-        elif i == 7:
-            if v.__class__ is dict:
-                f_meta = _jr_mapping(v, _jr_check_str)
-            elif v is None:
-                f_meta = {}
+        if i >= 0:
+            if i < 6:
+                if i < 3:
+                    if i == 0:
+                        if v.__class__ is str:
+                            f_id = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 1:
+                        if v.__class__ is str:
+                            f_platform = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_provider = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 3:
+                        if v.__class__ is str:
+                            f_token = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_created_at = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
             else:
-                raise _jr_wrong(v, "an object")
-        elif i == 8:
-            if v.__class__ is list:
-                f_topics = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_topics = []
-            else:
-                raise _jr_wrong(v, "an array")
-        elif i == 9:
-            if v.__class__ is str:
-                f_timezone = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 10:
-            if v.__class__ is str:
-                f_locale = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 11:
-            if v.__class__ is str:
-                f_webpush_keys = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+                if i < 9:
+                    if i == 6:
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_updated_at = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    elif i == 7:
+                        if v.__class__ is dict:
+                            f_meta = _jr_mapping(v, _jr_check_str)
+                        elif v is None:
+                            f_meta = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
+                    else:
+                        if v.__class__ is list:
+                            f_topics = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_topics = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                else:
+                    if i == 9:
+                        if v.__class__ is str:
+                            f_timezone = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 10:
+                        if v.__class__ is str:
+                            f_locale = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_webpush_keys = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "id": f_id,
@@ -16301,21 +16134,18 @@ def _jt_DeviceTopicListResult(cls: type[_M], s: str, pos: int, depth: int) -> tu
     f_total_count: int = 0
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeviceTopicListResult.get(k)
-                if i is None:
-                    i = _K_DeviceTopicListResult.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeviceTopicListResult.get(k)
+            if i is None:
+                i = _K_DeviceTopicListResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "items"
                     if s[pos] == "[":
@@ -16332,22 +16162,19 @@ def _jt_DeviceTopicListResult(cls: type[_M], s: str, pos: int, depth: int) -> tu
                         f_next_cursor = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 2:
+                else:
                     field = "total_count"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
                         f_total_count = v
                     elif v is not None:
                         raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -16368,23 +16195,24 @@ def _jd_DeviceTopicListResult(cls: type[_M], d: dict[str, Any], depth: int) -> _
         i = _K_DeviceTopicListResult.get(k)
         if i is None:
             i = _K_DeviceTopicListResult.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is list:
-                f_items = _jr_dict_array(v, _jd_DeviceTopic, DeviceTopic, depth - 1)
-            elif v is None:
-                f_items = []
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is list:
+                    f_items = _jr_dict_array(v, _jd_DeviceTopic, DeviceTopic, depth - 1)
+                elif v is None:
+                    f_items = []
+                else:
+                    raise _jr_Fail("wrong type")
+            elif i == 1:
+                if v.__class__ is str:
+                    f_next_cursor = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is str:
-                f_next_cursor = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_total_count = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                    f_total_count = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
     obj = _new(cls)
     obj.__dict__ = {
         "items": f_items,
@@ -16424,21 +16252,18 @@ def _jt_DeviceTopic(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
     f_device: Device | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_DeviceTopic.get(k)
-                if i is None:
-                    i = _K_DeviceTopic.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_DeviceTopic.get(k)
+            if i is None:
+                i = _K_DeviceTopic.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "id"
                     v, pos = _jr_scan(s, pos)
@@ -16453,7 +16278,7 @@ def _jt_DeviceTopic(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
                         f_topic = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 2:
+                else:
                     field = "device"
                     if s[pos] == "{":
                         f_device, pos = _jt_Device(Device, s, pos, depth - 1)
@@ -16462,15 +16287,12 @@ def _jt_DeviceTopic(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_device = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -16491,23 +16313,24 @@ def _jd_DeviceTopic(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_DeviceTopic.get(k)
         if i is None:
             i = _K_DeviceTopic.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_id = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_topic = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is dict:
-                f_device = _jd_Device(Device, v, depth - 1)
-            elif v is None:
-                f_device = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is str:
+                    f_id = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
+            elif i == 1:
+                if v.__class__ is str:
+                    f_topic = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
             else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_device = _jd_Device(Device, v, depth - 1)
+                elif v is None:
+                    f_device = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "id": f_id,
@@ -16548,21 +16371,18 @@ def _jt_UserTopicListResult(cls: type[_M], s: str, pos: int, depth: int) -> tupl
     f_total_count: int = 0
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_UserTopicListResult.get(k)
-                if i is None:
-                    i = _K_UserTopicListResult.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_UserTopicListResult.get(k)
+            if i is None:
+                i = _K_UserTopicListResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "items"
                     if s[pos] == "[":
@@ -16579,22 +16399,19 @@ def _jt_UserTopicListResult(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                         f_next_cursor = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 2:
+                else:
                     field = "total_count"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
                         f_total_count = v
                     elif v is not None:
                         raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -16615,23 +16432,24 @@ def _jd_UserTopicListResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_UserTopicListResult.get(k)
         if i is None:
             i = _K_UserTopicListResult.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is list:
-                f_items = _jr_dict_array(v, _jd_UserTopic, UserTopic, depth - 1)
-            elif v is None:
-                f_items = []
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is list:
+                    f_items = _jr_dict_array(v, _jd_UserTopic, UserTopic, depth - 1)
+                elif v is None:
+                    f_items = []
+                else:
+                    raise _jr_Fail("wrong type")
+            elif i == 1:
+                if v.__class__ is str:
+                    f_next_cursor = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is str:
-                f_next_cursor = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_total_count = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                    f_total_count = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
     obj = _new(cls)
     obj.__dict__ = {
         "items": f_items,
@@ -16649,25 +16467,18 @@ def _je_DeviceTopicUpdateResult(m: DeviceTopicUpdateResult) -> str:
 def _jt_DeviceTopicUpdateResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                pos = _jr_skip(s, pos)
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            pos = _jr_scan(s, pos)[1]
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -16692,25 +16503,18 @@ def _je_UserTopicUpdateResult(m: UserTopicUpdateResult) -> str:
 def _jt_UserTopicUpdateResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                pos = _jr_skip(s, pos)
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            pos = _jr_scan(s, pos)[1]
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -16755,21 +16559,18 @@ def _jt_UserTopic(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]
     f_topic: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_UserTopic.get(k)
-                if i is None:
-                    i = _K_UserTopic.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_UserTopic.get(k)
+            if i is None:
+                i = _K_UserTopic.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "id"
                     v, pos = _jr_scan(s, pos)
@@ -16784,22 +16585,19 @@ def _jt_UserTopic(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]
                         f_user = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 2:
+                else:
                     field = "topic"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_topic = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -16820,21 +16618,22 @@ def _jd_UserTopic(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_UserTopic.get(k)
         if i is None:
             i = _K_UserTopic.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_id = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is str:
-                f_topic = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is str:
+                    f_id = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
+            elif i == 1:
+                if v.__class__ is str:
+                    f_user = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
+            else:
+                if v.__class__ is str:
+                    f_topic = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "id": f_id,
@@ -16904,103 +16703,103 @@ def _jt_PushRecipient(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
     f_webpush_tokens: list[str] = []
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_PushRecipient.get(k)
+            if i is None:
+                i = _K_PushRecipient.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 4:
+                    if i < 2:
+                        if i == 0:
+                            field = "filter"
+                            if s[pos] == "{":
+                                f_filter, pos = _jt_DeviceFilter(DeviceFilter, s, pos, depth - 1)
+                            else:
+                                v, pos = _jr_scan(s, pos)
+                                if v is not None:
+                                    raise _jr_wrong(v, "an object")
+                                f_filter = None
+                        else:
+                            field = "fcm_tokens"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is list:
+                                f_fcm_tokens = _jr_values(v, _jr_check_str)
+                            elif v is None:
+                                f_fcm_tokens = []
+                            else:
+                                raise _jr_wrong(v, "an array")
+                    else:
+                        if i == 2:
+                            field = "fcm_topic"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_fcm_topic = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "fcm_condition"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_fcm_condition = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_PushRecipient.get(k)
-                if i is None:
-                    i = _K_PushRecipient.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "filter"
-                    if s[pos] == "{":
-                        f_filter, pos = _jt_DeviceFilter(DeviceFilter, s, pos, depth - 1)
+                    if i < 6:
+                        if i == 4:
+                            field = "hms_tokens"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is list:
+                                f_hms_tokens = _jr_values(v, _jr_check_str)
+                            elif v is None:
+                                f_hms_tokens = []
+                            else:
+                                raise _jr_wrong(v, "an array")
+                        else:
+                            field = "hms_topic"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_hms_topic = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                     else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_filter = None
-                elif i == 1:
-                    field = "fcm_tokens"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_fcm_tokens = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_fcm_tokens = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 2:
-                    field = "fcm_topic"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_fcm_topic = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "fcm_condition"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_fcm_condition = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 4:
-                    field = "hms_tokens"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_hms_tokens = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_hms_tokens = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 5:
-                    field = "hms_topic"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_hms_topic = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 6:
-                    field = "hms_condition"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_hms_condition = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 7:
-                    field = "apns_tokens"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_apns_tokens = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_apns_tokens = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 8:
-                    field = "webpush_tokens"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_webpush_tokens = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_webpush_tokens = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                else:
-                    pos = _jr_skip(s, pos)
+                        if i == 6:
+                            field = "hms_condition"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_hms_condition = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        elif i == 7:
+                            field = "apns_tokens"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is list:
+                                f_apns_tokens = _jr_values(v, _jr_check_str)
+                            elif v is None:
+                                f_apns_tokens = []
+                            else:
+                                raise _jr_wrong(v, "an array")
+                        else:
+                            field = "webpush_tokens"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is list:
+                                f_webpush_tokens = _jr_values(v, _jr_check_str)
+                            elif v is None:
+                                f_webpush_tokens = []
+                            else:
+                                raise _jr_wrong(v, "an array")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -17033,61 +16832,68 @@ def _jd_PushRecipient(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_PushRecipient.get(k)
         if i is None:
             i = _K_PushRecipient.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_filter = _jd_DeviceFilter(DeviceFilter, v, depth - 1)
-            elif v is None:
-                f_filter = None
+        if i >= 0:
+            if i < 4:
+                if i < 2:
+                    if i == 0:
+                        if v.__class__ is dict:
+                            f_filter = _jd_DeviceFilter(DeviceFilter, v, depth - 1)
+                        elif v is None:
+                            f_filter = None
+                        else:
+                            raise _jr_Fail("wrong type")
+                    else:
+                        if v.__class__ is list:
+                            f_fcm_tokens = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_fcm_tokens = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                else:
+                    if i == 2:
+                        if v.__class__ is str:
+                            f_fcm_topic = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_fcm_condition = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is list:
-                f_fcm_tokens = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_fcm_tokens = []
-            else:
-                raise _jr_wrong(v, "an array")
-        elif i == 2:
-            if v.__class__ is str:
-                f_fcm_topic = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v.__class__ is str:
-                f_fcm_condition = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 4:
-            if v.__class__ is list:
-                f_hms_tokens = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_hms_tokens = []
-            else:
-                raise _jr_wrong(v, "an array")
-        elif i == 5:
-            if v.__class__ is str:
-                f_hms_topic = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 6:
-            if v.__class__ is str:
-                f_hms_condition = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 7:
-            if v.__class__ is list:
-                f_apns_tokens = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_apns_tokens = []
-            else:
-                raise _jr_wrong(v, "an array")
-        elif i == 8:
-            if v.__class__ is list:
-                f_webpush_tokens = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_webpush_tokens = []
-            else:
-                raise _jr_wrong(v, "an array")
+                if i < 6:
+                    if i == 4:
+                        if v.__class__ is list:
+                            f_hms_tokens = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_hms_tokens = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                    else:
+                        if v.__class__ is str:
+                            f_hms_topic = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 6:
+                        if v.__class__ is str:
+                            f_hms_condition = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 7:
+                        if v.__class__ is list:
+                            f_apns_tokens = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_apns_tokens = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                    else:
+                        if v.__class__ is list:
+                            f_webpush_tokens = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_webpush_tokens = []
+                        else:
+                            raise _jr_wrong(v, "an array")
     obj = _new(cls)
     obj.__dict__ = {
         "filter": f_filter,
@@ -17153,77 +16959,77 @@ def _jt_PushNotification(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
     f_expire_at: int = 0
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_PushNotification.get(k)
+            if i is None:
+                i = _K_PushNotification.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 2:
+                    if i == 0:
+                        field = "fcm"
+                        if s[pos] == "{":
+                            f_fcm, pos = _jt_FcmPushNotification(
+                                FcmPushNotification, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_fcm = None
+                    else:
+                        field = "hms"
+                        if s[pos] == "{":
+                            f_hms, pos = _jt_HmsPushNotification(
+                                HmsPushNotification, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_hms = None
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_PushNotification.get(k)
-                if i is None:
-                    i = _K_PushNotification.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "fcm"
-                    if s[pos] == "{":
-                        f_fcm, pos = _jt_FcmPushNotification(FcmPushNotification, s, pos, depth - 1)
+                    if i == 2:
+                        field = "apns"
+                        if s[pos] == "{":
+                            f_apns, pos = _jt_ApnsPushNotification(
+                                ApnsPushNotification, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_apns = None
+                    elif i == 3:
+                        field = "webpush"
+                        if s[pos] == "{":
+                            f_webpush, pos = _jt_WebPushPushNotification(
+                                WebPushPushNotification, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_webpush = None
                     else:
+                        field = "expire_at"
                         v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_fcm = None
-                elif i == 1:
-                    field = "hms"
-                    if s[pos] == "{":
-                        f_hms, pos = _jt_HmsPushNotification(HmsPushNotification, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_hms = None
-                elif i == 2:
-                    field = "apns"
-                    if s[pos] == "{":
-                        f_apns, pos = _jt_ApnsPushNotification(
-                            ApnsPushNotification, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_apns = None
-                elif i == 3:
-                    field = "webpush"
-                    if s[pos] == "{":
-                        f_webpush, pos = _jt_WebPushPushNotification(
-                            WebPushPushNotification, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_webpush = None
-                elif i == 4:
-                    field = "expire_at"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_expire_at = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                else:
-                    pos = _jr_skip(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_expire_at = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -17248,39 +17054,44 @@ def _jd_PushNotification(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_PushNotification.get(k)
         if i is None:
             i = _K_PushNotification.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_fcm = _jd_FcmPushNotification(FcmPushNotification, v, depth - 1)
-            elif v is None:
-                f_fcm = None
+        if i >= 0:
+            if i < 2:
+                if i == 0:
+                    if v.__class__ is dict:
+                        f_fcm = _jd_FcmPushNotification(FcmPushNotification, v, depth - 1)
+                    elif v is None:
+                        f_fcm = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                else:
+                    if v.__class__ is dict:
+                        f_hms = _jd_HmsPushNotification(HmsPushNotification, v, depth - 1)
+                    elif v is None:
+                        f_hms = None
+                    else:
+                        raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_hms = _jd_HmsPushNotification(HmsPushNotification, v, depth - 1)
-            elif v is None:
-                f_hms = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 2:
-            if v.__class__ is dict:
-                f_apns = _jd_ApnsPushNotification(ApnsPushNotification, v, depth - 1)
-            elif v is None:
-                f_apns = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 3:
-            if v.__class__ is dict:
-                f_webpush = _jd_WebPushPushNotification(WebPushPushNotification, v, depth - 1)
-            elif v is None:
-                f_webpush = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 4:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_expire_at = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                if i == 2:
+                    if v.__class__ is dict:
+                        f_apns = _jd_ApnsPushNotification(ApnsPushNotification, v, depth - 1)
+                    elif v is None:
+                        f_apns = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 3:
+                    if v.__class__ is dict:
+                        f_webpush = _jd_WebPushPushNotification(
+                            WebPushPushNotification, v, depth - 1
+                        )
+                    elif v is None:
+                        f_webpush = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                else:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_expire_at = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
     obj = _new(cls)
     obj.__dict__ = {
         "fcm": f_fcm,
@@ -17310,35 +17121,28 @@ def _jt_FcmPushNotification(cls: type[_M], s: str, pos: int, depth: int) -> tupl
     f_message: bytes = b""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_FcmPushNotification.get(k)
-                if i is None:
-                    i = _K_FcmPushNotification.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "message"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_message = s[start:pos].encode()
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_FcmPushNotification.get(k)
+            if i is None:
+                i = _K_FcmPushNotification.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "message"
+                start = pos
+                pos = _jr_scan(s, pos)[1]
+                f_message = s[start:pos].encode()
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -17355,7 +17159,7 @@ def _jd_FcmPushNotification(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_FcmPushNotification.get(k)
         if i is None:
             i = _K_FcmPushNotification.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             f_message = _jr_raw_dumps(v)
     obj = _new(cls)
     obj.__dict__ = {
@@ -17382,35 +17186,28 @@ def _jt_HmsPushNotification(cls: type[_M], s: str, pos: int, depth: int) -> tupl
     f_message: bytes = b""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_HmsPushNotification.get(k)
-                if i is None:
-                    i = _K_HmsPushNotification.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "message"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_message = s[start:pos].encode()
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_HmsPushNotification.get(k)
+            if i is None:
+                i = _K_HmsPushNotification.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "message"
+                start = pos
+                pos = _jr_scan(s, pos)[1]
+                f_message = s[start:pos].encode()
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -17427,7 +17224,7 @@ def _jd_HmsPushNotification(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_HmsPushNotification.get(k)
         if i is None:
             i = _K_HmsPushNotification.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             f_message = _jr_raw_dumps(v)
     obj = _new(cls)
     obj.__dict__ = {
@@ -17459,21 +17256,18 @@ def _jt_ApnsPushNotification(cls: type[_M], s: str, pos: int, depth: int) -> tup
     f_payload: bytes = b""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_ApnsPushNotification.get(k)
-                if i is None:
-                    i = _K_ApnsPushNotification.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_ApnsPushNotification.get(k)
+            if i is None:
+                i = _K_ApnsPushNotification.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "headers"
                     v, pos = _jr_scan(s, pos)
@@ -17483,20 +17277,17 @@ def _jt_ApnsPushNotification(cls: type[_M], s: str, pos: int, depth: int) -> tup
                         f_headers = {}
                     else:
                         raise _jr_wrong(v, "an object")
-                elif i == 1:
+                else:
                     field = "payload"
                     start = pos
-                    pos = _jr_skip(s, pos)
+                    pos = _jr_scan(s, pos)[1]
                     f_payload = s[start:pos].encode()
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -17515,15 +17306,16 @@ def _jd_ApnsPushNotification(cls: type[_M], d: dict[str, Any], depth: int) -> _M
         i = _K_ApnsPushNotification.get(k)
         if i is None:
             i = _K_ApnsPushNotification.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_headers = _jr_mapping(v, _jr_check_str)
-            elif v is None:
-                f_headers = {}
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_headers = _jr_mapping(v, _jr_check_str)
+                elif v is None:
+                    f_headers = {}
+                else:
+                    raise _jr_wrong(v, "an object")
             else:
-                raise _jr_wrong(v, "an object")
-        elif i == 1:
-            f_payload = _jr_raw_dumps(v)
+                f_payload = _jr_raw_dumps(v)
     obj = _new(cls)
     obj.__dict__ = {
         "headers": f_headers,
@@ -17555,21 +17347,18 @@ def _jt_WebPushPushNotification(cls: type[_M], s: str, pos: int, depth: int) -> 
     f_payload: bytes = b""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_WebPushPushNotification.get(k)
-                if i is None:
-                    i = _K_WebPushPushNotification.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_WebPushPushNotification.get(k)
+            if i is None:
+                i = _K_WebPushPushNotification.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "headers"
                     v, pos = _jr_scan(s, pos)
@@ -17579,20 +17368,17 @@ def _jt_WebPushPushNotification(cls: type[_M], s: str, pos: int, depth: int) -> 
                         f_headers = {}
                     else:
                         raise _jr_wrong(v, "an object")
-                elif i == 1:
+                else:
                     field = "payload"
                     start = pos
-                    pos = _jr_skip(s, pos)
+                    pos = _jr_scan(s, pos)[1]
                     f_payload = s[start:pos].encode()
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -17611,15 +17397,16 @@ def _jd_WebPushPushNotification(cls: type[_M], d: dict[str, Any], depth: int) ->
         i = _K_WebPushPushNotification.get(k)
         if i is None:
             i = _K_WebPushPushNotification.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_headers = _jr_mapping(v, _jr_check_str)
-            elif v is None:
-                f_headers = {}
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_headers = _jr_mapping(v, _jr_check_str)
+                elif v is None:
+                    f_headers = {}
+                else:
+                    raise _jr_wrong(v, "an object")
             else:
-                raise _jr_wrong(v, "an object")
-        elif i == 1:
-            f_payload = _jr_raw_dumps(v)
+                f_payload = _jr_raw_dumps(v)
     obj = _new(cls)
     obj.__dict__ = {
         "headers": f_headers,
@@ -17704,114 +17491,121 @@ def _jt_SendPushNotificationRequest(cls: type[_M], s: str, pos: int, depth: int)
     f_use_meta: bool = False
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_SendPushNotificationRequest.get(k)
+            if i is None:
+                i = _K_SendPushNotificationRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 5:
+                    if i < 2:
+                        if i == 0:
+                            field = "recipient"
+                            if s[pos] == "{":
+                                f_recipient, pos = _jt_PushRecipient(
+                                    PushRecipient, s, pos, depth - 1
+                                )
+                            else:
+                                v, pos = _jr_scan(s, pos)
+                                if v is not None:
+                                    raise _jr_wrong(v, "an object")
+                                f_recipient = None
+                        else:
+                            field = "notification"
+                            if s[pos] == "{":
+                                f_notification, pos = _jt_PushNotification(
+                                    PushNotification, s, pos, depth - 1
+                                )
+                            else:
+                                v, pos = _jr_scan(s, pos)
+                                if v is not None:
+                                    raise _jr_wrong(v, "an object")
+                                f_notification = None
+                    else:
+                        if i == 2:
+                            field = "uid"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_uid = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        elif i == 3:
+                            field = "send_at"
+                            v, pos = _jr_scan(s, pos)
+                            if (
+                                v.__class__ is int
+                                and -9223372036854775808 <= v <= 9223372036854775807
+                            ):
+                                f_send_at = v
+                            elif v is not None:
+                                raise _jr_bad_int(
+                                    v, "int64", -9223372036854775808, 9223372036854775807
+                                )
+                        else:
+                            field = "optimize_for_reliability"
+                            v, pos = _jr_scan(s, pos)
+                            if v is True or v is False:
+                                f_optimize_for_reliability = v
+                            elif v is not None:
+                                raise _jr_wrong(v, "true or false")
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_SendPushNotificationRequest.get(k)
-                if i is None:
-                    i = _K_SendPushNotificationRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "recipient"
-                    if s[pos] == "{":
-                        f_recipient, pos = _jt_PushRecipient(PushRecipient, s, pos, depth - 1)
+                    if i < 7:
+                        if i == 5:
+                            field = "limit_strategy"
+                            if s[pos] == "{":
+                                f_limit_strategy, pos = _jt_PushLimitStrategy(
+                                    PushLimitStrategy, s, pos, depth - 1
+                                )
+                            else:
+                                v, pos = _jr_scan(s, pos)
+                                if v is not None:
+                                    raise _jr_wrong(v, "an object")
+                                f_limit_strategy = None
+                        else:
+                            field = "analytics_uid"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_analytics_uid = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                     else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_recipient = None
-                elif i == 1:
-                    field = "notification"
-                    if s[pos] == "{":
-                        f_notification, pos = _jt_PushNotification(
-                            PushNotification, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_notification = None
-                elif i == 2:
-                    field = "uid"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_uid = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "send_at"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_send_at = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                elif i == 4:
-                    field = "optimize_for_reliability"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_optimize_for_reliability = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 5:
-                    field = "limit_strategy"
-                    if s[pos] == "{":
-                        f_limit_strategy, pos = _jt_PushLimitStrategy(
-                            PushLimitStrategy, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_limit_strategy = None
-                elif i == 6:
-                    field = "analytics_uid"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_analytics_uid = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 7:
-                    field = "localizations"
-                    if s[pos] == "{":
-                        f_localizations, pos = _jr_obj(
-                            s, pos, _jt_PushLocalization, PushLocalization, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_localizations = {}
-                elif i == 8:
-                    field = "use_templating"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_use_templating = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 9:
-                    field = "use_meta"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_use_meta = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                else:
-                    pos = _jr_skip(s, pos)
+                        if i == 7:
+                            field = "localizations"
+                            if s[pos] == "{":
+                                f_localizations, pos = _jr_obj(
+                                    s, pos, _jt_PushLocalization, PushLocalization, depth - 1
+                                )
+                            else:
+                                v, pos = _jr_scan(s, pos)
+                                if v is not None:
+                                    raise _jr_wrong(v, "an object")
+                                f_localizations = {}
+                        elif i == 8:
+                            field = "use_templating"
+                            v, pos = _jr_scan(s, pos)
+                            if v is True or v is False:
+                                f_use_templating = v
+                            elif v is not None:
+                                raise _jr_wrong(v, "true or false")
+                        else:
+                            field = "use_meta"
+                            v, pos = _jr_scan(s, pos)
+                            if v is True or v is False:
+                                f_use_meta = v
+                            elif v is not None:
+                                raise _jr_wrong(v, "true or false")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -17846,64 +17640,75 @@ def _jd_SendPushNotificationRequest(cls: type[_M], d: dict[str, Any], depth: int
         i = _K_SendPushNotificationRequest.get(k)
         if i is None:
             i = _K_SendPushNotificationRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_recipient = _jd_PushRecipient(PushRecipient, v, depth - 1)
-            elif v is None:
-                f_recipient = None
+        if i >= 0:
+            if i < 5:
+                if i < 2:
+                    if i == 0:
+                        if v.__class__ is dict:
+                            f_recipient = _jd_PushRecipient(PushRecipient, v, depth - 1)
+                        elif v is None:
+                            f_recipient = None
+                        else:
+                            raise _jr_Fail("wrong type")
+                    else:
+                        if v.__class__ is dict:
+                            f_notification = _jd_PushNotification(PushNotification, v, depth - 1)
+                        elif v is None:
+                            f_notification = None
+                        else:
+                            raise _jr_Fail("wrong type")
+                else:
+                    if i == 2:
+                        if v.__class__ is str:
+                            f_uid = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_send_at = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    else:
+                        if v is True or v is False:
+                            f_optimize_for_reliability = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_notification = _jd_PushNotification(PushNotification, v, depth - 1)
-            elif v is None:
-                f_notification = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 2:
-            if v.__class__ is str:
-                f_uid = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_send_at = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-        elif i == 4:
-            if v is True or v is False:
-                f_optimize_for_reliability = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 5:
-            if v.__class__ is dict:
-                f_limit_strategy = _jd_PushLimitStrategy(PushLimitStrategy, v, depth - 1)
-            elif v is None:
-                f_limit_strategy = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 6:
-            if v.__class__ is str:
-                f_analytics_uid = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 7:
-            if v.__class__ is dict:
-                f_localizations = _jr_dict_obj(v, _jd_PushLocalization, PushLocalization, depth - 1)
-            elif v is None:
-                f_localizations = {}
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 8:
-            if v is True or v is False:
-                f_use_templating = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 9:
-            if v is True or v is False:
-                f_use_meta = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
+                if i < 7:
+                    if i == 5:
+                        if v.__class__ is dict:
+                            f_limit_strategy = _jd_PushLimitStrategy(
+                                PushLimitStrategy, v, depth - 1
+                            )
+                        elif v is None:
+                            f_limit_strategy = None
+                        else:
+                            raise _jr_Fail("wrong type")
+                    else:
+                        if v.__class__ is str:
+                            f_analytics_uid = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 7:
+                        if v.__class__ is dict:
+                            f_localizations = _jr_dict_obj(
+                                v, _jd_PushLocalization, PushLocalization, depth - 1
+                            )
+                        elif v is None:
+                            f_localizations = {}
+                        else:
+                            raise _jr_Fail("wrong type")
+                    elif i == 8:
+                        if v is True or v is False:
+                            f_use_templating = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    else:
+                        if v is True or v is False:
+                            f_use_meta = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
     obj = _new(cls)
     obj.__dict__ = {
         "recipient": f_recipient,
@@ -17938,39 +17743,32 @@ def _jt_PushLocalization(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
     f_translations: dict[str, str] = {}
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_PushLocalization.get(k)
+            if i is None:
+                i = _K_PushLocalization.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "translations"
+                v, pos = _jr_scan(s, pos)
+                if v.__class__ is dict:
+                    f_translations = _jr_mapping(v, _jr_check_str)
+                elif v is None:
+                    f_translations = {}
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_PushLocalization.get(k)
-                if i is None:
-                    i = _K_PushLocalization.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "translations"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_translations = _jr_mapping(v, _jr_check_str)
-                    elif v is None:
-                        f_translations = {}
-                    else:
-                        raise _jr_wrong(v, "an object")
-                else:
-                    pos = _jr_skip(s, pos)
+                    raise _jr_wrong(v, "an object")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -17987,7 +17785,7 @@ def _jd_PushLocalization(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_PushLocalization.get(k)
         if i is None:
             i = _K_PushLocalization.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is dict:
                 f_translations = _jr_mapping(v, _jr_check_str)
             elif v is None:
@@ -18028,21 +17826,18 @@ def _jt_PushLimitStrategy(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
     f_time_limit: PushTimeLimitStrategy | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_PushLimitStrategy.get(k)
-                if i is None:
-                    i = _K_PushLimitStrategy.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_PushLimitStrategy.get(k)
+            if i is None:
+                i = _K_PushLimitStrategy.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "rate_limit"
                     if s[pos] == "{":
@@ -18054,7 +17849,7 @@ def _jt_PushLimitStrategy(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_rate_limit = None
-                elif i == 1:
+                else:
                     field = "time_limit"
                     if s[pos] == "{":
                         f_time_limit, pos = _jt_PushTimeLimitStrategy(
@@ -18065,15 +17860,12 @@ def _jt_PushLimitStrategy(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_time_limit = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -18092,20 +17884,21 @@ def _jd_PushLimitStrategy(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_PushLimitStrategy.get(k)
         if i is None:
             i = _K_PushLimitStrategy.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_rate_limit = _jd_PushRateLimitStrategy(PushRateLimitStrategy, v, depth - 1)
-            elif v is None:
-                f_rate_limit = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_rate_limit = _jd_PushRateLimitStrategy(PushRateLimitStrategy, v, depth - 1)
+                elif v is None:
+                    f_rate_limit = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_time_limit = _jd_PushTimeLimitStrategy(PushTimeLimitStrategy, v, depth - 1)
-            elif v is None:
-                f_time_limit = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_time_limit = _jd_PushTimeLimitStrategy(PushTimeLimitStrategy, v, depth - 1)
+                elif v is None:
+                    f_time_limit = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "rate_limit": f_rate_limit,
@@ -18142,21 +17935,18 @@ def _jt_PushTimeLimitStrategy(cls: type[_M], s: str, pos: int, depth: int) -> tu
     f_no_tz_send_now: bool = False
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_PushTimeLimitStrategy.get(k)
-                if i is None:
-                    i = _K_PushTimeLimitStrategy.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_PushTimeLimitStrategy.get(k)
+            if i is None:
+                i = _K_PushTimeLimitStrategy.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "send_after_time"
                     v, pos = _jr_scan(s, pos)
@@ -18171,22 +17961,19 @@ def _jt_PushTimeLimitStrategy(cls: type[_M], s: str, pos: int, depth: int) -> tu
                         f_send_before_time = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 2:
+                else:
                     field = "no_tz_send_now"
                     v, pos = _jr_scan(s, pos)
                     if v is True or v is False:
                         f_no_tz_send_now = v
                     elif v is not None:
                         raise _jr_wrong(v, "true or false")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -18207,21 +17994,22 @@ def _jd_PushTimeLimitStrategy(cls: type[_M], d: dict[str, Any], depth: int) -> _
         i = _K_PushTimeLimitStrategy.get(k)
         if i is None:
             i = _K_PushTimeLimitStrategy.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_send_after_time = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_send_before_time = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v is True or v is False:
-                f_no_tz_send_now = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is str:
+                    f_send_after_time = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
+            elif i == 1:
+                if v.__class__ is str:
+                    f_send_before_time = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
+            else:
+                if v is True or v is False:
+                    f_no_tz_send_now = v
+                elif v is not None:
+                    raise _jr_wrong(v, "true or false")
     obj = _new(cls)
     obj.__dict__ = {
         "send_after_time": f_send_after_time,
@@ -18261,21 +18049,18 @@ def _jt_PushRateLimitStrategy(cls: type[_M], s: str, pos: int, depth: int) -> tu
     f_drop_if_rate_limited: bool = False
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_PushRateLimitStrategy.get(k)
-                if i is None:
-                    i = _K_PushRateLimitStrategy.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_PushRateLimitStrategy.get(k)
+            if i is None:
+                i = _K_PushRateLimitStrategy.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "key"
                     v, pos = _jr_scan(s, pos)
@@ -18294,22 +18079,19 @@ def _jt_PushRateLimitStrategy(cls: type[_M], s: str, pos: int, depth: int) -> tu
                         if v is not None:
                             raise _jr_wrong(v, "an array")
                         f_policies = []
-                elif i == 2:
+                else:
                     field = "drop_if_rate_limited"
                     v, pos = _jr_scan(s, pos)
                     if v is True or v is False:
                         f_drop_if_rate_limited = v
                     elif v is not None:
                         raise _jr_wrong(v, "true or false")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -18330,23 +18112,24 @@ def _jd_PushRateLimitStrategy(cls: type[_M], d: dict[str, Any], depth: int) -> _
         i = _K_PushRateLimitStrategy.get(k)
         if i is None:
             i = _K_PushRateLimitStrategy.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_key = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is list:
-                f_policies = _jr_dict_array(v, _jd_RateLimitPolicy, RateLimitPolicy, depth - 1)
-            elif v is None:
-                f_policies = []
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is str:
+                    f_key = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
+            elif i == 1:
+                if v.__class__ is list:
+                    f_policies = _jr_dict_array(v, _jd_RateLimitPolicy, RateLimitPolicy, depth - 1)
+                elif v is None:
+                    f_policies = []
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 2:
-            if v is True or v is False:
-                f_drop_if_rate_limited = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
+                if v is True or v is False:
+                    f_drop_if_rate_limited = v
+                elif v is not None:
+                    raise _jr_wrong(v, "true or false")
     obj = _new(cls)
     obj.__dict__ = {
         "key": f_key,
@@ -18383,21 +18166,18 @@ def _jt_RateLimitPolicy(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
     f_interval_ms: int = 0
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_RateLimitPolicy.get(k)
-                if i is None:
-                    i = _K_RateLimitPolicy.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_RateLimitPolicy.get(k)
+            if i is None:
+                i = _K_RateLimitPolicy.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "rate"
                     v, pos = _jr_scan(s, pos)
@@ -18405,22 +18185,19 @@ def _jt_RateLimitPolicy(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                         f_rate = v
                     elif v is not None:
                         raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                elif i == 1:
+                else:
                     field = "interval_ms"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is int and -2147483648 <= v <= 2147483647:
                         f_interval_ms = v
                     elif v is not None:
                         raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -18439,16 +18216,17 @@ def _jd_RateLimitPolicy(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_RateLimitPolicy.get(k)
         if i is None:
             i = _K_RateLimitPolicy.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_rate = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-        elif i == 1:
-            if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                f_interval_ms = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                    f_rate = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+            else:
+                if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                    f_interval_ms = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
     obj = _new(cls)
     obj.__dict__ = {
         "rate": f_rate,
@@ -18484,21 +18262,18 @@ def _jt_SendPushNotificationResponse(cls: type[_M], s: str, pos: int, depth: int
     f_result: SendPushNotificationResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_SendPushNotificationResponse.get(k)
-                if i is None:
-                    i = _K_SendPushNotificationResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_SendPushNotificationResponse.get(k)
+            if i is None:
+                i = _K_SendPushNotificationResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -18508,7 +18283,7 @@ def _jt_SendPushNotificationResponse(cls: type[_M], s: str, pos: int, depth: int
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_SendPushNotificationResult(
@@ -18519,15 +18294,12 @@ def _jt_SendPushNotificationResponse(cls: type[_M], s: str, pos: int, depth: int
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -18546,20 +18318,23 @@ def _jd_SendPushNotificationResponse(cls: type[_M], d: dict[str, Any], depth: in
         i = _K_SendPushNotificationResponse.get(k)
         if i is None:
             i = _K_SendPushNotificationResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_SendPushNotificationResult(SendPushNotificationResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_SendPushNotificationResult(
+                        SendPushNotificationResult, v, depth - 1
+                    )
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -18586,37 +18361,30 @@ def _jt_SendPushNotificationResult(cls: type[_M], s: str, pos: int, depth: int) 
     f_uid: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_SendPushNotificationResult.get(k)
-                if i is None:
-                    i = _K_SendPushNotificationResult.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "uid"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_uid = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_SendPushNotificationResult.get(k)
+            if i is None:
+                i = _K_SendPushNotificationResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "uid"
+                v, pos = _jr_scan(s, pos)
+                if v.__class__ is str:
+                    f_uid = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -18633,7 +18401,7 @@ def _jd_SendPushNotificationResult(cls: type[_M], d: dict[str, Any], depth: int)
         i = _K_SendPushNotificationResult.get(k)
         if i is None:
             i = _K_SendPushNotificationResult.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is str:
                 f_uid = v if v.isascii() else _jr_text(v)
             elif v is not None:
@@ -18678,58 +18446,54 @@ def _jt_UpdatePushStatusRequest(cls: type[_M], s: str, pos: int, depth: int) -> 
     f_msg_id: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_UpdatePushStatusRequest.get(k)
+            if i is None:
+                i = _K_UpdatePushStatusRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 2:
+                    if i == 0:
+                        field = "analytics_uid"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_analytics_uid = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        field = "status"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_status = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_UpdatePushStatusRequest.get(k)
-                if i is None:
-                    i = _K_UpdatePushStatusRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "analytics_uid"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_analytics_uid = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "status"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_status = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "device_id"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_device_id = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "msg_id"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_msg_id = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
+                    if i == 2:
+                        field = "device_id"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_device_id = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        field = "msg_id"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_msg_id = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -18752,26 +18516,29 @@ def _jd_UpdatePushStatusRequest(cls: type[_M], d: dict[str, Any], depth: int) ->
         i = _K_UpdatePushStatusRequest.get(k)
         if i is None:
             i = _K_UpdatePushStatusRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_analytics_uid = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_status = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is str:
-                f_device_id = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v.__class__ is str:
-                f_msg_id = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+        if i >= 0:
+            if i < 2:
+                if i == 0:
+                    if v.__class__ is str:
+                        f_analytics_uid = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                else:
+                    if v.__class__ is str:
+                        f_status = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+            else:
+                if i == 2:
+                    if v.__class__ is str:
+                        f_device_id = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                else:
+                    if v.__class__ is str:
+                        f_msg_id = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "analytics_uid": f_analytics_uid,
@@ -18809,21 +18576,18 @@ def _jt_UpdatePushStatusResponse(cls: type[_M], s: str, pos: int, depth: int) ->
     f_result: UpdatePushStatusResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_UpdatePushStatusResponse.get(k)
-                if i is None:
-                    i = _K_UpdatePushStatusResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_UpdatePushStatusResponse.get(k)
+            if i is None:
+                i = _K_UpdatePushStatusResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -18833,7 +18597,7 @@ def _jt_UpdatePushStatusResponse(cls: type[_M], s: str, pos: int, depth: int) ->
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_UpdatePushStatusResult(
@@ -18844,15 +18608,12 @@ def _jt_UpdatePushStatusResponse(cls: type[_M], s: str, pos: int, depth: int) ->
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -18871,20 +18632,21 @@ def _jd_UpdatePushStatusResponse(cls: type[_M], d: dict[str, Any], depth: int) -
         i = _K_UpdatePushStatusResponse.get(k)
         if i is None:
             i = _K_UpdatePushStatusResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_UpdatePushStatusResult(UpdatePushStatusResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_UpdatePushStatusResult(UpdatePushStatusResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -18901,25 +18663,18 @@ def _je_UpdatePushStatusResult(m: UpdatePushStatusResult) -> str:
 def _jt_UpdatePushStatusResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                pos = _jr_skip(s, pos)
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            pos = _jr_scan(s, pos)[1]
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -18954,37 +18709,30 @@ def _jt_CancelPushRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
     f_uid: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_CancelPushRequest.get(k)
-                if i is None:
-                    i = _K_CancelPushRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "uid"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_uid = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_CancelPushRequest.get(k)
+            if i is None:
+                i = _K_CancelPushRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "uid"
+                v, pos = _jr_scan(s, pos)
+                if v.__class__ is str:
+                    f_uid = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -19001,7 +18749,7 @@ def _jd_CancelPushRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_CancelPushRequest.get(k)
         if i is None:
             i = _K_CancelPushRequest.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is str:
                 f_uid = v if v.isascii() else _jr_text(v)
             elif v is not None:
@@ -19040,21 +18788,18 @@ def _jt_CancelPushResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
     f_result: CancelPushResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_CancelPushResponse.get(k)
-                if i is None:
-                    i = _K_CancelPushResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_CancelPushResponse.get(k)
+            if i is None:
+                i = _K_CancelPushResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -19064,7 +18809,7 @@ def _jt_CancelPushResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_CancelPushResult(CancelPushResult, s, pos, depth - 1)
@@ -19073,15 +18818,12 @@ def _jt_CancelPushResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -19100,20 +18842,21 @@ def _jd_CancelPushResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_CancelPushResponse.get(k)
         if i is None:
             i = _K_CancelPushResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_CancelPushResult(CancelPushResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_CancelPushResult(CancelPushResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -19130,25 +18873,18 @@ def _je_CancelPushResult(m: CancelPushResult) -> str:
 def _jt_CancelPushResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                pos = _jr_skip(s, pos)
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            pos = _jr_scan(s, pos)[1]
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -19247,119 +18983,126 @@ def _jt_MapPublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
     f_key_mode: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_MapPublishRequest.get(k)
-                if i is None:
-                    i = _K_MapPublishRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "channel"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_channel = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "key"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_key = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "data"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_data = s[start:pos].encode()
-                elif i == 3:
-                    field = "b64data"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_b64data = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 4:
-                    field = "stream_data"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_stream_data = s[start:pos].encode()
-                elif i == 5:
-                    field = "b64stream_data"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_b64stream_data = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 6:
-                    field = "tags"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_tags = _jr_mapping(v, _jr_check_str)
-                    elif v is None:
-                        f_tags = {}
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_MapPublishRequest.get(k)
+            if i is None:
+                i = _K_MapPublishRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 6:
+                    if i < 3:
+                        if i == 0:
+                            field = "channel"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_channel = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        elif i == 1:
+                            field = "key"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_key = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "data"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_data = s[start:pos].encode()
                     else:
-                        raise _jr_wrong(v, "an object")
-                elif i == 7:
-                    field = "idempotency_key"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_idempotency_key = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 8:
-                    field = "delta"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_delta = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 9:
-                    field = "version"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                        f_version = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                elif i == 10:
-                    field = "version_epoch"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_version_epoch = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 11:
-                    field = "score"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_score = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                elif i == 12:
-                    field = "key_mode"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_key_mode = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                        if i == 3:
+                            field = "b64data"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        elif i == 4:
+                            field = "stream_data"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_stream_data = s[start:pos].encode()
+                        else:
+                            field = "b64stream_data"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_b64stream_data = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i < 9:
+                        if i == 6:
+                            field = "tags"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is dict:
+                                f_tags = _jr_mapping(v, _jr_check_str)
+                            elif v is None:
+                                f_tags = {}
+                            else:
+                                raise _jr_wrong(v, "an object")
+                        elif i == 7:
+                            field = "idempotency_key"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_idempotency_key = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "delta"
+                            v, pos = _jr_scan(s, pos)
+                            if v is True or v is False:
+                                f_delta = v
+                            elif v is not None:
+                                raise _jr_wrong(v, "true or false")
+                    else:
+                        if i < 11:
+                            if i == 9:
+                                field = "version"
+                                v, pos = _jr_scan(s, pos)
+                                if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                                    f_version = v
+                                elif v is not None:
+                                    raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                            else:
+                                field = "version_epoch"
+                                v, pos = _jr_scan(s, pos)
+                                if v.__class__ is str:
+                                    f_version_epoch = v if v.isascii() else _jr_text(v)
+                                elif v is not None:
+                                    raise _jr_wrong(v, "a string")
+                        else:
+                            if i == 11:
+                                field = "score"
+                                v, pos = _jr_scan(s, pos)
+                                if (
+                                    v.__class__ is int
+                                    and -9223372036854775808 <= v <= 9223372036854775807
+                                ):
+                                    f_score = v
+                                elif v is not None:
+                                    raise _jr_bad_int(
+                                        v, "int64", -9223372036854775808, 9223372036854775807
+                                    )
+                            else:
+                                field = "key_mode"
+                                v, pos = _jr_scan(s, pos)
+                                if v.__class__ is str:
+                                    f_key_mode = v if v.isascii() else _jr_text(v)
+                                elif v is not None:
+                                    raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -19400,67 +19143,81 @@ def _jd_MapPublishRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_MapPublishRequest.get(k)
         if i is None:
             i = _K_MapPublishRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_channel = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_key = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            f_data = _jr_raw_dumps(v)
-        elif i == 3:
-            if v.__class__ is str:
-                f_b64data = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 4:
-            f_stream_data = _jr_raw_dumps(v)
-        elif i == 5:
-            if v.__class__ is str:
-                f_b64stream_data = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 6:
-            if v.__class__ is dict:
-                f_tags = _jr_mapping(v, _jr_check_str)
-            elif v is None:
-                f_tags = {}
+        if i >= 0:
+            if i < 6:
+                if i < 3:
+                    if i == 0:
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 1:
+                        if v.__class__ is str:
+                            f_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        f_data = _jr_raw_dumps(v)
+                else:
+                    if i == 3:
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        f_stream_data = _jr_raw_dumps(v)
+                    else:
+                        if v.__class__ is str:
+                            f_b64stream_data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
             else:
-                raise _jr_wrong(v, "an object")
-        elif i == 7:
-            if v.__class__ is str:
-                f_idempotency_key = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 8:
-            if v is True or v is False:
-                f_delta = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 9:
-            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                f_version = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-        elif i == 10:
-            if v.__class__ is str:
-                f_version_epoch = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 11:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_score = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-        elif i == 12:
-            if v.__class__ is str:
-                f_key_mode = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+                if i < 9:
+                    if i == 6:
+                        if v.__class__ is dict:
+                            f_tags = _jr_mapping(v, _jr_check_str)
+                        elif v is None:
+                            f_tags = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
+                    elif i == 7:
+                        if v.__class__ is str:
+                            f_idempotency_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v is True or v is False:
+                            f_delta = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                else:
+                    if i < 11:
+                        if i == 9:
+                            if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                                f_version = v
+                            elif v is not None:
+                                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                        else:
+                            if v.__class__ is str:
+                                f_version_epoch = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                    else:
+                        if i == 11:
+                            if (
+                                v.__class__ is int
+                                and -9223372036854775808 <= v <= 9223372036854775807
+                            ):
+                                f_score = v
+                            elif v is not None:
+                                raise _jr_bad_int(
+                                    v, "int64", -9223372036854775808, 9223372036854775807
+                                )
+                        else:
+                            if v.__class__ is str:
+                                f_key_mode = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "channel": f_channel,
@@ -19507,21 +19264,18 @@ def _jt_MapPublishResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
     f_result: MapPublishResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_MapPublishResponse.get(k)
-                if i is None:
-                    i = _K_MapPublishResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_MapPublishResponse.get(k)
+            if i is None:
+                i = _K_MapPublishResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -19531,7 +19285,7 @@ def _jt_MapPublishResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_MapPublishResult(MapPublishResult, s, pos, depth - 1)
@@ -19540,15 +19294,12 @@ def _jt_MapPublishResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -19567,20 +19318,21 @@ def _jd_MapPublishResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_MapPublishResponse.get(k)
         if i is None:
             i = _K_MapPublishResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_MapPublishResult(MapPublishResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_MapPublishResult(MapPublishResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -19624,58 +19376,54 @@ def _jt_MapPublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
     f_suppress_reason: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_MapPublishResult.get(k)
+            if i is None:
+                i = _K_MapPublishResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 2:
+                    if i == 0:
+                        field = "offset"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_offset = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                    else:
+                        field = "epoch"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_epoch = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_MapPublishResult.get(k)
-                if i is None:
-                    i = _K_MapPublishResult.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "offset"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                        f_offset = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                elif i == 1:
-                    field = "epoch"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_epoch = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "suppressed"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_suppressed = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 3:
-                    field = "suppress_reason"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_suppress_reason = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
+                    if i == 2:
+                        field = "suppressed"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_suppressed = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    else:
+                        field = "suppress_reason"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_suppress_reason = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -19698,26 +19446,29 @@ def _jd_MapPublishResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_MapPublishResult.get(k)
         if i is None:
             i = _K_MapPublishResult.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                f_offset = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-        elif i == 1:
-            if v.__class__ is str:
-                f_epoch = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v is True or v is False:
-                f_suppressed = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 3:
-            if v.__class__ is str:
-                f_suppress_reason = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+        if i >= 0:
+            if i < 2:
+                if i == 0:
+                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                        f_offset = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                else:
+                    if v.__class__ is str:
+                        f_epoch = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+            else:
+                if i == 2:
+                    if v is True or v is False:
+                        f_suppressed = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
+                else:
+                    if v.__class__ is str:
+                        f_suppress_reason = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "offset": f_offset,
@@ -19756,21 +19507,18 @@ def _jt_MapRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
     f_idempotency_key: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_MapRemoveRequest.get(k)
-                if i is None:
-                    i = _K_MapRemoveRequest.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_MapRemoveRequest.get(k)
+            if i is None:
+                i = _K_MapRemoveRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "channel"
                     v, pos = _jr_scan(s, pos)
@@ -19785,22 +19533,19 @@ def _jt_MapRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                         f_key = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 2:
+                else:
                     field = "idempotency_key"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_idempotency_key = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -19821,21 +19566,22 @@ def _jd_MapRemoveRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_MapRemoveRequest.get(k)
         if i is None:
             i = _K_MapRemoveRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_channel = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_key = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is str:
-                f_idempotency_key = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is str:
+                    f_channel = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
+            elif i == 1:
+                if v.__class__ is str:
+                    f_key = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
+            else:
+                if v.__class__ is str:
+                    f_idempotency_key = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "channel": f_channel,
@@ -19872,21 +19618,18 @@ def _jt_MapRemoveResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
     f_result: MapRemoveResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_MapRemoveResponse.get(k)
-                if i is None:
-                    i = _K_MapRemoveResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_MapRemoveResponse.get(k)
+            if i is None:
+                i = _K_MapRemoveResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -19896,7 +19639,7 @@ def _jt_MapRemoveResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_MapRemoveResult(MapRemoveResult, s, pos, depth - 1)
@@ -19905,15 +19648,12 @@ def _jt_MapRemoveResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -19932,20 +19672,21 @@ def _jd_MapRemoveResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_MapRemoveResponse.get(k)
         if i is None:
             i = _K_MapRemoveResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_MapRemoveResult(MapRemoveResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_MapRemoveResult(MapRemoveResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -19989,58 +19730,54 @@ def _jt_MapRemoveResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
     f_suppress_reason: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_MapRemoveResult.get(k)
+            if i is None:
+                i = _K_MapRemoveResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 2:
+                    if i == 0:
+                        field = "offset"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_offset = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                    else:
+                        field = "epoch"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_epoch = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_MapRemoveResult.get(k)
-                if i is None:
-                    i = _K_MapRemoveResult.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "offset"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                        f_offset = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                elif i == 1:
-                    field = "epoch"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_epoch = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "suppressed"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_suppressed = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 3:
-                    field = "suppress_reason"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_suppress_reason = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
+                    if i == 2:
+                        field = "suppressed"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_suppressed = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    else:
+                        field = "suppress_reason"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_suppress_reason = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -20063,26 +19800,29 @@ def _jd_MapRemoveResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_MapRemoveResult.get(k)
         if i is None:
             i = _K_MapRemoveResult.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                f_offset = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-        elif i == 1:
-            if v.__class__ is str:
-                f_epoch = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v is True or v is False:
-                f_suppressed = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 3:
-            if v.__class__ is str:
-                f_suppress_reason = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+        if i >= 0:
+            if i < 2:
+                if i == 0:
+                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                        f_offset = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                else:
+                    if v.__class__ is str:
+                        f_epoch = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+            else:
+                if i == 2:
+                    if v is True or v is False:
+                        f_suppressed = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
+                else:
+                    if v.__class__ is str:
+                        f_suppress_reason = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "offset": f_offset,
@@ -20145,79 +19885,77 @@ def _jt_MapReadStateRequest(cls: type[_M], s: str, pos: int, depth: int) -> tupl
     f_revision_epoch: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_MapReadStateRequest.get(k)
+            if i is None:
+                i = _K_MapReadStateRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 3:
+                    if i == 0:
+                        field = "channel"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 1:
+                        field = "cursor"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_cursor = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        field = "limit"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                            f_limit = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_MapReadStateRequest.get(k)
-                if i is None:
-                    i = _K_MapReadStateRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "channel"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_channel = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "cursor"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_cursor = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "limit"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                        f_limit = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
-                elif i == 3:
-                    field = "key"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_key = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 4:
-                    field = "asc"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_asc = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 5:
-                    field = "revision_offset"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                        f_revision_offset = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                elif i == 6:
-                    field = "revision_epoch"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_revision_epoch = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
+                    if i < 5:
+                        if i == 3:
+                            field = "key"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_key = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "asc"
+                            v, pos = _jr_scan(s, pos)
+                            if v is True or v is False:
+                                f_asc = v
+                            elif v is not None:
+                                raise _jr_wrong(v, "true or false")
+                    else:
+                        if i == 5:
+                            field = "revision_offset"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                                f_revision_offset = v
+                            elif v is not None:
+                                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                        else:
+                            field = "revision_epoch"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_revision_epoch = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -20246,41 +19984,46 @@ def _jd_MapReadStateRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_MapReadStateRequest.get(k)
         if i is None:
             i = _K_MapReadStateRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_channel = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_cursor = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                f_limit = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
-        elif i == 3:
-            if v.__class__ is str:
-                f_key = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 4:
-            if v is True or v is False:
-                f_asc = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 5:
-            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                f_revision_offset = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-        elif i == 6:
-            if v.__class__ is str:
-                f_revision_epoch = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+        if i >= 0:
+            if i < 3:
+                if i == 0:
+                    if v.__class__ is str:
+                        f_channel = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 1:
+                    if v.__class__ is str:
+                        f_cursor = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                else:
+                    if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                        f_limit = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
+            else:
+                if i < 5:
+                    if i == 3:
+                        if v.__class__ is str:
+                            f_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v is True or v is False:
+                            f_asc = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                else:
+                    if i == 5:
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_revision_offset = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                    else:
+                        if v.__class__ is str:
+                            f_revision_epoch = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "channel": f_channel,
@@ -20321,21 +20064,18 @@ def _jt_MapReadStateResponse(cls: type[_M], s: str, pos: int, depth: int) -> tup
     f_result: MapReadStateResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_MapReadStateResponse.get(k)
-                if i is None:
-                    i = _K_MapReadStateResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_MapReadStateResponse.get(k)
+            if i is None:
+                i = _K_MapReadStateResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -20345,7 +20085,7 @@ def _jt_MapReadStateResponse(cls: type[_M], s: str, pos: int, depth: int) -> tup
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_MapReadStateResult(
@@ -20356,15 +20096,12 @@ def _jt_MapReadStateResponse(cls: type[_M], s: str, pos: int, depth: int) -> tup
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -20383,20 +20120,21 @@ def _jd_MapReadStateResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M
         i = _K_MapReadStateResponse.get(k)
         if i is None:
             i = _K_MapReadStateResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_MapReadStateResult(MapReadStateResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_MapReadStateResult(MapReadStateResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -20440,60 +20178,56 @@ def _jt_MapReadStateResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple
     f_cursor: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_MapReadStateResult.get(k)
-                if i is None:
-                    i = _K_MapReadStateResult.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "entries"
-                    if s[pos] == "[":
-                        f_entries, pos = _jr_array(s, pos, _jt_MapEntry, MapEntry, depth - 1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_MapReadStateResult.get(k)
+            if i is None:
+                i = _K_MapReadStateResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 2:
+                    if i == 0:
+                        field = "entries"
+                        if s[pos] == "[":
+                            f_entries, pos = _jr_array(s, pos, _jt_MapEntry, MapEntry, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an array")
+                            f_entries = []
                     else:
+                        field = "offset"
                         v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an array")
-                        f_entries = []
-                elif i == 1:
-                    field = "offset"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                        f_offset = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                elif i == 2:
-                    field = "epoch"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_epoch = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "cursor"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_cursor = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_offset = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i == 2:
+                        field = "epoch"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_epoch = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        field = "cursor"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_cursor = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -20516,28 +20250,31 @@ def _jd_MapReadStateResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_MapReadStateResult.get(k)
         if i is None:
             i = _K_MapReadStateResult.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is list:
-                f_entries = _jr_dict_array(v, _jd_MapEntry, MapEntry, depth - 1)
-            elif v is None:
-                f_entries = []
+        if i >= 0:
+            if i < 2:
+                if i == 0:
+                    if v.__class__ is list:
+                        f_entries = _jr_dict_array(v, _jd_MapEntry, MapEntry, depth - 1)
+                    elif v is None:
+                        f_entries = []
+                    else:
+                        raise _jr_Fail("wrong type")
+                else:
+                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                        f_offset = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                f_offset = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-        elif i == 2:
-            if v.__class__ is str:
-                f_epoch = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v.__class__ is str:
-                f_cursor = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+                if i == 2:
+                    if v.__class__ is str:
+                        f_epoch = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                else:
+                    if v.__class__ is str:
+                        f_cursor = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "entries": f_entries,
@@ -20602,79 +20339,87 @@ def _jt_MapEntry(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     f_time: int = 0
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_MapEntry.get(k)
-                if i is None:
-                    i = _K_MapEntry.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "key"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_key = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "data"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_data = s[start:pos].encode()
-                elif i == 2:
-                    field = "tags"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_tags = _jr_mapping(v, _jr_check_str)
-                    elif v is None:
-                        f_tags = {}
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_MapEntry.get(k)
+            if i is None:
+                i = _K_MapEntry.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 3:
+                    if i == 0:
+                        field = "key"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 1:
+                        field = "data"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_data = s[start:pos].encode()
                     else:
-                        raise _jr_wrong(v, "an object")
-                elif i == 3:
-                    field = "offset"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                        f_offset = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                elif i == 4:
-                    field = "score"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_score = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                elif i == 5:
-                    field = "removed"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_removed = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 6:
-                    field = "time"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_time = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                        field = "tags"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_tags = _jr_mapping(v, _jr_check_str)
+                        elif v is None:
+                            f_tags = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i < 5:
+                        if i == 3:
+                            field = "offset"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                                f_offset = v
+                            elif v is not None:
+                                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                        else:
+                            field = "score"
+                            v, pos = _jr_scan(s, pos)
+                            if (
+                                v.__class__ is int
+                                and -9223372036854775808 <= v <= 9223372036854775807
+                            ):
+                                f_score = v
+                            elif v is not None:
+                                raise _jr_bad_int(
+                                    v, "int64", -9223372036854775808, 9223372036854775807
+                                )
+                    else:
+                        if i == 5:
+                            field = "removed"
+                            v, pos = _jr_scan(s, pos)
+                            if v is True or v is False:
+                                f_removed = v
+                            elif v is not None:
+                                raise _jr_wrong(v, "true or false")
+                        else:
+                            field = "time"
+                            v, pos = _jr_scan(s, pos)
+                            if (
+                                v.__class__ is int
+                                and -9223372036854775808 <= v <= 9223372036854775807
+                            ):
+                                f_time = v
+                            elif v is not None:
+                                raise _jr_bad_int(
+                                    v, "int64", -9223372036854775808, 9223372036854775807
+                                )
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -20703,40 +20448,45 @@ def _jd_MapEntry(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_MapEntry.get(k)
         if i is None:
             i = _K_MapEntry.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_key = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            f_data = _jr_raw_dumps(v)
-        elif i == 2:
-            if v.__class__ is dict:
-                f_tags = _jr_mapping(v, _jr_check_str)
-            elif v is None:
-                f_tags = {}
+        if i >= 0:
+            if i < 3:
+                if i == 0:
+                    if v.__class__ is str:
+                        f_key = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 1:
+                    f_data = _jr_raw_dumps(v)
+                else:
+                    if v.__class__ is dict:
+                        f_tags = _jr_mapping(v, _jr_check_str)
+                    elif v is None:
+                        f_tags = {}
+                    else:
+                        raise _jr_wrong(v, "an object")
             else:
-                raise _jr_wrong(v, "an object")
-        elif i == 3:
-            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                f_offset = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-        elif i == 4:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_score = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-        elif i == 5:
-            if v is True or v is False:
-                f_removed = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 6:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_time = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                if i < 5:
+                    if i == 3:
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_offset = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                    else:
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_score = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                else:
+                    if i == 5:
+                        if v is True or v is False:
+                            f_removed = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    else:
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_time = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
     obj = _new(cls)
     obj.__dict__ = {
         "key": f_key,
@@ -20792,65 +20542,61 @@ def _jt_MapReadStreamRequest(cls: type[_M], s: str, pos: int, depth: int) -> tup
     f_reverse: bool = False
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_MapReadStreamRequest.get(k)
+            if i is None:
+                i = _K_MapReadStreamRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 2:
+                    if i == 0:
+                        field = "channel"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        field = "since_offset"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_since_offset = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_MapReadStreamRequest.get(k)
-                if i is None:
-                    i = _K_MapReadStreamRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "channel"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_channel = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "since_offset"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                        f_since_offset = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                elif i == 2:
-                    field = "since_epoch"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_since_epoch = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "limit"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                        f_limit = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
-                elif i == 4:
-                    field = "reverse"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_reverse = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                else:
-                    pos = _jr_skip(s, pos)
+                    if i == 2:
+                        field = "since_epoch"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_since_epoch = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "limit"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                            f_limit = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
+                    else:
+                        field = "reverse"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_reverse = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -20875,31 +20621,34 @@ def _jd_MapReadStreamRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M
         i = _K_MapReadStreamRequest.get(k)
         if i is None:
             i = _K_MapReadStreamRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_channel = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                f_since_offset = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-        elif i == 2:
-            if v.__class__ is str:
-                f_since_epoch = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                f_limit = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
-        elif i == 4:
-            if v is True or v is False:
-                f_reverse = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
+        if i >= 0:
+            if i < 2:
+                if i == 0:
+                    if v.__class__ is str:
+                        f_channel = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                else:
+                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                        f_since_offset = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+            else:
+                if i == 2:
+                    if v.__class__ is str:
+                        f_since_epoch = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                        f_limit = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
+                else:
+                    if v is True or v is False:
+                        f_reverse = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
     obj = _new(cls)
     obj.__dict__ = {
         "channel": f_channel,
@@ -20938,21 +20687,18 @@ def _jt_MapReadStreamResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
     f_result: MapReadStreamResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_MapReadStreamResponse.get(k)
-                if i is None:
-                    i = _K_MapReadStreamResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_MapReadStreamResponse.get(k)
+            if i is None:
+                i = _K_MapReadStreamResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -20962,7 +20708,7 @@ def _jt_MapReadStreamResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_MapReadStreamResult(
@@ -20973,15 +20719,12 @@ def _jt_MapReadStreamResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -21000,20 +20743,21 @@ def _jd_MapReadStreamResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _
         i = _K_MapReadStreamResponse.get(k)
         if i is None:
             i = _K_MapReadStreamResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_MapReadStreamResult(MapReadStreamResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_MapReadStreamResult(MapReadStreamResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -21052,21 +20796,18 @@ def _jt_MapReadStreamResult(cls: type[_M], s: str, pos: int, depth: int) -> tupl
     f_epoch: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_MapReadStreamResult.get(k)
-                if i is None:
-                    i = _K_MapReadStreamResult.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_MapReadStreamResult.get(k)
+            if i is None:
+                i = _K_MapReadStreamResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "entries"
                     if s[pos] == "[":
@@ -21083,22 +20824,19 @@ def _jt_MapReadStreamResult(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                         f_offset = v
                     elif v is not None:
                         raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                elif i == 2:
+                else:
                     field = "epoch"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_epoch = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -21119,23 +20857,24 @@ def _jd_MapReadStreamResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_MapReadStreamResult.get(k)
         if i is None:
             i = _K_MapReadStreamResult.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is list:
-                f_entries = _jr_dict_array(v, _jd_MapEntry, MapEntry, depth - 1)
-            elif v is None:
-                f_entries = []
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is list:
+                    f_entries = _jr_dict_array(v, _jd_MapEntry, MapEntry, depth - 1)
+                elif v is None:
+                    f_entries = []
+                else:
+                    raise _jr_Fail("wrong type")
+            elif i == 1:
+                if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                    f_offset = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                f_offset = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-        elif i == 2:
-            if v.__class__ is str:
-                f_epoch = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+                if v.__class__ is str:
+                    f_epoch = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "entries": f_entries,
@@ -21163,37 +20902,30 @@ def _jt_MapStatsRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
     f_channel: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_MapStatsRequest.get(k)
-                if i is None:
-                    i = _K_MapStatsRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "channel"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_channel = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_MapStatsRequest.get(k)
+            if i is None:
+                i = _K_MapStatsRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "channel"
+                v, pos = _jr_scan(s, pos)
+                if v.__class__ is str:
+                    f_channel = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -21210,7 +20942,7 @@ def _jd_MapStatsRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_MapStatsRequest.get(k)
         if i is None:
             i = _K_MapStatsRequest.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is str:
                 f_channel = v if v.isascii() else _jr_text(v)
             elif v is not None:
@@ -21249,21 +20981,18 @@ def _jt_MapStatsResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
     f_result: MapStatsResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_MapStatsResponse.get(k)
-                if i is None:
-                    i = _K_MapStatsResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_MapStatsResponse.get(k)
+            if i is None:
+                i = _K_MapStatsResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -21273,7 +21002,7 @@ def _jt_MapStatsResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_MapStatsResult(MapStatsResult, s, pos, depth - 1)
@@ -21282,15 +21011,12 @@ def _jt_MapStatsResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -21309,20 +21035,21 @@ def _jd_MapStatsResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_MapStatsResponse.get(k)
         if i is None:
             i = _K_MapStatsResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_MapStatsResult(MapStatsResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_MapStatsResult(MapStatsResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -21351,37 +21078,30 @@ def _jt_MapStatsResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
     f_num_keys: int = 0
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_MapStatsResult.get(k)
-                if i is None:
-                    i = _K_MapStatsResult.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "num_keys"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                        f_num_keys = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_MapStatsResult.get(k)
+            if i is None:
+                i = _K_MapStatsResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "num_keys"
+                v, pos = _jr_scan(s, pos)
+                if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                    f_num_keys = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -21398,7 +21118,7 @@ def _jd_MapStatsResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_MapStatsResult.get(k)
         if i is None:
             i = _K_MapStatsResult.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is int and -2147483648 <= v <= 2147483647:
                 f_num_keys = v
             elif v is not None:
@@ -21428,37 +21148,30 @@ def _jt_MapClearRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
     f_channel: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_MapClearRequest.get(k)
-                if i is None:
-                    i = _K_MapClearRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "channel"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_channel = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_MapClearRequest.get(k)
+            if i is None:
+                i = _K_MapClearRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "channel"
+                v, pos = _jr_scan(s, pos)
+                if v.__class__ is str:
+                    f_channel = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -21475,7 +21188,7 @@ def _jd_MapClearRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_MapClearRequest.get(k)
         if i is None:
             i = _K_MapClearRequest.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is str:
                 f_channel = v if v.isascii() else _jr_text(v)
             elif v is not None:
@@ -21514,21 +21227,18 @@ def _jt_MapClearResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
     f_result: MapClearResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_MapClearResponse.get(k)
-                if i is None:
-                    i = _K_MapClearResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_MapClearResponse.get(k)
+            if i is None:
+                i = _K_MapClearResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -21538,7 +21248,7 @@ def _jt_MapClearResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_MapClearResult(MapClearResult, s, pos, depth - 1)
@@ -21547,15 +21257,12 @@ def _jt_MapClearResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -21574,20 +21281,21 @@ def _jd_MapClearResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_MapClearResponse.get(k)
         if i is None:
             i = _K_MapClearResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_MapClearResult(MapClearResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_MapClearResult(MapClearResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -21604,25 +21312,18 @@ def _je_MapClearResult(m: MapClearResult) -> str:
 def _jt_MapClearResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                pos = _jr_skip(s, pos)
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            pos = _jr_scan(s, pos)[1]
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -21684,70 +21385,66 @@ def _jt_SharedPollPublishRequest(cls: type[_M], s: str, pos: int, depth: int) ->
     f_epoch: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_SharedPollPublishRequest.get(k)
+            if i is None:
+                i = _K_SharedPollPublishRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 3:
+                    if i == 0:
+                        field = "channel"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 1:
+                        field = "key"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        field = "data"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_data = s[start:pos].encode()
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_SharedPollPublishRequest.get(k)
-                if i is None:
-                    i = _K_SharedPollPublishRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "channel"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_channel = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "key"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_key = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "data"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_data = s[start:pos].encode()
-                elif i == 3:
-                    field = "b64data"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_b64data = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 4:
-                    field = "version"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                        f_version = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                elif i == 5:
-                    field = "epoch"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_epoch = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
+                    if i == 3:
+                        field = "b64data"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "version"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_version = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                    else:
+                        field = "epoch"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_epoch = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -21774,33 +21471,36 @@ def _jd_SharedPollPublishRequest(cls: type[_M], d: dict[str, Any], depth: int) -
         i = _K_SharedPollPublishRequest.get(k)
         if i is None:
             i = _K_SharedPollPublishRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_channel = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_key = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            f_data = _jr_raw_dumps(v)
-        elif i == 3:
-            if v.__class__ is str:
-                f_b64data = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 4:
-            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                f_version = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-        elif i == 5:
-            if v.__class__ is str:
-                f_epoch = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+        if i >= 0:
+            if i < 3:
+                if i == 0:
+                    if v.__class__ is str:
+                        f_channel = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 1:
+                    if v.__class__ is str:
+                        f_key = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                else:
+                    f_data = _jr_raw_dumps(v)
+            else:
+                if i == 3:
+                    if v.__class__ is str:
+                        f_b64data = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                        f_version = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                else:
+                    if v.__class__ is str:
+                        f_epoch = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "channel": f_channel,
@@ -21840,21 +21540,18 @@ def _jt_SharedPollPublishResponse(cls: type[_M], s: str, pos: int, depth: int) -
     f_result: SharedPollPublishResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_SharedPollPublishResponse.get(k)
-                if i is None:
-                    i = _K_SharedPollPublishResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_SharedPollPublishResponse.get(k)
+            if i is None:
+                i = _K_SharedPollPublishResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "error"
                     if s[pos] == "{":
@@ -21864,7 +21561,7 @@ def _jt_SharedPollPublishResponse(cls: type[_M], s: str, pos: int, depth: int) -
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 1:
+                else:
                     field = "result"
                     if s[pos] == "{":
                         f_result, pos = _jt_SharedPollPublishResult(
@@ -21875,15 +21572,12 @@ def _jt_SharedPollPublishResponse(cls: type[_M], s: str, pos: int, depth: int) -
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -21902,20 +21596,21 @@ def _jd_SharedPollPublishResponse(cls: type[_M], d: dict[str, Any], depth: int) 
         i = _K_SharedPollPublishResponse.get(k)
         if i is None:
             i = _K_SharedPollPublishResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_result = _jd_SharedPollPublishResult(SharedPollPublishResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_result = _jd_SharedPollPublishResult(SharedPollPublishResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -21932,25 +21627,18 @@ def _je_SharedPollPublishResult(m: SharedPollPublishResult) -> str:
 def _jt_SharedPollPublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                pos = _jr_skip(s, pos)
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            pos = _jr_scan(s, pos)[1]
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)

@@ -63,9 +63,8 @@ from .proxy import (
 
 _jr_FAILURES = _json_runtime.FAILURES
 _jr_Fail = _json_runtime.Fail
-_jr_KEY = _json_runtime.KEY
-_jr_NEXT = _json_runtime.NEXT
-_jr_OPEN = _json_runtime.OPEN
+_jr_AFTER = _json_runtime.AFTER
+_jr_FIRST = _json_runtime.FIRST
 _jr_array = _json_runtime.array
 _jr_at = _json_runtime.at
 _jr_bad_int = _json_runtime.bad_int
@@ -86,14 +85,13 @@ _jr_enc_values = _json_runtime.enc_values
 _jr_esc = _json_runtime.esc
 _jr_fold = _json_runtime.fold
 _jr_int_repr = _json_runtime.int_repr
-_jr_key = _json_runtime.key
+_jr_member = _json_runtime.member
 _jr_mapping = _json_runtime.mapping
 _jr_obj = _json_runtime.obj
 _jr_out_of_range = _json_runtime.out_of_range
 _jr_raw = _json_runtime.raw
 _jr_raw_dumps = _json_runtime.raw_dumps
 _jr_scan = _json_runtime.scan
-_jr_skip = _json_runtime.skip
 _jr_text = _json_runtime.text
 _jr_values = _json_runtime.values
 _jr_wrong = _json_runtime.wrong
@@ -440,76 +438,72 @@ def _jt_FilterNode(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
     f_nodes: list[FilterNode] = []
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_FilterNode.get(k)
-                if i is None:
-                    i = _K_FilterNode.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "op"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_op = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "key"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_key = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "cmp"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_cmp = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "val"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_val = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 4:
-                    field = "vals"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_vals = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_vals = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 5:
-                    field = "nodes"
-                    if s[pos] == "[":
-                        f_nodes, pos = _jr_array(s, pos, _jt_FilterNode, FilterNode, depth - 1)
-                    else:
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_FilterNode.get(k)
+            if i is None:
+                i = _K_FilterNode.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 3:
+                    if i == 0:
+                        field = "op"
                         v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an array")
-                        f_nodes = []
+                        if v.__class__ is str:
+                            f_op = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 1:
+                        field = "key"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        field = "cmp"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_cmp = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i == 3:
+                        field = "val"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_val = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "vals"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_vals = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_vals = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                    else:
+                        field = "nodes"
+                        if s[pos] == "[":
+                            f_nodes, pos = _jr_array(s, pos, _jt_FilterNode, FilterNode, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an array")
+                            f_nodes = []
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -538,40 +532,43 @@ def _jd_FilterNode(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_FilterNode.get(k)
         if i is None:
             i = _K_FilterNode.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_op = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_key = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is str:
-                f_cmp = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v.__class__ is str:
-                f_val = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 4:
-            if v.__class__ is list:
-                f_vals = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_vals = []
+        if i >= 0:
+            if i < 3:
+                if i == 0:
+                    if v.__class__ is str:
+                        f_op = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 1:
+                    if v.__class__ is str:
+                        f_key = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                else:
+                    if v.__class__ is str:
+                        f_cmp = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
             else:
-                raise _jr_wrong(v, "an array")
-        elif i == 5:
-            if v.__class__ is list:
-                f_nodes = _jr_dict_array(v, _jd_FilterNode, FilterNode, depth - 1)
-            elif v is None:
-                f_nodes = []
-            else:
-                raise _jr_Fail("wrong type")
+                if i == 3:
+                    if v.__class__ is str:
+                        f_val = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    if v.__class__ is list:
+                        f_vals = _jr_values(v, _jr_check_str)
+                    elif v is None:
+                        f_vals = []
+                    else:
+                        raise _jr_wrong(v, "an array")
+                else:
+                    if v.__class__ is list:
+                        f_nodes = _jr_dict_array(v, _jd_FilterNode, FilterNode, depth - 1)
+                    elif v is None:
+                        f_nodes = []
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "op": f_op,
@@ -609,21 +606,18 @@ def _jt_Disconnect(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
     f_reason: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_Disconnect.get(k)
-                if i is None:
-                    i = _K_Disconnect.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_Disconnect.get(k)
+            if i is None:
+                i = _K_Disconnect.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "code"
                     v, pos = _jr_scan(s, pos)
@@ -631,22 +625,19 @@ def _jt_Disconnect(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                         f_code = v
                     elif v is not None:
                         raise _jr_bad_int(v, "uint32", 0, 4294967295)
-                elif i == 1:
+                else:
                     field = "reason"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_reason = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -665,16 +656,17 @@ def _jd_Disconnect(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_Disconnect.get(k)
         if i is None:
             i = _K_Disconnect.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is int and 0 <= v <= 4294967295:
-                f_code = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint32", 0, 4294967295)
-        elif i == 1:
-            if v.__class__ is str:
-                f_reason = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is int and 0 <= v <= 4294967295:
+                    f_code = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "uint32", 0, 4294967295)
+            else:
+                if v.__class__ is str:
+                    f_reason = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "code": f_code,
@@ -713,21 +705,18 @@ def _jt_Error(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     f_temporary: bool = False
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_Error.get(k)
-                if i is None:
-                    i = _K_Error.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_Error.get(k)
+            if i is None:
+                i = _K_Error.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "code"
                     v, pos = _jr_scan(s, pos)
@@ -742,22 +731,19 @@ def _jt_Error(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                         f_message = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 2:
+                else:
                     field = "temporary"
                     v, pos = _jr_scan(s, pos)
                     if v is True or v is False:
                         f_temporary = v
                     elif v is not None:
                         raise _jr_wrong(v, "true or false")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -778,21 +764,22 @@ def _jd_Error(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_Error.get(k)
         if i is None:
             i = _K_Error.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is int and 0 <= v <= 4294967295:
-                f_code = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint32", 0, 4294967295)
-        elif i == 1:
-            if v.__class__ is str:
-                f_message = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v is True or v is False:
-                f_temporary = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is int and 0 <= v <= 4294967295:
+                    f_code = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "uint32", 0, 4294967295)
+            elif i == 1:
+                if v.__class__ is str:
+                    f_message = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
+            else:
+                if v is True or v is False:
+                    f_temporary = v
+                elif v is not None:
+                    raise _jr_wrong(v, "true or false")
     obj = _new(cls)
     obj.__dict__ = {
         "code": f_code,
@@ -860,93 +847,93 @@ def _jt_ConnectRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
     f_channels: list[str] = []
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_ConnectRequest.get(k)
-                if i is None:
-                    i = _K_ConnectRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "client"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_client = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "transport"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_transport = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "protocol"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_protocol = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "encoding"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_encoding = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 4:
-                    field = "data"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_data = s[start:pos].encode()
-                elif i == 5:
-                    field = "b64data"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_b64data = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 6:
-                    field = "name"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_name = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 7:
-                    field = "version"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_version = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 8:
-                    field = "channels"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_channels = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_channels = []
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_ConnectRequest.get(k)
+            if i is None:
+                i = _K_ConnectRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 4:
+                    if i < 2:
+                        if i == 0:
+                            field = "client"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_client = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "transport"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_transport = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                     else:
-                        raise _jr_wrong(v, "an array")
+                        if i == 2:
+                            field = "protocol"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_protocol = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "encoding"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_encoding = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i < 6:
+                        if i == 4:
+                            field = "data"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_data = s[start:pos].encode()
+                        else:
+                            field = "b64data"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                    else:
+                        if i == 6:
+                            field = "name"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_name = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        elif i == 7:
+                            field = "version"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_version = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "channels"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is list:
+                                f_channels = _jr_values(v, _jr_check_str)
+                            elif v is None:
+                                f_channels = []
+                            else:
+                                raise _jr_wrong(v, "an array")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -979,50 +966,57 @@ def _jd_ConnectRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_ConnectRequest.get(k)
         if i is None:
             i = _K_ConnectRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_client = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_transport = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is str:
-                f_protocol = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v.__class__ is str:
-                f_encoding = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 4:
-            f_data = _jr_raw_dumps(v)
-        elif i == 5:
-            if v.__class__ is str:
-                f_b64data = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 6:
-            if v.__class__ is str:
-                f_name = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 7:
-            if v.__class__ is str:
-                f_version = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 8:
-            if v.__class__ is list:
-                f_channels = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_channels = []
+        if i >= 0:
+            if i < 4:
+                if i < 2:
+                    if i == 0:
+                        if v.__class__ is str:
+                            f_client = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_transport = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 2:
+                        if v.__class__ is str:
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_encoding = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
             else:
-                raise _jr_wrong(v, "an array")
+                if i < 6:
+                    if i == 4:
+                        f_data = _jr_raw_dumps(v)
+                    else:
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 6:
+                        if v.__class__ is str:
+                            f_name = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 7:
+                        if v.__class__ is str:
+                            f_version = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is list:
+                            f_channels = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_channels = []
+                        else:
+                            raise _jr_wrong(v, "an array")
     obj = _new(cls)
     obj.__dict__ = {
         "client": f_client,
@@ -1099,88 +1093,95 @@ def _jt_SubscribeOptions(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
     f_cache_recover: bool = False
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_SubscribeOptions.get(k)
-                if i is None:
-                    i = _K_SubscribeOptions.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "expire_at"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_expire_at = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                elif i == 1:
-                    field = "info"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_info = s[start:pos].encode()
-                elif i == 2:
-                    field = "b64info"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_b64info = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "data"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_data = s[start:pos].encode()
-                elif i == 4:
-                    field = "b64data"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_b64data = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 5:
-                    field = "override"
-                    if s[pos] == "{":
-                        f_override, pos = _jt_SubscribeOptionOverride(
-                            SubscribeOptionOverride, s, pos, depth - 1
-                        )
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_SubscribeOptions.get(k)
+            if i is None:
+                i = _K_SubscribeOptions.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 4:
+                    if i < 2:
+                        if i == 0:
+                            field = "expire_at"
+                            v, pos = _jr_scan(s, pos)
+                            if (
+                                v.__class__ is int
+                                and -9223372036854775808 <= v <= 9223372036854775807
+                            ):
+                                f_expire_at = v
+                            elif v is not None:
+                                raise _jr_bad_int(
+                                    v, "int64", -9223372036854775808, 9223372036854775807
+                                )
+                        else:
+                            field = "info"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_info = s[start:pos].encode()
                     else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_override = None
-                elif i == 6:
-                    field = "server_tags_filter"
-                    if s[pos] == "{":
-                        f_server_tags_filter, pos = _jt_FilterNode(FilterNode, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_server_tags_filter = None
-                elif i == 7:
-                    field = "cache_recover"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_cache_recover = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
+                        if i == 2:
+                            field = "b64info"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_b64info = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "data"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_data = s[start:pos].encode()
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i < 6:
+                        if i == 4:
+                            field = "b64data"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "override"
+                            if s[pos] == "{":
+                                f_override, pos = _jt_SubscribeOptionOverride(
+                                    SubscribeOptionOverride, s, pos, depth - 1
+                                )
+                            else:
+                                v, pos = _jr_scan(s, pos)
+                                if v is not None:
+                                    raise _jr_wrong(v, "an object")
+                                f_override = None
+                    else:
+                        if i == 6:
+                            field = "server_tags_filter"
+                            if s[pos] == "{":
+                                f_server_tags_filter, pos = _jt_FilterNode(
+                                    FilterNode, s, pos, depth - 1
+                                )
+                            else:
+                                v, pos = _jr_scan(s, pos)
+                                if v is not None:
+                                    raise _jr_wrong(v, "an object")
+                                f_server_tags_filter = None
+                        else:
+                            field = "cache_recover"
+                            v, pos = _jr_scan(s, pos)
+                            if v is True or v is False:
+                                f_cache_recover = v
+                            elif v is not None:
+                                raise _jr_wrong(v, "true or false")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -1211,44 +1212,53 @@ def _jd_SubscribeOptions(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_SubscribeOptions.get(k)
         if i is None:
             i = _K_SubscribeOptions.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_expire_at = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-        elif i == 1:
-            f_info = _jr_raw_dumps(v)
-        elif i == 2:
-            if v.__class__ is str:
-                f_b64info = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            f_data = _jr_raw_dumps(v)
-        elif i == 4:
-            if v.__class__ is str:
-                f_b64data = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 5:
-            if v.__class__ is dict:
-                f_override = _jd_SubscribeOptionOverride(SubscribeOptionOverride, v, depth - 1)
-            elif v is None:
-                f_override = None
+        if i >= 0:
+            if i < 4:
+                if i < 2:
+                    if i == 0:
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_expire_at = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    else:
+                        f_info = _jr_raw_dumps(v)
+                else:
+                    if i == 2:
+                        if v.__class__ is str:
+                            f_b64info = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        f_data = _jr_raw_dumps(v)
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 6:
-            if v.__class__ is dict:
-                f_server_tags_filter = _jd_FilterNode(FilterNode, v, depth - 1)
-            elif v is None:
-                f_server_tags_filter = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 7:
-            if v is True or v is False:
-                f_cache_recover = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
+                if i < 6:
+                    if i == 4:
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is dict:
+                            f_override = _jd_SubscribeOptionOverride(
+                                SubscribeOptionOverride, v, depth - 1
+                            )
+                        elif v is None:
+                            f_override = None
+                        else:
+                            raise _jr_Fail("wrong type")
+                else:
+                    if i == 6:
+                        if v.__class__ is dict:
+                            f_server_tags_filter = _jd_FilterNode(FilterNode, v, depth - 1)
+                        elif v is None:
+                            f_server_tags_filter = None
+                        else:
+                            raise _jr_Fail("wrong type")
+                    else:
+                        if v is True or v is False:
+                            f_cache_recover = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
     obj = _new(cls)
     obj.__dict__ = {
         "expire_at": f_expire_at,
@@ -1339,113 +1349,118 @@ def _jt_ConnectResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
     f_labels: dict[str, str] = {}
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_ConnectResult.get(k)
+            if i is None:
+                i = _K_ConnectResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 5:
+                    if i < 2:
+                        if i == 0:
+                            field = "user"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_user = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "expire_at"
+                            v, pos = _jr_scan(s, pos)
+                            if (
+                                v.__class__ is int
+                                and -9223372036854775808 <= v <= 9223372036854775807
+                            ):
+                                f_expire_at = v
+                            elif v is not None:
+                                raise _jr_bad_int(
+                                    v, "int64", -9223372036854775808, 9223372036854775807
+                                )
+                    else:
+                        if i == 2:
+                            field = "info"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_info = s[start:pos].encode()
+                        elif i == 3:
+                            field = "b64info"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_b64info = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "data"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_data = s[start:pos].encode()
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_ConnectResult.get(k)
-                if i is None:
-                    i = _K_ConnectResult.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "user"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "expire_at"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_expire_at = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                elif i == 2:
-                    field = "info"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_info = s[start:pos].encode()
-                elif i == 3:
-                    field = "b64info"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_b64info = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 4:
-                    field = "data"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_data = s[start:pos].encode()
-                elif i == 5:
-                    field = "b64data"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_b64data = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 6:
-                    field = "channels"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_channels = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_channels = []
+                    if i < 8:
+                        if i == 5:
+                            field = "b64data"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        elif i == 6:
+                            field = "channels"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is list:
+                                f_channels = _jr_values(v, _jr_check_str)
+                            elif v is None:
+                                f_channels = []
+                            else:
+                                raise _jr_wrong(v, "an array")
+                        else:
+                            field = "subs"
+                            if s[pos] == "{":
+                                f_subs, pos = _jr_obj(
+                                    s, pos, _jt_SubscribeOptions, SubscribeOptions, depth - 1
+                                )
+                            else:
+                                v, pos = _jr_scan(s, pos)
+                                if v is not None:
+                                    raise _jr_wrong(v, "an object")
+                                f_subs = {}
                     else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 7:
-                    field = "subs"
-                    if s[pos] == "{":
-                        f_subs, pos = _jr_obj(
-                            s, pos, _jt_SubscribeOptions, SubscribeOptions, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_subs = {}
-                elif i == 8:
-                    field = "meta"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_meta = s[start:pos].encode()
-                elif i == 9:
-                    field = "caps"
-                    if s[pos] == "[":
-                        f_caps, pos = _jr_array(
-                            s, pos, _jt_ChannelsCapability, ChannelsCapability, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an array")
-                        f_caps = []
-                elif i == 10:
-                    field = "labels"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_labels = _jr_mapping(v, _jr_check_str)
-                    elif v is None:
-                        f_labels = {}
-                    else:
-                        raise _jr_wrong(v, "an object")
-                else:
-                    pos = _jr_skip(s, pos)
+                        if i == 8:
+                            field = "meta"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_meta = s[start:pos].encode()
+                        elif i == 9:
+                            field = "caps"
+                            if s[pos] == "[":
+                                f_caps, pos = _jr_array(
+                                    s, pos, _jt_ChannelsCapability, ChannelsCapability, depth - 1
+                                )
+                            else:
+                                v, pos = _jr_scan(s, pos)
+                                if v is not None:
+                                    raise _jr_wrong(v, "an array")
+                                f_caps = []
+                        else:
+                            field = "labels"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is dict:
+                                f_labels = _jr_mapping(v, _jr_check_str)
+                            elif v is None:
+                                f_labels = {}
+                            else:
+                                raise _jr_wrong(v, "an object")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -1482,60 +1497,71 @@ def _jd_ConnectResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_ConnectResult.get(k)
         if i is None:
             i = _K_ConnectResult.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_expire_at = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-        elif i == 2:
-            f_info = _jr_raw_dumps(v)
-        elif i == 3:
-            if v.__class__ is str:
-                f_b64info = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 4:
-            f_data = _jr_raw_dumps(v)
-        elif i == 5:
-            if v.__class__ is str:
-                f_b64data = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 6:
-            if v.__class__ is list:
-                f_channels = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_channels = []
+        if i >= 0:
+            if i < 5:
+                if i < 2:
+                    if i == 0:
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_expire_at = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                else:
+                    if i == 2:
+                        f_info = _jr_raw_dumps(v)
+                    elif i == 3:
+                        if v.__class__ is str:
+                            f_b64info = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        f_data = _jr_raw_dumps(v)
             else:
-                raise _jr_wrong(v, "an array")
-        elif i == 7:
-            if v.__class__ is dict:
-                f_subs = _jr_dict_obj(v, _jd_SubscribeOptions, SubscribeOptions, depth - 1)
-            elif v is None:
-                f_subs = {}
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 8:
-            f_meta = _jr_raw_dumps(v)
-        elif i == 9:
-            if v.__class__ is list:
-                f_caps = _jr_dict_array(v, _jd_ChannelsCapability, ChannelsCapability, depth - 1)
-            elif v is None:
-                f_caps = []
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 10:
-            if v.__class__ is dict:
-                f_labels = _jr_mapping(v, _jr_check_str)
-            elif v is None:
-                f_labels = {}
-            else:
-                raise _jr_wrong(v, "an object")
+                if i < 8:
+                    if i == 5:
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 6:
+                        if v.__class__ is list:
+                            f_channels = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_channels = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                    else:
+                        if v.__class__ is dict:
+                            f_subs = _jr_dict_obj(
+                                v, _jd_SubscribeOptions, SubscribeOptions, depth - 1
+                            )
+                        elif v is None:
+                            f_subs = {}
+                        else:
+                            raise _jr_Fail("wrong type")
+                else:
+                    if i == 8:
+                        f_meta = _jr_raw_dumps(v)
+                    elif i == 9:
+                        if v.__class__ is list:
+                            f_caps = _jr_dict_array(
+                                v, _jd_ChannelsCapability, ChannelsCapability, depth - 1
+                            )
+                        elif v is None:
+                            f_caps = []
+                        else:
+                            raise _jr_Fail("wrong type")
+                    else:
+                        if v.__class__ is dict:
+                            f_labels = _jr_mapping(v, _jr_check_str)
+                        elif v is None:
+                            f_labels = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "user": f_user,
@@ -1581,21 +1607,18 @@ def _jt_ChannelsCapability(cls: type[_M], s: str, pos: int, depth: int) -> tuple
     f_match: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_ChannelsCapability.get(k)
-                if i is None:
-                    i = _K_ChannelsCapability.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_ChannelsCapability.get(k)
+            if i is None:
+                i = _K_ChannelsCapability.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "channels"
                     v, pos = _jr_scan(s, pos)
@@ -1614,22 +1637,19 @@ def _jt_ChannelsCapability(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                         f_allow = []
                     else:
                         raise _jr_wrong(v, "an array")
-                elif i == 2:
+                else:
                     field = "match"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_match = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -1650,25 +1670,26 @@ def _jd_ChannelsCapability(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_ChannelsCapability.get(k)
         if i is None:
             i = _K_ChannelsCapability.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is list:
-                f_channels = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_channels = []
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is list:
+                    f_channels = _jr_values(v, _jr_check_str)
+                elif v is None:
+                    f_channels = []
+                else:
+                    raise _jr_wrong(v, "an array")
+            elif i == 1:
+                if v.__class__ is list:
+                    f_allow = _jr_values(v, _jr_check_str)
+                elif v is None:
+                    f_allow = []
+                else:
+                    raise _jr_wrong(v, "an array")
             else:
-                raise _jr_wrong(v, "an array")
-        elif i == 1:
-            if v.__class__ is list:
-                f_allow = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_allow = []
-            else:
-                raise _jr_wrong(v, "an array")
-        elif i == 2:
-            if v.__class__ is str:
-                f_match = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+                if v.__class__ is str:
+                    f_match = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "channels": f_channels,
@@ -1712,21 +1733,18 @@ def _jt_ConnectResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
     f_disconnect: Disconnect | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_ConnectResponse.get(k)
-                if i is None:
-                    i = _K_ConnectResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_ConnectResponse.get(k)
+            if i is None:
+                i = _K_ConnectResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "result"
                     if s[pos] == "{":
@@ -1745,7 +1763,7 @@ def _jt_ConnectResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 2:
+                else:
                     field = "disconnect"
                     if s[pos] == "{":
                         f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
@@ -1754,15 +1772,12 @@ def _jt_ConnectResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_disconnect = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -1783,27 +1798,28 @@ def _jd_ConnectResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_ConnectResponse.get(k)
         if i is None:
             i = _K_ConnectResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_result = _jd_ConnectResult(ConnectResult, v, depth - 1)
-            elif v is None:
-                f_result = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_result = _jd_ConnectResult(ConnectResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
+            elif i == 1:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 2:
-            if v.__class__ is dict:
-                f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
-            elif v is None:
-                f_disconnect = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
+                elif v is None:
+                    f_disconnect = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "result": f_result,
@@ -1860,79 +1876,77 @@ def _jt_RefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
     f_labels: dict[str, str] = {}
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_RefreshRequest.get(k)
-                if i is None:
-                    i = _K_RefreshRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "client"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_client = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "transport"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_transport = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "protocol"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_protocol = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "encoding"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_encoding = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 4:
-                    field = "user"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 5:
-                    field = "meta"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_meta = s[start:pos].encode()
-                elif i == 6:
-                    field = "labels"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_labels = _jr_mapping(v, _jr_check_str)
-                    elif v is None:
-                        f_labels = {}
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_RefreshRequest.get(k)
+            if i is None:
+                i = _K_RefreshRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 3:
+                    if i == 0:
+                        field = "client"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_client = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 1:
+                        field = "transport"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_transport = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                     else:
-                        raise _jr_wrong(v, "an object")
+                        field = "protocol"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i < 5:
+                        if i == 3:
+                            field = "encoding"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_encoding = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "user"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_user = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                    else:
+                        if i == 5:
+                            field = "meta"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_meta = s[start:pos].encode()
+                        else:
+                            field = "labels"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is dict:
+                                f_labels = _jr_mapping(v, _jr_check_str)
+                            elif v is None:
+                                f_labels = {}
+                            else:
+                                raise _jr_wrong(v, "an object")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -1961,40 +1975,45 @@ def _jd_RefreshRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_RefreshRequest.get(k)
         if i is None:
             i = _K_RefreshRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_client = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_transport = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is str:
-                f_protocol = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v.__class__ is str:
-                f_encoding = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 4:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 5:
-            f_meta = _jr_raw_dumps(v)
-        elif i == 6:
-            if v.__class__ is dict:
-                f_labels = _jr_mapping(v, _jr_check_str)
-            elif v is None:
-                f_labels = {}
+        if i >= 0:
+            if i < 3:
+                if i == 0:
+                    if v.__class__ is str:
+                        f_client = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 1:
+                    if v.__class__ is str:
+                        f_transport = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                else:
+                    if v.__class__ is str:
+                        f_protocol = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
             else:
-                raise _jr_wrong(v, "an object")
+                if i < 5:
+                    if i == 3:
+                        if v.__class__ is str:
+                            f_encoding = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 5:
+                        f_meta = _jr_raw_dumps(v)
+                    else:
+                        if v.__class__ is dict:
+                            f_labels = _jr_mapping(v, _jr_check_str)
+                        elif v is None:
+                            f_labels = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "client": f_client,
@@ -2057,72 +2076,68 @@ def _jt_RefreshResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
     f_caps: list[ChannelsCapability] = []
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_RefreshResult.get(k)
-                if i is None:
-                    i = _K_RefreshResult.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "expired"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_expired = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 1:
-                    field = "expire_at"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_expire_at = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                elif i == 2:
-                    field = "info"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_info = s[start:pos].encode()
-                elif i == 3:
-                    field = "b64info"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_b64info = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 4:
-                    field = "meta"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_meta = s[start:pos].encode()
-                elif i == 5:
-                    field = "caps"
-                    if s[pos] == "[":
-                        f_caps, pos = _jr_array(
-                            s, pos, _jt_ChannelsCapability, ChannelsCapability, depth - 1
-                        )
-                    else:
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_RefreshResult.get(k)
+            if i is None:
+                i = _K_RefreshResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 3:
+                    if i == 0:
+                        field = "expired"
                         v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an array")
-                        f_caps = []
+                        if v is True or v is False:
+                            f_expired = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    elif i == 1:
+                        field = "expire_at"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_expire_at = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    else:
+                        field = "info"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_info = s[start:pos].encode()
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i == 3:
+                        field = "b64info"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_b64info = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "meta"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_meta = s[start:pos].encode()
+                    else:
+                        field = "caps"
+                        if s[pos] == "[":
+                            f_caps, pos = _jr_array(
+                                s, pos, _jt_ChannelsCapability, ChannelsCapability, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an array")
+                            f_caps = []
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -2149,32 +2164,37 @@ def _jd_RefreshResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_RefreshResult.get(k)
         if i is None:
             i = _K_RefreshResult.get(_jr_fold(k), -1)
-        if i == 0:
-            if v is True or v is False:
-                f_expired = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 1:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_expire_at = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-        elif i == 2:
-            f_info = _jr_raw_dumps(v)
-        elif i == 3:
-            if v.__class__ is str:
-                f_b64info = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 4:
-            f_meta = _jr_raw_dumps(v)
-        elif i == 5:
-            if v.__class__ is list:
-                f_caps = _jr_dict_array(v, _jd_ChannelsCapability, ChannelsCapability, depth - 1)
-            elif v is None:
-                f_caps = []
+        if i >= 0:
+            if i < 3:
+                if i == 0:
+                    if v is True or v is False:
+                        f_expired = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
+                elif i == 1:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_expire_at = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                else:
+                    f_info = _jr_raw_dumps(v)
             else:
-                raise _jr_Fail("wrong type")
+                if i == 3:
+                    if v.__class__ is str:
+                        f_b64info = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    f_meta = _jr_raw_dumps(v)
+                else:
+                    if v.__class__ is list:
+                        f_caps = _jr_dict_array(
+                            v, _jd_ChannelsCapability, ChannelsCapability, depth - 1
+                        )
+                    elif v is None:
+                        f_caps = []
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "expired": f_expired,
@@ -2221,21 +2241,18 @@ def _jt_RefreshResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
     f_disconnect: Disconnect | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_RefreshResponse.get(k)
-                if i is None:
-                    i = _K_RefreshResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_RefreshResponse.get(k)
+            if i is None:
+                i = _K_RefreshResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "result"
                     if s[pos] == "{":
@@ -2254,7 +2271,7 @@ def _jt_RefreshResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 2:
+                else:
                     field = "disconnect"
                     if s[pos] == "{":
                         f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
@@ -2263,15 +2280,12 @@ def _jt_RefreshResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_disconnect = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -2292,27 +2306,28 @@ def _jd_RefreshResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_RefreshResponse.get(k)
         if i is None:
             i = _K_RefreshResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_result = _jd_RefreshResult(RefreshResult, v, depth - 1)
-            elif v is None:
-                f_result = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_result = _jd_RefreshResult(RefreshResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
+            elif i == 1:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 2:
-            if v.__class__ is dict:
-                f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
-            elif v is None:
-                f_disconnect = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
+                elif v is None:
+                    f_disconnect = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "result": f_result,
@@ -2389,105 +2404,105 @@ def _jt_SubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
     f_labels: dict[str, str] = {}
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_SubscribeRequest.get(k)
-                if i is None:
-                    i = _K_SubscribeRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "client"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_client = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "transport"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_transport = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "protocol"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_protocol = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "encoding"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_encoding = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 4:
-                    field = "user"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 5:
-                    field = "channel"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_channel = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 6:
-                    field = "token"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_token = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 7:
-                    field = "meta"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_meta = s[start:pos].encode()
-                elif i == 8:
-                    field = "data"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_data = s[start:pos].encode()
-                elif i == 9:
-                    field = "b64data"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_b64data = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 10:
-                    field = "labels"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_labels = _jr_mapping(v, _jr_check_str)
-                    elif v is None:
-                        f_labels = {}
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_SubscribeRequest.get(k)
+            if i is None:
+                i = _K_SubscribeRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 5:
+                    if i < 2:
+                        if i == 0:
+                            field = "client"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_client = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "transport"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_transport = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                     else:
-                        raise _jr_wrong(v, "an object")
+                        if i == 2:
+                            field = "protocol"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_protocol = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        elif i == 3:
+                            field = "encoding"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_encoding = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "user"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_user = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i < 8:
+                        if i == 5:
+                            field = "channel"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_channel = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        elif i == 6:
+                            field = "token"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_token = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "meta"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_meta = s[start:pos].encode()
+                    else:
+                        if i == 8:
+                            field = "data"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_data = s[start:pos].encode()
+                        elif i == 9:
+                            field = "b64data"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "labels"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is dict:
+                                f_labels = _jr_mapping(v, _jr_check_str)
+                            elif v is None:
+                                f_labels = {}
+                            else:
+                                raise _jr_wrong(v, "an object")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -2524,57 +2539,64 @@ def _jd_SubscribeRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_SubscribeRequest.get(k)
         if i is None:
             i = _K_SubscribeRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_client = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_transport = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is str:
-                f_protocol = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v.__class__ is str:
-                f_encoding = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 4:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 5:
-            if v.__class__ is str:
-                f_channel = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 6:
-            if v.__class__ is str:
-                f_token = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 7:
-            f_meta = _jr_raw_dumps(v)
-        elif i == 8:
-            f_data = _jr_raw_dumps(v)
-        elif i == 9:
-            if v.__class__ is str:
-                f_b64data = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 10:
-            if v.__class__ is dict:
-                f_labels = _jr_mapping(v, _jr_check_str)
-            elif v is None:
-                f_labels = {}
+        if i >= 0:
+            if i < 5:
+                if i < 2:
+                    if i == 0:
+                        if v.__class__ is str:
+                            f_client = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_transport = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 2:
+                        if v.__class__ is str:
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        if v.__class__ is str:
+                            f_encoding = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
             else:
-                raise _jr_wrong(v, "an object")
+                if i < 8:
+                    if i == 5:
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 6:
+                        if v.__class__ is str:
+                            f_token = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        f_meta = _jr_raw_dumps(v)
+                else:
+                    if i == 8:
+                        f_data = _jr_raw_dumps(v)
+                    elif i == 9:
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is dict:
+                            f_labels = _jr_mapping(v, _jr_check_str)
+                        elif v is None:
+                            f_labels = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "client": f_client,
@@ -2610,37 +2632,30 @@ def _jt_BoolValue(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]
     f_value: bool = False
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_BoolValue.get(k)
-                if i is None:
-                    i = _K_BoolValue.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "value"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_value = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_BoolValue.get(k)
+            if i is None:
+                i = _K_BoolValue.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "value"
+                v, pos = _jr_scan(s, pos)
+                if v is True or v is False:
+                    f_value = v
+                elif v is not None:
+                    raise _jr_wrong(v, "true or false")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -2657,7 +2672,7 @@ def _jd_BoolValue(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_BoolValue.get(k)
         if i is None:
             i = _K_BoolValue.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v is True or v is False:
                 f_value = v
             elif v is not None:
@@ -2689,37 +2704,30 @@ def _jt_Int32Value(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
     f_value: int = 0
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_Int32Value.get(k)
-                if i is None:
-                    i = _K_Int32Value.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "value"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                        f_value = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_Int32Value.get(k)
+            if i is None:
+                i = _K_Int32Value.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "value"
+                v, pos = _jr_scan(s, pos)
+                if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                    f_value = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -2736,7 +2744,7 @@ def _jd_Int32Value(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_Int32Value.get(k)
         if i is None:
             i = _K_Int32Value.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is int and -2147483648 <= v <= 2147483647:
                 f_value = v
             elif v is not None:
@@ -2796,75 +2804,73 @@ def _jt_SubscribeOptionOverride(cls: type[_M], s: str, pos: int, depth: int) -> 
     f_force_push_join_leave: BoolValue | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_SubscribeOptionOverride.get(k)
+            if i is None:
+                i = _K_SubscribeOptionOverride.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 2:
+                    if i == 0:
+                        field = "presence"
+                        if s[pos] == "{":
+                            f_presence, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_presence = None
+                    else:
+                        field = "join_leave"
+                        if s[pos] == "{":
+                            f_join_leave, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_join_leave = None
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_SubscribeOptionOverride.get(k)
-                if i is None:
-                    i = _K_SubscribeOptionOverride.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "presence"
-                    if s[pos] == "{":
-                        f_presence, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
+                    if i == 2:
+                        field = "force_recovery"
+                        if s[pos] == "{":
+                            f_force_recovery, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_force_recovery = None
+                    elif i == 3:
+                        field = "force_positioning"
+                        if s[pos] == "{":
+                            f_force_positioning, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_force_positioning = None
                     else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_presence = None
-                elif i == 1:
-                    field = "join_leave"
-                    if s[pos] == "{":
-                        f_join_leave, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_join_leave = None
-                elif i == 2:
-                    field = "force_recovery"
-                    if s[pos] == "{":
-                        f_force_recovery, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_force_recovery = None
-                elif i == 3:
-                    field = "force_positioning"
-                    if s[pos] == "{":
-                        f_force_positioning, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_force_positioning = None
-                elif i == 4:
-                    field = "force_push_join_leave"
-                    if s[pos] == "{":
-                        f_force_push_join_leave, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_force_push_join_leave = None
-                else:
-                    pos = _jr_skip(s, pos)
+                        field = "force_push_join_leave"
+                        if s[pos] == "{":
+                            f_force_push_join_leave, pos = _jt_BoolValue(
+                                BoolValue, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_force_push_join_leave = None
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -2889,41 +2895,44 @@ def _jd_SubscribeOptionOverride(cls: type[_M], d: dict[str, Any], depth: int) ->
         i = _K_SubscribeOptionOverride.get(k)
         if i is None:
             i = _K_SubscribeOptionOverride.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_presence = _jd_BoolValue(BoolValue, v, depth - 1)
-            elif v is None:
-                f_presence = None
+        if i >= 0:
+            if i < 2:
+                if i == 0:
+                    if v.__class__ is dict:
+                        f_presence = _jd_BoolValue(BoolValue, v, depth - 1)
+                    elif v is None:
+                        f_presence = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                else:
+                    if v.__class__ is dict:
+                        f_join_leave = _jd_BoolValue(BoolValue, v, depth - 1)
+                    elif v is None:
+                        f_join_leave = None
+                    else:
+                        raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_join_leave = _jd_BoolValue(BoolValue, v, depth - 1)
-            elif v is None:
-                f_join_leave = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 2:
-            if v.__class__ is dict:
-                f_force_recovery = _jd_BoolValue(BoolValue, v, depth - 1)
-            elif v is None:
-                f_force_recovery = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 3:
-            if v.__class__ is dict:
-                f_force_positioning = _jd_BoolValue(BoolValue, v, depth - 1)
-            elif v is None:
-                f_force_positioning = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 4:
-            if v.__class__ is dict:
-                f_force_push_join_leave = _jd_BoolValue(BoolValue, v, depth - 1)
-            elif v is None:
-                f_force_push_join_leave = None
-            else:
-                raise _jr_Fail("wrong type")
+                if i == 2:
+                    if v.__class__ is dict:
+                        f_force_recovery = _jd_BoolValue(BoolValue, v, depth - 1)
+                    elif v is None:
+                        f_force_recovery = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 3:
+                    if v.__class__ is dict:
+                        f_force_positioning = _jd_BoolValue(BoolValue, v, depth - 1)
+                    elif v is None:
+                        f_force_positioning = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                else:
+                    if v.__class__ is dict:
+                        f_force_push_join_leave = _jd_BoolValue(BoolValue, v, depth - 1)
+                    elif v is None:
+                        f_force_push_join_leave = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "presence": f_presence,
@@ -2996,90 +3005,97 @@ def _jt_SubscribeResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
     f_server_tags_filter: FilterNode | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_SubscribeResult.get(k)
+            if i is None:
+                i = _K_SubscribeResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 4:
+                    if i < 2:
+                        if i == 0:
+                            field = "expire_at"
+                            v, pos = _jr_scan(s, pos)
+                            if (
+                                v.__class__ is int
+                                and -9223372036854775808 <= v <= 9223372036854775807
+                            ):
+                                f_expire_at = v
+                            elif v is not None:
+                                raise _jr_bad_int(
+                                    v, "int64", -9223372036854775808, 9223372036854775807
+                                )
+                        else:
+                            field = "info"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_info = s[start:pos].encode()
+                    else:
+                        if i == 2:
+                            field = "b64info"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_b64info = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "data"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_data = s[start:pos].encode()
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_SubscribeResult.get(k)
-                if i is None:
-                    i = _K_SubscribeResult.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "expire_at"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_expire_at = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                elif i == 1:
-                    field = "info"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_info = s[start:pos].encode()
-                elif i == 2:
-                    field = "b64info"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_b64info = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "data"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_data = s[start:pos].encode()
-                elif i == 4:
-                    field = "b64data"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_b64data = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 5:
-                    field = "override"
-                    if s[pos] == "{":
-                        f_override, pos = _jt_SubscribeOptionOverride(
-                            SubscribeOptionOverride, s, pos, depth - 1
-                        )
+                    if i < 6:
+                        if i == 4:
+                            field = "b64data"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "override"
+                            if s[pos] == "{":
+                                f_override, pos = _jt_SubscribeOptionOverride(
+                                    SubscribeOptionOverride, s, pos, depth - 1
+                                )
+                            else:
+                                v, pos = _jr_scan(s, pos)
+                                if v is not None:
+                                    raise _jr_wrong(v, "an object")
+                                f_override = None
                     else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_override = None
-                elif i == 6:
-                    field = "allow"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_allow = _jr_values(v, _jr_check_str)
-                    elif v is None:
-                        f_allow = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 7:
-                    field = "server_tags_filter"
-                    if s[pos] == "{":
-                        f_server_tags_filter, pos = _jt_FilterNode(FilterNode, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_server_tags_filter = None
-                else:
-                    pos = _jr_skip(s, pos)
+                        if i == 6:
+                            field = "allow"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is list:
+                                f_allow = _jr_values(v, _jr_check_str)
+                            elif v is None:
+                                f_allow = []
+                            else:
+                                raise _jr_wrong(v, "an array")
+                        else:
+                            field = "server_tags_filter"
+                            if s[pos] == "{":
+                                f_server_tags_filter, pos = _jt_FilterNode(
+                                    FilterNode, s, pos, depth - 1
+                                )
+                            else:
+                                v, pos = _jr_scan(s, pos)
+                                if v is not None:
+                                    raise _jr_wrong(v, "an object")
+                                f_server_tags_filter = None
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -3110,46 +3126,55 @@ def _jd_SubscribeResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_SubscribeResult.get(k)
         if i is None:
             i = _K_SubscribeResult.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_expire_at = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-        elif i == 1:
-            f_info = _jr_raw_dumps(v)
-        elif i == 2:
-            if v.__class__ is str:
-                f_b64info = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            f_data = _jr_raw_dumps(v)
-        elif i == 4:
-            if v.__class__ is str:
-                f_b64data = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 5:
-            if v.__class__ is dict:
-                f_override = _jd_SubscribeOptionOverride(SubscribeOptionOverride, v, depth - 1)
-            elif v is None:
-                f_override = None
+        if i >= 0:
+            if i < 4:
+                if i < 2:
+                    if i == 0:
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_expire_at = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    else:
+                        f_info = _jr_raw_dumps(v)
+                else:
+                    if i == 2:
+                        if v.__class__ is str:
+                            f_b64info = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        f_data = _jr_raw_dumps(v)
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 6:
-            if v.__class__ is list:
-                f_allow = _jr_values(v, _jr_check_str)
-            elif v is None:
-                f_allow = []
-            else:
-                raise _jr_wrong(v, "an array")
-        elif i == 7:
-            if v.__class__ is dict:
-                f_server_tags_filter = _jd_FilterNode(FilterNode, v, depth - 1)
-            elif v is None:
-                f_server_tags_filter = None
-            else:
-                raise _jr_Fail("wrong type")
+                if i < 6:
+                    if i == 4:
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is dict:
+                            f_override = _jd_SubscribeOptionOverride(
+                                SubscribeOptionOverride, v, depth - 1
+                            )
+                        elif v is None:
+                            f_override = None
+                        else:
+                            raise _jr_Fail("wrong type")
+                else:
+                    if i == 6:
+                        if v.__class__ is list:
+                            f_allow = _jr_values(v, _jr_check_str)
+                        elif v is None:
+                            f_allow = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                    else:
+                        if v.__class__ is dict:
+                            f_server_tags_filter = _jd_FilterNode(FilterNode, v, depth - 1)
+                        elif v is None:
+                            f_server_tags_filter = None
+                        else:
+                            raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "expire_at": f_expire_at,
@@ -3198,21 +3223,18 @@ def _jt_SubscribeResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
     f_disconnect: Disconnect | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_SubscribeResponse.get(k)
-                if i is None:
-                    i = _K_SubscribeResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_SubscribeResponse.get(k)
+            if i is None:
+                i = _K_SubscribeResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "result"
                     if s[pos] == "{":
@@ -3231,7 +3253,7 @@ def _jt_SubscribeResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 2:
+                else:
                     field = "disconnect"
                     if s[pos] == "{":
                         f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
@@ -3240,15 +3262,12 @@ def _jt_SubscribeResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_disconnect = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -3269,27 +3288,28 @@ def _jd_SubscribeResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_SubscribeResponse.get(k)
         if i is None:
             i = _K_SubscribeResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_result = _jd_SubscribeResult(SubscribeResult, v, depth - 1)
-            elif v is None:
-                f_result = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_result = _jd_SubscribeResult(SubscribeResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
+            elif i == 1:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 2:
-            if v.__class__ is dict:
-                f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
-            elif v is None:
-                f_disconnect = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
+                elif v is None:
+                    f_disconnect = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "result": f_result,
@@ -3361,98 +3381,98 @@ def _jt_PublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
     f_labels: dict[str, str] = {}
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_PublishRequest.get(k)
-                if i is None:
-                    i = _K_PublishRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "client"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_client = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "transport"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_transport = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "protocol"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_protocol = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "encoding"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_encoding = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 4:
-                    field = "user"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 5:
-                    field = "channel"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_channel = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 6:
-                    field = "data"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_data = s[start:pos].encode()
-                elif i == 7:
-                    field = "b64data"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_b64data = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 8:
-                    field = "meta"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_meta = s[start:pos].encode()
-                elif i == 9:
-                    field = "labels"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_labels = _jr_mapping(v, _jr_check_str)
-                    elif v is None:
-                        f_labels = {}
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_PublishRequest.get(k)
+            if i is None:
+                i = _K_PublishRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 5:
+                    if i < 2:
+                        if i == 0:
+                            field = "client"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_client = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "transport"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_transport = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                     else:
-                        raise _jr_wrong(v, "an object")
+                        if i == 2:
+                            field = "protocol"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_protocol = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        elif i == 3:
+                            field = "encoding"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_encoding = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "user"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_user = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i < 7:
+                        if i == 5:
+                            field = "channel"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_channel = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "data"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_data = s[start:pos].encode()
+                    else:
+                        if i == 7:
+                            field = "b64data"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        elif i == 8:
+                            field = "meta"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_meta = s[start:pos].encode()
+                        else:
+                            field = "labels"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is dict:
+                                f_labels = _jr_mapping(v, _jr_check_str)
+                            elif v is None:
+                                f_labels = {}
+                            else:
+                                raise _jr_wrong(v, "an object")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -3487,52 +3507,59 @@ def _jd_PublishRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_PublishRequest.get(k)
         if i is None:
             i = _K_PublishRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_client = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_transport = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is str:
-                f_protocol = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v.__class__ is str:
-                f_encoding = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 4:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 5:
-            if v.__class__ is str:
-                f_channel = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 6:
-            f_data = _jr_raw_dumps(v)
-        elif i == 7:
-            if v.__class__ is str:
-                f_b64data = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 8:
-            f_meta = _jr_raw_dumps(v)
-        elif i == 9:
-            if v.__class__ is dict:
-                f_labels = _jr_mapping(v, _jr_check_str)
-            elif v is None:
-                f_labels = {}
+        if i >= 0:
+            if i < 5:
+                if i < 2:
+                    if i == 0:
+                        if v.__class__ is str:
+                            f_client = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_transport = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 2:
+                        if v.__class__ is str:
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        if v.__class__ is str:
+                            f_encoding = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
             else:
-                raise _jr_wrong(v, "an object")
+                if i < 7:
+                    if i == 5:
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        f_data = _jr_raw_dumps(v)
+                else:
+                    if i == 7:
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 8:
+                        f_meta = _jr_raw_dumps(v)
+                    else:
+                        if v.__class__ is dict:
+                            f_labels = _jr_mapping(v, _jr_check_str)
+                        elif v is None:
+                            f_labels = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "client": f_client,
@@ -3604,86 +3631,86 @@ def _jt_PublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
     f_version_epoch: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_PublishResult.get(k)
-                if i is None:
-                    i = _K_PublishResult.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "data"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_data = s[start:pos].encode()
-                elif i == 1:
-                    field = "b64data"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_b64data = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "skip_history"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_skip_history = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 3:
-                    field = "tags"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_tags = _jr_mapping(v, _jr_check_str)
-                    elif v is None:
-                        f_tags = {}
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_PublishResult.get(k)
+            if i is None:
+                i = _K_PublishResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 4:
+                    if i < 2:
+                        if i == 0:
+                            field = "data"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_data = s[start:pos].encode()
+                        else:
+                            field = "b64data"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                     else:
-                        raise _jr_wrong(v, "an object")
-                elif i == 4:
-                    field = "idempotency_key"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_idempotency_key = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 5:
-                    field = "delta"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_delta = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 6:
-                    field = "version"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                        f_version = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                elif i == 7:
-                    field = "version_epoch"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_version_epoch = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                        if i == 2:
+                            field = "skip_history"
+                            v, pos = _jr_scan(s, pos)
+                            if v is True or v is False:
+                                f_skip_history = v
+                            elif v is not None:
+                                raise _jr_wrong(v, "true or false")
+                        else:
+                            field = "tags"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is dict:
+                                f_tags = _jr_mapping(v, _jr_check_str)
+                            elif v is None:
+                                f_tags = {}
+                            else:
+                                raise _jr_wrong(v, "an object")
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i < 6:
+                        if i == 4:
+                            field = "idempotency_key"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_idempotency_key = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "delta"
+                            v, pos = _jr_scan(s, pos)
+                            if v is True or v is False:
+                                f_delta = v
+                            elif v is not None:
+                                raise _jr_wrong(v, "true or false")
+                    else:
+                        if i == 6:
+                            field = "version"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                                f_version = v
+                            elif v is not None:
+                                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                        else:
+                            field = "version_epoch"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_version_epoch = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -3714,45 +3741,52 @@ def _jd_PublishResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_PublishResult.get(k)
         if i is None:
             i = _K_PublishResult.get(_jr_fold(k), -1)
-        if i == 0:
-            f_data = _jr_raw_dumps(v)
-        elif i == 1:
-            if v.__class__ is str:
-                f_b64data = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v is True or v is False:
-                f_skip_history = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 3:
-            if v.__class__ is dict:
-                f_tags = _jr_mapping(v, _jr_check_str)
-            elif v is None:
-                f_tags = {}
+        if i >= 0:
+            if i < 4:
+                if i < 2:
+                    if i == 0:
+                        f_data = _jr_raw_dumps(v)
+                    else:
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 2:
+                        if v is True or v is False:
+                            f_skip_history = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    else:
+                        if v.__class__ is dict:
+                            f_tags = _jr_mapping(v, _jr_check_str)
+                        elif v is None:
+                            f_tags = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
             else:
-                raise _jr_wrong(v, "an object")
-        elif i == 4:
-            if v.__class__ is str:
-                f_idempotency_key = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 5:
-            if v is True or v is False:
-                f_delta = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 6:
-            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                f_version = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-        elif i == 7:
-            if v.__class__ is str:
-                f_version_epoch = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+                if i < 6:
+                    if i == 4:
+                        if v.__class__ is str:
+                            f_idempotency_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v is True or v is False:
+                            f_delta = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                else:
+                    if i == 6:
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_version = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                    else:
+                        if v.__class__ is str:
+                            f_version_epoch = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "data": f_data,
@@ -3801,21 +3835,18 @@ def _jt_PublishResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
     f_disconnect: Disconnect | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_PublishResponse.get(k)
-                if i is None:
-                    i = _K_PublishResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_PublishResponse.get(k)
+            if i is None:
+                i = _K_PublishResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "result"
                     if s[pos] == "{":
@@ -3834,7 +3865,7 @@ def _jt_PublishResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 2:
+                else:
                     field = "disconnect"
                     if s[pos] == "{":
                         f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
@@ -3843,15 +3874,12 @@ def _jt_PublishResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_disconnect = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -3872,27 +3900,28 @@ def _jd_PublishResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_PublishResponse.get(k)
         if i is None:
             i = _K_PublishResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_result = _jd_PublishResult(PublishResult, v, depth - 1)
-            elif v is None:
-                f_result = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_result = _jd_PublishResult(PublishResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
+            elif i == 1:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 2:
-            if v.__class__ is dict:
-                f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
-            elif v is None:
-                f_disconnect = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
+                elif v is None:
+                    f_disconnect = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "result": f_result,
@@ -3970,105 +3999,105 @@ def _jt_MapPublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
     f_labels: dict[str, str] = {}
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_MapPublishRequest.get(k)
-                if i is None:
-                    i = _K_MapPublishRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "client"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_client = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "transport"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_transport = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "protocol"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_protocol = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "encoding"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_encoding = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 4:
-                    field = "user"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 5:
-                    field = "channel"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_channel = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 6:
-                    field = "key"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_key = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 7:
-                    field = "data"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_data = s[start:pos].encode()
-                elif i == 8:
-                    field = "b64data"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_b64data = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 9:
-                    field = "meta"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_meta = s[start:pos].encode()
-                elif i == 10:
-                    field = "labels"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_labels = _jr_mapping(v, _jr_check_str)
-                    elif v is None:
-                        f_labels = {}
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_MapPublishRequest.get(k)
+            if i is None:
+                i = _K_MapPublishRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 5:
+                    if i < 2:
+                        if i == 0:
+                            field = "client"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_client = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "transport"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_transport = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                     else:
-                        raise _jr_wrong(v, "an object")
+                        if i == 2:
+                            field = "protocol"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_protocol = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        elif i == 3:
+                            field = "encoding"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_encoding = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "user"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_user = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i < 8:
+                        if i == 5:
+                            field = "channel"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_channel = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        elif i == 6:
+                            field = "key"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_key = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "data"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_data = s[start:pos].encode()
+                    else:
+                        if i == 8:
+                            field = "b64data"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        elif i == 9:
+                            field = "meta"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_meta = s[start:pos].encode()
+                        else:
+                            field = "labels"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is dict:
+                                f_labels = _jr_mapping(v, _jr_check_str)
+                            elif v is None:
+                                f_labels = {}
+                            else:
+                                raise _jr_wrong(v, "an object")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -4105,57 +4134,64 @@ def _jd_MapPublishRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_MapPublishRequest.get(k)
         if i is None:
             i = _K_MapPublishRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_client = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_transport = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is str:
-                f_protocol = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v.__class__ is str:
-                f_encoding = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 4:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 5:
-            if v.__class__ is str:
-                f_channel = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 6:
-            if v.__class__ is str:
-                f_key = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 7:
-            f_data = _jr_raw_dumps(v)
-        elif i == 8:
-            if v.__class__ is str:
-                f_b64data = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 9:
-            f_meta = _jr_raw_dumps(v)
-        elif i == 10:
-            if v.__class__ is dict:
-                f_labels = _jr_mapping(v, _jr_check_str)
-            elif v is None:
-                f_labels = {}
+        if i >= 0:
+            if i < 5:
+                if i < 2:
+                    if i == 0:
+                        if v.__class__ is str:
+                            f_client = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_transport = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 2:
+                        if v.__class__ is str:
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        if v.__class__ is str:
+                            f_encoding = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
             else:
-                raise _jr_wrong(v, "an object")
+                if i < 8:
+                    if i == 5:
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 6:
+                        if v.__class__ is str:
+                            f_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        f_data = _jr_raw_dumps(v)
+                else:
+                    if i == 8:
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 9:
+                        f_meta = _jr_raw_dumps(v)
+                    else:
+                        if v.__class__ is dict:
+                            f_labels = _jr_mapping(v, _jr_check_str)
+                        elif v is None:
+                            f_labels = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "client": f_client,
@@ -4250,112 +4286,117 @@ def _jt_MapPublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
     f_version_epoch: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_MapPublishResult.get(k)
-                if i is None:
-                    i = _K_MapPublishResult.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "key"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_key = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "data"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_data = s[start:pos].encode()
-                elif i == 2:
-                    field = "b64data"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_b64data = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "tags"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_tags = _jr_mapping(v, _jr_check_str)
-                    elif v is None:
-                        f_tags = {}
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_MapPublishResult.get(k)
+            if i is None:
+                i = _K_MapPublishResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 6:
+                    if i < 3:
+                        if i == 0:
+                            field = "key"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_key = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        elif i == 1:
+                            field = "data"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_data = s[start:pos].encode()
+                        else:
+                            field = "b64data"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                     else:
-                        raise _jr_wrong(v, "an object")
-                elif i == 4:
-                    field = "score"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_score = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                elif i == 5:
-                    field = "key_mode"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_key_mode = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 6:
-                    field = "stream_data"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_stream_data = s[start:pos].encode()
-                elif i == 7:
-                    field = "b64stream_data"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_b64stream_data = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 8:
-                    field = "idempotency_key"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_idempotency_key = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 9:
-                    field = "delta"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_delta = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 10:
-                    field = "version"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                        f_version = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                elif i == 11:
-                    field = "version_epoch"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_version_epoch = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                        if i == 3:
+                            field = "tags"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is dict:
+                                f_tags = _jr_mapping(v, _jr_check_str)
+                            elif v is None:
+                                f_tags = {}
+                            else:
+                                raise _jr_wrong(v, "an object")
+                        elif i == 4:
+                            field = "score"
+                            v, pos = _jr_scan(s, pos)
+                            if (
+                                v.__class__ is int
+                                and -9223372036854775808 <= v <= 9223372036854775807
+                            ):
+                                f_score = v
+                            elif v is not None:
+                                raise _jr_bad_int(
+                                    v, "int64", -9223372036854775808, 9223372036854775807
+                                )
+                        else:
+                            field = "key_mode"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_key_mode = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i < 9:
+                        if i == 6:
+                            field = "stream_data"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_stream_data = s[start:pos].encode()
+                        elif i == 7:
+                            field = "b64stream_data"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_b64stream_data = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "idempotency_key"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_idempotency_key = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                    else:
+                        if i == 9:
+                            field = "delta"
+                            v, pos = _jr_scan(s, pos)
+                            if v is True or v is False:
+                                f_delta = v
+                            elif v is not None:
+                                raise _jr_wrong(v, "true or false")
+                        elif i == 10:
+                            field = "version"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                                f_version = v
+                            elif v is not None:
+                                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                        else:
+                            field = "version_epoch"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_version_epoch = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -4394,62 +4435,69 @@ def _jd_MapPublishResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_MapPublishResult.get(k)
         if i is None:
             i = _K_MapPublishResult.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_key = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            f_data = _jr_raw_dumps(v)
-        elif i == 2:
-            if v.__class__ is str:
-                f_b64data = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v.__class__ is dict:
-                f_tags = _jr_mapping(v, _jr_check_str)
-            elif v is None:
-                f_tags = {}
+        if i >= 0:
+            if i < 6:
+                if i < 3:
+                    if i == 0:
+                        if v.__class__ is str:
+                            f_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 1:
+                        f_data = _jr_raw_dumps(v)
+                    else:
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 3:
+                        if v.__class__ is dict:
+                            f_tags = _jr_mapping(v, _jr_check_str)
+                        elif v is None:
+                            f_tags = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
+                    elif i == 4:
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_score = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    else:
+                        if v.__class__ is str:
+                            f_key_mode = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
             else:
-                raise _jr_wrong(v, "an object")
-        elif i == 4:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_score = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-        elif i == 5:
-            if v.__class__ is str:
-                f_key_mode = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 6:
-            f_stream_data = _jr_raw_dumps(v)
-        elif i == 7:
-            if v.__class__ is str:
-                f_b64stream_data = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 8:
-            if v.__class__ is str:
-                f_idempotency_key = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 9:
-            if v is True or v is False:
-                f_delta = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 10:
-            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                f_version = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-        elif i == 11:
-            if v.__class__ is str:
-                f_version_epoch = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+                if i < 9:
+                    if i == 6:
+                        f_stream_data = _jr_raw_dumps(v)
+                    elif i == 7:
+                        if v.__class__ is str:
+                            f_b64stream_data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_idempotency_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 9:
+                        if v is True or v is False:
+                            f_delta = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    elif i == 10:
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_version = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                    else:
+                        if v.__class__ is str:
+                            f_version_epoch = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "key": f_key,
@@ -4502,21 +4550,18 @@ def _jt_MapPublishResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
     f_disconnect: Disconnect | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_MapPublishResponse.get(k)
-                if i is None:
-                    i = _K_MapPublishResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_MapPublishResponse.get(k)
+            if i is None:
+                i = _K_MapPublishResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "result"
                     if s[pos] == "{":
@@ -4535,7 +4580,7 @@ def _jt_MapPublishResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 2:
+                else:
                     field = "disconnect"
                     if s[pos] == "{":
                         f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
@@ -4544,15 +4589,12 @@ def _jt_MapPublishResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_disconnect = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -4573,27 +4615,28 @@ def _jd_MapPublishResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_MapPublishResponse.get(k)
         if i is None:
             i = _K_MapPublishResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_result = _jd_MapPublishResult(MapPublishResult, v, depth - 1)
-            elif v is None:
-                f_result = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_result = _jd_MapPublishResult(MapPublishResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
+            elif i == 1:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 2:
-            if v.__class__ is dict:
-                f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
-            elif v is None:
-                f_disconnect = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
+                elif v is None:
+                    f_disconnect = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "result": f_result,
@@ -4661,93 +4704,93 @@ def _jt_MapRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
     f_labels: dict[str, str] = {}
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_MapRemoveRequest.get(k)
-                if i is None:
-                    i = _K_MapRemoveRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "client"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_client = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "transport"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_transport = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "protocol"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_protocol = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "encoding"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_encoding = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 4:
-                    field = "user"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 5:
-                    field = "channel"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_channel = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 6:
-                    field = "key"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_key = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 7:
-                    field = "meta"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_meta = s[start:pos].encode()
-                elif i == 8:
-                    field = "labels"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_labels = _jr_mapping(v, _jr_check_str)
-                    elif v is None:
-                        f_labels = {}
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_MapRemoveRequest.get(k)
+            if i is None:
+                i = _K_MapRemoveRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 4:
+                    if i < 2:
+                        if i == 0:
+                            field = "client"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_client = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "transport"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_transport = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                     else:
-                        raise _jr_wrong(v, "an object")
+                        if i == 2:
+                            field = "protocol"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_protocol = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "encoding"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_encoding = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i < 6:
+                        if i == 4:
+                            field = "user"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_user = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "channel"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_channel = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                    else:
+                        if i == 6:
+                            field = "key"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_key = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        elif i == 7:
+                            field = "meta"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_meta = s[start:pos].encode()
+                        else:
+                            field = "labels"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is dict:
+                                f_labels = _jr_mapping(v, _jr_check_str)
+                            elif v is None:
+                                f_labels = {}
+                            else:
+                                raise _jr_wrong(v, "an object")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -4780,50 +4823,57 @@ def _jd_MapRemoveRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_MapRemoveRequest.get(k)
         if i is None:
             i = _K_MapRemoveRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_client = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_transport = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is str:
-                f_protocol = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v.__class__ is str:
-                f_encoding = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 4:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 5:
-            if v.__class__ is str:
-                f_channel = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 6:
-            if v.__class__ is str:
-                f_key = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 7:
-            f_meta = _jr_raw_dumps(v)
-        elif i == 8:
-            if v.__class__ is dict:
-                f_labels = _jr_mapping(v, _jr_check_str)
-            elif v is None:
-                f_labels = {}
+        if i >= 0:
+            if i < 4:
+                if i < 2:
+                    if i == 0:
+                        if v.__class__ is str:
+                            f_client = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_transport = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 2:
+                        if v.__class__ is str:
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_encoding = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
             else:
-                raise _jr_wrong(v, "an object")
+                if i < 6:
+                    if i == 4:
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 6:
+                        if v.__class__ is str:
+                            f_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 7:
+                        f_meta = _jr_raw_dumps(v)
+                    else:
+                        if v.__class__ is dict:
+                            f_labels = _jr_mapping(v, _jr_check_str)
+                        elif v is None:
+                            f_labels = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "client": f_client,
@@ -4867,21 +4917,18 @@ def _jt_MapRemoveResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
     f_idempotency_key: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_MapRemoveResult.get(k)
-                if i is None:
-                    i = _K_MapRemoveResult.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_MapRemoveResult.get(k)
+            if i is None:
+                i = _K_MapRemoveResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "key"
                     v, pos = _jr_scan(s, pos)
@@ -4898,22 +4945,19 @@ def _jt_MapRemoveResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                         f_tags = {}
                     else:
                         raise _jr_wrong(v, "an object")
-                elif i == 2:
+                else:
                     field = "idempotency_key"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_idempotency_key = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -4934,23 +4978,24 @@ def _jd_MapRemoveResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_MapRemoveResult.get(k)
         if i is None:
             i = _K_MapRemoveResult.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_key = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_tags = _jr_mapping(v, _jr_check_str)
-            elif v is None:
-                f_tags = {}
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is str:
+                    f_key = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
+            elif i == 1:
+                if v.__class__ is dict:
+                    f_tags = _jr_mapping(v, _jr_check_str)
+                elif v is None:
+                    f_tags = {}
+                else:
+                    raise _jr_wrong(v, "an object")
             else:
-                raise _jr_wrong(v, "an object")
-        elif i == 2:
-            if v.__class__ is str:
-                f_idempotency_key = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+                if v.__class__ is str:
+                    f_idempotency_key = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "key": f_key,
@@ -4994,21 +5039,18 @@ def _jt_MapRemoveResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
     f_disconnect: Disconnect | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_MapRemoveResponse.get(k)
-                if i is None:
-                    i = _K_MapRemoveResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_MapRemoveResponse.get(k)
+            if i is None:
+                i = _K_MapRemoveResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "result"
                     if s[pos] == "{":
@@ -5027,7 +5069,7 @@ def _jt_MapRemoveResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 2:
+                else:
                     field = "disconnect"
                     if s[pos] == "{":
                         f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
@@ -5036,15 +5078,12 @@ def _jt_MapRemoveResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_disconnect = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -5065,27 +5104,28 @@ def _jd_MapRemoveResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_MapRemoveResponse.get(k)
         if i is None:
             i = _K_MapRemoveResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_result = _jd_MapRemoveResult(MapRemoveResult, v, depth - 1)
-            elif v is None:
-                f_result = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_result = _jd_MapRemoveResult(MapRemoveResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
+            elif i == 1:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 2:
-            if v.__class__ is dict:
-                f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
-            elif v is None:
-                f_disconnect = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
+                elif v is None:
+                    f_disconnect = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "result": f_result,
@@ -5157,98 +5197,98 @@ def _jt_RpcRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
     f_labels: dict[str, str] = {}
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_RpcRequest.get(k)
-                if i is None:
-                    i = _K_RpcRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "client"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_client = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "transport"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_transport = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "protocol"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_protocol = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "encoding"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_encoding = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 4:
-                    field = "user"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 5:
-                    field = "method"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_method = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 6:
-                    field = "data"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_data = s[start:pos].encode()
-                elif i == 7:
-                    field = "b64data"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_b64data = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 8:
-                    field = "meta"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_meta = s[start:pos].encode()
-                elif i == 9:
-                    field = "labels"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_labels = _jr_mapping(v, _jr_check_str)
-                    elif v is None:
-                        f_labels = {}
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_RpcRequest.get(k)
+            if i is None:
+                i = _K_RpcRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 5:
+                    if i < 2:
+                        if i == 0:
+                            field = "client"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_client = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "transport"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_transport = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                     else:
-                        raise _jr_wrong(v, "an object")
+                        if i == 2:
+                            field = "protocol"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_protocol = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        elif i == 3:
+                            field = "encoding"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_encoding = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "user"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_user = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i < 7:
+                        if i == 5:
+                            field = "method"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_method = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "data"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_data = s[start:pos].encode()
+                    else:
+                        if i == 7:
+                            field = "b64data"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        elif i == 8:
+                            field = "meta"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_meta = s[start:pos].encode()
+                        else:
+                            field = "labels"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is dict:
+                                f_labels = _jr_mapping(v, _jr_check_str)
+                            elif v is None:
+                                f_labels = {}
+                            else:
+                                raise _jr_wrong(v, "an object")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -5283,52 +5323,59 @@ def _jd_RpcRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_RpcRequest.get(k)
         if i is None:
             i = _K_RpcRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_client = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_transport = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is str:
-                f_protocol = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v.__class__ is str:
-                f_encoding = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 4:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 5:
-            if v.__class__ is str:
-                f_method = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 6:
-            f_data = _jr_raw_dumps(v)
-        elif i == 7:
-            if v.__class__ is str:
-                f_b64data = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 8:
-            f_meta = _jr_raw_dumps(v)
-        elif i == 9:
-            if v.__class__ is dict:
-                f_labels = _jr_mapping(v, _jr_check_str)
-            elif v is None:
-                f_labels = {}
+        if i >= 0:
+            if i < 5:
+                if i < 2:
+                    if i == 0:
+                        if v.__class__ is str:
+                            f_client = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_transport = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 2:
+                        if v.__class__ is str:
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        if v.__class__ is str:
+                            f_encoding = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
             else:
-                raise _jr_wrong(v, "an object")
+                if i < 7:
+                    if i == 5:
+                        if v.__class__ is str:
+                            f_method = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        f_data = _jr_raw_dumps(v)
+                else:
+                    if i == 7:
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 8:
+                        f_meta = _jr_raw_dumps(v)
+                    else:
+                        if v.__class__ is dict:
+                            f_labels = _jr_mapping(v, _jr_check_str)
+                        elif v is None:
+                            f_labels = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "client": f_client,
@@ -5368,42 +5415,36 @@ def _jt_RpcResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]
     f_b64data: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_RpcResult.get(k)
-                if i is None:
-                    i = _K_RpcResult.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_RpcResult.get(k)
+            if i is None:
+                i = _K_RpcResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "data"
                     start = pos
-                    pos = _jr_skip(s, pos)
+                    pos = _jr_scan(s, pos)[1]
                     f_data = s[start:pos].encode()
-                elif i == 1:
+                else:
                     field = "b64data"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_b64data = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -5422,13 +5463,14 @@ def _jd_RpcResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_RpcResult.get(k)
         if i is None:
             i = _K_RpcResult.get(_jr_fold(k), -1)
-        if i == 0:
-            f_data = _jr_raw_dumps(v)
-        elif i == 1:
-            if v.__class__ is str:
-                f_b64data = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+        if i >= 0:
+            if i == 0:
+                f_data = _jr_raw_dumps(v)
+            else:
+                if v.__class__ is str:
+                    f_b64data = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "data": f_data,
@@ -5471,21 +5513,18 @@ def _jt_RpcResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
     f_disconnect: Disconnect | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_RpcResponse.get(k)
-                if i is None:
-                    i = _K_RpcResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_RpcResponse.get(k)
+            if i is None:
+                i = _K_RpcResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "result"
                     if s[pos] == "{":
@@ -5504,7 +5543,7 @@ def _jt_RpcResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 2:
+                else:
                     field = "disconnect"
                     if s[pos] == "{":
                         f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
@@ -5513,15 +5552,12 @@ def _jt_RpcResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_disconnect = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -5542,27 +5578,28 @@ def _jd_RpcResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_RpcResponse.get(k)
         if i is None:
             i = _K_RpcResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_result = _jd_RpcResult(RpcResult, v, depth - 1)
-            elif v is None:
-                f_result = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_result = _jd_RpcResult(RpcResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
+            elif i == 1:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 2:
-            if v.__class__ is dict:
-                f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
-            elif v is None:
-                f_disconnect = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
+                elif v is None:
+                    f_disconnect = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "result": f_result,
@@ -5624,86 +5661,86 @@ def _jt_SubRefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
     f_labels: dict[str, str] = {}
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_SubRefreshRequest.get(k)
-                if i is None:
-                    i = _K_SubRefreshRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "client"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_client = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "transport"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_transport = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 2:
-                    field = "protocol"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_protocol = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 3:
-                    field = "encoding"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_encoding = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 4:
-                    field = "user"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 5:
-                    field = "channel"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_channel = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 6:
-                    field = "meta"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_meta = s[start:pos].encode()
-                elif i == 7:
-                    field = "labels"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_labels = _jr_mapping(v, _jr_check_str)
-                    elif v is None:
-                        f_labels = {}
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_SubRefreshRequest.get(k)
+            if i is None:
+                i = _K_SubRefreshRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 4:
+                    if i < 2:
+                        if i == 0:
+                            field = "client"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_client = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "transport"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_transport = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                     else:
-                        raise _jr_wrong(v, "an object")
+                        if i == 2:
+                            field = "protocol"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_protocol = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "encoding"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_encoding = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
                 else:
-                    pos = _jr_skip(s, pos)
+                    if i < 6:
+                        if i == 4:
+                            field = "user"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_user = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                        else:
+                            field = "channel"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is str:
+                                f_channel = v if v.isascii() else _jr_text(v)
+                            elif v is not None:
+                                raise _jr_wrong(v, "a string")
+                    else:
+                        if i == 6:
+                            field = "meta"
+                            start = pos
+                            pos = _jr_scan(s, pos)[1]
+                            f_meta = s[start:pos].encode()
+                        else:
+                            field = "labels"
+                            v, pos = _jr_scan(s, pos)
+                            if v.__class__ is dict:
+                                f_labels = _jr_mapping(v, _jr_check_str)
+                            elif v is None:
+                                f_labels = {}
+                            else:
+                                raise _jr_wrong(v, "an object")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -5734,45 +5771,52 @@ def _jd_SubRefreshRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_SubRefreshRequest.get(k)
         if i is None:
             i = _K_SubRefreshRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_client = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is str:
-                f_transport = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is str:
-                f_protocol = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 3:
-            if v.__class__ is str:
-                f_encoding = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 4:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 5:
-            if v.__class__ is str:
-                f_channel = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 6:
-            f_meta = _jr_raw_dumps(v)
-        elif i == 7:
-            if v.__class__ is dict:
-                f_labels = _jr_mapping(v, _jr_check_str)
-            elif v is None:
-                f_labels = {}
+        if i >= 0:
+            if i < 4:
+                if i < 2:
+                    if i == 0:
+                        if v.__class__ is str:
+                            f_client = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_transport = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 2:
+                        if v.__class__ is str:
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_encoding = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
             else:
-                raise _jr_wrong(v, "an object")
+                if i < 6:
+                    if i == 4:
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                else:
+                    if i == 6:
+                        f_meta = _jr_raw_dumps(v)
+                    else:
+                        if v.__class__ is dict:
+                            f_labels = _jr_mapping(v, _jr_check_str)
+                        elif v is None:
+                            f_labels = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "client": f_client,
@@ -5824,56 +5868,52 @@ def _jt_SubRefreshResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
     f_b64info: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_SubRefreshResult.get(k)
+            if i is None:
+                i = _K_SubRefreshResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 2:
+                    if i == 0:
+                        field = "expired"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_expired = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    else:
+                        field = "expire_at"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_expire_at = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_SubRefreshResult.get(k)
-                if i is None:
-                    i = _K_SubRefreshResult.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "expired"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_expired = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 1:
-                    field = "expire_at"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_expire_at = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                elif i == 2:
-                    field = "info"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_info = s[start:pos].encode()
-                elif i == 3:
-                    field = "b64info"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_b64info = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
+                    if i == 2:
+                        field = "info"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_info = s[start:pos].encode()
+                    else:
+                        field = "b64info"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_b64info = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -5896,23 +5936,26 @@ def _jd_SubRefreshResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_SubRefreshResult.get(k)
         if i is None:
             i = _K_SubRefreshResult.get(_jr_fold(k), -1)
-        if i == 0:
-            if v is True or v is False:
-                f_expired = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 1:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_expire_at = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-        elif i == 2:
-            f_info = _jr_raw_dumps(v)
-        elif i == 3:
-            if v.__class__ is str:
-                f_b64info = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+        if i >= 0:
+            if i < 2:
+                if i == 0:
+                    if v is True or v is False:
+                        f_expired = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
+                else:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_expire_at = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+            else:
+                if i == 2:
+                    f_info = _jr_raw_dumps(v)
+                else:
+                    if v.__class__ is str:
+                        f_b64info = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "expired": f_expired,
@@ -5957,21 +6000,18 @@ def _jt_SubRefreshResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
     f_disconnect: Disconnect | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_SubRefreshResponse.get(k)
-                if i is None:
-                    i = _K_SubRefreshResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_SubRefreshResponse.get(k)
+            if i is None:
+                i = _K_SubRefreshResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "result"
                     if s[pos] == "{":
@@ -5990,7 +6030,7 @@ def _jt_SubRefreshResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                elif i == 2:
+                else:
                     field = "disconnect"
                     if s[pos] == "{":
                         f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
@@ -5999,15 +6039,12 @@ def _jt_SubRefreshResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_disconnect = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -6028,27 +6065,28 @@ def _jd_SubRefreshResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_SubRefreshResponse.get(k)
         if i is None:
             i = _K_SubRefreshResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_result = _jd_SubRefreshResult(SubRefreshResult, v, depth - 1)
-            elif v is None:
-                f_result = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_result = _jd_SubRefreshResult(SubRefreshResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
+            elif i == 1:
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
-            else:
-                raise _jr_Fail("wrong type")
-        elif i == 2:
-            if v.__class__ is dict:
-                f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
-            elif v is None:
-                f_disconnect = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
+                elif v is None:
+                    f_disconnect = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "result": f_result,
@@ -6081,27 +6119,24 @@ def _jt_Publication(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
     f_tags: dict[str, str] = {}
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_Publication.get(k)
-                if i is None:
-                    i = _K_Publication.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_Publication.get(k)
+            if i is None:
+                i = _K_Publication.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "data"
                     start = pos
-                    pos = _jr_skip(s, pos)
+                    pos = _jr_scan(s, pos)[1]
                     f_data = s[start:pos].encode()
-                elif i == 1:
+                else:
                     field = "tags"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is dict:
@@ -6110,15 +6145,12 @@ def _jt_Publication(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
                         f_tags = {}
                     else:
                         raise _jr_wrong(v, "an object")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -6137,15 +6169,16 @@ def _jd_Publication(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_Publication.get(k)
         if i is None:
             i = _K_Publication.get(_jr_fold(k), -1)
-        if i == 0:
-            f_data = _jr_raw_dumps(v)
-        elif i == 1:
-            if v.__class__ is dict:
-                f_tags = _jr_mapping(v, _jr_check_str)
-            elif v is None:
-                f_tags = {}
+        if i >= 0:
+            if i == 0:
+                f_data = _jr_raw_dumps(v)
             else:
-                raise _jr_wrong(v, "an object")
+                if v.__class__ is dict:
+                    f_tags = _jr_mapping(v, _jr_check_str)
+                elif v is None:
+                    f_tags = {}
+                else:
+                    raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "data": f_data,
@@ -6181,21 +6214,18 @@ def _jt_StreamSubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> t
     f_publication: Publication | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_StreamSubscribeRequest.get(k)
-                if i is None:
-                    i = _K_StreamSubscribeRequest.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_StreamSubscribeRequest.get(k)
+            if i is None:
+                i = _K_StreamSubscribeRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "subscribe_request"
                     if s[pos] == "{":
@@ -6207,7 +6237,7 @@ def _jt_StreamSubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> t
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_subscribe_request = None
-                elif i == 1:
+                else:
                     field = "publication"
                     if s[pos] == "{":
                         f_publication, pos = _jt_Publication(Publication, s, pos, depth - 1)
@@ -6216,15 +6246,12 @@ def _jt_StreamSubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> t
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_publication = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -6243,20 +6270,21 @@ def _jd_StreamSubscribeRequest(cls: type[_M], d: dict[str, Any], depth: int) -> 
         i = _K_StreamSubscribeRequest.get(k)
         if i is None:
             i = _K_StreamSubscribeRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_subscribe_request = _jd_SubscribeRequest(SubscribeRequest, v, depth - 1)
-            elif v is None:
-                f_subscribe_request = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_subscribe_request = _jd_SubscribeRequest(SubscribeRequest, v, depth - 1)
+                elif v is None:
+                    f_subscribe_request = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_publication = _jd_Publication(Publication, v, depth - 1)
-            elif v is None:
-                f_publication = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_publication = _jd_Publication(Publication, v, depth - 1)
+                elif v is None:
+                    f_publication = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "subscribe_request": f_subscribe_request,
@@ -6292,21 +6320,18 @@ def _jt_StreamSubscribeResponse(cls: type[_M], s: str, pos: int, depth: int) -> 
     f_publication: Publication | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_StreamSubscribeResponse.get(k)
-                if i is None:
-                    i = _K_StreamSubscribeResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_StreamSubscribeResponse.get(k)
+            if i is None:
+                i = _K_StreamSubscribeResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "subscribe_response"
                     if s[pos] == "{":
@@ -6318,7 +6343,7 @@ def _jt_StreamSubscribeResponse(cls: type[_M], s: str, pos: int, depth: int) -> 
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_subscribe_response = None
-                elif i == 1:
+                else:
                     field = "publication"
                     if s[pos] == "{":
                         f_publication, pos = _jt_Publication(Publication, s, pos, depth - 1)
@@ -6327,15 +6352,12 @@ def _jt_StreamSubscribeResponse(cls: type[_M], s: str, pos: int, depth: int) -> 
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_publication = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -6354,20 +6376,21 @@ def _jd_StreamSubscribeResponse(cls: type[_M], d: dict[str, Any], depth: int) ->
         i = _K_StreamSubscribeResponse.get(k)
         if i is None:
             i = _K_StreamSubscribeResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_subscribe_response = _jd_SubscribeResponse(SubscribeResponse, v, depth - 1)
-            elif v is None:
-                f_subscribe_response = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_subscribe_response = _jd_SubscribeResponse(SubscribeResponse, v, depth - 1)
+                elif v is None:
+                    f_subscribe_response = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_publication = _jd_Publication(Publication, v, depth - 1)
-            elif v is None:
-                f_publication = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_publication = _jd_Publication(Publication, v, depth - 1)
+                elif v is None:
+                    f_publication = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "subscribe_response": f_subscribe_response,
@@ -6394,37 +6417,30 @@ def _jt_NotifyCacheEmptyRequest(cls: type[_M], s: str, pos: int, depth: int) -> 
     f_channel: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_NotifyCacheEmptyRequest.get(k)
-                if i is None:
-                    i = _K_NotifyCacheEmptyRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "channel"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_channel = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_NotifyCacheEmptyRequest.get(k)
+            if i is None:
+                i = _K_NotifyCacheEmptyRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "channel"
+                v, pos = _jr_scan(s, pos)
+                if v.__class__ is str:
+                    f_channel = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -6441,7 +6457,7 @@ def _jd_NotifyCacheEmptyRequest(cls: type[_M], d: dict[str, Any], depth: int) ->
         i = _K_NotifyCacheEmptyRequest.get(k)
         if i is None:
             i = _K_NotifyCacheEmptyRequest.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is str:
                 f_channel = v if v.isascii() else _jr_text(v)
             elif v is not None:
@@ -6473,41 +6489,34 @@ def _jt_NotifyCacheEmptyResponse(cls: type[_M], s: str, pos: int, depth: int) ->
     f_result: NotifyCacheEmptyResult | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_NotifyCacheEmptyResponse.get(k)
+            if i is None:
+                i = _K_NotifyCacheEmptyResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "result"
+                if s[pos] == "{":
+                    f_result, pos = _jt_NotifyCacheEmptyResult(
+                        NotifyCacheEmptyResult, s, pos, depth - 1
+                    )
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_NotifyCacheEmptyResponse.get(k)
-                if i is None:
-                    i = _K_NotifyCacheEmptyResponse.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_NotifyCacheEmptyResult(
-                            NotifyCacheEmptyResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
-                else:
-                    pos = _jr_skip(s, pos)
+                    v, pos = _jr_scan(s, pos)
+                    if v is not None:
+                        raise _jr_wrong(v, "an object")
+                    f_result = None
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -6524,7 +6533,7 @@ def _jd_NotifyCacheEmptyResponse(cls: type[_M], d: dict[str, Any], depth: int) -
         i = _K_NotifyCacheEmptyResponse.get(k)
         if i is None:
             i = _K_NotifyCacheEmptyResponse.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is dict:
                 f_result = _jd_NotifyCacheEmptyResult(NotifyCacheEmptyResult, v, depth - 1)
             elif v is None:
@@ -6556,37 +6565,30 @@ def _jt_NotifyCacheEmptyResult(cls: type[_M], s: str, pos: int, depth: int) -> t
     f_populated: bool = False
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_NotifyCacheEmptyResult.get(k)
-                if i is None:
-                    i = _K_NotifyCacheEmptyResult.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "populated"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_populated = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                else:
-                    pos = _jr_skip(s, pos)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_NotifyCacheEmptyResult.get(k)
+            if i is None:
+                i = _K_NotifyCacheEmptyResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "populated"
+                v, pos = _jr_scan(s, pos)
+                if v is True or v is False:
+                    f_populated = v
+                elif v is not None:
+                    raise _jr_wrong(v, "true or false")
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -6603,7 +6605,7 @@ def _jd_NotifyCacheEmptyResult(cls: type[_M], d: dict[str, Any], depth: int) -> 
         i = _K_NotifyCacheEmptyResult.get(k)
         if i is None:
             i = _K_NotifyCacheEmptyResult.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v is True or v is False:
                 f_populated = v
             elif v is not None:
@@ -6633,39 +6635,32 @@ def _jt_NotifyChannelStateRequest(cls: type[_M], s: str, pos: int, depth: int) -
     f_events: list[ChannelEvent] = []
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_NotifyChannelStateRequest.get(k)
+            if i is None:
+                i = _K_NotifyChannelStateRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                field = "events"
+                if s[pos] == "[":
+                    f_events, pos = _jr_array(s, pos, _jt_ChannelEvent, ChannelEvent, depth - 1)
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_NotifyChannelStateRequest.get(k)
-                if i is None:
-                    i = _K_NotifyChannelStateRequest.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "events"
-                    if s[pos] == "[":
-                        f_events, pos = _jr_array(s, pos, _jt_ChannelEvent, ChannelEvent, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an array")
-                        f_events = []
-                else:
-                    pos = _jr_skip(s, pos)
+                    v, pos = _jr_scan(s, pos)
+                    if v is not None:
+                        raise _jr_wrong(v, "an array")
+                    f_events = []
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -6682,7 +6677,7 @@ def _jd_NotifyChannelStateRequest(cls: type[_M], d: dict[str, Any], depth: int) 
         i = _K_NotifyChannelStateRequest.get(k)
         if i is None:
             i = _K_NotifyChannelStateRequest.get(_jr_fold(k), -1)
-        if i == 0:
+        if i >= 0:
             if v.__class__ is list:
                 f_events = _jr_dict_array(v, _jd_ChannelEvent, ChannelEvent, depth - 1)
             elif v is None:
@@ -6728,21 +6723,18 @@ def _jt_ChannelEvent(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
     f_type: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_ChannelEvent.get(k)
-                if i is None:
-                    i = _K_ChannelEvent.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_ChannelEvent.get(k)
+            if i is None:
+                i = _K_ChannelEvent.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "time_ms"
                     v, pos = _jr_scan(s, pos)
@@ -6757,22 +6749,19 @@ def _jt_ChannelEvent(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
                         f_channel = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 2:
+                else:
                     field = "type"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_type = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -6793,21 +6782,22 @@ def _jd_ChannelEvent(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         i = _K_ChannelEvent.get(k)
         if i is None:
             i = _K_ChannelEvent.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                f_time_ms = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-        elif i == 1:
-            if v.__class__ is str:
-                f_channel = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 2:
-            if v.__class__ is str:
-                f_type = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                    f_time_ms = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+            elif i == 1:
+                if v.__class__ is str:
+                    f_channel = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
+            else:
+                if v.__class__ is str:
+                    f_type = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "time_ms": f_time_ms,
@@ -6844,21 +6834,18 @@ def _jt_NotifyChannelStateResponse(cls: type[_M], s: str, pos: int, depth: int) 
     f_error: Error | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_NotifyChannelStateResponse.get(k)
-                if i is None:
-                    i = _K_NotifyChannelStateResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_NotifyChannelStateResponse.get(k)
+            if i is None:
+                i = _K_NotifyChannelStateResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "result"
                     if s[pos] == "{":
@@ -6870,7 +6857,7 @@ def _jt_NotifyChannelStateResponse(cls: type[_M], s: str, pos: int, depth: int) 
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                elif i == 1:
+                else:
                     field = "error"
                     if s[pos] == "{":
                         f_error, pos = _jt_Error(Error, s, pos, depth - 1)
@@ -6879,15 +6866,12 @@ def _jt_NotifyChannelStateResponse(cls: type[_M], s: str, pos: int, depth: int) 
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -6906,20 +6890,21 @@ def _jd_NotifyChannelStateResponse(cls: type[_M], d: dict[str, Any], depth: int)
         i = _K_NotifyChannelStateResponse.get(k)
         if i is None:
             i = _K_NotifyChannelStateResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_result = _jd_NotifyChannelStateResult(NotifyChannelStateResult, v, depth - 1)
-            elif v is None:
-                f_result = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_result = _jd_NotifyChannelStateResult(NotifyChannelStateResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "result": f_result,
@@ -6936,25 +6921,18 @@ def _je_NotifyChannelStateResult(m: NotifyChannelStateResult) -> str:
 def _jt_NotifyChannelStateResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                pos = _jr_skip(s, pos)
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            pos = _jr_scan(s, pos)[1]
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -6997,21 +6975,18 @@ def _jt_SharedPollRefreshRequest(cls: type[_M], s: str, pos: int, depth: int) ->
     f_items: list[SharedPollRefreshItem] = []
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_SharedPollRefreshRequest.get(k)
-                if i is None:
-                    i = _K_SharedPollRefreshRequest.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_SharedPollRefreshRequest.get(k)
+            if i is None:
+                i = _K_SharedPollRefreshRequest.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "channel"
                     v, pos = _jr_scan(s, pos)
@@ -7019,7 +6994,7 @@ def _jt_SharedPollRefreshRequest(cls: type[_M], s: str, pos: int, depth: int) ->
                         f_channel = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 1:
+                else:
                     field = "items"
                     if s[pos] == "[":
                         f_items, pos = _jr_array(
@@ -7030,15 +7005,12 @@ def _jt_SharedPollRefreshRequest(cls: type[_M], s: str, pos: int, depth: int) ->
                         if v is not None:
                             raise _jr_wrong(v, "an array")
                         f_items = []
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -7057,20 +7029,21 @@ def _jd_SharedPollRefreshRequest(cls: type[_M], d: dict[str, Any], depth: int) -
         i = _K_SharedPollRefreshRequest.get(k)
         if i is None:
             i = _K_SharedPollRefreshRequest.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_channel = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is list:
-                f_items = _jr_dict_array(
-                    v, _jd_SharedPollRefreshItem, SharedPollRefreshItem, depth - 1
-                )
-            elif v is None:
-                f_items = []
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is str:
+                    f_channel = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
             else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is list:
+                    f_items = _jr_dict_array(
+                        v, _jd_SharedPollRefreshItem, SharedPollRefreshItem, depth - 1
+                    )
+                elif v is None:
+                    f_items = []
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "channel": f_channel,
@@ -7104,21 +7077,18 @@ def _jt_SharedPollRefreshItem(cls: type[_M], s: str, pos: int, depth: int) -> tu
     f_version: int = 0
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_SharedPollRefreshItem.get(k)
-                if i is None:
-                    i = _K_SharedPollRefreshItem.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_SharedPollRefreshItem.get(k)
+            if i is None:
+                i = _K_SharedPollRefreshItem.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "key"
                     v, pos = _jr_scan(s, pos)
@@ -7126,22 +7096,19 @@ def _jt_SharedPollRefreshItem(cls: type[_M], s: str, pos: int, depth: int) -> tu
                         f_key = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 1:
+                else:
                     field = "version"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is int and 0 <= v <= 18446744073709551615:
                         f_version = v
                     elif v is not None:
                         raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -7160,16 +7127,17 @@ def _jd_SharedPollRefreshItem(cls: type[_M], d: dict[str, Any], depth: int) -> _
         i = _K_SharedPollRefreshItem.get(k)
         if i is None:
             i = _K_SharedPollRefreshItem.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_key = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                f_version = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is str:
+                    f_key = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
+            else:
+                if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                    f_version = v
+                elif v is not None:
+                    raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
     obj = _new(cls)
     obj.__dict__ = {
         "key": f_key,
@@ -7206,21 +7174,18 @@ def _jt_SharedPollRefreshResult(cls: type[_M], s: str, pos: int, depth: int) -> 
     f_epoch: str = ""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_SharedPollRefreshResult.get(k)
-                if i is None:
-                    i = _K_SharedPollRefreshResult.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_SharedPollRefreshResult.get(k)
+            if i is None:
+                i = _K_SharedPollRefreshResult.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "items"
                     if s[pos] == "[":
@@ -7236,22 +7201,19 @@ def _jt_SharedPollRefreshResult(cls: type[_M], s: str, pos: int, depth: int) -> 
                         if v is not None:
                             raise _jr_wrong(v, "an array")
                         f_items = []
-                elif i == 1:
+                else:
                     field = "epoch"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_epoch = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -7270,20 +7232,21 @@ def _jd_SharedPollRefreshResult(cls: type[_M], d: dict[str, Any], depth: int) ->
         i = _K_SharedPollRefreshResult.get(k)
         if i is None:
             i = _K_SharedPollRefreshResult.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is list:
-                f_items = _jr_dict_array(
-                    v, _jd_SharedPollRefreshResultItem, SharedPollRefreshResultItem, depth - 1
-                )
-            elif v is None:
-                f_items = []
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is list:
+                    f_items = _jr_dict_array(
+                        v, _jd_SharedPollRefreshResultItem, SharedPollRefreshResultItem, depth - 1
+                    )
+                elif v is None:
+                    f_items = []
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is str:
-                f_epoch = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+                if v.__class__ is str:
+                    f_epoch = v if v.isascii() else _jr_text(v)
+                elif v is not None:
+                    raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "items": f_items,
@@ -7332,61 +7295,57 @@ def _jt_SharedPollRefreshResultItem(cls: type[_M], s: str, pos: int, depth: int)
     f_prev_data: bytes = b""
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_SharedPollRefreshResultItem.get(k)
+            if i is None:
+                i = _K_SharedPollRefreshResultItem.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
+                if i < 2:
+                    if i == 0:
+                        field = "key"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    else:
+                        field = "data"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_data = s[start:pos].encode()
                 else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_SharedPollRefreshResultItem.get(k)
-                if i is None:
-                    i = _K_SharedPollRefreshResultItem.get(_jr_fold(k), -1)
-                if i == 0:
-                    field = "key"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_key = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "data"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_data = s[start:pos].encode()
-                elif i == 2:
-                    field = "version"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                        f_version = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                elif i == 3:
-                    field = "removed"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_removed = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
-                elif i == 4:
-                    field = "prev_data"
-                    start = pos
-                    pos = _jr_skip(s, pos)
-                    f_prev_data = s[start:pos].encode()
-                else:
-                    pos = _jr_skip(s, pos)
+                    if i == 2:
+                        field = "version"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_version = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                    elif i == 3:
+                        field = "removed"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_removed = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    else:
+                        field = "prev_data"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_prev_data = s[start:pos].encode()
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -7411,25 +7370,28 @@ def _jd_SharedPollRefreshResultItem(cls: type[_M], d: dict[str, Any], depth: int
         i = _K_SharedPollRefreshResultItem.get(k)
         if i is None:
             i = _K_SharedPollRefreshResultItem.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is str:
-                f_key = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
-        elif i == 1:
-            f_data = _jr_raw_dumps(v)
-        elif i == 2:
-            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                f_version = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-        elif i == 3:
-            if v is True or v is False:
-                f_removed = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
-        elif i == 4:
-            f_prev_data = _jr_raw_dumps(v)
+        if i >= 0:
+            if i < 2:
+                if i == 0:
+                    if v.__class__ is str:
+                        f_key = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                else:
+                    f_data = _jr_raw_dumps(v)
+            else:
+                if i == 2:
+                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                        f_version = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                elif i == 3:
+                    if v is True or v is False:
+                        f_removed = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
+                else:
+                    f_prev_data = _jr_raw_dumps(v)
     obj = _new(cls)
     obj.__dict__ = {
         "key": f_key,
@@ -7468,21 +7430,18 @@ def _jt_SharedPollRefreshResponse(cls: type[_M], s: str, pos: int, depth: int) -
     f_error: Error | None = None
     field = ""
     try:
-        m = _jr_OPEN(s, pos)
+        m = _jr_FIRST(s, pos)
         if m is None:
-            raise _jr_Fail("invalid JSON: expected '{'", pos)
-        pos = m.end()
-        if m.group(1) is None:
-            while True:
-                m = _jr_KEY(s, pos)
-                if m is not None:
-                    k = m.group(1)
-                    pos = m.end()
-                else:
-                    k, pos = _jr_key(s, pos)
-                i = _K_SharedPollRefreshResponse.get(k)
-                if i is None:
-                    i = _K_SharedPollRefreshResponse.get(_jr_fold(k), -1)
+            k, pos = _jr_member(s, pos, True)
+        else:
+            k, pos = m[1], m.end()
+        while k is not None:
+            i = _K_SharedPollRefreshResponse.get(k)
+            if i is None:
+                i = _K_SharedPollRefreshResponse.get(_jr_fold(k), -1)
+            if i < 0:
+                pos = _jr_scan(s, pos)[1]
+            else:
                 if i == 0:
                     field = "result"
                     if s[pos] == "{":
@@ -7494,7 +7453,7 @@ def _jt_SharedPollRefreshResponse(cls: type[_M], s: str, pos: int, depth: int) -
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_result = None
-                elif i == 1:
+                else:
                     field = "error"
                     if s[pos] == "{":
                         f_error, pos = _jt_Error(Error, s, pos, depth - 1)
@@ -7503,15 +7462,12 @@ def _jt_SharedPollRefreshResponse(cls: type[_M], s: str, pos: int, depth: int) -
                         if v is not None:
                             raise _jr_wrong(v, "an object")
                         f_error = None
-                else:
-                    pos = _jr_skip(s, pos)
                 field = ""
-                m = _jr_NEXT(s, pos)
-                if m is None:
-                    raise _jr_Fail("invalid JSON: expected ',' or '}'", pos)
-                pos = m.end()
-                if m.group(1) is None:
-                    break
+            m = _jr_AFTER(s, pos)
+            if m is None:
+                k, pos = _jr_member(s, pos, False)
+            else:
+                k, pos = m[1], m.end()
     except _jr_FAILURES as exc:
         raise _jr_at(exc, field) from None
     obj = _new(cls)
@@ -7530,20 +7486,21 @@ def _jd_SharedPollRefreshResponse(cls: type[_M], d: dict[str, Any], depth: int) 
         i = _K_SharedPollRefreshResponse.get(k)
         if i is None:
             i = _K_SharedPollRefreshResponse.get(_jr_fold(k), -1)
-        if i == 0:
-            if v.__class__ is dict:
-                f_result = _jd_SharedPollRefreshResult(SharedPollRefreshResult, v, depth - 1)
-            elif v is None:
-                f_result = None
+        if i >= 0:
+            if i == 0:
+                if v.__class__ is dict:
+                    f_result = _jd_SharedPollRefreshResult(SharedPollRefreshResult, v, depth - 1)
+                elif v is None:
+                    f_result = None
+                else:
+                    raise _jr_Fail("wrong type")
             else:
-                raise _jr_Fail("wrong type")
-        elif i == 1:
-            if v.__class__ is dict:
-                f_error = _jd_Error(Error, v, depth - 1)
-            elif v is None:
-                f_error = None
-            else:
-                raise _jr_Fail("wrong type")
+                if v.__class__ is dict:
+                    f_error = _jd_Error(Error, v, depth - 1)
+                elif v is None:
+                    f_error = None
+                else:
+                    raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "result": f_result,
