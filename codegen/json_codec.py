@@ -20,7 +20,7 @@ and the tables ``ENCODERS`` / ``DECODERS`` that ``centrifugo_types.json`` dispat
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 from .codec import default, py_type
 from .schema import Field, Message, ProtoFile, Schema, SchemaError, Type
@@ -404,7 +404,14 @@ class JsonEmitter:
 
     # -- decoders: text path -----------------------------------------------------------------
 
-    def _dispatch(self, indent: int, fields: tuple[Field, ...], lo: int, hi: int, emit: Any) -> None:
+    def _dispatch(
+        self,
+        indent: int,
+        fields: tuple[Field, ...],
+        lo: int,
+        hi: int,
+        emit: Callable[[int, Field], None],
+    ) -> None:
         """Branch on the field index ``i`` (known to be in ``lo..hi-1``) by bisection, so that
         a key costs a few comparisons even in messages with dozens of fields."""
         w = self.out
