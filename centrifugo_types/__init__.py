@@ -2,6 +2,8 @@
 
 - :mod:`centrifugo_types.proxy`: the proxy protocol (connect, refresh, subscribe, publish, ...).
 - :mod:`centrifugo_types.api`: the server API.
+- :mod:`centrifugo_types.json`: Centrifugo's JSON dialect (HTTP proxy, HTTP server API).
+- :mod:`centrifugo_types.client`: server API clients over gRPC and HTTP.
 - :mod:`centrifugo_types.testing`: hypothesis strategies for every message type.
 """
 
