@@ -91,6 +91,7 @@ RUNTIME_NAMES = (
     "Fail",
     "AFTER",
     "FIRST",
+    "STRING_AFTER",
     "array",
     "at",
     "bad_int",
@@ -453,6 +454,7 @@ class JsonEmitter:
             w(3, "if i is None:")
             w(4, f"i = _K_{name}.get(_jr_fold(k), -1)")
             w(3, "if i < 0:")
+            w(4, 'field = ""')
             w(4, "pos = _jr_scan(s, pos)[1]")
             w(3, "else:")
 
@@ -502,6 +504,16 @@ class JsonEmitter:
             w(indent, "start = pos")
             w(indent, "pos = _jr_scan(s, pos)[1]")
             w(indent, f"{var} = s[start:pos].encode()")
+        elif t.kind == "string" and not field.repeated and not field.is_map:
+            # The common case in one regex: a string without escapes, then the next key.
+            w(indent, "m = _jr_STRING_AFTER(s, pos)")
+            w(indent, "if m is not None:")
+            w(indent + 1, "v = m[1]")
+            w(indent + 1, f"{var} = v if v.isascii() else _jr_text(v)")
+            w(indent + 1, "k, pos = m[2], m.end()")
+            w(indent + 1, "continue")
+            w(indent, "v, pos = _jr_scan(s, pos)")
+            self._scalar_value(indent, field)
         else:
             w(indent, "v, pos = _jr_scan(s, pos)")
             self._scalar_value(indent, field)

@@ -206,6 +206,9 @@ WS = re.compile(_WS).match
 FIRST = re.compile(r"\{" + _WS + "(?:" + _KEY + r"|\})").match
 #: After a member's value: the comma and the next key (group 1), or the closing brace.
 AFTER = re.compile(_WS + "(?:," + _WS + _KEY + r"|\})").match
+#: At a string value without escapes: the string (group 1), then what ``AFTER`` matches (the
+#: next key in group 2). The common case of a string field in one match.
+STRING_AFTER = re.compile(r'"([^"\\\x00-\x1f]*)"' + _WS + "(?:," + _WS + _KEY + r"|\})").match
 #: At ``[``: the bracket and whitespace; group 1 is ``]`` for an empty array.
 OPEN_ARRAY = re.compile(r"\[" + _WS + r"(\])?").match
 #: After an element: ``,`` (group 1) and whitespace, or ``]``.

@@ -181,6 +181,7 @@ _jr_FAILURES = _json_runtime.FAILURES
 _jr_Fail = _json_runtime.Fail
 _jr_AFTER = _json_runtime.AFTER
 _jr_FIRST = _json_runtime.FIRST
+_jr_STRING_AFTER = _json_runtime.STRING_AFTER
 _jr_array = _json_runtime.array
 _jr_at = _json_runtime.at
 _jr_bad_int = _json_runtime.bad_int
@@ -1331,6 +1332,7 @@ def _jt_Command(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
             if i is None:
                 i = _K_Command.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 19:
@@ -2336,6 +2338,7 @@ def _jt_Error(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
             if i is None:
                 i = _K_Error.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -2347,6 +2350,12 @@ def _jt_Error(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                         raise _jr_bad_int(v, "uint32", 0, 4294967295)
                 else:
                     field = "message"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_message = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_message = v if v.isascii() else _jr_text(v)
@@ -2708,6 +2717,7 @@ def _jt_Reply(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
             if i is None:
                 i = _K_Reply.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 20:
@@ -3724,6 +3734,7 @@ def _jt_BatchRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
             if i is None:
                 i = _K_BatchRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -3815,6 +3826,7 @@ def _jt_BatchResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
             if i is None:
                 i = _K_BatchResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "replies"
@@ -3931,12 +3943,19 @@ def _jt_PublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
             if i is None:
                 i = _K_PublishRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 4:
                     if i < 2:
                         if i == 0:
                             field = "channel"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_channel = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_channel = v if v.isascii() else _jr_text(v)
@@ -3950,6 +3969,12 @@ def _jt_PublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                     else:
                         if i == 2:
                             field = "b64data"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_b64data = v if v.isascii() else _jr_text(v)
@@ -3975,6 +4000,12 @@ def _jt_PublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                                 raise _jr_wrong(v, "an object")
                         else:
                             field = "idempotency_key"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_idempotency_key = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_idempotency_key = v if v.isascii() else _jr_text(v)
@@ -3997,6 +4028,12 @@ def _jt_PublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                                 raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
                         else:
                             field = "version_epoch"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_version_epoch = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_version_epoch = v if v.isascii() else _jr_text(v)
@@ -4143,6 +4180,7 @@ def _jt_PublishResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
             if i is None:
                 i = _K_PublishResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -4245,6 +4283,7 @@ def _jt_PublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
             if i is None:
                 i = _K_PublishResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -4256,6 +4295,12 @@ def _jt_PublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                         raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
                 else:
                     field = "epoch"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_epoch = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_epoch = v if v.isascii() else _jr_text(v)
@@ -4374,6 +4419,7 @@ def _jt_BroadcastRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
             if i is None:
                 i = _K_BroadcastRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 4:
@@ -4395,6 +4441,12 @@ def _jt_BroadcastRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                     else:
                         if i == 2:
                             field = "b64data"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_b64data = v if v.isascii() else _jr_text(v)
@@ -4420,6 +4472,12 @@ def _jt_BroadcastRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                                 raise _jr_wrong(v, "an object")
                         else:
                             field = "idempotency_key"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_idempotency_key = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_idempotency_key = v if v.isascii() else _jr_text(v)
@@ -4442,6 +4500,12 @@ def _jt_BroadcastRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                                 raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
                         else:
                             field = "version_epoch"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_version_epoch = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_version_epoch = v if v.isascii() else _jr_text(v)
@@ -4590,6 +4654,7 @@ def _jt_BroadcastResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
             if i is None:
                 i = _K_BroadcastResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -4687,6 +4752,7 @@ def _jt_BroadcastResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
             if i is None:
                 i = _K_BroadcastResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "responses"
@@ -4790,11 +4856,18 @@ def _jt_FilterNode(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
             if i is None:
                 i = _K_FilterNode.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 3:
                     if i == 0:
                         field = "op"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_op = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_op = v if v.isascii() else _jr_text(v)
@@ -4802,6 +4875,12 @@ def _jt_FilterNode(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                             raise _jr_wrong(v, "a string")
                     elif i == 1:
                         field = "key"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_key = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_key = v if v.isascii() else _jr_text(v)
@@ -4809,6 +4888,12 @@ def _jt_FilterNode(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                             raise _jr_wrong(v, "a string")
                     else:
                         field = "cmp"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_cmp = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_cmp = v if v.isascii() else _jr_text(v)
@@ -4817,6 +4902,12 @@ def _jt_FilterNode(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                 else:
                     if i == 3:
                         field = "val"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_val = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_val = v if v.isascii() else _jr_text(v)
@@ -5021,12 +5112,19 @@ def _jt_SubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
             if i is None:
                 i = _K_SubscribeRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 6:
                     if i < 3:
                         if i == 0:
                             field = "channel"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_channel = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_channel = v if v.isascii() else _jr_text(v)
@@ -5034,6 +5132,12 @@ def _jt_SubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                                 raise _jr_wrong(v, "a string")
                         elif i == 1:
                             field = "user"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_user = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_user = v if v.isascii() else _jr_text(v)
@@ -5059,6 +5163,12 @@ def _jt_SubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                             f_info = s[start:pos].encode()
                         elif i == 4:
                             field = "b64info"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_b64info = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_b64info = v if v.isascii() else _jr_text(v)
@@ -5066,6 +5176,12 @@ def _jt_SubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "client"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_client = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_client = v if v.isascii() else _jr_text(v)
@@ -5080,6 +5196,12 @@ def _jt_SubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                             f_data = s[start:pos].encode()
                         elif i == 7:
                             field = "b64data"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_b64data = v if v.isascii() else _jr_text(v)
@@ -5111,6 +5233,12 @@ def _jt_SubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                                     f_override = None
                             else:
                                 field = "session"
+                                m = _jr_STRING_AFTER(s, pos)
+                                if m is not None:
+                                    v = m[1]
+                                    f_session = v if v.isascii() else _jr_text(v)
+                                    k, pos = m[2], m.end()
+                                    continue
                                 v, pos = _jr_scan(s, pos)
                                 if v.__class__ is str:
                                     f_session = v if v.isascii() else _jr_text(v)
@@ -5313,6 +5441,7 @@ def _jt_SubscribeResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
             if i is None:
                 i = _K_SubscribeResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -5408,6 +5537,7 @@ def _jt_BoolValue(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]
             if i is None:
                 i = _K_BoolValue.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "value"
@@ -5480,6 +5610,7 @@ def _jt_Int32Value(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
             if i is None:
                 i = _K_Int32Value.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "value"
@@ -5580,6 +5711,7 @@ def _jt_SubscribeOptionOverride(cls: type[_M], s: str, pos: int, depth: int) -> 
             if i is None:
                 i = _K_SubscribeOptionOverride.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 2:
@@ -5801,11 +5933,18 @@ def _jt_UnsubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
             if i is None:
                 i = _K_UnsubscribeRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 3:
                     if i == 0:
                         field = "channel"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_channel = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_channel = v if v.isascii() else _jr_text(v)
@@ -5813,6 +5952,12 @@ def _jt_UnsubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                             raise _jr_wrong(v, "a string")
                     elif i == 1:
                         field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_user = v if v.isascii() else _jr_text(v)
@@ -5820,6 +5965,12 @@ def _jt_UnsubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                             raise _jr_wrong(v, "a string")
                     else:
                         field = "client"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_client = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_client = v if v.isascii() else _jr_text(v)
@@ -5828,6 +5979,12 @@ def _jt_UnsubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                 else:
                     if i == 3:
                         field = "session"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_session = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_session = v if v.isascii() else _jr_text(v)
@@ -5965,6 +6122,7 @@ def _jt_UnsubscribeResponse(cls: type[_M], s: str, pos: int, depth: int) -> tupl
             if i is None:
                 i = _K_UnsubscribeResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -6103,6 +6261,7 @@ def _jt_Disconnect(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
             if i is None:
                 i = _K_Disconnect.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -6114,6 +6273,12 @@ def _jt_Disconnect(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                         raise _jr_bad_int(v, "uint32", 0, 4294967295)
                 else:
                     field = "reason"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_reason = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_reason = v if v.isascii() else _jr_text(v)
@@ -6224,11 +6389,18 @@ def _jt_DisconnectRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
             if i is None:
                 i = _K_DisconnectRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 3:
                     if i == 0:
                         field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_user = v if v.isascii() else _jr_text(v)
@@ -6245,6 +6417,12 @@ def _jt_DisconnectRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                             f_disconnect = None
                     else:
                         field = "client"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_client = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_client = v if v.isascii() else _jr_text(v)
@@ -6263,6 +6441,12 @@ def _jt_DisconnectRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                                 raise _jr_wrong(v, "an array")
                         else:
                             field = "session"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_session = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_session = v if v.isascii() else _jr_text(v)
@@ -6415,6 +6599,7 @@ def _jt_DisconnectResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
             if i is None:
                 i = _K_DisconnectResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -6546,9 +6731,16 @@ def _jt_PresenceRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
             if i is None:
                 i = _K_PresenceRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "channel"
+                m = _jr_STRING_AFTER(s, pos)
+                if m is not None:
+                    v = m[1]
+                    f_channel = v if v.isascii() else _jr_text(v)
+                    k, pos = m[2], m.end()
+                    continue
                 v, pos = _jr_scan(s, pos)
                 if v.__class__ is str:
                     f_channel = v if v.isascii() else _jr_text(v)
@@ -6625,6 +6817,7 @@ def _jt_PresenceResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
             if i is None:
                 i = _K_PresenceResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -6733,11 +6926,18 @@ def _jt_ClientInfo(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
             if i is None:
                 i = _K_ClientInfo.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 2:
                     if i == 0:
                         field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_user = v if v.isascii() else _jr_text(v)
@@ -6745,6 +6945,12 @@ def _jt_ClientInfo(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                             raise _jr_wrong(v, "a string")
                     else:
                         field = "client"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_client = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_client = v if v.isascii() else _jr_text(v)
@@ -6843,6 +7049,7 @@ def _jt_PresenceResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
             if i is None:
                 i = _K_PresenceResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "presence"
@@ -6917,9 +7124,16 @@ def _jt_PresenceStatsRequest(cls: type[_M], s: str, pos: int, depth: int) -> tup
             if i is None:
                 i = _K_PresenceStatsRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "channel"
+                m = _jr_STRING_AFTER(s, pos)
+                if m is not None:
+                    v = m[1]
+                    f_channel = v if v.isascii() else _jr_text(v)
+                    k, pos = m[2], m.end()
+                    continue
                 v, pos = _jr_scan(s, pos)
                 if v.__class__ is str:
                     f_channel = v if v.isascii() else _jr_text(v)
@@ -6996,6 +7210,7 @@ def _jt_PresenceStatsResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
             if i is None:
                 i = _K_PresenceStatsResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -7100,6 +7315,7 @@ def _jt_PresenceStatsResult(cls: type[_M], s: str, pos: int, depth: int) -> tupl
             if i is None:
                 i = _K_PresenceStatsResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -7194,6 +7410,7 @@ def _jt_StreamPosition(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
             if i is None:
                 i = _K_StreamPosition.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -7205,6 +7422,12 @@ def _jt_StreamPosition(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                         raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
                 else:
                     field = "epoch"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_epoch = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_epoch = v if v.isascii() else _jr_text(v)
@@ -7300,11 +7523,18 @@ def _jt_HistoryRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
             if i is None:
                 i = _K_HistoryRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 2:
                     if i == 0:
                         field = "channel"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_channel = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_channel = v if v.isascii() else _jr_text(v)
@@ -7434,6 +7664,7 @@ def _jt_HistoryResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
             if i is None:
                 i = _K_HistoryResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -7548,6 +7779,7 @@ def _jt_Publication(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
             if i is None:
                 i = _K_Publication.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 2:
@@ -7681,6 +7913,7 @@ def _jt_HistoryResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
             if i is None:
                 i = _K_HistoryResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -7696,6 +7929,12 @@ def _jt_HistoryResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                         f_publications = []
                 elif i == 1:
                     field = "epoch"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_epoch = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_epoch = v if v.isascii() else _jr_text(v)
@@ -7789,9 +8028,16 @@ def _jt_HistoryRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tup
             if i is None:
                 i = _K_HistoryRemoveRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "channel"
+                m = _jr_STRING_AFTER(s, pos)
+                if m is not None:
+                    v = m[1]
+                    f_channel = v if v.isascii() else _jr_text(v)
+                    k, pos = m[2], m.end()
+                    continue
                 v, pos = _jr_scan(s, pos)
                 if v.__class__ is str:
                     f_channel = v if v.isascii() else _jr_text(v)
@@ -7868,6 +8114,7 @@ def _jt_HistoryRemoveResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
             if i is None:
                 i = _K_HistoryRemoveResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -8046,6 +8293,7 @@ def _jt_InfoResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
             if i is None:
                 i = _K_InfoResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -8141,6 +8389,7 @@ def _jt_InfoResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
             if i is None:
                 i = _K_InfoResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "nodes"
@@ -8220,10 +8469,17 @@ def _jt_RpcRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
             if i is None:
                 i = _K_RpcRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
                     field = "method"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_method = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_method = v if v.isascii() else _jr_text(v)
@@ -8311,6 +8567,7 @@ def _jt_RpcResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
             if i is None:
                 i = _K_RpcResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -8406,6 +8663,7 @@ def _jt_RpcResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]
             if i is None:
                 i = _K_RpcResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "data"
@@ -8512,12 +8770,19 @@ def _jt_RefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
             if i is None:
                 i = _K_RefreshRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 4:
                     if i < 2:
                         if i == 0:
                             field = "user"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_user = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_user = v if v.isascii() else _jr_text(v)
@@ -8525,6 +8790,12 @@ def _jt_RefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "client"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_client = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_client = v if v.isascii() else _jr_text(v)
@@ -8559,6 +8830,12 @@ def _jt_RefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                             f_info = s[start:pos].encode()
                         else:
                             field = "session"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_session = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_session = v if v.isascii() else _jr_text(v)
@@ -8714,6 +8991,7 @@ def _jt_RefreshResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
             if i is None:
                 i = _K_RefreshResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -8897,12 +9175,19 @@ def _jt_NodeResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
             if i is None:
                 i = _K_NodeResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 5:
                     if i < 2:
                         if i == 0:
                             field = "uid"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_uid = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_uid = v if v.isascii() else _jr_text(v)
@@ -8910,6 +9195,12 @@ def _jt_NodeResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "name"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_name = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_name = v if v.isascii() else _jr_text(v)
@@ -8918,6 +9209,12 @@ def _jt_NodeResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                     else:
                         if i == 2:
                             field = "version"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_version = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_version = v if v.isascii() else _jr_text(v)
@@ -9129,6 +9426,7 @@ def _jt_Metrics(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
             if i is None:
                 i = _K_Metrics.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -9223,6 +9521,7 @@ def _jt_Process(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
             if i is None:
                 i = _K_Process.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -9306,9 +9605,16 @@ def _jt_ChannelsRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
             if i is None:
                 i = _K_ChannelsRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "pattern"
+                m = _jr_STRING_AFTER(s, pos)
+                if m is not None:
+                    v = m[1]
+                    f_pattern = v if v.isascii() else _jr_text(v)
+                    k, pos = m[2], m.end()
+                    continue
                 v, pos = _jr_scan(s, pos)
                 if v.__class__ is str:
                     f_pattern = v if v.isascii() else _jr_text(v)
@@ -9385,6 +9691,7 @@ def _jt_ChannelsResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
             if i is None:
                 i = _K_ChannelsResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -9479,6 +9786,7 @@ def _jt_ChannelsResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
             if i is None:
                 i = _K_ChannelsResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "channels"
@@ -9555,6 +9863,7 @@ def _jt_ChannelInfo(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
             if i is None:
                 i = _K_ChannelInfo.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "num_clients"
@@ -9637,10 +9946,17 @@ def _jt_ConnectionsRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
             if i is None:
                 i = _K_ConnectionsRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
                     field = "user"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_user = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_user = v if v.isascii() else _jr_text(v)
@@ -9648,6 +9964,12 @@ def _jt_ConnectionsRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                         raise _jr_wrong(v, "a string")
                 elif i == 1:
                     field = "expression"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_expression = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_expression = v if v.isascii() else _jr_text(v)
@@ -9752,6 +10074,7 @@ def _jt_ConnectionsResponse(cls: type[_M], s: str, pos: int, depth: int) -> tupl
             if i is None:
                 i = _K_ConnectionsResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -9849,6 +10172,7 @@ def _jt_ConnectionsResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
             if i is None:
                 i = _K_ConnectionsResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "connections"
@@ -9975,12 +10299,19 @@ def _jt_ConnectionInfo(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
             if i is None:
                 i = _K_ConnectionInfo.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 4:
                     if i < 2:
                         if i == 0:
                             field = "app_name"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_app_name = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_app_name = v if v.isascii() else _jr_text(v)
@@ -9988,6 +10319,12 @@ def _jt_ConnectionInfo(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "app_version"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_app_version = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_app_version = v if v.isascii() else _jr_text(v)
@@ -9996,6 +10333,12 @@ def _jt_ConnectionInfo(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                     else:
                         if i == 2:
                             field = "transport"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_transport = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_transport = v if v.isascii() else _jr_text(v)
@@ -10003,6 +10346,12 @@ def _jt_ConnectionInfo(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "protocol"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_protocol = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_protocol = v if v.isascii() else _jr_text(v)
@@ -10012,6 +10361,12 @@ def _jt_ConnectionInfo(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                     if i < 6:
                         if i == 4:
                             field = "user"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_user = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_user = v if v.isascii() else _jr_text(v)
@@ -10223,6 +10578,7 @@ def _jt_ConnectionState(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
             if i is None:
                 i = _K_ConnectionState.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 2:
@@ -10363,6 +10719,7 @@ def _jt_ChannelContext(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
             if i is None:
                 i = _K_ChannelContext.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "source"
@@ -10442,10 +10799,17 @@ def _jt_ConnectionTokenInfo(cls: type[_M], s: str, pos: int, depth: int) -> tupl
             if i is None:
                 i = _K_ConnectionTokenInfo.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
                     field = "uid"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_uid = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_uid = v if v.isascii() else _jr_text(v)
@@ -10538,10 +10902,17 @@ def _jt_SubscriptionTokenInfo(cls: type[_M], s: str, pos: int, depth: int) -> tu
             if i is None:
                 i = _K_SubscriptionTokenInfo.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
                     field = "uid"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_uid = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_uid = v if v.isascii() else _jr_text(v)
@@ -10630,6 +11001,7 @@ def _jt_UpdateUserStatusRequest(cls: type[_M], s: str, pos: int, depth: int) -> 
             if i is None:
                 i = _K_UpdateUserStatusRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -10643,6 +11015,12 @@ def _jt_UpdateUserStatusRequest(cls: type[_M], s: str, pos: int, depth: int) -> 
                         raise _jr_wrong(v, "an array")
                 else:
                     field = "state"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_state = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_state = v if v.isascii() else _jr_text(v)
@@ -10730,6 +11108,7 @@ def _jt_UpdateUserStatusResponse(cls: type[_M], s: str, pos: int, depth: int) ->
             if i is None:
                 i = _K_UpdateUserStatusResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -10863,6 +11242,7 @@ def _jt_GetUserStatusRequest(cls: type[_M], s: str, pos: int, depth: int) -> tup
             if i is None:
                 i = _K_GetUserStatusRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "users"
@@ -10946,6 +11326,7 @@ def _jt_GetUserStatusResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
             if i is None:
                 i = _K_GetUserStatusResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -11042,6 +11423,7 @@ def _jt_GetUserStatusResult(cls: type[_M], s: str, pos: int, depth: int) -> tupl
             if i is None:
                 i = _K_GetUserStatusResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "statuses"
@@ -11135,11 +11517,18 @@ def _jt_UserStatus(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
             if i is None:
                 i = _K_UserStatus.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 2:
                     if i == 0:
                         field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_user = v if v.isascii() else _jr_text(v)
@@ -11162,6 +11551,12 @@ def _jt_UserStatus(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                             raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
                     else:
                         field = "state"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_state = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_state = v if v.isascii() else _jr_text(v)
@@ -11256,6 +11651,7 @@ def _jt_DeleteUserStatusRequest(cls: type[_M], s: str, pos: int, depth: int) -> 
             if i is None:
                 i = _K_DeleteUserStatusRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "users"
@@ -11339,6 +11735,7 @@ def _jt_DeleteUserStatusResponse(cls: type[_M], s: str, pos: int, depth: int) ->
             if i is None:
                 i = _K_DeleteUserStatusResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -11481,6 +11878,7 @@ def _jt_BlockUserRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
             if i is None:
                 i = _K_BlockUserRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -11492,6 +11890,12 @@ def _jt_BlockUserRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                         raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
                 else:
                     field = "user"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_user = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_user = v if v.isascii() else _jr_text(v)
@@ -11613,6 +12017,7 @@ def _jt_BlockUserResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
             if i is None:
                 i = _K_BlockUserResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -11708,9 +12113,16 @@ def _jt_UnblockUserRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
             if i is None:
                 i = _K_UnblockUserRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "user"
+                m = _jr_STRING_AFTER(s, pos)
+                if m is not None:
+                    v = m[1]
+                    f_user = v if v.isascii() else _jr_text(v)
+                    k, pos = m[2], m.end()
+                    continue
                 v, pos = _jr_scan(s, pos)
                 if v.__class__ is str:
                     f_user = v if v.isascii() else _jr_text(v)
@@ -11823,6 +12235,7 @@ def _jt_UnblockUserResponse(cls: type[_M], s: str, pos: int, depth: int) -> tupl
             if i is None:
                 i = _K_UnblockUserResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -11927,6 +12340,7 @@ def _jt_RevokeTokenRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
             if i is None:
                 i = _K_RevokeTokenRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -11938,6 +12352,12 @@ def _jt_RevokeTokenRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                         raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
                 else:
                     field = "uid"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_uid = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_uid = v if v.isascii() else _jr_text(v)
@@ -12059,6 +12479,7 @@ def _jt_RevokeTokenResponse(cls: type[_M], s: str, pos: int, depth: int) -> tupl
             if i is None:
                 i = _K_RevokeTokenResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -12177,6 +12598,7 @@ def _jt_InvalidateUserTokensRequest(cls: type[_M], s: str, pos: int, depth: int)
             if i is None:
                 i = _K_InvalidateUserTokensRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 2:
@@ -12189,6 +12611,12 @@ def _jt_InvalidateUserTokensRequest(cls: type[_M], s: str, pos: int, depth: int)
                             raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
                     else:
                         field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_user = v if v.isascii() else _jr_text(v)
@@ -12204,6 +12632,12 @@ def _jt_InvalidateUserTokensRequest(cls: type[_M], s: str, pos: int, depth: int)
                             raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
                     else:
                         field = "channel"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_channel = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_channel = v if v.isascii() else _jr_text(v)
@@ -12343,6 +12777,7 @@ def _jt_InvalidateUserTokensResponse(cls: type[_M], s: str, pos: int, depth: int
             if i is None:
                 i = _K_InvalidateUserTokensResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -12482,12 +12917,19 @@ def _jt_DeviceRegisterRequest(cls: type[_M], s: str, pos: int, depth: int) -> tu
             if i is None:
                 i = _K_DeviceRegisterRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 4:
                     if i < 2:
                         if i == 0:
                             field = "id"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_id = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_id = v if v.isascii() else _jr_text(v)
@@ -12495,6 +12937,12 @@ def _jt_DeviceRegisterRequest(cls: type[_M], s: str, pos: int, depth: int) -> tu
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "provider"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_provider = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_provider = v if v.isascii() else _jr_text(v)
@@ -12503,6 +12951,12 @@ def _jt_DeviceRegisterRequest(cls: type[_M], s: str, pos: int, depth: int) -> tu
                     else:
                         if i == 2:
                             field = "token"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_token = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_token = v if v.isascii() else _jr_text(v)
@@ -12510,6 +12964,12 @@ def _jt_DeviceRegisterRequest(cls: type[_M], s: str, pos: int, depth: int) -> tu
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "platform"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_platform = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_platform = v if v.isascii() else _jr_text(v)
@@ -12519,6 +12979,12 @@ def _jt_DeviceRegisterRequest(cls: type[_M], s: str, pos: int, depth: int) -> tu
                     if i < 6:
                         if i == 4:
                             field = "user"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_user = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_user = v if v.isascii() else _jr_text(v)
@@ -12545,6 +13011,12 @@ def _jt_DeviceRegisterRequest(cls: type[_M], s: str, pos: int, depth: int) -> tu
                                 raise _jr_wrong(v, "an array")
                         elif i == 7:
                             field = "timezone"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_timezone = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_timezone = v if v.isascii() else _jr_text(v)
@@ -12552,6 +13024,12 @@ def _jt_DeviceRegisterRequest(cls: type[_M], s: str, pos: int, depth: int) -> tu
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "locale"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_locale = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_locale = v if v.isascii() else _jr_text(v)
@@ -12734,6 +13212,7 @@ def _jt_DeviceUpdateRequest(cls: type[_M], s: str, pos: int, depth: int) -> tupl
             if i is None:
                 i = _K_DeviceUpdateRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 3:
@@ -12953,6 +13432,7 @@ def _jt_DeviceRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tupl
             if i is None:
                 i = _K_DeviceRemoveRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -13048,9 +13528,16 @@ def _jt_DeviceUserUpdate(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
             if i is None:
                 i = _K_DeviceUserUpdate.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "user"
+                m = _jr_STRING_AFTER(s, pos)
+                if m is not None:
+                    v = m[1]
+                    f_user = v if v.isascii() else _jr_text(v)
+                    k, pos = m[2], m.end()
+                    continue
                 v, pos = _jr_scan(s, pos)
                 if v.__class__ is str:
                     f_user = v if v.isascii() else _jr_text(v)
@@ -13118,9 +13605,16 @@ def _jt_DeviceTimezoneUpdate(cls: type[_M], s: str, pos: int, depth: int) -> tup
             if i is None:
                 i = _K_DeviceTimezoneUpdate.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "timezone"
+                m = _jr_STRING_AFTER(s, pos)
+                if m is not None:
+                    v = m[1]
+                    f_timezone = v if v.isascii() else _jr_text(v)
+                    k, pos = m[2], m.end()
+                    continue
                 v, pos = _jr_scan(s, pos)
                 if v.__class__ is str:
                     f_timezone = v if v.isascii() else _jr_text(v)
@@ -13188,9 +13682,16 @@ def _jt_DeviceLocaleUpdate(cls: type[_M], s: str, pos: int, depth: int) -> tuple
             if i is None:
                 i = _K_DeviceLocaleUpdate.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "locale"
+                m = _jr_STRING_AFTER(s, pos)
+                if m is not None:
+                    v = m[1]
+                    f_locale = v if v.isascii() else _jr_text(v)
+                    k, pos = m[2], m.end()
+                    continue
                 v, pos = _jr_scan(s, pos)
                 if v.__class__ is str:
                     f_locale = v if v.isascii() else _jr_text(v)
@@ -13258,6 +13759,7 @@ def _jt_DeviceMetaUpdate(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
             if i is None:
                 i = _K_DeviceMetaUpdate.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "meta"
@@ -13337,10 +13839,17 @@ def _jt_DeviceTopicsUpdate(cls: type[_M], s: str, pos: int, depth: int) -> tuple
             if i is None:
                 i = _K_DeviceTopicsUpdate.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
                     field = "op"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_op = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_op = v if v.isascii() else _jr_text(v)
@@ -13448,6 +13957,7 @@ def _jt_DeviceFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
             if i is None:
                 i = _K_DeviceFilter.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 2:
@@ -13638,6 +14148,7 @@ def _jt_DeviceListRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
             if i is None:
                 i = _K_DeviceListRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 3:
@@ -13683,6 +14194,12 @@ def _jt_DeviceListRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                     else:
                         if i == 5:
                             field = "cursor"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_cursor = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_cursor = v if v.isascii() else _jr_text(v)
@@ -13837,6 +14354,7 @@ def _jt_DeviceTopicFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
             if i is None:
                 i = _K_DeviceTopicFilter.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 3:
@@ -13888,6 +14406,12 @@ def _jt_DeviceTopicFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                             raise _jr_wrong(v, "an array")
                     else:
                         field = "topic_prefix"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_topic_prefix = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_topic_prefix = v if v.isascii() else _jr_text(v)
@@ -14032,6 +14556,7 @@ def _jt_DeviceTopicListRequest(cls: type[_M], s: str, pos: int, depth: int) -> t
             if i is None:
                 i = _K_DeviceTopicListRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 2:
@@ -14063,6 +14588,12 @@ def _jt_DeviceTopicListRequest(cls: type[_M], s: str, pos: int, depth: int) -> t
                             raise _jr_wrong(v, "true or false")
                     elif i == 3:
                         field = "cursor"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_cursor = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_cursor = v if v.isascii() else _jr_text(v)
@@ -14184,6 +14715,7 @@ def _jt_UserTopicFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
             if i is None:
                 i = _K_UserTopicFilter.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -14206,6 +14738,12 @@ def _jt_UserTopicFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                         raise _jr_wrong(v, "an array")
                 else:
                     field = "topic_prefix"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_topic_prefix = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_topic_prefix = v if v.isascii() else _jr_text(v)
@@ -14313,6 +14851,7 @@ def _jt_UserTopicListRequest(cls: type[_M], s: str, pos: int, depth: int) -> tup
             if i is None:
                 i = _K_UserTopicListRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 2:
@@ -14335,6 +14874,12 @@ def _jt_UserTopicListRequest(cls: type[_M], s: str, pos: int, depth: int) -> tup
                 else:
                     if i == 2:
                         field = "cursor"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_cursor = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_cursor = v if v.isascii() else _jr_text(v)
@@ -14453,11 +14998,18 @@ def _jt_DeviceTopicUpdateRequest(cls: type[_M], s: str, pos: int, depth: int) ->
             if i is None:
                 i = _K_DeviceTopicUpdateRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 2:
                     if i == 0:
                         field = "device_id"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_device_id = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_device_id = v if v.isascii() else _jr_text(v)
@@ -14465,6 +15017,12 @@ def _jt_DeviceTopicUpdateRequest(cls: type[_M], s: str, pos: int, depth: int) ->
                             raise _jr_wrong(v, "a string")
                     else:
                         field = "op"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_op = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_op = v if v.isascii() else _jr_text(v)
@@ -14482,6 +15040,12 @@ def _jt_DeviceTopicUpdateRequest(cls: type[_M], s: str, pos: int, depth: int) ->
                             raise _jr_wrong(v, "an array")
                     else:
                         field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_user = v if v.isascii() else _jr_text(v)
@@ -14588,10 +15152,17 @@ def _jt_UserTopicUpdateRequest(cls: type[_M], s: str, pos: int, depth: int) -> t
             if i is None:
                 i = _K_UserTopicUpdateRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
                     field = "user"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_user = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_user = v if v.isascii() else _jr_text(v)
@@ -14599,6 +15170,12 @@ def _jt_UserTopicUpdateRequest(cls: type[_M], s: str, pos: int, depth: int) -> t
                         raise _jr_wrong(v, "a string")
                 elif i == 1:
                     field = "op"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_op = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_op = v if v.isascii() else _jr_text(v)
@@ -14703,6 +15280,7 @@ def _jt_DeviceRegisterResponse(cls: type[_M], s: str, pos: int, depth: int) -> t
             if i is None:
                 i = _K_DeviceRegisterResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -14809,6 +15387,7 @@ def _jt_DeviceUpdateResponse(cls: type[_M], s: str, pos: int, depth: int) -> tup
             if i is None:
                 i = _K_DeviceUpdateResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -14915,6 +15494,7 @@ def _jt_DeviceRemoveResponse(cls: type[_M], s: str, pos: int, depth: int) -> tup
             if i is None:
                 i = _K_DeviceRemoveResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -15021,6 +15601,7 @@ def _jt_DeviceListResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
             if i is None:
                 i = _K_DeviceListResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -15125,6 +15706,7 @@ def _jt_DeviceTopicListResponse(cls: type[_M], s: str, pos: int, depth: int) -> 
             if i is None:
                 i = _K_DeviceTopicListResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -15231,6 +15813,7 @@ def _jt_UserTopicListResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
             if i is None:
                 i = _K_UserTopicListResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -15337,6 +15920,7 @@ def _jt_DeviceTopicUpdateResponse(cls: type[_M], s: str, pos: int, depth: int) -
             if i is None:
                 i = _K_DeviceTopicUpdateResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -15443,6 +16027,7 @@ def _jt_UserTopicUpdateResponse(cls: type[_M], s: str, pos: int, depth: int) -> 
             if i is None:
                 i = _K_UserTopicUpdateResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -15540,9 +16125,16 @@ def _jt_DeviceRegisterResult(cls: type[_M], s: str, pos: int, depth: int) -> tup
             if i is None:
                 i = _K_DeviceRegisterResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "id"
+                m = _jr_STRING_AFTER(s, pos)
+                if m is not None:
+                    v = m[1]
+                    f_id = v if v.isascii() else _jr_text(v)
+                    k, pos = m[2], m.end()
+                    continue
                 v, pos = _jr_scan(s, pos)
                 if v.__class__ is str:
                     f_id = v if v.isascii() else _jr_text(v)
@@ -15695,6 +16287,7 @@ def _jt_DeviceListResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
             if i is None:
                 i = _K_DeviceListResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -15708,6 +16301,12 @@ def _jt_DeviceListResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                         f_items = []
                 elif i == 1:
                     field = "next_cursor"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_next_cursor = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_next_cursor = v if v.isascii() else _jr_text(v)
@@ -15864,12 +16463,19 @@ def _jt_Device(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
             if i is None:
                 i = _K_Device.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 6:
                     if i < 3:
                         if i == 0:
                             field = "id"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_id = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_id = v if v.isascii() else _jr_text(v)
@@ -15877,6 +16483,12 @@ def _jt_Device(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                                 raise _jr_wrong(v, "a string")
                         elif i == 1:
                             field = "platform"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_platform = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_platform = v if v.isascii() else _jr_text(v)
@@ -15884,6 +16496,12 @@ def _jt_Device(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "provider"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_provider = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_provider = v if v.isascii() else _jr_text(v)
@@ -15892,6 +16510,12 @@ def _jt_Device(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                     else:
                         if i == 3:
                             field = "token"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_token = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_token = v if v.isascii() else _jr_text(v)
@@ -15899,6 +16523,12 @@ def _jt_Device(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                                 raise _jr_wrong(v, "a string")
                         elif i == 4:
                             field = "user"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_user = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_user = v if v.isascii() else _jr_text(v)
@@ -15951,6 +16581,12 @@ def _jt_Device(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                     else:
                         if i == 9:
                             field = "timezone"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_timezone = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_timezone = v if v.isascii() else _jr_text(v)
@@ -15958,6 +16594,12 @@ def _jt_Device(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                                 raise _jr_wrong(v, "a string")
                         elif i == 10:
                             field = "locale"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_locale = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_locale = v if v.isascii() else _jr_text(v)
@@ -15965,6 +16607,12 @@ def _jt_Device(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "webpush_keys"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_webpush_keys = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_webpush_keys = v if v.isascii() else _jr_text(v)
@@ -16144,6 +16792,7 @@ def _jt_DeviceTopicListResult(cls: type[_M], s: str, pos: int, depth: int) -> tu
             if i is None:
                 i = _K_DeviceTopicListResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -16157,6 +16806,12 @@ def _jt_DeviceTopicListResult(cls: type[_M], s: str, pos: int, depth: int) -> tu
                         f_items = []
                 elif i == 1:
                     field = "next_cursor"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_next_cursor = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_next_cursor = v if v.isascii() else _jr_text(v)
@@ -16262,10 +16917,17 @@ def _jt_DeviceTopic(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
             if i is None:
                 i = _K_DeviceTopic.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
                     field = "id"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_id = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_id = v if v.isascii() else _jr_text(v)
@@ -16273,6 +16935,12 @@ def _jt_DeviceTopic(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
                         raise _jr_wrong(v, "a string")
                 elif i == 1:
                     field = "topic"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_topic = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_topic = v if v.isascii() else _jr_text(v)
@@ -16381,6 +17049,7 @@ def _jt_UserTopicListResult(cls: type[_M], s: str, pos: int, depth: int) -> tupl
             if i is None:
                 i = _K_UserTopicListResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -16394,6 +17063,12 @@ def _jt_UserTopicListResult(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                         f_items = []
                 elif i == 1:
                     field = "next_cursor"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_next_cursor = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_next_cursor = v if v.isascii() else _jr_text(v)
@@ -16569,10 +17244,17 @@ def _jt_UserTopic(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]
             if i is None:
                 i = _K_UserTopic.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
                     field = "id"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_id = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_id = v if v.isascii() else _jr_text(v)
@@ -16580,6 +17262,12 @@ def _jt_UserTopic(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]
                         raise _jr_wrong(v, "a string")
                 elif i == 1:
                     field = "user"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_user = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_user = v if v.isascii() else _jr_text(v)
@@ -16587,6 +17275,12 @@ def _jt_UserTopic(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]
                         raise _jr_wrong(v, "a string")
                 else:
                     field = "topic"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_topic = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_topic = v if v.isascii() else _jr_text(v)
@@ -16713,6 +17407,7 @@ def _jt_PushRecipient(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
             if i is None:
                 i = _K_PushRecipient.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 4:
@@ -16738,6 +17433,12 @@ def _jt_PushRecipient(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                     else:
                         if i == 2:
                             field = "fcm_topic"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_fcm_topic = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_fcm_topic = v if v.isascii() else _jr_text(v)
@@ -16745,6 +17446,12 @@ def _jt_PushRecipient(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "fcm_condition"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_fcm_condition = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_fcm_condition = v if v.isascii() else _jr_text(v)
@@ -16763,6 +17470,12 @@ def _jt_PushRecipient(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                                 raise _jr_wrong(v, "an array")
                         else:
                             field = "hms_topic"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_hms_topic = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_hms_topic = v if v.isascii() else _jr_text(v)
@@ -16771,6 +17484,12 @@ def _jt_PushRecipient(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                     else:
                         if i == 6:
                             field = "hms_condition"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_hms_condition = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_hms_condition = v if v.isascii() else _jr_text(v)
@@ -16969,6 +17688,7 @@ def _jt_PushNotification(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
             if i is None:
                 i = _K_PushNotification.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 2:
@@ -17131,6 +17851,7 @@ def _jt_FcmPushNotification(cls: type[_M], s: str, pos: int, depth: int) -> tupl
             if i is None:
                 i = _K_FcmPushNotification.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "message"
@@ -17196,6 +17917,7 @@ def _jt_HmsPushNotification(cls: type[_M], s: str, pos: int, depth: int) -> tupl
             if i is None:
                 i = _K_HmsPushNotification.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "message"
@@ -17266,6 +17988,7 @@ def _jt_ApnsPushNotification(cls: type[_M], s: str, pos: int, depth: int) -> tup
             if i is None:
                 i = _K_ApnsPushNotification.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -17357,6 +18080,7 @@ def _jt_WebPushPushNotification(cls: type[_M], s: str, pos: int, depth: int) -> 
             if i is None:
                 i = _K_WebPushPushNotification.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -17501,6 +18225,7 @@ def _jt_SendPushNotificationRequest(cls: type[_M], s: str, pos: int, depth: int)
             if i is None:
                 i = _K_SendPushNotificationRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 5:
@@ -17530,6 +18255,12 @@ def _jt_SendPushNotificationRequest(cls: type[_M], s: str, pos: int, depth: int)
                     else:
                         if i == 2:
                             field = "uid"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_uid = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_uid = v if v.isascii() else _jr_text(v)
@@ -17569,6 +18300,12 @@ def _jt_SendPushNotificationRequest(cls: type[_M], s: str, pos: int, depth: int)
                                 f_limit_strategy = None
                         else:
                             field = "analytics_uid"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_analytics_uid = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_analytics_uid = v if v.isascii() else _jr_text(v)
@@ -17753,6 +18490,7 @@ def _jt_PushLocalization(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
             if i is None:
                 i = _K_PushLocalization.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "translations"
@@ -17836,6 +18574,7 @@ def _jt_PushLimitStrategy(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
             if i is None:
                 i = _K_PushLimitStrategy.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -17945,10 +18684,17 @@ def _jt_PushTimeLimitStrategy(cls: type[_M], s: str, pos: int, depth: int) -> tu
             if i is None:
                 i = _K_PushTimeLimitStrategy.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
                     field = "send_after_time"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_send_after_time = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_send_after_time = v if v.isascii() else _jr_text(v)
@@ -17956,6 +18702,12 @@ def _jt_PushTimeLimitStrategy(cls: type[_M], s: str, pos: int, depth: int) -> tu
                         raise _jr_wrong(v, "a string")
                 elif i == 1:
                     field = "send_before_time"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_send_before_time = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_send_before_time = v if v.isascii() else _jr_text(v)
@@ -18059,10 +18811,17 @@ def _jt_PushRateLimitStrategy(cls: type[_M], s: str, pos: int, depth: int) -> tu
             if i is None:
                 i = _K_PushRateLimitStrategy.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
                     field = "key"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_key = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_key = v if v.isascii() else _jr_text(v)
@@ -18176,6 +18935,7 @@ def _jt_RateLimitPolicy(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
             if i is None:
                 i = _K_RateLimitPolicy.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -18272,6 +19032,7 @@ def _jt_SendPushNotificationResponse(cls: type[_M], s: str, pos: int, depth: int
             if i is None:
                 i = _K_SendPushNotificationResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -18371,9 +19132,16 @@ def _jt_SendPushNotificationResult(cls: type[_M], s: str, pos: int, depth: int) 
             if i is None:
                 i = _K_SendPushNotificationResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "uid"
+                m = _jr_STRING_AFTER(s, pos)
+                if m is not None:
+                    v = m[1]
+                    f_uid = v if v.isascii() else _jr_text(v)
+                    k, pos = m[2], m.end()
+                    continue
                 v, pos = _jr_scan(s, pos)
                 if v.__class__ is str:
                     f_uid = v if v.isascii() else _jr_text(v)
@@ -18456,11 +19224,18 @@ def _jt_UpdatePushStatusRequest(cls: type[_M], s: str, pos: int, depth: int) -> 
             if i is None:
                 i = _K_UpdatePushStatusRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 2:
                     if i == 0:
                         field = "analytics_uid"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_analytics_uid = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_analytics_uid = v if v.isascii() else _jr_text(v)
@@ -18468,6 +19243,12 @@ def _jt_UpdatePushStatusRequest(cls: type[_M], s: str, pos: int, depth: int) -> 
                             raise _jr_wrong(v, "a string")
                     else:
                         field = "status"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_status = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_status = v if v.isascii() else _jr_text(v)
@@ -18476,6 +19257,12 @@ def _jt_UpdatePushStatusRequest(cls: type[_M], s: str, pos: int, depth: int) -> 
                 else:
                     if i == 2:
                         field = "device_id"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_device_id = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_device_id = v if v.isascii() else _jr_text(v)
@@ -18483,6 +19270,12 @@ def _jt_UpdatePushStatusRequest(cls: type[_M], s: str, pos: int, depth: int) -> 
                             raise _jr_wrong(v, "a string")
                     else:
                         field = "msg_id"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_msg_id = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_msg_id = v if v.isascii() else _jr_text(v)
@@ -18586,6 +19379,7 @@ def _jt_UpdatePushStatusResponse(cls: type[_M], s: str, pos: int, depth: int) ->
             if i is None:
                 i = _K_UpdatePushStatusResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -18719,9 +19513,16 @@ def _jt_CancelPushRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
             if i is None:
                 i = _K_CancelPushRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "uid"
+                m = _jr_STRING_AFTER(s, pos)
+                if m is not None:
+                    v = m[1]
+                    f_uid = v if v.isascii() else _jr_text(v)
+                    k, pos = m[2], m.end()
+                    continue
                 v, pos = _jr_scan(s, pos)
                 if v.__class__ is str:
                     f_uid = v if v.isascii() else _jr_text(v)
@@ -18798,6 +19599,7 @@ def _jt_CancelPushResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
             if i is None:
                 i = _K_CancelPushResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -18993,12 +19795,19 @@ def _jt_MapPublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
             if i is None:
                 i = _K_MapPublishRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 6:
                     if i < 3:
                         if i == 0:
                             field = "channel"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_channel = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_channel = v if v.isascii() else _jr_text(v)
@@ -19006,6 +19815,12 @@ def _jt_MapPublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                                 raise _jr_wrong(v, "a string")
                         elif i == 1:
                             field = "key"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_key = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_key = v if v.isascii() else _jr_text(v)
@@ -19019,6 +19834,12 @@ def _jt_MapPublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                     else:
                         if i == 3:
                             field = "b64data"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_b64data = v if v.isascii() else _jr_text(v)
@@ -19031,6 +19852,12 @@ def _jt_MapPublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                             f_stream_data = s[start:pos].encode()
                         else:
                             field = "b64stream_data"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_b64stream_data = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_b64stream_data = v if v.isascii() else _jr_text(v)
@@ -19049,6 +19876,12 @@ def _jt_MapPublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                                 raise _jr_wrong(v, "an object")
                         elif i == 7:
                             field = "idempotency_key"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_idempotency_key = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_idempotency_key = v if v.isascii() else _jr_text(v)
@@ -19072,6 +19905,12 @@ def _jt_MapPublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                                     raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
                             else:
                                 field = "version_epoch"
+                                m = _jr_STRING_AFTER(s, pos)
+                                if m is not None:
+                                    v = m[1]
+                                    f_version_epoch = v if v.isascii() else _jr_text(v)
+                                    k, pos = m[2], m.end()
+                                    continue
                                 v, pos = _jr_scan(s, pos)
                                 if v.__class__ is str:
                                     f_version_epoch = v if v.isascii() else _jr_text(v)
@@ -19092,6 +19931,12 @@ def _jt_MapPublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                                     )
                             else:
                                 field = "key_mode"
+                                m = _jr_STRING_AFTER(s, pos)
+                                if m is not None:
+                                    v = m[1]
+                                    f_key_mode = v if v.isascii() else _jr_text(v)
+                                    k, pos = m[2], m.end()
+                                    continue
                                 v, pos = _jr_scan(s, pos)
                                 if v.__class__ is str:
                                     f_key_mode = v if v.isascii() else _jr_text(v)
@@ -19274,6 +20119,7 @@ def _jt_MapPublishResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
             if i is None:
                 i = _K_MapPublishResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -19386,6 +20232,7 @@ def _jt_MapPublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
             if i is None:
                 i = _K_MapPublishResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 2:
@@ -19398,6 +20245,12 @@ def _jt_MapPublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                             raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
                     else:
                         field = "epoch"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_epoch = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_epoch = v if v.isascii() else _jr_text(v)
@@ -19413,6 +20266,12 @@ def _jt_MapPublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                             raise _jr_wrong(v, "true or false")
                     else:
                         field = "suppress_reason"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_suppress_reason = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_suppress_reason = v if v.isascii() else _jr_text(v)
@@ -19517,10 +20376,17 @@ def _jt_MapRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
             if i is None:
                 i = _K_MapRemoveRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
                     field = "channel"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_channel = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_channel = v if v.isascii() else _jr_text(v)
@@ -19528,6 +20394,12 @@ def _jt_MapRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                         raise _jr_wrong(v, "a string")
                 elif i == 1:
                     field = "key"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_key = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_key = v if v.isascii() else _jr_text(v)
@@ -19535,6 +20407,12 @@ def _jt_MapRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                         raise _jr_wrong(v, "a string")
                 else:
                     field = "idempotency_key"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_idempotency_key = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_idempotency_key = v if v.isascii() else _jr_text(v)
@@ -19628,6 +20506,7 @@ def _jt_MapRemoveResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
             if i is None:
                 i = _K_MapRemoveResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -19740,6 +20619,7 @@ def _jt_MapRemoveResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
             if i is None:
                 i = _K_MapRemoveResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 2:
@@ -19752,6 +20632,12 @@ def _jt_MapRemoveResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                             raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
                     else:
                         field = "epoch"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_epoch = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_epoch = v if v.isascii() else _jr_text(v)
@@ -19767,6 +20653,12 @@ def _jt_MapRemoveResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                             raise _jr_wrong(v, "true or false")
                     else:
                         field = "suppress_reason"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_suppress_reason = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_suppress_reason = v if v.isascii() else _jr_text(v)
@@ -19895,11 +20787,18 @@ def _jt_MapReadStateRequest(cls: type[_M], s: str, pos: int, depth: int) -> tupl
             if i is None:
                 i = _K_MapReadStateRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 3:
                     if i == 0:
                         field = "channel"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_channel = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_channel = v if v.isascii() else _jr_text(v)
@@ -19907,6 +20806,12 @@ def _jt_MapReadStateRequest(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                             raise _jr_wrong(v, "a string")
                     elif i == 1:
                         field = "cursor"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_cursor = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_cursor = v if v.isascii() else _jr_text(v)
@@ -19923,6 +20828,12 @@ def _jt_MapReadStateRequest(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                     if i < 5:
                         if i == 3:
                             field = "key"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_key = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_key = v if v.isascii() else _jr_text(v)
@@ -19945,6 +20856,12 @@ def _jt_MapReadStateRequest(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                                 raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
                         else:
                             field = "revision_epoch"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_revision_epoch = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_revision_epoch = v if v.isascii() else _jr_text(v)
@@ -20074,6 +20991,7 @@ def _jt_MapReadStateResponse(cls: type[_M], s: str, pos: int, depth: int) -> tup
             if i is None:
                 i = _K_MapReadStateResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -20188,6 +21106,7 @@ def _jt_MapReadStateResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple
             if i is None:
                 i = _K_MapReadStateResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 2:
@@ -20210,6 +21129,12 @@ def _jt_MapReadStateResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                 else:
                     if i == 2:
                         field = "epoch"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_epoch = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_epoch = v if v.isascii() else _jr_text(v)
@@ -20217,6 +21142,12 @@ def _jt_MapReadStateResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                             raise _jr_wrong(v, "a string")
                     else:
                         field = "cursor"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_cursor = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_cursor = v if v.isascii() else _jr_text(v)
@@ -20349,11 +21280,18 @@ def _jt_MapEntry(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
             if i is None:
                 i = _K_MapEntry.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 3:
                     if i == 0:
                         field = "key"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_key = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_key = v if v.isascii() else _jr_text(v)
@@ -20552,11 +21490,18 @@ def _jt_MapReadStreamRequest(cls: type[_M], s: str, pos: int, depth: int) -> tup
             if i is None:
                 i = _K_MapReadStreamRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 2:
                     if i == 0:
                         field = "channel"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_channel = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_channel = v if v.isascii() else _jr_text(v)
@@ -20572,6 +21517,12 @@ def _jt_MapReadStreamRequest(cls: type[_M], s: str, pos: int, depth: int) -> tup
                 else:
                     if i == 2:
                         field = "since_epoch"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_since_epoch = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_since_epoch = v if v.isascii() else _jr_text(v)
@@ -20697,6 +21648,7 @@ def _jt_MapReadStreamResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
             if i is None:
                 i = _K_MapReadStreamResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -20806,6 +21758,7 @@ def _jt_MapReadStreamResult(cls: type[_M], s: str, pos: int, depth: int) -> tupl
             if i is None:
                 i = _K_MapReadStreamResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -20826,6 +21779,12 @@ def _jt_MapReadStreamResult(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                         raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
                 else:
                     field = "epoch"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_epoch = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_epoch = v if v.isascii() else _jr_text(v)
@@ -20912,9 +21871,16 @@ def _jt_MapStatsRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
             if i is None:
                 i = _K_MapStatsRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "channel"
+                m = _jr_STRING_AFTER(s, pos)
+                if m is not None:
+                    v = m[1]
+                    f_channel = v if v.isascii() else _jr_text(v)
+                    k, pos = m[2], m.end()
+                    continue
                 v, pos = _jr_scan(s, pos)
                 if v.__class__ is str:
                     f_channel = v if v.isascii() else _jr_text(v)
@@ -20991,6 +21957,7 @@ def _jt_MapStatsResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
             if i is None:
                 i = _K_MapStatsResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -21088,6 +22055,7 @@ def _jt_MapStatsResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
             if i is None:
                 i = _K_MapStatsResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "num_keys"
@@ -21158,9 +22126,16 @@ def _jt_MapClearRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
             if i is None:
                 i = _K_MapClearRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "channel"
+                m = _jr_STRING_AFTER(s, pos)
+                if m is not None:
+                    v = m[1]
+                    f_channel = v if v.isascii() else _jr_text(v)
+                    k, pos = m[2], m.end()
+                    continue
                 v, pos = _jr_scan(s, pos)
                 if v.__class__ is str:
                     f_channel = v if v.isascii() else _jr_text(v)
@@ -21237,6 +22212,7 @@ def _jt_MapClearResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
             if i is None:
                 i = _K_MapClearResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -21395,11 +22371,18 @@ def _jt_SharedPollPublishRequest(cls: type[_M], s: str, pos: int, depth: int) ->
             if i is None:
                 i = _K_SharedPollPublishRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 3:
                     if i == 0:
                         field = "channel"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_channel = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_channel = v if v.isascii() else _jr_text(v)
@@ -21407,6 +22390,12 @@ def _jt_SharedPollPublishRequest(cls: type[_M], s: str, pos: int, depth: int) ->
                             raise _jr_wrong(v, "a string")
                     elif i == 1:
                         field = "key"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_key = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_key = v if v.isascii() else _jr_text(v)
@@ -21420,6 +22409,12 @@ def _jt_SharedPollPublishRequest(cls: type[_M], s: str, pos: int, depth: int) ->
                 else:
                     if i == 3:
                         field = "b64data"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_b64data = v if v.isascii() else _jr_text(v)
@@ -21434,6 +22429,12 @@ def _jt_SharedPollPublishRequest(cls: type[_M], s: str, pos: int, depth: int) ->
                             raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
                     else:
                         field = "epoch"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_epoch = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_epoch = v if v.isascii() else _jr_text(v)
@@ -21550,6 +22551,7 @@ def _jt_SharedPollPublishResponse(cls: type[_M], s: str, pos: int, depth: int) -
             if i is None:
                 i = _K_SharedPollPublishResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:

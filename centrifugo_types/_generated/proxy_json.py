@@ -65,6 +65,7 @@ _jr_FAILURES = _json_runtime.FAILURES
 _jr_Fail = _json_runtime.Fail
 _jr_AFTER = _json_runtime.AFTER
 _jr_FIRST = _json_runtime.FIRST
+_jr_STRING_AFTER = _json_runtime.STRING_AFTER
 _jr_array = _json_runtime.array
 _jr_at = _json_runtime.at
 _jr_bad_int = _json_runtime.bad_int
@@ -448,11 +449,18 @@ def _jt_FilterNode(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
             if i is None:
                 i = _K_FilterNode.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 3:
                     if i == 0:
                         field = "op"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_op = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_op = v if v.isascii() else _jr_text(v)
@@ -460,6 +468,12 @@ def _jt_FilterNode(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                             raise _jr_wrong(v, "a string")
                     elif i == 1:
                         field = "key"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_key = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_key = v if v.isascii() else _jr_text(v)
@@ -467,6 +481,12 @@ def _jt_FilterNode(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                             raise _jr_wrong(v, "a string")
                     else:
                         field = "cmp"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_cmp = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_cmp = v if v.isascii() else _jr_text(v)
@@ -475,6 +495,12 @@ def _jt_FilterNode(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                 else:
                     if i == 3:
                         field = "val"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_val = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_val = v if v.isascii() else _jr_text(v)
@@ -616,6 +642,7 @@ def _jt_Disconnect(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
             if i is None:
                 i = _K_Disconnect.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -627,6 +654,12 @@ def _jt_Disconnect(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                         raise _jr_bad_int(v, "uint32", 0, 4294967295)
                 else:
                     field = "reason"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_reason = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_reason = v if v.isascii() else _jr_text(v)
@@ -715,6 +748,7 @@ def _jt_Error(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
             if i is None:
                 i = _K_Error.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -726,6 +760,12 @@ def _jt_Error(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                         raise _jr_bad_int(v, "uint32", 0, 4294967295)
                 elif i == 1:
                     field = "message"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_message = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_message = v if v.isascii() else _jr_text(v)
@@ -857,12 +897,19 @@ def _jt_ConnectRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
             if i is None:
                 i = _K_ConnectRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 4:
                     if i < 2:
                         if i == 0:
                             field = "client"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_client = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_client = v if v.isascii() else _jr_text(v)
@@ -870,6 +917,12 @@ def _jt_ConnectRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "transport"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_transport = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_transport = v if v.isascii() else _jr_text(v)
@@ -878,6 +931,12 @@ def _jt_ConnectRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                     else:
                         if i == 2:
                             field = "protocol"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_protocol = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_protocol = v if v.isascii() else _jr_text(v)
@@ -885,6 +944,12 @@ def _jt_ConnectRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "encoding"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_encoding = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_encoding = v if v.isascii() else _jr_text(v)
@@ -899,6 +964,12 @@ def _jt_ConnectRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                             f_data = s[start:pos].encode()
                         else:
                             field = "b64data"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_b64data = v if v.isascii() else _jr_text(v)
@@ -907,6 +978,12 @@ def _jt_ConnectRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                     else:
                         if i == 6:
                             field = "name"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_name = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_name = v if v.isascii() else _jr_text(v)
@@ -914,6 +991,12 @@ def _jt_ConnectRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                                 raise _jr_wrong(v, "a string")
                         elif i == 7:
                             field = "version"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_version = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_version = v if v.isascii() else _jr_text(v)
@@ -1103,6 +1186,7 @@ def _jt_SubscribeOptions(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
             if i is None:
                 i = _K_SubscribeOptions.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 4:
@@ -1127,6 +1211,12 @@ def _jt_SubscribeOptions(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                     else:
                         if i == 2:
                             field = "b64info"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_b64info = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_b64info = v if v.isascii() else _jr_text(v)
@@ -1141,6 +1231,12 @@ def _jt_SubscribeOptions(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                     if i < 6:
                         if i == 4:
                             field = "b64data"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_b64data = v if v.isascii() else _jr_text(v)
@@ -1359,12 +1455,19 @@ def _jt_ConnectResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
             if i is None:
                 i = _K_ConnectResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 5:
                     if i < 2:
                         if i == 0:
                             field = "user"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_user = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_user = v if v.isascii() else _jr_text(v)
@@ -1390,6 +1493,12 @@ def _jt_ConnectResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                             f_info = s[start:pos].encode()
                         elif i == 3:
                             field = "b64info"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_b64info = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_b64info = v if v.isascii() else _jr_text(v)
@@ -1404,6 +1513,12 @@ def _jt_ConnectResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                     if i < 8:
                         if i == 5:
                             field = "b64data"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_b64data = v if v.isascii() else _jr_text(v)
@@ -1617,6 +1732,7 @@ def _jt_ChannelsCapability(cls: type[_M], s: str, pos: int, depth: int) -> tuple
             if i is None:
                 i = _K_ChannelsCapability.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -1639,6 +1755,12 @@ def _jt_ChannelsCapability(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                         raise _jr_wrong(v, "an array")
                 else:
                     field = "match"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_match = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_match = v if v.isascii() else _jr_text(v)
@@ -1743,6 +1865,7 @@ def _jt_ConnectResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
             if i is None:
                 i = _K_ConnectResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -1886,11 +2009,18 @@ def _jt_RefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
             if i is None:
                 i = _K_RefreshRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 3:
                     if i == 0:
                         field = "client"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_client = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_client = v if v.isascii() else _jr_text(v)
@@ -1898,6 +2028,12 @@ def _jt_RefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                             raise _jr_wrong(v, "a string")
                     elif i == 1:
                         field = "transport"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_transport = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_transport = v if v.isascii() else _jr_text(v)
@@ -1905,6 +2041,12 @@ def _jt_RefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                             raise _jr_wrong(v, "a string")
                     else:
                         field = "protocol"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_protocol = v if v.isascii() else _jr_text(v)
@@ -1914,6 +2056,12 @@ def _jt_RefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                     if i < 5:
                         if i == 3:
                             field = "encoding"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_encoding = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_encoding = v if v.isascii() else _jr_text(v)
@@ -1921,6 +2069,12 @@ def _jt_RefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "user"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_user = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_user = v if v.isascii() else _jr_text(v)
@@ -2086,6 +2240,7 @@ def _jt_RefreshResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
             if i is None:
                 i = _K_RefreshResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 3:
@@ -2111,6 +2266,12 @@ def _jt_RefreshResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                 else:
                     if i == 3:
                         field = "b64info"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_b64info = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_b64info = v if v.isascii() else _jr_text(v)
@@ -2251,6 +2412,7 @@ def _jt_RefreshResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
             if i is None:
                 i = _K_RefreshResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -2414,12 +2576,19 @@ def _jt_SubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
             if i is None:
                 i = _K_SubscribeRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 5:
                     if i < 2:
                         if i == 0:
                             field = "client"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_client = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_client = v if v.isascii() else _jr_text(v)
@@ -2427,6 +2596,12 @@ def _jt_SubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "transport"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_transport = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_transport = v if v.isascii() else _jr_text(v)
@@ -2435,6 +2610,12 @@ def _jt_SubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                     else:
                         if i == 2:
                             field = "protocol"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_protocol = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_protocol = v if v.isascii() else _jr_text(v)
@@ -2442,6 +2623,12 @@ def _jt_SubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                                 raise _jr_wrong(v, "a string")
                         elif i == 3:
                             field = "encoding"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_encoding = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_encoding = v if v.isascii() else _jr_text(v)
@@ -2449,6 +2636,12 @@ def _jt_SubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "user"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_user = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_user = v if v.isascii() else _jr_text(v)
@@ -2458,6 +2651,12 @@ def _jt_SubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                     if i < 8:
                         if i == 5:
                             field = "channel"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_channel = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_channel = v if v.isascii() else _jr_text(v)
@@ -2465,6 +2664,12 @@ def _jt_SubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                                 raise _jr_wrong(v, "a string")
                         elif i == 6:
                             field = "token"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_token = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_token = v if v.isascii() else _jr_text(v)
@@ -2483,6 +2688,12 @@ def _jt_SubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                             f_data = s[start:pos].encode()
                         elif i == 9:
                             field = "b64data"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_b64data = v if v.isascii() else _jr_text(v)
@@ -2642,6 +2853,7 @@ def _jt_BoolValue(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]
             if i is None:
                 i = _K_BoolValue.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "value"
@@ -2714,6 +2926,7 @@ def _jt_Int32Value(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
             if i is None:
                 i = _K_Int32Value.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "value"
@@ -2814,6 +3027,7 @@ def _jt_SubscribeOptionOverride(cls: type[_M], s: str, pos: int, depth: int) -> 
             if i is None:
                 i = _K_SubscribeOptionOverride.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 2:
@@ -3015,6 +3229,7 @@ def _jt_SubscribeResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
             if i is None:
                 i = _K_SubscribeResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 4:
@@ -3039,6 +3254,12 @@ def _jt_SubscribeResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                     else:
                         if i == 2:
                             field = "b64info"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_b64info = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_b64info = v if v.isascii() else _jr_text(v)
@@ -3053,6 +3274,12 @@ def _jt_SubscribeResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                     if i < 6:
                         if i == 4:
                             field = "b64data"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_b64data = v if v.isascii() else _jr_text(v)
@@ -3233,6 +3460,7 @@ def _jt_SubscribeResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
             if i is None:
                 i = _K_SubscribeResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -3391,12 +3619,19 @@ def _jt_PublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
             if i is None:
                 i = _K_PublishRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 5:
                     if i < 2:
                         if i == 0:
                             field = "client"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_client = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_client = v if v.isascii() else _jr_text(v)
@@ -3404,6 +3639,12 @@ def _jt_PublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "transport"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_transport = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_transport = v if v.isascii() else _jr_text(v)
@@ -3412,6 +3653,12 @@ def _jt_PublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                     else:
                         if i == 2:
                             field = "protocol"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_protocol = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_protocol = v if v.isascii() else _jr_text(v)
@@ -3419,6 +3666,12 @@ def _jt_PublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                                 raise _jr_wrong(v, "a string")
                         elif i == 3:
                             field = "encoding"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_encoding = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_encoding = v if v.isascii() else _jr_text(v)
@@ -3426,6 +3679,12 @@ def _jt_PublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "user"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_user = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_user = v if v.isascii() else _jr_text(v)
@@ -3435,6 +3694,12 @@ def _jt_PublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                     if i < 7:
                         if i == 5:
                             field = "channel"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_channel = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_channel = v if v.isascii() else _jr_text(v)
@@ -3448,6 +3713,12 @@ def _jt_PublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                     else:
                         if i == 7:
                             field = "b64data"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_b64data = v if v.isascii() else _jr_text(v)
@@ -3641,6 +3912,7 @@ def _jt_PublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
             if i is None:
                 i = _K_PublishResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 4:
@@ -3652,6 +3924,12 @@ def _jt_PublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                             f_data = s[start:pos].encode()
                         else:
                             field = "b64data"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_b64data = v if v.isascii() else _jr_text(v)
@@ -3678,6 +3956,12 @@ def _jt_PublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                     if i < 6:
                         if i == 4:
                             field = "idempotency_key"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_idempotency_key = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_idempotency_key = v if v.isascii() else _jr_text(v)
@@ -3700,6 +3984,12 @@ def _jt_PublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                                 raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
                         else:
                             field = "version_epoch"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_version_epoch = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_version_epoch = v if v.isascii() else _jr_text(v)
@@ -3845,6 +4135,7 @@ def _jt_PublishResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
             if i is None:
                 i = _K_PublishResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -4009,12 +4300,19 @@ def _jt_MapPublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
             if i is None:
                 i = _K_MapPublishRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 5:
                     if i < 2:
                         if i == 0:
                             field = "client"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_client = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_client = v if v.isascii() else _jr_text(v)
@@ -4022,6 +4320,12 @@ def _jt_MapPublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "transport"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_transport = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_transport = v if v.isascii() else _jr_text(v)
@@ -4030,6 +4334,12 @@ def _jt_MapPublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                     else:
                         if i == 2:
                             field = "protocol"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_protocol = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_protocol = v if v.isascii() else _jr_text(v)
@@ -4037,6 +4347,12 @@ def _jt_MapPublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                                 raise _jr_wrong(v, "a string")
                         elif i == 3:
                             field = "encoding"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_encoding = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_encoding = v if v.isascii() else _jr_text(v)
@@ -4044,6 +4360,12 @@ def _jt_MapPublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "user"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_user = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_user = v if v.isascii() else _jr_text(v)
@@ -4053,6 +4375,12 @@ def _jt_MapPublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                     if i < 8:
                         if i == 5:
                             field = "channel"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_channel = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_channel = v if v.isascii() else _jr_text(v)
@@ -4060,6 +4388,12 @@ def _jt_MapPublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                                 raise _jr_wrong(v, "a string")
                         elif i == 6:
                             field = "key"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_key = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_key = v if v.isascii() else _jr_text(v)
@@ -4073,6 +4407,12 @@ def _jt_MapPublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                     else:
                         if i == 8:
                             field = "b64data"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_b64data = v if v.isascii() else _jr_text(v)
@@ -4296,12 +4636,19 @@ def _jt_MapPublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
             if i is None:
                 i = _K_MapPublishResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 6:
                     if i < 3:
                         if i == 0:
                             field = "key"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_key = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_key = v if v.isascii() else _jr_text(v)
@@ -4314,6 +4661,12 @@ def _jt_MapPublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                             f_data = s[start:pos].encode()
                         else:
                             field = "b64data"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_b64data = v if v.isascii() else _jr_text(v)
@@ -4343,6 +4696,12 @@ def _jt_MapPublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                                 )
                         else:
                             field = "key_mode"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_key_mode = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_key_mode = v if v.isascii() else _jr_text(v)
@@ -4357,6 +4716,12 @@ def _jt_MapPublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                             f_stream_data = s[start:pos].encode()
                         elif i == 7:
                             field = "b64stream_data"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_b64stream_data = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_b64stream_data = v if v.isascii() else _jr_text(v)
@@ -4364,6 +4729,12 @@ def _jt_MapPublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "idempotency_key"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_idempotency_key = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_idempotency_key = v if v.isascii() else _jr_text(v)
@@ -4386,6 +4757,12 @@ def _jt_MapPublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                                 raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
                         else:
                             field = "version_epoch"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_version_epoch = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_version_epoch = v if v.isascii() else _jr_text(v)
@@ -4560,6 +4937,7 @@ def _jt_MapPublishResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
             if i is None:
                 i = _K_MapPublishResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -4714,12 +5092,19 @@ def _jt_MapRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
             if i is None:
                 i = _K_MapRemoveRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 4:
                     if i < 2:
                         if i == 0:
                             field = "client"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_client = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_client = v if v.isascii() else _jr_text(v)
@@ -4727,6 +5112,12 @@ def _jt_MapRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "transport"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_transport = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_transport = v if v.isascii() else _jr_text(v)
@@ -4735,6 +5126,12 @@ def _jt_MapRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                     else:
                         if i == 2:
                             field = "protocol"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_protocol = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_protocol = v if v.isascii() else _jr_text(v)
@@ -4742,6 +5139,12 @@ def _jt_MapRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "encoding"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_encoding = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_encoding = v if v.isascii() else _jr_text(v)
@@ -4751,6 +5154,12 @@ def _jt_MapRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                     if i < 6:
                         if i == 4:
                             field = "user"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_user = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_user = v if v.isascii() else _jr_text(v)
@@ -4758,6 +5167,12 @@ def _jt_MapRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "channel"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_channel = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_channel = v if v.isascii() else _jr_text(v)
@@ -4766,6 +5181,12 @@ def _jt_MapRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                     else:
                         if i == 6:
                             field = "key"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_key = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_key = v if v.isascii() else _jr_text(v)
@@ -4927,10 +5348,17 @@ def _jt_MapRemoveResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
             if i is None:
                 i = _K_MapRemoveResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
                     field = "key"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_key = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_key = v if v.isascii() else _jr_text(v)
@@ -4947,6 +5375,12 @@ def _jt_MapRemoveResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                         raise _jr_wrong(v, "an object")
                 else:
                     field = "idempotency_key"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_idempotency_key = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_idempotency_key = v if v.isascii() else _jr_text(v)
@@ -5049,6 +5483,7 @@ def _jt_MapRemoveResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
             if i is None:
                 i = _K_MapRemoveResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -5207,12 +5642,19 @@ def _jt_RpcRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
             if i is None:
                 i = _K_RpcRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 5:
                     if i < 2:
                         if i == 0:
                             field = "client"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_client = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_client = v if v.isascii() else _jr_text(v)
@@ -5220,6 +5662,12 @@ def _jt_RpcRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "transport"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_transport = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_transport = v if v.isascii() else _jr_text(v)
@@ -5228,6 +5676,12 @@ def _jt_RpcRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                     else:
                         if i == 2:
                             field = "protocol"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_protocol = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_protocol = v if v.isascii() else _jr_text(v)
@@ -5235,6 +5689,12 @@ def _jt_RpcRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                                 raise _jr_wrong(v, "a string")
                         elif i == 3:
                             field = "encoding"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_encoding = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_encoding = v if v.isascii() else _jr_text(v)
@@ -5242,6 +5702,12 @@ def _jt_RpcRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "user"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_user = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_user = v if v.isascii() else _jr_text(v)
@@ -5251,6 +5717,12 @@ def _jt_RpcRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                     if i < 7:
                         if i == 5:
                             field = "method"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_method = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_method = v if v.isascii() else _jr_text(v)
@@ -5264,6 +5736,12 @@ def _jt_RpcRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                     else:
                         if i == 7:
                             field = "b64data"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_b64data = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_b64data = v if v.isascii() else _jr_text(v)
@@ -5425,6 +5903,7 @@ def _jt_RpcResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]
             if i is None:
                 i = _K_RpcResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -5434,6 +5913,12 @@ def _jt_RpcResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]
                     f_data = s[start:pos].encode()
                 else:
                     field = "b64data"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_b64data = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_b64data = v if v.isascii() else _jr_text(v)
@@ -5523,6 +6008,7 @@ def _jt_RpcResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
             if i is None:
                 i = _K_RpcResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -5671,12 +6157,19 @@ def _jt_SubRefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
             if i is None:
                 i = _K_SubRefreshRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 4:
                     if i < 2:
                         if i == 0:
                             field = "client"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_client = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_client = v if v.isascii() else _jr_text(v)
@@ -5684,6 +6177,12 @@ def _jt_SubRefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "transport"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_transport = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_transport = v if v.isascii() else _jr_text(v)
@@ -5692,6 +6191,12 @@ def _jt_SubRefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                     else:
                         if i == 2:
                             field = "protocol"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_protocol = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_protocol = v if v.isascii() else _jr_text(v)
@@ -5699,6 +6204,12 @@ def _jt_SubRefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "encoding"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_encoding = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_encoding = v if v.isascii() else _jr_text(v)
@@ -5708,6 +6219,12 @@ def _jt_SubRefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                     if i < 6:
                         if i == 4:
                             field = "user"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_user = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_user = v if v.isascii() else _jr_text(v)
@@ -5715,6 +6232,12 @@ def _jt_SubRefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                                 raise _jr_wrong(v, "a string")
                         else:
                             field = "channel"
+                            m = _jr_STRING_AFTER(s, pos)
+                            if m is not None:
+                                v = m[1]
+                                f_channel = v if v.isascii() else _jr_text(v)
+                                k, pos = m[2], m.end()
+                                continue
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is str:
                                 f_channel = v if v.isascii() else _jr_text(v)
@@ -5878,6 +6401,7 @@ def _jt_SubRefreshResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
             if i is None:
                 i = _K_SubRefreshResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 2:
@@ -5903,6 +6427,12 @@ def _jt_SubRefreshResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                         f_info = s[start:pos].encode()
                     else:
                         field = "b64info"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_b64info = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_b64info = v if v.isascii() else _jr_text(v)
@@ -6010,6 +6540,7 @@ def _jt_SubRefreshResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
             if i is None:
                 i = _K_SubRefreshResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -6129,6 +6660,7 @@ def _jt_Publication(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
             if i is None:
                 i = _K_Publication.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -6224,6 +6756,7 @@ def _jt_StreamSubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> t
             if i is None:
                 i = _K_StreamSubscribeRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -6330,6 +6863,7 @@ def _jt_StreamSubscribeResponse(cls: type[_M], s: str, pos: int, depth: int) -> 
             if i is None:
                 i = _K_StreamSubscribeResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -6427,9 +6961,16 @@ def _jt_NotifyCacheEmptyRequest(cls: type[_M], s: str, pos: int, depth: int) -> 
             if i is None:
                 i = _K_NotifyCacheEmptyRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "channel"
+                m = _jr_STRING_AFTER(s, pos)
+                if m is not None:
+                    v = m[1]
+                    f_channel = v if v.isascii() else _jr_text(v)
+                    k, pos = m[2], m.end()
+                    continue
                 v, pos = _jr_scan(s, pos)
                 if v.__class__ is str:
                     f_channel = v if v.isascii() else _jr_text(v)
@@ -6499,6 +7040,7 @@ def _jt_NotifyCacheEmptyResponse(cls: type[_M], s: str, pos: int, depth: int) ->
             if i is None:
                 i = _K_NotifyCacheEmptyResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "result"
@@ -6575,6 +7117,7 @@ def _jt_NotifyCacheEmptyResult(cls: type[_M], s: str, pos: int, depth: int) -> t
             if i is None:
                 i = _K_NotifyCacheEmptyResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "populated"
@@ -6645,6 +7188,7 @@ def _jt_NotifyChannelStateRequest(cls: type[_M], s: str, pos: int, depth: int) -
             if i is None:
                 i = _K_NotifyChannelStateRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 field = "events"
@@ -6733,6 +7277,7 @@ def _jt_ChannelEvent(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
             if i is None:
                 i = _K_ChannelEvent.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -6744,6 +7289,12 @@ def _jt_ChannelEvent(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
                         raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
                 elif i == 1:
                     field = "channel"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_channel = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_channel = v if v.isascii() else _jr_text(v)
@@ -6751,6 +7302,12 @@ def _jt_ChannelEvent(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
                         raise _jr_wrong(v, "a string")
                 else:
                     field = "type"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_type = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_type = v if v.isascii() else _jr_text(v)
@@ -6844,6 +7401,7 @@ def _jt_NotifyChannelStateResponse(cls: type[_M], s: str, pos: int, depth: int) 
             if i is None:
                 i = _K_NotifyChannelStateResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -6985,10 +7543,17 @@ def _jt_SharedPollRefreshRequest(cls: type[_M], s: str, pos: int, depth: int) ->
             if i is None:
                 i = _K_SharedPollRefreshRequest.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
                     field = "channel"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_channel = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_channel = v if v.isascii() else _jr_text(v)
@@ -7087,10 +7652,17 @@ def _jt_SharedPollRefreshItem(cls: type[_M], s: str, pos: int, depth: int) -> tu
             if i is None:
                 i = _K_SharedPollRefreshItem.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
                     field = "key"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_key = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_key = v if v.isascii() else _jr_text(v)
@@ -7184,6 +7756,7 @@ def _jt_SharedPollRefreshResult(cls: type[_M], s: str, pos: int, depth: int) -> 
             if i is None:
                 i = _K_SharedPollRefreshResult.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
@@ -7203,6 +7776,12 @@ def _jt_SharedPollRefreshResult(cls: type[_M], s: str, pos: int, depth: int) -> 
                         f_items = []
                 else:
                     field = "epoch"
+                    m = _jr_STRING_AFTER(s, pos)
+                    if m is not None:
+                        v = m[1]
+                        f_epoch = v if v.isascii() else _jr_text(v)
+                        k, pos = m[2], m.end()
+                        continue
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is str:
                         f_epoch = v if v.isascii() else _jr_text(v)
@@ -7305,11 +7884,18 @@ def _jt_SharedPollRefreshResultItem(cls: type[_M], s: str, pos: int, depth: int)
             if i is None:
                 i = _K_SharedPollRefreshResultItem.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i < 2:
                     if i == 0:
                         field = "key"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_key = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is str:
                             f_key = v if v.isascii() else _jr_text(v)
@@ -7440,6 +8026,7 @@ def _jt_SharedPollRefreshResponse(cls: type[_M], s: str, pos: int, depth: int) -
             if i is None:
                 i = _K_SharedPollRefreshResponse.get(_jr_fold(k), -1)
             if i < 0:
+                field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
                 if i == 0:
