@@ -558,7 +558,8 @@ class BaseApiClient(ApiMethods):
 class ApiClient(BaseApiClient):
     """Centrifugo's server API over gRPC (``grpc_api`` in Centrifugo's config).
 
-    ``ssl``: ``True`` for TLS with the default CA store, or an ``ssl.SSLContext``.
+    ``ssl``: ``True`` for TLS with the default CA store, or an ``ssl.SSLContext`` (its ALPN
+    protocols are set to ``h2``, which gRPC servers require).
     ``timeout``: default seconds per call (``None``: no limit). The connection is opened on the
     first call, inside the running event loop; close it with ``aclose()`` or ``async with``.
     """
@@ -575,6 +576,8 @@ class ApiClient(BaseApiClient):
         self.host = host
         self.port = port
         self.timeout = timeout
+        if isinstance(ssl, _ssl.SSLContext):
+            ssl.set_alpn_protocols(["h2"])
         self._ssl = ssl
         self._metadata = {"authorization": f"apikey {api_key}"} if api_key is not None else {}
         self._channel: Channel | None = None

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import ssl
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from centrifugo_types import CENTRIFUGO_VERSION, EncodeError, api
@@ -357,6 +362,56 @@ async def test_a_silent_server_raises_timeout(kind: str) -> None:
     finally:
         silent.close()
         await silent.wait_closed()
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (made with the openssl CLI)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+async def test_grpc_over_tls(
+    start_centrifugo: StartCentrifugo, tls_files: tuple[Path, Path]
+) -> None:
+    cert, key = tls_files
+    server = start_centrifugo(
+        {"grpc_api": {"tls": {"enabled": True, "cert_pem": str(cert), "key_pem": str(key)}}}
+    )
+    trusted = ssl.create_default_context(cafile=str(cert))
+    async with ApiClient(
+        "127.0.0.1", server.grpc_api_port, api_key=server.api_key, ssl=trusted, timeout=WAIT
+    ) as client:
+        assert (await client.publish("over-tls", {"secure": True})).offset == 1
+    async with ApiClient(
+        "127.0.0.1", server.grpc_api_port, api_key=server.api_key, ssl=True, timeout=WAIT
+    ) as client:
+        with pytest.raises(TransportError):  # the default CA store does not trust it
+            await client.info()
+
+
+async def test_http_client_can_use_an_httpx_client_of_ones_own(server: Centrifugo) -> None:
+    async with httpx.AsyncClient(headers={"User-Agent": "mine"}) as own:
+        async with HttpApiClient(f"{server.http_url}/api", api_key=server.api_key, client=own) as c:
+            assert (await c.info()).nodes
+        assert not own.is_closed  # not ours to close
+        async with HttpApiClient(
+            f"{server.http_url}/api/", api_key=server.api_key, client=own
+        ) as c:
+            assert (await c.presence_stats("x")).num_clients == 0
 
 
 @pytest.fixture(scope="session")
