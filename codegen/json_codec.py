@@ -118,6 +118,8 @@ RUNTIME_NAMES = (
     "out_of_range",
     "raw",
     "raw_dumps",
+    "str_map",
+    "strs",
     "scan",
     "text",
     "values",
@@ -371,14 +373,20 @@ class JsonEmitter:
         var = f"f_{field.py_name}"
         if field.map_key is not None:
             w(indent, "if v.__class__ is dict:")
-            w(indent + 1, f"{var} = _jr_mapping(v, {self._scalar_check(t)})")
+            if t.kind == "string":
+                w(indent + 1, f"{var} = _jr_str_map(v)")
+            else:
+                w(indent + 1, f"{var} = _jr_mapping(v, {self._scalar_check(t)})")
             w(indent, "elif v is None:")
             w(indent + 1, f"{var} = {{}}")
             w(indent, "else:")
             w(indent + 1, 'raise _jr_wrong(v, "an object")')
         elif field.repeated:
             w(indent, "if v.__class__ is list:")
-            w(indent + 1, f"{var} = _jr_values(v, {self._scalar_check(t)})")
+            if t.kind == "string":
+                w(indent + 1, f"{var} = _jr_strs(v)")
+            else:
+                w(indent + 1, f"{var} = _jr_values(v, {self._scalar_check(t)})")
             w(indent, "elif v is None:")
             w(indent + 1, f"{var} = []")
             w(indent, "else:")

@@ -208,6 +208,8 @@ _jr_obj = _json_runtime.obj
 _jr_out_of_range = _json_runtime.out_of_range
 _jr_raw = _json_runtime.raw
 _jr_raw_dumps = _json_runtime.raw_dumps
+_jr_str_map = _json_runtime.str_map
+_jr_strs = _json_runtime.strs
 _jr_scan = _json_runtime.scan
 _jr_text = _json_runtime.text
 _jr_values = _json_runtime.values
@@ -3993,7 +3995,7 @@ def _jt_PublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                             field = "tags"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is dict:
-                                f_tags = _jr_mapping(v, _jr_check_str)
+                                f_tags = _jr_str_map(v)
                             elif v is None:
                                 f_tags = {}
                             else:
@@ -4102,7 +4104,7 @@ def _jd_PublishRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                 if i < 6:
                     if i == 4:
                         if v.__class__ is dict:
-                            f_tags = _jr_mapping(v, _jr_check_str)
+                            f_tags = _jr_str_map(v)
                         elif v is None:
                             f_tags = {}
                         else:
@@ -4428,7 +4430,7 @@ def _jt_BroadcastRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                             field = "channels"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is list:
-                                f_channels = _jr_values(v, _jr_check_str)
+                                f_channels = _jr_strs(v)
                             elif v is None:
                                 f_channels = []
                             else:
@@ -4465,7 +4467,7 @@ def _jt_BroadcastRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                             field = "tags"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is dict:
-                                f_tags = _jr_mapping(v, _jr_check_str)
+                                f_tags = _jr_str_map(v)
                             elif v is None:
                                 f_tags = {}
                             else:
@@ -4554,7 +4556,7 @@ def _jd_BroadcastRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                 if i < 2:
                     if i == 0:
                         if v.__class__ is list:
-                            f_channels = _jr_values(v, _jr_check_str)
+                            f_channels = _jr_strs(v)
                         elif v is None:
                             f_channels = []
                         else:
@@ -4576,7 +4578,7 @@ def _jd_BroadcastRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                 if i < 6:
                     if i == 4:
                         if v.__class__ is dict:
-                            f_tags = _jr_mapping(v, _jr_check_str)
+                            f_tags = _jr_str_map(v)
                         elif v is None:
                             f_tags = {}
                         else:
@@ -4917,7 +4919,7 @@ def _jt_FilterNode(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                         field = "vals"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
-                            f_vals = _jr_values(v, _jr_check_str)
+                            f_vals = _jr_strs(v)
                         elif v is None:
                             f_vals = []
                         else:
@@ -4990,7 +4992,7 @@ def _jd_FilterNode(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                         raise _jr_wrong(v, "a string")
                 elif i == 4:
                     if v.__class__ is list:
-                        f_vals = _jr_values(v, _jr_check_str)
+                        f_vals = _jr_strs(v)
                     elif v is None:
                         f_vals = []
                     else:
@@ -6434,7 +6436,7 @@ def _jt_DisconnectRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                             field = "whitelist"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is list:
-                                f_whitelist = _jr_values(v, _jr_check_str)
+                                f_whitelist = _jr_strs(v)
                             elif v is None:
                                 f_whitelist = []
                             else:
@@ -6526,7 +6528,7 @@ def _jd_DisconnectRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                 if i < 5:
                     if i == 3:
                         if v.__class__ is list:
-                            f_whitelist = _jr_values(v, _jr_check_str)
+                            f_whitelist = _jr_strs(v)
                         elif v is None:
                             f_whitelist = []
                         else:
@@ -7809,7 +7811,7 @@ def _jt_Publication(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
                         field = "tags"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is dict:
-                            f_tags = _jr_mapping(v, _jr_check_str)
+                            f_tags = _jr_str_map(v)
                         elif v is None:
                             f_tags = {}
                         else:
@@ -7861,7 +7863,7 @@ def _jd_Publication(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                         raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
                 else:
                     if v.__class__ is dict:
-                        f_tags = _jr_mapping(v, _jr_check_str)
+                        f_tags = _jr_str_map(v)
                     elif v is None:
                         f_tags = {}
                     else:
@@ -10412,7 +10414,7 @@ def _jt_ConnectionInfo(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                             field = "labels"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is dict:
-                                f_labels = _jr_mapping(v, _jr_check_str)
+                                f_labels = _jr_str_map(v)
                             elif v is None:
                                 f_labels = {}
                             else:
@@ -10506,7 +10508,7 @@ def _jd_ConnectionInfo(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                             raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
                     else:
                         if v.__class__ is dict:
-                            f_labels = _jr_mapping(v, _jr_check_str)
+                            f_labels = _jr_str_map(v)
                         elif v is None:
                             f_labels = {}
                         else:
@@ -11008,7 +11010,7 @@ def _jt_UpdateUserStatusRequest(cls: type[_M], s: str, pos: int, depth: int) -> 
                     field = "users"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is list:
-                        f_users = _jr_values(v, _jr_check_str)
+                        f_users = _jr_strs(v)
                     elif v is None:
                         f_users = []
                     else:
@@ -11053,7 +11055,7 @@ def _jd_UpdateUserStatusRequest(cls: type[_M], d: dict[str, Any], depth: int) ->
         if i >= 0:
             if i == 0:
                 if v.__class__ is list:
-                    f_users = _jr_values(v, _jr_check_str)
+                    f_users = _jr_strs(v)
                 elif v is None:
                     f_users = []
                 else:
@@ -11248,7 +11250,7 @@ def _jt_GetUserStatusRequest(cls: type[_M], s: str, pos: int, depth: int) -> tup
                 field = "users"
                 v, pos = _jr_scan(s, pos)
                 if v.__class__ is list:
-                    f_users = _jr_values(v, _jr_check_str)
+                    f_users = _jr_strs(v)
                 elif v is None:
                     f_users = []
                 else:
@@ -11277,7 +11279,7 @@ def _jd_GetUserStatusRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M
             i = _K_GetUserStatusRequest.get(_jr_fold(k), -1)
         if i >= 0:
             if v.__class__ is list:
-                f_users = _jr_values(v, _jr_check_str)
+                f_users = _jr_strs(v)
             elif v is None:
                 f_users = []
             else:
@@ -11657,7 +11659,7 @@ def _jt_DeleteUserStatusRequest(cls: type[_M], s: str, pos: int, depth: int) -> 
                 field = "users"
                 v, pos = _jr_scan(s, pos)
                 if v.__class__ is list:
-                    f_users = _jr_values(v, _jr_check_str)
+                    f_users = _jr_strs(v)
                 elif v is None:
                     f_users = []
                 else:
@@ -11686,7 +11688,7 @@ def _jd_DeleteUserStatusRequest(cls: type[_M], d: dict[str, Any], depth: int) ->
             i = _K_DeleteUserStatusRequest.get(_jr_fold(k), -1)
         if i >= 0:
             if v.__class__ is list:
-                f_users = _jr_values(v, _jr_check_str)
+                f_users = _jr_strs(v)
             elif v is None:
                 f_users = []
             else:
@@ -12994,7 +12996,7 @@ def _jt_DeviceRegisterRequest(cls: type[_M], s: str, pos: int, depth: int) -> tu
                             field = "meta"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is dict:
-                                f_meta = _jr_mapping(v, _jr_check_str)
+                                f_meta = _jr_str_map(v)
                             elif v is None:
                                 f_meta = {}
                             else:
@@ -13004,7 +13006,7 @@ def _jt_DeviceRegisterRequest(cls: type[_M], s: str, pos: int, depth: int) -> tu
                             field = "topics"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is list:
-                                f_topics = _jr_values(v, _jr_check_str)
+                                f_topics = _jr_strs(v)
                             elif v is None:
                                 f_topics = []
                             else:
@@ -13106,7 +13108,7 @@ def _jd_DeviceRegisterRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _
                             raise _jr_wrong(v, "a string")
                     else:
                         if v.__class__ is dict:
-                            f_meta = _jr_mapping(v, _jr_check_str)
+                            f_meta = _jr_str_map(v)
                         elif v is None:
                             f_meta = {}
                         else:
@@ -13114,7 +13116,7 @@ def _jd_DeviceRegisterRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _
                 else:
                     if i == 6:
                         if v.__class__ is list:
-                            f_topics = _jr_values(v, _jr_check_str)
+                            f_topics = _jr_strs(v)
                         elif v is None:
                             f_topics = []
                         else:
@@ -13220,7 +13222,7 @@ def _jt_DeviceUpdateRequest(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                         field = "ids"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
-                            f_ids = _jr_values(v, _jr_check_str)
+                            f_ids = _jr_strs(v)
                         elif v is None:
                             f_ids = []
                         else:
@@ -13229,7 +13231,7 @@ def _jt_DeviceUpdateRequest(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                         field = "users"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
-                            f_users = _jr_values(v, _jr_check_str)
+                            f_users = _jr_strs(v)
                         elif v is None:
                             f_users = []
                         else:
@@ -13330,14 +13332,14 @@ def _jd_DeviceUpdateRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
             if i < 3:
                 if i == 0:
                     if v.__class__ is list:
-                        f_ids = _jr_values(v, _jr_check_str)
+                        f_ids = _jr_strs(v)
                     elif v is None:
                         f_ids = []
                     else:
                         raise _jr_wrong(v, "an array")
                 elif i == 1:
                     if v.__class__ is list:
-                        f_users = _jr_values(v, _jr_check_str)
+                        f_users = _jr_strs(v)
                     elif v is None:
                         f_users = []
                     else:
@@ -13439,7 +13441,7 @@ def _jt_DeviceRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                     field = "ids"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is list:
-                        f_ids = _jr_values(v, _jr_check_str)
+                        f_ids = _jr_strs(v)
                     elif v is None:
                         f_ids = []
                     else:
@@ -13448,7 +13450,7 @@ def _jt_DeviceRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                     field = "users"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is list:
-                        f_users = _jr_values(v, _jr_check_str)
+                        f_users = _jr_strs(v)
                     elif v is None:
                         f_users = []
                     else:
@@ -13480,14 +13482,14 @@ def _jd_DeviceRemoveRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i >= 0:
             if i == 0:
                 if v.__class__ is list:
-                    f_ids = _jr_values(v, _jr_check_str)
+                    f_ids = _jr_strs(v)
                 elif v is None:
                     f_ids = []
                 else:
                     raise _jr_wrong(v, "an array")
             else:
                 if v.__class__ is list:
-                    f_users = _jr_values(v, _jr_check_str)
+                    f_users = _jr_strs(v)
                 elif v is None:
                     f_users = []
                 else:
@@ -13765,7 +13767,7 @@ def _jt_DeviceMetaUpdate(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                 field = "meta"
                 v, pos = _jr_scan(s, pos)
                 if v.__class__ is dict:
-                    f_meta = _jr_mapping(v, _jr_check_str)
+                    f_meta = _jr_str_map(v)
                 elif v is None:
                     f_meta = {}
                 else:
@@ -13794,7 +13796,7 @@ def _jd_DeviceMetaUpdate(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
             i = _K_DeviceMetaUpdate.get(_jr_fold(k), -1)
         if i >= 0:
             if v.__class__ is dict:
-                f_meta = _jr_mapping(v, _jr_check_str)
+                f_meta = _jr_str_map(v)
             elif v is None:
                 f_meta = {}
             else:
@@ -13859,7 +13861,7 @@ def _jt_DeviceTopicsUpdate(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                     field = "topics"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is list:
-                        f_topics = _jr_values(v, _jr_check_str)
+                        f_topics = _jr_strs(v)
                     elif v is None:
                         f_topics = []
                     else:
@@ -13896,7 +13898,7 @@ def _jd_DeviceTopicsUpdate(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                     raise _jr_wrong(v, "a string")
             else:
                 if v.__class__ is list:
-                    f_topics = _jr_values(v, _jr_check_str)
+                    f_topics = _jr_strs(v)
                 elif v is None:
                     f_topics = []
                 else:
@@ -13965,7 +13967,7 @@ def _jt_DeviceFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
                         field = "ids"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
-                            f_ids = _jr_values(v, _jr_check_str)
+                            f_ids = _jr_strs(v)
                         elif v is None:
                             f_ids = []
                         else:
@@ -13974,7 +13976,7 @@ def _jt_DeviceFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
                         field = "users"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
-                            f_users = _jr_values(v, _jr_check_str)
+                            f_users = _jr_strs(v)
                         elif v is None:
                             f_users = []
                         else:
@@ -13984,7 +13986,7 @@ def _jt_DeviceFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
                         field = "topics"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
-                            f_topics = _jr_values(v, _jr_check_str)
+                            f_topics = _jr_strs(v)
                         elif v is None:
                             f_topics = []
                         else:
@@ -13993,7 +13995,7 @@ def _jt_DeviceFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
                         field = "providers"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
-                            f_providers = _jr_values(v, _jr_check_str)
+                            f_providers = _jr_strs(v)
                         elif v is None:
                             f_providers = []
                         else:
@@ -14002,7 +14004,7 @@ def _jt_DeviceFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
                         field = "platforms"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
-                            f_platforms = _jr_values(v, _jr_check_str)
+                            f_platforms = _jr_strs(v)
                         elif v is None:
                             f_platforms = []
                         else:
@@ -14041,14 +14043,14 @@ def _jd_DeviceFilter(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
             if i < 2:
                 if i == 0:
                     if v.__class__ is list:
-                        f_ids = _jr_values(v, _jr_check_str)
+                        f_ids = _jr_strs(v)
                     elif v is None:
                         f_ids = []
                     else:
                         raise _jr_wrong(v, "an array")
                 else:
                     if v.__class__ is list:
-                        f_users = _jr_values(v, _jr_check_str)
+                        f_users = _jr_strs(v)
                     elif v is None:
                         f_users = []
                     else:
@@ -14056,21 +14058,21 @@ def _jd_DeviceFilter(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
             else:
                 if i == 2:
                     if v.__class__ is list:
-                        f_topics = _jr_values(v, _jr_check_str)
+                        f_topics = _jr_strs(v)
                     elif v is None:
                         f_topics = []
                     else:
                         raise _jr_wrong(v, "an array")
                 elif i == 3:
                     if v.__class__ is list:
-                        f_providers = _jr_values(v, _jr_check_str)
+                        f_providers = _jr_strs(v)
                     elif v is None:
                         f_providers = []
                     else:
                         raise _jr_wrong(v, "an array")
                 else:
                     if v.__class__ is list:
-                        f_platforms = _jr_values(v, _jr_check_str)
+                        f_platforms = _jr_strs(v)
                     elif v is None:
                         f_platforms = []
                     else:
@@ -14362,7 +14364,7 @@ def _jt_DeviceTopicFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                         field = "device_ids"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
-                            f_device_ids = _jr_values(v, _jr_check_str)
+                            f_device_ids = _jr_strs(v)
                         elif v is None:
                             f_device_ids = []
                         else:
@@ -14371,7 +14373,7 @@ def _jt_DeviceTopicFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                         field = "device_providers"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
-                            f_device_providers = _jr_values(v, _jr_check_str)
+                            f_device_providers = _jr_strs(v)
                         elif v is None:
                             f_device_providers = []
                         else:
@@ -14380,7 +14382,7 @@ def _jt_DeviceTopicFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                         field = "device_platforms"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
-                            f_device_platforms = _jr_values(v, _jr_check_str)
+                            f_device_platforms = _jr_strs(v)
                         elif v is None:
                             f_device_platforms = []
                         else:
@@ -14390,7 +14392,7 @@ def _jt_DeviceTopicFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                         field = "device_users"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
-                            f_device_users = _jr_values(v, _jr_check_str)
+                            f_device_users = _jr_strs(v)
                         elif v is None:
                             f_device_users = []
                         else:
@@ -14399,7 +14401,7 @@ def _jt_DeviceTopicFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                         field = "topics"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
-                            f_topics = _jr_values(v, _jr_check_str)
+                            f_topics = _jr_strs(v)
                         elif v is None:
                             f_topics = []
                         else:
@@ -14453,21 +14455,21 @@ def _jd_DeviceTopicFilter(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
             if i < 3:
                 if i == 0:
                     if v.__class__ is list:
-                        f_device_ids = _jr_values(v, _jr_check_str)
+                        f_device_ids = _jr_strs(v)
                     elif v is None:
                         f_device_ids = []
                     else:
                         raise _jr_wrong(v, "an array")
                 elif i == 1:
                     if v.__class__ is list:
-                        f_device_providers = _jr_values(v, _jr_check_str)
+                        f_device_providers = _jr_strs(v)
                     elif v is None:
                         f_device_providers = []
                     else:
                         raise _jr_wrong(v, "an array")
                 else:
                     if v.__class__ is list:
-                        f_device_platforms = _jr_values(v, _jr_check_str)
+                        f_device_platforms = _jr_strs(v)
                     elif v is None:
                         f_device_platforms = []
                     else:
@@ -14475,14 +14477,14 @@ def _jd_DeviceTopicFilter(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
             else:
                 if i == 3:
                     if v.__class__ is list:
-                        f_device_users = _jr_values(v, _jr_check_str)
+                        f_device_users = _jr_strs(v)
                     elif v is None:
                         f_device_users = []
                     else:
                         raise _jr_wrong(v, "an array")
                 elif i == 4:
                     if v.__class__ is list:
-                        f_topics = _jr_values(v, _jr_check_str)
+                        f_topics = _jr_strs(v)
                     elif v is None:
                         f_topics = []
                     else:
@@ -14722,7 +14724,7 @@ def _jt_UserTopicFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                     field = "users"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is list:
-                        f_users = _jr_values(v, _jr_check_str)
+                        f_users = _jr_strs(v)
                     elif v is None:
                         f_users = []
                     else:
@@ -14731,7 +14733,7 @@ def _jt_UserTopicFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                     field = "topics"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is list:
-                        f_topics = _jr_values(v, _jr_check_str)
+                        f_topics = _jr_strs(v)
                     elif v is None:
                         f_topics = []
                     else:
@@ -14778,14 +14780,14 @@ def _jd_UserTopicFilter(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i >= 0:
             if i == 0:
                 if v.__class__ is list:
-                    f_users = _jr_values(v, _jr_check_str)
+                    f_users = _jr_strs(v)
                 elif v is None:
                     f_users = []
                 else:
                     raise _jr_wrong(v, "an array")
             elif i == 1:
                 if v.__class__ is list:
-                    f_topics = _jr_values(v, _jr_check_str)
+                    f_topics = _jr_strs(v)
                 elif v is None:
                     f_topics = []
                 else:
@@ -15033,7 +15035,7 @@ def _jt_DeviceTopicUpdateRequest(cls: type[_M], s: str, pos: int, depth: int) ->
                         field = "topics"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
-                            f_topics = _jr_values(v, _jr_check_str)
+                            f_topics = _jr_strs(v)
                         elif v is None:
                             f_topics = []
                         else:
@@ -15094,7 +15096,7 @@ def _jd_DeviceTopicUpdateRequest(cls: type[_M], d: dict[str, Any], depth: int) -
             else:
                 if i == 2:
                     if v.__class__ is list:
-                        f_topics = _jr_values(v, _jr_check_str)
+                        f_topics = _jr_strs(v)
                     elif v is None:
                         f_topics = []
                     else:
@@ -15185,7 +15187,7 @@ def _jt_UserTopicUpdateRequest(cls: type[_M], s: str, pos: int, depth: int) -> t
                     field = "topics"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is list:
-                        f_topics = _jr_values(v, _jr_check_str)
+                        f_topics = _jr_strs(v)
                     elif v is None:
                         f_topics = []
                     else:
@@ -15229,7 +15231,7 @@ def _jd_UserTopicUpdateRequest(cls: type[_M], d: dict[str, Any], depth: int) -> 
                     raise _jr_wrong(v, "a string")
             else:
                 if v.__class__ is list:
-                    f_topics = _jr_values(v, _jr_check_str)
+                    f_topics = _jr_strs(v)
                 elif v is None:
                     f_topics = []
                 else:
@@ -16564,7 +16566,7 @@ def _jt_Device(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                             field = "meta"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is dict:
-                                f_meta = _jr_mapping(v, _jr_check_str)
+                                f_meta = _jr_str_map(v)
                             elif v is None:
                                 f_meta = {}
                             else:
@@ -16573,7 +16575,7 @@ def _jt_Device(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                             field = "topics"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is list:
-                                f_topics = _jr_values(v, _jr_check_str)
+                                f_topics = _jr_strs(v)
                             elif v is None:
                                 f_topics = []
                             else:
@@ -16705,14 +16707,14 @@ def _jd_Device(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                             raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
                     elif i == 7:
                         if v.__class__ is dict:
-                            f_meta = _jr_mapping(v, _jr_check_str)
+                            f_meta = _jr_str_map(v)
                         elif v is None:
                             f_meta = {}
                         else:
                             raise _jr_wrong(v, "an object")
                     else:
                         if v.__class__ is list:
-                            f_topics = _jr_values(v, _jr_check_str)
+                            f_topics = _jr_strs(v)
                         elif v is None:
                             f_topics = []
                         else:
@@ -17425,7 +17427,7 @@ def _jt_PushRecipient(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                             field = "fcm_tokens"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is list:
-                                f_fcm_tokens = _jr_values(v, _jr_check_str)
+                                f_fcm_tokens = _jr_strs(v)
                             elif v is None:
                                 f_fcm_tokens = []
                             else:
@@ -17463,7 +17465,7 @@ def _jt_PushRecipient(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                             field = "hms_tokens"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is list:
-                                f_hms_tokens = _jr_values(v, _jr_check_str)
+                                f_hms_tokens = _jr_strs(v)
                             elif v is None:
                                 f_hms_tokens = []
                             else:
@@ -17499,7 +17501,7 @@ def _jt_PushRecipient(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                             field = "apns_tokens"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is list:
-                                f_apns_tokens = _jr_values(v, _jr_check_str)
+                                f_apns_tokens = _jr_strs(v)
                             elif v is None:
                                 f_apns_tokens = []
                             else:
@@ -17508,7 +17510,7 @@ def _jt_PushRecipient(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                             field = "webpush_tokens"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is list:
-                                f_webpush_tokens = _jr_values(v, _jr_check_str)
+                                f_webpush_tokens = _jr_strs(v)
                             elif v is None:
                                 f_webpush_tokens = []
                             else:
@@ -17563,7 +17565,7 @@ def _jd_PushRecipient(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                             raise _jr_Fail("wrong type")
                     else:
                         if v.__class__ is list:
-                            f_fcm_tokens = _jr_values(v, _jr_check_str)
+                            f_fcm_tokens = _jr_strs(v)
                         elif v is None:
                             f_fcm_tokens = []
                         else:
@@ -17583,7 +17585,7 @@ def _jd_PushRecipient(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                 if i < 6:
                     if i == 4:
                         if v.__class__ is list:
-                            f_hms_tokens = _jr_values(v, _jr_check_str)
+                            f_hms_tokens = _jr_strs(v)
                         elif v is None:
                             f_hms_tokens = []
                         else:
@@ -17601,14 +17603,14 @@ def _jd_PushRecipient(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                             raise _jr_wrong(v, "a string")
                     elif i == 7:
                         if v.__class__ is list:
-                            f_apns_tokens = _jr_values(v, _jr_check_str)
+                            f_apns_tokens = _jr_strs(v)
                         elif v is None:
                             f_apns_tokens = []
                         else:
                             raise _jr_wrong(v, "an array")
                     else:
                         if v.__class__ is list:
-                            f_webpush_tokens = _jr_values(v, _jr_check_str)
+                            f_webpush_tokens = _jr_strs(v)
                         elif v is None:
                             f_webpush_tokens = []
                         else:
@@ -17995,7 +17997,7 @@ def _jt_ApnsPushNotification(cls: type[_M], s: str, pos: int, depth: int) -> tup
                     field = "headers"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is dict:
-                        f_headers = _jr_mapping(v, _jr_check_str)
+                        f_headers = _jr_str_map(v)
                     elif v is None:
                         f_headers = {}
                     else:
@@ -18032,7 +18034,7 @@ def _jd_ApnsPushNotification(cls: type[_M], d: dict[str, Any], depth: int) -> _M
         if i >= 0:
             if i == 0:
                 if v.__class__ is dict:
-                    f_headers = _jr_mapping(v, _jr_check_str)
+                    f_headers = _jr_str_map(v)
                 elif v is None:
                     f_headers = {}
                 else:
@@ -18087,7 +18089,7 @@ def _jt_WebPushPushNotification(cls: type[_M], s: str, pos: int, depth: int) -> 
                     field = "headers"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is dict:
-                        f_headers = _jr_mapping(v, _jr_check_str)
+                        f_headers = _jr_str_map(v)
                     elif v is None:
                         f_headers = {}
                     else:
@@ -18124,7 +18126,7 @@ def _jd_WebPushPushNotification(cls: type[_M], d: dict[str, Any], depth: int) ->
         if i >= 0:
             if i == 0:
                 if v.__class__ is dict:
-                    f_headers = _jr_mapping(v, _jr_check_str)
+                    f_headers = _jr_str_map(v)
                 elif v is None:
                     f_headers = {}
                 else:
@@ -18496,7 +18498,7 @@ def _jt_PushLocalization(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                 field = "translations"
                 v, pos = _jr_scan(s, pos)
                 if v.__class__ is dict:
-                    f_translations = _jr_mapping(v, _jr_check_str)
+                    f_translations = _jr_str_map(v)
                 elif v is None:
                     f_translations = {}
                 else:
@@ -18525,7 +18527,7 @@ def _jd_PushLocalization(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
             i = _K_PushLocalization.get(_jr_fold(k), -1)
         if i >= 0:
             if v.__class__ is dict:
-                f_translations = _jr_mapping(v, _jr_check_str)
+                f_translations = _jr_str_map(v)
             elif v is None:
                 f_translations = {}
             else:
@@ -19869,7 +19871,7 @@ def _jt_MapPublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                             field = "tags"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is dict:
-                                f_tags = _jr_mapping(v, _jr_check_str)
+                                f_tags = _jr_str_map(v)
                             elif v is None:
                                 f_tags = {}
                             else:
@@ -20020,7 +20022,7 @@ def _jd_MapPublishRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                 if i < 9:
                     if i == 6:
                         if v.__class__ is dict:
-                            f_tags = _jr_mapping(v, _jr_check_str)
+                            f_tags = _jr_str_map(v)
                         elif v is None:
                             f_tags = {}
                         else:
@@ -21306,7 +21308,7 @@ def _jt_MapEntry(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                         field = "tags"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is dict:
-                            f_tags = _jr_mapping(v, _jr_check_str)
+                            f_tags = _jr_str_map(v)
                         elif v is None:
                             f_tags = {}
                         else:
@@ -21397,7 +21399,7 @@ def _jd_MapEntry(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                     f_data = _jr_raw_dumps(v)
                 else:
                     if v.__class__ is dict:
-                        f_tags = _jr_mapping(v, _jr_check_str)
+                        f_tags = _jr_str_map(v)
                     elif v is None:
                         f_tags = {}
                     else:

@@ -92,6 +92,8 @@ _jr_obj = _json_runtime.obj
 _jr_out_of_range = _json_runtime.out_of_range
 _jr_raw = _json_runtime.raw
 _jr_raw_dumps = _json_runtime.raw_dumps
+_jr_str_map = _json_runtime.str_map
+_jr_strs = _json_runtime.strs
 _jr_scan = _json_runtime.scan
 _jr_text = _json_runtime.text
 _jr_values = _json_runtime.values
@@ -510,7 +512,7 @@ def _jt_FilterNode(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                         field = "vals"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
-                            f_vals = _jr_values(v, _jr_check_str)
+                            f_vals = _jr_strs(v)
                         elif v is None:
                             f_vals = []
                         else:
@@ -583,7 +585,7 @@ def _jd_FilterNode(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                         raise _jr_wrong(v, "a string")
                 elif i == 4:
                     if v.__class__ is list:
-                        f_vals = _jr_values(v, _jr_check_str)
+                        f_vals = _jr_strs(v)
                     elif v is None:
                         f_vals = []
                     else:
@@ -1006,7 +1008,7 @@ def _jt_ConnectRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                             field = "channels"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is list:
-                                f_channels = _jr_values(v, _jr_check_str)
+                                f_channels = _jr_strs(v)
                             elif v is None:
                                 f_channels = []
                             else:
@@ -1095,7 +1097,7 @@ def _jd_ConnectRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                             raise _jr_wrong(v, "a string")
                     else:
                         if v.__class__ is list:
-                            f_channels = _jr_values(v, _jr_check_str)
+                            f_channels = _jr_strs(v)
                         elif v is None:
                             f_channels = []
                         else:
@@ -1528,7 +1530,7 @@ def _jt_ConnectResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                             field = "channels"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is list:
-                                f_channels = _jr_values(v, _jr_check_str)
+                                f_channels = _jr_strs(v)
                             elif v is None:
                                 f_channels = []
                             else:
@@ -1565,7 +1567,7 @@ def _jt_ConnectResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                             field = "labels"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is dict:
-                                f_labels = _jr_mapping(v, _jr_check_str)
+                                f_labels = _jr_str_map(v)
                             elif v is None:
                                 f_labels = {}
                             else:
@@ -1644,7 +1646,7 @@ def _jd_ConnectResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                             raise _jr_wrong(v, "a string")
                     elif i == 6:
                         if v.__class__ is list:
-                            f_channels = _jr_values(v, _jr_check_str)
+                            f_channels = _jr_strs(v)
                         elif v is None:
                             f_channels = []
                         else:
@@ -1672,7 +1674,7 @@ def _jd_ConnectResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                             raise _jr_Fail("wrong type")
                     else:
                         if v.__class__ is dict:
-                            f_labels = _jr_mapping(v, _jr_check_str)
+                            f_labels = _jr_str_map(v)
                         elif v is None:
                             f_labels = {}
                         else:
@@ -1739,7 +1741,7 @@ def _jt_ChannelsCapability(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                     field = "channels"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is list:
-                        f_channels = _jr_values(v, _jr_check_str)
+                        f_channels = _jr_strs(v)
                     elif v is None:
                         f_channels = []
                     else:
@@ -1748,7 +1750,7 @@ def _jt_ChannelsCapability(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                     field = "allow"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is list:
-                        f_allow = _jr_values(v, _jr_check_str)
+                        f_allow = _jr_strs(v)
                     elif v is None:
                         f_allow = []
                     else:
@@ -1795,14 +1797,14 @@ def _jd_ChannelsCapability(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i >= 0:
             if i == 0:
                 if v.__class__ is list:
-                    f_channels = _jr_values(v, _jr_check_str)
+                    f_channels = _jr_strs(v)
                 elif v is None:
                     f_channels = []
                 else:
                     raise _jr_wrong(v, "an array")
             elif i == 1:
                 if v.__class__ is list:
-                    f_allow = _jr_values(v, _jr_check_str)
+                    f_allow = _jr_strs(v)
                 elif v is None:
                     f_allow = []
                 else:
@@ -2090,7 +2092,7 @@ def _jt_RefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                             field = "labels"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is dict:
-                                f_labels = _jr_mapping(v, _jr_check_str)
+                                f_labels = _jr_str_map(v)
                             elif v is None:
                                 f_labels = {}
                             else:
@@ -2163,7 +2165,7 @@ def _jd_RefreshRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                         f_meta = _jr_raw_dumps(v)
                     else:
                         if v.__class__ is dict:
-                            f_labels = _jr_mapping(v, _jr_check_str)
+                            f_labels = _jr_str_map(v)
                         elif v is None:
                             f_labels = {}
                         else:
@@ -2703,7 +2705,7 @@ def _jt_SubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                             field = "labels"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is dict:
-                                f_labels = _jr_mapping(v, _jr_check_str)
+                                f_labels = _jr_str_map(v)
                             elif v is None:
                                 f_labels = {}
                             else:
@@ -2803,7 +2805,7 @@ def _jd_SubscribeRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                             raise _jr_wrong(v, "a string")
                     else:
                         if v.__class__ is dict:
-                            f_labels = _jr_mapping(v, _jr_check_str)
+                            f_labels = _jr_str_map(v)
                         elif v is None:
                             f_labels = {}
                         else:
@@ -3301,7 +3303,7 @@ def _jt_SubscribeResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                             field = "allow"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is list:
-                                f_allow = _jr_values(v, _jr_check_str)
+                                f_allow = _jr_strs(v)
                             elif v is None:
                                 f_allow = []
                             else:
@@ -3390,7 +3392,7 @@ def _jd_SubscribeResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                 else:
                     if i == 6:
                         if v.__class__ is list:
-                            f_allow = _jr_values(v, _jr_check_str)
+                            f_allow = _jr_strs(v)
                         elif v is None:
                             f_allow = []
                         else:
@@ -3733,7 +3735,7 @@ def _jt_PublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                             field = "labels"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is dict:
-                                f_labels = _jr_mapping(v, _jr_check_str)
+                                f_labels = _jr_str_map(v)
                             elif v is None:
                                 f_labels = {}
                             else:
@@ -3826,7 +3828,7 @@ def _jd_PublishRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                         f_meta = _jr_raw_dumps(v)
                     else:
                         if v.__class__ is dict:
-                            f_labels = _jr_mapping(v, _jr_check_str)
+                            f_labels = _jr_str_map(v)
                         elif v is None:
                             f_labels = {}
                         else:
@@ -3947,7 +3949,7 @@ def _jt_PublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                             field = "tags"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is dict:
-                                f_tags = _jr_mapping(v, _jr_check_str)
+                                f_tags = _jr_str_map(v)
                             elif v is None:
                                 f_tags = {}
                             else:
@@ -4049,7 +4051,7 @@ def _jd_PublishResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                             raise _jr_wrong(v, "true or false")
                     else:
                         if v.__class__ is dict:
-                            f_tags = _jr_mapping(v, _jr_check_str)
+                            f_tags = _jr_str_map(v)
                         elif v is None:
                             f_tags = {}
                         else:
@@ -4427,7 +4429,7 @@ def _jt_MapPublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                             field = "labels"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is dict:
-                                f_labels = _jr_mapping(v, _jr_check_str)
+                                f_labels = _jr_str_map(v)
                             elif v is None:
                                 f_labels = {}
                             else:
@@ -4527,7 +4529,7 @@ def _jd_MapPublishRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                         f_meta = _jr_raw_dumps(v)
                     else:
                         if v.__class__ is dict:
-                            f_labels = _jr_mapping(v, _jr_check_str)
+                            f_labels = _jr_str_map(v)
                         elif v is None:
                             f_labels = {}
                         else:
@@ -4677,7 +4679,7 @@ def _jt_MapPublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                             field = "tags"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is dict:
-                                f_tags = _jr_mapping(v, _jr_check_str)
+                                f_tags = _jr_str_map(v)
                             elif v is None:
                                 f_tags = {}
                             else:
@@ -4830,7 +4832,7 @@ def _jd_MapPublishResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                 else:
                     if i == 3:
                         if v.__class__ is dict:
-                            f_tags = _jr_mapping(v, _jr_check_str)
+                            f_tags = _jr_str_map(v)
                         elif v is None:
                             f_tags = {}
                         else:
@@ -5201,7 +5203,7 @@ def _jt_MapRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                             field = "labels"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is dict:
-                                f_labels = _jr_mapping(v, _jr_check_str)
+                                f_labels = _jr_str_map(v)
                             elif v is None:
                                 f_labels = {}
                             else:
@@ -5290,7 +5292,7 @@ def _jd_MapRemoveRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                         f_meta = _jr_raw_dumps(v)
                     else:
                         if v.__class__ is dict:
-                            f_labels = _jr_mapping(v, _jr_check_str)
+                            f_labels = _jr_str_map(v)
                         elif v is None:
                             f_labels = {}
                         else:
@@ -5368,7 +5370,7 @@ def _jt_MapRemoveResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                     field = "tags"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is dict:
-                        f_tags = _jr_mapping(v, _jr_check_str)
+                        f_tags = _jr_str_map(v)
                     elif v is None:
                         f_tags = {}
                     else:
@@ -5420,7 +5422,7 @@ def _jd_MapRemoveResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                     raise _jr_wrong(v, "a string")
             elif i == 1:
                 if v.__class__ is dict:
-                    f_tags = _jr_mapping(v, _jr_check_str)
+                    f_tags = _jr_str_map(v)
                 elif v is None:
                     f_tags = {}
                 else:
@@ -5756,7 +5758,7 @@ def _jt_RpcRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                             field = "labels"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is dict:
-                                f_labels = _jr_mapping(v, _jr_check_str)
+                                f_labels = _jr_str_map(v)
                             elif v is None:
                                 f_labels = {}
                             else:
@@ -5849,7 +5851,7 @@ def _jd_RpcRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                         f_meta = _jr_raw_dumps(v)
                     else:
                         if v.__class__ is dict:
-                            f_labels = _jr_mapping(v, _jr_check_str)
+                            f_labels = _jr_str_map(v)
                         elif v is None:
                             f_labels = {}
                         else:
@@ -6253,7 +6255,7 @@ def _jt_SubRefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                             field = "labels"
                             v, pos = _jr_scan(s, pos)
                             if v.__class__ is dict:
-                                f_labels = _jr_mapping(v, _jr_check_str)
+                                f_labels = _jr_str_map(v)
                             elif v is None:
                                 f_labels = {}
                             else:
@@ -6335,7 +6337,7 @@ def _jd_SubRefreshRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                         f_meta = _jr_raw_dumps(v)
                     else:
                         if v.__class__ is dict:
-                            f_labels = _jr_mapping(v, _jr_check_str)
+                            f_labels = _jr_str_map(v)
                         elif v is None:
                             f_labels = {}
                         else:
@@ -6672,7 +6674,7 @@ def _jt_Publication(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
                     field = "tags"
                     v, pos = _jr_scan(s, pos)
                     if v.__class__ is dict:
-                        f_tags = _jr_mapping(v, _jr_check_str)
+                        f_tags = _jr_str_map(v)
                     elif v is None:
                         f_tags = {}
                     else:
@@ -6706,7 +6708,7 @@ def _jd_Publication(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                 f_data = _jr_raw_dumps(v)
             else:
                 if v.__class__ is dict:
-                    f_tags = _jr_mapping(v, _jr_check_str)
+                    f_tags = _jr_str_map(v)
                 elif v is None:
                     f_tags = {}
                 else:
