@@ -71,11 +71,13 @@ class ClientError(Exception):
 
 class ApiError(ClientError):
     """Centrifugo answered the call with an error: ``code`` and ``message`` as it sent them,
-    ``method`` the API method (``"publish"``). A subclass is raised for each code that
-    Centrifugo documents (internal/apiproto/errors.go); other codes raise ``ApiError``."""
+    ``method`` the API method (``"publish"``). A subclass is raised for each error that
+    Centrifugo's server API defines (``CODE`` and ``MESSAGE`` below are copied from its
+    internal/apiproto/errors.go); other codes raise ``ApiError`` itself."""
 
     code: int
     CODE: ClassVar[int] = 0
+    MESSAGE: ClassVar[str] = ""
 
     def __init__(self, code: int, message: str, method: str = "") -> None:
         self.code = code
@@ -95,42 +97,49 @@ class InternalError(ApiError):
     """100 internal server error: something went wrong inside Centrifugo."""
 
     CODE = 100
+    MESSAGE = "internal server error"
 
 
 class UnknownChannelError(ApiError):
     """102 unknown channel: the channel's namespace is not configured."""
 
     CODE = 102
+    MESSAGE = "unknown channel"
 
 
 class NotFoundError(ApiError):
     """104 not found: e.g. an unknown RPC method, or a batch command this server lacks."""
 
     CODE = 104
+    MESSAGE = "not found"
 
 
 class BadRequestError(ApiError):
     """107 bad request: Centrifugo refused the request's values."""
 
     CODE = 107
+    MESSAGE = "bad request"
 
 
 class NotAvailableError(ApiError):
     """108 not available: the feature is not enabled (e.g. presence or history off)."""
 
     CODE = 108
+    MESSAGE = "not available"
 
 
 class UnrecoverablePositionError(ApiError):
     """112 unrecoverable position: the stream no longer holds the requested position."""
 
     CODE = 112
+    MESSAGE = "unrecoverable position"
 
 
 class ConflictError(ApiError):
     """113 conflict."""
 
     CODE = 113
+    MESSAGE = "conflict"
 
 
 _ERRORS_BY_CODE: dict[int, type[ApiError]] = {
@@ -147,15 +156,7 @@ _ERRORS_BY_CODE: dict[int, type[ApiError]] = {
 }
 # In the transport error mode (config ``grpc_api.error_mode: transport``) Centrifugo's gRPC API
 # answers errors with a gRPC status (MapErrorToGRPCCode in errors.go) and the error's message.
-_ERRORS_BY_MESSAGE = {
-    "internal server error": 100,
-    "unknown channel": 102,
-    "not found": 104,
-    "bad request": 107,
-    "not available": 108,
-    "unrecoverable position": 112,
-    "conflict": 113,
-}
+_ERRORS_BY_MESSAGE = {cls.MESSAGE: cls.CODE for cls in _ERRORS_BY_CODE.values()}
 
 
 _TRANSPORT_MODE_STATUSES = frozenset(

@@ -78,3 +78,15 @@ def structs(package: str) -> dict[str, dict[str, GoField]]:
         if f and current is not None:
             current[f.group(2)] = GoField(f.group(1), f.group(3))
     return out
+
+
+_ERROR = re.compile(r"(\w+) = &Error\{\s*Code:\s*(\d+),\s*Message:\s*\"([^\"]*)\",\s*\}")
+
+
+@cache
+def api_errors() -> dict[int, str]:
+    """``{code: message}`` of the errors the server API defines (internal/apiproto/errors.go)."""
+    base = module_dir()
+    assert base is not None
+    text = (base / "internal" / "apiproto" / "errors.go").read_text()
+    return {int(code): message for _, code, message in _ERROR.findall(text)}

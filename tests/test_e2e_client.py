@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from centrifugo_types import CENTRIFUGO_VERSION, EncodeError, api
+from centrifugo_types import client as client_module
 from centrifugo_types.client import (
     ApiClient,
     ApiError,
@@ -36,6 +37,7 @@ from centrifugo_types.client import (
     UnsupportedMethodError,
 )
 
+from . import go_source
 from .centrifugo import Centrifugo, StartCentrifugo, free_port, merge
 from .realtime import TOKEN_CONFIG, WAIT, subscriber
 
@@ -287,6 +289,20 @@ async def test_rpc_without_an_extension_is_not_found(client: BaseApiClient) -> N
 
 
 # -- errors --------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(go_source.module_dir() is None, reason="no Centrifugo Go source")
+def test_error_classes_are_the_errors_centrifugo_defines() -> None:
+    defined = {
+        cls.CODE: cls.MESSAGE
+        for cls in vars(client_module).values()
+        if isinstance(cls, type) and issubclass(cls, ApiError) and cls is not ApiError
+    }
+    assert defined == go_source.api_errors()
+    for code, message in defined.items():
+        error = ApiError.from_error(api.Error(code=code, message=message))
+        assert (type(error).CODE, error.code, error.message) == (code, code, message)
+    assert type(ApiError.from_error(api.Error(code=4000, message="custom"))) is ApiError
 
 
 async def test_unknown_namespace_raises_api_error_with_centrifugos_code(
