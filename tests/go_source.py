@@ -90,3 +90,17 @@ def api_errors() -> dict[int, str]:
     assert base is not None
     text = (base / "internal" / "apiproto" / "errors.go").read_text()
     return {int(code): message for _, code, message in _ERROR.findall(text)}
+
+
+def go_html_escape(payload: bytes) -> bytes:
+    """What Go's encoding/json does to a compact raw JSON value it writes: <, >, &, U+2028 and
+    U+2029 (which valid JSON only holds inside strings) become \\u escapes."""
+    for char, escaped in (
+        (b"<", b"\\u003c"),
+        (b">", b"\\u003e"),
+        (b"&", b"\\u0026"),
+        ("\u2028".encode(), b"\\u2028"),
+        ("\u2029".encode(), b"\\u2029"),
+    ):
+        payload = payload.replace(char, escaped)
+    return payload

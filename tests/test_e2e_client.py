@@ -39,6 +39,7 @@ from centrifugo_types.client import (
 
 from . import go_source
 from .centrifugo import Centrifugo, StartCentrifugo, free_port, merge
+from .go_source import go_html_escape
 from .realtime import TOKEN_CONFIG, WAIT, subscriber
 
 pytestmark = pytest.mark.e2e
@@ -492,20 +493,6 @@ async def test_both_clients_give_equal_typed_results(
         by_http = await _outcome(CALLS[name], http, channel)
     assert by_grpc == by_http
     assert by_grpc  # a result or an error, never nothing
-
-
-def go_html_escape(payload: bytes) -> bytes:
-    """What Go's encoding/json does to a compact raw JSON value it writes: <, >, &, U+2028 and
-    U+2029 (which valid JSON only holds inside strings) become \\u escapes."""
-    for char, escaped in (
-        (b"<", b"\\u003c"),
-        (b">", b"\\u003e"),
-        (b"&", b"\\u0026"),
-        ("\u2028".encode(), b"\\u2028"),
-        ("\u2029".encode(), b"\\u2029"),
-    ):
-        payload = payload.replace(char, escaped)
-    return payload
 
 
 async def test_http_payloads_come_back_as_gos_encoder_writes_them(

@@ -34,8 +34,8 @@ from centrifugo_types.client import ApiClient
 from centrifugo_types.testing import json_payloads, messages
 
 from .centrifugo import Centrifugo, StartCentrifugo, free_port
+from .go_source import go_html_escape
 from .realtime import TOKEN_CONFIG, WAIT
-from .test_e2e_client import go_html_escape
 
 pytestmark = pytest.mark.e2e
 
