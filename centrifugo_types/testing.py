@@ -12,10 +12,11 @@ Importing this module registers a strategy for every message class with hypothes
 
 :func:`messages` gives the same strategies with knobs: ``payloads=json_payloads()`` puts
 valid JSON into every ``bytes`` field (Centrifugo's JSON mode), ``allow_nan=True`` adds NaN to
-``double`` fields. Values cover each proto3 type's full range: int32/int64/uint32/uint64
-bounds, any Unicode text (astral characters included, surrogates excluded as UTF-8 can't carry
-them), arbitrary bytes, maps, repeated and nested messages, and the recursive ``FilterNode`` to
-a bounded depth.
+``double`` fields, and ``allow_infinity=False`` keeps them finite (what JSON can carry: use it
+with Centrifugo's JSON dialect, :mod:`centrifugo_types.json`). Values cover each proto3 type's
+full range: int32/int64/uint32/uint64 bounds, any Unicode text (astral characters included,
+surrogates excluded as UTF-8 can't carry them), arbitrary bytes, maps, repeated and nested
+messages, and the recursive ``FilterNode`` to a bounded depth.
 
 Needs the ``testing`` extra: ``pip install centrifugo-types[testing]``.
 """
@@ -75,13 +76,13 @@ class _Leaves:
 
 @cache
 def _strategies(
-    payloads: st.SearchStrategy[bytes] | None, allow_nan: bool
+    payloads: st.SearchStrategy[bytes] | None, allow_nan: bool, allow_infinity: bool = True
 ) -> dict[type[Any], st.SearchStrategy[Any]]:
     leaves = _Leaves(
         text=st.text(),
         payload=st.binary() if payloads is None else payloads,
-        double=st.floats(allow_nan=allow_nan),
-        float32=st.floats(allow_nan=allow_nan, width=32),
+        double=st.floats(allow_nan=allow_nan, allow_infinity=allow_infinity),
+        float32=st.floats(allow_nan=allow_nan, allow_infinity=allow_infinity, width=32),
     )
     return {**proxy_strategies.build(leaves), **api_strategies.build(leaves)}
 
@@ -96,15 +97,17 @@ def messages(
     *,
     payloads: st.SearchStrategy[bytes] | None = None,
     allow_nan: bool = False,
+    allow_infinity: bool = True,
 ) -> st.SearchStrategy[M]:
     """A strategy for instances of ``message_type`` (any message of either protocol).
 
     ``payloads`` draws every ``bytes`` field (default: arbitrary bytes; pass
     :func:`json_payloads` for JSON-mode payloads). ``allow_nan`` lets ``double`` fields be NaN
-    (off by default: NaN never compares equal, and JSON cannot carry it).
+    (off by default: NaN never compares equal, and JSON cannot carry it); ``allow_infinity``
+    lets them be infinite (on by default; JSON cannot carry it either).
     """
     try:
-        return _strategies(payloads, allow_nan)[message_type]
+        return _strategies(payloads, allow_nan, allow_infinity)[message_type]
     except KeyError:
         raise TypeError(f"{message_type!r} is not a centrifugo_types message class") from None
 

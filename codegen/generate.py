@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import betterproto, events, schema, strategies
+from . import api_methods, betterproto, events, json_codec, schema, strategies
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
@@ -55,6 +55,8 @@ def sources(plain: bool = False) -> dict[str, str]:
     if not plain:
         runtime = (Path(__file__).parent / "runtime.py").read_text()
         files["_runtime.py"] = header("codegen/runtime.py") + runtime
+        json_runtime = (Path(__file__).parent / "json_runtime.py").read_text()
+        files["_json_runtime.py"] = header("codegen/json_runtime.py") + json_runtime
     for file in model.files:
         module = betterproto.shape_module(
             plugin_output[file.module], model, file, header(f"protos/{file.name}"), plain
@@ -64,6 +66,12 @@ def sources(plain: bool = False) -> dict[str, str]:
             emitter = strategies.StrategyEmitter(model, file)
             strategies_module = emitter.module(header(f"protos/{file.name}"))
             files[f"{file.module}_strategies.py"] = betterproto.ruff_format(strategies_module)
+            json_module = json_codec.JsonEmitter(model, file).module(header(f"protos/{file.name}"))
+            files[f"{file.module}_json.py"] = betterproto.ruff_format(json_module)
+            if any(s.name == api_methods.SERVICE for s in file.services):
+                methods = api_methods.ApiMethodsEmitter(model, file)
+                methods_module = methods.module(header(f"protos/{file.name}"))
+                files[f"{file.module}_methods.py"] = betterproto.ruff_format(methods_module)
         if not plain and file.module in EVENT_MODULES:
             events_module = events.EventEmitter(model, file).module(header(f"protos/{file.name}"))
             files[EVENT_MODULES[file.module]] = betterproto.ruff_format(events_module)

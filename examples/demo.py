@@ -50,7 +50,7 @@ async def show(request: AnyRequest, call_next: CallNext) -> None:
     print(f"  <- {request.reply!r}")
 
 
-class Events(ClientEventHandler):  # type: ignore[misc]  # centrifuge ships no types
+class Events(ClientEventHandler):
     def __init__(self) -> None:
         self.disconnected: asyncio.Future[DisconnectedContext] = asyncio.Future()
 
@@ -59,7 +59,7 @@ class Events(ClientEventHandler):  # type: ignore[misc]  # centrifuge ships no t
             self.disconnected.set_result(ctx)
 
 
-class Channel(SubscriptionEventHandler):  # type: ignore[misc]
+class Channel(SubscriptionEventHandler):
     def __init__(self) -> None:
         self.publications: asyncio.Queue[Any] = asyncio.Queue()
         self.unsubscribed: asyncio.Future[UnsubscribedContext] = asyncio.Future()

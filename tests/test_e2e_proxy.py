@@ -71,7 +71,7 @@ async def proxied(
 
 
 @dataclass
-class ClientEvents(ClientEventHandler):  # type: ignore[misc]  # centrifuge ships no types
+class ClientEvents(ClientEventHandler):
     connected: list[ConnectedContext] = field(default_factory=list)
     disconnected: list[DisconnectedContext] = field(default_factory=list)
     errors: list[ErrorContext] = field(default_factory=list)
@@ -87,7 +87,7 @@ class ClientEvents(ClientEventHandler):  # type: ignore[misc]  # centrifuge ship
 
 
 @dataclass
-class SubscriptionEvents(SubscriptionEventHandler):  # type: ignore[misc]
+class SubscriptionEvents(SubscriptionEventHandler):
     subscribed: list[SubscribedContext] = field(default_factory=list)
     unsubscribed: list[UnsubscribedContext] = field(default_factory=list)
     publications: asyncio.Queue[PublicationContext] = field(default_factory=asyncio.Queue)
