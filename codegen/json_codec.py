@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .codec import default, py_type
-from .schema import Field, Message, ProtoFile, Schema, SchemaError, Type
+from .schema import INT_RANGES, Field, Message, ProtoFile, Schema, SchemaError, Type
 
 # -- The dialect facts that are not in the .proto files -----------------------------------------
 
@@ -70,18 +70,6 @@ def is_raw(field: Field) -> bool:
 
 # -- JSON value types ---------------------------------------------------------------------------
 
-_INT_RANGES = {
-    "int32": (-(2**31), 2**31 - 1),
-    "sint32": (-(2**31), 2**31 - 1),
-    "sfixed32": (-(2**31), 2**31 - 1),
-    "uint32": (0, 2**32 - 1),
-    "fixed32": (0, 2**32 - 1),
-    "int64": (-(2**63), 2**63 - 1),
-    "sint64": (-(2**63), 2**63 - 1),
-    "sfixed64": (-(2**63), 2**63 - 1),
-    "uint64": (0, 2**64 - 1),
-    "fixed64": (0, 2**64 - 1),
-}
 
 _SCALAR_CHECKS = {"string": "_jr_check_str", "bool": "_jr_check_bool", "double": "_jr_check_float"}
 _SCALAR_ENCODERS = {"string": "_jr_esc", "bool": "_jr_enc_bool", "double": "_jr_enc_float"}
@@ -205,11 +193,11 @@ class JsonEmitter:
                 f.type.kind
                 for m in self.file.messages
                 for f in m.fields
-                if f.type.kind in _INT_RANGES and (f.repeated or f.is_map)
+                if f.type.kind in INT_RANGES and (f.repeated or f.is_map)
             }
         )
         for kind in kinds:
-            low, high = _INT_RANGES[kind]
+            low, high = INT_RANGES[kind]
             w(0, f'{_int_name(kind)}_check = _json_runtime.int_check("{kind}", {low}, {high})')
             w(0, f'{_int_name(kind)}_enc = _json_runtime.enc_int("{kind}", {low}, {high})')
         w(0, '_M = TypeVar("_M", bound=betterproto2.Message)')
@@ -314,7 +302,7 @@ class JsonEmitter:
         elif t.kind == "double":
             expr = f"_jr_enc_float({v})"
         else:
-            low, high = _INT_RANGES[t.kind]
+            low, high = INT_RANGES[t.kind]
             inner = indent
             if not always:
                 w(indent, f"if {v}:")
@@ -405,7 +393,7 @@ class JsonEmitter:
             w(indent, "if v is not None:")
             w(indent + 1, f"{var} = _jr_check_float(v)")
         else:
-            low, high = _INT_RANGES[t.kind]
+            low, high = INT_RANGES[t.kind]
             w(indent, f"if v.__class__ is int and {low} <= v <= {high}:")
             w(indent + 1, f"{var} = v")
             w(indent, "elif v is not None:")

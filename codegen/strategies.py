@@ -9,20 +9,7 @@ that can contain themselves (``FilterNode``) are built to a bounded depth.
 
 from __future__ import annotations
 
-from .schema import Field, ProtoFile, Schema, Type
-
-_INTS = {
-    "int32": (-(2**31), 2**31 - 1),
-    "sint32": (-(2**31), 2**31 - 1),
-    "sfixed32": (-(2**31), 2**31 - 1),
-    "uint32": (0, 2**32 - 1),
-    "fixed32": (0, 2**32 - 1),
-    "int64": (-(2**63), 2**63 - 1),
-    "sint64": (-(2**63), 2**63 - 1),
-    "sfixed64": (-(2**63), 2**63 - 1),
-    "uint64": (0, 2**64 - 1),
-    "fixed64": (0, 2**64 - 1),
-}
+from .schema import INT_RANGES, Field, ProtoFile, Schema, Type
 
 MAX_DEPTH = 3
 """How deep generated recursive messages nest."""
@@ -51,8 +38,8 @@ class StrategyEmitter:
             return "leaves.double"
         if kind == "float":
             return "leaves.float32"
-        if kind in _INTS:
-            lo, hi = _INTS[kind]
+        if kind in INT_RANGES:
+            lo, hi = INT_RANGES[kind]
             return f"st.integers({lo}, {hi})"
         assert kind == "message"
         if t.message in self.recursive and depth is not None:
