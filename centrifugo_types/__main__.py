@@ -76,6 +76,11 @@ def parser() -> argparse.ArgumentParser:
         default=10.0,
         help="seconds to let calls in flight finish on shutdown (10)",
     )
+    run.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="set SO_REUSEPORT: run several processes on one port to use several cores",
+    )
     run.add_argument("--log-level", default="info", help="logging level (info)")
     return root
 
@@ -103,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ssl=ssl,
             credentials=credentials,
             shutdown_timeout=args.shutdown_timeout,
+            reuse_port=args.reuse_port,
         )
     )
     return 0

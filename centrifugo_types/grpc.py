@@ -253,6 +253,11 @@ class ProxyServer:
     :meth:`close` is graceful: the health status turns ``NOT_SERVING``, new calls get
     ``UNAVAILABLE``, unary calls in flight finish (for up to ``shutdown_timeout`` seconds),
     then the connections and any subscribe streams are closed.
+
+    ``reuse_port``: set ``SO_REUSEPORT`` on the listening socket, so that several processes
+    can serve the same host and port (each started with ``reuse_port=True``; the kernel
+    spreads new connections over them). This is how to use more than one core: one server
+    per process. Not available on Windows.
     """
 
     def __init__(
@@ -264,13 +269,17 @@ class ProxyServer:
         ssl: _ssl.SSLContext | None = None,
         credentials: tuple[str, str] | None = None,
         shutdown_timeout: float = 10.0,
+        reuse_port: bool = False,
     ) -> None:
+        if reuse_port and not hasattr(socket, "SO_REUSEPORT"):
+            raise ValueError("reuse_port needs SO_REUSEPORT, which this platform lacks")
         self.service = ProxyService(router, credentials=credentials)
         self.health = ServiceStatus()
         self.host = host
         self.port = port
         self.ssl = ssl
         self.shutdown_timeout = shutdown_timeout
+        self.reuse_port = reuse_port
         self._server = grpclib.server.Server([self.service, Health({self.service: [self.health]})])
         self._started = False
 
@@ -279,6 +288,8 @@ class ProxyServer:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             sock.bind((self.host, self.port))
         except OSError:
@@ -330,11 +341,13 @@ async def serve(
     ssl: _ssl.SSLContext | None = None,
     credentials: tuple[str, str] | None = None,
     shutdown_timeout: float = 10.0,
+    reuse_port: bool = False,
     started: Callable[[ProxyServer], None] | None = None,
 ) -> None:
     """Serve ``router`` until SIGTERM or SIGINT, then shut down gracefully.
 
-    ``started`` is called once the server listens (e.g. to print the port when ``port=0``).
+    The options are :class:`ProxyServer`'s. ``started`` is called once the server listens
+    (e.g. to print the port when ``port=0``).
     """
     server = ProxyServer(
         router,
@@ -343,6 +356,7 @@ async def serve(
         ssl=ssl,
         credentials=credentials,
         shutdown_timeout=shutdown_timeout,
+        reuse_port=reuse_port,
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

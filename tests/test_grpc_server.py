@@ -339,6 +339,40 @@ async def test_tls(certificate: tuple[Path, Path]) -> None:
             plain.close()
 
 
+def _named_router(name: str) -> Router:
+    router = Router()
+
+    @router.connect
+    async def connect(request: ConnectRequest) -> None:
+        request.respond(proxy.ConnectResult(user=name))
+
+    return router
+
+
+async def _who_answers(port: int) -> str:
+    channel = Channel("127.0.0.1", port)  # a new connection: the kernel picks its listener
+    try:
+        reply = await proxy.CentrifugoProxyStub(channel, timeout=5).connect(proxy.ConnectRequest())
+        assert reply.result is not None
+        return reply.result.user
+    finally:
+        channel.close()
+
+
+async def test_reuse_port_lets_servers_share_a_port() -> None:
+    async with ProxyServer(_named_router("a"), port=0, reuse_port=True) as first:
+        port = first.port
+        with pytest.raises(OSError, match="in use"):  # without SO_REUSEPORT: taken
+            await ProxyServer(_named_router("x"), port=port).start()
+        async with ProxyServer(_named_router("b"), port=port, reuse_port=True) as second:
+            assert second.port == port
+            # The kernel spreads new connections over both listeners (by a hash of the
+            # client's address and port): 32 connections all to one has odds 2**-31.
+            answers = {await _who_answers(port) for _ in range(32)}
+            assert answers == {"a", "b"}
+        assert await _who_answers(port) == "a"  # the other one serves on alone
+
+
 def test_load_router_reports_bad_specs() -> None:
     assert load_router("tests.test_grpc_server:cli_router") is cli_router
     for spec, message in [
@@ -360,6 +394,7 @@ async def test_cli_serves_and_shuts_down_gracefully_on_sigterm() -> None:
         "tests.test_grpc_server:cli_router",
         "--port",
         "0",
+        "--reuse-port",
         cwd=ROOT,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -373,6 +408,9 @@ async def test_cli_serves_and_shuts_down_gracefully_on_sigterm() -> None:
                 assert line, "the server exited before listening"
                 if match := re.search(r"on 127\.0\.0\.1:(\d+)", line):
                     port = int(match[1])
+        # --reuse-port: another SO_REUSEPORT server can bind the same port.
+        async with ProxyServer(Router(), port=port, reuse_port=True):
+            pass
         channel = Channel("127.0.0.1", port)
         try:
             stub = proxy.CentrifugoProxyStub(channel, timeout=5)
