@@ -15,8 +15,9 @@ For each target server and each number of backend processes (``--workers 1,2``),
 Targets:
 
 - ``grpcio``: :mod:`bench.grpcio_server`, a hand-written grpcio aio servicer on upb messages;
-- ``ours``: this project's gRPC proxy server, started by :func:`our_server_command` (a hook
-  to wire once the server exists; until then the target is reported as not available).
+- ``ours``: :mod:`bench.our_server`, this project's gRPC proxy server (``Router`` +
+  ``centrifugo_types.grpc.serve``, the code ``centrifugo-types serve`` runs) with the same
+  connect logic.
 
 h2load counts HTTP statuses, not gRPC ones (a gRPC error is an HTTP 200 with a non-zero
 ``grpc-status`` trailer), so step 2 is what proves the answers right. Latencies (p50, p99)
@@ -66,16 +67,22 @@ def grpcio_command(modules: Path, port: int, max_seconds: float) -> list[str]:
 
 
 def our_server_command(modules: Path, port: int, max_seconds: float) -> list[str] | None:
-    """HOOK: the command that starts ONE process of this project's gRPC proxy server.
+    """One process of this project's gRPC proxy server (see :mod:`bench.our_server`).
 
-    It must listen on ``127.0.0.1:port`` with SO_REUSEPORT (grpclib:
-    ``await server.start("127.0.0.1", port, reuse_port=True)``) so that N copies can share the
-    port, answer ``Connect`` with the same logic as the baseline --
-    ``ConnectResponse(result=ConnectResult(user=request.client))`` -- and exit by itself
-    after ``max_seconds`` (and on SIGTERM). ``modules`` is the directory of the upb modules,
-    which our server does not need. Return None while there is no such server.
+    ``centrifugo_types.grpc.serve`` over a router with the baseline's connect logic,
+    ``ConnectResponse(result=ConnectResult(user=request.client))``, listening on
+    ``127.0.0.1:port`` with SO_REUSEPORT; it exits by itself after ``max_seconds`` and on
+    SIGTERM. ``modules`` (the upb modules) is the baseline's business, not ours.
     """
-    return None
+    return [
+        sys.executable,
+        "-m",
+        "bench.our_server",
+        "--port",
+        str(port),
+        "--max-seconds",
+        str(max_seconds),
+    ]
 
 
 TARGETS: dict[str, Callable[[Path, int, float], list[str] | None]] = {
@@ -271,7 +278,7 @@ def run(args: argparse.Namespace) -> list[Result]:
         available = []
         for target in targets:
             if TARGETS[target](modules, 0, 0) is None:
-                print(f"{target}: not available yet (see our_server_command)", file=sys.stderr)
+                print(f"{target}: not available", file=sys.stderr)
             else:
                 available.append(target)
         runs: dict[tuple[str, int], list[Result]] = {}
