@@ -32,7 +32,7 @@ from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from centrifugo_types import Router, proxy
 from centrifugo_types.__main__ import load_router
 from centrifugo_types._generated import proxy_events as events
-from centrifugo_types.grpc import ProxyServer, server_ssl_context
+from centrifugo_types.grpc import ProxyServer, _CoalescingTransport, server_ssl_context
 from centrifugo_types.requests import (
     ConnectRequest,
     MapPublishRequest,
@@ -357,6 +357,64 @@ async def _who_answers(port: int) -> str:
         return reply.result.user
     finally:
         channel.close()
+
+
+class _RecordingTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, bytes]] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.calls.append(("write", bytes(data)))
+
+    def close(self) -> None:
+        self.calls.append(("close", b""))
+
+    def abort(self) -> None:
+        self.calls.append(("abort", b""))
+
+
+async def test_writes_of_one_loop_iteration_reach_the_socket_together() -> None:
+    real = _RecordingTransport()
+    transport = _CoalescingTransport(real)
+    transport.write(b"headers")
+    transport.write(b"")
+    transport.write(bytearray(b"message"))
+    transport.write(b"trailers")
+    assert real.calls == []
+    await asyncio.sleep(0)
+    assert real.calls == [("write", b"headersmessagetrailers")]
+    transport.write(b"next")
+    await asyncio.sleep(0)
+    assert real.calls[1:] == [("write", b"next")]
+    # close() sends what is pending first; abort() drops it, as the socket would.
+    transport.write(b"goaway")
+    transport.close()
+    assert real.calls[2:] == [("write", b"goaway"), ("close", b"")]
+    transport.write(b"lost")
+    transport.abort()
+    await asyncio.sleep(0)
+    assert real.calls[4:] == [("abort", b"")]
+
+
+async def test_concurrent_calls_on_one_connection() -> None:
+    router = Router()
+
+    @router.connect
+    async def connect(request: ConnectRequest) -> None:
+        await asyncio.sleep(0.001 * (int(request.client) % 3))
+        request.respond(proxy.ConnectResult(user=request.client))
+
+    async with ProxyServer(router, port=0) as server:
+        channel = Channel("127.0.0.1", server.port)
+        try:
+            stub = proxy.CentrifugoProxyStub(channel, timeout=5)
+            replies = await asyncio.gather(
+                *(stub.connect(proxy.ConnectRequest(client=str(i))) for i in range(200))
+            )
+        finally:
+            channel.close()
+    assert [r.result.user for r in replies if r.result] == [str(i) for i in range(200)]
 
 
 async def test_unary_calls_are_not_held_back_by_nagles_algorithm() -> None:
