@@ -31,9 +31,9 @@ from typing import Any, cast
 import grpclib.const
 import grpclib.server
 from grpclib import GRPCError, Status
-from grpclib.protocol import H2Protocol
 from grpclib.health.check import ServiceStatus
 from grpclib.health.service import Health
+from grpclib.protocol import H2Protocol
 
 from . import proxy
 from ._generated import proxy_events as events
