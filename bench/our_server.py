@@ -5,25 +5,29 @@ the user taken from a request field, as :mod:`bench.grpcio_server` does::
 
     ConnectResponse(result=ConnectResult(user=request.client))
 
-served by :func:`centrifugo_types.grpc.serve` (the code behind ``centrifugo-types serve``:
-:class:`~centrifugo_types.grpc.ProxyServer`, the health service, the graceful shutdown) with
-``reuse_port=True``, so that N processes share one port of 127.0.0.1. One process serves one
-event loop; it stops on SIGTERM/SIGINT, and by itself after ``--max-seconds``.
+served by the command line itself, in this process::
 
-    python -m bench.our_server --port PORT [--max-seconds S] [--loop asyncio|uvloop]
+    centrifugo-types serve bench.our_server:router --host 127.0.0.1 --port PORT --reuse-port
+
+(:func:`centrifugo_types.grpc.serve`: :class:`~centrifugo_types.grpc.ProxyServer`, the health
+service, the graceful shutdown, uvloop when installed unless ``--loop asyncio``). With
+``--reuse-port`` N processes share one port. A process stops on SIGTERM/SIGINT, and by itself
+after ``--max-seconds`` (it sends itself SIGTERM).
+
+    python -m bench.our_server --port PORT [--max-seconds S] [--loop auto|asyncio|uvloop]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
+import os
+import signal
 import sys
-from collections.abc import Callable, Coroutine
-from typing import Any
+import threading
 
 from centrifugo_types import Router, proxy
-from centrifugo_types.grpc import serve
+from centrifugo_types.__main__ import LOOPS
+from centrifugo_types.__main__ import main as cli
 from centrifugo_types.requests import ConnectRequest
 
 router = Router()
@@ -35,28 +39,30 @@ async def connect(request: ConnectRequest) -> None:
     request.respond(proxy.ConnectResult(user=request.client))
 
 
-async def run(port: int, max_seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        # Past max_seconds, wait_for cancels serve(), which then shuts down gracefully.
-        await asyncio.wait_for(serve(router, "127.0.0.1", port, reuse_port=True), max_seconds)
-
-
-def _runner(loop: str) -> Callable[[Coroutine[Any, Any, None]], None]:
-    if loop == "uvloop":
-        import uvloop
-
-        return uvloop.run
-    return asyncio.run
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.our_server")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--max-seconds", type=float, default=300.0, help="stop after this")
-    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument("--loop", choices=LOOPS, default="auto")
     args = parser.parse_args(argv)
-    _runner(args.loop)(run(args.port, args.max_seconds))
-    return 0
+    stop = threading.Timer(args.max_seconds, os.kill, (os.getpid(), signal.SIGTERM))
+    stop.daemon = True
+    stop.start()
+    return cli(
+        [
+            "serve",
+            "bench.our_server:router",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(args.port),
+            "--reuse-port",
+            "--loop",
+            args.loop,
+            "--log-level",
+            "warning",
+        ]
+    )
 
 
 if __name__ == "__main__":

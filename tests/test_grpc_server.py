@@ -30,7 +30,7 @@ from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
 from centrifugo_types import Router, proxy
-from centrifugo_types.__main__ import load_router
+from centrifugo_types.__main__ import event_loop_runner, load_router
 from centrifugo_types._generated import proxy_events as events
 from centrifugo_types.grpc import ProxyServer, _CoalescingTransport, server_ssl_context
 from centrifugo_types.requests import (
@@ -463,7 +463,22 @@ def test_load_router_reports_bad_specs() -> None:
             load_router(spec)
 
 
-async def test_cli_serves_and_shuts_down_gracefully_on_sigterm() -> None:
+def test_event_loop_runner(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvloop
+
+    assert event_loop_runner("asyncio") is asyncio.run
+    assert event_loop_runner("uvloop") is uvloop.run
+    assert event_loop_runner() is uvloop.run  # auto: uvloop, installed with the dev group
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed
+    assert event_loop_runner("auto") is asyncio.run
+    with pytest.raises(SystemExit, match="needs uvloop"):
+        event_loop_runner("uvloop")
+    with pytest.raises(ValueError, match="loop must be"):
+        event_loop_runner("trio")
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_cli_serves_and_shuts_down_gracefully_on_sigterm(loop: str) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -473,6 +488,8 @@ async def test_cli_serves_and_shuts_down_gracefully_on_sigterm() -> None:
         "--port",
         "0",
         "--reuse-port",
+        "--loop",
+        loop,
         cwd=ROOT,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
