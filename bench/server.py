@@ -9,14 +9,24 @@ For each target server and each number of backend processes (``--workers 1,2``),
 3. drives it with h2load (nghttp2's HTTP/2 load generator, written in C, so it takes little
    of the 2 cores from the server) for ``--warmup`` + ``--duration`` seconds at
    ``--connections`` x ``--streams`` requests in flight, POSTing the gRPC frame of the
-   benchmark's ConnectRequest, and logs every request's latency;
+   benchmark's ConnectRequest with the headers Centrifugo sends (``content-type``, ``te``
+   and ``grpc-timeout``: Centrifugo gives every proxy call a deadline, 1 s by default), and
+   logs every request's latency; meanwhile it reads the CPU time the server processes use
+   (``/proc/PID/stat``: all their threads);
 4. stops the processes (they also stop by themselves after a bounded time).
 
 Targets:
 
 - ``grpcio``: :mod:`bench.grpcio_server`, a hand-written grpcio aio servicer on upb messages;
-- ``ours``: this project's gRPC proxy server, started by :func:`our_server_command` (a hook
-  to wire once the server exists; until then the target is reported as not available).
+- ``ours``: :mod:`bench.our_server`, this project's gRPC proxy server with the same connect
+  logic, run by ``centrifugo-types serve`` itself (on uvloop, which the dev group installs);
+- ``ours-asyncio``: the same with ``--loop asyncio``, asyncio's own event loop.
+
+One grpcio process is not one thread: its C core runs HTTP/2 on threads of its own, so it
+uses more than one core when the machine has one to spare, where one process of ours (one
+Python thread) uses at most one. The ``cores`` and ``req/cpu-s`` columns show that: requests
+per second of server CPU time is the measure of efficiency; req/s at 2 processes is the
+measure of throughput on this machine.
 
 h2load counts HTTP statuses, not gRPC ones (a gRPC error is an HTTP 200 with a non-zero
 ``grpc-status`` trailer), so step 2 is what proves the answers right. Latencies (p50, p99)
@@ -66,21 +76,34 @@ def grpcio_command(modules: Path, port: int, max_seconds: float) -> list[str]:
 
 
 def our_server_command(modules: Path, port: int, max_seconds: float) -> list[str] | None:
-    """HOOK: the command that starts ONE process of this project's gRPC proxy server.
+    """One process of this project's gRPC proxy server (see :mod:`bench.our_server`).
 
-    It must listen on ``127.0.0.1:port`` with SO_REUSEPORT (grpclib:
-    ``await server.start("127.0.0.1", port, reuse_port=True)``) so that N copies can share the
-    port, answer ``Connect`` with the same logic as the baseline --
-    ``ConnectResponse(result=ConnectResult(user=request.client))`` -- and exit by itself
-    after ``max_seconds`` (and on SIGTERM). ``modules`` is the directory of the upb modules,
-    which our server does not need. Return None while there is no such server.
+    ``centrifugo_types.grpc.serve`` over a router with the baseline's connect logic,
+    ``ConnectResponse(result=ConnectResult(user=request.client))``, listening on
+    ``127.0.0.1:port`` with SO_REUSEPORT; it exits by itself after ``max_seconds`` and on
+    SIGTERM. ``modules`` (the upb modules) is the baseline's business, not ours.
     """
-    return None
+    return [
+        sys.executable,
+        "-m",
+        "bench.our_server",
+        "--port",
+        str(port),
+        "--max-seconds",
+        str(max_seconds),
+    ]
+
+
+def our_asyncio_server_command(modules: Path, port: int, max_seconds: float) -> list[str] | None:
+    """:func:`our_server_command` on asyncio's own event loop instead of uvloop."""
+    command = our_server_command(modules, port, max_seconds)
+    return None if command is None else [*command, "--loop", "asyncio"]
 
 
 TARGETS: dict[str, Callable[[Path, int, float], list[str] | None]] = {
     "grpcio": grpcio_command,
     "ours": our_server_command,
+    "ours-asyncio": our_asyncio_server_command,
 }
 
 
@@ -96,12 +119,25 @@ class Result:
     failed: int
     p50_ms: float
     p99_ms: float
+    cores: float
+    """Server CPU seconds per second of load (all processes and threads)."""
+    busiest: float
+    """The same for the busiest process: the kernel spreads connections, not requests."""
+    pairs: tuple[tuple[float, float, float], ...] = ()
+    """Per repetition: (req/s, p99, req/cpu-s) of this target / grpcio's in that repetition."""
+
+    @property
+    def per_cpu_second(self) -> float:
+        """Requests per second of server CPU time."""
+        return self.requests_per_second / self.cores if self.cores else float("nan")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fast", action="store_true", help="3 s runs, one worker count")
     parser.add_argument(
-        "--targets", default="grpcio,ours", help="comma-separated, of: " + ", ".join(TARGETS)
+        "--targets",
+        default=",".join(TARGETS),
+        help="comma-separated, of: " + ", ".join(TARGETS) + " (all)",
     )
     parser.add_argument("--workers", help="backend process counts to run (default 1,2; fast 1)")
     parser.add_argument("--duration", type=int, help="measured seconds per run (10; fast 3)")
@@ -109,8 +145,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--repeat", type=int, help="runs per target and count, interleaved; medians (3; fast 1)"
     )
-    parser.add_argument("--connections", type=int, default=4, help="h2load clients (4)")
-    parser.add_argument("--streams", type=int, default=16, help="streams per connection (16)")
+    parser.add_argument("--connections", type=int, default=8, help="h2load clients (8)")
+    parser.add_argument("--streams", type=int, default=8, help="streams per connection (8)")
+    parser.add_argument(
+        "--grpc-timeout",
+        default="999999u",
+        help="grpc-timeout header of every request, as Centrifugo's Go client writes a 1 s "
+        "deadline (999999u); empty: none",
+    )
 
 
 def _free_port() -> int:
@@ -151,19 +193,44 @@ def _probe(port: int, deadline: float) -> None:
     raise RuntimeError(f"server on port {port} did not answer Connect: {last}")
 
 
+def _cpu_seconds(pids: list[int]) -> list[float]:
+    """User + system CPU time of each process, all its threads included."""
+    seconds = []
+    for pid in pids:
+        # The fields after the command name (which may hold spaces) are split safely.
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15
+        seconds.append(ticks / os.sysconf("SC_CLK_TCK"))
+    return seconds
+
+
 @contextlib.contextmanager
-def _servers(commands: list[list[str]], port: int, deadline: float) -> Iterator[None]:
-    procs = [
-        subprocess.Popen(cmd, cwd=impls.ROOT, start_new_session=True, stdout=subprocess.DEVNULL)
-        for cmd in commands
-    ]
+def _servers(
+    commands: list[list[str]], port: int, deadline: float, stderr: Path
+) -> Iterator[list[int]]:
+    """Start the servers (their stderr into one file); yield their pids once they answer."""
+    with stderr.open("wb") as errors:
+        procs = [
+            subprocess.Popen(
+                cmd,
+                cwd=impls.ROOT,
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+            )
+            for cmd in commands
+        ]
     try:
-        _probe(port, deadline)
-        time.sleep(1.0)  # let every process finish starting, not just the first to answer
-        dead = [p.args for p in procs if p.poll() is not None]
-        if dead:
-            raise RuntimeError(f"server processes exited early: {dead}")
-        yield
+        try:
+            _probe(port, deadline)
+            time.sleep(1.0)  # let every process finish starting, not just the first to answer
+            dead = [p.args for p in procs if p.poll() is not None]
+            if dead:
+                raise RuntimeError(f"server processes exited early: {dead}")
+        except RuntimeError as exc:
+            tail = stderr.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{exc}\nserver stderr (end):\n{tail}") from None
+        yield [p.pid for p in procs]
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -188,6 +255,7 @@ def _h2load(
         "content-type: application/grpc",
         "-H",
         "te: trailers",
+        *(["-H", f"grpc-timeout: {args.grpc_timeout}"] if args.grpc_timeout else []),
         "-c",
         str(args.connections),
         "-m",
@@ -241,11 +309,16 @@ def _one_run(
     command = TARGETS[target](modules, port, duration + warmup + 60)
     assert command is not None
     log = tmp / f"{target}-{n}.log"
-    with _servers([command] * n, port, time.monotonic() + 30):
+    with _servers([command] * n, port, time.monotonic() + 30, tmp / "stderr") as pids:
+        cpu = _cpu_seconds(pids)
+        started = time.monotonic()
         rps, ok, bad = _h2load(port, body, log, args, duration, warmup)
+        # Warm-up and measured period alike run at full load: CPU over the whole run.
+        elapsed = time.monotonic() - started
+        used = [(b - a) / elapsed for a, b in zip(cpu, _cpu_seconds(pids), strict=True)]
     p50, p99 = _latencies(log)
     log.unlink()
-    return Result(target, n, rps, ok, bad, p50, p99)
+    return Result(target, n, rps, ok, bad, p50, p99, sum(used), max(used))
 
 
 def run(args: argparse.Namespace) -> list[Result]:
@@ -271,7 +344,7 @@ def run(args: argparse.Namespace) -> list[Result]:
         available = []
         for target in targets:
             if TARGETS[target](modules, 0, 0) is None:
-                print(f"{target}: not available yet (see our_server_command)", file=sys.stderr)
+                print(f"{target}: not available", file=sys.stderr)
             else:
                 available.append(target)
         runs: dict[tuple[str, int], list[Result]] = {}
@@ -287,6 +360,15 @@ def run(args: argparse.Namespace) -> list[Result]:
                         _one_run(target, n, modules, body, tmp, args, duration, warmup)
                     )
         for (target, n), rs in runs.items():
+            base = runs.get(("grpcio", n), [])
+            pairs = tuple(
+                (
+                    r.requests_per_second / b.requests_per_second,
+                    r.p99_ms / b.p99_ms,
+                    r.per_cpu_second / b.per_cpu_second,
+                )
+                for r, b in zip(rs, base, strict=False)
+            )
             results.append(
                 Result(
                     target,
@@ -296,6 +378,9 @@ def run(args: argparse.Namespace) -> list[Result]:
                     sum(r.failed for r in rs),
                     statistics.median(r.p50_ms for r in rs),
                     statistics.median(r.p99_ms for r in rs),
+                    statistics.median(r.cores for r in rs),
+                    statistics.median(r.busiest for r in rs),
+                    pairs if target != "grpcio" else (),
                 )
             )
     return results
@@ -303,28 +388,35 @@ def run(args: argparse.Namespace) -> list[Result]:
 
 def report(results: list[Result], args: argparse.Namespace) -> str:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    timeout = f"grpc-timeout {args.grpc_timeout}" if args.grpc_timeout else "no grpc-timeout"
     lines = [
         f"load generator: h2load, {args.connections} connections x {args.streams} streams "
-        f"in flight, 1 thread; {os.cpu_count()} cores; load average now {load}",
-        "req/s, p50 and p99: medians over the repetitions; ok/failed: summed",
+        f"in flight, 1 thread, {timeout}; {os.cpu_count()} cores; load average now {load}",
+        "req/s, p50, p99, cores (server CPU s per s; busiest: of the busiest process): "
+        "medians over the repetitions; ok/failed: summed",
         "",
-        f"{'target':<8} {'procs':>5} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'ok':>9}"
-        f" {'failed':>6}",
+        f"{'target':<12} {'procs':>5} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'cores':>5}"
+        f" {'busiest':>7} {'req/cpu-s':>9} {'ok':>9} {'failed':>6}",
     ]
+    results = sorted(results, key=lambda r: (r.workers, list(TARGETS).index(r.target)))
     for r in results:
         lines.append(
-            f"{r.target:<8} {r.workers:>5} {r.requests_per_second:>10.0f} {r.p50_ms:>8.2f}"
-            f" {r.p99_ms:>8.2f} {r.succeeded:>9} {r.failed:>6}"
+            f"{r.target:<12} {r.workers:>5} {r.requests_per_second:>8.0f} {r.p50_ms:>7.2f}"
+            f" {r.p99_ms:>7.2f} {r.cores:>5.2f} {r.busiest:>7.2f} {r.per_cpu_second:>9.0f}"
+            f" {r.succeeded:>9}"
+            f" {r.failed:>6}"
         )
-    base = {r.workers: r for r in results if r.target == "grpcio"}
+    lines.append("")
     for r in results:
-        if r.target != "grpcio" and r.workers in base:
-            b = base[r.workers]
-            lines.append(
-                f"{r.target} / grpcio with {r.workers} process(es): "
-                f"{r.requests_per_second / b.requests_per_second:.2f}x req/s, "
-                f"{r.p99_ms / b.p99_ms:.2f}x p99 (target: >= 1.0x req/s)"
-            )
+        if r.target == "grpcio" or not r.pairs:
+            continue
+        ratios = [statistics.median(values) for values in zip(*r.pairs, strict=True)]
+        lines.append(
+            f"{r.target} / grpcio, {r.workers} process(es): {ratios[0]:.2f}x req/s "
+            f"(target: >= 1.0x), {ratios[1]:.2f}x p99, {ratios[2]:.2f}x req/cpu-s"
+        )
+    lines.append("(ratios: medians of the ratios within each repetition, where the targets ran")
+    lines.append(" back to back)")
     return "\n".join(lines)
 
 

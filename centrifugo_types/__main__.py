@@ -14,13 +14,36 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from . import __version__
 from .grpc import serve, server_ssl_context
 from .router import Router
 
 CREDENTIALS_ENV = "CENTRIFUGO_TYPES_CREDENTIALS_VALUE"
+LOOPS = ("auto", "asyncio", "uvloop")
+
+
+def event_loop_runner(loop: str = "auto") -> Callable[[Coroutine[Any, Any, None]], None]:
+    """What runs the server: ``asyncio.run``, or ``uvloop.run`` for ``loop="uvloop"``.
+
+    ``"auto"`` picks uvloop when it is installed (``pip install 'centrifugo-types[uvloop]'``),
+    else asyncio's own loop.
+    """
+    if loop not in LOOPS:
+        raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {loop!r}")
+    if loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if loop == "uvloop":
+                raise SystemExit(
+                    "--loop uvloop needs uvloop: pip install 'centrifugo-types[uvloop]'"
+                ) from None
+        else:
+            return uvloop.run
+    return asyncio.run
 
 
 def load_router(spec: str) -> Router:
@@ -76,6 +99,17 @@ def parser() -> argparse.ArgumentParser:
         default=10.0,
         help="seconds to let calls in flight finish on shutdown (10)",
     )
+    run.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="set SO_REUSEPORT: run several processes on one port to use several cores",
+    )
+    run.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default="auto",
+        help="event loop (auto: uvloop when installed, else asyncio)",
+    )
     run.add_argument("--log-level", default="info", help="logging level (info)")
     return root
 
@@ -95,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ssl = None
     if args.tls_cert:
         ssl = server_ssl_context(args.tls_cert, args.tls_key, client_ca=args.tls_client_ca)
-    asyncio.run(
+    event_loop_runner(args.loop)(
         serve(
             router,
             args.host,
@@ -103,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ssl=ssl,
             credentials=credentials,
             shutdown_timeout=args.shutdown_timeout,
+            reuse_port=args.reuse_port,
         )
     )
     return 0

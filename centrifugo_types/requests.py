@@ -65,15 +65,20 @@ INTERNAL_ERROR = 100
 """Centrifugo's code for "internal server error" (``centrifuge.ErrorInternal``)."""
 
 
+_NO_METADATA: Metadata = CIMultiDictProxy(CIMultiDict())
+
+
 def _metadata(metadata: MetadataLike | None) -> Metadata:
+    if not metadata:  # None, or an empty mapping or list (read-only: one shared instance)
+        return _NO_METADATA
     items: Iterable[tuple[str, str]]
-    if metadata is None:
-        items = ()
+    if type(metadata) is list:  # what the gRPC transport passes: skip the ABC check
+        items = metadata
     elif isinstance(metadata, Mapping):
         items = metadata.items()
     else:
         items = metadata
-    return CIMultiDictProxy(CIMultiDict((k.lower(), v) for k, v in items))
+    return CIMultiDictProxy(CIMultiDict([(k.lower(), v) for k, v in items]))
 
 
 class ProxyRequest(Generic[MessageT, ResponseT, ResultT]):

@@ -20,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import types
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
+from types import CoroutineType
 from typing import Any, TypeAlias, TypeVar, overload
 
 import betterproto2
@@ -256,12 +258,30 @@ class Router:
         :meth:`asyncio.loop.time`) shortens the router's ``timeout``, e.g. to the transport's.
         """
         req = request
-        scope = asyncio.timeout_at(self._deadline(deadline))
+        when = self._deadline(deadline)
+        scope: asyncio.Timeout | None = None
         try:
-            async with scope:
-                await self._chain(req.event.name)(req)
+            awaitable = self._chain(req.event.name)(req)
+            if when is None:
+                await awaitable
+            elif type(awaitable) is not CoroutineType:
+                scope = asyncio.timeout_at(when)
+                async with scope:
+                    await awaitable
+            else:
+                # Most handlers reply without ever suspending: run the first step at once
+                # and arm the timeout only if there is a second one. (A timeout can only
+                # interrupt an await anyway; the deadline stays the same, it is absolute.)
+                try:
+                    waiting = awaitable.send(None)
+                except StopIteration:
+                    pass
+                else:
+                    scope = asyncio.timeout_at(when)
+                    async with scope:
+                        await _resume(awaitable, waiting)
         except Exception as exc:
-            _on_exception(req, exc, timed_out=scope.expired())
+            _on_exception(req, exc, timed_out=scope is not None and scope.expired())
         reply = req.reply
         if reply is None:
             logger.error("%s handler returned without replying", req.event.name)
@@ -319,6 +339,31 @@ class Router:
 
 class StreamError(Exception):
     """A subscribe stream handler failed after its subscription was accepted."""
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, Any], waiting: Any) -> Generator[Any, Any, None]:
+    """Await ``coro`` whose first step already ran and yielded ``waiting``.
+
+    What ``await coro`` does from the second step on: pass what the coroutine waits for up
+    to the task, and what the task sends or throws (a cancellation) down to the coroutine.
+    """
+    while True:
+        try:
+            sent = yield waiting
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                waiting = coro.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                waiting = coro.send(sent)
+            except StopIteration:
+                return
 
 
 def _check_event(event: str) -> None:

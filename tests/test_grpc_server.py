@@ -30,9 +30,9 @@ from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
 from centrifugo_types import Router, proxy
-from centrifugo_types.__main__ import load_router
+from centrifugo_types.__main__ import event_loop_runner, load_router
 from centrifugo_types._generated import proxy_events as events
-from centrifugo_types.grpc import ProxyServer, server_ssl_context
+from centrifugo_types.grpc import ProxyServer, _CoalescingTransport, server_ssl_context
 from centrifugo_types.requests import (
     ConnectRequest,
     MapPublishRequest,
@@ -339,6 +339,118 @@ async def test_tls(certificate: tuple[Path, Path]) -> None:
             plain.close()
 
 
+def _named_router(name: str) -> Router:
+    router = Router()
+
+    @router.connect
+    async def connect(request: ConnectRequest) -> None:
+        request.respond(proxy.ConnectResult(user=name))
+
+    return router
+
+
+async def _who_answers(port: int) -> str:
+    channel = Channel("127.0.0.1", port)  # a new connection: the kernel picks its listener
+    try:
+        reply = await proxy.CentrifugoProxyStub(channel, timeout=5).connect(proxy.ConnectRequest())
+        assert reply.result is not None
+        return reply.result.user
+    finally:
+        channel.close()
+
+
+class _RecordingTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, bytes]] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.calls.append(("write", bytes(data)))
+
+    def close(self) -> None:
+        self.calls.append(("close", b""))
+
+    def abort(self) -> None:
+        self.calls.append(("abort", b""))
+
+
+async def test_writes_of_one_loop_iteration_reach_the_socket_together() -> None:
+    real = _RecordingTransport()
+    transport = _CoalescingTransport(real)
+    transport.write(b"headers")
+    transport.write(b"")
+    transport.write(bytearray(b"message"))
+    transport.write(b"trailers")
+    assert real.calls == []
+    await asyncio.sleep(0)
+    assert real.calls == [("write", b"headersmessagetrailers")]
+    transport.write(b"next")
+    await asyncio.sleep(0)
+    assert real.calls[1:] == [("write", b"next")]
+    # close() sends what is pending first; abort() drops it, as the socket would.
+    transport.write(b"goaway")
+    transport.close()
+    assert real.calls[2:] == [("write", b"goaway"), ("close", b"")]
+    transport.write(b"lost")
+    transport.abort()
+    await asyncio.sleep(0)
+    assert real.calls[4:] == [("abort", b"")]
+
+
+async def test_concurrent_calls_on_one_connection() -> None:
+    router = Router()
+
+    @router.connect
+    async def connect(request: ConnectRequest) -> None:
+        await asyncio.sleep(0.001 * (int(request.client) % 3))
+        request.respond(proxy.ConnectResult(user=request.client))
+
+    async with ProxyServer(router, port=0) as server:
+        channel = Channel("127.0.0.1", server.port)
+        try:
+            stub = proxy.CentrifugoProxyStub(channel, timeout=5)
+            replies = await asyncio.gather(
+                *(stub.connect(proxy.ConnectRequest(client=str(i))) for i in range(200))
+            )
+        finally:
+            channel.close()
+    assert [r.result.user for r in replies if r.result] == [str(i) for i in range(200)]
+
+
+async def test_unary_calls_are_not_held_back_by_nagles_algorithm() -> None:
+    # A reply is three small writes (headers, message, trailers). Without TCP_NODELAY on the
+    # accepted connection the second one waits for the client's delayed ACK: >= 40 ms a call
+    # on Linux, where a call on 127.0.0.1 otherwise takes well under a millisecond.
+    async with ProxyServer(_named_router("a"), port=0) as server:
+        channel = Channel("127.0.0.1", server.port)
+        try:
+            stub = proxy.CentrifugoProxyStub(channel, timeout=5)
+            await stub.connect(proxy.ConnectRequest())
+            loop = asyncio.get_running_loop()
+            durations = []
+            for _ in range(21):
+                started = loop.time()
+                await stub.connect(proxy.ConnectRequest())
+                durations.append(loop.time() - started)
+        finally:
+            channel.close()
+    assert sorted(durations)[10] < 0.02, durations
+
+
+async def test_reuse_port_lets_servers_share_a_port() -> None:
+    async with ProxyServer(_named_router("a"), port=0, reuse_port=True) as first:
+        port = first.port
+        with pytest.raises(OSError, match="in use"):  # without SO_REUSEPORT: taken
+            await ProxyServer(_named_router("x"), port=port).start()
+        async with ProxyServer(_named_router("b"), port=port, reuse_port=True) as second:
+            assert second.port == port
+            # The kernel spreads new connections over both listeners (by a hash of the
+            # client's address and port): 32 connections all to one has odds 2**-31.
+            answers = {await _who_answers(port) for _ in range(32)}
+            assert answers == {"a", "b"}
+        assert await _who_answers(port) == "a"  # the other one serves on alone
+
+
 def test_load_router_reports_bad_specs() -> None:
     assert load_router("tests.test_grpc_server:cli_router") is cli_router
     for spec, message in [
@@ -351,7 +463,22 @@ def test_load_router_reports_bad_specs() -> None:
             load_router(spec)
 
 
-async def test_cli_serves_and_shuts_down_gracefully_on_sigterm() -> None:
+def test_event_loop_runner(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvloop
+
+    assert event_loop_runner("asyncio") is asyncio.run
+    assert event_loop_runner("uvloop") is uvloop.run
+    assert event_loop_runner() is uvloop.run  # auto: uvloop, installed with the dev group
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed
+    assert event_loop_runner("auto") is asyncio.run
+    with pytest.raises(SystemExit, match="needs uvloop"):
+        event_loop_runner("uvloop")
+    with pytest.raises(ValueError, match="loop must be"):
+        event_loop_runner("trio")
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_cli_serves_and_shuts_down_gracefully_on_sigterm(loop: str) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -360,6 +487,9 @@ async def test_cli_serves_and_shuts_down_gracefully_on_sigterm() -> None:
         "tests.test_grpc_server:cli_router",
         "--port",
         "0",
+        "--reuse-port",
+        "--loop",
+        loop,
         cwd=ROOT,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -373,6 +503,9 @@ async def test_cli_serves_and_shuts_down_gracefully_on_sigterm() -> None:
                 assert line, "the server exited before listening"
                 if match := re.search(r"on 127\.0\.0\.1:(\d+)", line):
                     port = int(match[1])
+        # --reuse-port: another SO_REUSEPORT server can bind the same port.
+        async with ProxyServer(Router(), port=port, reuse_port=True):
+            pass
         channel = Channel("127.0.0.1", port)
         try:
             stub = proxy.CentrifugoProxyStub(channel, timeout=5)

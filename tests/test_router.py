@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -344,6 +345,79 @@ async def test_the_transport_deadline_shortens_the_router_timeout() -> None:
     reply = await router.handle(connect_request(), deadline=started + 0.05)
     assert reply.error == INTERNAL
     assert loop.time() - started < 1
+
+
+async def test_handlers_that_suspend_or_not_and_other_awaitables() -> None:
+    # The router runs a handler's first step before it arms the timeout; what follows must
+    # behave as a plain ``await``: values and exceptions of what the handler awaits, several
+    # suspensions, the deadline, and handlers that return another kind of awaitable.
+    router = Router(timeout=0.2)
+    loop = asyncio.get_running_loop()
+
+    @router.connect
+    async def connect(request: ConnectRequest) -> None:
+        kind = request.json()
+        if kind == "sync":
+            request.respond(proxy.ConnectResult(user="sync"))
+            return
+        future: asyncio.Future[str] = loop.create_future()
+        loop.call_soon(future.set_result, "from a future")
+        user = await future
+        await asyncio.sleep(0)
+        await asyncio.sleep(0.001)
+        if kind == "raise":
+            failed: asyncio.Future[None] = loop.create_future()
+            loop.call_soon(failed.set_exception, ProxyError(409, "conflict"))
+            await failed
+        if kind == "overrun":
+            await asyncio.sleep(0.1)
+            await asyncio.sleep(10)
+        request.respond(proxy.ConnectResult(user=user))
+
+    def reply_with_a_future(request: AnyRequest) -> asyncio.Future[None]:
+        request.respond(proxy.RpcResult(data=b'"f"'))
+        future: asyncio.Future[None] = loop.create_future()
+        loop.call_later(0.01, future.set_result, None)
+        return future
+
+    router.add_handler("rpc", reply_with_a_future)
+
+    def connect_with(kind: str) -> ConnectRequest:
+        return connect_request(data=json.dumps(kind).encode())
+
+    assert (await router.handle(connect_with("sync"))).result == proxy.ConnectResult(user="sync")
+    suspended = await router.handle(connect_with("suspend"))
+    assert suspended.result == proxy.ConnectResult(user="from a future")
+    raised = await router.handle(connect_with("raise"))
+    assert raised.error == proxy.Error(code=409, message="conflict")
+    started = loop.time()
+    overrun = await router.handle(connect_with("overrun"))
+    assert overrun.error == INTERNAL
+    assert 0.19 < loop.time() - started < 1
+    assert (await router.handle(rpc_request())).result == proxy.RpcResult(data=b'"f"')
+
+
+async def test_cancelling_the_caller_cancels_the_handler() -> None:
+    router = Router(timeout=5)
+    entered = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    @router.connect
+    async def connect(request: ConnectRequest) -> None:
+        await asyncio.sleep(0)
+        entered.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    call = asyncio.ensure_future(router.handle(connect_request()))
+    await asyncio.wait_for(entered.wait(), 5)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert cancelled.is_set()
 
 
 async def test_exceptions_map_to_replies() -> None:
