@@ -17,7 +17,9 @@ import os
 import re
 import signal
 import ssl
+import statistics
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -505,6 +507,20 @@ async def test_proxy_server_serves_and_closes_gracefully() -> None:
         await closing
         with pytest.raises(httpx.ConnectError):
             await http.post(url, json={"data": 0})
+
+
+async def test_proxy_server_replies_without_waiting_for_acks(seen: Seen) -> None:
+    """Nagle's algorithm is off on the server's connections: a reply (uvicorn writes its head
+    and body separately) does not wait ~40 ms for the client's delayed ACK."""
+    # One client: one keep-alive connection.
+    async with ProxyServer(recording_router(seen), port=0) as server, httpx.AsyncClient() as http:
+        url = server.url + "/centrifugo/connect"
+        durations = []
+        for _ in range(20):
+            started = time.perf_counter()
+            assert (await http.post(url, content=b"{}")).status_code == 200
+            durations.append(time.perf_counter() - started)
+    assert statistics.median(durations) < 0.025, durations
 
 
 async def test_proxy_server_tls(certificate: tuple[Path, Path]) -> None:
