@@ -269,7 +269,10 @@ class ProxyServer:
     async def start(self) -> None:
         """Listen (``port=0`` picks a free port; :attr:`port` then tells which)."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not the default 0: grpclib and asyncio turn Nagle's algorithm off
+        # (TCP_NODELAY) only on sockets that say they are TCP; with it on, replies waited
+        # ~40 ms for the peer's delayed ACK.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.host, self.port))

@@ -14,7 +14,9 @@ import os
 import re
 import signal
 import ssl
+import statistics
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -232,6 +234,23 @@ async def test_credentials_are_required_and_not_passed_to_handlers() -> None:
             assert seen == [{"x-other": "1"}]
         finally:
             channel.close()
+
+
+async def test_replies_do_not_wait_for_acks() -> None:
+    """Nagle's algorithm is off on the server's connections: a reply does not wait ~40 ms for
+    the client's delayed ACK (it did, on a socket created without IPPROTO_TCP)."""
+    async with ProxyServer(typed_router([]), port=0) as server:
+        channel = Channel("127.0.0.1", server.port)
+        try:
+            stub = proxy.CentrifugoProxyStub(channel, timeout=5)
+            durations = []
+            for _ in range(20):
+                started = time.perf_counter()
+                await stub.connect(proxy.ConnectRequest())
+                durations.append(time.perf_counter() - started)
+        finally:
+            channel.close()
+    assert statistics.median(durations) < 0.025, durations
 
 
 async def test_health_service() -> None:
