@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
     "DEFAULT_PREFIX",
+    "KEEP_ALIVE_TIMEOUT",
+    "TRANSPORT_HEADERS",
+    "UNARY_EVENTS",
     "ProxyApp",
     "ProxyServer",
     "serve",
