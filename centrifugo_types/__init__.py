@@ -5,6 +5,7 @@
 - :mod:`centrifugo_types.requests`: typed proxy requests with their reply methods.
 - :class:`Router`: a handler per proxy event, interceptors, exactly one reply.
 - :mod:`centrifugo_types.grpc`: the gRPC proxy server (grpclib).
+- :mod:`centrifugo_types.http`: the HTTP proxy as an ASGI app (served by uvicorn).
 - :mod:`centrifugo_types.json`: Centrifugo's JSON dialect (HTTP proxy, HTTP server API).
 - :mod:`centrifugo_types.client`: server API clients over gRPC and HTTP.
 - :mod:`centrifugo_types.testing`: hypothesis strategies for every message type.

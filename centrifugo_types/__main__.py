@@ -3,6 +3,7 @@
 ::
 
     centrifugo-types serve myapp.backend:router --host 127.0.0.1 --port 30000
+    centrifugo-types serve myapp.backend:router --http    # Centrifugo's HTTP proxy (uvicorn)
     python -m centrifugo_types serve myapp.backend:router
 """
 
@@ -19,6 +20,8 @@ from typing import Any
 
 from . import __version__
 from .grpc import serve, server_ssl_context
+from .http import DEFAULT_MAX_BODY_SIZE, DEFAULT_PREFIX, ProxyApp
+from .http import serve as serve_http
 from .router import Router
 
 CREDENTIALS_ENV = "CENTRIFUGO_TYPES_CREDENTIALS_VALUE"
@@ -75,20 +78,37 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
     run = commands.add_parser(
         "serve",
-        help="serve a router as Centrifugo's gRPC proxy",
-        description="Serve a router as Centrifugo's gRPC proxy until SIGTERM or SIGINT, "
-        "then finish the calls in flight and exit.",
+        help="serve a router as Centrifugo's gRPC proxy (or HTTP proxy: --http)",
+        description="Serve a router as Centrifugo's gRPC proxy, or with --http as its HTTP "
+        "proxy (under uvicorn), until SIGTERM or SIGINT, then finish the calls in flight and "
+        "exit.",
     )
     run.add_argument("router", metavar="MODULE:ROUTER", help="e.g. myapp.backend:router")
+    run.add_argument(
+        "--http",
+        action="store_true",
+        help="serve Centrifugo's HTTP proxy (http:// endpoints) instead of gRPC; "
+        "needs the http extra (uvicorn)",
+    )
     run.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     run.add_argument("--port", type=int, default=30000, help="port (30000; 0: any free port)")
     run.add_argument(
+        "--prefix",
+        help=f"--http: the path of each event is PREFIX/<event> ({DEFAULT_PREFIX})",
+    )
+    run.add_argument(
+        "--max-body-size",
+        type=int,
+        help=f"--http: the largest request body in bytes ({DEFAULT_MAX_BODY_SIZE})",
+    )
+    run.add_argument(
         "--credentials-key",
-        help="metadata key Centrifugo sends (grpc.credentials_key); calls without it are refused",
+        help="metadata key (gRPC: grpc.credentials_key) or header (HTTP: one of "
+        "http.static_headers) Centrifugo sends; calls without it are refused",
     )
     run.add_argument(
         "--credentials-value",
-        help=f"its expected value (grpc.credentials_value; or ${CREDENTIALS_ENV})",
+        help=f"its expected value (or ${CREDENTIALS_ENV})",
     )
     run.add_argument("--tls-cert", help="serve TLS with this certificate chain (PEM)")
     run.add_argument("--tls-key", help="the certificate's private key (PEM)")
@@ -115,7 +135,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    cli = parser()
+    args = cli.parse_args(argv)
+    if not args.http and (args.prefix is not None or args.max_body_size is not None):
+        cli.error("--prefix and --max-body-size are options of --http")
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -126,6 +149,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not value:
             raise SystemExit("--credentials-key needs --credentials-value")
         credentials = (args.credentials_key, value)
+    if args.http:
+        try:
+            app = ProxyApp(
+                router,
+                prefix=DEFAULT_PREFIX if args.prefix is None else args.prefix,
+                max_body_size=(
+                    DEFAULT_MAX_BODY_SIZE if args.max_body_size is None else args.max_body_size
+                ),
+                credentials=credentials,
+            )
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
+        asyncio.run(
+            serve_http(
+                app,
+                args.host,
+                args.port,
+                certfile=args.tls_cert,
+                keyfile=args.tls_key,
+                client_ca=args.tls_client_ca,
+                shutdown_timeout=args.shutdown_timeout,
+            )
+        )
+        return 0
     ssl = None
     if args.tls_cert:
         ssl = server_ssl_context(args.tls_cert, args.tls_key, client_ca=args.tls_client_ca)

@@ -39,12 +39,12 @@ from . import proxy
 from ._generated import proxy_events as events
 from ._generated._runtime import DecodeError
 from .requests import (
-    INTERNAL_ERROR,
     REQUEST_CLASSES,
     StreamItem,
     SubscribeBidirectionalRequest,
     SubscribeStreamRequest,
     SubscribeUnidirectionalRequest,
+    internal_error_reply,
 )
 from .router import Router, StreamError
 
@@ -150,7 +150,7 @@ class ProxyService:
                     message = await stream.recv_message()
                 except DecodeError as exc:
                     logger.warning("%s: undecodable request: %s", event.name, exc)
-                    await stream.send_message(_failure(event))
+                    await stream.send_message(internal_error_reply(event))
                     return
                 assert message is not None
                 request = request_class(message, metadata)
@@ -215,15 +215,7 @@ class ProxyService:
 
 
 def _stream_failure(event: events.Event[Any, Any]) -> proxy.StreamSubscribeResponse:
-    return proxy.StreamSubscribeResponse(subscribe_response=_failure(event))
-
-
-def _failure(event: events.Event[Any, Any]) -> Any:
-    """The event's failure reply: ``error`` 100 where the response has one, else empty."""
-    if event.with_error is None:
-        return event.with_result(None)
-    error = proxy.Error(code=INTERNAL_ERROR, message="internal server error", temporary=True)
-    return event.with_error(error)
+    return proxy.StreamSubscribeResponse(subscribe_response=internal_error_reply(event))
 
 
 def server_ssl_context(

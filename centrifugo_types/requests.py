@@ -50,6 +50,7 @@ __all__ = [
     "SubscribeRequest",
     "SubscribeStreamRequest",
     "SubscribeUnidirectionalRequest",
+    "internal_error_reply",
 ]
 
 MessageT = TypeVar("MessageT", bound=betterproto2.Message)
@@ -66,6 +67,19 @@ INTERNAL_ERROR = 100
 
 
 _NO_METADATA: Metadata = CIMultiDictProxy(CIMultiDict())
+
+
+def internal_error_reply(event: Event[ResponseT, Any]) -> ResponseT:
+    """The reply to a request of ``event`` that could not be handled (it did not decode, its
+    reply could not be encoded): Centrifugo's ``error`` 100 "internal server error",
+    temporary, or a response without a result where the response has no ``error`` field.
+
+    What the router replies when a handler fails, for transports to use before or after it.
+    """
+    if event.with_error is None:
+        return event.with_result(None)
+    error = proxy.Error(code=INTERNAL_ERROR, message="internal server error", temporary=True)
+    return event.with_error(error)
 
 
 def _metadata(metadata: MetadataLike | None) -> Metadata:

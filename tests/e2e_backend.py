@@ -19,6 +19,8 @@ from typing import Any
 
 from centrifugo_types import Disconnect, ProxyError, Router, proxy
 from centrifugo_types.grpc import ProxyServer
+from centrifugo_types.http import ProxyApp
+from centrifugo_types.http import ProxyServer as HttpProxyServer
 from centrifugo_types.requests import (
     AnyRequest,
     ConnectRequest,
@@ -52,6 +54,8 @@ class Backend:
     transport: str
     proxy: Callable[[str], dict[str, Any]]
     """The Centrifugo proxy section of an event (empty: the transport cannot serve it)."""
+    binary: bool = False
+    """Whether the proxies use ``binary_encoding`` (payloads in base64 ``b64*`` fields)."""
 
     @property
     def streams(self) -> bool:
@@ -74,8 +78,34 @@ async def grpc_backend(router: Router) -> AsyncIterator[Backend]:
         yield Backend("grpc", section)
 
 
+def http_backend(
+    *, binary: bool
+) -> Callable[[Router], contextlib.AbstractAsyncContextManager[Backend]]:
+    """The router as an ASGI app under uvicorn, Centrifugo's ``http://`` proxies pointing at
+    its paths; ``binary``: with ``binary_encoding`` on every proxy."""
+    transport = "http-binary" if binary else "http"
+
+    @contextlib.asynccontextmanager
+    async def backend(router: Router) -> AsyncIterator[Backend]:
+        app = ProxyApp(router)
+        async with HttpProxyServer(app, port=0, shutdown_timeout=1) as server:
+
+            def section(event: str) -> dict[str, Any]:
+                if event not in app.paths:  # subscribe streams: gRPC only
+                    return {}
+                endpoint = server.url + app.paths[event]
+                extra = {"binary_encoding": True} if binary else {}
+                return {**_common(endpoint), "http": {"static_headers": STATIC_METADATA}, **extra}
+
+            yield Backend(transport, section, binary=binary)
+
+    return backend
+
+
 BACKENDS: dict[str, Callable[[Router], contextlib.AbstractAsyncContextManager[Backend]]] = {
     "grpc": grpc_backend,
+    "http": http_backend(binary=False),
+    "http-binary": http_backend(binary=True),
 }
 """Every transport the e2e suite runs over."""
 

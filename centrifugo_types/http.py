@@ -1,0 +1,538 @@
+"""Centrifugo's HTTP proxy (``http://`` proxy endpoints) as an ASGI application over a router.
+
+::
+
+    from centrifugo_types.http import ProxyApp
+
+    app = ProxyApp(router)     # POST /centrifugo/connect, /centrifugo/rpc, ...
+
+:class:`ProxyApp` is a plain ASGI application: run it with any ASGI server, mount it in a
+Starlette or FastAPI app, or let :class:`ProxyServer` / :func:`serve` run it under uvicorn
+(the ``http`` extra) with a graceful shutdown.
+
+Like the gRPC transport, it only adapts the wire: it decodes Centrifugo's JSON request with
+:func:`centrifugo_types.json.loads`, builds the typed request with the forwarded headers as
+metadata, asks the router and encodes the reply with :func:`centrifugo_types.json.dumps`.
+Every request of a proxy path gets exactly one reply in the event's response shape, with
+HTTP 200, whatever the handler does; a body that is not a valid request gets the event's
+failure reply (``error`` 100, logged). Only what is not a proxy call at all gets an HTTP
+error: an unknown path (404), a method other than POST (405), missing credentials (401), a
+content type other than JSON or an unknown content encoding (415), a body over the limit
+(413), a corrupt gzip body (400).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hmac
+import logging
+import math
+import signal
+import socket
+import ssl as _ssl
+import zlib
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from . import json
+from ._generated import proxy_events as events
+from .requests import REQUEST_CLASSES, AnyRequest, internal_error_reply
+from .router import Router
+
+if TYPE_CHECKING:
+    import uvicorn
+
+__all__ = [
+    "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_PREFIX",
+    "KEEP_ALIVE_TIMEOUT",
+    "TRANSPORT_HEADERS",
+    "UNARY_EVENTS",
+    "ProxyApp",
+    "ProxyServer",
+    "serve",
+]
+
+logger = logging.getLogger("centrifugo_types.http")
+
+Scope: TypeAlias = MutableMapping[str, Any]
+"""An ASGI connection scope."""
+Message: TypeAlias = MutableMapping[str, Any]
+"""An ASGI event (what ``receive`` returns and ``send`` takes)."""
+Receive: TypeAlias = Callable[[], Awaitable[Message]]
+Send: TypeAlias = Callable[[Message], Awaitable[None]]
+
+DEFAULT_PREFIX = "/centrifugo"
+"""The default path of an event is ``<prefix>/<event name>``: ``/centrifugo/connect``,
+``/centrifugo/sub_refresh``, ..."""
+DEFAULT_MAX_BODY_SIZE = 4 * 1024 * 1024
+"""The largest request body accepted, in bytes, before and after gzip decompression (the same
+4 MiB as gRPC's default message size limit)."""
+
+KEEP_ALIVE_TIMEOUT = 75
+"""Seconds :class:`ProxyServer` keeps an idle connection open (uvicorn's default is 5 s).
+Centrifugo's HTTP client keeps idle connections without a limit of its own; every close by
+the server is a chance that a request is sent on the closing connection (Go does not retry a
+POST it has written), so close them rarely."""
+
+UNARY_EVENTS: tuple[events.Event[Any, Any], ...] = tuple(
+    event for event in events.EVENTS.values() if event.cardinality == "unary_unary"
+)
+"""The events Centrifugo can send over HTTP: all but the subscribe streams (Centrifugo v6.9.1
+refuses to start with an ``http`` endpoint for ``subscribe_stream``)."""
+
+TRANSPORT_HEADERS = frozenset(
+    {
+        b"host",
+        b"content-type",
+        b"content-length",
+        b"content-encoding",
+        b"transfer-encoding",
+        b"accept-encoding",
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"expect",
+    }
+)
+"""Headers of the HTTP request itself, not metadata: Centrifugo's HTTP client sets them (or
+Go's does: ``Accept-Encoding: gzip``), whatever it forwards. ``User-Agent`` is left out too
+when it is Go's own (``Go-http-client/...``), kept when Centrifugo forwards the client's."""
+_GO_USER_AGENT = b"go-http-client/"
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+_TEXT_HEADERS = [(b"content-type", b"text/plain; charset=utf-8")]
+_GZIP = 16 + zlib.MAX_WBITS  # zlib's wbits for a gzip stream (header and trailer)
+
+
+class _Refused(Exception):
+    """A request that is not a proxy call: answered with an HTTP error, not a reply."""
+
+    def __init__(self, status: int, reason: str, headers: Iterable[tuple[bytes, bytes]] = ()):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = list(headers)
+
+
+class _Disconnected(Exception):
+    """Centrifugo closed the connection before the request body arrived."""
+
+
+class ProxyApp:
+    """An ASGI application serving Centrifugo's HTTP proxy over ``router``: one path per
+    event, POST only.
+
+    ``prefix``: the paths are ``<prefix>/<event>`` (``/centrifugo/connect``, ...);
+    ``paths``: other paths for some events (``{"connect": "/auth"}``). Paths are matched
+    exactly, below the ASGI ``root_path`` when the app is mounted in another one.
+    :attr:`paths` tells the path of every event, for Centrifugo's ``endpoint`` settings.
+
+    ``max_body_size``: bodies larger than this many bytes (also once gzip-decompressed) get
+    HTTP 413. ``credentials``: a ``(header, value)`` pair every request must carry (set it in
+    Centrifugo's ``http.static_headers``); others get HTTP 401, and handlers do not see it.
+
+    The handler's deadline is the router's ``timeout``: Centrifugo does not send its own over
+    HTTP, so keep the router's below Centrifugo's proxy ``timeout`` for the error reply of an
+    overrunning handler to reach it in time.
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        paths: Mapping[str, str] | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        credentials: tuple[str, str] | None = None,
+    ) -> None:
+        if max_body_size < 0:
+            raise ValueError("max_body_size must not be negative")
+        self.router = router
+        self.max_body_size = max_body_size
+        prefix = prefix.rstrip("/")
+        if prefix and not prefix.startswith("/"):
+            raise ValueError(f"prefix must start with '/', got {prefix!r}")
+        chosen = {event.name: f"{prefix}/{event.name}" for event in UNARY_EVENTS}
+        for name, path in (paths or {}).items():
+            if name not in chosen:
+                streams = name in events.EVENTS
+                raise ValueError(
+                    f"Centrifugo's HTTP proxy has no {name!r} event"
+                    + (" (subscribe streams are served over gRPC only)" if streams else "")
+                )
+            if not path.startswith("/"):
+                raise ValueError(f"the path of {name!r} must start with '/', got {path!r}")
+            chosen[name] = path
+        routes: dict[str, events.Event[Any, Any]] = {}
+        for name, path in chosen.items():
+            if path in routes:
+                raise ValueError(f"{routes[path].name!r} and {name!r} have the same path {path!r}")
+            routes[path] = events.EVENTS[name]
+        self.paths: Mapping[str, str] = MappingProxyType(chosen)
+        """The path of every event: ``{"connect": "/centrifugo/connect", ...}``."""
+        self._routes = routes
+        self._classes = {event.name: REQUEST_CLASSES[event.name] for event in UNARY_EVENTS}
+        self._credentials: tuple[bytes, bytes] | None = None
+        if credentials is not None:
+            key, value = credentials
+            self._credentials = (key.lower().encode("latin-1"), value.encode())
+
+    def __repr__(self) -> str:
+        return f"<ProxyApp {dict(self.paths)}>"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await _lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1000})
+        else:
+            raise RuntimeError(f"ProxyApp does not serve ASGI {kind!r} connections")
+
+    # -- one request ------------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        root_path: str = scope.get("root_path", "")
+        if root_path and path.startswith(root_path):
+            path = path[len(root_path) :]
+        event = self._routes.get(path)
+        try:
+            if event is None:
+                raise _Refused(404, f"not a proxy path: {path}")
+            if scope["method"] != "POST":
+                raise _Refused(405, "proxy calls are POST requests", [(b"allow", b"POST")])
+            metadata, gzipped = self._headers(scope["headers"])
+            body = await self._body(receive, gzipped)
+        except _Refused as refused:
+            logger.warning("%s %s: %d %s", scope["method"], path, refused.status, refused.reason)
+            await _respond(send, refused.status, refused.reason.encode(), refused.headers)
+            return
+        except _Disconnected:
+            return
+        await _respond(send, 200, await self._reply(event, body, metadata))
+
+    def _headers(
+        self, headers: Iterable[tuple[bytes, bytes]]
+    ) -> tuple[list[tuple[str, str]], bool]:
+        """The metadata, and whether the body is gzipped; refuse what is no proxy call."""
+        metadata: list[tuple[str, str]] = []
+        content_type = encoding = length = None
+        credentials = self._credentials
+        authenticated = credentials is None
+        for name, value in headers:
+            if name in TRANSPORT_HEADERS:
+                if name == b"content-type":
+                    content_type = value
+                elif name == b"content-encoding":
+                    encoding = value
+                elif name == b"content-length":
+                    length = value
+                continue
+            if name == b"user-agent" and value[:15].lower() == _GO_USER_AGENT:
+                continue
+            if credentials is not None and name == credentials[0]:
+                authenticated = authenticated or hmac.compare_digest(value, credentials[1])
+                continue
+            metadata.append((name.decode("latin-1"), _text(value)))
+        if not authenticated:
+            raise _Refused(401, "invalid credentials")
+        if length is not None and length.isdigit() and int(length) > self.max_body_size:
+            raise _Refused(413, f"body larger than {self.max_body_size} bytes")
+        if content_type is not None and not _is_json(content_type):
+            raise _Refused(415, f"expected a JSON body, got Content-Type {_text(content_type)}")
+        gzipped = False
+        if encoding is not None:
+            coding = encoding.strip().lower()
+            if coding in (b"gzip", b"x-gzip"):
+                gzipped = True
+            elif coding not in (b"", b"identity"):
+                raise _Refused(415, f"unsupported Content-Encoding {_text(encoding)}")
+        return metadata, gzipped
+
+    async def _body(self, receive: Receive, gzipped: bool) -> bytes:
+        limit = self.max_body_size
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk: bytes = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise _Refused(413, f"body larger than {limit} bytes")
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        # One chunk (the usual case) is used as it is: no copy.
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return _gunzip(body, limit) if gzipped else body
+
+    async def _reply(
+        self, event: events.Event[Any, Any], body: bytes, metadata: list[tuple[str, str]]
+    ) -> bytes:
+        """The encoded reply to ``body``: always exactly one, in the event's shape."""
+        try:
+            message = json.loads(event.request_type, body)
+        except json.JSONDecodeError as exc:
+            logger.warning("%s: undecodable request: %s", event.name, exc)
+            return json.dumps(internal_error_reply(event))
+        except Exception:  # a bug of the codec: still one reply
+            logger.exception("%s: the request could not be decoded", event.name)
+            return json.dumps(internal_error_reply(event))
+        request: AnyRequest = self._classes[event.name](message, metadata)
+        response = await self.router.handle(request)
+        try:
+            return json.dumps(response)
+        except json.JSONEncodeError as exc:
+            # A raw field that is not JSON (a binary payload outside binary mode), ...
+            logger.error("%s: the reply cannot be sent as JSON: %s", event.name, exc)
+            return json.dumps(internal_error_reply(event))
+
+
+def _text(value: bytes) -> str:
+    """A header value as text: UTF-8 as Go sends it, else Latin-1 (never fails)."""
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+def _is_json(content_type: bytes) -> bool:
+    media = content_type.partition(b";")[0].strip().lower()
+    return media == b"application/json" or (
+        media.startswith(b"application/") and media.endswith(b"+json")
+    )
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj(_GZIP)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise _Refused(400, f"invalid gzip body: {exc}") from None
+    if len(out) > limit:
+        raise _Refused(413, f"body larger than {limit} bytes once decompressed")
+    if not inflater.eof:
+        raise _Refused(400, "invalid gzip body: truncated")
+    return out
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    base = _JSON_HEADERS if status == 200 else _TEXT_HEADERS
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*base, (b"content-length", b"%d" % len(body)), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+# -- running it under uvicorn ----------------------------------------------------------------
+
+
+@functools.cache
+def _server_class() -> type[uvicorn.Server]:
+    try:
+        import uvicorn
+    except ImportError as exc:  # pragma: no cover - the dev environment has it
+        raise ImportError(
+            "serving the HTTP proxy needs uvicorn: pip install 'centrifugo-types[http]'"
+        ) from exc
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, leaving signals to whoever runs it."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return Server
+
+
+class ProxyServer:
+    """:class:`ProxyApp` served by [uvicorn](https://www.uvicorn.org), in this event loop.
+
+    ::
+
+        async with ProxyServer(router, port=30000) as server:
+            ...  # serving http://127.0.0.1:30000/centrifugo/connect, ...
+
+    ``app``: a :class:`ProxyApp`, or a router to serve with the default one. ``port=0`` picks a
+    free port (:attr:`port` then tells which). ``certfile`` / ``keyfile`` serve HTTPS
+    (Centrifugo's ``https://`` endpoints); ``client_ca`` also requires client certificates
+    signed by that CA (Centrifugo's ``http.tls`` on the proxy). :meth:`close` is graceful:
+    it stops listening, lets requests in flight finish for up to ``shutdown_timeout`` seconds
+    (whole seconds, at least one), then closes the connections. Signals are left to the
+    caller (:func:`serve` handles them). Needs the ``http`` extra (uvicorn).
+    """
+
+    def __init__(
+        self,
+        app: ProxyApp | Router,
+        host: str = "127.0.0.1",
+        port: int = 30000,
+        *,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+        client_ca: str | None = None,
+        shutdown_timeout: float = 10.0,
+        access_log: bool = False,
+    ) -> None:
+        self.app = app if isinstance(app, ProxyApp) else ProxyApp(app)
+        self.host = host
+        self.port = port
+        self.shutdown_timeout = shutdown_timeout
+        server_class = _server_class()
+        import uvicorn
+
+        self._config = uvicorn.Config(
+            self.app,
+            host=host,
+            port=port,
+            lifespan="off",
+            log_config=None,
+            access_log=access_log,
+            ssl_certfile=certfile,
+            ssl_keyfile=keyfile,
+            ssl_ca_certs=client_ca,
+            ssl_cert_reqs=_ssl.CERT_REQUIRED if client_ca else _ssl.CERT_NONE,
+            timeout_graceful_shutdown=max(1, math.ceil(shutdown_timeout)),
+            timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
+            server_header=False,
+        )
+        self._server_class = server_class
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL, ``http://host:port`` (``https`` with TLS); the paths are the app's
+        :attr:`ProxyApp.paths`."""
+        scheme = "https" if self._config.ssl_certfile else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Listen (``port=0`` picks a free port; :attr:`port` then tells which)."""
+        if self._task is not None:
+            return
+        if not self._config.loaded:
+            self._config.load()  # TLS files are read here: errors surface now
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        # IPPROTO_TCP, not the default 0: asyncio turns Nagle's algorithm off (TCP_NODELAY)
+        # only on sockets that say they are TCP, and with it on every reply waits ~40 ms for
+        # the peer's delayed ACK.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        self.port = sock.getsockname()[1]
+        server = self._server_class(self._config)
+        task = asyncio.ensure_future(server.serve(sockets=[sock]))
+        self._server, self._task = server, task
+        while not server.started:
+            if task.done():
+                self._server = self._task = None
+                sock.close()
+                task.result()  # raises what stopped it
+                raise RuntimeError("uvicorn stopped while starting")
+            await asyncio.sleep(0.005)
+        logger.info(
+            "serving Centrifugo's HTTP proxy on %s (POST %s)",
+            self.url,
+            ", ".join(self.app.paths.values()),
+        )
+
+    async def close(self) -> None:
+        """Shut down gracefully (see the class)."""
+        server, task = self._server, self._task
+        if server is None or task is None:
+            return
+        self._server = self._task = None
+        server.should_exit = True
+        await task
+        logger.info("stopped")
+
+    async def __aenter__(self) -> ProxyServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+async def serve(
+    app: ProxyApp | Router,
+    host: str = "127.0.0.1",
+    port: int = 30000,
+    *,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    client_ca: str | None = None,
+    shutdown_timeout: float = 10.0,
+    access_log: bool = False,
+    started: Callable[[ProxyServer], None] | None = None,
+) -> None:
+    """Serve ``app`` (a :class:`ProxyApp` or a router) under uvicorn until SIGTERM or
+    SIGINT, then shut down gracefully (see :class:`ProxyServer`).
+
+    ``started`` is called once the server listens (e.g. to print the port when ``port=0``).
+    """
+    server = ProxyServer(
+        app,
+        host,
+        port,
+        certfile=certfile,
+        keyfile=keyfile,
+        client_ca=client_ca,
+        shutdown_timeout=shutdown_timeout,
+        access_log=access_log,
+    )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start()
+        if started is not None:
+            started(server)
+        await stop.wait()
+        logger.info("shutting down")
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        await server.close()
