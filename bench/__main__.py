@@ -9,6 +9,9 @@ scripts/bench profile           where our codecs' time goes: bytecodes executed,
                                 calls and the share of time spent interpreting bytecode
 scripts/bench server [--fast]   unary Connect throughput and p99 over gRPC on 127.0.0.1:
                                 a grpcio aio + upb servicer versus this project's server
+scripts/bench http [--fast]     the same for the HTTP proxy (ProxyApp under uvicorn, with
+                                and without httptools) versus our gRPC server and a
+                                minimal ASGI app under the same uvicorn
 """
 
 from __future__ import annotations
@@ -27,7 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     codec.add_arguments(commands.add_parser("codec", help="message encode/decode speed"))
     json_codec.add_arguments(commands.add_parser("json", help="JSON dumps/loads speed"))
     profile.add_arguments(commands.add_parser("profile", help="where the codec time goes"))
-    server.add_arguments(commands.add_parser("server", help="gRPC proxy server throughput"))
+    server.add_arguments(
+        commands.add_parser("server", help="gRPC proxy server throughput"), server.SERVER
+    )
+    server.add_arguments(
+        commands.add_parser("http", help="HTTP proxy server throughput"), server.HTTP
+    )
     args = parser.parse_args(argv)
     if args.command == "codec":
         return codec.main(args)
@@ -35,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return json_codec.main(args)
     if args.command == "profile":
         return profile.main(args)
-    return server.main(args)
+    return server.main(args, server.SUITES[args.command])
 
 
 if __name__ == "__main__":
