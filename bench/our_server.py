@@ -23,9 +23,11 @@ on asyncio's event loop: the command line's ``--loop`` does not apply to ``--htt
 uvicorn parses HTTP with httptools when it is installed, else with h11; ``--no-httptools``
 hides httptools from this process, as if it were not installed (see :func:`parser`).
 ``--http --loop uvloop`` runs the same ``serve`` on uvloop instead (not the command line).
+``--no-orjson`` turns the JSON codec's orjson path off (as without the ``fast`` extra).
 
     python -m bench.our_server --port PORT [--max-seconds S] [--loop auto|asyncio|uvloop]
-    python -m bench.our_server --port PORT --http [--no-httptools] [--loop uvloop] [...]
+    python -m bench.our_server --port PORT --http [--no-httptools] [--loop uvloop]
+        [--no-orjson] [--max-seconds S]
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import signal
 import sys
 import threading
 
-from centrifugo_types import Router, proxy
+from centrifugo_types import Router, json, proxy
 from centrifugo_types.__main__ import LOOPS, event_loop_runner
 from centrifugo_types.__main__ import main as cli
 from centrifugo_types.http import ProxyApp
@@ -87,8 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     parser_.add_argument("--loop", choices=LOOPS, default="auto")
     parser_.add_argument("--http", action="store_true", help="serve the HTTP proxy")
     parser_.add_argument("--no-httptools", action="store_true", help="--http: parse with h11")
+    parser_.add_argument(
+        "--no-orjson", action="store_true", help="JSON codec on the standard library path"
+    )
     args = parser_.parse_args(argv)
     stop_after(args.max_seconds)
+    if args.no_orjson:
+        json.use_orjson(False)
     if args.http:
         parser(httptools=not args.no_httptools)
         if args.loop == "uvloop":

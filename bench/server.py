@@ -50,6 +50,8 @@ measure of throughput on this machine.
   with h11, pure Python: what users get without httptools installed);
 - ``ours-http-uvloop``: the same ``serve`` on uvloop (the command line runs ``--http`` on
   asyncio's loop whatever ``--loop`` says; ``uvicorn module:app`` would pick uvloop);
+- ``ours-http-stdlib``: ``ours-http`` with the JSON codec's orjson path off (as installed
+  without the ``fast`` extra);
 - ``asgi-floor``, ``asgi-floor-h11``, ``asgi-floor-uvloop``: :mod:`bench.asgi_floor`, an ASGI
   app that reads the body and answers the same bytes as a constant, served the same way: the
   floor of what uvicorn and the event loop cost per request.
@@ -199,6 +201,7 @@ HTTP = Suite(
         "ours-http": Target(_HTTP, "http", reuse_port=False),
         "ours-http-h11": Target(_with(_HTTP, "--no-httptools"), "http", reuse_port=False),
         "ours-http-uvloop": Target(_with(_HTTP, "--loop", "uvloop"), "http", reuse_port=False),
+        "ours-http-stdlib": Target(_with(_HTTP, "--no-orjson"), "http", reuse_port=False),
         "asgi-floor": Target(floor_command, "http", reuse_port=False),
         "asgi-floor-h11": Target(_with(floor_command, "--no-httptools"), "http", False),
         "asgi-floor-uvloop": Target(_with(floor_command, "--loop", "uvloop"), "http", False),
@@ -214,6 +217,7 @@ HTTP = Suite(
         ("asgi-floor", "asgi-floor-h11"),
         ("ours-http-uvloop", "ours-http"),
         ("asgi-floor-uvloop", "asgi-floor"),
+        ("ours-http-stdlib", "ours-http"),
     ),
     workers="1",
     goal={},
