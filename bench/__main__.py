@@ -2,10 +2,16 @@
 
 scripts/bench codec [--fast]    encode/decode of representative messages: ours, plain
                                 betterproto2 and google.protobuf (upb), with ratios
+scripts/bench json [--fast]     JSON dumps/loads of the same messages: ours (Centrifugo's
+                                dialect, with and without orjson), plain betterproto2 and
+                                google.protobuf's json_format (both protojson)
 scripts/bench profile           where our codecs' time goes: bytecodes executed, Python
                                 calls and the share of time spent interpreting bytecode
 scripts/bench server [--fast]   unary Connect throughput and p99 over gRPC on 127.0.0.1:
                                 a grpcio aio + upb servicer versus this project's server
+scripts/bench http [--fast]     the same for the HTTP proxy (ProxyApp under uvicorn, with
+                                and without httptools) versus our gRPC server and a
+                                minimal ASGI app under the same uvicorn
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import codec, profile, server
+from . import codec, json_codec, profile, server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,14 +28,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     codec.add_arguments(commands.add_parser("codec", help="message encode/decode speed"))
+    json_codec.add_arguments(commands.add_parser("json", help="JSON dumps/loads speed"))
     profile.add_arguments(commands.add_parser("profile", help="where the codec time goes"))
-    server.add_arguments(commands.add_parser("server", help="gRPC proxy server throughput"))
+    server.add_arguments(
+        commands.add_parser("server", help="gRPC proxy server throughput"), server.SERVER
+    )
+    server.add_arguments(
+        commands.add_parser("http", help="HTTP proxy server throughput"), server.HTTP
+    )
     args = parser.parse_args(argv)
     if args.command == "codec":
         return codec.main(args)
+    if args.command == "json":
+        return json_codec.main(args)
     if args.command == "profile":
         return profile.main(args)
-    return server.main(args)
+    return server.main(args, server.SUITES[args.command])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""This project's side of ``scripts/bench server``: the gRPC proxy server users run.
+"""This project's side of ``scripts/bench server`` and ``scripts/bench http``: our servers.
 
 A :class:`~centrifugo_types.Router` with the benchmark's trivial connect logic -- accept, with
 the user taken from a request field, as :mod:`bench.grpcio_server` does::
@@ -14,20 +14,36 @@ service, the graceful shutdown, uvloop when installed unless ``--loop asyncio``)
 ``--reuse-port`` N processes share one port. A process stops on SIGTERM/SIGINT, and by itself
 after ``--max-seconds`` (it sends itself SIGTERM).
 
+With ``--http`` the same router is served as Centrifugo's HTTP proxy instead::
+
+    centrifugo-types serve bench.our_server:router --http --host 127.0.0.1 --port PORT
+
+(:class:`~centrifugo_types.http.ProxyApp` under uvicorn, :func:`centrifugo_types.http.serve`,
+on asyncio's event loop: the command line's ``--loop`` does not apply to ``--http``).
+uvicorn parses HTTP with httptools when it is installed, else with h11; ``--no-httptools``
+hides httptools from this process, as if it were not installed (see :func:`parser`).
+``--http --loop uvloop`` runs the same ``serve`` on uvloop instead (not the command line).
+``--no-orjson`` turns the JSON codec's orjson path off (as without the ``fast`` extra).
+
     python -m bench.our_server --port PORT [--max-seconds S] [--loop auto|asyncio|uvloop]
+    python -m bench.our_server --port PORT --http [--no-httptools] [--loop uvloop]
+        [--no-orjson] [--max-seconds S]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import signal
 import sys
 import threading
 
-from centrifugo_types import Router, proxy
-from centrifugo_types.__main__ import LOOPS
+from centrifugo_types import Router, json, proxy
+from centrifugo_types.__main__ import LOOPS, event_loop_runner
 from centrifugo_types.__main__ import main as cli
+from centrifugo_types.http import ProxyApp
+from centrifugo_types.http import serve as serve_http
 from centrifugo_types.requests import ConnectRequest
 
 router = Router()
@@ -39,15 +55,68 @@ async def connect(request: ConnectRequest) -> None:
     request.respond(proxy.ConnectResult(user=request.client))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.our_server")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--max-seconds", type=float, default=300.0, help="stop after this")
-    parser.add_argument("--loop", choices=LOOPS, default="auto")
-    args = parser.parse_args(argv)
-    stop = threading.Timer(args.max_seconds, os.kill, (os.getpid(), signal.SIGTERM))
+def parser(httptools: bool) -> str:
+    """Make uvicorn's automatic choice of HTTP parser httptools (which must be installed) or,
+    with ``httptools=False``, h11, by hiding httptools from this process; returns the name.
+    Call before uvicorn is imported."""
+    if "uvicorn" in sys.modules:
+        raise RuntimeError("choose the HTTP parser before uvicorn is imported")
+    if not httptools:
+        sys.modules["httptools"] = None  # type: ignore[assignment]  # import fails
+        return "h11"
+    if importlib.util.find_spec("httptools") is None:
+        raise SystemExit("httptools is not installed (the dev group installs it)")
+    return "httptools"
+
+
+def serve_http_on(loop: str, app: ProxyApp, port: int) -> None:
+    """:func:`centrifugo_types.http.serve` of ``app`` on 127.0.0.1:``port``, in the event
+    loop ``loop`` (see :data:`centrifugo_types.__main__.LOOPS`)."""
+    event_loop_runner(loop)(serve_http(app, "127.0.0.1", port))
+
+
+def stop_after(seconds: float) -> None:
+    """Send this process SIGTERM after ``seconds`` (it then shuts down gracefully)."""
+    stop = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM))
     stop.daemon = True
     stop.start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser_ = argparse.ArgumentParser(prog="python -m bench.our_server")
+    parser_.add_argument("--port", type=int, required=True)
+    parser_.add_argument("--max-seconds", type=float, default=300.0, help="stop after this")
+    parser_.add_argument("--loop", choices=LOOPS, default="auto")
+    parser_.add_argument("--http", action="store_true", help="serve the HTTP proxy")
+    parser_.add_argument("--no-httptools", action="store_true", help="--http: parse with h11")
+    parser_.add_argument(
+        "--no-orjson", action="store_true", help="JSON codec on the standard library path"
+    )
+    args = parser_.parse_args(argv)
+    stop_after(args.max_seconds)
+    if args.no_orjson:
+        json.use_orjson(False)
+    if args.http:
+        parser(httptools=not args.no_httptools)
+        if args.loop == "uvloop":
+            # What `serve --http --loop uvloop` would do: the command line runs the HTTP proxy
+            # in asyncio.run whatever --loop says (and `uvicorn module:app` picks uvloop).
+            serve_http_on("uvloop", ProxyApp(router), args.port)
+            return 0
+        # As users run it. `serve --http` runs uvicorn in asyncio.run and has no --reuse-port.
+        return cli(
+            [
+                "serve",
+                "bench.our_server:router",
+                "--http",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(args.port),
+                "--log-level",
+                "warning",
+            ]
+        )
     return cli(
         [
             "serve",

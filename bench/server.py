@@ -1,21 +1,33 @@
-"""``scripts/bench server``: unary ``CentrifugoProxy.Connect`` throughput over gRPC on 127.0.0.1.
+"""``scripts/bench server`` and ``scripts/bench http``: unary Connect throughput on 127.0.0.1.
 
-For each target server and each number of backend processes (``--workers 1,2``), the harness
+For each target server and each number of backend processes (``--workers``), the harness
 
 1. starts that many processes of the server on one free port of 127.0.0.1 (they share it with
-   SO_REUSEPORT, and the kernel spreads the load generator's connections over them);
-2. checks with a real gRPC call (grpcio client, our message classes) that Connect answers
-   with the benchmark's logic: ``ConnectResult(user=request.client)``;
-3. drives it with h2load (nghttp2's HTTP/2 load generator, written in C, so it takes little
-   of the 2 cores from the server) for ``--warmup`` + ``--duration`` seconds at
-   ``--connections`` x ``--streams`` requests in flight, POSTing the gRPC frame of the
-   benchmark's ConnectRequest with the headers Centrifugo sends (``content-type``, ``te``
-   and ``grpc-timeout``: Centrifugo gives every proxy call a deadline, 1 s by default), and
-   logs every request's latency; meanwhile it reads the CPU time the server processes use
-   (``/proc/PID/stat``: all their threads);
+   SO_REUSEPORT, and the kernel spreads the load generator's connections over them; targets
+   that cannot share a port run with one process only);
+2. checks with a real call that Connect answers with the benchmark's logic,
+   ``ConnectResult(user=request.client)``: a gRPC call (grpcio client, our message classes)
+   or an HTTP POST of Centrifugo's JSON body, whose reply must decode to that result;
+3. drives it with h2load (nghttp2's load generator, written in C, so it takes little of the
+   2 cores from the server) for ``--warmup`` + ``--duration`` seconds, and logs every
+   request's latency; meanwhile it reads the CPU time the server processes use
+   (``/proc/PID/stat``: all their threads) and the load generator's (its rusage);
 4. stops the processes (they also stop by themselves after a bounded time).
 
-Targets:
+What h2load sends depends on the target's protocol:
+
+- ``grpc``: HTTP/2, ``--connections`` x ``--streams`` requests in flight, POSTing the gRPC
+  frame of the benchmark's ConnectRequest with the headers Centrifugo sends
+  (``content-type``, ``te`` and ``grpc-timeout``: Centrifugo gives every proxy call a
+  deadline, 1 s by default);
+- ``http``: HTTP/1.1 (``h2load --h1``), ``--h1-connections`` connections with one request at
+  a time each (Go's HTTP client, which Centrifugo uses, does not pipeline: it opens up to 255
+  connections per backend), POSTing to ``/centrifugo/connect`` the JSON body Centrifugo sends
+  for the same ConnectRequest (Go's ``encoding/json`` output: compact, raw payloads embedded)
+  with Go's headers (``Content-Type: application/json``, ``User-Agent``,
+  ``Accept-Encoding``). Equal defaults: 64 requests in flight for both.
+
+``scripts/bench server`` targets (gRPC):
 
 - ``grpcio``: :mod:`bench.grpcio_server`, a hand-written grpcio aio servicer on upb messages;
 - ``ours``: :mod:`bench.our_server`, this project's gRPC proxy server with the same connect
@@ -28,9 +40,31 @@ Python thread) uses at most one. The ``cores`` and ``req/cpu-s`` columns show th
 per second of server CPU time is the measure of efficiency; req/s at 2 processes is the
 measure of throughput on this machine.
 
+``scripts/bench http`` targets (HTTP proxy, and our gRPC server as the baseline):
+
+- ``ours-grpc``: ``ours`` above, the same Connect over gRPC;
+- ``ours-http``: :mod:`bench.our_server` ``--http``: ``centrifugo-types serve --http``, the
+  same router as Centrifugo's HTTP proxy (:class:`~centrifugo_types.http.ProxyApp` under
+  uvicorn, which parses HTTP with httptools when it is installed);
+- ``ours-http-h11``: the same with httptools hidden from the process (uvicorn then parses
+  with h11, pure Python: what users get without httptools installed);
+- ``ours-http-uvloop``: the same ``serve`` on uvloop (the command line runs ``--http`` on
+  asyncio's loop whatever ``--loop`` says; ``uvicorn module:app`` would pick uvloop);
+- ``ours-http-stdlib``: ``ours-http`` with the JSON codec's orjson path off (as installed
+  without the ``fast`` extra);
+- ``asgi-floor``, ``asgi-floor-h11``, ``asgi-floor-uvloop``: :mod:`bench.asgi_floor`, an ASGI
+  app that reads the body and answers the same bytes as a constant, served the same way: the
+  floor of what uvicorn and the event loop cost per request.
+
+The HTTP server (``ProxyServer``, ``serve --http``) has no SO_REUSEPORT option, so the HTTP
+targets run with one process only (``--workers 2`` runs the gRPC one alone).
+
 h2load counts HTTP statuses, not gRPC ones (a gRPC error is an HTTP 200 with a non-zero
 ``grpc-status`` trailer), so step 2 is what proves the answers right. Latencies (p50, p99)
 come from h2load's per-request log of the measured period; req/s is h2load's own figure.
+The targets run one after the other within each of ``--repeat`` repetitions; req/s, p50, p99
+and CPU are medians over the repetitions, the ratios are medians of the ratios within each
+repetition (where the targets ran back to back).
 """
 
 from __future__ import annotations
@@ -38,6 +72,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -46,6 +81,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +90,16 @@ from . import impls
 from .messages import connect_request
 
 CONNECT_PATH = "/centrifugal.centrifugo.proxy.CentrifugoProxy/Connect"
+HTTP_CONNECT_PATH = "/centrifugo/connect"
 HOST = "127.0.0.1"
+#: The headers of Go's HTTP client on Centrifugo's proxy calls (besides Host and the length).
+HTTP_HEADERS = (
+    "content-type: application/json",
+    "user-agent: Go-http-client/1.1",
+    "accept-encoding: gzip",
+)
+
+Command = Callable[[Path, int, float], "list[str] | None"]
 
 
 # -- targets --------------------------------------------------------------------------------
@@ -94,20 +139,118 @@ def our_server_command(modules: Path, port: int, max_seconds: float) -> list[str
     ]
 
 
-def our_asyncio_server_command(modules: Path, port: int, max_seconds: float) -> list[str] | None:
-    """:func:`our_server_command` on asyncio's own event loop instead of uvloop."""
-    command = our_server_command(modules, port, max_seconds)
-    return None if command is None else [*command, "--loop", "asyncio"]
+def _with(command: Command, *extra: str) -> Command:
+    def variant(modules: Path, port: int, max_seconds: float) -> list[str] | None:
+        base = command(modules, port, max_seconds)
+        return None if base is None else [*base, *extra]
+
+    return variant
 
 
-TARGETS: dict[str, Callable[[Path, int, float], list[str] | None]] = {
-    "grpcio": grpcio_command,
-    "ours": our_server_command,
-    "ours-asyncio": our_asyncio_server_command,
-}
+def floor_command(modules: Path, port: int, max_seconds: float) -> list[str]:
+    """One process of the ASGI floor (see :mod:`bench.asgi_floor`)."""
+    return [
+        sys.executable,
+        "-m",
+        "bench.asgi_floor",
+        "--port",
+        str(port),
+        "--max-seconds",
+        str(max_seconds),
+    ]
+
+
+@dataclass(frozen=True)
+class Target:
+    command: Command
+    protocol: str
+    """``grpc`` or ``http``: what the load generator sends (see the module docstring)."""
+    reuse_port: bool = True
+    """Whether several processes can share the port."""
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    targets: dict[str, Target]
+    ratios: tuple[tuple[str, str], ...]
+    """(target, baseline) pairs the report compares."""
+    workers: str
+    """The default ``--workers``."""
+    goal: dict[tuple[str, str], str]
+    """A target to print next to a ratio, e.g. ``(ours, grpcio): ">= 1.0x"``."""
+
+
+SERVER = Suite(
+    name="server",
+    targets={
+        "grpcio": Target(grpcio_command, "grpc"),
+        "ours": Target(our_server_command, "grpc"),
+        "ours-asyncio": Target(_with(our_server_command, "--loop", "asyncio"), "grpc"),
+    },
+    ratios=(("ours", "grpcio"), ("ours-asyncio", "grpcio")),
+    workers="1,2",
+    goal={("ours", "grpcio"): ">= 1.0x", ("ours-asyncio", "grpcio"): ">= 1.0x"},
+)
+
+_HTTP = _with(our_server_command, "--http")
+HTTP = Suite(
+    name="http",
+    targets={
+        "ours-grpc": Target(our_server_command, "grpc"),
+        "ours-http": Target(_HTTP, "http", reuse_port=False),
+        "ours-http-h11": Target(_with(_HTTP, "--no-httptools"), "http", reuse_port=False),
+        "ours-http-uvloop": Target(_with(_HTTP, "--loop", "uvloop"), "http", reuse_port=False),
+        "ours-http-stdlib": Target(_with(_HTTP, "--no-orjson"), "http", reuse_port=False),
+        "asgi-floor": Target(floor_command, "http", reuse_port=False),
+        "asgi-floor-h11": Target(_with(floor_command, "--no-httptools"), "http", False),
+        "asgi-floor-uvloop": Target(_with(floor_command, "--loop", "uvloop"), "http", False),
+    },
+    ratios=(
+        ("ours-http", "ours-grpc"),
+        ("ours-http-h11", "ours-grpc"),
+        ("ours-http-uvloop", "ours-grpc"),
+        ("ours-http", "asgi-floor"),
+        ("ours-http-h11", "asgi-floor-h11"),
+        ("ours-http-uvloop", "asgi-floor-uvloop"),
+        ("ours-http", "ours-http-h11"),
+        ("asgi-floor", "asgi-floor-h11"),
+        ("ours-http-uvloop", "ours-http"),
+        ("asgi-floor-uvloop", "asgi-floor"),
+        ("ours-http-stdlib", "ours-http"),
+    ),
+    workers="1",
+    goal={},
+)
+
+SUITES = {"server": SERVER, "http": HTTP}
 
 
 # -- harness --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Load:
+    """What h2load sends, over and over."""
+
+    path: str
+    body: Path
+    headers: tuple[str, ...]
+    h1: bool
+    connections: int
+    streams: int
+    """Requests in flight per connection (HTTP/2 streams; with ``h1``: pipelined requests)."""
+
+    def describe(self) -> str:
+        if self.h1:
+            return (
+                f"HTTP/1.1, {self.connections} connections x {self.streams} request, POST "
+                f"{self.path} with Centrifugo's JSON ({self.body.stat().st_size} bytes)"
+            )
+        return (
+            f"HTTP/2, {self.connections} connections x {self.streams} streams, the gRPC "
+            f"frame of ConnectRequest ({self.body.stat().st_size} bytes)"
+        )
 
 
 @dataclass(frozen=True)
@@ -123,8 +266,8 @@ class Result:
     """Server CPU seconds per second of load (all processes and threads)."""
     busiest: float
     """The same for the busiest process: the kernel spreads connections, not requests."""
-    pairs: tuple[tuple[float, float, float], ...] = ()
-    """Per repetition: (req/s, p99, req/cpu-s) of this target / grpcio's in that repetition."""
+    generator: float = float("nan")
+    """The load generator's CPU seconds per second of load."""
 
     @property
     def per_cpu_second(self) -> float:
@@ -132,21 +275,29 @@ class Result:
         return self.requests_per_second / self.cores if self.cores else float("nan")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, suite: Suite) -> None:
     parser.add_argument("--fast", action="store_true", help="3 s runs, one worker count")
     parser.add_argument(
         "--targets",
-        default=",".join(TARGETS),
-        help="comma-separated, of: " + ", ".join(TARGETS) + " (all)",
+        default=",".join(suite.targets),
+        help="comma-separated, of: " + ", ".join(suite.targets) + " (all)",
     )
-    parser.add_argument("--workers", help="backend process counts to run (default 1,2; fast 1)")
+    parser.add_argument(
+        "--workers", help=f"backend process counts to run (default {suite.workers}; fast 1)"
+    )
     parser.add_argument("--duration", type=int, help="measured seconds per run (10; fast 3)")
     parser.add_argument("--warmup", type=int, help="warm-up seconds per run (2; fast 1)")
     parser.add_argument(
         "--repeat", type=int, help="runs per target and count, interleaved; medians (3; fast 1)"
     )
-    parser.add_argument("--connections", type=int, default=8, help="h2load clients (8)")
-    parser.add_argument("--streams", type=int, default=8, help="streams per connection (8)")
+    parser.add_argument("--connections", type=int, default=8, help="gRPC: h2load clients (8)")
+    parser.add_argument("--streams", type=int, default=8, help="gRPC: streams per connection (8)")
+    parser.add_argument(
+        "--h1-connections",
+        type=int,
+        default=64,
+        help="HTTP/1.1: h2load clients, one request at a time each (64)",
+    )
     parser.add_argument(
         "--grpc-timeout",
         default="999999u",
@@ -166,7 +317,16 @@ def _grpc_frame(message: bytes) -> bytes:
     return b"\x00" + len(message).to_bytes(4, "big") + message
 
 
-def _probe(port: int, deadline: float) -> None:
+def http_body() -> bytes:
+    """The JSON body Centrifugo sends for the benchmark's ConnectRequest."""
+    from centrifugo_types import json
+
+    from .json_codec import centrifugo_message
+
+    return json.dumps(centrifugo_message(connect_request))
+
+
+def _probe_grpc(port: int, deadline: float) -> None:
     """A real Connect call: wait for the server, then check its answer."""
     import grpc
 
@@ -193,6 +353,35 @@ def _probe(port: int, deadline: float) -> None:
     raise RuntimeError(f"server on port {port} did not answer Connect: {last}")
 
 
+def _probe_http(port: int, deadline: float) -> None:
+    """A real HTTP proxy Connect call: wait for the server, then check its answer."""
+    from centrifugo_types import json
+    from centrifugo_types.proxy import ConnectResponse
+
+    headers = dict(h.split(": ", 1) for h in HTTP_HEADERS)
+    del headers["accept-encoding"]  # urllib does not decompress
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        request = urllib.request.Request(
+            f"http://{HOST}:{port}{HTTP_CONNECT_PATH}", data=http_body(), headers=headers
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                status, body = response.status, response.read()
+        except OSError as exc:
+            last = exc
+            time.sleep(0.2)
+            continue
+        reply = json.loads(ConnectResponse, body)
+        if status != 200 or reply.result is None or reply.result.user != connect_request().client:
+            raise RuntimeError(f"wrong Connect reply: {status} {body!r}")
+        return
+    raise RuntimeError(f"server on port {port} did not answer Connect: {last}")
+
+
+_PROBES = {"grpc": _probe_grpc, "http": _probe_http}
+
+
 def _cpu_seconds(pids: list[int]) -> list[float]:
     """User + system CPU time of each process, all its threads included."""
     seconds = []
@@ -206,7 +395,11 @@ def _cpu_seconds(pids: list[int]) -> list[float]:
 
 @contextlib.contextmanager
 def _servers(
-    commands: list[list[str]], port: int, deadline: float, stderr: Path
+    commands: list[list[str]],
+    port: int,
+    deadline: float,
+    stderr: Path,
+    probe: Callable[[int, float], None],
 ) -> Iterator[list[int]]:
     """Start the servers (their stderr into one file); yield their pids once they answer."""
     with stderr.open("wb") as errors:
@@ -222,7 +415,7 @@ def _servers(
         ]
     try:
         try:
-            _probe(port, deadline)
+            probe(port, deadline)
             time.sleep(1.0)  # let every process finish starting, not just the first to answer
             dead = [p.args for p in procs if p.poll() is not None]
             if dead:
@@ -243,23 +436,26 @@ def _servers(
                 proc.wait()
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _h2load(
-    port: int, body: Path, log: Path, args: argparse.Namespace, duration: int, warmup: int
-) -> tuple[float, int, int]:
+    port: int, load: Load, log: Path, duration: int, warmup: int
+) -> tuple[float, int, int, float]:
+    """(req/s, succeeded, failed, h2load's CPU seconds) of one run."""
     cmd = [
         "h2load",
-        f"http://{HOST}:{port}{CONNECT_PATH}",
+        f"http://{HOST}:{port}{load.path}",
+        *(["--h1"] if load.h1 else []),
         "-d",
-        str(body),
-        "-H",
-        "content-type: application/grpc",
-        "-H",
-        "te: trailers",
-        *(["-H", f"grpc-timeout: {args.grpc_timeout}"] if args.grpc_timeout else []),
+        str(load.body),
+        *[arg for header in load.headers for arg in ("-H", header)],
         "-c",
-        str(args.connections),
+        str(load.connections),
         "-m",
-        str(args.streams),
+        str(load.streams),
         "-t",
         "1",
         "-D",
@@ -267,7 +463,10 @@ def _h2load(
         f"--warm-up-time={warmup}",
         f"--log-file={log}",
     ]
+    # The servers are children too, but reaped only later: this counts h2load alone.
+    cpu = _children_cpu()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + warmup + 60)
+    cpu = _children_cpu() - cpu
     if out.returncode != 0:
         raise RuntimeError(f"h2load failed ({out.returncode}): {out.stderr or out.stdout}")
     rps = succeeded = failed = 0.0
@@ -278,7 +477,7 @@ def _h2load(
         elif line.startswith("requests:"):
             succeeded = float(words[words.index("succeeded") - 1])
             failed = sum(float(words[words.index(w) - 1]) for w in ("failed", "errored"))
-    return rps, int(succeeded), int(failed)
+    return rps, int(succeeded), int(failed), cpu
 
 
 def _latencies(log: Path) -> tuple[float, float]:
@@ -295,132 +494,181 @@ def _latencies(log: Path) -> tuple[float, float]:
 
 
 def _one_run(
+    suite: Suite,
     target: str,
     n: int,
     modules: Path,
-    body: Path,
+    loads: dict[str, Load],
     tmp: Path,
-    args: argparse.Namespace,
     duration: int,
     warmup: int,
 ) -> Result:
+    spec = suite.targets[target]
     port = _free_port()
     # Servers stop by themselves a minute after the run should have ended.
-    command = TARGETS[target](modules, port, duration + warmup + 60)
+    command = spec.command(modules, port, duration + warmup + 60)
     assert command is not None
     log = tmp / f"{target}-{n}.log"
-    with _servers([command] * n, port, time.monotonic() + 30, tmp / "stderr") as pids:
+    probe = _PROBES[spec.protocol]
+    with _servers([command] * n, port, time.monotonic() + 30, tmp / "stderr", probe) as pids:
         cpu = _cpu_seconds(pids)
         started = time.monotonic()
-        rps, ok, bad = _h2load(port, body, log, args, duration, warmup)
+        rps, ok, bad, generator = _h2load(port, loads[spec.protocol], log, duration, warmup)
         # Warm-up and measured period alike run at full load: CPU over the whole run.
         elapsed = time.monotonic() - started
         used = [(b - a) / elapsed for a, b in zip(cpu, _cpu_seconds(pids), strict=True)]
     p50, p99 = _latencies(log)
     log.unlink()
-    return Result(target, n, rps, ok, bad, p50, p99, sum(used), max(used))
+    return Result(target, n, rps, ok, bad, p50, p99, sum(used), max(used), generator / elapsed)
 
 
-def run(args: argparse.Namespace) -> list[Result]:
+Runs = dict[tuple[str, int], list[Result]]
+
+
+def run(args: argparse.Namespace, suite: Suite) -> tuple[Runs, dict[str, str]]:
+    """Every repetition's results of every target and process count, and the loads."""
     if shutil.which("h2load") is None:
         raise SystemExit(
             "h2load is missing: install nghttp2's client (Debian: apt-get install nghttp2-client)"
         )
     duration = args.duration or (3 if args.fast else 10)
     warmup = args.warmup or (1 if args.fast else 2)
-    workers = [int(n) for n in (args.workers or ("1" if args.fast else "1,2")).split(",")]
+    workers = [int(n) for n in (args.workers or ("1" if args.fast else suite.workers)).split(",")]
     repeat = args.repeat or (1 if args.fast else 3)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = set(targets) - set(TARGETS)
+    unknown = set(targets) - set(suite.targets)
     if unknown:
         raise SystemExit(f"unknown targets: {sorted(unknown)}")
-    results = []
+    runs: Runs = {}
     with tempfile.TemporaryDirectory(prefix="centrifugo-types-bench-server-") as tmp_name:
         tmp = Path(tmp_name)
         impls.build(tmp, plain=False)
         modules = tmp / impls.UPB_DIR
-        body = tmp / "connect.grpc"
-        body.write_bytes(_grpc_frame(bytes(connect_request())))
+        (tmp / "connect.grpc").write_bytes(_grpc_frame(bytes(connect_request())))
+        (tmp / "connect.json").write_bytes(http_body())
+        grpc_headers = ["content-type: application/grpc", "te: trailers"]
+        if args.grpc_timeout:
+            grpc_headers.append(f"grpc-timeout: {args.grpc_timeout}")
+        loads = {
+            "grpc": Load(
+                CONNECT_PATH,
+                tmp / "connect.grpc",
+                tuple(grpc_headers),
+                h1=False,
+                connections=args.connections,
+                streams=args.streams,
+            ),
+            "http": Load(
+                HTTP_CONNECT_PATH,
+                tmp / "connect.json",
+                HTTP_HEADERS,
+                h1=True,
+                connections=args.h1_connections,
+                streams=1,
+            ),
+        }
+        described = {
+            protocol: load.describe()
+            for protocol, load in loads.items()
+            if any(suite.targets[t].protocol == protocol for t in targets)
+        }
         available = []
         for target in targets:
-            if TARGETS[target](modules, 0, 0) is None:
+            if suite.targets[target].command(modules, 0, 0) is None:
                 print(f"{target}: not available", file=sys.stderr)
             else:
                 available.append(target)
-        runs: dict[tuple[str, int], list[Result]] = {}
         # Targets alternate within each repetition, so that they share the machine's load.
         for rep in range(repeat):
             for n in workers:
                 for target in available:
+                    if n > 1 and not suite.targets[target].reuse_port:
+                        continue
                     print(
                         f"[{rep + 1}/{repeat}] {target} x{n}: {duration + warmup} s of load ...",
                         file=sys.stderr,
                     )
                     runs.setdefault((target, n), []).append(
-                        _one_run(target, n, modules, body, tmp, args, duration, warmup)
+                        _one_run(suite, target, n, modules, loads, tmp, duration, warmup)
                     )
-        for (target, n), rs in runs.items():
-            base = runs.get(("grpcio", n), [])
-            pairs = tuple(
+    return runs, described
+
+
+def _median_result(rs: list[Result]) -> Result:
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
+
+    return Result(
+        rs[0].target,
+        rs[0].workers,
+        med([r.requests_per_second for r in rs]),
+        sum(r.succeeded for r in rs),
+        sum(r.failed for r in rs),
+        med([r.p50_ms for r in rs]),
+        med([r.p99_ms for r in rs]),
+        med([r.cores for r in rs]),
+        med([r.busiest for r in rs]),
+        med([r.generator for r in rs]),
+    )
+
+
+def report(runs: Runs, loads: dict[str, str], args: argparse.Namespace, suite: Suite) -> str:
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    timeout = f"grpc-timeout {args.grpc_timeout}" if args.grpc_timeout else "no grpc-timeout"
+    lines = [
+        f"load generator: h2load, 1 thread; {os.cpu_count()} cores; load average now {load}",
+        *(
+            f"  {protocol}: {text}" + (f", {timeout}" if protocol == "grpc" else "")
+            for protocol, text in loads.items()
+        ),
+        "req/s, p50, p99, cores (server CPU s per s; busiest: of the busiest process; gen: "
+        "of the load generator): medians over the repetitions; ok/failed: summed",
+        "",
+        f"{'target':<17} {'procs':>5} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'cores':>5}"
+        f" {'busiest':>7} {'req/cpu-s':>9} {'gen':>5} {'ok':>9} {'failed':>6}",
+    ]
+    order = list(suite.targets)
+    for key in sorted(runs, key=lambda k: (k[1], order.index(k[0]))):
+        r = _median_result(runs[key])
+        lines.append(
+            f"{r.target:<17} {r.workers:>5} {r.requests_per_second:>8.0f} {r.p50_ms:>7.2f}"
+            f" {r.p99_ms:>7.2f} {r.cores:>5.2f} {r.busiest:>7.2f} {r.per_cpu_second:>9.0f}"
+            f" {r.generator:>5.2f} {r.succeeded:>9} {r.failed:>6}"
+        )
+    lines.append("")
+    workers = sorted({n for _, n in runs})
+    for target, baseline in suite.ratios:
+        for n in workers:
+            rs, bs = runs.get((target, n), []), runs.get((baseline, n), [])
+            if not rs or not bs:
+                continue
+            pairs = [
                 (
                     r.requests_per_second / b.requests_per_second,
                     r.p99_ms / b.p99_ms,
                     r.per_cpu_second / b.per_cpu_second,
                 )
-                for r, b in zip(rs, base, strict=False)
+                for r, b in zip(rs, bs, strict=False)
+            ]
+            ratios = [statistics.median(values) for values in zip(*pairs, strict=True)]
+            goal = suite.goal.get((target, baseline))
+            lines.append(
+                f"{target} / {baseline}, {n} process(es): {ratios[0]:.2f}x req/s"
+                + (f" (target: {goal})" if goal else "")
+                + f", {ratios[1]:.2f}x p99, {ratios[2]:.2f}x req/cpu-s"
             )
-            results.append(
-                Result(
-                    target,
-                    n,
-                    statistics.median(r.requests_per_second for r in rs),
-                    sum(r.succeeded for r in rs),
-                    sum(r.failed for r in rs),
-                    statistics.median(r.p50_ms for r in rs),
-                    statistics.median(r.p99_ms for r in rs),
-                    statistics.median(r.cores for r in rs),
-                    statistics.median(r.busiest for r in rs),
-                    pairs if target != "grpcio" else (),
-                )
-            )
-    return results
-
-
-def report(results: list[Result], args: argparse.Namespace) -> str:
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    timeout = f"grpc-timeout {args.grpc_timeout}" if args.grpc_timeout else "no grpc-timeout"
-    lines = [
-        f"load generator: h2load, {args.connections} connections x {args.streams} streams "
-        f"in flight, 1 thread, {timeout}; {os.cpu_count()} cores; load average now {load}",
-        "req/s, p50, p99, cores (server CPU s per s; busiest: of the busiest process): "
-        "medians over the repetitions; ok/failed: summed",
-        "",
-        f"{'target':<12} {'procs':>5} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'cores':>5}"
-        f" {'busiest':>7} {'req/cpu-s':>9} {'ok':>9} {'failed':>6}",
-    ]
-    results = sorted(results, key=lambda r: (r.workers, list(TARGETS).index(r.target)))
-    for r in results:
-        lines.append(
-            f"{r.target:<12} {r.workers:>5} {r.requests_per_second:>8.0f} {r.p50_ms:>7.2f}"
-            f" {r.p99_ms:>7.2f} {r.cores:>5.2f} {r.busiest:>7.2f} {r.per_cpu_second:>9.0f}"
-            f" {r.succeeded:>9}"
-            f" {r.failed:>6}"
-        )
-    lines.append("")
-    for r in results:
-        if r.target == "grpcio" or not r.pairs:
-            continue
-        ratios = [statistics.median(values) for values in zip(*r.pairs, strict=True)]
-        lines.append(
-            f"{r.target} / grpcio, {r.workers} process(es): {ratios[0]:.2f}x req/s "
-            f"(target: >= 1.0x), {ratios[1]:.2f}x p99, {ratios[2]:.2f}x req/cpu-s"
-        )
     lines.append("(ratios: medians of the ratios within each repetition, where the targets ran")
     lines.append(" back to back)")
+    single = [t for t in suite.targets if not suite.targets[t].reuse_port]
+    if any(n > 1 for n in workers) and single:
+        lines.append(
+            f"not run with more than one process: {', '.join(single)} (centrifugo_types.http's"
+            " server has no SO_REUSEPORT)"
+        )
     return "\n".join(lines)
 
 
-def main(args: argparse.Namespace) -> int:
-    results = run(args)
-    print(report(results, args))
+def main(args: argparse.Namespace, suite: Suite = SERVER) -> int:
+    runs, loads = run(args, suite)
+    print(report(runs, loads, args, suite))
     return 0

@@ -201,6 +201,7 @@ scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(_DECODER
 scanstring: Callable[[str, int, bool], tuple[str, int]] = getattr(json.decoder, "scanstring")  # noqa: B009
 
 _WS = "[ \\t\\n\\r]*"
+_WS_CHARS = " \t\n\r"
 _KEY = r'"([^"\\\x00-\x1f]*)"' + _WS + ":" + _WS
 WS = re.compile(_WS).match
 #: At ``{``: the brace and the first key (group 1, without escapes) with its colon, or the
@@ -404,6 +405,9 @@ def obj(s: str, pos: int, decode: Decode[T], cls: type[T], depth: int) -> tuple[
     return out, pos
 
 
+_BINARY = (bytes, bytearray, memoryview)
+
+
 def loads(
     cls: type[T],
     data: str | bytes | bytearray | memoryview,
@@ -423,13 +427,14 @@ def loads(
             pass
     if isinstance(data, str):
         s = data
-    elif isinstance(data, bytes | bytearray | memoryview):
+    elif isinstance(data, _BINARY):
         # Go's encoding/json turns invalid UTF-8 inside strings into U+FFFD; so do we.
         s = str(data, "utf-8", "replace")
     else:
         raise TypeError(f"expected bytes or str, got {type(data).__name__}")
     try:
-        pos = skip_ws(s, 0)
+        # The usual document starts with "{" and ends with "}": no whitespace to skip.
+        pos = 0 if s.startswith("{") else skip_ws(s, 0)
         if s.startswith("{", pos):
             message, pos = decode_text(cls, s, pos, MAX_DEPTH)
         elif s.startswith("null", pos):
@@ -440,9 +445,10 @@ def loads(
         else:
             value, _ = scan(s, pos)
             raise Fail(f"expected a JSON object, got {_describe(value)}", pos)
-        end = skip_ws(s, pos)
-        if end != len(s):
-            raise Fail("invalid JSON: extra data after the object", end)
+        if pos != len(s):
+            end = skip_ws(s, pos)
+            if end != len(s):
+                raise Fail("invalid JSON: extra data after the object", end)
         return message
     except FAILURES as exc:
         raise decode_error(cls, exc) from None
@@ -451,9 +457,13 @@ def loads(
 # -- decoding: the orjson path -----------------------------------------------------------------
 
 
-def raw_dumps(value: Any) -> bytes:
-    """The exact text of a raw JSON value on the orjson path (see the module docstring)."""
-    return ORJSON.dumps(value)  # type: ignore[no-any-return]
+def _no_orjson(value: Any) -> bytes:  # pragma: no cover - the orjson path needs orjson
+    raise RuntimeError("the orjson decoding path needs orjson")
+
+
+#: ``raw_dumps(value) -> bytes``: the exact text of a raw JSON value on the orjson path (see
+#: the module docstring): ``orjson.dumps`` itself, called directly by the generated decoders.
+raw_dumps: Callable[[Any], bytes] = _no_orjson if _orjson is None else _orjson.dumps
 
 
 def dict_array(
@@ -537,12 +547,15 @@ def raw(value: Any) -> str:
     except UnicodeDecodeError:
         raise Fail("raw JSON value is not valid UTF-8") from None
     try:
-        pos = skip_ws(s, 0)
+        # Whitespace around the value is rare: skip it only when there is some.
+        pos = skip_ws(s, 0) if s[:1] in _WS_CHARS else 0  # "" too: it is empty
         if pos == len(s):
             raise Fail("raw JSON value is empty or only whitespace")
-        end = skip_ws(s, scan(s, pos)[1])
+        end = scan(s, pos)[1]
         if end != len(s):
-            raise Fail("invalid JSON: extra data after the value", end)
+            end = skip_ws(s, end)
+            if end != len(s):
+                raise Fail("invalid JSON: extra data after the value", end)
     except FAILURES as exc:
         fail = _as_fail(exc)
         raise Fail(f"raw JSON value is not valid JSON: {fail.reason}") from None
