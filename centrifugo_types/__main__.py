@@ -134,6 +134,13 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+async def _logging_loop(server: Coroutine[Any, Any, None]) -> None:
+    """Run ``server``, first logging which event loop runs it (``asyncio`` or ``uvloop``)."""
+    loop_module = type(asyncio.get_running_loop()).__module__.partition(".")[0]
+    logging.getLogger("centrifugo_types").info("event loop: %s", loop_module)
+    await server
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     cli = parser()
     args = cli.parse_args(argv)
@@ -149,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not value:
             raise SystemExit("--credentials-key needs --credentials-value")
         credentials = (args.credentials_key, value)
+    run = event_loop_runner(args.loop)
     if args.http:
         try:
             app = ProxyApp(
@@ -161,30 +169,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         except ValueError as exc:
             raise SystemExit(str(exc)) from None
-        asyncio.run(
-            serve_http(
-                app,
-                args.host,
-                args.port,
-                certfile=args.tls_cert,
-                keyfile=args.tls_key,
-                client_ca=args.tls_client_ca,
-                shutdown_timeout=args.shutdown_timeout,
+        run(
+            _logging_loop(
+                serve_http(
+                    app,
+                    args.host,
+                    args.port,
+                    certfile=args.tls_cert,
+                    keyfile=args.tls_key,
+                    client_ca=args.tls_client_ca,
+                    shutdown_timeout=args.shutdown_timeout,
+                    reuse_port=args.reuse_port,
+                )
             )
         )
         return 0
     ssl = None
     if args.tls_cert:
         ssl = server_ssl_context(args.tls_cert, args.tls_key, client_ca=args.tls_client_ca)
-    event_loop_runner(args.loop)(
-        serve(
-            router,
-            args.host,
-            args.port,
-            ssl=ssl,
-            credentials=credentials,
-            shutdown_timeout=args.shutdown_timeout,
-            reuse_port=args.reuse_port,
+    run(
+        _logging_loop(
+            serve(
+                router,
+                args.host,
+                args.port,
+                ssl=ssl,
+                credentials=credentials,
+                shutdown_timeout=args.shutdown_timeout,
+                reuse_port=args.reuse_port,
+            )
         )
     )
     return 0

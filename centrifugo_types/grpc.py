@@ -22,7 +22,6 @@ import asyncio
 import hmac
 import logging
 import signal
-import socket
 import ssl as _ssl
 from collections.abc import AsyncIterator, Callable, Coroutine
 from types import TracebackType
@@ -38,6 +37,7 @@ from grpclib.protocol import H2Protocol
 from . import proxy
 from ._generated import proxy_events as events
 from ._generated._runtime import DecodeError
+from ._sockets import check_reuse_port, listening_socket
 from .requests import (
     REQUEST_CLASSES,
     StreamItem,
@@ -357,8 +357,7 @@ class ProxyServer:
         shutdown_timeout: float = 10.0,
         reuse_port: bool = False,
     ) -> None:
-        if reuse_port and not hasattr(socket, "SO_REUSEPORT"):
-            raise ValueError("reuse_port needs SO_REUSEPORT, which this platform lacks")
+        check_reuse_port(reuse_port)
         self.service = ProxyService(router, credentials=credentials)
         self.health = ServiceStatus()
         self.host = host
@@ -371,20 +370,7 @@ class ProxyServer:
 
     async def start(self) -> None:
         """Listen (``port=0`` picks a free port; :attr:`port` then tells which)."""
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        # IPPROTO_TCP, not the default 0: asyncio and grpclib set TCP_NODELAY only on accepted
-        # sockets whose proto says TCP. With Nagle's algorithm left on, the second of the
-        # three small writes of a unary reply (headers, message, trailers) waits for the
-        # client's delayed ACK: 40 ms per call on Linux.
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if self.reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
+        sock = listening_socket(self.host, self.port, reuse_port=self.reuse_port)
         self.port = sock.getsockname()[1]
         await self._server.start(sock=sock, ssl=self.ssl)
         self._started = True

@@ -30,7 +30,6 @@ import hmac
 import logging
 import math
 import signal
-import socket
 import ssl as _ssl
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from . import json
 from ._generated import proxy_events as events
+from ._sockets import check_reuse_port, listening_socket
 from .requests import REQUEST_CLASSES, AnyRequest, internal_error_reply
 from .router import Router
 
@@ -387,8 +387,11 @@ class ProxyServer:
     (Centrifugo's ``https://`` endpoints); ``client_ca`` also requires client certificates
     signed by that CA (Centrifugo's ``http.tls`` on the proxy). :meth:`close` is graceful:
     it stops listening, lets requests in flight finish for up to ``shutdown_timeout`` seconds
-    (whole seconds, at least one), then closes the connections. Signals are left to the
-    caller (:func:`serve` handles them). Needs the ``http`` extra (uvicorn).
+    (whole seconds, at least one), then closes the connections. ``reuse_port`` sets
+    ``SO_REUSEPORT`` so that several processes can serve one port: Centrifugo opens a
+    connection per concurrent HTTP call, so the kernel spreads even one node's calls over
+    them. Signals are left to the caller (:func:`serve` handles them). Needs the ``http``
+    extra (uvicorn).
     """
 
     def __init__(
@@ -402,11 +405,14 @@ class ProxyServer:
         client_ca: str | None = None,
         shutdown_timeout: float = 10.0,
         access_log: bool = False,
+        reuse_port: bool = False,
     ) -> None:
+        check_reuse_port(reuse_port)
         self.app = app if isinstance(app, ProxyApp) else ProxyApp(app)
         self.host = host
         self.port = port
         self.shutdown_timeout = shutdown_timeout
+        self.reuse_port = reuse_port
         server_class = _server_class()
         import uvicorn
 
@@ -443,17 +449,7 @@ class ProxyServer:
             return
         if not self._config.loaded:
             self._config.load()  # TLS files are read here: errors surface now
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        # IPPROTO_TCP, not the default 0: asyncio turns Nagle's algorithm off (TCP_NODELAY)
-        # only on sockets that say they are TCP, and with it on every reply waits ~40 ms for
-        # the peer's delayed ACK.
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
+        sock = listening_socket(self.host, self.port, reuse_port=self.reuse_port)
         self.port = sock.getsockname()[1]
         server = self._server_class(self._config)
         task = asyncio.ensure_future(server.serve(sockets=[sock]))
@@ -504,6 +500,7 @@ async def serve(
     client_ca: str | None = None,
     shutdown_timeout: float = 10.0,
     access_log: bool = False,
+    reuse_port: bool = False,
     started: Callable[[ProxyServer], None] | None = None,
 ) -> None:
     """Serve ``app`` (a :class:`ProxyApp` or a router) under uvicorn until SIGTERM or
@@ -520,6 +517,7 @@ async def serve(
         client_ca=client_ca,
         shutdown_timeout=shutdown_timeout,
         access_log=access_log,
+        reuse_port=reuse_port,
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -477,12 +477,15 @@ async def test_cli_serves_and_shuts_down_gracefully_on_sigterm(loop: str) -> Non
     assert process.stderr is not None
     try:
         port = 0
+        lines = []
         async with asyncio.timeout(20):
             while not port:
                 line = (await process.stderr.readline()).decode()
                 assert line, "the server exited before listening"
+                lines.append(line)
                 if match := re.search(r"on 127\.0\.0\.1:(\d+)", line):
                     port = int(match[1])
+        assert any(f"event loop: {loop}" in line for line in lines), lines
         # --reuse-port: another SO_REUSEPORT server can bind the same port.
         async with ProxyServer(Router(), port=port, reuse_port=True):
             pass

@@ -541,6 +541,39 @@ async def test_proxy_server_tls(certificate: tuple[Path, Path]) -> None:
     assert len(seen) == 1
 
 
+def _connect_router(user: str) -> Router:
+    router = Router()
+
+    @router.connect
+    async def connect(request: ConnectRequest) -> None:
+        request.respond(proxy.ConnectResult(user=user))
+
+    return router
+
+
+async def _who_answers(port: int) -> str:
+    # A new client, so a new connection: the kernel picks the listener that accepts it.
+    async with httpx.AsyncClient(timeout=5) as http:
+        reply = await http.post(f"http://127.0.0.1:{port}/centrifugo/connect", json={})
+    result = json.loads(proxy.ConnectResponse, reply.content).result
+    assert result is not None
+    return result.user
+
+
+async def test_reuse_port_lets_servers_share_a_port() -> None:
+    async with ProxyServer(_connect_router("a"), port=0, reuse_port=True) as first:
+        port = first.port
+        with pytest.raises(OSError, match="in use"):  # without SO_REUSEPORT: taken
+            await ProxyServer(_connect_router("x"), port=port).start()
+        async with ProxyServer(_connect_router("b"), port=port, reuse_port=True) as second:
+            assert second.port == port
+            # Spread by a hash of the client's address and port: 32 connections all to one
+            # listener has odds 2**-31.
+            answers = {await _who_answers(port) for _ in range(32)}
+            assert answers == {"a", "b"}
+        assert await _who_answers(port) == "a"  # the other one serves on alone
+
+
 cli_router = Router()
 """Served by the command-line test: ``tests.test_http_server:cli_router``."""
 
@@ -551,10 +584,11 @@ async def _slow_rpc(request: RpcRequest) -> None:
     request.respond(proxy.RpcResult(data=b'"done"'))
 
 
-async def test_cli_serves_http_and_shuts_down_gracefully_on_sigterm() -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_cli_serves_http_and_shuts_down_gracefully_on_sigterm(loop: str) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "centrifugo_types", "serve", "tests.test_http_server:cli_router",
-        "--http", "--port", "0", "--prefix", "/cf",
+        "--http", "--port", "0", "--prefix", "/cf", "--reuse-port", "--loop", loop,
         "--credentials-key", "x-centrifugo", "--credentials-value", "s3cret",
         cwd=ROOT,
         stderr=asyncio.subprocess.PIPE,
@@ -563,12 +597,18 @@ async def test_cli_serves_http_and_shuts_down_gracefully_on_sigterm() -> None:
     assert process.stderr is not None
     try:
         port = 0
+        lines = []
         async with asyncio.timeout(20):
             while not port:
                 line = (await process.stderr.readline()).decode()
                 assert line, "the server exited before listening"
+                lines.append(line)
                 if match := re.search(r"on http://127\.0\.0\.1:(\d+) \(POST /cf/connect", line):
                     port = int(match[1])
+        assert any(f"event loop: {loop}" in line for line in lines), lines
+        # --reuse-port: another SO_REUSEPORT server can bind the same port.
+        async with ProxyServer(Router(), port=port, reuse_port=True):
+            pass
         url = f"http://127.0.0.1:{port}/cf/rpc"
         async with httpx.AsyncClient(timeout=5, headers={"x-centrifugo": "s3cret"}) as http:
             refused = await http.post(url, json={"data": 0}, headers={"x-centrifugo": "no"})
