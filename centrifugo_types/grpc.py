@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import signal
 import ssl as _ssl
 from collections.abc import AsyncIterator, Callable, Coroutine
 from types import TracebackType
@@ -37,7 +36,7 @@ from grpclib.protocol import H2Protocol
 from . import proxy
 from ._generated import proxy_events as events
 from ._generated._runtime import DecodeError
-from ._sockets import check_reuse_port, listening_socket
+from ._serving import check_reuse_port, listening_socket, serve_until_signalled
 from .requests import (
     REQUEST_CLASSES,
     StreamItem,
@@ -434,18 +433,4 @@ async def serve(
         shutdown_timeout=shutdown_timeout,
         reuse_port=reuse_port,
     )
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    signals = (signal.SIGTERM, signal.SIGINT)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await server.start()
-        if started is not None:
-            started(server)
-        await stop.wait()
-        logger.info("shutting down")
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
-        await server.close()
+    await serve_until_signalled(server, started)

@@ -29,7 +29,6 @@ import functools
 import hmac
 import logging
 import math
-import signal
 import ssl as _ssl
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
@@ -38,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from . import json
 from ._generated import proxy_events as events
-from ._sockets import check_reuse_port, listening_socket
+from ._serving import check_reuse_port, listening_socket, serve_until_signalled
 from .requests import REQUEST_CLASSES, AnyRequest, internal_error_reply
 from .router import Router
 
@@ -519,18 +518,4 @@ async def serve(
         access_log=access_log,
         reuse_port=reuse_port,
     )
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    signals = (signal.SIGTERM, signal.SIGINT)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await server.start()
-        if started is not None:
-            started(server)
-        await stop.wait()
-        logger.info("shutting down")
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
-        await server.close()
+    await serve_until_signalled(server, started)

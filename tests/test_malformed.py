@@ -22,7 +22,7 @@ from centrifugo_types.proxy import ConnectRequest, FilterNode, SubscribeResult
 from centrifugo_types.testing import message_types, messages
 
 from . import oracle
-from .test_wire import _id
+from .test_wire import _id, _varint
 
 ALL_TYPES = message_types()
 
@@ -86,15 +86,6 @@ def _nested_filter(depth: int) -> bytes:
             else (b"\x32" + _varint(len(wire)) + wire)
         )
     return wire
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def test_recursion_depth_is_bounded_like_upb() -> None:

@@ -1,8 +1,24 @@
-"""The listening socket both proxy servers (gRPC and HTTP) start from."""
+"""What both proxy servers (gRPC and HTTP) share: their listening socket, and serving until
+SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
 import socket
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+logger = logging.getLogger("centrifugo_types")
+
+
+class _Server(Protocol):
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Server)
 
 
 def check_reuse_port(reuse_port: bool) -> None:
@@ -32,3 +48,23 @@ def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socke
         sock.close()
         raise
     return sock
+
+
+async def serve_until_signalled(server: S, started: Callable[[S], None] | None = None) -> None:
+    """Start ``server``, serve until SIGTERM or SIGINT, then close it (gracefully: that is the
+    server's ``close``). ``started`` is called once it listens."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start()
+        if started is not None:
+            started(server)
+        await stop.wait()
+        logger.info("shutting down")
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        await server.close()
