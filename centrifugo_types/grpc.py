@@ -35,17 +35,17 @@ from grpclib.protocol import H2Protocol
 
 from . import proxy
 from ._generated import proxy_events as events
-from ._generated._runtime import DecodeError
 from ._serving import check_reuse_port, listening_socket, serve_until_signalled
-from .requests import (
-    REQUEST_CLASSES,
+from .calls import (
+    CALL_CLASSES,
     StreamItem,
-    SubscribeBidirectionalRequest,
-    SubscribeStreamRequest,
-    SubscribeUnidirectionalRequest,
+    SubscribeBidirectionalCall,
+    SubscribeStreamCall,
+    SubscribeUnidirectionalCall,
     internal_error_reply,
 )
-from .router import Router, StreamError
+from .errors import DecodeError, StreamError
+from .router import Router
 
 __all__ = ["ProxyServer", "ProxyService", "serve", "server_ssl_context"]
 
@@ -138,7 +138,7 @@ class ProxyService:
     def _unary_handler(
         self, event: events.Event[Any, Any]
     ) -> Callable[[_Stream], Coroutine[Any, Any, None]]:
-        request_class = REQUEST_CLASSES[event.name]
+        request_class = CALL_CLASSES[event.name]
 
         async def handle(stream: _Stream) -> None:
             metadata = self._admit(stream)
@@ -172,7 +172,7 @@ class ProxyService:
             await stream.send_message(_stream_failure(event))
             return
         assert message is not None
-        request = SubscribeUnidirectionalRequest(message, metadata)
+        request = SubscribeUnidirectionalCall(message, metadata)
         await self._serve_stream(stream, request)
 
     async def _subscribe_bidirectional(self, stream: _Stream) -> None:
@@ -194,12 +194,10 @@ class ProxyService:
                 if message.publication is not None:
                     yield message.publication
 
-        request = SubscribeBidirectionalRequest(
-            first.subscribe_request, metadata, incoming=incoming()
-        )
+        request = SubscribeBidirectionalCall(first.subscribe_request, metadata, incoming=incoming())
         await self._serve_stream(stream, request)
 
-    async def _serve_stream(self, stream: _Stream, request: SubscribeStreamRequest) -> None:
+    async def _serve_stream(self, stream: _Stream, request: SubscribeStreamCall) -> None:
         async def send(item: StreamItem) -> None:
             if isinstance(item, proxy.Publication):
                 await stream.send_message(proxy.StreamSubscribeResponse(publication=item))

@@ -5,7 +5,7 @@
     router = Router()
 
     @router.connect
-    async def connect(request: ConnectRequest) -> None:
+    async def connect(request: ConnectCall) -> None:
         request.respond(ConnectResult(user="42"))
 
 The router is transport-neutral: a transport builds a typed request and awaits
@@ -29,41 +29,41 @@ import betterproto2
 
 from . import proxy
 from ._generated import proxy_events as events
-from .exceptions import Disconnect, ProxyError
-from .requests import (
-    AnyRequest,
-    ConnectRequest,
-    MapPublishRequest,
-    MapRemoveRequest,
-    NotifyCacheEmptyRequest,
-    NotifyChannelStateRequest,
-    ProxyRequest,
-    PublishRequest,
-    RefreshRequest,
-    RpcRequest,
-    SharedPollRefreshRequest,
+from .calls import (
+    AnyCall,
+    ConnectCall,
+    MapPublishCall,
+    MapRemoveCall,
+    NotifyCacheEmptyCall,
+    NotifyChannelStateCall,
+    ProxyCall,
+    PublishCall,
+    RefreshCall,
+    RpcCall,
+    SharedPollRefreshCall,
     StreamSend,
-    SubRefreshRequest,
-    SubscribeBidirectionalRequest,
-    SubscribeRequest,
-    SubscribeStreamRequest,
-    SubscribeUnidirectionalRequest,
+    SubRefreshCall,
+    SubscribeBidirectionalCall,
+    SubscribeCall,
+    SubscribeStreamCall,
+    SubscribeUnidirectionalCall,
 )
+from .errors import Code, DisconnectReply, ErrorReply, StreamError
 
 __all__ = ["ALL_EVENTS", "CallNext", "Handler", "Interceptor", "Router"]
 
 logger = logging.getLogger("centrifugo_types.router")
 
-R = TypeVar("R", bound=AnyRequest)
+R = TypeVar("R", bound=AnyCall)
 ResponseT = TypeVar("ResponseT", bound=betterproto2.Message)
 
 Handler: TypeAlias = Callable[[R], Awaitable[None]]
 """An event handler: takes the typed request and replies through it."""
 UnidirectionalHandler: TypeAlias = Callable[
-    [SubscribeUnidirectionalRequest], AsyncIterator[proxy.Publication]
+    [SubscribeUnidirectionalCall], AsyncIterator[proxy.Publication]
 ]
 """A unidirectional subscribe stream handler: an async generator of publications."""
-CallNext: TypeAlias = Callable[[AnyRequest], Awaitable[None]]
+CallNext: TypeAlias = Callable[[AnyCall], Awaitable[None]]
 """What an interceptor awaits to run the rest of the chain (inner interceptors, handler)."""
 Interceptor: TypeAlias = Callable[[Any, CallNext], Awaitable[None]]
 """``async def interceptor(request, call_next) -> None``."""
@@ -72,12 +72,8 @@ _I = TypeVar("_I", bound=Interceptor)
 ALL_EVENTS = "*"
 """Register an interceptor for every event."""
 
-NOT_AVAILABLE = 108
-"""Centrifugo's "not available" (``centrifuge.ErrorNotAvailable``): no handler for the event."""
-METHOD_NOT_FOUND = 104
-"""Centrifugo's "method not found" (``centrifuge.ErrorMethodNotFound``): unknown rpc method."""
 
-_Call: TypeAlias = Callable[[AnyRequest], Awaitable[None]]
+_Call: TypeAlias = Callable[[AnyCall], Awaitable[None]]
 
 
 class Router:
@@ -94,7 +90,7 @@ class Router:
             raise ValueError("timeout must be positive or None")
         self.timeout = timeout
         self._handlers: dict[str, _Call] = {}
-        self._rpc_methods: dict[str, Handler[RpcRequest]] = {}
+        self._rpc_methods: dict[str, Handler[RpcCall]] = {}
         self._interceptors: dict[str, list[Interceptor]] = {}
         self._chains: dict[str, _Call] = {}
 
@@ -141,36 +137,36 @@ class Router:
         self.add_handler(event, handler)
         return handler
 
-    def connect(self, handler: Handler[ConnectRequest]) -> Handler[ConnectRequest]:
+    def connect(self, handler: Handler[ConnectCall]) -> Handler[ConnectCall]:
         """Register the ``connect`` handler (usable as a decorator)."""
         return self._register(events.CONNECT.name, handler)
 
-    def refresh(self, handler: Handler[RefreshRequest]) -> Handler[RefreshRequest]:
+    def refresh(self, handler: Handler[RefreshCall]) -> Handler[RefreshCall]:
         """Register the ``refresh`` handler (usable as a decorator)."""
         return self._register(events.REFRESH.name, handler)
 
-    def subscribe(self, handler: Handler[SubscribeRequest]) -> Handler[SubscribeRequest]:
+    def subscribe(self, handler: Handler[SubscribeCall]) -> Handler[SubscribeCall]:
         """Register the ``subscribe`` handler (usable as a decorator)."""
         return self._register(events.SUBSCRIBE.name, handler)
 
-    def publish(self, handler: Handler[PublishRequest]) -> Handler[PublishRequest]:
+    def publish(self, handler: Handler[PublishCall]) -> Handler[PublishCall]:
         """Register the ``publish`` handler (usable as a decorator)."""
         return self._register(events.PUBLISH.name, handler)
 
     @overload
-    def rpc(self, handler: Handler[RpcRequest], /) -> Handler[RpcRequest]: ...
+    def rpc(self, handler: Handler[RpcCall], /) -> Handler[RpcCall]: ...
     @overload
-    def rpc(self, method: str, /) -> Callable[[Handler[RpcRequest]], Handler[RpcRequest]]: ...
+    def rpc(self, method: str, /) -> Callable[[Handler[RpcCall]], Handler[RpcCall]]: ...
     def rpc(
-        self, handler_or_method: Handler[RpcRequest] | str, /
-    ) -> Handler[RpcRequest] | Callable[[Handler[RpcRequest]], Handler[RpcRequest]]:
+        self, handler_or_method: Handler[RpcCall] | str, /
+    ) -> Handler[RpcCall] | Callable[[Handler[RpcCall]], Handler[RpcCall]]:
         """Register an ``rpc`` handler: ``@router.rpc`` for every method, or
         ``@router.rpc("method")`` for one. A method without a handler of its own goes to the
         catch-all handler, or gets error 104 "method not found"."""
         if isinstance(handler_or_method, str):
             method = handler_or_method
 
-            def register(handler: Handler[RpcRequest]) -> Handler[RpcRequest]:
+            def register(handler: Handler[RpcCall]) -> Handler[RpcCall]:
                 self._rpc_methods[method] = handler
                 self._chains.clear()
                 return handler
@@ -178,7 +174,7 @@ class Router:
             return register
         return self._register(events.RPC.name, handler_or_method)
 
-    def sub_refresh(self, handler: Handler[SubRefreshRequest]) -> Handler[SubRefreshRequest]:
+    def sub_refresh(self, handler: Handler[SubRefreshCall]) -> Handler[SubRefreshCall]:
         """Register the ``sub_refresh`` handler (usable as a decorator)."""
         return self._register(events.SUB_REFRESH.name, handler)
 
@@ -188,34 +184,34 @@ class Router:
         return handler
 
     def subscribe_bidirectional(
-        self, handler: Handler[SubscribeBidirectionalRequest]
-    ) -> Handler[SubscribeBidirectionalRequest]:
+        self, handler: Handler[SubscribeBidirectionalCall]
+    ) -> Handler[SubscribeBidirectionalCall]:
         """Register the bidirectional subscribe stream handler (usable as a decorator)."""
         return self._register(events.SUBSCRIBE_BIDIRECTIONAL.name, handler)
 
     def notify_cache_empty(
-        self, handler: Handler[NotifyCacheEmptyRequest]
-    ) -> Handler[NotifyCacheEmptyRequest]:
+        self, handler: Handler[NotifyCacheEmptyCall]
+    ) -> Handler[NotifyCacheEmptyCall]:
         """Register the ``notify_cache_empty`` handler (usable as a decorator)."""
         return self._register(events.NOTIFY_CACHE_EMPTY.name, handler)
 
     def notify_channel_state(
-        self, handler: Handler[NotifyChannelStateRequest]
-    ) -> Handler[NotifyChannelStateRequest]:
+        self, handler: Handler[NotifyChannelStateCall]
+    ) -> Handler[NotifyChannelStateCall]:
         """Register the ``notify_channel_state`` handler (usable as a decorator)."""
         return self._register(events.NOTIFY_CHANNEL_STATE.name, handler)
 
-    def map_publish(self, handler: Handler[MapPublishRequest]) -> Handler[MapPublishRequest]:
+    def map_publish(self, handler: Handler[MapPublishCall]) -> Handler[MapPublishCall]:
         """Register the ``map_publish`` handler (usable as a decorator)."""
         return self._register(events.MAP_PUBLISH.name, handler)
 
-    def map_remove(self, handler: Handler[MapRemoveRequest]) -> Handler[MapRemoveRequest]:
+    def map_remove(self, handler: Handler[MapRemoveCall]) -> Handler[MapRemoveCall]:
         """Register the ``map_remove`` handler (usable as a decorator)."""
         return self._register(events.MAP_REMOVE.name, handler)
 
     def shared_poll_refresh(
-        self, handler: Handler[SharedPollRefreshRequest]
-    ) -> Handler[SharedPollRefreshRequest]:
+        self, handler: Handler[SharedPollRefreshCall]
+    ) -> Handler[SharedPollRefreshCall]:
         """Register the ``shared_poll_refresh`` handler (usable as a decorator)."""
         return self._register(events.SHARED_POLL_REFRESH.name, handler)
 
@@ -249,7 +245,7 @@ class Router:
         return handler
 
     async def handle(
-        self, request: ProxyRequest[Any, ResponseT, Any], *, deadline: float | None = None
+        self, request: ProxyCall[Any, ResponseT, Any], *, deadline: float | None = None
     ) -> ResponseT:
         """Run the chain for ``request`` and return its response message.
 
@@ -291,7 +287,7 @@ class Router:
         return reply
 
     async def handle_stream(
-        self, request: SubscribeStreamRequest, send: StreamSend, *, deadline: float | None = None
+        self, request: SubscribeStreamCall, send: StreamSend, *, deadline: float | None = None
     ) -> None:
         """Serve a subscribe stream: send the reply, then the handler's publications.
 
@@ -337,10 +333,6 @@ class Router:
                     await task
 
 
-class StreamError(Exception):
-    """A subscribe stream handler failed after its subscription was accepted."""
-
-
 @types.coroutine
 def _resume(coro: Coroutine[Any, Any, Any], waiting: Any) -> Generator[Any, Any, None]:
     """Await ``coro`` whose first step already ran and yielded ``waiting``.
@@ -372,8 +364,8 @@ def _check_event(event: str) -> None:
 
 
 def _wrap(interceptor: Interceptor, inner: _Call) -> _Call:
-    async def call(request: AnyRequest) -> None:
-        async def call_next(next_request: AnyRequest) -> None:
+    async def call(request: AnyCall) -> None:
+        async def call_next(next_request: AnyCall) -> None:
             await inner(next_request)
             if next_request is not request and next_request.replied and not request.replied:
                 request._set_reply(next_request.reply)
@@ -383,14 +375,14 @@ def _wrap(interceptor: Interceptor, inner: _Call) -> _Call:
     return call
 
 
-async def _unhandled(request: AnyRequest) -> None:
+async def _unhandled(request: AnyCall) -> None:
     logger.warning("no handler for proxy event %r: replying not available", request.event.name)
-    request._fail(NOT_AVAILABLE, "not available")
+    request._fail(Code.NOT_AVAILABLE, Code.NOT_AVAILABLE.message)
 
 
-def _rpc_dispatch(methods: dict[str, Handler[RpcRequest]], fallback: _Call | None) -> _Call:
-    async def dispatch(request: AnyRequest) -> None:
-        assert isinstance(request, RpcRequest)
+def _rpc_dispatch(methods: dict[str, Handler[RpcCall]], fallback: _Call | None) -> _Call:
+    async def dispatch(request: AnyCall) -> None:
+        assert isinstance(request, RpcCall)
         handler = methods.get(request.method)
         if handler is not None:
             await handler(request)
@@ -398,14 +390,14 @@ def _rpc_dispatch(methods: dict[str, Handler[RpcRequest]], fallback: _Call | Non
             await fallback(request)
         else:
             logger.info("no handler for rpc method %r", request.method)
-            request.error(METHOD_NOT_FOUND, "method not found")
+            request.error(Code.NOT_FOUND, Code.NOT_FOUND.message)
 
     return dispatch
 
 
 def _unidirectional(handler: UnidirectionalHandler) -> _Call:
-    async def run(request: AnyRequest) -> None:
-        assert isinstance(request, SubscribeUnidirectionalRequest)
+    async def run(request: AnyCall) -> None:
+        assert isinstance(request, SubscribeUnidirectionalCall)
         publications = handler(request)
         try:
             async for publication in publications:
@@ -418,7 +410,7 @@ def _unidirectional(handler: UnidirectionalHandler) -> _Call:
     return run
 
 
-def _on_exception(request: AnyRequest, exc: BaseException, *, timed_out: bool) -> None:
+def _on_exception(request: AnyCall, exc: BaseException, *, timed_out: bool) -> None:
     """Turn what a handler raised into the reply (unless it already replied)."""
     name = request.event.name
     if timed_out and isinstance(exc, TimeoutError):
@@ -429,9 +421,9 @@ def _on_exception(request: AnyRequest, exc: BaseException, *, timed_out: bool) -
     if request.replied:
         logger.error("%s handler raised after replying; the reply stands", name, exc_info=exc)
         return
-    if isinstance(exc, ProxyError):
+    if isinstance(exc, ErrorReply):
         request._fail(exc.code, exc.message, temporary=exc.temporary)
-    elif isinstance(exc, Disconnect):
+    elif isinstance(exc, DisconnectReply):
         if not request._disconnect_or_fail(exc.code, exc.reason):
             logger.error("%s has no disconnect reply; replying internal server error", name)
             request._fail_internal()

@@ -8,7 +8,7 @@ event follows from ``proxy.proto`` and is generated here rather than copied by h
   message, found inside ``StreamSubscribeResponse`` for the streaming rpcs), the result type,
   and typed constructors for the replies the response can carry (``error`` and ``disconnect``
   exist only where the response has those fields);
-- a read-only field view per request message (``ConnectRequestFields``) that the typed requests
+- a read-only field view per request message (``ConnectRequestFields``) that the typed calls
   inherit, where a payload with a base64 twin (``data`` / ``b64data``) reads the same bytes in
   both encodings;
 - per result type, the binary-mode rewrite that moves payload bytes into their ``b64*`` twins
@@ -296,7 +296,7 @@ class EventEmitter:
 
 MODULE_PROLOGUE = '''"""The proxy events of ``{service}``, one per rpc.
 
-Generated from proxy.proto: the hand-written :mod:`centrifugo_types.requests`, the router and
+Generated from proxy.proto: the hand-written :mod:`centrifugo_types.calls`, the router and
 the transports read these facts instead of repeating them.
 """
 

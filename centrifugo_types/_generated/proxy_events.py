@@ -3,7 +3,7 @@
 
 """The proxy events of ``centrifugal.centrifugo.proxy.CentrifugoProxy``, one per rpc.
 
-Generated from proxy.proto: the hand-written :mod:`centrifugo_types.requests`, the router and
+Generated from proxy.proto: the hand-written :mod:`centrifugo_types.calls`, the router and
 the transports read these facts instead of repeating them.
 """
 

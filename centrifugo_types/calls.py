@@ -27,30 +27,29 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from . import proxy
 from ._generated import proxy_events as events
 from ._generated.proxy_events import Event
-from .exceptions import AlreadyRepliedError, check_code
+from .errors import AlreadyRepliedError, Code, check_code
 
 __all__ = [
-    "REQUEST_CLASSES",
-    "AnyRequest",
-    "ConnectRequest",
-    "DisconnectableRequest",
-    "MapPublishRequest",
-    "MapRemoveRequest",
+    "CALL_CLASSES",
+    "AnyCall",
+    "ConnectCall",
+    "DisconnectableCall",
+    "MapPublishCall",
+    "MapRemoveCall",
     "Metadata",
-    "NotifyCacheEmptyRequest",
-    "NotifyChannelStateRequest",
-    "ProxyRequest",
-    "PublishRequest",
-    "RefreshRequest",
-    "RejectableRequest",
-    "RpcRequest",
-    "SharedPollRefreshRequest",
-    "SubRefreshRequest",
-    "SubscribeBidirectionalRequest",
-    "SubscribeRequest",
-    "SubscribeStreamRequest",
-    "SubscribeUnidirectionalRequest",
-    "internal_error_reply",
+    "NotifyCacheEmptyCall",
+    "NotifyChannelStateCall",
+    "ProxyCall",
+    "PublishCall",
+    "RefreshCall",
+    "RejectableCall",
+    "RpcCall",
+    "SharedPollRefreshCall",
+    "SubRefreshCall",
+    "SubscribeBidirectionalCall",
+    "SubscribeCall",
+    "SubscribeStreamCall",
+    "SubscribeUnidirectionalCall",
 ]
 
 MessageT = TypeVar("MessageT", bound=betterproto2.Message)
@@ -61,10 +60,6 @@ Metadata: TypeAlias = CIMultiDictProxy[str]
 """Read-only, case-insensitive multi-mapping of the call's metadata (lower-case keys)."""
 
 MetadataLike: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]]
-
-INTERNAL_ERROR = 100
-"""Centrifugo's code for "internal server error" (``centrifuge.ErrorInternal``)."""
-
 
 _NO_METADATA: Metadata = CIMultiDictProxy(CIMultiDict())
 
@@ -78,7 +73,7 @@ def internal_error_reply(event: Event[ResponseT, Any]) -> ResponseT:
     """
     if event.with_error is None:
         return event.with_result(None)
-    error = proxy.Error(code=INTERNAL_ERROR, message="internal server error", temporary=True)
+    error = proxy.Error(code=int(Code.INTERNAL), message=Code.INTERNAL.message, temporary=True)
     return event.with_error(error)
 
 
@@ -95,7 +90,7 @@ def _metadata(metadata: MetadataLike | None) -> Metadata:
     return CIMultiDictProxy(CIMultiDict([(k.lower(), v) for k, v in items]))
 
 
-class ProxyRequest(Generic[MessageT, ResponseT, ResultT]):
+class ProxyCall(Generic[MessageT, ResponseT, ResultT]):
     """Base of the typed requests: the message, the metadata and the ``respond`` reply.
 
     ``state`` is a free dict for interceptors and handlers to share per-request values (for
@@ -170,14 +165,14 @@ class ProxyRequest(Generic[MessageT, ResponseT, ResultT]):
         """The failure reply: ``error`` where the response has it, else no result."""
         event = self.event
         if event.with_error is not None:
-            error = proxy.Error(code=code, message=message, temporary=temporary)
+            error = proxy.Error(code=int(code), message=message, temporary=temporary)
             self._set_reply(event.with_error(error))
         else:
             self._set_reply(event.with_result(None))
 
     def _fail_internal(self) -> None:
         """Centrifugo's own ``ErrorInternal``: 100 "internal server error", temporary."""
-        self._fail(INTERNAL_ERROR, "internal server error", temporary=True)
+        self._fail(Code.INTERNAL, Code.INTERNAL.message, temporary=True)
 
     def _disconnect_or_fail(self, code: int, reason: str) -> bool:
         """Reply ``disconnect`` if the response has it; ``False`` (no reply) otherwise."""
@@ -187,11 +182,11 @@ class ProxyRequest(Generic[MessageT, ResponseT, ResultT]):
         return True
 
 
-AnyRequest: TypeAlias = ProxyRequest[Any, Any, Any]
+AnyCall: TypeAlias = ProxyCall[Any, Any, Any]
 """Any typed request (what a ``*`` interceptor receives)."""
 
 
-class RejectableRequest(ProxyRequest[MessageT, ResponseT, ResultT]):
+class RejectableCall(ProxyCall[MessageT, ResponseT, ResultT]):
     """A request whose response has an ``error`` field."""
 
     __slots__ = ()
@@ -204,7 +199,7 @@ class RejectableRequest(ProxyRequest[MessageT, ResponseT, ResultT]):
         self._set_reply(with_error(error))
 
 
-class DisconnectableRequest(RejectableRequest[MessageT, ResponseT, ResultT]):
+class DisconnectableCall(RejectableCall[MessageT, ResponseT, ResultT]):
     """A request whose response has ``error`` and ``disconnect`` fields."""
 
     __slots__ = ()
@@ -230,10 +225,10 @@ class _JsonPayload:
         return _json.loads(data) if data else None
 
 
-class ConnectRequest(
+class ConnectCall(
     events.ConnectRequestFields,
     _JsonPayload,
-    DisconnectableRequest[proxy.ConnectRequest, proxy.ConnectResponse, proxy.ConnectResult],
+    DisconnectableCall[proxy.ConnectRequest, proxy.ConnectResponse, proxy.ConnectResult],
 ):
     """A client connects: authenticate it (``respond(ConnectResult(user=...))``) or refuse.
 
@@ -244,9 +239,9 @@ class ConnectRequest(
     __slots__ = ()
 
 
-class RefreshRequest(
+class RefreshCall(
     events.RefreshRequestFields,
-    DisconnectableRequest[proxy.RefreshRequest, proxy.RefreshResponse, proxy.RefreshResult],
+    DisconnectableCall[proxy.RefreshRequest, proxy.RefreshResponse, proxy.RefreshResult],
 ):
     """A connection's ``expire_at`` is reached: extend it or let it expire.
 
@@ -258,10 +253,10 @@ class RefreshRequest(
     __slots__ = ()
 
 
-class SubscribeRequest(
+class SubscribeCall(
     events.SubscribeRequestFields,
     _JsonPayload,
-    DisconnectableRequest[proxy.SubscribeRequest, proxy.SubscribeResponse, proxy.SubscribeResult],
+    DisconnectableCall[proxy.SubscribeRequest, proxy.SubscribeResponse, proxy.SubscribeResult],
 ):
     """A client subscribes to a channel: allow (``respond()``) or refuse."""
 
@@ -269,10 +264,10 @@ class SubscribeRequest(
     __slots__ = ()
 
 
-class PublishRequest(
+class PublishCall(
     events.PublishRequestFields,
     _JsonPayload,
-    DisconnectableRequest[proxy.PublishRequest, proxy.PublishResponse, proxy.PublishResult],
+    DisconnectableCall[proxy.PublishRequest, proxy.PublishResponse, proxy.PublishResult],
 ):
     """A client publishes: allow (``respond()``), rewrite (``PublishResult(data=...)``), refuse."""
 
@@ -280,10 +275,10 @@ class PublishRequest(
     __slots__ = ()
 
 
-class RpcRequest(
+class RpcCall(
     events.RpcRequestFields,
     _JsonPayload,
-    DisconnectableRequest[proxy.RpcRequest, proxy.RpcResponse, proxy.RpcResult],
+    DisconnectableCall[proxy.RpcRequest, proxy.RpcResponse, proxy.RpcResult],
 ):
     """A client calls ``method``: answer with ``RpcResult(data=...)`` or an error."""
 
@@ -291,15 +286,13 @@ class RpcRequest(
     __slots__ = ()
 
 
-class SubRefreshRequest(
+class SubRefreshCall(
     events.SubRefreshRequestFields,
-    DisconnectableRequest[
-        proxy.SubRefreshRequest, proxy.SubRefreshResponse, proxy.SubRefreshResult
-    ],
+    DisconnectableCall[proxy.SubRefreshRequest, proxy.SubRefreshResponse, proxy.SubRefreshResult],
 ):
     """A subscription's ``expire_at`` is reached: extend it or let it expire.
 
-    As for :class:`RefreshRequest`, Centrifugo v6.9.1 reads only ``result``: an ``error`` or
+    As for :class:`RefreshCall`, Centrifugo v6.9.1 reads only ``result``: an ``error`` or
     ``disconnect`` reply unsubscribes the client from the channel.
     """
 
@@ -307,9 +300,9 @@ class SubRefreshRequest(
     __slots__ = ()
 
 
-class NotifyCacheEmptyRequest(
+class NotifyCacheEmptyCall(
     events.NotifyCacheEmptyRequestFields,
-    ProxyRequest[
+    ProxyCall[
         proxy.NotifyCacheEmptyRequest,
         proxy.NotifyCacheEmptyResponse,
         proxy.NotifyCacheEmptyResult,
@@ -325,9 +318,9 @@ class NotifyCacheEmptyRequest(
     __slots__ = ()
 
 
-class NotifyChannelStateRequest(
+class NotifyChannelStateCall(
     events.NotifyChannelStateRequestFields,
-    RejectableRequest[
+    RejectableCall[
         proxy.NotifyChannelStateRequest,
         proxy.NotifyChannelStateResponse,
         proxy.NotifyChannelStateResult,
@@ -339,12 +332,10 @@ class NotifyChannelStateRequest(
     __slots__ = ()
 
 
-class MapPublishRequest(
+class MapPublishCall(
     events.MapPublishRequestFields,
     _JsonPayload,
-    DisconnectableRequest[
-        proxy.MapPublishRequest, proxy.MapPublishResponse, proxy.MapPublishResult
-    ],
+    DisconnectableCall[proxy.MapPublishRequest, proxy.MapPublishResponse, proxy.MapPublishResult],
 ):
     """A client publishes to a key of a map channel: allow, rewrite (key, data) or refuse."""
 
@@ -352,9 +343,9 @@ class MapPublishRequest(
     __slots__ = ()
 
 
-class MapRemoveRequest(
+class MapRemoveCall(
     events.MapRemoveRequestFields,
-    DisconnectableRequest[proxy.MapRemoveRequest, proxy.MapRemoveResponse, proxy.MapRemoveResult],
+    DisconnectableCall[proxy.MapRemoveRequest, proxy.MapRemoveResponse, proxy.MapRemoveResult],
 ):
     """A client removes a key of a map channel: allow or refuse."""
 
@@ -362,9 +353,9 @@ class MapRemoveRequest(
     __slots__ = ()
 
 
-class SharedPollRefreshRequest(
+class SharedPollRefreshCall(
     events.SharedPollRefreshRequestFields,
-    RejectableRequest[
+    RejectableCall[
         proxy.SharedPollRefreshRequest,
         proxy.SharedPollRefreshResponse,
         proxy.SharedPollRefreshResult,
@@ -384,7 +375,7 @@ StreamItem: TypeAlias = proxy.SubscribeResponse | proxy.Publication
 StreamSend: TypeAlias = Callable[[StreamItem], Awaitable[None]]
 
 
-class SubscribeStreamRequest(SubscribeRequest):
+class SubscribeStreamCall(SubscribeCall):
     """A subscribe request opening a stream: reply first, then ``send`` publications."""
 
     __slots__ = ("_flushed", "_lock", "_replied", "_send")
@@ -435,7 +426,7 @@ class SubscribeStreamRequest(SubscribeRequest):
             await self._send(publication)
 
 
-class SubscribeUnidirectionalRequest(SubscribeStreamRequest):
+class SubscribeUnidirectionalCall(SubscribeStreamCall):
     """A subscription served by a stream of publications (``subscribe_stream_proxy``).
 
     The handler is an async generator: it replies (``respond()`` to accept, ``error()`` or
@@ -447,7 +438,7 @@ class SubscribeUnidirectionalRequest(SubscribeStreamRequest):
     __slots__ = ()
 
 
-class SubscribeBidirectionalRequest(SubscribeStreamRequest):
+class SubscribeBidirectionalCall(SubscribeStreamCall):
     """A subscription over a bidirectional stream (``subscribe_stream_proxy_bidirectional``).
 
     The handler replies, then sends publications with ``await request.send(...)`` and receives
@@ -486,22 +477,22 @@ class SubscribeBidirectionalRequest(SubscribeStreamRequest):
             yield publication
 
 
-REQUEST_CLASSES: Mapping[str, type[AnyRequest]] = {
+CALL_CLASSES: Mapping[str, type[AnyCall]] = {
     cls.event.name: cls
     for cls in (
-        ConnectRequest,
-        RefreshRequest,
-        SubscribeRequest,
-        PublishRequest,
-        RpcRequest,
-        SubRefreshRequest,
-        SubscribeUnidirectionalRequest,
-        SubscribeBidirectionalRequest,
-        NotifyCacheEmptyRequest,
-        NotifyChannelStateRequest,
-        MapPublishRequest,
-        MapRemoveRequest,
-        SharedPollRefreshRequest,
+        ConnectCall,
+        RefreshCall,
+        SubscribeCall,
+        PublishCall,
+        RpcCall,
+        SubRefreshCall,
+        SubscribeUnidirectionalCall,
+        SubscribeBidirectionalCall,
+        NotifyCacheEmptyCall,
+        NotifyChannelStateCall,
+        MapPublishCall,
+        MapRemoveCall,
+        SharedPollRefreshCall,
     )
 }
 """The typed request class of every event, by event name."""
