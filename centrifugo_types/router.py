@@ -50,7 +50,7 @@ from .calls import (
 )
 from .errors import Code, DisconnectReply, ErrorReply, StreamError
 
-__all__ = ["ALL_EVENTS", "CallNext", "Handler", "Interceptor", "Router"]
+__all__ = ["ALL_EVENTS", "CallNext", "Handler", "Interceptor", "Lifespan", "Router"]
 
 logger = logging.getLogger("centrifugo_types.router")
 
@@ -69,6 +69,10 @@ Interceptor: TypeAlias = Callable[[Any, CallNext], Awaitable[None]]
 """``async def interceptor(request, call_next) -> None``."""
 _I = TypeVar("_I", bound=Interceptor)
 
+Lifespan: TypeAlias = Callable[["Router"], contextlib.AbstractAsyncContextManager[Any]]
+"""``lifespan(router)``: an async context manager factory run around serving, as in starlette
+(open a database pool or an API client on enter, close it on exit)."""
+
 ALL_EVENTS = "*"
 """Register an interceptor for every event."""
 
@@ -85,14 +89,28 @@ class Router:
     deadline (gRPC sends it) shorten the limit so that the reply still arrives in time.
     """
 
-    def __init__(self, *, timeout: float | None = 1.0) -> None:
+    def __init__(self, *, timeout: float | None = 1.0, lifespan: Lifespan | None = None) -> None:
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be positive or None")
         self.timeout = timeout
+        self.lifespan = lifespan
         self._handlers: dict[str, _Call] = {}
         self._rpc_methods: dict[str, Handler[RpcCall]] = {}
         self._interceptors: dict[str, list[Interceptor]] = {}
         self._chains: dict[str, _Call] = {}
+
+    # -- lifespan ---------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def lifespan_context(self) -> AsyncIterator[None]:
+        """Run the router's ``lifespan`` around serving: every server enters this once before
+        its first call and leaves it on shutdown. What the lifespan raises at startup stops the
+        server (:class:`~centrifugo_types.StartupError`)."""
+        if self.lifespan is None:
+            yield
+            return
+        async with self.lifespan(self):
+            yield
 
     # -- registration -----------------------------------------------------------------------
 
