@@ -5,14 +5,18 @@
     router = Router()
 
     @router.connect
-    async def connect(request: ConnectCall) -> None:
-        request.respond(ConnectResult(user="42"))
+    async def connect(call: ConnectCall) -> ConnectResult:
+        return ConnectResult(user="42")
 
-The router is transport-neutral: a transport builds a typed request and awaits
+The router is transport-neutral: a transport builds a typed call and awaits
 :meth:`Router.handle` (or :meth:`Router.handle_stream` for the subscribe streams), which always
-ends with exactly one reply. A handler that raises, returns without replying or overruns the
-deadline gets Centrifugo's ``error`` 100 "internal server error" (logged); one that raises
-:class:`~centrifugo_types.ProxyError` or :class:`~centrifugo_types.Disconnect` gets that reply.
+ends with exactly one reply. A handler replies by returning its event's ``*Result`` (the same
+as ``call.respond(result)``), through the call (``respond``, ``error``, ``disconnect``), or by
+raising :class:`~centrifugo_types.ErrorReply` or :class:`~centrifugo_types.DisconnectReply`.
+Whatever else ends it -- it raises, is cancelled from inside, returns ``None`` without
+replying, returns the wrong type or overruns the deadline -- gets Centrifugo's ``error`` 100
+"internal server error" (logged). Only the server's own cancellation of the call (shutdown)
+propagates.
 """
 
 from __future__ import annotations
@@ -20,8 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import types
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from types import CoroutineType
 from typing import Any, TypeAlias, TypeVar, overload
 
@@ -29,6 +32,7 @@ import betterproto2
 
 from . import proxy
 from ._generated import proxy_events as events
+from ._stepping import first_step, resume
 from .calls import (
     AnyCall,
     ConnectCall,
@@ -48,25 +52,30 @@ from .calls import (
     SubscribeStreamCall,
     SubscribeUnidirectionalCall,
 )
-from .errors import Code, DisconnectReply, ErrorReply, StreamError
+from .errors import Code, DisconnectReply, ErrorReply, StartupError, StreamError
 
 __all__ = ["ALL_EVENTS", "CallNext", "Handler", "Interceptor", "Lifespan", "Router"]
 
 logger = logging.getLogger("centrifugo_types.router")
 
-R = TypeVar("R", bound=AnyCall)
+C = TypeVar("C", bound=AnyCall)
+R = TypeVar("R", bound=betterproto2.Message)
 ResponseT = TypeVar("ResponseT", bound=betterproto2.Message)
 
-Handler: TypeAlias = Callable[[R], Awaitable[None]]
-"""An event handler: takes the typed request and replies through it."""
+Handler: TypeAlias = Callable[[C], Awaitable[R | None]]
+"""An event handler, ``Handler[ConnectCall, proxy.ConnectResult]``: takes the typed call and
+returns the event's result (or ``None`` after replying through the call)."""
 UnidirectionalHandler: TypeAlias = Callable[
     [SubscribeUnidirectionalCall], AsyncIterator[proxy.Publication]
 ]
 """A unidirectional subscribe stream handler: an async generator of publications."""
+BidirectionalHandler: TypeAlias = Callable[[SubscribeBidirectionalCall], Awaitable[None]]
+"""A bidirectional subscribe stream handler: replies and sends through the call."""
 CallNext: TypeAlias = Callable[[AnyCall], Awaitable[None]]
-"""What an interceptor awaits to run the rest of the chain (inner interceptors, handler)."""
-Interceptor: TypeAlias = Callable[[Any, CallNext], Awaitable[None]]
-"""``async def interceptor(request, call_next) -> None``."""
+"""What an interceptor awaits to run the rest of the chain (inner interceptors, handler).
+A result the rest returns is the call's reply by the time ``call_next`` returns."""
+Interceptor: TypeAlias = Callable[[Any, CallNext], Awaitable[Any]]
+"""``async def interceptor(call, call_next)``; it may return a result, as a handler does."""
 _I = TypeVar("_I", bound=Interceptor)
 
 Lifespan: TypeAlias = Callable[["Router"], contextlib.AbstractAsyncContextManager[Any]]
@@ -77,7 +86,8 @@ ALL_EVENTS = "*"
 """Register an interceptor for every event."""
 
 
-_Call: TypeAlias = Callable[[AnyCall], Awaitable[None]]
+_Call: TypeAlias = Callable[[AnyCall], Awaitable[Any]]
+_PENDING: Any = object()
 
 
 class Router:
@@ -87,6 +97,7 @@ class Router:
     the router's own). Match Centrifugo's proxy ``timeout`` (1 s by default): past it
     Centrifugo answers the client with error 100 itself. Transports that know Centrifugo's
     deadline (gRPC sends it) shorten the limit so that the reply still arrives in time.
+    ``lifespan`` runs around serving (see :meth:`lifespan_context`).
     """
 
     def __init__(self, *, timeout: float | None = 1.0, lifespan: Lifespan | None = None) -> None:
@@ -95,22 +106,75 @@ class Router:
         self.timeout = timeout
         self.lifespan = lifespan
         self._handlers: dict[str, _Call] = {}
-        self._rpc_methods: dict[str, Handler[RpcCall]] = {}
+        self._rpc_methods: dict[str, _Call] = {}
         self._interceptors: dict[str, list[Interceptor]] = {}
         self._chains: dict[str, _Call] = {}
+        self._included: list[Router] = []
+        self._from_included: set[str] = set()  # event names and "rpc method" keys
+        self._stragglers: set[asyncio.Task[Any]] = set()
+        self._lifespan_users = 0
+        self._lifespan_started: asyncio.Future[None] | None = None
+        self._lifespan_stack: contextlib.AsyncExitStack | None = None
 
     # -- lifespan ---------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def lifespan_context(self) -> AsyncIterator[None]:
-        """Run the router's ``lifespan`` around serving: every server enters this once before
-        its first call and leaves it on shutdown. What the lifespan raises at startup stops the
-        server (:class:`~centrifugo_types.StartupError`)."""
-        if self.lifespan is None:
-            yield
+        """Run the router's ``lifespan``, then those of the routers it includes (in include
+        order; they exit in reverse), around serving.
+
+        Every server enters this once before its first call and leaves it on shutdown. It is
+        shared: entered again while running (two servers of one router in a process), it
+        waits for the startup and runs the lifespans once; the last one out runs the
+        shutdown. What a lifespan raises at startup is raised as
+        :class:`~centrifugo_types.StartupError` (its ``__cause__``): the server stops.
+        """
+        if self._lifespan_users:
+            self._lifespan_users += 1
+            try:
+                assert self._lifespan_started is not None
+                await asyncio.shield(self._lifespan_started)
+                yield
+            finally:
+                await self._leave_lifespan()
             return
-        async with self.lifespan(self):
+        self._lifespan_users = 1
+        started = self._lifespan_started = asyncio.get_running_loop().create_future()
+        stack = self._lifespan_stack = contextlib.AsyncExitStack()
+        try:
+            try:
+                await self._enter_lifespans(stack)
+            except StartupError as exc:  # an included router's
+                started.set_exception(exc)
+                started.exception()  # retrieved: the other users get it through shield
+                raise
+            except Exception as exc:
+                failure = StartupError(f"the router's lifespan failed at startup: {exc!r}")
+                started.set_exception(failure)
+                started.exception()
+                raise failure from exc
+            except BaseException:
+                started.cancel()
+                raise
+            started.set_result(None)
             yield
+        finally:
+            await self._leave_lifespan()
+
+    async def _enter_lifespans(self, stack: contextlib.AsyncExitStack) -> None:
+        if self.lifespan is not None:
+            await stack.enter_async_context(self.lifespan(self))
+        for router in self._included:
+            await stack.enter_async_context(router.lifespan_context())
+
+    async def _leave_lifespan(self) -> None:
+        self._lifespan_users -= 1
+        if self._lifespan_users:
+            return
+        stack, self._lifespan_stack = self._lifespan_stack, None
+        self._lifespan_started = None
+        if stack is not None:
+            await stack.aclose()
 
     # -- registration -----------------------------------------------------------------------
 
@@ -120,6 +184,7 @@ class Router:
         For ``subscribe_unidirectional`` the handler is an async generator of publications.
         """
         _check_event(event)
+        self._check_own(event, event)
         if event == events.SUBSCRIBE_UNIDIRECTIONAL.name:
             handler = _unidirectional(handler)
         self._handlers[event] = handler
@@ -129,8 +194,9 @@ class Router:
         """Run ``interceptor`` around the handlers of ``events_`` (none or ``"*"``: all).
 
         Interceptors for all events run outside per-event ones; within each group the first
-        registered is the outermost. An interceptor awaits ``call_next(request)`` to go on,
-        or replies (or raises) without calling it to short-circuit.
+        registered is the outermost. An interceptor awaits ``call_next(call)`` to go on,
+        or replies (or raises, or returns a result) without calling it to short-circuit.
+        They also wrap the handlers of routers included with :meth:`include`.
         """
         for event in events_ or (ALL_EVENTS,):
             if event != ALL_EVENTS:
@@ -147,52 +213,102 @@ class Router:
 
         return register
 
+    def include(self, other: Router) -> None:
+        """Serve ``other``'s handlers and rpc methods from this router too.
+
+        ``other``'s interceptors wrap only its own handlers; this router's wrap everything.
+        ``other``'s lifespan runs within this router's (:meth:`lifespan_context`). What
+        ``other`` registers after this call is not included; this router's ``timeout``
+        applies. Raises :class:`ValueError` when both routers handle the same event or rpc
+        method.
+        """
+        if other is self or other in self._included:
+            raise ValueError("a router can be included once, and not in itself")
+        rpc = events.RPC.name
+        handlers = {event: other._intercepted(event, h) for event, h in other._handlers.items()}
+        methods = {m: other._intercepted(rpc, h) for m, h in other._rpc_methods.items()}
+        clashes = [f"event {event!r}" for event in handlers if event in self._handlers]
+        clashes += [f"rpc method {m!r}" for m in methods if m in self._rpc_methods]
+        if clashes:
+            raise ValueError(f"both routers handle {', '.join(clashes)}")
+        self._handlers.update(handlers)
+        self._rpc_methods.update(methods)
+        self._from_included.update(handlers)
+        self._from_included.update(f"rpc method {m!r}" for m in methods)
+        self._included.append(other)
+        self._chains.clear()
+
+    def _check_own(self, key: str, what: str) -> None:
+        if key in self._from_included:
+            raise ValueError(f"{what} is handled by an included router")
+
     def handles(self, event: str) -> bool:
         """Whether a handler is registered for ``event``."""
         return event in self._handlers or (event == events.RPC.name and bool(self._rpc_methods))
 
-    def _register(self, event: str, handler: Handler[R]) -> Handler[R]:
+    def _register(self, event: str, handler: Handler[C, R]) -> Handler[C, R]:
         self.add_handler(event, handler)
         return handler
 
-    def connect(self, handler: Handler[ConnectCall]) -> Handler[ConnectCall]:
+    def connect(
+        self, handler: Handler[ConnectCall, proxy.ConnectResult]
+    ) -> Handler[ConnectCall, proxy.ConnectResult]:
         """Register the ``connect`` handler (usable as a decorator)."""
         return self._register(events.CONNECT.name, handler)
 
-    def refresh(self, handler: Handler[RefreshCall]) -> Handler[RefreshCall]:
+    def refresh(
+        self, handler: Handler[RefreshCall, proxy.RefreshResult]
+    ) -> Handler[RefreshCall, proxy.RefreshResult]:
         """Register the ``refresh`` handler (usable as a decorator)."""
         return self._register(events.REFRESH.name, handler)
 
-    def subscribe(self, handler: Handler[SubscribeCall]) -> Handler[SubscribeCall]:
+    def subscribe(
+        self, handler: Handler[SubscribeCall, proxy.SubscribeResult]
+    ) -> Handler[SubscribeCall, proxy.SubscribeResult]:
         """Register the ``subscribe`` handler (usable as a decorator)."""
         return self._register(events.SUBSCRIBE.name, handler)
 
-    def publish(self, handler: Handler[PublishCall]) -> Handler[PublishCall]:
+    def publish(
+        self, handler: Handler[PublishCall, proxy.PublishResult]
+    ) -> Handler[PublishCall, proxy.PublishResult]:
         """Register the ``publish`` handler (usable as a decorator)."""
         return self._register(events.PUBLISH.name, handler)
 
     @overload
-    def rpc(self, handler: Handler[RpcCall], /) -> Handler[RpcCall]: ...
-    @overload
-    def rpc(self, method: str, /) -> Callable[[Handler[RpcCall]], Handler[RpcCall]]: ...
     def rpc(
-        self, handler_or_method: Handler[RpcCall] | str, /
-    ) -> Handler[RpcCall] | Callable[[Handler[RpcCall]], Handler[RpcCall]]:
+        self, handler: Handler[RpcCall, proxy.RpcResult], /
+    ) -> Handler[RpcCall, proxy.RpcResult]: ...
+    @overload
+    def rpc(
+        self, method: str, /
+    ) -> Callable[[Handler[RpcCall, proxy.RpcResult]], Handler[RpcCall, proxy.RpcResult]]: ...
+    def rpc(
+        self, handler_or_method: Handler[RpcCall, proxy.RpcResult] | str, /
+    ) -> (
+        Handler[RpcCall, proxy.RpcResult]
+        | Callable[[Handler[RpcCall, proxy.RpcResult]], Handler[RpcCall, proxy.RpcResult]]
+    ):
         """Register an ``rpc`` handler: ``@router.rpc`` for every method, or
         ``@router.rpc("method")`` for one. A method without a handler of its own goes to the
         catch-all handler, or gets error 104 "method not found"."""
         if isinstance(handler_or_method, str):
             method = handler_or_method
 
-            def register(handler: Handler[RpcCall]) -> Handler[RpcCall]:
-                self._rpc_methods[method] = handler
+            def register(
+                handler: Handler[RpcCall, proxy.RpcResult],
+            ) -> Handler[RpcCall, proxy.RpcResult]:
+                key = f"rpc method {method!r}"
+                self._check_own(key, key)
+                self._rpc_methods[method] = handler  # type: ignore[assignment]
                 self._chains.clear()
                 return handler
 
             return register
         return self._register(events.RPC.name, handler_or_method)
 
-    def sub_refresh(self, handler: Handler[SubRefreshCall]) -> Handler[SubRefreshCall]:
+    def sub_refresh(
+        self, handler: Handler[SubRefreshCall, proxy.SubRefreshResult]
+    ) -> Handler[SubRefreshCall, proxy.SubRefreshResult]:
         """Register the ``sub_refresh`` handler (usable as a decorator)."""
         return self._register(events.SUB_REFRESH.name, handler)
 
@@ -201,35 +317,38 @@ class Router:
         self.add_handler(events.SUBSCRIBE_UNIDIRECTIONAL.name, handler)
         return handler
 
-    def subscribe_bidirectional(
-        self, handler: Handler[SubscribeBidirectionalCall]
-    ) -> Handler[SubscribeBidirectionalCall]:
+    def subscribe_bidirectional(self, handler: BidirectionalHandler) -> BidirectionalHandler:
         """Register the bidirectional subscribe stream handler (usable as a decorator)."""
-        return self._register(events.SUBSCRIBE_BIDIRECTIONAL.name, handler)
+        self.add_handler(events.SUBSCRIBE_BIDIRECTIONAL.name, handler)
+        return handler
 
     def notify_cache_empty(
-        self, handler: Handler[NotifyCacheEmptyCall]
-    ) -> Handler[NotifyCacheEmptyCall]:
+        self, handler: Handler[NotifyCacheEmptyCall, proxy.NotifyCacheEmptyResult]
+    ) -> Handler[NotifyCacheEmptyCall, proxy.NotifyCacheEmptyResult]:
         """Register the ``notify_cache_empty`` handler (usable as a decorator)."""
         return self._register(events.NOTIFY_CACHE_EMPTY.name, handler)
 
     def notify_channel_state(
-        self, handler: Handler[NotifyChannelStateCall]
-    ) -> Handler[NotifyChannelStateCall]:
+        self, handler: Handler[NotifyChannelStateCall, proxy.NotifyChannelStateResult]
+    ) -> Handler[NotifyChannelStateCall, proxy.NotifyChannelStateResult]:
         """Register the ``notify_channel_state`` handler (usable as a decorator)."""
         return self._register(events.NOTIFY_CHANNEL_STATE.name, handler)
 
-    def map_publish(self, handler: Handler[MapPublishCall]) -> Handler[MapPublishCall]:
+    def map_publish(
+        self, handler: Handler[MapPublishCall, proxy.MapPublishResult]
+    ) -> Handler[MapPublishCall, proxy.MapPublishResult]:
         """Register the ``map_publish`` handler (usable as a decorator)."""
         return self._register(events.MAP_PUBLISH.name, handler)
 
-    def map_remove(self, handler: Handler[MapRemoveCall]) -> Handler[MapRemoveCall]:
+    def map_remove(
+        self, handler: Handler[MapRemoveCall, proxy.MapRemoveResult]
+    ) -> Handler[MapRemoveCall, proxy.MapRemoveResult]:
         """Register the ``map_remove`` handler (usable as a decorator)."""
         return self._register(events.MAP_REMOVE.name, handler)
 
     def shared_poll_refresh(
-        self, handler: Handler[SharedPollRefreshCall]
-    ) -> Handler[SharedPollRefreshCall]:
+        self, handler: Handler[SharedPollRefreshCall, proxy.SharedPollRefreshResult]
+    ) -> Handler[SharedPollRefreshCall, proxy.SharedPollRefreshResult]:
         """Register the ``shared_poll_refresh`` handler (usable as a decorator)."""
         return self._register(events.SHARED_POLL_REFRESH.name, handler)
 
@@ -242,16 +361,18 @@ class Router:
         own = asyncio.get_running_loop().time() + self.timeout
         return own if deadline is None else min(own, deadline)
 
+    def _intercepted(self, event: str, terminal: _Call) -> _Call:
+        """``terminal`` wrapped in this router's interceptors for ``event``."""
+        chain = terminal
+        interceptors = self._interceptors.get(ALL_EVENTS, []) + self._interceptors.get(event, [])
+        for interceptor in reversed(interceptors):
+            chain = _wrap(interceptor, chain)
+        return chain
+
     def _chain(self, event: str) -> _Call:
         chain = self._chains.get(event)
         if chain is None:
-            chain = self._terminal(event)
-            interceptors = self._interceptors.get(ALL_EVENTS, []) + self._interceptors.get(
-                event, []
-            )
-            for interceptor in reversed(interceptors):
-                chain = _wrap(interceptor, chain)
-            self._chains[event] = chain
+            chain = self._chains[event] = self._intercepted(event, self._terminal(event))
         return chain
 
     def _terminal(self, event: str) -> _Call:
@@ -265,44 +386,86 @@ class Router:
     async def handle(
         self, request: ProxyCall[Any, ResponseT, Any], *, deadline: float | None = None
     ) -> ResponseT:
-        """Run the chain for ``request`` and return its response message.
+        """Run the chain for the call ``request`` and return its response message.
 
-        Never raises for what a handler does (only if the caller is cancelled): exceptions
-        become replies, as described in the module. ``deadline`` (a loop time, see
+        Never raises for what a handler does; only the caller's own cancellation propagates
+        (after the handler saw it). ``deadline`` (a loop time, see
         :meth:`asyncio.loop.time`) shortens the router's ``timeout``, e.g. to the transport's.
+        A handler that ignores its cancellation at the deadline is left running in the
+        background (logged); the reply does not wait for it.
         """
-        req = request
-        when = self._deadline(deadline)
-        scope: asyncio.Timeout | None = None
+        call = request
+        value = _PENDING
         try:
-            awaitable = self._chain(req.event.name)(req)
-            if when is None:
-                await awaitable
-            elif type(awaitable) is not CoroutineType:
-                scope = asyncio.timeout_at(when)
-                async with scope:
-                    await awaitable
-            else:
-                # Most handlers reply without ever suspending: run the first step at once
-                # and arm the timeout only if there is a second one. (A timeout can only
-                # interrupt an await anyway; the deadline stays the same, it is absolute.)
-                try:
-                    waiting = awaitable.send(None)
-                except StopIteration:
-                    pass
-                else:
-                    scope = asyncio.timeout_at(when)
-                    async with scope:
-                        await _resume(awaitable, waiting)
-        except Exception as exc:
-            _on_exception(req, exc, timed_out=scope is not None and scope.expired())
-        reply = req.reply
+            awaitable = self._chain(call.event.name)(call)
+            coro = awaitable if type(awaitable) is CoroutineType else _await(awaitable)
+            # Most handlers reply without ever suspending: run the first step at once and
+            # arm the timeout only if there is a second one (the deadline is absolute).
+            done, value = first_step(coro)
+        except BaseException as exc:  # the first step runs synchronously: never our cancel
+            _on_exception(call, exc)
+            value = None
+        else:
+            if not done:
+                value = await self._rest(call, coro, value, deadline)
+        if value is not None:
+            _returned(call, value)
+        reply = call.reply
         if reply is None:
-            logger.error("%s handler returned without replying", req.event.name)
-            req._fail_internal()
-            reply = req.reply
+            logger.error("%s handler returned without replying", call.event.name)
+            call._fail_internal()
+            reply = call.reply
             assert reply is not None
         return reply
+
+    async def _rest(
+        self, call: AnyCall, coro: Coroutine[Any, Any, Any], waiting: Any, deadline: float | None
+    ) -> Any:
+        """Await the rest of a handler that suspended, under the deadline; its result, or
+        ``None`` once what ended it became the reply. Raises only the caller's cancellation."""
+        task = asyncio.current_task()
+        assert task is not None
+        cancels = task.cancelling()
+        scope = asyncio.timeout_at(self._deadline(deadline))
+        try:
+            async with scope:
+                return await resume(coro, waiting, scope, self._detached(call))
+        except asyncio.CancelledError as exc:
+            if task.cancelling() > cancels:
+                raise  # the server's own cancellation (shutdown): the handler saw it, go on
+            _on_exception(call, exc)  # cancelled from inside: it awaited a cancelled future
+        except TimeoutError as exc:
+            if not scope.expired():
+                _on_exception(call, exc)
+            else:
+                logger.error("%s handler did not reply in time", call.event.name)
+                if not call.replied:
+                    call._fail_internal()
+        except BaseException as exc:
+            _on_exception(call, exc)
+        return None
+
+    def _detached(self, call: AnyCall) -> Callable[[asyncio.Task[Any]], None]:
+        def detached(task: asyncio.Task[Any]) -> None:
+            name = call.event.name
+            logger.error(
+                "%s handler ignored its cancellation at the deadline; it goes on in the "
+                "background, its reply is error 100",
+                name,
+            )
+            self._stragglers.add(task)
+            task.add_done_callback(lambda task: self._straggler_done(name, task))
+
+        return detached
+
+    def _straggler_done(self, name: str, task: asyncio.Task[Any]) -> None:
+        self._stragglers.discard(task)
+        if task.cancelled():
+            logger.debug("%s handler past its deadline ended cancelled", name)
+        elif (exc := task.exception()) is not None:
+            logger.error("%s handler past its deadline failed", name, exc_info=exc)
+        else:
+            logger.warning("%s handler past its deadline ended; its result is dropped", name)
 
     async def handle_stream(
         self, request: SubscribeStreamCall, send: StreamSend, *, deadline: float | None = None
@@ -313,67 +476,53 @@ class Router:
         the handler replies, or the failure reply), then :class:`~centrifugo_types.proxy.
         Publication` messages. Returns when the stream should end normally; raises
         :class:`StreamError` when the handler failed after accepting (the transport ends the
-        stream with an error, and Centrifugo resubscribes the client).
+        stream with an error, and Centrifugo resubscribes the client). As in :meth:`handle`,
+        only the caller's own cancellation propagates, and a handler that does not reply by
+        the deadline gets error 100 then, whether or not it stops when cancelled.
         """
-        request._bind(send)
+        call = request
+        call._bind(send)
         when = self._deadline(deadline)
         limit = None if when is None else max(0.0, when - asyncio.get_running_loop().time())
-        name = request.event.name
-        task = asyncio.ensure_future(self._chain(name)(request))
-        replied = asyncio.ensure_future(request._replied.wait())
+        name = call.event.name
+        task = asyncio.ensure_future(_exits_caught(self._chain(name)(call)))
+        replied = asyncio.ensure_future(call._replied.wait())
         try:
             await asyncio.wait({task, replied}, timeout=limit, return_when="FIRST_COMPLETED")
-            if not request.replied:
+            if not call.replied:
                 if task.done():
-                    exc = task.exception()
-                    if exc is not None:
-                        _on_exception(request, exc, timed_out=False)
-                    if not request.replied:
+                    _stream_failed(call, task)
+                    if not call.replied:
                         logger.error("%s handler returned without replying", name)
                 else:
                     logger.error("%s handler did not reply in time", name)
-                if not request.replied:
-                    request._fail_internal()
-            async with request._lock:
-                await request._flush()
-            if not request.accepted:
+                    self._abandon(name, task)
+                if not call.replied:
+                    call._fail_internal()
+            async with call._lock:
+                await call._flush()
+            if not call.accepted:
+                if not task.done():
+                    self._abandon(name, task)
                 return
-            try:
-                await task
-            except Exception as exc:
-                logger.exception("%s handler failed after accepting the subscription", name)
-                raise StreamError(f"{name} handler failed: {exc!r}") from exc
+            await asyncio.wait({task})
+            failure = _failure(task)
+            if failure is not None:
+                logger.error(
+                    "%s handler failed after accepting the subscription", name, exc_info=failure
+                )
+                raise StreamError(f"{name} handler failed: {failure!r}") from failure
         finally:
             replied.cancel()
-            if not task.done():
+            if not task.done() and task not in self._stragglers:
                 task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+                await asyncio.wait({task})  # as a plain await would (a second cancel: stop)
 
-
-@types.coroutine
-def _resume(coro: Coroutine[Any, Any, Any], waiting: Any) -> Generator[Any, Any, None]:
-    """Await ``coro`` whose first step already ran and yielded ``waiting``.
-
-    What ``await coro`` does from the second step on: pass what the coroutine waits for up
-    to the task, and what the task sends or throws (a cancellation) down to the coroutine.
-    """
-    while True:
-        try:
-            sent = yield waiting
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:
-            try:
-                waiting = coro.throw(exc)
-            except StopIteration:
-                return
-        else:
-            try:
-                waiting = coro.send(sent)
-            except StopIteration:
-                return
+    def _abandon(self, name: str, task: asyncio.Task[Any]) -> None:
+        """Cancel a stream handler past its deadline without waiting for it."""
+        task.cancel()
+        self._stragglers.add(task)
+        task.add_done_callback(lambda task: self._straggler_done(name, task))
 
 
 def _check_event(event: str) -> None:
@@ -381,14 +530,20 @@ def _check_event(event: str) -> None:
         raise ValueError(f"unknown proxy event {event!r}; known: {', '.join(events.EVENTS)}")
 
 
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
 def _wrap(interceptor: Interceptor, inner: _Call) -> _Call:
-    async def call(request: AnyCall) -> None:
+    async def call(request: AnyCall) -> Any:
         async def call_next(next_request: AnyCall) -> None:
-            await inner(next_request)
+            value = await inner(next_request)
+            if value is not None:
+                _returned(next_request, value)
             if next_request is not request and next_request.replied and not request.replied:
                 request._set_reply(next_request.reply)
 
-        await interceptor(request, call_next)
+        return await interceptor(request, call_next)
 
     return call
 
@@ -398,17 +553,17 @@ async def _unhandled(request: AnyCall) -> None:
     request._fail(Code.NOT_AVAILABLE, Code.NOT_AVAILABLE.message)
 
 
-def _rpc_dispatch(methods: dict[str, Handler[RpcCall]], fallback: _Call | None) -> _Call:
-    async def dispatch(request: AnyCall) -> None:
+def _rpc_dispatch(methods: dict[str, _Call], fallback: _Call | None) -> _Call:
+    async def dispatch(request: AnyCall) -> Any:
         assert isinstance(request, RpcCall)
         handler = methods.get(request.method)
         if handler is not None:
-            await handler(request)
-        elif fallback is not None:
-            await fallback(request)
-        else:
-            logger.info("no handler for rpc method %r", request.method)
-            request.error(Code.NOT_FOUND, Code.NOT_FOUND.message)
+            return await handler(request)
+        if fallback is not None:
+            return await fallback(request)
+        logger.info("no handler for rpc method %r", request.method)
+        request.error(Code.NOT_FOUND, Code.NOT_FOUND.message)
+        return None
 
     return dispatch
 
@@ -428,14 +583,63 @@ def _unidirectional(handler: UnidirectionalHandler) -> _Call:
     return run
 
 
-def _on_exception(request: AnyCall, exc: BaseException, *, timed_out: bool) -> None:
-    """Turn what a handler raised into the reply (unless it already replied)."""
-    name = request.event.name
-    if timed_out and isinstance(exc, TimeoutError):
-        logger.error("%s handler did not reply in time", name)
-        if not request.replied:
-            request._fail_internal()
+def _returned(call: AnyCall, value: Any) -> None:
+    """Reply with the result a handler (or interceptor) returned."""
+    name = call.event.name
+    if call.replied:
+        logger.error("%s handler returned a result after replying; the reply stands", name)
         return
+    try:
+        call.respond(value)
+    except Exception as exc:
+        logger.error("%s handler returned %r: %s", name, value, exc)
+        call._fail_internal()
+
+
+class _Exit(Exception):
+    """A ``KeyboardInterrupt`` or ``SystemExit`` a stream handler raised, carried out of its
+    task (asyncio would re-raise it out of the event loop at once, before the reply)."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(repr(exc))
+        self.exc = exc
+
+
+async def _exits_caught(awaitable: Awaitable[Any]) -> Any:
+    try:
+        return await awaitable
+    except (KeyboardInterrupt, SystemExit) as exc:
+        raise _Exit(exc) from exc
+
+
+def _failure(task: asyncio.Task[Any]) -> BaseException | None:
+    """What ended a finished handler task (its own cancellation included)."""
+    if task.cancelled():
+        return asyncio.CancelledError("the handler was cancelled from inside")
+    return task.exception()
+
+
+def _stream_failed(call: AnyCall, task: asyncio.Task[Any]) -> None:
+    failure = _failure(task)
+    if failure is not None:
+        _on_exception(call, failure)
+
+
+def _reraise(exc: BaseException) -> None:
+    raise exc
+
+
+def _on_exception(request: AnyCall, exc: BaseException) -> None:
+    """Turn what a handler raised into the reply (unless it already replied).
+
+    ``KeyboardInterrupt`` and ``SystemExit`` get their reply too, then are raised again from
+    the event loop (they stop it, as asyncio does with them), so the process still exits.
+    """
+    name = request.event.name
+    if isinstance(exc, _Exit):
+        exc = exc.exc
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        asyncio.get_running_loop().call_soon(_reraise, exc)
     if request.replied:
         logger.error("%s handler raised after replying; the reply stands", name, exc_info=exc)
         return
