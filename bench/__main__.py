@@ -9,6 +9,8 @@ scripts/bench profile           where our codecs' time goes: bytecodes executed,
                                 calls and the share of time spent interpreting bytecode
 scripts/bench server [--fast]   unary Connect throughput and p99 over gRPC on 127.0.0.1:
                                 a grpcio aio + upb servicer versus this project's server
+scripts/bench router [--fast]   Router.handle per call: the manual first step versus a plain
+                                await under a timeout and a task per call
 scripts/bench http [--fast]     the same for the HTTP proxy (ProxyApp under uvicorn, with
                                 and without httptools) versus our gRPC server and a
                                 minimal ASGI app under the same uvicorn
@@ -19,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import codec, json_codec, profile, server
+from . import codec, json_codec, profile, router, server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     codec.add_arguments(commands.add_parser("codec", help="message encode/decode speed"))
     json_codec.add_arguments(commands.add_parser("json", help="JSON dumps/loads speed"))
     profile.add_arguments(commands.add_parser("profile", help="where the codec time goes"))
+    router.add_arguments(commands.add_parser("router", help="Router.handle cost per call"))
     server.add_arguments(
         commands.add_parser("server", help="gRPC proxy server throughput"), server.SERVER
     )
@@ -43,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         return json_codec.main(args)
     if args.command == "profile":
         return profile.main(args)
+    if args.command == "router":
+        return router.main(args)
     return server.main(args, server.SUITES[args.command])
 
 

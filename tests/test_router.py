@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from centrifugo_types import (
     DisconnectReply,
     ErrorReply,
     Router,
+    StartupError,
     StreamError,
     proxy,
 )
@@ -590,3 +592,463 @@ async def test_a_bidirectional_stream_receives_and_sends() -> None:
         proxy.Publication(data=b"B"),
     ]
     assert await request.receive() is None
+
+
+# -- returned results ------------------------------------------------------------------------
+
+
+async def test_a_handler_may_return_its_result() -> None:
+    router = Router()
+
+    @router.connect
+    async def connect(call: ConnectCall) -> proxy.ConnectResult | None:
+        if call.json() == "refuse":
+            call.error(403, "no")
+            return None
+        return proxy.ConnectResult(user="returned")
+
+    @router.rpc("now")
+    async def now(call: RpcCall) -> proxy.RpcResult:
+        await asyncio.sleep(0)  # after a suspension too
+        return proxy.RpcResult(data=b"1")
+
+    assert (await router.handle(connect_request())).result == proxy.ConnectResult(user="returned")
+    refused = await router.handle(connect_request(data=b'"refuse"'))
+    assert refused.error == proxy.Error(code=403, message="no")
+    assert (await router.handle(rpc_request("now"))).result == proxy.RpcResult(data=b"1")
+    binary = await router.handle(connect_request(encoding="binary"))
+    assert binary.result == proxy.ConnectResult(user="returned")  # through respond()
+
+
+async def test_returning_a_wrong_result_or_after_replying(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    router = Router()
+
+    @router.connect
+    async def connect(call: ConnectCall) -> Any:
+        kind = call.json()
+        if kind == "twice":
+            call.respond(proxy.ConnectResult(user="first"))
+            return proxy.ConnectResult(user="second")
+        if kind == "wrong":
+            return proxy.RpcResult()
+        return "not a message"
+
+    with caplog.at_level(logging.ERROR, logger="centrifugo_types.router"):
+        twice = await router.handle(connect_request(data=b'"twice"'))
+        assert twice.result == proxy.ConnectResult(user="first")
+        assert "after replying; the reply stands" in caplog.text
+        caplog.clear()
+        assert (await router.handle(connect_request(data=b'"wrong"'))).error == INTERNAL
+        assert "RpcResult" in caplog.text
+        assert (await router.handle(connect_request(data=b'"str"'))).error == INTERNAL
+
+
+async def test_interceptors_see_a_returned_result_as_the_reply_and_may_return_one() -> None:
+    router = Router()
+    seen: list[Any] = []
+
+    @router.intercept()
+    async def outer(call: AnyCall, call_next: CallNext) -> Any:
+        if call.metadata.get("short") == "1":
+            return proxy.RpcResult(data=b'"short"')
+        await call_next(call)
+        seen.append(call.reply)
+        return None
+
+    @router.intercept("rpc")
+    async def replace(call: RpcCall, call_next: CallNext) -> None:
+        await call_next(RpcCall(proxy.RpcRequest(method="other"), call.metadata))
+
+    @router.rpc
+    async def anything(call: RpcCall) -> proxy.RpcResult:
+        return proxy.RpcResult(data=f'"{call.method}"'.encode())
+
+    reply = await router.handle(rpc_request("m"))
+    assert reply.result == proxy.RpcResult(data=b'"other"')
+    assert seen == [reply]
+    short = await router.handle(RpcCall(proxy.RpcRequest(method="m"), {"short": "1"}))
+    assert short.result == proxy.RpcResult(data=b'"short"')
+
+
+# -- include ---------------------------------------------------------------------------------
+
+
+async def test_include_serves_the_other_routers_handlers_and_scopes_interceptors() -> None:
+    trace: list[str] = []
+
+    def tracing(name: str) -> Any:
+        async def intercept(call: AnyCall, call_next: CallNext) -> None:
+            trace.append(f"{name}:{call.event.name}")
+            await call_next(call)
+
+        return intercept
+
+    users = Router()
+    users.add_interceptor(tracing("users"))
+
+    @users.connect
+    async def connect(call: ConnectCall) -> proxy.ConnectResult:
+        return proxy.ConnectResult(user="u")
+
+    @users.rpc("whoami")
+    async def whoami(call: RpcCall) -> proxy.RpcResult:
+        return proxy.RpcResult(data=b'"u"')
+
+    app = Router()
+    app.add_interceptor(tracing("app"))
+
+    @app.rpc("ping")
+    async def ping(call: RpcCall) -> proxy.RpcResult:
+        return proxy.RpcResult(data=b'"pong"')
+
+    app.include(users)
+    assert app.handles("connect") and app.handles("rpc")
+    assert (await app.handle(connect_request())).result == proxy.ConnectResult(user="u")
+    assert (await app.handle(rpc_request("whoami"))).result == proxy.RpcResult(data=b'"u"')
+    assert (await app.handle(rpc_request("ping"))).result == proxy.RpcResult(data=b'"pong"')
+    unknown = await app.handle(rpc_request("nope"))
+    assert unknown.error == proxy.Error(code=104, message="method not found")
+    assert trace == [
+        "app:connect",
+        "users:connect",
+        "app:rpc",
+        "users:rpc",
+        "app:rpc",  # ping: app's handler, users' interceptors not around it
+        "app:rpc",
+    ]
+
+
+async def test_include_refuses_what_both_routers_handle() -> None:
+    async def connect(call: ConnectCall) -> None:
+        call.respond()
+
+    async def rpc(call: RpcCall) -> None:
+        call.respond()
+
+    a, b = Router(), Router()
+    a.add_handler("connect", connect)
+    b.add_handler("connect", connect)
+    a.rpc("same")(rpc)
+    b.rpc("same")(rpc)
+    b.rpc("other")(rpc)
+    with pytest.raises(ValueError, match="event 'connect', rpc method 'same'"):
+        a.include(b)
+    c = Router()
+    c.rpc("other")(rpc)
+    a.include(c)
+    with pytest.raises(ValueError, match="rpc method 'other' is handled by an included router"):
+        a.rpc("other")(rpc)
+    d = Router()
+    d.add_handler("refresh", connect)
+    a.include(d)
+    with pytest.raises(ValueError, match="refresh is handled by an included router"):
+        a.add_handler("refresh", connect)
+    with pytest.raises(ValueError, match="once"):
+        a.include(c)
+    with pytest.raises(ValueError, match="itself"):
+        a.include(a)
+
+
+# -- lifespan --------------------------------------------------------------------------------
+
+
+def recording_lifespan(name: str, trace: list[str], fail: bool = False) -> Any:
+    @contextlib.asynccontextmanager
+    async def lifespan(router: Router) -> AsyncIterator[None]:
+        trace.append(f"enter {name}")
+        await asyncio.sleep(0)
+        if fail:
+            raise ConnectionRefusedError(f"{name} cannot reach its database")
+        try:
+            yield
+        finally:
+            trace.append(f"exit {name}")
+
+    return lifespan
+
+
+async def test_lifespans_run_around_serving_in_include_order() -> None:
+    trace: list[str] = []
+    app = Router(lifespan=recording_lifespan("app", trace))
+    users = Router(lifespan=recording_lifespan("users", trace))
+    admin = Router(lifespan=recording_lifespan("admin", trace))
+    users.include(Router(lifespan=recording_lifespan("users.inner", trace)))
+    app.include(users)
+    app.include(admin)
+    app.include(Router())  # no lifespan
+    async with app.lifespan_context():
+        trace.append("serving")
+    assert trace == [
+        "enter app",
+        "enter users",
+        "enter users.inner",
+        "enter admin",
+        "serving",
+        "exit admin",
+        "exit users.inner",
+        "exit users",
+        "exit app",
+    ]
+    trace.clear()
+    async with app.lifespan_context():  # again, after a shutdown
+        pass
+    assert len(trace) == 8
+
+
+async def test_a_lifespan_is_entered_once_by_concurrent_servers() -> None:
+    trace: list[str] = []
+    router = Router(lifespan=recording_lifespan("db", trace))
+    first_in = asyncio.Event()
+    release = asyncio.Event()
+
+    async def server(name: str) -> None:
+        async with router.lifespan_context():
+            trace.append(f"{name} serving")
+            first_in.set()
+            await release.wait()
+        trace.append(f"{name} stopped")
+
+    one = asyncio.ensure_future(server("one"))
+    two = asyncio.ensure_future(server("two"))
+    await first_in.wait()
+    await asyncio.sleep(0.01)
+    release.set()
+    await asyncio.gather(one, two)
+    assert trace == [
+        "enter db",
+        "one serving",
+        "two serving",
+        "one stopped",
+        "exit db",
+        "two stopped",
+    ]
+
+
+async def test_a_lifespan_failing_at_startup_raises_startup_error() -> None:
+    trace: list[str] = []
+    app = Router(lifespan=recording_lifespan("app", trace))
+    app.include(Router(lifespan=recording_lifespan("users", trace, fail=True)))
+    with pytest.raises(StartupError, match="users cannot reach its database") as info:
+        async with app.lifespan_context():
+            trace.append("serving")
+    assert isinstance(info.value.__cause__, ConnectionRefusedError)
+    assert trace == ["enter app", "enter users", "exit app"]
+
+    failing = Router(lifespan=recording_lifespan("alone", [], fail=True))
+
+    async def serve() -> None:
+        async with failing.lifespan_context():
+            pass
+
+    results = await asyncio.gather(serve(), serve(), return_exceptions=True)
+    assert [type(r) for r in results] == [StartupError, StartupError]
+    async with Router().lifespan_context():  # none: nothing to do
+        pass
+
+
+# -- every way a handler ends: one reply -----------------------------------------------------
+
+
+def cancelled_future() -> asyncio.Future[None]:
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.cancel()
+    return future
+
+
+async def test_a_handler_cancelled_from_inside_gets_internal_server_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # It awaits a future (a shared fetch, a gather) that something else cancels: in its first
+    # step (already cancelled), after suspending, or cancelled while it waits.
+    router = Router(timeout=5)
+    loop = asyncio.get_running_loop()
+
+    @router.connect
+    async def connect(call: ConnectCall) -> None:
+        kind = call.json()
+        if kind == "first-step":
+            await cancelled_future()
+        await asyncio.sleep(0)
+        if kind == "later":
+            await cancelled_future()
+        shared: asyncio.Future[None] = loop.create_future()
+        loop.call_later(0.01, shared.cancel)
+        await shared
+
+    with caplog.at_level(logging.ERROR, logger="centrifugo_types.router"):
+        for kind in ("first-step", "later", "while-waiting"):
+            reply = await router.handle(connect_request(data=json.dumps(kind).encode()))
+            assert reply.error == INTERNAL, kind
+    assert caplog.text.count("connect handler failed") == 3
+    assert "CancelledError" in caplog.text
+
+
+async def test_the_callers_own_cancellation_propagates_even_when_cancelled_from_inside() -> None:
+    router = Router(timeout=5)
+    inside = asyncio.Event()
+
+    @router.connect
+    async def connect(call: ConnectCall) -> None:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            inside.set()
+
+    task = asyncio.ensure_future(router.handle(connect_request()))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert inside.is_set()
+
+
+async def test_a_handler_ignoring_its_cancellation_is_answered_at_the_deadline(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    router = Router(timeout=0.05)
+    loop = asyncio.get_running_loop()
+    finished = loop.create_future()
+
+    @router.connect
+    async def stubborn(call: ConnectCall) -> proxy.ConnectResult:
+        with contextlib.suppress(asyncio.CancelledError):  # swallowed: goes on working
+            await asyncio.sleep(10)
+        await asyncio.sleep(0.3)
+        finished.set_result(True)
+        return proxy.ConnectResult(user="late")
+
+    with caplog.at_level(logging.WARNING, logger="centrifugo_types.router"):
+        started = loop.time()
+        reply = await router.handle(connect_request())
+        took = loop.time() - started
+        assert reply.error == INTERNAL
+        assert 0.04 < took < 0.25, took
+        assert not finished.done()
+        assert "ignored its cancellation" in caplog.text
+        await asyncio.wait_for(finished, 5)
+        await asyncio.sleep(0.01)
+    assert "its result is dropped" in caplog.text
+    assert not router._stragglers
+
+
+async def test_a_handler_using_its_own_timeouts_and_task_groups_runs_in_the_callers_task() -> None:
+    router = Router(timeout=5)
+
+    @router.connect
+    async def connect(call: ConnectCall) -> proxy.ConnectResult:
+        task = asyncio.current_task()
+        try:
+            async with asyncio.timeout(0.01):
+                await asyncio.sleep(1)
+        except TimeoutError:
+            pass
+        async with asyncio.TaskGroup() as group:
+            child = group.create_task(asyncio.sleep(0, "child"))
+        return proxy.ConnectResult(user=f"{child.result()} {asyncio.current_task() is task}")
+
+    async def server() -> proxy.ConnectResponse:
+        return await router.handle(connect_request())
+
+    reply = await asyncio.ensure_future(server())
+    assert reply.result == proxy.ConnectResult(user="child True")
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize("when", ["first-step", "later", "stream"])
+def test_keyboard_interrupt_and_system_exit_get_a_reply_then_stop_the_loop(
+    exc_type: type[BaseException], when: str
+) -> None:
+    router = Router(timeout=5)
+    replies: list[Any] = []
+
+    async def handler(call: AnyCall) -> None:
+        if when != "first-step":
+            await asyncio.sleep(0)
+        raise exc_type()
+
+    async def main() -> None:
+        if when == "stream":
+            router.add_handler("subscribe_bidirectional", handler)
+            call = SubscribeBidirectionalCall(proxy.SubscribeRequest())
+            sink = Sink()
+            await router.handle_stream(call, sink)
+            replies.extend(sink.items)
+        else:
+            router.add_handler("connect", handler)
+            replies.append(await router.handle(connect_request()))
+        await asyncio.sleep(1)
+        replies.append("the loop went on")
+
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(exc_type):
+            loop.run_until_complete(main())
+    finally:
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+    response = proxy.SubscribeResponse if when == "stream" else proxy.ConnectResponse
+    assert replies == [response(error=INTERNAL)]
+
+
+async def test_stream_handlers_cancelled_from_inside_or_ignoring_cancellation() -> None:
+    router = Router(timeout=0.05)
+    mode = ""
+    loop = asyncio.get_running_loop()
+
+    @router.subscribe_bidirectional
+    async def chat(call: SubscribeBidirectionalCall) -> None:
+        if mode == "cancelled-before-reply":
+            await cancelled_future()
+        if mode == "stubborn":
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                await asyncio.sleep(0.3)
+        call.respond()
+        await call.send(proxy.Publication(data=b"1"))
+        await asyncio.sleep(0)
+        await cancelled_future()
+
+    for mode in ("cancelled-before-reply", "stubborn"):
+        sink = Sink()
+        started = loop.time()
+        await router.handle_stream(SubscribeBidirectionalCall(proxy.SubscribeRequest()), sink)
+        assert sink.items == [proxy.SubscribeResponse(error=INTERNAL)], mode
+        assert loop.time() - started < 0.25, mode
+
+    mode = "cancelled-after-accepting"
+    sink = Sink()
+    with pytest.raises(StreamError, match="cancelled from inside"):
+        await router.handle_stream(SubscribeBidirectionalCall(proxy.SubscribeRequest()), sink)
+    assert sink.items == [
+        proxy.SubscribeResponse(result=proxy.SubscribeResult()),
+        proxy.Publication(data=b"1"),
+    ]
+
+
+async def test_the_callers_cancellation_of_a_stream_propagates_and_stops_the_handler() -> None:
+    router = Router(timeout=5)
+    stopped = asyncio.Event()
+
+    @router.subscribe_bidirectional
+    async def chat(call: SubscribeBidirectionalCall) -> None:
+        call.respond()
+        try:
+            await asyncio.sleep(10)
+        finally:
+            stopped.set()
+
+    sink = Sink()
+    task = asyncio.ensure_future(
+        router.handle_stream(SubscribeBidirectionalCall(proxy.SubscribeRequest()), sink)
+    )
+    await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert stopped.is_set()
+    assert sink.items == [proxy.SubscribeResponse(result=proxy.SubscribeResult())]
