@@ -87,7 +87,6 @@ ALL_EVENTS = "*"
 
 
 _Call: TypeAlias = Callable[[AnyCall], Awaitable[Any]]
-_PENDING: Any = object()
 
 
 class Router:
@@ -395,7 +394,7 @@ class Router:
         background (logged); the reply does not wait for it.
         """
         call = request
-        value = _PENDING
+        when = self._deadline(deadline)  # counted from now, even if the first step blocks
         try:
             awaitable = self._chain(call.event.name)(call)
             coro = awaitable if type(awaitable) is CoroutineType else _await(awaitable)
@@ -407,7 +406,7 @@ class Router:
             value = None
         else:
             if not done:
-                value = await self._rest(call, coro, value, deadline)
+                value = await self._rest(call, coro, value, when)
         if value is not None:
             _returned(call, value)
         reply = call.reply
@@ -419,14 +418,14 @@ class Router:
         return reply
 
     async def _rest(
-        self, call: AnyCall, coro: Coroutine[Any, Any, Any], waiting: Any, deadline: float | None
+        self, call: AnyCall, coro: Coroutine[Any, Any, Any], waiting: Any, when: float | None
     ) -> Any:
-        """Await the rest of a handler that suspended, under the deadline; its result, or
+        """Await the rest of a handler that suspended, until ``when``; its result, or
         ``None`` once what ended it became the reply. Raises only the caller's cancellation."""
         task = asyncio.current_task()
         assert task is not None
         cancels = task.cancelling()
-        scope = asyncio.timeout_at(self._deadline(deadline))
+        scope = asyncio.timeout_at(when)
         try:
             async with scope:
                 return await resume(coro, waiting, scope, self._detached(call))
@@ -447,25 +446,36 @@ class Router:
 
     def _detached(self, call: AnyCall) -> Callable[[asyncio.Task[Any]], None]:
         def detached(task: asyncio.Task[Any]) -> None:
-            name = call.event.name
-            logger.error(
-                "%s handler ignored its cancellation at the deadline; it goes on in the "
-                "background, its reply is error 100",
-                name,
+            logger.warning(
+                "%s handler goes on after its deadline (it ignores its cancellation or "
+                "awaits something while handling it); the reply does not wait for it",
+                call.event.name,
             )
-            self._stragglers.add(task)
-            task.add_done_callback(lambda task: self._straggler_done(name, task))
+            self._straggle(call.event.name, task)
 
         return detached
 
-    def _straggler_done(self, name: str, task: asyncio.Task[Any]) -> None:
-        self._stragglers.discard(task)
-        if task.cancelled():
-            logger.debug("%s handler past its deadline ended cancelled", name)
-        elif (exc := task.exception()) is not None:
-            logger.error("%s handler past its deadline failed", name, exc_info=exc)
-        else:
-            logger.warning("%s handler past its deadline ended; its result is dropped", name)
+    def _straggle(self, name: str, task: asyncio.Task[Any]) -> None:
+        """Keep ``task`` (a handler past its deadline) until it ends, then log how."""
+        self._stragglers.add(task)
+        since = asyncio.get_running_loop().time()
+
+        def done(task: asyncio.Task[Any]) -> None:
+            self._stragglers.discard(task)
+            late = task.get_loop().time() - since
+            if task.cancelled():
+                logger.debug("%s handler past its deadline ended cancelled", name)
+            elif (exc := task.exception()) is not None:
+                logger.error("%s handler past its deadline failed", name, exc_info=exc)
+            else:
+                logger.warning(
+                    "%s handler ignored its cancellation and ended %.2f s after its deadline; "
+                    "its result is dropped",
+                    name,
+                    late,
+                )
+
+        task.add_done_callback(done)
 
     async def handle_stream(
         self, request: SubscribeStreamCall, send: StreamSend, *, deadline: float | None = None
@@ -521,8 +531,7 @@ class Router:
     def _abandon(self, name: str, task: asyncio.Task[Any]) -> None:
         """Cancel a stream handler past its deadline without waiting for it."""
         task.cancel()
-        self._stragglers.add(task)
-        task.add_done_callback(lambda task: self._straggler_done(name, task))
+        self._straggle(name, task)
 
 
 def _check_event(event: str) -> None:

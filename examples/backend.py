@@ -11,17 +11,19 @@ import json
 import time
 from collections.abc import AsyncIterator
 
-from centrifugo_types import ErrorReply, Router, proxy
-from centrifugo_types.calls import (
+from centrifugo_types import (
+    CallNext,
     ConnectCall,
+    ErrorReply,
     PublishCall,
     RefreshCall,
+    Router,
     RpcCall,
     SubRefreshCall,
     SubscribeCall,
     SubscribeUnidirectionalCall,
+    proxy,
 )
-from centrifugo_types.router import CallNext
 
 SESSION_SECONDS = 2
 """How long a session lasts before Centrifugo asks ``refresh`` to extend it (short for the
@@ -42,61 +44,57 @@ async def require_user(request: PublishCall | RpcCall, call_next: CallNext) -> N
 
 
 @router.connect
-async def connect(request: ConnectCall) -> None:
+async def connect(request: ConnectCall) -> proxy.ConnectResult:
     """Authenticate with the token the client sends as connect data."""
     token = (request.json() or {}).get("token")
     user = TOKENS.get(str(token))
     if user is None:
-        request.error(401, "unauthorized")
-        return
-    request.respond(
-        proxy.ConnectResult(
-            user=user,
-            expire_at=int(time.time()) + SESSION_SECONDS,
-            info=json.dumps({"name": user.title()}).encode(),
-        )
+        raise ErrorReply(401, "unauthorized")
+    return proxy.ConnectResult(
+        user=user,
+        expire_at=int(time.time()) + SESSION_SECONDS,
+        info=json.dumps({"name": user.title()}).encode(),
     )
 
 
 @router.refresh
-async def refresh(request: RefreshCall) -> None:
+async def refresh(request: RefreshCall) -> proxy.RefreshResult:
     """Extend the session of users still known."""
     if request.user not in TOKENS.values():
-        request.respond(proxy.RefreshResult(expired=True))
-        return
-    request.respond(proxy.RefreshResult(expire_at=int(time.time()) + SESSION_SECONDS))
+        return proxy.RefreshResult(expired=True)
+    return proxy.RefreshResult(expire_at=int(time.time()) + SESSION_SECONDS)
 
 
 @router.subscribe
-async def subscribe(request: SubscribeCall) -> None:
+async def subscribe(request: SubscribeCall) -> proxy.SubscribeResult | None:
     """``news`` is public, ``personal:<user>`` only for its user (with a short-lived grant)."""
     if request.channel == "news":
-        request.respond()
-    elif request.channel == f"personal:{request.user}":
-        request.respond(proxy.SubscribeResult(expire_at=int(time.time()) + SESSION_SECONDS))
-    else:
-        request.error(403, "permission denied")
+        return proxy.SubscribeResult()
+    if request.channel == f"personal:{request.user}":
+        return proxy.SubscribeResult(expire_at=int(time.time()) + SESSION_SECONDS)
+    request.error(403, "permission denied")  # replying through the call works too
+    return None
 
 
 @router.sub_refresh
-async def sub_refresh(request: SubRefreshCall) -> None:
-    request.respond(proxy.SubRefreshResult(expire_at=int(time.time()) + SESSION_SECONDS))
+async def sub_refresh(request: SubRefreshCall) -> proxy.SubRefreshResult:
+    return proxy.SubRefreshResult(expire_at=int(time.time()) + SESSION_SECONDS)
 
 
 @router.publish
-async def publish(request: PublishCall) -> None:
+async def publish(request: PublishCall) -> proxy.PublishResult:
     """Messages need a non-empty ``text`` of at most 200 characters; we stamp the author."""
     message = request.json()
     text = message.get("text") if isinstance(message, dict) else None
     if not isinstance(text, str) or not 0 < len(text) <= 200:
         raise ErrorReply(400, "a message needs a text of 1 to 200 characters")
     stamped = {"text": text, "author": request.user}
-    request.respond(proxy.PublishResult(data=json.dumps(stamped).encode()))
+    return proxy.PublishResult(data=json.dumps(stamped).encode())
 
 
 @router.rpc("time")
-async def current_time(request: RpcCall) -> None:
-    request.respond(proxy.RpcResult(data=json.dumps({"unix": int(time.time())}).encode()))
+async def current_time(request: RpcCall) -> proxy.RpcResult:
+    return proxy.RpcResult(data=json.dumps({"unix": int(time.time())}).encode())
 
 
 @router.subscribe_unidirectional
