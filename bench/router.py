@@ -15,8 +15,9 @@ Handlers: ``returns`` returns its result at once; ``responds`` calls ``call.resp
 ``suspends`` awaits ``asyncio.sleep(0)`` once, then returns its result (a handler that
 awaits a database or a cache). One call is ``await router.handle(call)`` on a fresh
 ``ConnectCall`` (made before the clock starts), in a running event loop (asyncio's; uvloop
-too when installed); every implementation's reply is checked before timing. Timing,
-processes, rounds and the report follow :mod:`bench.harness`.
+too when installed); every implementation's reply is checked before timing. Times are CPU
+time of the benchmark process (see :class:`AsyncTimer`); processes, rounds and the report
+follow :mod:`bench.harness`.
 """
 
 from __future__ import annotations
@@ -134,8 +135,10 @@ def build(impl: str, handler: str) -> Router:
 
 
 class AsyncTimer(timeit.Timer):
-    """``timeit(number)``: ``number`` sequential ``router.handle`` calls in ``loop``,
-    timed inside the loop (garbage collection off, as ``timeit`` does)."""
+    """``timeit(number)``: ``number`` sequential ``router.handle`` calls in ``loop``, timed
+    inside the loop in CPU time of the process (``time.process_time``: the machine is shared,
+    and wall time would count other processes' turns), garbage collection off as ``timeit``
+    does."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, router: Router) -> None:
         super().__init__()
@@ -152,10 +155,10 @@ class AsyncTimer(timeit.Timer):
         enabled = gc.isenabled()
         gc.disable()
         try:
-            started = time.perf_counter()
+            started = time.process_time()
             for call in calls:
                 await handle(call)
-            return time.perf_counter() - started
+            return time.process_time() - started
         finally:
             if enabled:
                 gc.enable()
