@@ -915,7 +915,7 @@ async def test_a_handler_ignoring_its_cancellation_is_answered_at_the_deadline(
     async def stubborn(call: ConnectCall) -> proxy.ConnectResult:
         with contextlib.suppress(asyncio.CancelledError):  # swallowed: goes on working
             await asyncio.sleep(10)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(1)
         finished.set_result(True)
         return proxy.ConnectResult(user="late")
 
@@ -924,7 +924,7 @@ async def test_a_handler_ignoring_its_cancellation_is_answered_at_the_deadline(
         reply = await router.handle(connect_request())
         took = loop.time() - started
         assert reply.error == INTERNAL
-        assert 0.04 < took < 0.25, took
+        assert 0.04 < took < 0.5, took  # at the deadline (plus a loaded machine's lag)
         assert not finished.done()
         assert "goes on after its deadline" in caplog.text
         await asyncio.wait_for(finished, 5)
@@ -1007,7 +1007,7 @@ async def test_stream_handlers_cancelled_from_inside_or_ignoring_cancellation() 
             try:
                 await asyncio.sleep(10)
             except asyncio.CancelledError:
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(1)
         call.respond()
         await call.send(proxy.Publication(data=b"1"))
         await asyncio.sleep(0)
@@ -1018,7 +1018,7 @@ async def test_stream_handlers_cancelled_from_inside_or_ignoring_cancellation() 
         started = loop.time()
         await router.handle_stream(SubscribeBidirectionalCall(proxy.SubscribeRequest()), sink)
         assert sink.items == [proxy.SubscribeResponse(error=INTERNAL)], mode
-        assert loop.time() - started < 0.25, mode
+        assert loop.time() - started < 0.5, mode
 
     mode = "cancelled-after-accepting"
     sink = Sink()

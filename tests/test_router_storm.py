@@ -1,6 +1,6 @@
 """A storm of misbehaving handlers at the router: every call is answered exactly once, in time.
 
-2,000 concurrent calls over three unary events and the bidirectional stream, each handler
+2,000 calls (arriving over a second, most of them in flight together) over three unary events and the bidirectional stream, each handler
 misbehaving in one of the ways a handler can end (issue 15): it raises, is cancelled from
 inside (before or after suspending), swallows its cancellation at the deadline, is slow,
 never replies, replies twice, returns the wrong type, ... Every call must get exactly one
@@ -33,8 +33,9 @@ from centrifugo_types import (
 from centrifugo_types.calls import AnyCall, StreamItem
 
 TIMEOUT = 1.0  # Centrifugo's default proxy timeout
-MARGIN = 0.3  # the event loop's lag: 2,000 calls at once on a loaded, shared 2-core machine
+MARGIN = 0.2  # the event loop's lag on a loaded, shared 2-core machine (seen: 10-60 ms)
 CALLS = 2000
+SPREAD = 1.0  # seconds over which the calls start: 2,000 calls/s, most in flight together
 INTERNAL = proxy.Error(code=100, message="internal server error", temporary=True)
 CONFLICT = proxy.Error(code=409, message="conflict")
 
@@ -163,6 +164,7 @@ class Sink:
 
 
 async def one_call(router: Router, index: int, kind: str, event: str) -> dict[str, Any]:
+    await asyncio.sleep(index * SPREAD / CALLS)  # calls arrive over SPREAD seconds
     data = f'"{kind}"'.encode()
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -243,4 +245,4 @@ async def test_a_storm_of_misbehaving_handlers_gets_one_reply_each_in_time(
         f"{CALLS} calls in {wall:.2f} s; worst: {worst * 1000:.0f} ms past the deadline; "
         f"{missed} in-time handlers timed out by the loop's lag"
     )
-    assert missed < CALLS // 10
+    assert missed < CALLS // 20

@@ -14,7 +14,7 @@ from mypy import api
 ROOT = Path(__file__).resolve().parent.parent
 
 HEADER = """\
-from centrifugo_types import ConnectCall, Router, RpcCall, SubscribeCall, proxy
+from centrifugo_types import ConnectCall, RefreshCall, Router, RpcCall, SubscribeCall, proxy
 
 router = Router()
 """
@@ -52,6 +52,12 @@ async def current_time(call: RpcCall) -> proxy.ConnectResult:
 @router.subscribe
 async def subscribe(call: ConnectCall) -> None:
     call.respond()
+
+
+@router.refresh
+async def refresh(call: RefreshCall) -> proxy.RefreshResult:
+    if call.user:
+        return proxy.RefreshResult(expire_at=1)
 """
 
 
@@ -80,8 +86,9 @@ def test_mypy_rejects_a_handler_returning_another_events_result(tmp_path: Path) 
     status, output = mypy(tmp_path, WRONG)
     assert status == 1, output
     errors = [line for line in output.splitlines() if ": error:" in line]
-    assert len(errors) == 3, output
+    assert len(errors) == 4, output
     assert 'Argument 1 to "connect" of "Router" has incompatible type' in errors[0]
     assert "Awaitable[ConnectResult | None]" in errors[0]
     assert "Awaitable[RpcResult | None]" in errors[1]
     assert 'Argument 1 to "subscribe" of "Router"' in errors[2]
+    assert "Missing return statement" in errors[3]  # a path without a result
