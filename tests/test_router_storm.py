@@ -1,11 +1,11 @@
 """A storm of misbehaving handlers at the router: every call is answered exactly once, in time.
 
-2,000 calls (arriving over a second, most of them in flight together) over three unary events and the bidirectional stream, each handler
-misbehaving in one of the ways a handler can end (issue 15): it raises, is cancelled from
-inside (before or after suspending), swallows its cancellation at the deadline, is slow,
-never replies, replies twice, returns the wrong type, ... Every call must get exactly one
-reply -- the expected one -- no later than its deadline plus a margin for a loaded machine,
-and nothing but the caller's own cancellation may escape ``handle``.
+2,000 calls, arriving over a second (most of them in flight together), over three unary
+events and the bidirectional stream, each handler misbehaving in one of the ways a handler
+can end (issue 15): it raises, is cancelled from inside (before or after suspending),
+swallows its cancellation at the deadline, is slow, never replies, replies twice, returns
+the wrong type, ... Every call must get exactly one reply -- the expected one -- no later
+than its deadline plus a margin for a loaded machine, and nothing but the caller's own cancellation may escape ``handle``.
 """
 
 from __future__ import annotations
