@@ -5,7 +5,8 @@ events and the bidirectional stream, each handler misbehaving in one of the ways
 can end (issue 15): it raises, is cancelled from inside (before or after suspending),
 swallows its cancellation at the deadline, is slow, never replies, replies twice, returns
 the wrong type, ... Every call must get exactly one reply -- the expected one -- no later
-than its deadline plus a margin for a loaded machine, and nothing but the caller's own cancellation may escape ``handle``.
+than its deadline plus a margin for a loaded machine, and nothing but the caller's own
+cancellation may escape ``handle``.
 """
 
 from __future__ import annotations
