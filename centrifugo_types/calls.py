@@ -4,7 +4,8 @@ A request wraps the generated request message (``request.message``), exposes its
 read-only properties (``request.user``, ``request.channel``, ...), the call's metadata (static
 metadata and allow-listed headers Centrifugo forwards) and owns the reply: exactly one of
 ``respond(result)``, ``error(code, message)`` or ``disconnect(code, reason)``, where the
-response has those fields. A second reply raises :class:`AlreadyRepliedError`.
+response has those fields. A second reply raises :class:`AlreadyRepliedError`. (A handler
+may also return its result: the router passes it to ``respond``.)
 
 Payloads read the same in both of Centrifugo's encodings: ``request.data`` is ``data`` or, when
 the proxy uses ``binary_encoding``, ``b64data`` decoded. Replies to a binary request carry their
