@@ -221,8 +221,10 @@ class Router:
         applies. Raises :class:`ValueError` when both routers handle the same event or rpc
         method.
         """
-        if other is self or other in self._included:
-            raise ValueError("a router can be included once, and not in itself")
+        if other in self._included:
+            raise ValueError("this router already includes that one")
+        if other._reaches(self):
+            raise ValueError("a router cannot include itself, or a router that includes it")
         rpc = events.RPC.name
         handlers = {event: other._intercepted(event, h) for event, h in other._handlers.items()}
         methods = {m: other._intercepted(rpc, h) for m, h in other._rpc_methods.items()}
@@ -236,6 +238,9 @@ class Router:
         self._from_included.update(f"rpc method {m!r}" for m in methods)
         self._included.append(other)
         self._chains.clear()
+
+    def _reaches(self, router: Router) -> bool:
+        return router is self or any(inner._reaches(router) for inner in self._included)
 
     def _check_own(self, key: str, what: str) -> None:
         if key in self._from_included:

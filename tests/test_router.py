@@ -745,10 +745,14 @@ async def test_include_refuses_what_both_routers_handle() -> None:
     a.include(d)
     with pytest.raises(ValueError, match="refresh is handled by an included router"):
         a.add_handler("refresh", connect)
-    with pytest.raises(ValueError, match="once"):
+    with pytest.raises(ValueError, match="already includes"):
         a.include(c)
     with pytest.raises(ValueError, match="itself"):
         a.include(a)
+    d.include(Router())  # fine
+    Router().include(a)  # fine
+    with pytest.raises(ValueError, match="a router that includes it"):
+        c.include(a)  # a includes c: a cycle
 
 
 # -- lifespan --------------------------------------------------------------------------------
