@@ -461,7 +461,8 @@ class Router:
         return detached
 
     def _straggle(self, name: str, task: asyncio.Task[Any]) -> None:
-        """Keep ``task`` (a handler past its deadline) until it ends, then log how."""
+        """Keep ``task`` (a handler left running after its reply) until it ends, then log
+        how."""
         self._stragglers.add(task)
         since = asyncio.get_running_loop().time()
 
@@ -469,12 +470,14 @@ class Router:
             self._stragglers.discard(task)
             late = task.get_loop().time() - since
             if task.cancelled():
-                logger.debug("%s handler past its deadline ended cancelled", name)
-            elif (exc := task.exception()) is not None:
-                logger.error("%s handler past its deadline failed", name, exc_info=exc)
+                logger.debug("%s handler left running after its reply ended cancelled", name)
+            elif (exc := _failure(task)) is not None:
+                logger.error("%s handler left running after its reply failed", name, exc_info=exc)
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    task.get_loop().call_soon(_reraise, exc)
             else:
                 logger.warning(
-                    "%s handler ignored its cancellation and ended %.2f s after its deadline; "
+                    "%s handler ignored its cancellation and ended %.2f s later; "
                     "its result is dropped",
                     name,
                     late,
@@ -523,6 +526,8 @@ class Router:
             await asyncio.wait({task})
             failure = _failure(task)
             if failure is not None:
+                if isinstance(failure, (KeyboardInterrupt, SystemExit)):
+                    asyncio.get_running_loop().call_soon(_reraise, failure)
                 logger.error(
                     "%s handler failed after accepting the subscription", name, exc_info=failure
                 )
@@ -630,7 +635,8 @@ def _failure(task: asyncio.Task[Any]) -> BaseException | None:
     """What ended a finished handler task (its own cancellation included)."""
     if task.cancelled():
         return asyncio.CancelledError("the handler was cancelled from inside")
-    return task.exception()
+    exc = task.exception()
+    return exc.exc if isinstance(exc, _Exit) else exc
 
 
 def _stream_failed(call: AnyCall, task: asyncio.Task[Any]) -> None:
@@ -650,8 +656,6 @@ def _on_exception(request: AnyCall, exc: BaseException) -> None:
     the event loop (they stop it, as asyncio does with them), so the process still exits.
     """
     name = request.event.name
-    if isinstance(exc, _Exit):
-        exc = exc.exc
     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
         asyncio.get_running_loop().call_soon(_reraise, exc)
     if request.replied:

@@ -960,7 +960,7 @@ async def test_a_handler_using_its_own_timeouts_and_task_groups_runs_in_the_call
 
 
 @pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
-@pytest.mark.parametrize("when", ["first-step", "later", "stream"])
+@pytest.mark.parametrize("when", ["first-step", "later", "stream", "stream-accepted"])
 def test_keyboard_interrupt_and_system_exit_get_a_reply_then_stop_the_loop(
     exc_type: type[BaseException], when: str
 ) -> None:
@@ -968,16 +968,21 @@ def test_keyboard_interrupt_and_system_exit_get_a_reply_then_stop_the_loop(
     replies: list[Any] = []
 
     async def handler(call: AnyCall) -> None:
+        if when == "stream-accepted":
+            call.respond()
         if when != "first-step":
             await asyncio.sleep(0)
         raise exc_type()
 
     async def main() -> None:
-        if when == "stream":
+        if when.startswith("stream"):
             router.add_handler("subscribe_bidirectional", handler)
             call = SubscribeBidirectionalCall(proxy.SubscribeRequest())
             sink = Sink()
-            await router.handle_stream(call, sink)
+            try:
+                await router.handle_stream(call, sink)
+            except StreamError:
+                replies.append("stream error")
             replies.extend(sink.items)
         else:
             router.add_handler("connect", handler)
@@ -994,8 +999,11 @@ def test_keyboard_interrupt_and_system_exit_get_a_reply_then_stop_the_loop(
             task.cancel()
         loop.run_until_complete(asyncio.sleep(0))
         loop.close()
-    response = proxy.SubscribeResponse if when == "stream" else proxy.ConnectResponse
-    assert replies == [response(error=INTERNAL)]
+    if when == "stream-accepted":
+        assert replies == ["stream error", proxy.SubscribeResponse(result=proxy.SubscribeResult())]
+    else:
+        response = proxy.SubscribeResponse if when == "stream" else proxy.ConnectResponse
+        assert replies == [response(error=INTERNAL)]
 
 
 async def test_stream_handlers_cancelled_from_inside_or_ignoring_cancellation() -> None:
