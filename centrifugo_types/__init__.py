@@ -16,28 +16,9 @@ exception (:mod:`centrifugo_types.errors` has the tree). The rest lives in modul
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
+from . import calls as _calls
 from ._generated import CENTRIFUGO_VERSION
-from .calls import (
-    AnyCall,
-    ConnectCall,
-    DisconnectableCall,
-    MapPublishCall,
-    MapRemoveCall,
-    Metadata,
-    NotifyCacheEmptyCall,
-    NotifyChannelStateCall,
-    ProxyCall,
-    PublishCall,
-    RefreshCall,
-    RejectableCall,
-    RpcCall,
-    SharedPollRefreshCall,
-    SubRefreshCall,
-    SubscribeBidirectionalCall,
-    SubscribeCall,
-    SubscribeStreamCall,
-    SubscribeUnidirectionalCall,
-)
+from .calls import *  # noqa: F403  (the bases, and the call class of every event of the schema)
 from .errors import (
     AlreadyRepliedError,
     ApiError,
@@ -76,7 +57,6 @@ except PackageNotFoundError:  # pragma: no cover - running from a tree that is n
 __all__ = [
     "CENTRIFUGO_VERSION",
     "AlreadyRepliedError",
-    "AnyCall",
     "ApiError",
     "ApiTimeoutError",
     "AuthenticationError",
@@ -87,10 +67,8 @@ __all__ = [
     "Code",
     "CodecError",
     "ConflictError",
-    "ConnectCall",
     "DecodeError",
     "DisconnectReply",
-    "DisconnectableCall",
     "EncodeError",
     "ErrorReply",
     "Handler",
@@ -99,30 +77,15 @@ __all__ = [
     "InternalError",
     "JSONDecodeError",
     "JSONEncodeError",
-    "MapPublishCall",
-    "MapRemoveCall",
-    "Metadata",
     "NotAvailableError",
     "NotFoundError",
-    "NotifyCacheEmptyCall",
-    "NotifyChannelStateCall",
-    "ProxyCall",
-    "PublishCall",
-    "RefreshCall",
-    "RejectableCall",
     "Router",
-    "RpcCall",
-    "SharedPollRefreshCall",
     "StartupError",
     "StreamError",
-    "SubRefreshCall",
-    "SubscribeBidirectionalCall",
-    "SubscribeCall",
-    "SubscribeStreamCall",
-    "SubscribeUnidirectionalCall",
     "TransportError",
     "UnknownChannelError",
     "UnrecoverablePositionError",
     "UnsupportedMethodError",
     "__version__",
 ]
+__all__ += _calls.__all__

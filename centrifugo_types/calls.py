@@ -1,16 +1,18 @@
-"""Typed proxy requests: one class per event of Centrifugo's proxy, transport-neutral.
+"""Typed proxy calls: one class per event of Centrifugo's proxy, transport-neutral.
 
-A request wraps the generated request message (``request.message``), exposes its fields as
-read-only properties (``request.user``, ``request.channel``, ...), the call's metadata (static
-metadata and allow-listed headers Centrifugo forwards) and owns the reply: exactly one of
-``respond(result)``, ``error(code, message)`` or ``disconnect(code, reason)``, where the
+The classes of the events (``ConnectCall``, ``RpcCall``, ...) are generated from proxy.proto
+(``_generated/proxy_calls.py``) on the bases defined here, so they exist exactly for the events
+of the schema. A call wraps the generated request message (``call.message``), exposes its
+fields as read-only properties (``call.user``, ``call.channel``, ...), the call's metadata
+(static metadata and allow-listed headers Centrifugo forwards) and owns the reply: exactly one
+of ``respond(result)``, ``error(code, message)`` or ``disconnect(code, reason)``, where the
 response has those fields. A second reply raises :class:`AlreadyRepliedError`.
 
-Payloads read the same in both of Centrifugo's encodings: ``request.data`` is ``data`` or, when
+Payloads read the same in both of Centrifugo's encodings: ``call.data`` is ``data`` or, when
 the proxy uses ``binary_encoding``, ``b64data`` decoded. Replies to a binary request carry their
 payloads in the ``b64*`` twins, so a handler writes ``RpcResult(data=...)`` in both cases.
 
-Requests know nothing of transports: the gRPC server, the HTTP app and a test build them from a
+Calls know nothing of transports: the gRPC server, the HTTP app and a test build them from a
 message and a metadata mapping, and hand them to a :class:`~centrifugo_types.router.Router`.
 """
 
@@ -25,31 +27,19 @@ import betterproto2
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from . import proxy
-from ._generated import proxy_events as events
 from ._generated.proxy_events import Event
 from .errors import AlreadyRepliedError, Code, check_code
 
 __all__ = [
-    "CALL_CLASSES",
     "AnyCall",
-    "ConnectCall",
+    "BidirectionalStreamCall",
     "DisconnectableCall",
-    "MapPublishCall",
-    "MapRemoveCall",
+    "JsonPayload",
     "Metadata",
-    "NotifyCacheEmptyCall",
-    "NotifyChannelStateCall",
     "ProxyCall",
-    "PublishCall",
-    "RefreshCall",
     "RejectableCall",
-    "RpcCall",
-    "SharedPollRefreshCall",
-    "SubRefreshCall",
-    "SubscribeBidirectionalCall",
-    "SubscribeCall",
-    "SubscribeStreamCall",
-    "SubscribeUnidirectionalCall",
+    "StreamCall",
+    "UnidirectionalStreamCall",
 ]
 
 MessageT = TypeVar("MessageT", bound=betterproto2.Message)
@@ -216,7 +206,9 @@ class _HasData(Protocol):
     def data(self) -> bytes: ...
 
 
-class _JsonPayload:
+class JsonPayload:
+    """``json()`` for the calls whose request has a ``data`` payload."""
+
     __slots__ = ()
 
     def json(self: _HasData) -> Any:
@@ -225,164 +217,16 @@ class _JsonPayload:
         return _json.loads(data) if data else None
 
 
-class ConnectCall(
-    events.ConnectRequestFields,
-    _JsonPayload,
-    DisconnectableCall[proxy.ConnectRequest, proxy.ConnectResponse, proxy.ConnectResult],
-):
-    """A client connects: authenticate it (``respond(ConnectResult(user=...))``) or refuse.
-
-    Centrifugo disconnects the client when the reply has neither an error nor a result.
-    """
-
-    event = events.CONNECT
-    __slots__ = ()
+StreamSend: TypeAlias = Callable[[betterproto2.Message], Awaitable[None]]
+"""The transport's sink of a stream: the reply first, then the stream's items."""
 
 
-class RefreshCall(
-    events.RefreshRequestFields,
-    DisconnectableCall[proxy.RefreshRequest, proxy.RefreshResponse, proxy.RefreshResult],
-):
-    """A connection's ``expire_at`` is reached: extend it or let it expire.
-
-    Centrifugo v6.9.1 reads only ``result`` here: an ``error`` or ``disconnect`` reply (and so a
-    handler that fails) expires the connection, like ``RefreshResult(expired=True)``.
-    """
-
-    event = events.REFRESH
-    __slots__ = ()
-
-
-class SubscribeCall(
-    events.SubscribeRequestFields,
-    _JsonPayload,
-    DisconnectableCall[proxy.SubscribeRequest, proxy.SubscribeResponse, proxy.SubscribeResult],
-):
-    """A client subscribes to a channel: allow (``respond()``) or refuse."""
-
-    event = events.SUBSCRIBE
-    __slots__ = ()
-
-
-class PublishCall(
-    events.PublishRequestFields,
-    _JsonPayload,
-    DisconnectableCall[proxy.PublishRequest, proxy.PublishResponse, proxy.PublishResult],
-):
-    """A client publishes: allow (``respond()``), rewrite (``PublishResult(data=...)``), refuse."""
-
-    event = events.PUBLISH
-    __slots__ = ()
-
-
-class RpcCall(
-    events.RpcRequestFields,
-    _JsonPayload,
-    DisconnectableCall[proxy.RpcRequest, proxy.RpcResponse, proxy.RpcResult],
-):
-    """A client calls ``method``: answer with ``RpcResult(data=...)`` or an error."""
-
-    event = events.RPC
-    __slots__ = ()
-
-
-class SubRefreshCall(
-    events.SubRefreshRequestFields,
-    DisconnectableCall[proxy.SubRefreshRequest, proxy.SubRefreshResponse, proxy.SubRefreshResult],
-):
-    """A subscription's ``expire_at`` is reached: extend it or let it expire.
-
-    As for :class:`RefreshCall`, Centrifugo v6.9.1 reads only ``result``: an ``error`` or
-    ``disconnect`` reply unsubscribes the client from the channel.
-    """
-
-    event = events.SUB_REFRESH
-    __slots__ = ()
-
-
-class NotifyCacheEmptyCall(
-    events.NotifyCacheEmptyRequestFields,
-    ProxyCall[
-        proxy.NotifyCacheEmptyRequest,
-        proxy.NotifyCacheEmptyResponse,
-        proxy.NotifyCacheEmptyResult,
-    ],
-):
-    """A cached channel is empty (Centrifugo PRO): load it and say whether it is populated.
-
-    The response has only ``result``; a failing handler replies without a result, which
-    Centrifugo reads as "not populated".
-    """
-
-    event = events.NOTIFY_CACHE_EMPTY
-    __slots__ = ()
-
-
-class NotifyChannelStateCall(
-    events.NotifyChannelStateRequestFields,
-    RejectableCall[
-        proxy.NotifyChannelStateRequest,
-        proxy.NotifyChannelStateResponse,
-        proxy.NotifyChannelStateResult,
-    ],
-):
-    """Channels became occupied or vacated (Centrifugo PRO). The response has no disconnect."""
-
-    event = events.NOTIFY_CHANNEL_STATE
-    __slots__ = ()
-
-
-class MapPublishCall(
-    events.MapPublishRequestFields,
-    _JsonPayload,
-    DisconnectableCall[proxy.MapPublishRequest, proxy.MapPublishResponse, proxy.MapPublishResult],
-):
-    """A client publishes to a key of a map channel: allow, rewrite (key, data) or refuse."""
-
-    event = events.MAP_PUBLISH
-    __slots__ = ()
-
-
-class MapRemoveCall(
-    events.MapRemoveRequestFields,
-    DisconnectableCall[proxy.MapRemoveRequest, proxy.MapRemoveResponse, proxy.MapRemoveResult],
-):
-    """A client removes a key of a map channel: allow or refuse."""
-
-    event = events.MAP_REMOVE
-    __slots__ = ()
-
-
-class SharedPollRefreshCall(
-    events.SharedPollRefreshRequestFields,
-    RejectableCall[
-        proxy.SharedPollRefreshRequest,
-        proxy.SharedPollRefreshResponse,
-        proxy.SharedPollRefreshResult,
-    ],
-):
-    """Centrifugo polls the current versions of tracked keys. The response has no disconnect.
-
-    Centrifugo logs an ``error`` reply and polls again at the next interval.
-    """
-
-    event = events.SHARED_POLL_REFRESH
-    __slots__ = ()
-
-
-StreamItem: TypeAlias = proxy.SubscribeResponse | proxy.Publication
-"""What a subscribe stream sends: its reply first, then publications."""
-StreamSend: TypeAlias = Callable[[StreamItem], Awaitable[None]]
-
-
-class SubscribeStreamCall(SubscribeCall):
-    """A subscribe request opening a stream: reply first, then ``send`` publications."""
+class StreamCall(DisconnectableCall[MessageT, ResponseT, ResultT]):
+    """A call answered by a stream: the reply first, then ``send`` items (publications)."""
 
     __slots__ = ("_flushed", "_lock", "_replied", "_send")
 
-    def __init__(
-        self, message: proxy.SubscribeRequest, metadata: MetadataLike | None = None
-    ) -> None:
+    def __init__(self, message: MessageT, metadata: MetadataLike | None = None) -> None:
         super().__init__(message, metadata)
         self._send: StreamSend | None = None
         self._replied = asyncio.Event()
@@ -392,10 +236,10 @@ class SubscribeStreamCall(SubscribeCall):
     @property
     def accepted(self) -> bool:
         """Whether the subscription was accepted (replied with a result)."""
-        reply = self._reply
+        reply: Any = self._reply
         return reply is not None and reply.result is not None
 
-    def _set_reply(self, response: proxy.SubscribeResponse) -> None:
+    def _set_reply(self, response: ResponseT) -> None:
         super()._set_reply(response)
         self._replied.set()
 
@@ -410,57 +254,49 @@ class SubscribeStreamCall(SubscribeCall):
             assert self._send is not None
             await self._send(self._reply)
 
-    async def send(self, publication: proxy.Publication) -> None:
-        """Send a publication to the subscriber (after an accepting reply)."""
+    async def send(self, item: betterproto2.Message) -> None:
+        """Send an item (a :class:`~centrifugo_types.proxy.Publication`) to the subscriber,
+        after an accepting reply."""
         if not self.accepted:
             raise RuntimeError(
                 "send() needs an accepted subscription: call respond() first"
                 if self._reply is None
                 else "send() after a rejecting reply"
             )
-        if not isinstance(publication, proxy.Publication):
-            raise TypeError(f"send() takes a proxy.Publication, got {type(publication).__name__}")
+        item_type = self.event.item_type
+        if item_type is None or not isinstance(item, item_type):
+            expected = "nothing" if item_type is None else f"a proxy.{item_type.__name__}"
+            raise TypeError(f"send() takes {expected}, got {type(item).__name__}")
         async with self._lock:
             await self._flush()
             assert self._send is not None
-            await self._send(publication)
+            await self._send(item)
 
 
-class SubscribeUnidirectionalCall(SubscribeStreamCall):
-    """A subscription served by a stream of publications (``subscribe_stream_proxy``).
+class UnidirectionalStreamCall(StreamCall[MessageT, ResponseT, ResultT]):
+    """A call whose handler is an async generator of items sent to the subscriber."""
 
-    The handler is an async generator: it replies (``respond()`` to accept, ``error()`` or
-    ``disconnect()`` to refuse), then yields :class:`~centrifugo_types.proxy.Publication`
-    messages for the subscriber. When it returns, Centrifugo unsubscribes the client.
-    """
-
-    event = events.SUBSCRIBE_UNIDIRECTIONAL
     __slots__ = ()
 
 
-class SubscribeBidirectionalCall(SubscribeStreamCall):
-    """A subscription over a bidirectional stream (``subscribe_stream_proxy_bidirectional``).
+class BidirectionalStreamCall(StreamCall[MessageT, ResponseT, ResultT]):
+    """A call over a bidirectional stream: ``send`` items and receive the client's with
+    ``async for item in call`` (or ``receive()``)."""
 
-    The handler replies, then sends publications with ``await request.send(...)`` and receives
-    what the client publishes with ``async for publication in request`` (or ``receive()``).
-    When it returns, Centrifugo unsubscribes the client.
-    """
-
-    event = events.SUBSCRIBE_BIDIRECTIONAL
     __slots__ = ("_incoming",)
 
     def __init__(
         self,
-        message: proxy.SubscribeRequest,
+        message: MessageT,
         metadata: MetadataLike | None = None,
         *,
-        incoming: AsyncIterator[proxy.Publication] | None = None,
+        incoming: AsyncIterator[Any] | None = None,
     ) -> None:
         super().__init__(message, metadata)
         self._incoming = incoming
 
-    async def receive(self) -> proxy.Publication | None:
-        """The next publication from the client; ``None`` once Centrifugo closed its side."""
+    async def receive(self) -> Any:
+        """The next item from the client; ``None`` once Centrifugo closed its side."""
         if self._incoming is None:
             return None
         try:
@@ -469,30 +305,16 @@ class SubscribeBidirectionalCall(SubscribeStreamCall):
             self._incoming = None
             return None
 
-    def __aiter__(self) -> AsyncIterator[proxy.Publication]:
+    def __aiter__(self) -> AsyncIterator[Any]:
         return self._iterate()
 
-    async def _iterate(self) -> AsyncIterator[proxy.Publication]:
-        while (publication := await self.receive()) is not None:
-            yield publication
+    async def _iterate(self) -> AsyncIterator[Any]:
+        while (item := await self.receive()) is not None:
+            yield item
 
 
-CALL_CLASSES: Mapping[str, type[AnyCall]] = {
-    cls.event.name: cls
-    for cls in (
-        ConnectCall,
-        RefreshCall,
-        SubscribeCall,
-        PublishCall,
-        RpcCall,
-        SubRefreshCall,
-        SubscribeUnidirectionalCall,
-        SubscribeBidirectionalCall,
-        NotifyCacheEmptyCall,
-        NotifyChannelStateCall,
-        MapPublishCall,
-        MapRemoveCall,
-        SharedPollRefreshCall,
-    )
-}
-"""The typed request class of every event, by event name."""
+# The call class of every event of the schema (generated; they subclass the bases above).
+from ._generated import proxy_calls as _proxy_calls  # noqa: E402
+from ._generated.proxy_calls import *  # noqa: E402, F403
+
+__all__ += _proxy_calls.__all__  # type: ignore[has-type]  # (an import cycle hides it)

@@ -23,31 +23,13 @@ import logging
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from types import CoroutineType
-from typing import Any, TypeAlias, TypeVar, overload
+from typing import Any, TypeAlias, TypeVar
 
 import betterproto2
 
-from . import proxy
 from ._generated import proxy_events as events
-from .calls import (
-    AnyCall,
-    ConnectCall,
-    MapPublishCall,
-    MapRemoveCall,
-    NotifyCacheEmptyCall,
-    NotifyChannelStateCall,
-    ProxyCall,
-    PublishCall,
-    RefreshCall,
-    RpcCall,
-    SharedPollRefreshCall,
-    StreamSend,
-    SubRefreshCall,
-    SubscribeBidirectionalCall,
-    SubscribeCall,
-    SubscribeStreamCall,
-    SubscribeUnidirectionalCall,
-)
+from ._generated.proxy_calls import ROUTE_FIELDS, Routes
+from .calls import AnyCall, ProxyCall, StreamCall, StreamSend
 from .errors import Code, DisconnectReply, ErrorReply, StreamError
 
 __all__ = ["ALL_EVENTS", "CallNext", "Handler", "Interceptor", "Lifespan", "Router"]
@@ -57,12 +39,10 @@ logger = logging.getLogger("centrifugo_types.router")
 R = TypeVar("R", bound=AnyCall)
 ResponseT = TypeVar("ResponseT", bound=betterproto2.Message)
 
-Handler: TypeAlias = Callable[[R], Awaitable[None]]
-"""An event handler: takes the typed request and replies through it."""
-UnidirectionalHandler: TypeAlias = Callable[
-    [SubscribeUnidirectionalCall], AsyncIterator[proxy.Publication]
-]
-"""A unidirectional subscribe stream handler: an async generator of publications."""
+Handler: TypeAlias = Callable[[R], Awaitable[Any]]
+"""An event handler: takes the typed call and replies through it."""
+UnidirectionalHandler: TypeAlias = Callable[[Any], AsyncIterator[Any]]
+"""A unidirectional stream handler: an async generator of the stream's items."""
 CallNext: TypeAlias = Callable[[AnyCall], Awaitable[None]]
 """What an interceptor awaits to run the rest of the chain (inner interceptors, handler)."""
 Interceptor: TypeAlias = Callable[[Any, CallNext], Awaitable[None]]
@@ -80,7 +60,7 @@ ALL_EVENTS = "*"
 _Call: TypeAlias = Callable[[AnyCall], Awaitable[None]]
 
 
-class Router:
+class Router(Routes):
     """Maps proxy events to handlers and runs interceptors around them.
 
     ``timeout`` is the longest a handler may take to reply, in seconds (``None``: no limit of
@@ -95,7 +75,7 @@ class Router:
         self.timeout = timeout
         self.lifespan = lifespan
         self._handlers: dict[str, _Call] = {}
-        self._rpc_methods: dict[str, Handler[RpcCall]] = {}
+        self._keyed: dict[str, dict[str, _Call]] = {}
         self._interceptors: dict[str, list[Interceptor]] = {}
         self._chains: dict[str, _Call] = {}
 
@@ -114,15 +94,24 @@ class Router:
 
     # -- registration -----------------------------------------------------------------------
 
-    def add_handler(self, event: str, handler: Callable[[Any], Any]) -> None:
-        """Register ``handler`` for ``event`` (an event name such as ``"connect"``).
+    def add_handler(
+        self, event: str, handler: Callable[..., Any], *, key: str | None = None
+    ) -> None:
+        """Register ``handler`` for ``event`` (an event name such as ``"connect"``); the
+        decorators ``router.connect``, ``router.rpc``, ... call this.
 
-        For ``subscribe_unidirectional`` the handler is an async generator of publications.
+        ``key`` registers it for one value of the event's routing field only (an rpc
+        ``method``). A unidirectional stream's handler is an async generator of its items.
         """
-        _check_event(event)
-        if event == events.SUBSCRIBE_UNIDIRECTIONAL.name:
+        spec = _check_event(event)
+        if spec.cardinality == "unary_stream":
             handler = _unidirectional(handler)
-        self._handlers[event] = handler
+        if key is None:
+            self._handlers[event] = handler
+        elif event in ROUTE_FIELDS:
+            self._keyed.setdefault(event, {})[key] = handler
+        else:
+            raise ValueError(f"{event} handlers cannot be registered per key")
         self._chains.clear()
 
     def add_interceptor(self, interceptor: Interceptor, *events_: str) -> None:
@@ -149,89 +138,7 @@ class Router:
 
     def handles(self, event: str) -> bool:
         """Whether a handler is registered for ``event``."""
-        return event in self._handlers or (event == events.RPC.name and bool(self._rpc_methods))
-
-    def _register(self, event: str, handler: Handler[R]) -> Handler[R]:
-        self.add_handler(event, handler)
-        return handler
-
-    def connect(self, handler: Handler[ConnectCall]) -> Handler[ConnectCall]:
-        """Register the ``connect`` handler (usable as a decorator)."""
-        return self._register(events.CONNECT.name, handler)
-
-    def refresh(self, handler: Handler[RefreshCall]) -> Handler[RefreshCall]:
-        """Register the ``refresh`` handler (usable as a decorator)."""
-        return self._register(events.REFRESH.name, handler)
-
-    def subscribe(self, handler: Handler[SubscribeCall]) -> Handler[SubscribeCall]:
-        """Register the ``subscribe`` handler (usable as a decorator)."""
-        return self._register(events.SUBSCRIBE.name, handler)
-
-    def publish(self, handler: Handler[PublishCall]) -> Handler[PublishCall]:
-        """Register the ``publish`` handler (usable as a decorator)."""
-        return self._register(events.PUBLISH.name, handler)
-
-    @overload
-    def rpc(self, handler: Handler[RpcCall], /) -> Handler[RpcCall]: ...
-    @overload
-    def rpc(self, method: str, /) -> Callable[[Handler[RpcCall]], Handler[RpcCall]]: ...
-    def rpc(
-        self, handler_or_method: Handler[RpcCall] | str, /
-    ) -> Handler[RpcCall] | Callable[[Handler[RpcCall]], Handler[RpcCall]]:
-        """Register an ``rpc`` handler: ``@router.rpc`` for every method, or
-        ``@router.rpc("method")`` for one. A method without a handler of its own goes to the
-        catch-all handler, or gets error 104 "method not found"."""
-        if isinstance(handler_or_method, str):
-            method = handler_or_method
-
-            def register(handler: Handler[RpcCall]) -> Handler[RpcCall]:
-                self._rpc_methods[method] = handler
-                self._chains.clear()
-                return handler
-
-            return register
-        return self._register(events.RPC.name, handler_or_method)
-
-    def sub_refresh(self, handler: Handler[SubRefreshCall]) -> Handler[SubRefreshCall]:
-        """Register the ``sub_refresh`` handler (usable as a decorator)."""
-        return self._register(events.SUB_REFRESH.name, handler)
-
-    def subscribe_unidirectional(self, handler: UnidirectionalHandler) -> UnidirectionalHandler:
-        """Register the unidirectional subscribe stream handler (an async generator)."""
-        self.add_handler(events.SUBSCRIBE_UNIDIRECTIONAL.name, handler)
-        return handler
-
-    def subscribe_bidirectional(
-        self, handler: Handler[SubscribeBidirectionalCall]
-    ) -> Handler[SubscribeBidirectionalCall]:
-        """Register the bidirectional subscribe stream handler (usable as a decorator)."""
-        return self._register(events.SUBSCRIBE_BIDIRECTIONAL.name, handler)
-
-    def notify_cache_empty(
-        self, handler: Handler[NotifyCacheEmptyCall]
-    ) -> Handler[NotifyCacheEmptyCall]:
-        """Register the ``notify_cache_empty`` handler (usable as a decorator)."""
-        return self._register(events.NOTIFY_CACHE_EMPTY.name, handler)
-
-    def notify_channel_state(
-        self, handler: Handler[NotifyChannelStateCall]
-    ) -> Handler[NotifyChannelStateCall]:
-        """Register the ``notify_channel_state`` handler (usable as a decorator)."""
-        return self._register(events.NOTIFY_CHANNEL_STATE.name, handler)
-
-    def map_publish(self, handler: Handler[MapPublishCall]) -> Handler[MapPublishCall]:
-        """Register the ``map_publish`` handler (usable as a decorator)."""
-        return self._register(events.MAP_PUBLISH.name, handler)
-
-    def map_remove(self, handler: Handler[MapRemoveCall]) -> Handler[MapRemoveCall]:
-        """Register the ``map_remove`` handler (usable as a decorator)."""
-        return self._register(events.MAP_REMOVE.name, handler)
-
-    def shared_poll_refresh(
-        self, handler: Handler[SharedPollRefreshCall]
-    ) -> Handler[SharedPollRefreshCall]:
-        """Register the ``shared_poll_refresh`` handler (usable as a decorator)."""
-        return self._register(events.SHARED_POLL_REFRESH.name, handler)
+        return event in self._handlers or bool(self._keyed.get(event))
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -256,8 +163,9 @@ class Router:
 
     def _terminal(self, event: str) -> _Call:
         handler = self._handlers.get(event)
-        if event == events.RPC.name and self._rpc_methods:
-            return _rpc_dispatch(dict(self._rpc_methods), handler)
+        keyed = self._keyed.get(event)
+        if keyed:
+            return _keyed_dispatch(ROUTE_FIELDS[event], dict(keyed), handler)
         if handler is None:
             return _unhandled
         return handler
@@ -305,7 +213,7 @@ class Router:
         return reply
 
     async def handle_stream(
-        self, request: SubscribeStreamCall, send: StreamSend, *, deadline: float | None = None
+        self, request: StreamCall[Any, Any, Any], send: StreamSend, *, deadline: float | None = None
     ) -> None:
         """Serve a subscribe stream: send the reply, then the handler's publications.
 
@@ -376,9 +284,11 @@ def _resume(coro: Coroutine[Any, Any, Any], waiting: Any) -> Generator[Any, Any,
                 return
 
 
-def _check_event(event: str) -> None:
-    if event not in events.EVENTS:
+def _check_event(event: str) -> events.Event[Any, Any]:
+    spec = events.EVENTS.get(event)
+    if spec is None:
         raise ValueError(f"unknown proxy event {event!r}; known: {', '.join(events.EVENTS)}")
+    return spec
 
 
 def _wrap(interceptor: Interceptor, inner: _Call) -> _Call:
@@ -398,24 +308,27 @@ async def _unhandled(request: AnyCall) -> None:
     request._fail(Code.NOT_AVAILABLE, Code.NOT_AVAILABLE.message)
 
 
-def _rpc_dispatch(methods: dict[str, Handler[RpcCall]], fallback: _Call | None) -> _Call:
+def _keyed_dispatch(field: str, handlers: dict[str, _Call], fallback: _Call | None) -> _Call:
+    """The handler of the call's ``field`` value (an rpc's ``method``), else ``fallback``,
+    else error 104 "method not found"."""
+
     async def dispatch(request: AnyCall) -> None:
-        assert isinstance(request, RpcCall)
-        handler = methods.get(request.method)
+        key = getattr(request.message, field)
+        handler = handlers.get(key)
         if handler is not None:
             await handler(request)
         elif fallback is not None:
             await fallback(request)
         else:
-            logger.info("no handler for rpc method %r", request.method)
-            request.error(Code.NOT_FOUND, Code.NOT_FOUND.message)
+            logger.info("no %s handler for %s %r", request.event.name, field, key)
+            request._fail(Code.NOT_FOUND, Code.NOT_FOUND.message)
 
     return dispatch
 
 
 def _unidirectional(handler: UnidirectionalHandler) -> _Call:
     async def run(request: AnyCall) -> None:
-        assert isinstance(request, SubscribeUnidirectionalCall)
+        assert isinstance(request, StreamCall)
         publications = handler(request)
         try:
             async for publication in publications:

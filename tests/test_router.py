@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import betterproto2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -33,7 +34,6 @@ from centrifugo_types.calls import (
     RefreshCall,
     RpcCall,
     SharedPollRefreshCall,
-    StreamItem,
     SubscribeBidirectionalCall,
     SubscribeUnidirectionalCall,
 )
@@ -479,9 +479,9 @@ async def test_raising_after_replying_keeps_the_reply(caplog: pytest.LogCaptureF
 
 class Sink:
     def __init__(self) -> None:
-        self.items: list[StreamItem] = []
+        self.items: list[betterproto2.Message] = []
 
-    async def __call__(self, item: StreamItem) -> None:
+    async def __call__(self, item: betterproto2.Message) -> None:
         self.items.append(item)
 
 
