@@ -16,9 +16,19 @@ exception (:mod:`centrifugo_types.errors` has the tree). The rest lives in modul
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
-from . import calls as _calls
 from ._generated import CENTRIFUGO_VERSION
-from .calls import *  # noqa: F403  (the bases, and the call class of every event of the schema)
+from ._generated import proxy_calls as _proxy_calls
+from ._generated.proxy_calls import *  # noqa: F403  (the call class of every event of the schema)
+from .calls import (
+    AnyCall,
+    BidirectionalStreamCall,
+    DisconnectableCall,
+    Metadata,
+    ProxyCall,
+    RejectableCall,
+    StreamCall,
+    UnidirectionalStreamCall,
+)
 from .errors import (
     AlreadyRepliedError,
     ApiError,
@@ -57,10 +67,12 @@ except PackageNotFoundError:  # pragma: no cover - running from a tree that is n
 __all__ = [
     "CENTRIFUGO_VERSION",
     "AlreadyRepliedError",
+    "AnyCall",
     "ApiError",
     "ApiTimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BidirectionalStreamCall",
     "CallNext",
     "CentrifugoTypesError",
     "ClientError",
@@ -69,6 +81,7 @@ __all__ = [
     "ConflictError",
     "DecodeError",
     "DisconnectReply",
+    "DisconnectableCall",
     "EncodeError",
     "ErrorReply",
     "Handler",
@@ -77,15 +90,20 @@ __all__ = [
     "InternalError",
     "JSONDecodeError",
     "JSONEncodeError",
+    "Metadata",
     "NotAvailableError",
     "NotFoundError",
+    "ProxyCall",
+    "RejectableCall",
     "Router",
     "StartupError",
+    "StreamCall",
     "StreamError",
     "TransportError",
+    "UnidirectionalStreamCall",
     "UnknownChannelError",
     "UnrecoverablePositionError",
     "UnsupportedMethodError",
     "__version__",
 ]
-__all__ += _calls.__all__
+__all__ += _proxy_calls.__all__

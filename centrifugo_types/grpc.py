@@ -34,9 +34,10 @@ from grpclib.health.check import ServiceStatus
 from grpclib.health.service import Health
 from grpclib.protocol import H2Protocol
 
+from ._call import BidirectionalStreamCall, StreamCall, internal_error_reply
 from ._generated import proxy_events as events
 from ._serving import check_reuse_port, listening_socket, serve_until_signalled
-from .calls import CALL_CLASSES, BidirectionalStreamCall, StreamCall, internal_error_reply
+from .calls import CALL_CLASSES
 from .errors import DecodeError, StreamError
 from .router import Router
 

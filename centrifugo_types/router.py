@@ -27,9 +27,9 @@ from typing import Any, TypeAlias, TypeVar
 
 import betterproto2
 
+from ._call import AnyCall, ProxyCall, StreamCall, StreamSend
 from ._generated import proxy_events as events
 from ._generated.proxy_calls import ROUTE_FIELDS, Routes
-from .calls import AnyCall, ProxyCall, StreamCall, StreamSend
 from .errors import Code, DisconnectReply, ErrorReply, StreamError
 
 __all__ = ["ALL_EVENTS", "CallNext", "Handler", "Interceptor", "Lifespan", "Router"]

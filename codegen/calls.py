@@ -161,9 +161,7 @@ class CallEmitter:
         )
         out.append(self._handler_types(methods))
         out.append(self._routes(methods))
-        names = sorted(
-            ["CALL_CLASSES", "ROUTE_FIELDS", "Routes", *(call_class_name(m) for m in methods)]
-        )
+        names = sorted(map(call_class_name, methods))  # the API; the tables are internal
         out.append("__all__ = [\n" + "".join(f'    "{n}",\n' for n in names) + "]\n")
         return "\n\n".join(part.rstrip("\n") for part in out) + "\n"
 
@@ -265,7 +263,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar, overload
 
-from ..calls import (
+from .._call import (
     AnyCall,
     BidirectionalStreamCall,
     DisconnectableCall,

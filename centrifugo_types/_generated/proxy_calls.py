@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar, overload
 
-from ..calls import (
+from .._call import (
     AnyCall,
     BidirectionalStreamCall,
     DisconnectableCall,
@@ -368,16 +368,13 @@ class Routes:
 
 
 __all__ = [
-    "CALL_CLASSES",
     "ConnectCall",
     "MapPublishCall",
     "MapRemoveCall",
     "NotifyCacheEmptyCall",
     "NotifyChannelStateCall",
     "PublishCall",
-    "ROUTE_FIELDS",
     "RefreshCall",
-    "Routes",
     "RpcCall",
     "SharedPollRefreshCall",
     "SubRefreshCall",
