@@ -36,9 +36,10 @@ from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from . import json
+from ._call import AnyCall, internal_error_reply
 from ._generated import proxy_events as events
 from ._serving import check_reuse_port, listening_socket, serve_until_signalled
-from .calls import CALL_CLASSES, AnyCall, internal_error_reply
+from .calls import CALL_CLASSES
 from .router import Router
 
 if TYPE_CHECKING:

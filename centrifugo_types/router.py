@@ -26,32 +26,14 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from types import CoroutineType
-from typing import Any, TypeAlias, TypeVar, overload
+from typing import Any, TypeAlias, TypeVar
 
 import betterproto2
 
-from . import proxy
+from ._call import AnyCall, ProxyCall, StreamCall, StreamSend
 from ._generated import proxy_events as events
+from ._generated.proxy_calls import ROUTE_FIELDS, Routes
 from ._stepping import first_step, resume
-from .calls import (
-    AnyCall,
-    ConnectCall,
-    MapPublishCall,
-    MapRemoveCall,
-    NotifyCacheEmptyCall,
-    NotifyChannelStateCall,
-    ProxyCall,
-    PublishCall,
-    RefreshCall,
-    RpcCall,
-    SharedPollRefreshCall,
-    StreamSend,
-    SubRefreshCall,
-    SubscribeBidirectionalCall,
-    SubscribeCall,
-    SubscribeStreamCall,
-    SubscribeUnidirectionalCall,
-)
 from .errors import Code, DisconnectReply, ErrorReply, StartupError, StreamError
 
 __all__ = ["ALL_EVENTS", "CallNext", "Handler", "Interceptor", "Lifespan", "Router"]
@@ -64,13 +46,10 @@ ResponseT = TypeVar("ResponseT", bound=betterproto2.Message)
 
 Handler: TypeAlias = Callable[[C], Awaitable[R | None]]
 """An event handler, ``Handler[ConnectCall, proxy.ConnectResult]``: takes the typed call and
-returns the event's result (or ``None`` after replying through the call)."""
-UnidirectionalHandler: TypeAlias = Callable[
-    [SubscribeUnidirectionalCall], AsyncIterator[proxy.Publication]
-]
-"""A unidirectional subscribe stream handler: an async generator of publications."""
-BidirectionalHandler: TypeAlias = Callable[[SubscribeBidirectionalCall], Awaitable[None]]
-"""A bidirectional subscribe stream handler: replies and sends through the call."""
+returns the event's result (or ``None`` after replying through the call). The decorators
+(``router.connect``, ...) are typed so per event."""
+UnidirectionalHandler: TypeAlias = Callable[[Any], AsyncIterator[Any]]
+"""A unidirectional stream handler: an async generator of the stream's items."""
 CallNext: TypeAlias = Callable[[AnyCall], Awaitable[None]]
 """What an interceptor awaits to run the rest of the chain (inner interceptors, handler).
 A result the rest returns is the call's reply by the time ``call_next`` returns."""
@@ -89,7 +68,7 @@ ALL_EVENTS = "*"
 _Call: TypeAlias = Callable[[AnyCall], Awaitable[Any]]
 
 
-class Router:
+class Router(Routes):
     """Maps proxy events to handlers and runs interceptors around them.
 
     ``timeout`` is the longest a handler may take to reply, in seconds (``None``: no limit of
@@ -105,11 +84,11 @@ class Router:
         self.timeout = timeout
         self.lifespan = lifespan
         self._handlers: dict[str, _Call] = {}
-        self._rpc_methods: dict[str, _Call] = {}
+        self._keyed: dict[str, dict[str, _Call]] = {}
         self._interceptors: dict[str, list[Interceptor]] = {}
         self._chains: dict[str, _Call] = {}
         self._included: list[Router] = []
-        self._from_included: set[str] = set()  # event names and "rpc method" keys
+        self._from_included: set[str] = set()  # what included routers handle: _what()
         self._stragglers: set[asyncio.Task[Any]] = set()
         self._lifespan_users = 0
         self._lifespan_started: asyncio.Future[None] | None = None
@@ -177,16 +156,27 @@ class Router:
 
     # -- registration -----------------------------------------------------------------------
 
-    def add_handler(self, event: str, handler: Callable[[Any], Any]) -> None:
-        """Register ``handler`` for ``event`` (an event name such as ``"connect"``).
+    def add_handler(
+        self, event: str, handler: Callable[..., Any], *, key: str | None = None
+    ) -> None:
+        """Register ``handler`` for ``event`` (an event name such as ``"connect"``); the
+        decorators ``router.connect``, ``router.rpc``, ... call this.
 
-        For ``subscribe_unidirectional`` the handler is an async generator of publications.
+        ``key`` registers it for one value of the event's routing field only (an rpc
+        ``method``). A unidirectional stream's handler is an async generator of its items.
         """
-        _check_event(event)
-        self._check_own(event, event)
-        if event == events.SUBSCRIBE_UNIDIRECTIONAL.name:
+        spec = _check_event(event)
+        if key is not None and event not in ROUTE_FIELDS:
+            raise ValueError(f"{event} handlers cannot be registered per key")
+        what = _what(event, key)
+        if what in self._from_included:
+            raise ValueError(f"{what} is handled by an included router")
+        if spec.cardinality == "unary_stream":
             handler = _unidirectional(handler)
-        self._handlers[event] = handler
+        if key is None:
+            self._handlers[event] = handler
+        else:
+            self._keyed.setdefault(event, {})[key] = handler
         self._chains.clear()
 
     def add_interceptor(self, interceptor: Interceptor, *events_: str) -> None:
@@ -225,136 +215,34 @@ class Router:
             raise ValueError("this router already includes that one")
         if other._reaches(self):
             raise ValueError("a router cannot include itself, or a router that includes it")
-        rpc = events.RPC.name
         handlers = {event: other._intercepted(event, h) for event, h in other._handlers.items()}
-        methods = {m: other._intercepted(rpc, h) for m, h in other._rpc_methods.items()}
-        clashes = [f"event {event!r}" for event in handlers if event in self._handlers]
-        clashes += [f"rpc method {m!r}" for m in methods if m in self._rpc_methods]
+        keyed = {
+            event: {key: other._intercepted(event, h) for key, h in by_key.items()}
+            for event, by_key in other._keyed.items()
+        }
+        clashes = [_what(event) for event in handlers if event in self._handlers]
+        clashes += [
+            _what(event, key)
+            for event, by_key in keyed.items()
+            for key in by_key
+            if key in self._keyed.get(event, {})
+        ]
         if clashes:
             raise ValueError(f"both routers handle {', '.join(clashes)}")
         self._handlers.update(handlers)
-        self._rpc_methods.update(methods)
-        self._from_included.update(handlers)
-        self._from_included.update(f"rpc method {m!r}" for m in methods)
+        self._from_included.update(_what(event) for event in handlers)
+        for event, by_key in keyed.items():
+            self._keyed.setdefault(event, {}).update(by_key)
+            self._from_included.update(_what(event, key) for key in by_key)
         self._included.append(other)
         self._chains.clear()
 
     def _reaches(self, router: Router) -> bool:
         return router is self or any(inner._reaches(router) for inner in self._included)
 
-    def _check_own(self, key: str, what: str) -> None:
-        if key in self._from_included:
-            raise ValueError(f"{what} is handled by an included router")
-
     def handles(self, event: str) -> bool:
         """Whether a handler is registered for ``event``."""
-        return event in self._handlers or (event == events.RPC.name and bool(self._rpc_methods))
-
-    def _register(self, event: str, handler: Handler[C, R]) -> Handler[C, R]:
-        self.add_handler(event, handler)
-        return handler
-
-    def connect(
-        self, handler: Handler[ConnectCall, proxy.ConnectResult]
-    ) -> Handler[ConnectCall, proxy.ConnectResult]:
-        """Register the ``connect`` handler (usable as a decorator)."""
-        return self._register(events.CONNECT.name, handler)
-
-    def refresh(
-        self, handler: Handler[RefreshCall, proxy.RefreshResult]
-    ) -> Handler[RefreshCall, proxy.RefreshResult]:
-        """Register the ``refresh`` handler (usable as a decorator)."""
-        return self._register(events.REFRESH.name, handler)
-
-    def subscribe(
-        self, handler: Handler[SubscribeCall, proxy.SubscribeResult]
-    ) -> Handler[SubscribeCall, proxy.SubscribeResult]:
-        """Register the ``subscribe`` handler (usable as a decorator)."""
-        return self._register(events.SUBSCRIBE.name, handler)
-
-    def publish(
-        self, handler: Handler[PublishCall, proxy.PublishResult]
-    ) -> Handler[PublishCall, proxy.PublishResult]:
-        """Register the ``publish`` handler (usable as a decorator)."""
-        return self._register(events.PUBLISH.name, handler)
-
-    @overload
-    def rpc(
-        self, handler: Handler[RpcCall, proxy.RpcResult], /
-    ) -> Handler[RpcCall, proxy.RpcResult]: ...
-    @overload
-    def rpc(
-        self, method: str, /
-    ) -> Callable[[Handler[RpcCall, proxy.RpcResult]], Handler[RpcCall, proxy.RpcResult]]: ...
-    def rpc(
-        self, handler_or_method: Handler[RpcCall, proxy.RpcResult] | str, /
-    ) -> (
-        Handler[RpcCall, proxy.RpcResult]
-        | Callable[[Handler[RpcCall, proxy.RpcResult]], Handler[RpcCall, proxy.RpcResult]]
-    ):
-        """Register an ``rpc`` handler: ``@router.rpc`` for every method, or
-        ``@router.rpc("method")`` for one. A method without a handler of its own goes to the
-        catch-all handler, or gets error 104 "method not found"."""
-        if isinstance(handler_or_method, str):
-            method = handler_or_method
-
-            def register(
-                handler: Handler[RpcCall, proxy.RpcResult],
-            ) -> Handler[RpcCall, proxy.RpcResult]:
-                key = f"rpc method {method!r}"
-                self._check_own(key, key)
-                self._rpc_methods[method] = handler  # type: ignore[assignment]
-                self._chains.clear()
-                return handler
-
-            return register
-        return self._register(events.RPC.name, handler_or_method)
-
-    def sub_refresh(
-        self, handler: Handler[SubRefreshCall, proxy.SubRefreshResult]
-    ) -> Handler[SubRefreshCall, proxy.SubRefreshResult]:
-        """Register the ``sub_refresh`` handler (usable as a decorator)."""
-        return self._register(events.SUB_REFRESH.name, handler)
-
-    def subscribe_unidirectional(self, handler: UnidirectionalHandler) -> UnidirectionalHandler:
-        """Register the unidirectional subscribe stream handler (an async generator)."""
-        self.add_handler(events.SUBSCRIBE_UNIDIRECTIONAL.name, handler)
-        return handler
-
-    def subscribe_bidirectional(self, handler: BidirectionalHandler) -> BidirectionalHandler:
-        """Register the bidirectional subscribe stream handler (usable as a decorator)."""
-        self.add_handler(events.SUBSCRIBE_BIDIRECTIONAL.name, handler)
-        return handler
-
-    def notify_cache_empty(
-        self, handler: Handler[NotifyCacheEmptyCall, proxy.NotifyCacheEmptyResult]
-    ) -> Handler[NotifyCacheEmptyCall, proxy.NotifyCacheEmptyResult]:
-        """Register the ``notify_cache_empty`` handler (usable as a decorator)."""
-        return self._register(events.NOTIFY_CACHE_EMPTY.name, handler)
-
-    def notify_channel_state(
-        self, handler: Handler[NotifyChannelStateCall, proxy.NotifyChannelStateResult]
-    ) -> Handler[NotifyChannelStateCall, proxy.NotifyChannelStateResult]:
-        """Register the ``notify_channel_state`` handler (usable as a decorator)."""
-        return self._register(events.NOTIFY_CHANNEL_STATE.name, handler)
-
-    def map_publish(
-        self, handler: Handler[MapPublishCall, proxy.MapPublishResult]
-    ) -> Handler[MapPublishCall, proxy.MapPublishResult]:
-        """Register the ``map_publish`` handler (usable as a decorator)."""
-        return self._register(events.MAP_PUBLISH.name, handler)
-
-    def map_remove(
-        self, handler: Handler[MapRemoveCall, proxy.MapRemoveResult]
-    ) -> Handler[MapRemoveCall, proxy.MapRemoveResult]:
-        """Register the ``map_remove`` handler (usable as a decorator)."""
-        return self._register(events.MAP_REMOVE.name, handler)
-
-    def shared_poll_refresh(
-        self, handler: Handler[SharedPollRefreshCall, proxy.SharedPollRefreshResult]
-    ) -> Handler[SharedPollRefreshCall, proxy.SharedPollRefreshResult]:
-        """Register the ``shared_poll_refresh`` handler (usable as a decorator)."""
-        return self._register(events.SHARED_POLL_REFRESH.name, handler)
+        return event in self._handlers or bool(self._keyed.get(event))
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -381,8 +269,9 @@ class Router:
 
     def _terminal(self, event: str) -> _Call:
         handler = self._handlers.get(event)
-        if event == events.RPC.name and self._rpc_methods:
-            return _rpc_dispatch(dict(self._rpc_methods), handler)
+        keyed = self._keyed.get(event)
+        if keyed:
+            return _keyed_dispatch(ROUTE_FIELDS[event], dict(keyed), handler)
         if handler is None:
             return _unhandled
         return handler
@@ -486,7 +375,7 @@ class Router:
         task.add_done_callback(done)
 
     async def handle_stream(
-        self, request: SubscribeStreamCall, send: StreamSend, *, deadline: float | None = None
+        self, request: StreamCall[Any, Any, Any], send: StreamSend, *, deadline: float | None = None
     ) -> None:
         """Serve a subscribe stream: send the reply, then the handler's publications.
 
@@ -509,7 +398,7 @@ class Router:
             await asyncio.wait({task, replied}, timeout=limit, return_when="FIRST_COMPLETED")
             if not call.replied:
                 if task.done():
-                    _stream_failed(call, task)
+                    _stream_ended(call, task)
                     if not call.replied:
                         logger.error("%s handler returned without replying", name)
                 else:
@@ -532,6 +421,8 @@ class Router:
                     "%s handler failed after accepting the subscription", name, exc_info=failure
                 )
                 raise StreamError(f"{name} handler failed: {failure!r}") from failure
+            if (value := task.result()) is not None:
+                _returned(call, value)  # after the reply: logged, the reply stands
         finally:
             replied.cancel()
             if not task.done() and task not in self._stragglers:
@@ -544,9 +435,16 @@ class Router:
         self._straggle(name, task)
 
 
-def _check_event(event: str) -> None:
-    if event not in events.EVENTS:
+def _check_event(event: str) -> events.Event[Any, Any]:
+    spec = events.EVENTS.get(event)
+    if spec is None:
         raise ValueError(f"unknown proxy event {event!r}; known: {', '.join(events.EVENTS)}")
+    return spec
+
+
+def _what(event: str, key: str | None = None) -> str:
+    """How errors name an event's handler, or that of one key (``rpc method 'time'``)."""
+    return f"event {event!r}" if key is None else f"{event} {ROUTE_FIELDS[event]} {key!r}"
 
 
 async def _await(awaitable: Awaitable[Any]) -> Any:
@@ -572,16 +470,19 @@ async def _unhandled(request: AnyCall) -> None:
     request._fail(Code.NOT_AVAILABLE, Code.NOT_AVAILABLE.message)
 
 
-def _rpc_dispatch(methods: dict[str, _Call], fallback: _Call | None) -> _Call:
+def _keyed_dispatch(field: str, handlers: dict[str, _Call], fallback: _Call | None) -> _Call:
+    """The handler of the call's ``field`` value (an rpc's ``method``), else ``fallback``,
+    else error 104 "method not found"."""
+
     async def dispatch(request: AnyCall) -> Any:
-        assert isinstance(request, RpcCall)
-        handler = methods.get(request.method)
+        key = getattr(request.message, field)
+        handler = handlers.get(key)
         if handler is not None:
             return await handler(request)
         if fallback is not None:
             return await fallback(request)
-        logger.info("no handler for rpc method %r", request.method)
-        request.error(Code.NOT_FOUND, Code.NOT_FOUND.message)
+        logger.info("no %s handler for %s %r", request.event.name, field, key)
+        request._fail(Code.NOT_FOUND, Code.NOT_FOUND.message)
         return None
 
     return dispatch
@@ -589,7 +490,7 @@ def _rpc_dispatch(methods: dict[str, _Call], fallback: _Call | None) -> _Call:
 
 def _unidirectional(handler: UnidirectionalHandler) -> _Call:
     async def run(request: AnyCall) -> None:
-        assert isinstance(request, SubscribeUnidirectionalCall)
+        assert isinstance(request, StreamCall)
         publications = handler(request)
         try:
             async for publication in publications:
@@ -639,10 +540,13 @@ def _failure(task: asyncio.Task[Any]) -> BaseException | None:
     return exc.exc if isinstance(exc, _Exit) else exc
 
 
-def _stream_failed(call: AnyCall, task: asyncio.Task[Any]) -> None:
+def _stream_ended(call: AnyCall, task: asyncio.Task[Any]) -> None:
+    """The reply of a stream handler that ended before replying: what it returned or raised."""
     failure = _failure(task)
     if failure is not None:
         _on_exception(call, failure)
+    elif (value := task.result()) is not None:
+        _returned(call, value)
 
 
 def _reraise(exc: BaseException) -> None:

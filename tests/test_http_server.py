@@ -32,8 +32,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from centrifugo_types import Router, json, proxy
+from centrifugo_types._call import internal_error_reply
 from centrifugo_types._generated import proxy_events as events
-from centrifugo_types.calls import AnyCall, ConnectCall, RpcCall, internal_error_reply
+from centrifugo_types.calls import AnyCall, ConnectCall, RpcCall
 from centrifugo_types.http import UNARY_EVENTS, ProxyApp, ProxyServer
 from centrifugo_types.testing import json_payloads, messages
 

@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import betterproto2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -35,7 +36,6 @@ from centrifugo_types.calls import (
     RefreshCall,
     RpcCall,
     SharedPollRefreshCall,
-    StreamItem,
     SubscribeBidirectionalCall,
     SubscribeUnidirectionalCall,
 )
@@ -481,9 +481,9 @@ async def test_raising_after_replying_keeps_the_reply(caplog: pytest.LogCaptureF
 
 class Sink:
     def __init__(self) -> None:
-        self.items: list[StreamItem] = []
+        self.items: list[betterproto2.Message] = []
 
-    async def __call__(self, item: StreamItem) -> None:
+    async def __call__(self, item: betterproto2.Message) -> None:
         self.items.append(item)
 
 
@@ -743,7 +743,7 @@ async def test_include_refuses_what_both_routers_handle() -> None:
     d = Router()
     d.add_handler("refresh", connect)
     a.include(d)
-    with pytest.raises(ValueError, match="refresh is handled by an included router"):
+    with pytest.raises(ValueError, match="event 'refresh' is handled by an included router"):
         a.add_handler("refresh", connect)
     with pytest.raises(ValueError, match="already includes"):
         a.include(c)
@@ -1064,3 +1064,29 @@ async def test_the_callers_cancellation_of_a_stream_propagates_and_stops_the_han
         await task
     assert stopped.is_set()
     assert sink.items == [proxy.SubscribeResponse(result=proxy.SubscribeResult())]
+
+
+async def test_a_bidirectional_stream_handler_may_return_its_result(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    router = Router()
+
+    @router.subscribe_bidirectional
+    async def chat(call: SubscribeBidirectionalCall) -> proxy.SubscribeResult:
+        if call.channel == "twice":
+            call.respond(proxy.SubscribeResult(data=b"1"))
+            await call.send(proxy.Publication(data=b"p"))
+        return proxy.SubscribeResult(data=b"2")
+
+    sink = Sink()
+    await router.handle_stream(SubscribeBidirectionalCall(proxy.SubscribeRequest()), sink)
+    assert sink.items == [proxy.SubscribeResponse(result=proxy.SubscribeResult(data=b"2"))]
+    sink = Sink()
+    with caplog.at_level(logging.ERROR, logger="centrifugo_types.router"):
+        request = SubscribeBidirectionalCall(proxy.SubscribeRequest(channel="twice"))
+        await router.handle_stream(request, sink)
+    assert sink.items == [
+        proxy.SubscribeResponse(result=proxy.SubscribeResult(data=b"1")),
+        proxy.Publication(data=b"p"),
+    ]
+    assert "after replying; the reply stands" in caplog.text
