@@ -2,12 +2,14 @@
 
 Everything a handler module needs comes from here: the :class:`Router`, the typed calls
 (:class:`ConnectCall`, :class:`PublishCall`, ...), :data:`CallNext` for interceptors and every
-exception (:mod:`centrifugo_types.errors` has the tree). The rest lives in modules:
+exception (:mod:`centrifugo_types.errors` has the tree), and :func:`server_ssl_context` for
+the servers' TLS. The rest lives in modules:
 
 - :mod:`centrifugo_types.proxy`: the proxy protocol messages (connect, subscribe, publish, ...).
 - :mod:`centrifugo_types.api`: the server API messages.
 - :mod:`centrifugo_types.grpc`: the gRPC proxy server (grpclib).
-- :mod:`centrifugo_types.http`: the HTTP proxy as an ASGI app (served by uvicorn).
+- :mod:`centrifugo_types.http`: the HTTP proxy as an ASGI app and its server (uvicorn); both
+  servers keep one contract (options, ``async with``, ``serve()``, lifespan).
 - :mod:`centrifugo_types.json`: Centrifugo's JSON dialect (HTTP proxy, HTTP server API).
 - :mod:`centrifugo_types.client`: server API clients over gRPC and HTTP.
 - :mod:`centrifugo_types.testing`: hypothesis strategies for every message type.
@@ -17,6 +19,7 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
 from ._generated import CENTRIFUGO_VERSION
+from ._server import server_ssl_context
 from .calls import (
     AnyCall,
     ConnectCall,
@@ -125,4 +128,5 @@ __all__ = [
     "UnrecoverablePositionError",
     "UnsupportedMethodError",
     "__version__",
+    "server_ssl_context",
 ]

@@ -1,0 +1,172 @@
+"""Every proxy server transport, as the parametrized server suite (tests/test_server.py) sees
+it: the server class, a client that makes one call the way Centrifugo does, and what is
+malformed in the transport's encoding.
+
+Adding a transport (RoadRunner, ...) is adding a :class:`Transport` to :data:`TRANSPORTS`;
+the suite's tests then run over it too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import betterproto2
+import httpx
+from grpclib import GRPCError
+from grpclib.client import Channel
+from grpclib.const import Cardinality
+from grpclib.exceptions import StreamTerminatedError
+
+from centrifugo_types import grpc, http, json
+from centrifugo_types._generated import proxy_events as events
+from centrifugo_types._server import Server
+
+
+class Refused(Exception):
+    """The call got no reply: the transport refused it (credentials, shutting down) or could
+    not reach the server."""
+
+
+class Garbage:
+    """A gRPC "message" whose encoding is whatever bytes we want to send."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def SerializeToString(self) -> bytes:
+        return self.data
+
+    @classmethod
+    def FromString(cls, data: bytes) -> Garbage:
+        return cls(data)
+
+
+class Client(Protocol):
+    async def call(
+        self,
+        event: str,
+        request: betterproto2.Message | bytes,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Any:
+        """The reply to one call of ``event`` (``request``: a message, or a body of raw
+        bytes in the transport's encoding); raises :class:`Refused` when there is none."""
+        ...
+
+
+class GrpcClient:
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+
+    async def call(
+        self,
+        event: str,
+        request: betterproto2.Message | bytes,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Any:
+        spec = events.EVENTS[event]
+        body = request if isinstance(request, bytes) else bytes(request)
+        try:
+            async with self.channel.request(
+                spec.path,
+                Cardinality.UNARY_UNARY,
+                Garbage,
+                spec.output_type,
+                timeout=5,
+                metadata=dict(metadata or {}),
+            ) as stream:
+                await stream.send_message(Garbage(body), end=True)
+                return await stream.recv_message()
+        except (GRPCError, StreamTerminatedError, OSError) as exc:
+            raise Refused(str(exc)) from exc
+
+
+class HttpClient:
+    def __init__(self, client: httpx.AsyncClient, paths: Mapping[str, str]) -> None:
+        self.client = client
+        self.paths = paths
+
+    async def call(
+        self,
+        event: str,
+        request: betterproto2.Message | bytes,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Any:
+        body = request if isinstance(request, bytes) else json.dumps(request)
+        headers = {"content-type": "application/json", **(metadata or {})}
+        try:
+            reply = await self.client.post(self.paths[event], content=body, headers=headers)
+        except httpx.TransportError as exc:
+            raise Refused(str(exc)) from exc
+        if reply.status_code != 200:
+            raise Refused(f"HTTP {reply.status_code}: {reply.text}")
+        return json.loads(events.EVENTS[event].response_type, reply.content)
+
+
+def _client_tls(cafile: Path | None, alpn: list[str]) -> ssl.SSLContext | None:
+    if cafile is None:
+        return None
+    context = ssl.create_default_context(cafile=str(cafile))
+    context.set_alpn_protocols(alpn)
+    return context
+
+
+@contextlib.asynccontextmanager
+async def grpc_client(server: Server, cafile: Path | None) -> AsyncIterator[Client]:
+    channel = Channel("127.0.0.1", server.port, ssl=_client_tls(cafile, ["h2"]))
+    try:
+        yield GrpcClient(channel)
+    finally:
+        channel.close()
+
+
+@contextlib.asynccontextmanager
+async def http_client(server: Server, cafile: Path | None) -> AsyncIterator[Client]:
+    assert isinstance(server, http.ProxyServer)
+    base = server.url.replace("https://", "http://") if cafile is None else server.url
+    verify = _client_tls(cafile, ["http/1.1"]) or True
+    async with httpx.AsyncClient(base_url=base, verify=verify, timeout=5) as client:
+        yield HttpClient(client, server.app.paths)
+
+
+@dataclass(frozen=True)
+class Transport:
+    name: str
+    server: Callable[..., Server]
+    client: Callable[[Server, Path | None], contextlib.AbstractAsyncContextManager[Client]]
+    """A client of a started server (``cafile``: over TLS, trusting that certificate)."""
+    malformed: tuple[bytes, ...]
+    """Bodies that are no request in the transport's encoding."""
+
+    def __str__(self) -> str:
+        return self.name
+
+
+TRANSPORTS = (
+    Transport(
+        "grpc",
+        grpc.ProxyServer,
+        grpc_client,
+        malformed=(b"\xff\xff\xff\xff", b"\x0a\x05ab", b"\x0a\x01\xc3"),
+    ),
+    Transport(
+        "http",
+        http.ProxyServer,
+        http_client,
+        malformed=(
+            b"",
+            b"{",
+            b"[]",
+            b'{"a": 01}',
+            b'{"a": 1,}',
+            b'{"data": nope}',
+            b"\xff\xfe",
+            b'"text"',
+            b"{}{}",
+        ),
+    ),
+)
