@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import betterproto2
 import httpx
@@ -46,7 +46,15 @@ class Garbage:
         return cls(data)
 
 
-class Client(Protocol):
+Send = Callable[[str, "betterproto2.Message | bytes", Mapping[str, str]], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Client:
+    """Makes calls the way Centrifugo does, over one transport."""
+
+    send: Send
+
     async def call(
         self,
         event: str,
@@ -55,56 +63,7 @@ class Client(Protocol):
     ) -> Any:
         """The reply to one call of ``event`` (``request``: a message, or a body of raw
         bytes in the transport's encoding); raises :class:`Refused` when there is none."""
-        ...
-
-
-class GrpcClient:
-    def __init__(self, channel: Channel) -> None:
-        self.channel = channel
-
-    async def call(
-        self,
-        event: str,
-        request: betterproto2.Message | bytes,
-        metadata: Mapping[str, str] | None = None,
-    ) -> Any:
-        spec = events.EVENTS[event]
-        body = request if isinstance(request, bytes) else bytes(request)
-        try:
-            async with self.channel.request(
-                spec.path,
-                Cardinality.UNARY_UNARY,
-                Garbage,
-                spec.output_type,
-                timeout=5,
-                metadata=dict(metadata or {}),
-            ) as stream:
-                await stream.send_message(Garbage(body), end=True)
-                return await stream.recv_message()
-        except (GRPCError, StreamTerminatedError, OSError) as exc:
-            raise Refused(str(exc)) from exc
-
-
-class HttpClient:
-    def __init__(self, client: httpx.AsyncClient, paths: Mapping[str, str]) -> None:
-        self.client = client
-        self.paths = paths
-
-    async def call(
-        self,
-        event: str,
-        request: betterproto2.Message | bytes,
-        metadata: Mapping[str, str] | None = None,
-    ) -> Any:
-        body = request if isinstance(request, bytes) else json.dumps(request)
-        headers = {"content-type": "application/json", **(metadata or {})}
-        try:
-            reply = await self.client.post(self.paths[event], content=body, headers=headers)
-        except httpx.TransportError as exc:
-            raise Refused(str(exc)) from exc
-        if reply.status_code != 200:
-            raise Refused(f"HTTP {reply.status_code}: {reply.text}")
-        return json.loads(events.EVENTS[event].response_type, reply.content)
+        return await self.send(event, request, metadata or {})
 
 
 def _client_tls(cafile: Path | None, alpn: list[str]) -> ssl.SSLContext | None:
@@ -118,8 +77,22 @@ def _client_tls(cafile: Path | None, alpn: list[str]) -> ssl.SSLContext | None:
 @contextlib.asynccontextmanager
 async def grpc_client(server: Server, cafile: Path | None) -> AsyncIterator[Client]:
     channel = Channel("127.0.0.1", server.port, ssl=_client_tls(cafile, ["h2"]))
+
+    async def send(name: str, request: Any, metadata: Mapping[str, str]) -> Any:
+        event = events.EVENTS[name]
+        body = Garbage(request if isinstance(request, bytes) else bytes(request))
+        call = Cardinality.UNARY_UNARY
+        try:
+            async with channel.request(
+                event.path, call, Garbage, event.output_type, timeout=5, metadata=dict(metadata)
+            ) as stream:
+                await stream.send_message(body, end=True)
+                return await stream.recv_message()
+        except (GRPCError, StreamTerminatedError, OSError) as exc:
+            raise Refused(str(exc)) from exc
+
     try:
-        yield GrpcClient(channel)
+        yield Client(send)
     finally:
         channel.close()
 
@@ -127,10 +100,23 @@ async def grpc_client(server: Server, cafile: Path | None) -> AsyncIterator[Clie
 @contextlib.asynccontextmanager
 async def http_client(server: Server, cafile: Path | None) -> AsyncIterator[Client]:
     assert isinstance(server, http.ProxyServer)
+    paths = server.app.paths
     base = server.url.replace("https://", "http://") if cafile is None else server.url
     verify = _client_tls(cafile, ["http/1.1"]) or True
     async with httpx.AsyncClient(base_url=base, verify=verify, timeout=5) as client:
-        yield HttpClient(client, server.app.paths)
+
+        async def send(name: str, request: Any, metadata: Mapping[str, str]) -> Any:
+            body = request if isinstance(request, bytes) else json.dumps(request)
+            headers = {"content-type": "application/json", **metadata}
+            try:
+                reply = await client.post(paths[name], content=body, headers=headers)
+            except httpx.TransportError as exc:
+                raise Refused(str(exc)) from exc
+            if reply.status_code != 200:
+                raise Refused(f"HTTP {reply.status_code}: {reply.text}")
+            return json.loads(events.EVENTS[name].response_type, reply.content)
+
+        yield Client(send)
 
 
 @dataclass(frozen=True)

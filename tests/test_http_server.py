@@ -146,14 +146,6 @@ def payload_router() -> Router:
     async def raw_bytes(request: RpcCall) -> None:
         request.respond(proxy.RpcResult(data=b"\x00\xff"))
 
-    @router.rpc("raise")
-    async def fail(request: RpcCall) -> None:
-        raise RuntimeError("broken")
-
-    @router.rpc("hang")
-    async def hang(request: RpcCall) -> None:
-        await asyncio.sleep(10)
-
     @router.connect
     async def connect(request: ConnectCall) -> None:
         request.respond(
