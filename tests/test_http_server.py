@@ -456,10 +456,10 @@ def test_cli_http_options_need_http(capsys: pytest.CaptureFixture[str]) -> None:
     from centrifugo_types.__main__ import main
 
     with pytest.raises(SystemExit) as exit:
-        main(["serve", "tests.test_server:cli_router", "--prefix", "/x"])
+        main(["serve", "tests.cli_routers:cli_router", "--prefix", "/x"])
     assert exit.value.code == 2
     assert "--prefix and --max-body-size are options of --http" in capsys.readouterr().err
-    assert main(["serve", "tests.test_server:cli_router", "--http", "--prefix", "x"]) == 1
+    assert main(["serve", "tests.cli_routers:cli_router", "--http", "--prefix", "x"]) == 1
     assert "centrifugo-types: prefix must start with '/'" in capsys.readouterr().err
 
 
