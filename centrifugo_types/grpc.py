@@ -135,12 +135,17 @@ class ProxyService:
         remaining = stream.deadline.time_remaining()
         return asyncio.get_running_loop().time() + remaining - min(DEADLINE_MARGIN, remaining / 5)
 
-    async def _receive(self, stream: _Stream, event: events.Event[Any, Any]) -> Any:
-        """The call's message; ``None`` once the event's failure reply is sent instead."""
+    async def _receive(
+        self, stream: _Stream, event: events.Event[Any, Any], field: str | None = None
+    ) -> Any:
+        """The call's message (or that ``field`` of it, which must be set); ``None`` once the
+        event's failure reply is sent instead."""
         try:
             message = await stream.recv_message()
             if message is None:
                 raise DecodeError("the call has no message")
+            if field is not None and (message := getattr(message, field)) is None:
+                raise DecodeError(f"the first message has no {field}")
             return message
         except _UNREADABLE as exc:
             reply = undecodable(event, exc)
@@ -181,14 +186,8 @@ class ProxyService:
     async def _subscribe_bidirectional(self, stream: _Stream) -> None:
         event = events.SUBSCRIBE_BIDIRECTIONAL
         metadata = self._admit(stream)
-        first = await self._receive(stream, event)
-        if first is None:
-            return
-        if first.subscribe_request is None:
-            error = DecodeError("the first message has no subscribe_request")
-            await stream.send_message(
-                proxy.StreamSubscribeResponse(subscribe_response=undecodable(event, error))
-            )
+        subscribe = await self._receive(stream, event, "subscribe_request")
+        if subscribe is None:
             return
 
         async def incoming() -> AsyncIterator[proxy.Publication]:
@@ -196,7 +195,7 @@ class ProxyService:
                 if message.publication is not None:
                     yield message.publication
 
-        request = SubscribeBidirectionalCall(first.subscribe_request, metadata, incoming=incoming())
+        request = SubscribeBidirectionalCall(subscribe, metadata, incoming=incoming())
         await self._serve_stream(stream, request)
 
     async def _serve_stream(self, stream: _Stream, request: SubscribeStreamCall) -> None:

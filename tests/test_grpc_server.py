@@ -178,6 +178,26 @@ async def test_a_malformed_stream_request_gets_the_failure_reply(
         assert await stream.recv_message() == STREAM_FAILURE
 
 
+@pytest.mark.parametrize(
+    "first",
+    [b"", bytes(proxy.StreamSubscribeRequest(publication=proxy.Publication(data=b"{}")))],
+    ids=["no-message", "no-subscribe_request"],
+)
+async def test_a_bidirectional_stream_must_start_with_its_subscribe_request(
+    serving: tuple[proxy.CentrifugoProxyStub, list[Any]], first: bytes
+) -> None:
+    event = events.SUBSCRIBE_BIDIRECTIONAL
+    channel = serving[0].channel
+    async with channel.request(
+        event.path, Cardinality.STREAM_STREAM, Garbage, event.output_type, timeout=5
+    ) as stream:
+        if first:
+            await stream.send_message(Garbage(first), end=True)
+        else:
+            await stream.send_request(end=True)
+        assert await stream.recv_message() == STREAM_FAILURE
+
+
 def _frame(message: bytes, *, compressed: bool = False, length: int | None = None) -> bytes:
     """A gRPC length-prefixed message, as it is or with the flag or the length falsified."""
     return struct.pack(">?I", compressed, len(message) if length is None else length) + message
