@@ -48,7 +48,7 @@ class Server:
         await ProxyServer(router).serve()  # until SIGTERM / SIGINT
 
     ``ssl``: serve TLS with this context (see :func:`server_ssl_context`; the server sets the
-    ALPN protocols it speaks). ``credentials``: a ``(key, value)`` pair every call must carry
+    ALPN protocols it speaks on it, so give each server its own). ``credentials``: a ``(key, value)`` pair every call must carry
     (gRPC metadata or an HTTP header, as Centrifugo's proxy settings send it); others are
     refused, and handlers do not see it. ``reuse_port``: set ``SO_REUSEPORT``, so that several
     processes can serve one port (the kernel spreads new connections over them): one process
