@@ -48,12 +48,12 @@ class Server:
         await ProxyServer(router).serve()  # until SIGTERM / SIGINT
 
     ``ssl``: serve TLS with this context (see :func:`server_ssl_context`; the server sets the
-    ALPN protocols it speaks on it, so give each server its own). ``credentials``: a ``(key, value)`` pair every call must carry
-    (gRPC metadata or an HTTP header, as Centrifugo's proxy settings send it); others are
-    refused, and handlers do not see it. ``reuse_port``: set ``SO_REUSEPORT``, so that several
-    processes can serve one port (the kernel spreads new connections over them): one process
-    a core. Not available on Windows. ``shutdown_timeout``: how long :meth:`close` lets the
-    calls in flight finish.
+    ALPN protocols it speaks on it, so give each server its own). ``credentials``: a
+    ``(key, value)`` pair every call must carry (gRPC metadata or an HTTP header, as
+    Centrifugo's proxy settings send it); others are refused, and handlers do not see it.
+    ``reuse_port``: set ``SO_REUSEPORT``, so that several processes can serve one port (the
+    kernel spreads new connections over them): one process a core. Not available on Windows.
+    ``shutdown_timeout``: how long :meth:`close` lets the calls in flight finish.
 
     :meth:`start` binds the port, then enters the router's lifespan
     (:meth:`Router.lifespan_context`) once, before the first call is accepted; :meth:`close`

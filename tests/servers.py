@@ -12,7 +12,6 @@ import contextlib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import betterproto2
@@ -66,17 +65,11 @@ class Client:
         return await self.send(event, request, metadata or {})
 
 
-def _client_tls(cafile: Path | None, alpn: list[str]) -> ssl.SSLContext | None:
-    if cafile is None:
-        return None
-    context = ssl.create_default_context(cafile=str(cafile))
-    context.set_alpn_protocols(alpn)
-    return context
-
-
 @contextlib.asynccontextmanager
-async def grpc_client(server: Server, cafile: Path | None) -> AsyncIterator[Client]:
-    channel = Channel("127.0.0.1", server.port, ssl=_client_tls(cafile, ["h2"]))
+async def grpc_client(server: Server, tls: ssl.SSLContext | None) -> AsyncIterator[Client]:
+    if tls is not None:
+        tls.set_alpn_protocols(["h2"])
+    channel = Channel("127.0.0.1", server.port, ssl=tls)
 
     async def send(name: str, request: Any, metadata: Mapping[str, str]) -> Any:
         event = events.EVENTS[name]
@@ -98,12 +91,11 @@ async def grpc_client(server: Server, cafile: Path | None) -> AsyncIterator[Clie
 
 
 @contextlib.asynccontextmanager
-async def http_client(server: Server, cafile: Path | None) -> AsyncIterator[Client]:
+async def http_client(server: Server, tls: ssl.SSLContext | None) -> AsyncIterator[Client]:
     assert isinstance(server, http.ProxyServer)
     paths = server.app.paths
-    base = server.url.replace("https://", "http://") if cafile is None else server.url
-    verify = _client_tls(cafile, ["http/1.1"]) or True
-    async with httpx.AsyncClient(base_url=base, verify=verify, timeout=5) as client:
+    base = server.url.replace("https://", "http://") if tls is None else server.url
+    async with httpx.AsyncClient(base_url=base, verify=tls or True, timeout=5) as client:
 
         async def send(name: str, request: Any, metadata: Mapping[str, str]) -> Any:
             body = request if isinstance(request, bytes) else json.dumps(request)
@@ -123,8 +115,10 @@ async def http_client(server: Server, cafile: Path | None) -> AsyncIterator[Clie
 class Transport:
     name: str
     server: Callable[..., Server]
-    client: Callable[[Server, Path | None], contextlib.AbstractAsyncContextManager[Client]]
-    """A client of a started server (``cafile``: over TLS, trusting that certificate)."""
+    client: Callable[
+        [Server, ssl.SSLContext | None], contextlib.AbstractAsyncContextManager[Client]
+    ]
+    """A client of a started server (over TLS with that client context)."""
     malformed: tuple[bytes, ...]
     """Bodies that are no request in the transport's encoding."""
 

@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -133,16 +134,26 @@ async def test_credentials_are_required_and_not_passed_to_handlers(
     assert "x-key" not in seen[0]
 
 
-async def test_tls(transport: Transport, certificate: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize("mutual", [False, True], ids=["tls", "mutual-tls"])
+async def test_tls(transport: Transport, certificate: tuple[Path, Path], mutual: bool) -> None:
     cert, key = certificate
-    tls = server_ssl_context(str(cert), str(key))
+    tls = server_ssl_context(str(cert), str(key), client_ca=str(cert) if mutual else None)
+
+    def client_tls(*, with_certificate: bool) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(cert))
+        if with_certificate:  # the self-signed certificate is its own CA
+            context.load_cert_chain(str(cert), str(key))
+        return context
+
     async with transport.server(named_router("u"), port=0, ssl=tls) as server:
-        async with transport.client(server, cert) as client:
+        async with transport.client(server, client_tls(with_certificate=mutual)) as client:
             reply = await client.call("connect", proxy.ConnectRequest())
             assert reply.result == proxy.ConnectResult(user="u")
-        async with transport.client(server, None) as plain:
-            with pytest.raises((Refused, TimeoutError)):
-                await asyncio.wait_for(plain.call("connect", proxy.ConnectRequest()), 2)
+        refused = [None, client_tls(with_certificate=False)] if mutual else [None]
+        for context in refused:  # plain, or without a client certificate
+            async with transport.client(server, context) as other:
+                with pytest.raises((Refused, TimeoutError)):
+                    await asyncio.wait_for(other.call("connect", proxy.ConnectRequest()), 2)
 
 
 async def test_replies_are_not_held_back_by_nagles_algorithm(transport: Transport) -> None:
