@@ -397,3 +397,19 @@ def test_event_loop_runner(monkeypatch: pytest.MonkeyPatch) -> None:
         event_loop_runner("uvloop")
     with pytest.raises(ValueError, match="loop must be"):
         event_loop_runner("trio")
+
+
+def test_server_ssl_context_names_the_file_it_cannot_use(
+    tmp_path: Path, certificate: tuple[Path, Path]
+) -> None:
+    cert, key = certificate
+    assert server_ssl_context(str(cert), str(key)).verify_mode == ssl.CERT_NONE
+    assert server_ssl_context(str(cert), str(key), client_ca=str(cert)).verify_mode == (
+        ssl.CERT_REQUIRED
+    )
+    missing, garbage = tmp_path / "missing.pem", tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    with pytest.raises(StartupError, match=f"^cannot read {missing}: No such file"):
+        server_ssl_context(str(cert), str(missing))
+    with pytest.raises(StartupError, match=f"^cannot load the TLS certificate {garbage}: "):
+        server_ssl_context(str(garbage))
