@@ -5,12 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from centrifugo_types import Router, RpcCall, proxy
 
-cli_router = Router()
-"""An rpc that sleeps as long as its data says, then answers ``"done"``."""
+logger = logging.getLogger("centrifugo_types.tests")
+
+
+@contextlib.asynccontextmanager
+async def _logged_lifespan(router: Router) -> AsyncIterator[None]:
+    logger.info("lifespan entered")
+    yield
+    logger.info("lifespan left")
+
+
+cli_router = Router(lifespan=_logged_lifespan)
+"""An rpc that sleeps as long as its data says, then answers ``"done"``; its lifespan logs
+when it is entered and left."""
 
 
 @cli_router.rpc

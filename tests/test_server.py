@@ -293,6 +293,7 @@ async def test_cli_serves_and_shuts_down_gracefully_on_sigterm(
                 if match := re.search(r"proxy on \w+://127\.0\.0\.1:(\d+)", line):
                     port = int(match[1])
         assert any(f"event loop: {loop}" in line for line in lines), lines
+        assert "lifespan entered" in "".join(lines)  # before listening
         # --reuse-port: another SO_REUSEPORT server can bind the same port.
         async with transport.server(Router(), port=port, reuse_port=True) as server:
             pass
@@ -307,6 +308,8 @@ async def test_cli_serves_and_shuts_down_gracefully_on_sigterm(
             process.send_signal(signal.SIGTERM)
             assert (await in_flight).result == proxy.RpcResult(data=b'"done"')
         assert await asyncio.wait_for(process.wait(), 10) == 0
+        rest = (await process.stderr.read()).decode()
+        assert rest.index("shutting down") < rest.index("lifespan left") < rest.index("stopped")
     finally:
         if process.returncode is None:
             process.kill()
