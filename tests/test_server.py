@@ -171,7 +171,8 @@ async def test_replies_are_not_held_back_by_nagles_algorithm(transport: Transpor
             started = loop.time()
             await client.call("connect", proxy.ConnectRequest())
             durations.append(loop.time() - started)
-    assert sorted(durations)[10] < 0.02, durations
+    # The median below 35 ms: a stall makes it >= 40 ms, a loaded machine > 20 ms.
+    assert sorted(durations)[10] < 0.035, durations
 
 
 async def test_reuse_port_lets_servers_share_a_port(transport: Transport) -> None:
