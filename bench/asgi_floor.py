@@ -7,9 +7,9 @@ or encoding and no router call: what it costs is what uvicorn and the event loop
 request.
 
 It is served exactly as ``centrifugo-types serve --http`` serves a :class:`ProxyApp` --
-:func:`centrifugo_types.http.serve` under ``asyncio.run``, hence the same uvicorn options
-(keep-alive, no access log, no lifespan, no server header), listening socket and event
-loop -- which is why it subclasses :class:`ProxyApp` (the type ``serve`` takes) while
+:meth:`centrifugo_types.http.ProxyServer.serve` under ``asyncio.run``, hence the same uvicorn
+options (keep-alive, no access log, no lifespan, no server header), listening socket and
+event loop -- which is why it subclasses :class:`ProxyApp` (the server's ``app``) while
 replacing all of what it does. ``--loop uvloop`` runs the same on uvloop.
 
     python -m bench.asgi_floor --port PORT [--no-httptools] [--loop uvloop] [--max-seconds S]
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = args_.parse_args(argv)
     parser(httptools=not args.no_httptools)
     stop_after(args.max_seconds)
-    serve_http_on(args.loop, FloorApp(), args.port)
+    serve_http_on(args.loop, args.port, FloorApp())
     return 0
 
 

@@ -9,8 +9,8 @@ served by the command line itself, in this process::
 
     centrifugo-types serve bench.our_server:router --host 127.0.0.1 --port PORT --reuse-port
 
-(:func:`centrifugo_types.grpc.serve`: :class:`~centrifugo_types.grpc.ProxyServer`, the health
-service, the graceful shutdown, uvloop when installed unless ``--loop asyncio``). With
+(:meth:`centrifugo_types.grpc.ProxyServer.serve`: the health service, the graceful shutdown,
+uvloop when installed unless ``--loop asyncio``). With
 ``--reuse-port`` N processes share one port. A process stops on SIGTERM/SIGINT, and by itself
 after ``--max-seconds`` (it sends itself SIGTERM).
 
@@ -18,11 +18,11 @@ With ``--http`` the same router is served as Centrifugo's HTTP proxy instead::
 
     centrifugo-types serve bench.our_server:router --http --host 127.0.0.1 --port PORT
 
-(:class:`~centrifugo_types.http.ProxyApp` under uvicorn, :func:`centrifugo_types.http.serve`,
-on asyncio's event loop: the command line's ``--loop`` does not apply to ``--http``).
+(:class:`~centrifugo_types.http.ProxyApp` under uvicorn,
+:meth:`centrifugo_types.http.ProxyServer.serve`).
 uvicorn parses HTTP with httptools when it is installed, else with h11; ``--no-httptools``
 hides httptools from this process, as if it were not installed (see :func:`parser`).
-``--http --loop uvloop`` runs the same ``serve`` on uvloop instead (not the command line).
+``--http --loop uvloop`` runs it on uvloop.
 ``--no-orjson`` turns the JSON codec's orjson path off (as without the ``fast`` extra).
 
     python -m bench.our_server --port PORT [--max-seconds S] [--loop auto|asyncio|uvloop]
@@ -43,8 +43,7 @@ from centrifugo_types import Router, json, proxy
 from centrifugo_types.__main__ import LOOPS, event_loop_runner
 from centrifugo_types.__main__ import main as cli
 from centrifugo_types.calls import ConnectCall
-from centrifugo_types.http import ProxyApp
-from centrifugo_types.http import serve as serve_http
+from centrifugo_types.http import ProxyApp, ProxyServer
 
 router = Router()
 
@@ -69,10 +68,18 @@ def parser(httptools: bool) -> str:
     return "httptools"
 
 
-def serve_http_on(loop: str, app: ProxyApp, port: int) -> None:
-    """:func:`centrifugo_types.http.serve` of ``app`` on 127.0.0.1:``port``, in the event
-    loop ``loop`` (see :data:`centrifugo_types.__main__.LOOPS`)."""
-    event_loop_runner(loop)(serve_http(app, "127.0.0.1", port))
+def serve_http_on(loop: str, port: int, app: ProxyApp | None = None) -> None:
+    """The HTTP proxy server of :data:`router` (or of ``app`` under the same server) on
+    127.0.0.1:``port`` until a signal, in the event loop ``loop`` (see
+    :data:`centrifugo_types.__main__.LOOPS`)."""
+
+    async def serve() -> None:
+        server = ProxyServer(router, port=port)
+        if app is not None:
+            server.app = app
+        await server.serve()
+
+    event_loop_runner(loop)(serve())
 
 
 def stop_after(seconds: float) -> None:
@@ -98,12 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         json.use_orjson(False)
     if args.http:
         parser(httptools=not args.no_httptools)
-        if args.loop == "uvloop":
-            # What `serve --http --loop uvloop` would do: the command line runs the HTTP proxy
-            # in asyncio.run whatever --loop says (and `uvicorn module:app` picks uvloop).
-            serve_http_on("uvloop", ProxyApp(router), args.port)
-            return 0
-        # As users run it. `serve --http` runs uvicorn in asyncio.run and has no --reuse-port.
+        # As users run it: the command line, one process; on asyncio's loop unless --loop.
+        loop = "asyncio" if args.loop == "auto" else args.loop
         return cli(
             [
                 "serve",
@@ -113,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                 "127.0.0.1",
                 "--port",
                 str(args.port),
+                "--loop",
+                loop,
                 "--log-level",
                 "warning",
             ]

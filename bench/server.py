@@ -48,8 +48,8 @@ measure of throughput on this machine.
   uvicorn, which parses HTTP with httptools when it is installed);
 - ``ours-http-h11``: the same with httptools hidden from the process (uvicorn then parses
   with h11, pure Python: what users get without httptools installed);
-- ``ours-http-uvloop``: the same ``serve`` on uvloop (the command line runs ``--http`` on
-  asyncio's loop whatever ``--loop`` says; ``uvicorn module:app`` would pick uvloop);
+- ``ours-http-uvloop``: the same with ``--loop uvloop`` (``ours-http`` runs on asyncio's
+  loop);
 - ``ours-http-stdlib``: ``ours-http`` with the JSON codec's orjson path off (as installed
   without the ``fast`` extra);
 - ``asgi-floor``, ``asgi-floor-h11``, ``asgi-floor-uvloop``: :mod:`bench.asgi_floor`, an ASGI

@@ -2,12 +2,14 @@
 
 Everything a handler module needs comes from here: the :class:`Router`, the typed calls
 (:class:`ConnectCall`, :class:`PublishCall`, ...), :data:`CallNext` for interceptors and every
-exception (:mod:`centrifugo_types.errors` has the tree). The rest lives in modules:
+exception (:mod:`centrifugo_types.errors` has the tree), and :func:`server_ssl_context` for
+the servers' TLS. The rest lives in modules:
 
 - :mod:`centrifugo_types.proxy`: the proxy protocol messages (connect, subscribe, publish, ...).
 - :mod:`centrifugo_types.api`: the server API messages.
 - :mod:`centrifugo_types.grpc`: the gRPC proxy server (grpclib).
-- :mod:`centrifugo_types.http`: the HTTP proxy as an ASGI app (served by uvicorn).
+- :mod:`centrifugo_types.http`: the HTTP proxy as an ASGI app and its server (uvicorn); both
+  servers keep one contract (options, ``async with``, ``serve()``, lifespan).
 - :mod:`centrifugo_types.json`: Centrifugo's JSON dialect (HTTP proxy, HTTP server API).
 - :mod:`centrifugo_types.client`: server API clients over gRPC and HTTP.
 - :mod:`centrifugo_types.testing`: hypothesis strategies for every message type.
@@ -19,6 +21,7 @@ from importlib.metadata import version as _version
 from ._generated import CENTRIFUGO_VERSION
 from ._generated import proxy_calls as _proxy_calls
 from ._generated.proxy_calls import *  # noqa: F403  (the call class of every event of the schema)
+from ._server import server_ssl_context
 from .calls import (
     AnyCall,
     BidirectionalStreamCall,
@@ -105,5 +108,6 @@ __all__ = [
     "UnrecoverablePositionError",
     "UnsupportedMethodError",
     "__version__",
+    "server_ssl_context",
 ]
 __all__ += _proxy_calls.__all__

@@ -5,6 +5,12 @@
     centrifugo-types serve myapp.backend:router --host 127.0.0.1 --port 30000
     centrifugo-types serve myapp.backend:router --http    # Centrifugo's HTTP proxy (uvicorn)
     python -m centrifugo_types serve myapp.backend:router
+
+The transport only picks the server class; every option is every server's (see
+:class:`centrifugo_types._server.Server`), but ``--prefix`` and ``--max-body-size`` (HTTP's).
+What stops the server from starting (an unknown router, a router module that fails to import, a
+port in use, a missing certificate, a failing lifespan) is one line on stderr and exit status 1;
+``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -15,14 +21,18 @@ import importlib
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from . import __version__
-from .grpc import serve, server_ssl_context
-from .http import DEFAULT_MAX_BODY_SIZE, DEFAULT_PREFIX, ProxyApp
-from .http import serve as serve_http
+from . import __version__, grpc, http
+from ._server import Server, ServerOptions, describe, server_ssl_context
+from .errors import StartupError
+from .http import DEFAULT_MAX_BODY_SIZE, DEFAULT_PREFIX
 from .router import Router
+
+SERVERS: dict[str, Callable[..., Server]] = {"grpc": grpc.ProxyServer, "http": http.ProxyServer}
+"""The server class of each ``--transport``."""
 
 CREDENTIALS_ENV = "CENTRIFUGO_TYPES_CREDENTIALS_VALUE"
 LOOPS = ("auto", "asyncio", "uvloop")
@@ -50,23 +60,28 @@ def event_loop_runner(loop: str = "auto") -> Callable[[Coroutine[Any, Any, None]
 
 
 def load_router(spec: str) -> Router:
-    """The :class:`Router` named by ``module:attribute`` (imported from the current dir too)."""
+    """The :class:`Router` named by ``module:attribute`` (imported from the current dir too).
+
+    Raises :class:`~centrifugo_types.StartupError` saying what is wrong with ``spec``.
+    """
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
-        raise SystemExit(f"expected MODULE:ATTRIBUTE, got {spec!r}")
+        raise StartupError(f"expected MODULE:ATTRIBUTE, got {spec!r}")
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         target: object = importlib.import_module(module_name)
     except ImportError as exc:
-        raise SystemExit(f"cannot import {module_name!r}: {exc}") from exc
+        raise StartupError(f"cannot import {module_name!r}: {exc}") from exc
+    except Exception as exc:  # the module itself failed
+        raise StartupError(f"importing {module_name!r} failed: {describe(exc)}") from exc
     for name in attribute.split("."):
         try:
             target = getattr(target, name)
         except AttributeError:
-            raise SystemExit(f"{module_name!r} has no attribute {attribute!r}") from None
+            raise StartupError(f"{module_name!r} has no attribute {attribute!r}") from None
     if not isinstance(target, Router):
-        raise SystemExit(f"{spec} is a {type(target).__name__}, not a centrifugo_types.Router")
+        raise StartupError(f"{spec} is a {type(target).__name__}, not a centrifugo_types.Router")
     return target
 
 
@@ -85,10 +100,18 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("router", metavar="MODULE:ROUTER", help="e.g. myapp.backend:router")
     run.add_argument(
+        "--transport",
+        choices=SERVERS,
+        default="grpc",
+        help="grpc: Centrifugo's gRPC proxy (grpc:// endpoints, the default); http: its HTTP "
+        "proxy (http:// endpoints; needs the http extra, uvicorn)",
+    )
+    run.add_argument(
         "--http",
-        action="store_true",
-        help="serve Centrifugo's HTTP proxy (http:// endpoints) instead of gRPC; "
-        "needs the http extra (uvicorn)",
+        dest="transport",
+        action="store_const",
+        const="http",
+        help="the same as --transport http",
     )
     run.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     run.add_argument("--port", type=int, default=30000, help="port (30000; 0: any free port)")
@@ -131,75 +154,63 @@ def parser() -> argparse.ArgumentParser:
         help="event loop (auto: uvloop when installed, else asyncio)",
     )
     run.add_argument("--log-level", default="info", help="logging level (info)")
+    run.add_argument(
+        "--debug", action="store_true", help="show the traceback of what stops the server"
+    )
     return root
 
 
-async def _logging_loop(server: Coroutine[Any, Any, None]) -> None:
-    """Run ``server``, first logging which event loop runs it (``asyncio`` or ``uvloop``)."""
+async def _serve(server: Server) -> None:
+    """Serve until a signal, first logging which event loop runs it (``asyncio`` or
+    ``uvloop``)."""
     loop_module = type(asyncio.get_running_loop()).__module__.partition(".")[0]
     logging.getLogger("centrifugo_types").info("event loop: %s", loop_module)
-    await server
+    await server.serve()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     cli = parser()
     args = cli.parse_args(argv)
-    if not args.http and (args.prefix is not None or args.max_body_size is not None):
+    http_options: dict[str, Any] = {}
+    if args.prefix is not None:
+        http_options["prefix"] = args.prefix
+    if args.max_body_size is not None:
+        http_options["max_body_size"] = args.max_body_size
+    if http_options and args.transport != "http":
         cli.error("--prefix and --max-body-size are options of --http")
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    router = load_router(args.router)
     credentials = None
     if args.credentials_key:
         value = args.credentials_value or os.environ.get(CREDENTIALS_ENV)
         if not value:
-            raise SystemExit("--credentials-key needs --credentials-value")
+            cli.error("--credentials-key needs --credentials-value")
         credentials = (args.credentials_key, value)
     run = event_loop_runner(args.loop)
-    if args.http:
+    try:
+        router = load_router(args.router)
+        options: ServerOptions = {
+            "host": args.host,
+            "port": args.port,
+            "credentials": credentials,
+            "reuse_port": args.reuse_port,
+            "shutdown_timeout": args.shutdown_timeout,
+        }
+        if args.tls_cert:
+            options["ssl"] = server_ssl_context(
+                args.tls_cert, args.tls_key, client_ca=args.tls_client_ca
+            )
         try:
-            app = ProxyApp(
-                router,
-                prefix=DEFAULT_PREFIX if args.prefix is None else args.prefix,
-                max_body_size=(
-                    DEFAULT_MAX_BODY_SIZE if args.max_body_size is None else args.max_body_size
-                ),
-                credentials=credentials,
-            )
-        except ValueError as exc:
-            raise SystemExit(str(exc)) from None
-        run(
-            _logging_loop(
-                serve_http(
-                    app,
-                    args.host,
-                    args.port,
-                    certfile=args.tls_cert,
-                    keyfile=args.tls_key,
-                    client_ca=args.tls_client_ca,
-                    shutdown_timeout=args.shutdown_timeout,
-                    reuse_port=args.reuse_port,
-                )
-            )
-        )
-        return 0
-    ssl = None
-    if args.tls_cert:
-        ssl = server_ssl_context(args.tls_cert, args.tls_key, client_ca=args.tls_client_ca)
-    run(
-        _logging_loop(
-            serve(
-                router,
-                args.host,
-                args.port,
-                ssl=ssl,
-                credentials=credentials,
-                shutdown_timeout=args.shutdown_timeout,
-                reuse_port=args.reuse_port,
-            )
-        )
-    )
+            server = SERVERS[args.transport](router, **options, **http_options)
+        except ValueError as exc:  # an option the server refuses (a path, ...)
+            raise StartupError(str(exc)) from exc
+        run(_serve(server))
+    except StartupError as exc:
+        if args.debug:
+            traceback.print_exception(exc)
+        print(f"centrifugo-types: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

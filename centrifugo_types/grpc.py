@@ -2,18 +2,20 @@
 
 ::
 
-    from centrifugo_types.grpc import serve
+    from centrifugo_types.grpc import ProxyServer
 
-    asyncio.run(serve(router, "127.0.0.1", 30000))   # until SIGTERM / SIGINT
+    asyncio.run(ProxyServer(router, port=30000).serve())   # until SIGTERM / SIGINT
 
 :class:`ProxyService` is the grpclib service implementing every rpc of ``CentrifugoProxy``
 (the unary events and both subscribe streams); add it to your own ``grpclib.server.Server``, or
-let :class:`ProxyServer` / :func:`serve` run it with the gRPC health service, an optional
-credentials check, TLS and a graceful shutdown.
+let :class:`ProxyServer` run it with the gRPC health service, an optional credentials check,
+TLS and a graceful shutdown.
 
 This transport only adapts the wire: it decodes the request, builds the typed request with the
 call's metadata, asks the router and encodes the reply. A request that does not decode gets the
-event's failure reply (``error`` 100, logged), never a crash.
+event's failure reply (``error`` 100, logged), never a crash: so does a call without a
+message, with a compressed message (grpclib does not support compression) or with a length
+prefix longer than its message.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import ssl as _ssl
+import socket
+import struct
 from collections.abc import AsyncIterator, Callable, Coroutine
-from types import TracebackType
-from typing import Any, cast
+from typing import Any, Unpack
 
 import betterproto2
 import grpclib.const
@@ -32,16 +34,16 @@ import grpclib.server
 from grpclib import GRPCError, Status
 from grpclib.health.check import ServiceStatus
 from grpclib.health.service import Health
-from grpclib.protocol import H2Protocol
 
-from ._call import BidirectionalStreamCall, StreamCall, internal_error_reply
+from . import _coalescing
+from ._call import BidirectionalStreamCall, StreamCall
 from ._generated import proxy_events as events
-from ._serving import check_reuse_port, listening_socket, serve_until_signalled
+from ._server import Server, ServerOptions, undecodable
 from .calls import CALL_CLASSES
 from .errors import DecodeError, StreamError
 from .router import Router
 
-__all__ = ["ProxyServer", "ProxyService", "serve", "server_ssl_context"]
+__all__ = ["ProxyServer", "ProxyService"]
 
 logger = logging.getLogger("centrifugo_types.grpc")
 
@@ -130,6 +132,25 @@ class ProxyService:
         remaining = stream.deadline.time_remaining()
         return asyncio.get_running_loop().time() + remaining - min(DEADLINE_MARGIN, remaining / 5)
 
+    async def _receive(self, stream: _Stream, event: events.Event[Any, Any]) -> Any:
+        """The call's request message (for a stream of requests: the one its first message
+        carries); ``None`` once the event's failure reply is sent instead."""
+        try:
+            message = await stream.recv_message()
+            if message is None:
+                raise DecodeError("the call has no message")
+            if event.unwrap_input is not None:
+                message = event.unwrap_input(message)[0]
+                if message is None:
+                    raise DecodeError("the first message carries no request")
+            return message
+        except _UNREADABLE as exc:
+            reply = undecodable(event, exc)
+            if event.wrap_output is not None:
+                reply = event.wrap_output(reply)
+            await stream.send_message(reply)
+            return None
+
     def _unary_handler(
         self, event: events.Event[Any, Any]
     ) -> Callable[[_Stream], Coroutine[Any, Any, None]]:
@@ -140,13 +161,9 @@ class ProxyService:
             self._inflight += 1
             self._idle.clear()
             try:
-                try:
-                    message = await stream.recv_message()
-                except DecodeError as exc:
-                    logger.warning("%s: undecodable request: %s", event.name, exc)
-                    await stream.send_message(internal_error_reply(event))
+                message = await self._receive(stream, event)
+                if message is None:
                     return
-                assert message is not None
                 request = request_class(message, metadata)
                 response = await self.router.handle(request, deadline=self._deadline(stream))
                 await stream.send_message(response)
@@ -161,27 +178,17 @@ class ProxyService:
         self, event: events.Event[Any, Any]
     ) -> Callable[[_Stream], Coroutine[Any, Any, None]]:
         call_class = CALL_CLASSES[event.name]
-        wrap = event.wrap_output
-        unwrap = event.unwrap_input
+        wrap, unwrap = event.wrap_output, event.unwrap_input
         assert wrap is not None
 
         async def handle(stream: _Stream) -> None:
             metadata = self._admit(stream)
-            try:
-                first = await stream.recv_message()
-            except DecodeError as exc:
-                logger.warning("%s: undecodable request: %s", event.name, exc)
-                await stream.send_message(wrap(internal_error_reply(event)))
+            message = await self._receive(stream, event)
+            if message is None:
                 return
             if unwrap is None:
-                assert first is not None
-                call = call_class(first, metadata)
+                call = call_class(message, metadata)
             else:
-                message = None if first is None else unwrap(first)[0]
-                if message is None:
-                    logger.warning("%s: the first message carries no request", event.name)
-                    await stream.send_message(wrap(internal_error_reply(event)))
-                    return
 
                 async def incoming() -> AsyncIterator[Any]:
                     async for later in stream:
@@ -205,170 +212,52 @@ class ProxyService:
         return handle
 
 
-def server_ssl_context(
-    certfile: str, keyfile: str | None = None, *, client_ca: str | None = None
-) -> _ssl.SSLContext:
-    """A TLS context for the proxy server (ALPN ``h2``, as gRPC clients require).
-
-    ``client_ca``: require client certificates signed by this CA (mutual TLS, Centrifugo's
-    ``grpc.tls.cert_pem`` / ``key_pem`` on the proxy).
-    """
-    context = _ssl.create_default_context(_ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(certfile, keyfile)
-    context.set_alpn_protocols(["h2"])
-    if client_ca is not None:
-        context.verify_mode = _ssl.CERT_REQUIRED
-        context.load_verify_locations(client_ca)
-    return context
+_UNREADABLE = (DecodeError, NotImplementedError, AssertionError, struct.error)
+"""What reading a call's message raises when it cannot be read: the codec's
+:class:`DecodeError`, and from grpclib's framing (``grpclib.stream.recv_message``) a compressed
+message (``NotImplementedError``), a length prefix longer than the message
+(``AssertionError``) and a prefix cut short (``struct.error``)."""
 
 
-class _CoalescingTransport(asyncio.Transport):
-    """Gathers the writes of one event-loop iteration into one write of the real transport.
-
-    grpclib writes each batch of HTTP/2 frames as soon as h2 makes it: the headers, the
-    message and the trailers of every reply are a ``send()`` system call and a TCP segment
-    each. On a busy connection many replies are made in one iteration of the event loop;
-    sending them together at the start of the next iteration costs one system call instead of
-    dozens. The bytes and their order are unchanged: only the moment they reach the kernel
-    moves, by one loop iteration.
-    """
-
-    def __init__(self, transport: asyncio.Transport) -> None:
-        super().__init__()
-        self._transport = transport
-        self._pending: list[bytes] = []
-        self._loop = asyncio.get_running_loop()
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        if not data:
-            return
-        if not self._pending:
-            self._loop.call_soon(self._flush)
-        self._pending.append(bytes(data))
-
-    def _flush(self) -> None:
-        pending = self._pending
-        if pending:
-            self._pending = []
-            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
-
-    def close(self) -> None:
-        self._flush()
-        self._transport.close()
-
-    def abort(self) -> None:
-        self._pending = []
-        self._transport.abort()
-
-    def write_eof(self) -> None:
-        self._flush()
-        self._transport.write_eof()
-
-    def can_write_eof(self) -> bool:
-        return self._transport.can_write_eof()
-
-    def is_closing(self) -> bool:
-        return self._transport.is_closing()
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._transport.get_extra_info(name, default)
-
-    def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
-
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        return self._transport.get_write_buffer_limits()
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        self._transport.set_write_buffer_limits(high, low)
-
-    def is_reading(self) -> bool:
-        return self._transport.is_reading()
-
-    def pause_reading(self) -> None:
-        self._transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        self._transport.resume_reading()
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self._transport.set_protocol(protocol)
-
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._transport.get_protocol()
-
-
-class _CoalescingH2Protocol(H2Protocol):
-    """grpclib's HTTP/2 protocol writing through a :class:`_CoalescingTransport`."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A cast, not an isinstance check: uvloop's transports do not subclass
-        # asyncio.Transport.
-        super().connection_made(_CoalescingTransport(cast(asyncio.Transport, transport)))
-
-
-class _Server(grpclib.server.Server):
-    """A grpclib server whose connections coalesce their writes (see above)."""
-
-    def _protocol_factory(self) -> H2Protocol:
-        protocol = super()._protocol_factory()
-        return _CoalescingH2Protocol(protocol.handler, protocol.config, protocol.h2_config)
-
-
-class ProxyServer:
-    """A grpclib server with :class:`ProxyService` and the gRPC health service.
+class ProxyServer(Server):
+    """:class:`ProxyService` and the gRPC health service, served by grpclib.
 
     ::
 
-        async with ProxyServer(router, port=30000) as server:
-            ...  # serving on server.port
+        async with ProxyServer(router, port=0) as server:
+            ...  # serving on server.port: Centrifugo's endpoint is server.url
 
-    :meth:`close` is graceful: the health status turns ``NOT_SERVING``, new calls get
-    ``UNAVAILABLE``, unary calls in flight finish (for up to ``shutdown_timeout`` seconds),
-    then the connections and any subscribe streams are closed.
-
-    ``reuse_port``: set ``SO_REUSEPORT`` on the listening socket, so that several processes
-    can serve the same host and port (each started with ``reuse_port=True``; the kernel
-    spreads new connections over them). This is how to use more than one core: one server
-    per process. Not available on Windows.
+    The options and the lifecycle are every server's (:class:`centrifugo_types.http.ProxyServer`
+    has the same): see :class:`~centrifugo_types._server.Server`. ``credentials`` is
+    Centrifugo's ``grpc.credentials_key`` / ``grpc.credentials_value`` (others get
+    ``UNAUTHENTICATED``). :meth:`close` is graceful: the health status turns ``NOT_SERVING``,
+    new calls get ``UNAVAILABLE``, unary calls in flight finish (for up to
+    ``shutdown_timeout`` seconds), then the connections and any subscribe streams are closed.
     """
 
-    def __init__(
-        self,
-        router: Router,
-        host: str = "127.0.0.1",
-        port: int = 30000,
-        *,
-        ssl: _ssl.SSLContext | None = None,
-        credentials: tuple[str, str] | None = None,
-        shutdown_timeout: float = 10.0,
-        reuse_port: bool = False,
-    ) -> None:
-        check_reuse_port(reuse_port)
-        self.service = ProxyService(router, credentials=credentials)
+    transport = "gRPC"
+    alpn_protocols = ("h2",)
+
+    def __init__(self, router: Router, **options: Unpack[ServerOptions]) -> None:
+        super().__init__(router, **options)
+        self.service = ProxyService(router, credentials=self.credentials)
         self.health = ServiceStatus()
-        self.host = host
-        self.port = port
-        self.ssl = ssl
-        self.shutdown_timeout = shutdown_timeout
-        self.reuse_port = reuse_port
-        self._server = _Server([self.service, Health({self.service: [self.health]})])
-        self._started = False
+        self._server: grpclib.server.Server | None = None
 
-    async def start(self) -> None:
-        """Listen (``port=0`` picks a free port; :attr:`port` then tells which)."""
-        sock = listening_socket(self.host, self.port, reuse_port=self.reuse_port)
-        self.port = sock.getsockname()[1]
-        await self._server.start(sock=sock, ssl=self.ssl)
-        self._started = True
+    @property
+    def url(self) -> str:
+        """``grpc://host:port``: Centrifugo's proxy ``endpoint``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"grpc://{host}:{self.port}"
+
+    async def _listen(self, sock: socket.socket) -> None:
+        # Made here, not in __init__: grpclib's server takes the event loop running it.
+        server = _coalescing.server([self.service, Health({self.service: [self.health]})])
+        await server.start(sock=sock, ssl=self.ssl)
+        self._server = server
         self.health.set(True)
-        logger.info("serving Centrifugo's gRPC proxy on %s:%d", self.host, self.port)
 
-    async def close(self) -> None:
-        """Shut down gracefully (see the class)."""
-        if not self._started:
-            return
-        self._started = False
+    async def _shutdown(self) -> None:
         self.health.set(False)
         inflight = self.service.inflight
         if inflight:
@@ -379,46 +268,7 @@ class ProxyServer:
                 self.service.inflight,
                 self.shutdown_timeout,
             )
-        self._server.close()
-        await self._server.wait_closed()
-        logger.info("stopped")
-
-    async def __aenter__(self) -> ProxyServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-
-async def serve(
-    router: Router,
-    host: str = "127.0.0.1",
-    port: int = 30000,
-    *,
-    ssl: _ssl.SSLContext | None = None,
-    credentials: tuple[str, str] | None = None,
-    shutdown_timeout: float = 10.0,
-    reuse_port: bool = False,
-    started: Callable[[ProxyServer], None] | None = None,
-) -> None:
-    """Serve ``router`` until SIGTERM or SIGINT, then shut down gracefully.
-
-    The options are :class:`ProxyServer`'s. ``started`` is called once the server listens
-    (e.g. to print the port when ``port=0``).
-    """
-    server = ProxyServer(
-        router,
-        host,
-        port,
-        ssl=ssl,
-        credentials=credentials,
-        shutdown_timeout=shutdown_timeout,
-        reuse_port=reuse_port,
-    )
-    await serve_until_signalled(server, started)
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()

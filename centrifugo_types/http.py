@@ -7,8 +7,9 @@
     app = ProxyApp(router)     # POST /centrifugo/connect, /centrifugo/rpc, ...
 
 :class:`ProxyApp` is a plain ASGI application: run it with any ASGI server, mount it in a
-Starlette or FastAPI app, or let :class:`ProxyServer` / :func:`serve` run it under uvicorn
-(the ``http`` extra) with a graceful shutdown.
+Starlette or FastAPI app (it answers the ASGI lifespan protocol by entering the router's
+lifespan), or let :class:`ProxyServer` run it under uvicorn (the ``http`` extra) with a graceful
+shutdown.
 
 Like the gRPC transport, it only adapts the wire: it decodes Centrifugo's JSON request with
 :func:`centrifugo_types.json.loads`, builds the typed request with the forwarded headers as
@@ -29,16 +30,16 @@ import functools
 import hmac
 import logging
 import math
-import ssl as _ssl
+import socket
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
-from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, TypeAlias
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, TypeAlias, Unpack
 
 from . import json
 from ._call import AnyCall, internal_error_reply
 from ._generated import proxy_events as events
-from ._serving import check_reuse_port, listening_socket, serve_until_signalled
+from ._server import Server, ServerOptions, describe, undecodable
 from .calls import CALL_CLASSES
 from .router import Router
 
@@ -48,12 +49,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
     "DEFAULT_PREFIX",
-    "KEEP_ALIVE_TIMEOUT",
-    "TRANSPORT_HEADERS",
-    "UNARY_EVENTS",
     "ProxyApp",
     "ProxyServer",
-    "serve",
 ]
 
 logger = logging.getLogger("centrifugo_types.http")
@@ -191,11 +188,34 @@ class ProxyApp:
         if kind == "http":
             await self._http(scope, receive, send)
         elif kind == "lifespan":
-            await _lifespan(receive, send)
+            await self._lifespan(receive, send)
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1000})
         else:
             raise RuntimeError(f"ProxyApp does not serve ASGI {kind!r} connections")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        """The ASGI lifespan protocol: the router's lifespan is entered at startup and left
+        at shutdown; what it raises is reported as ``lifespan.startup.failed`` (or
+        ``lifespan.shutdown.failed``) with its message."""
+        await receive()  # lifespan.startup: always the first
+        lifespan = contextlib.AsyncExitStack()
+        try:
+            await lifespan.enter_async_context(self.router.lifespan_context())
+        except Exception as exc:
+            logger.exception("the router's lifespan failed at startup")
+            await send({"type": "lifespan.startup.failed", "message": describe(exc)})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        while (await receive())["type"] != "lifespan.shutdown":
+            pass
+        try:
+            await lifespan.aclose()
+        except Exception as exc:
+            logger.exception("the router's lifespan failed at shutdown")
+            await send({"type": "lifespan.shutdown.failed", "message": describe(exc)})
+            return
+        await send({"type": "lifespan.shutdown.complete"})
 
     # -- one request ------------------------------------------------------------------------
 
@@ -285,8 +305,7 @@ class ProxyApp:
         try:
             message = json.loads(event.request_type, body)
         except json.JSONDecodeError as exc:
-            logger.warning("%s: undecodable request: %s", event.name, exc)
-            return json.dumps(internal_error_reply(event))
+            return json.dumps(undecodable(event, exc))
         except Exception:  # a bug of the codec: still one reply
             logger.exception("%s: the request could not be decoded", event.name)
             return json.dumps(internal_error_reply(event))
@@ -342,16 +361,6 @@ async def _respond(
     await send({"type": "http.response.body", "body": body})
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
 # -- running it under uvicorn ----------------------------------------------------------------
 
 
@@ -374,64 +383,47 @@ def _server_class() -> type[uvicorn.Server]:
     return Server
 
 
-class ProxyServer:
+class ProxyServer(Server):
     """:class:`ProxyApp` served by [uvicorn](https://www.uvicorn.org), in this event loop.
 
     ::
 
-        async with ProxyServer(router, port=30000) as server:
-            ...  # serving http://127.0.0.1:30000/centrifugo/connect, ...
+        async with ProxyServer(router, port=0) as server:
+            ...  # serving server.url + server.app.paths["connect"], ...
 
-    ``app``: a :class:`ProxyApp`, or a router to serve with the default one. ``port=0`` picks a
-    free port (:attr:`port` then tells which). ``certfile`` / ``keyfile`` serve HTTPS
-    (Centrifugo's ``https://`` endpoints); ``client_ca`` also requires client certificates
-    signed by that CA (Centrifugo's ``http.tls`` on the proxy). :meth:`close` is graceful:
-    it stops listening, lets requests in flight finish for up to ``shutdown_timeout`` seconds
-    (whole seconds, at least one), then closes the connections. ``reuse_port`` sets
-    ``SO_REUSEPORT`` so that several processes can serve one port: Centrifugo opens a
-    connection per concurrent HTTP call, so the kernel spreads even one node's calls over
-    them. Signals are left to the caller (:func:`serve` handles them). Needs the ``http``
-    extra (uvicorn).
+    The options and the lifecycle are every server's (:class:`centrifugo_types.grpc.ProxyServer`
+    has the same): see :class:`~centrifugo_types._server.Server`. ``ssl`` serves HTTPS
+    (Centrifugo's ``https://`` endpoints); ``credentials`` is a header of Centrifugo's
+    ``http.static_headers`` (others get HTTP 401). ``prefix``, ``paths`` and
+    ``max_body_size`` are :class:`ProxyApp`'s (:attr:`app`). :meth:`close` is graceful: it stops
+    listening, lets requests in flight finish for up to ``shutdown_timeout`` seconds (whole
+    seconds, at least one), then closes the connections. Centrifugo opens a connection per
+    concurrent HTTP call, so with ``reuse_port`` the kernel spreads even one node's calls over
+    the processes. Needs the ``http`` extra (uvicorn).
     """
+
+    transport = "HTTP"
+    alpn_protocols = ("http/1.1",)
 
     def __init__(
         self,
-        app: ProxyApp | Router,
-        host: str = "127.0.0.1",
-        port: int = 30000,
+        router: Router,
         *,
-        certfile: str | None = None,
-        keyfile: str | None = None,
-        client_ca: str | None = None,
-        shutdown_timeout: float = 10.0,
+        prefix: str = DEFAULT_PREFIX,
+        paths: Mapping[str, str] | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         access_log: bool = False,
-        reuse_port: bool = False,
+        **options: Unpack[ServerOptions],
     ) -> None:
-        check_reuse_port(reuse_port)
-        self.app = app if isinstance(app, ProxyApp) else ProxyApp(app)
-        self.host = host
-        self.port = port
-        self.shutdown_timeout = shutdown_timeout
-        self.reuse_port = reuse_port
-        server_class = _server_class()
-        import uvicorn
-
-        self._config = uvicorn.Config(
-            self.app,
-            host=host,
-            port=port,
-            lifespan="off",
-            log_config=None,
-            access_log=access_log,
-            ssl_certfile=certfile,
-            ssl_keyfile=keyfile,
-            ssl_ca_certs=client_ca,
-            ssl_cert_reqs=_ssl.CERT_REQUIRED if client_ca else _ssl.CERT_NONE,
-            timeout_graceful_shutdown=max(1, math.ceil(shutdown_timeout)),
-            timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
-            server_header=False,
+        super().__init__(router, **options)
+        self.app = ProxyApp(
+            router,
+            prefix=prefix,
+            paths=paths,
+            max_body_size=max_body_size,
+            credentials=self.credentials,
         )
-        self._server_class = server_class
+        self._access_log = access_log
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -439,84 +431,38 @@ class ProxyServer:
     def url(self) -> str:
         """The base URL, ``http://host:port`` (``https`` with TLS); the paths are the app's
         :attr:`ProxyApp.paths`."""
-        scheme = "https" if self._config.ssl_certfile else "http"
+        scheme = "https" if self.ssl is not None else "http"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{scheme}://{host}:{self.port}"
 
-    async def start(self) -> None:
-        """Listen (``port=0`` picks a free port; :attr:`port` then tells which)."""
-        if self._task is not None:
-            return
-        if not self._config.loaded:
-            self._config.load()  # TLS files are read here: errors surface now
-        sock = listening_socket(self.host, self.port, reuse_port=self.reuse_port)
-        self.port = sock.getsockname()[1]
-        server = self._server_class(self._config)
+    async def _listen(self, sock: socket.socket) -> None:
+        server_class = _server_class()
+        import uvicorn
+
+        config = uvicorn.Config(
+            self.app,
+            lifespan="off",  # the server enters the router's lifespan itself
+            log_config=None,
+            access_log=self._access_log,
+            timeout_graceful_shutdown=max(1, math.ceil(self.shutdown_timeout)),
+            timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
+            server_header=False,
+        )
+        config.load()
+        config.ssl = self.ssl  # the same SSLContext as every server's, not uvicorn's files
+        server = server_class(config)
         task = asyncio.ensure_future(server.serve(sockets=[sock]))
-        self._server, self._task = server, task
         while not server.started:
             if task.done():
-                self._server = self._task = None
-                sock.close()
                 task.result()  # raises what stopped it
                 raise RuntimeError("uvicorn stopped while starting")
             await asyncio.sleep(0.005)
-        logger.info(
-            "serving Centrifugo's HTTP proxy on %s (POST %s)",
-            self.url,
-            ", ".join(self.app.paths.values()),
-        )
+        self._server, self._task = server, task
 
-    async def close(self) -> None:
-        """Shut down gracefully (see the class)."""
+    async def _shutdown(self) -> None:
         server, task = self._server, self._task
         if server is None or task is None:
             return
         self._server = self._task = None
         server.should_exit = True
         await task
-        logger.info("stopped")
-
-    async def __aenter__(self) -> ProxyServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-
-async def serve(
-    app: ProxyApp | Router,
-    host: str = "127.0.0.1",
-    port: int = 30000,
-    *,
-    certfile: str | None = None,
-    keyfile: str | None = None,
-    client_ca: str | None = None,
-    shutdown_timeout: float = 10.0,
-    access_log: bool = False,
-    reuse_port: bool = False,
-    started: Callable[[ProxyServer], None] | None = None,
-) -> None:
-    """Serve ``app`` (a :class:`ProxyApp` or a router) under uvicorn until SIGTERM or
-    SIGINT, then shut down gracefully (see :class:`ProxyServer`).
-
-    ``started`` is called once the server listens (e.g. to print the port when ``port=0``).
-    """
-    server = ProxyServer(
-        app,
-        host,
-        port,
-        certfile=certfile,
-        keyfile=keyfile,
-        client_ca=client_ca,
-        shutdown_timeout=shutdown_timeout,
-        access_log=access_log,
-        reuse_port=reuse_port,
-    )
-    await serve_until_signalled(server, started)

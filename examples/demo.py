@@ -144,7 +144,7 @@ async def run(url: str) -> None:
 async def main() -> int:
     router.add_interceptor(show)
     async with ProxyServer(router, port=0) as backend:
-        endpoint = f"grpc://127.0.0.1:{backend.port}"
+        endpoint = backend.url
 
         def section(event: str) -> dict[str, Any]:
             return {"endpoint": endpoint, "timeout": "1s"}

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from centrifugo_types import DisconnectReply, ErrorReply, Router, proxy
+from centrifugo_types import DisconnectReply, ErrorReply, Router, grpc, http, proxy
 from centrifugo_types.calls import (
     AnyCall,
     ConnectCall,
@@ -32,9 +32,6 @@ from centrifugo_types.calls import (
     SubscribeCall,
     SubscribeUnidirectionalCall,
 )
-from centrifugo_types.grpc import ProxyServer
-from centrifugo_types.http import ProxyApp
-from centrifugo_types.http import ProxyServer as HttpProxyServer
 from centrifugo_types.router import CallNext
 
 HANDLER_TIMEOUT = 0.5
@@ -69,8 +66,8 @@ def _common(endpoint: str) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def grpc_backend(router: Router) -> AsyncIterator[Backend]:
-    async with ProxyServer(router, port=0, shutdown_timeout=1) as server:
-        endpoint = f"grpc://127.0.0.1:{server.port}"
+    async with grpc.ProxyServer(router, port=0, shutdown_timeout=1) as server:
+        endpoint = server.url
 
         def section(event: str) -> dict[str, Any]:
             return {**_common(endpoint), "grpc": {"static_metadata": STATIC_METADATA}}
@@ -87,8 +84,8 @@ def http_backend(
 
     @contextlib.asynccontextmanager
     async def backend(router: Router) -> AsyncIterator[Backend]:
-        app = ProxyApp(router)
-        async with HttpProxyServer(app, port=0, shutdown_timeout=1) as server:
+        async with http.ProxyServer(router, port=0, shutdown_timeout=1) as server:
+            app = server.app
 
             def section(event: str) -> dict[str, Any]:
                 if event not in app.paths:  # subscribe streams: gRPC only

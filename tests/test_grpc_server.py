@@ -1,5 +1,7 @@
-"""The gRPC proxy server with a grpclib client: every rpc, bad input, credentials, health,
-deadlines, graceful shutdown, TLS and the command line.
+"""What only the gRPC proxy server has, with a grpclib client: the events only gRPC carries,
+subscribe streams, gRPC framing, health, deadlines and the write-coalescing protocol.
+What every server does (credentials, TLS, shutdown, lifespan, the command line, ...) is in
+tests/test_server.py, over every transport.
 
 The events open-source Centrifugo never sends (notify_cache_empty, notify_channel_state are
 Centrifugo PRO) are exercised here only, through the generated ``CentrifugoProxyStub``; so are
@@ -10,25 +12,21 @@ sent by a real Centrifugo).
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import signal
-import ssl
-import sys
+import logging
+import struct
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
+import grpclib.server
 import pytest
-from grpclib import GRPCError, Status
 from grpclib.client import Channel
 from grpclib.const import Cardinality
-from grpclib.exceptions import StreamTerminatedError
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
-from centrifugo_types import Router, proxy
-from centrifugo_types.__main__ import event_loop_runner, load_router
+from centrifugo_types import Router, _coalescing, proxy
+from centrifugo_types._call import internal_error_reply
+from centrifugo_types._coalescing import CoalescingTransport, compatible
 from centrifugo_types._generated import proxy_events as events
 from centrifugo_types.calls import (
     ConnectCall,
@@ -36,23 +34,13 @@ from centrifugo_types.calls import (
     MapRemoveCall,
     NotifyCacheEmptyCall,
     NotifyChannelStateCall,
-    RpcCall,
     SharedPollRefreshCall,
 )
-from centrifugo_types.grpc import ProxyServer, _CoalescingTransport, server_ssl_context
+from centrifugo_types.grpc import ProxyServer
 
-from .centrifugo import ROOT
+from .servers import Garbage
 
 INTERNAL = proxy.Error(code=100, message="internal server error", temporary=True)
-
-cli_router = Router()
-"""Served by the command-line test: ``tests.test_grpc_server:cli_router``."""
-
-
-@cli_router.rpc
-async def _slow_rpc(request: RpcCall) -> None:
-    await asyncio.sleep(float(request.json()))
-    request.respond(proxy.RpcResult(data=b'"done"'))
 
 
 def typed_router(seen: list[Any]) -> Router:
@@ -152,12 +140,10 @@ async def test_notify_map_and_shared_poll_rpcs(
     ]
 
 
-async def test_events_without_a_handler_get_a_typed_error(
+async def test_streams_without_a_handler_get_a_typed_error(
     serving: tuple[proxy.CentrifugoProxyStub, list[Any]],
 ) -> None:
     stub, _ = serving
-    reply = await stub.sub_refresh(proxy.SubRefreshRequest(channel="c"))
-    assert reply.error == proxy.Error(code=108, message="not available")
     responses = [
         r async for r in stub.subscribe_unidirectional(proxy.SubscribeRequest(channel="c"))
     ]
@@ -170,68 +156,90 @@ async def test_events_without_a_handler_get_a_typed_error(
     ]
 
 
-class Garbage:
-    """A "message" whose encoding is whatever bytes we want to send."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def SerializeToString(self) -> bytes:
-        return self.data
-
-    @classmethod
-    def FromString(cls, data: bytes) -> Garbage:
-        return cls(data)
-
-
-@pytest.mark.parametrize(
-    "name", ["connect", "rpc", "notify_cache_empty", "subscribe_unidirectional"]
+STREAM_FAILURE = proxy.StreamSubscribeResponse(
+    subscribe_response=proxy.SubscribeResponse(error=INTERNAL)
 )
+
+
 @pytest.mark.parametrize(
     "data",
     [b"\xff\xff\xff\xff", b"\x0a\x05ab", b"\x0a\x01\xc3"],
     ids=["bad-tag", "truncated", "bad-utf8"],
 )
-async def test_malformed_protobuf_gets_the_failure_reply_and_the_server_keeps_serving(
-    serving: tuple[proxy.CentrifugoProxyStub, list[Any]], name: str, data: bytes
+async def test_a_malformed_stream_request_gets_the_failure_reply(
+    serving: tuple[proxy.CentrifugoProxyStub, list[Any]], data: bytes
 ) -> None:
     stub, _ = serving
-    event = events.EVENTS[name]
-    channel = stub.channel
-    cardinality = (
-        Cardinality.UNARY_STREAM if event.cardinality == "unary_stream" else Cardinality.UNARY_UNARY
-    )
-    async with channel.request(event.path, cardinality, Garbage, event.output_type) as stream:
+    event = events.SUBSCRIBE_UNIDIRECTIONAL
+    async with stub.channel.request(
+        event.path, Cardinality.UNARY_STREAM, Garbage, event.output_type
+    ) as stream:
         await stream.send_message(Garbage(data), end=True)
-        reply = await stream.recv_message()
-    if event.with_error is None:
-        assert reply == event.with_result(None)
-    elif event.cardinality == "unary_stream":
-        assert reply == proxy.StreamSubscribeResponse(
-            subscribe_response=proxy.SubscribeResponse(error=INTERNAL)
-        )
+        assert await stream.recv_message() == STREAM_FAILURE
+
+
+@pytest.mark.parametrize(
+    "first",
+    [b"", bytes(proxy.StreamSubscribeRequest(publication=proxy.Publication(data=b"{}")))],
+    ids=["no-message", "no-subscribe_request"],
+)
+async def test_a_bidirectional_stream_must_start_with_its_subscribe_request(
+    serving: tuple[proxy.CentrifugoProxyStub, list[Any]], first: bytes
+) -> None:
+    event = events.SUBSCRIBE_BIDIRECTIONAL
+    channel = serving[0].channel
+    async with channel.request(
+        event.path, Cardinality.STREAM_STREAM, Garbage, event.output_type, timeout=5
+    ) as stream:
+        if first:
+            await stream.send_message(Garbage(first), end=True)
+        else:
+            await stream.send_request(end=True)
+        assert await stream.recv_message() == STREAM_FAILURE
+
+
+def _frame(message: bytes, *, compressed: bool = False, length: int | None = None) -> bytes:
+    """A gRPC length-prefixed message, as it is or with the flag or the length falsified."""
+    return struct.pack(">?I", compressed, len(message) if length is None else length) + message
+
+
+@pytest.mark.parametrize("name", ["connect", "notify_cache_empty", "subscribe_unidirectional"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        _frame(bytes(proxy.ConnectRequest(client="c")), compressed=True),
+        _frame(b"\x0a\x01c", length=40),
+        b"\x00\x00",
+    ],
+    ids=["no-message", "compressed-flag", "length-beyond-the-message", "prefix-cut-short"],
+)
+async def test_grpc_framing_oddities_get_the_failure_reply(
+    serving: tuple[proxy.CentrifugoProxyStub, list[Any]],
+    name: str,
+    data: bytes,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A call without a message or with a frame grpclib cannot read gets the event's failure
+    reply, not UNKNOWN."""
+    stub, _ = serving
+    event = events.EVENTS[name]
+    streaming = event.cardinality == "unary_stream"
+    cardinality = Cardinality.UNARY_STREAM if streaming else Cardinality.UNARY_UNARY
+    with caplog.at_level(logging.WARNING):
+        async with stub.channel.request(
+            event.path, cardinality, Garbage, event.output_type, timeout=5
+        ) as stream:
+            await stream.send_request()
+            await stream._stream.send_data(data, end_stream=True)  # raw, below grpclib's codec
+            stream._end_done = True
+            reply = await stream.recv_message()
+    if streaming:
+        assert reply == STREAM_FAILURE
     else:
-        assert reply == event.with_error(INTERNAL)
+        assert reply == internal_error_reply(event)
+    assert "undecodable request" in caplog.text
     assert (await stub.connect(proxy.ConnectRequest())).result == proxy.ConnectResult(user="u")
-
-
-async def test_credentials_are_required_and_not_passed_to_handlers() -> None:
-    seen: list[Any] = []
-    async with ProxyServer(typed_router(seen), port=0, credentials=("X-Key", "s3cret")) as server:
-        channel = Channel("127.0.0.1", server.port)
-        try:
-            stub = proxy.CentrifugoProxyStub(channel, timeout=5)
-            for metadata in (None, {"x-key": "wrong"}):
-                with pytest.raises(GRPCError) as refused:
-                    await stub.connect(proxy.ConnectRequest(), metadata=metadata)
-                assert refused.value.status is Status.UNAUTHENTICATED
-            reply = await stub.connect(
-                proxy.ConnectRequest(), metadata={"x-key": "s3cret", "x-other": "1"}
-            )
-            assert reply.result == proxy.ConnectResult(user="u")
-            assert seen == [{"x-other": "1"}]
-        finally:
-            channel.close()
 
 
 async def test_health_service() -> None:
@@ -264,81 +272,6 @@ async def test_grpc_deadline_bounds_the_handler() -> None:
             channel.close()
 
 
-async def test_close_lets_calls_in_flight_finish_and_refuses_new_ones() -> None:
-    router = Router(timeout=5)
-    release = asyncio.Event()
-    entered = asyncio.Event()
-
-    @router.connect
-    async def slow(request: ConnectCall) -> None:
-        entered.set()
-        await release.wait()
-        request.respond(proxy.ConnectResult(user="finished"))
-
-    server = ProxyServer(router, port=0)
-    await server.start()
-    channel = Channel("127.0.0.1", server.port)
-    try:
-        stub = proxy.CentrifugoProxyStub(channel, timeout=5)
-        in_flight = asyncio.ensure_future(stub.connect(proxy.ConnectRequest()))
-        await asyncio.wait_for(entered.wait(), 5)
-        closing = asyncio.ensure_future(server.close())
-        await asyncio.sleep(0.05)
-        assert not closing.done()
-        with pytest.raises(GRPCError) as refused:
-            await stub.connect(proxy.ConnectRequest())
-        assert refused.value.status is Status.UNAVAILABLE
-        release.set()
-        assert (await in_flight).result == proxy.ConnectResult(user="finished")
-        await asyncio.wait_for(closing, 5)
-    finally:
-        channel.close()
-        await server.close()
-
-
-async def test_tls(certificate: tuple[Path, Path]) -> None:
-    cert, key = certificate
-    seen: list[Any] = []
-    tls = server_ssl_context(str(cert), str(key))
-    async with ProxyServer(typed_router(seen), port=0, ssl=tls) as server:
-        client_tls = ssl.create_default_context(cafile=str(cert))
-        client_tls.set_alpn_protocols(["h2"])
-        channel = Channel("127.0.0.1", server.port, ssl=client_tls)
-        try:
-            reply = await proxy.CentrifugoProxyStub(channel, timeout=5).connect(
-                proxy.ConnectRequest()
-            )
-            assert reply.result == proxy.ConnectResult(user="u")
-        finally:
-            channel.close()
-        plain = Channel("127.0.0.1", server.port)
-        try:
-            with pytest.raises((GRPCError, StreamTerminatedError, OSError, TimeoutError)):
-                await proxy.CentrifugoProxyStub(plain, timeout=1).connect(proxy.ConnectRequest())
-        finally:
-            plain.close()
-
-
-def _named_router(name: str) -> Router:
-    router = Router()
-
-    @router.connect
-    async def connect(request: ConnectCall) -> None:
-        request.respond(proxy.ConnectResult(user=name))
-
-    return router
-
-
-async def _who_answers(port: int) -> str:
-    channel = Channel("127.0.0.1", port)  # a new connection: the kernel picks its listener
-    try:
-        reply = await proxy.CentrifugoProxyStub(channel, timeout=5).connect(proxy.ConnectRequest())
-        assert reply.result is not None
-        return reply.result.user
-    finally:
-        channel.close()
-
-
 class _RecordingTransport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
@@ -356,7 +289,7 @@ class _RecordingTransport(asyncio.Transport):
 
 async def test_writes_of_one_loop_iteration_reach_the_socket_together() -> None:
     real = _RecordingTransport()
-    transport = _CoalescingTransport(real)
+    transport = CoalescingTransport(real)
     transport.write(b"headers")
     transport.write(b"")
     transport.write(bytearray(b"message"))
@@ -397,109 +330,28 @@ async def test_concurrent_calls_on_one_connection() -> None:
     assert [r.result.user for r in replies if r.result] == [str(i) for i in range(200)]
 
 
-async def test_unary_calls_are_not_held_back_by_nagles_algorithm() -> None:
-    # A reply is three small writes (headers, message, trailers). Without TCP_NODELAY on the
-    # accepted connection the second one waits for the client's delayed ACK: >= 40 ms a call
-    # on Linux, where a call on 127.0.0.1 otherwise takes well under a millisecond.
-    async with ProxyServer(_named_router("a"), port=0) as server:
-        channel = Channel("127.0.0.1", server.port)
-        try:
-            stub = proxy.CentrifugoProxyStub(channel, timeout=5)
-            await stub.connect(proxy.ConnectRequest())
-            loop = asyncio.get_running_loop()
-            durations = []
-            for _ in range(21):
-                started = loop.time()
-                await stub.connect(proxy.ConnectRequest())
-                durations.append(loop.time() - started)
-        finally:
-            channel.close()
-    assert sorted(durations)[10] < 0.02, durations
+def test_the_grpclib_internals_of_write_coalescing_are_still_there() -> None:
+    """If this fails, grpclib changed what centrifugo_types._coalescing relies on: the server
+    still works (plain grpclib, a warning), but update _coalescing for the new version."""
+    assert compatible(), grpclib.__version__
 
 
-async def test_reuse_port_lets_servers_share_a_port() -> None:
-    async with ProxyServer(_named_router("a"), port=0, reuse_port=True) as first:
-        port = first.port
-        with pytest.raises(OSError, match="in use"):  # without SO_REUSEPORT: taken
-            await ProxyServer(_named_router("x"), port=port).start()
-        async with ProxyServer(_named_router("b"), port=port, reuse_port=True) as second:
-            assert second.port == port
-            # The kernel spreads new connections over both listeners (by a hash of the
-            # client's address and port): 32 connections all to one has odds 2**-31.
-            answers = {await _who_answers(port) for _ in range(32)}
-            assert answers == {"a", "b"}
-        assert await _who_answers(port) == "a"  # the other one serves on alone
-
-
-def test_load_router_reports_bad_specs() -> None:
-    assert load_router("tests.test_grpc_server:cli_router") is cli_router
-    for spec, message in [
-        ("tests.test_grpc_server", "expected MODULE:ATTRIBUTE"),
-        ("tests.no_such_module:router", "cannot import"),
-        ("tests.test_grpc_server:nothing", "has no attribute"),
-        ("tests.test_grpc_server:INTERNAL", "not a centrifugo_types.Router"),
-    ]:
-        with pytest.raises(SystemExit, match=message):
-            load_router(spec)
-
-
-def test_event_loop_runner(monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvloop
-
-    assert event_loop_runner("asyncio") is asyncio.run
-    assert event_loop_runner("uvloop") is uvloop.run
-    assert event_loop_runner() is uvloop.run  # auto: uvloop, installed with the dev group
-    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed
-    assert event_loop_runner("auto") is asyncio.run
-    with pytest.raises(SystemExit, match="needs uvloop"):
-        event_loop_runner("uvloop")
-    with pytest.raises(ValueError, match="loop must be"):
-        event_loop_runner("trio")
-
-
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-async def test_cli_serves_and_shuts_down_gracefully_on_sigterm(loop: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "centrifugo_types",
-        "serve",
-        "tests.test_grpc_server:cli_router",
-        "--port",
-        "0",
-        "--reuse-port",
-        "--loop",
-        loop,
-        cwd=ROOT,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert process.stderr is not None
-    try:
-        port = 0
-        lines = []
-        async with asyncio.timeout(20):
-            while not port:
-                line = (await process.stderr.readline()).decode()
-                assert line, "the server exited before listening"
-                lines.append(line)
-                if match := re.search(r"on 127\.0\.0\.1:(\d+)", line):
-                    port = int(match[1])
-        assert any(f"event loop: {loop}" in line for line in lines), lines
-        # --reuse-port: another SO_REUSEPORT server can bind the same port.
-        async with ProxyServer(Router(), port=port, reuse_port=True):
-            pass
-        channel = Channel("127.0.0.1", port)
-        try:
-            stub = proxy.CentrifugoProxyStub(channel, timeout=5)
-            in_flight = asyncio.ensure_future(stub.rpc(proxy.RpcRequest(method="m", data=b"0.5")))
-            await asyncio.sleep(0.2)
-            process.send_signal(signal.SIGTERM)
-            assert (await in_flight).result == proxy.RpcResult(data=b'"done"')
-        finally:
-            channel.close()
-        assert await asyncio.wait_for(process.wait(), 10) == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+async def test_write_coalescing_falls_back_to_plain_grpclib(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with monkeypatch.context() as renamed:
+        renamed.setattr(grpclib.server.Server, "_protocol_factory", None)
+        assert not compatible()
+    monkeypatch.setattr(_coalescing, "compatible", lambda: False)  # grpclib works on
+    seen: list[Any] = []
+    with caplog.at_level(logging.WARNING):
+        async with ProxyServer(typed_router(seen), port=0) as server:
+            assert type(server._server) is grpclib.server.Server
+            channel = Channel("127.0.0.1", server.port)
+            try:
+                stub = proxy.CentrifugoProxyStub(channel, timeout=5)
+                reply = await stub.connect(proxy.ConnectRequest())
+            finally:
+                channel.close()
+    assert reply.result == proxy.ConnectResult(user="u")
+    assert "no longer has Server._protocol_factory" in caplog.text

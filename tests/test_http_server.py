@@ -1,5 +1,8 @@
-"""The HTTP proxy app (``centrifugo_types.http``) through an in-process ASGI client, under
-uvicorn, from the command line, and the HTTP statuses a real Centrifugo gets from it.
+"""What only the HTTP proxy has: the app (``centrifugo_types.http.ProxyApp``) through an
+in-process ASGI client (paths, statuses, gzip, headers, mounting, the ASGI lifespan), and the
+HTTP statuses a real Centrifugo gets from it. What every server does (credentials, TLS,
+shutdown, lifespan, malformed requests, the command line, ...) is in tests/test_server.py,
+over every transport.
 
 Centrifugo's own HTTP proxy requests run through the app in the e2e suites
 (tests/test_e2e_proxy.py and tests/test_e2e_map_shared_poll.py, transports ``http`` and
@@ -11,18 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import gzip
-import logging
-import os
-import re
-import signal
-import ssl
-import statistics
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import centrifuge
@@ -38,7 +33,7 @@ from centrifugo_types.calls import AnyCall, ConnectCall, RpcCall
 from centrifugo_types.http import UNARY_EVENTS, ProxyApp, ProxyServer
 from centrifugo_types.testing import json_payloads, messages
 
-from .centrifugo import ROOT, StartCentrifugo
+from .centrifugo import StartCentrifugo
 
 INTERNAL = proxy.Error(code=100, message="internal server error", temporary=True)
 EVENT_NAMES = [event.name for event in UNARY_EVENTS]
@@ -152,14 +147,6 @@ def payload_router() -> Router:
     async def raw_bytes(request: RpcCall) -> None:
         request.respond(proxy.RpcResult(data=b"\x00\xff"))
 
-    @router.rpc("raise")
-    async def fail(request: RpcCall) -> None:
-        raise RuntimeError("broken")
-
-    @router.rpc("hang")
-    async def hang(request: RpcCall) -> None:
-        await asyncio.sleep(10)
-
     @router.connect
     async def connect(request: ConnectCall) -> None:
         request.respond(
@@ -203,55 +190,7 @@ async def test_binary_mode_payloads_travel_in_base64(payloads: httpx.AsyncClient
     assert reply.content == b'{"result":{"b64data":"AP8="}}'
 
 
-@pytest.mark.parametrize("method", ["raise", "hang", "nothing"])
-async def test_failing_handlers_get_one_error_reply(
-    payloads: httpx.AsyncClient, method: str
-) -> None:
-    reply = await payloads.post(path("rpc"), json={"method": method})
-    assert reply.status_code == 200
-    response = json.loads(proxy.RpcResponse, reply.content)
-    if method == "nothing":  # the router's answer to a method without a handler
-        assert response.error == proxy.Error(code=104, message="method not found")
-    else:
-        assert response == proxy.RpcResponse(error=INTERNAL)
-
-
-async def test_an_event_without_a_handler_is_not_available(payloads: httpx.AsyncClient) -> None:
-    reply = await payloads.post(path("subscribe"), json={"channel": "news"})
-    assert reply.content == b'{"error":{"code":108,"message":"not available"}}'
-
-
 # -- bad input ----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", EVENT_NAMES)
-@pytest.mark.parametrize(
-    "body",
-    [
-        b"",
-        b"{",
-        b"[]",
-        b'{"a": 01}',
-        b'{"a": 1,}',
-        b'{"data": nope}',
-        b"\xff\xfe",
-        b'"text"',
-        b"{}{}",
-    ],
-)
-async def test_malformed_json_gets_the_event_failure_reply(
-    client: httpx.AsyncClient, seen: Seen, name: str, body: bytes, caplog: Any
-) -> None:
-    event = events.EVENTS[name]
-    with caplog.at_level(logging.WARNING, "centrifugo_types.http"):
-        reply = await client.post(path(name), content=body)
-    assert reply.status_code == 200
-    assert json.loads(event.response_type, reply.content) == internal_error_reply(event)
-    assert "undecodable request" in caplog.text
-    assert seen == []
-    # and the app goes on serving
-    reply = await client.post(path(name), content=b"{}")
-    assert json.loads(event.response_type, reply.content) == accepted(event)
 
 
 def test_the_failure_reply_follows_the_response_shape() -> None:
@@ -286,6 +225,10 @@ async def test_http_errors(client: httpx.AsyncClient, seen: Seen) -> None:
     reply = await client.post(path("connect"), content=b"{}", headers={"content-encoding": "br"})
     assert (reply.status_code, reply.text) == (415, "unsupported Content-Encoding br")
     assert len(seen) == 5
+    locked = ProxyApp(Router(), credentials=("X-Centrifugo", "s3cret"))
+    async with asgi_client(locked) as c:
+        reply = await c.post(path("connect"), content=b"{}", headers={"x-centrifugo": "no"})
+        assert (reply.status_code, reply.text) == (401, "invalid credentials")
 
 
 async def test_body_size_limit() -> None:
@@ -407,18 +350,6 @@ async def test_headers_become_metadata(client: httpx.AsyncClient, seen: Seen) ->
     assert seen[1][2]["user-agent"] == ["Mozilla/5.0"]
 
 
-async def test_credentials() -> None:
-    seen: Seen = []
-    app = ProxyApp(recording_router(seen), credentials=("X-Centrifugo", "s3cret"))
-    async with asgi_client(app) as c:
-        for headers in ({}, {"x-centrifugo": "wrong"}, {"x-other": "s3cret"}):
-            reply = await c.post(path("connect"), content=b"{}", headers=headers)
-            assert (reply.status_code, reply.text) == (401, "invalid credentials")
-        good = {"X-Centrifugo": "s3cret", "X-App": "a"}
-        assert (await c.post(path("connect"), content=b"{}", headers=good)).status_code == 200
-    assert [metadata for _, _, metadata in seen] == [{"x-app": ["a"]}]
-
-
 # -- paths, mounting, the ASGI protocol ---------------------------------------------------------
 
 
@@ -451,8 +382,8 @@ def test_invalid_paths_are_refused() -> None:
         ProxyApp(Router(), prefix="centrifugo")
 
 
-async def test_lifespan_websocket_and_a_disconnect_before_the_body() -> None:
-    app = ProxyApp(Router())
+async def _asgi_lifespan(app: ProxyApp) -> list[dict[str, Any]]:
+    """What ``app`` answers to the ASGI lifespan protocol's startup and shutdown."""
     sent: list[dict[str, Any]] = []
 
     async def send(message: Any) -> None:
@@ -464,14 +395,57 @@ async def test_lifespan_websocket_and_a_disconnect_before_the_body() -> None:
         return next(incoming)
 
     await app({"type": "lifespan"}, receive, send)
-    assert sent == [{"type": "lifespan.startup.complete"}, {"type": "lifespan.shutdown.complete"}]
+    return sent
 
-    sent.clear()
-    await app({"type": "websocket", "path": "/"}, receive, send)
-    assert sent == [{"type": "websocket.close", "code": 1000}]
+
+async def test_the_asgi_lifespan_enters_the_routers() -> None:
+    log: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(router: Router) -> AsyncIterator[None]:
+        log.append("enter")
+        yield
+        log.append("exit")
+
+    assert await _asgi_lifespan(ProxyApp(Router(lifespan=lifespan))) == [
+        {"type": "lifespan.startup.complete"},
+        {"type": "lifespan.shutdown.complete"},
+    ]
+    assert log == ["enter", "exit"]
+    assert await _asgi_lifespan(ProxyApp(Router())) == [
+        {"type": "lifespan.startup.complete"},
+        {"type": "lifespan.shutdown.complete"},
+    ]
+
+
+@pytest.mark.parametrize("at", ["startup", "shutdown"])
+async def test_a_failing_lifespan_is_reported_to_the_asgi_server(at: str) -> None:
+    @contextlib.asynccontextmanager
+    async def lifespan(router: Router) -> AsyncIterator[None]:
+        if at == "startup":
+            raise RuntimeError("no database")
+        yield
+        raise RuntimeError("no database")
+
+    sent = await _asgi_lifespan(ProxyApp(Router(lifespan=lifespan)))
+    failed = {"type": f"lifespan.{at}.failed", "message": "RuntimeError: no database"}
+    assert sent == (
+        [failed] if at == "startup" else [{"type": "lifespan.startup.complete"}, failed]
+    )
+
+
+async def test_websocket_and_a_disconnect_before_the_body() -> None:
+    app = ProxyApp(Router())
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(dict(message))
 
     async def gone() -> Any:
         return {"type": "http.disconnect"}
+
+    await app({"type": "websocket", "path": "/"}, gone, send)
+    assert sent == [{"type": "websocket.close", "code": 1000}]
 
     sent.clear()
     scope = {"type": "http", "method": "POST", "path": path("connect"), "headers": []}
@@ -479,161 +453,15 @@ async def test_lifespan_websocket_and_a_disconnect_before_the_body() -> None:
     assert sent == []
 
 
-# -- under uvicorn ------------------------------------------------------------------------------
-
-
-async def test_proxy_server_serves_and_closes_gracefully() -> None:
-    started = asyncio.Event()
-    router = Router(timeout=5)
-
-    @router.rpc
-    async def slow(request: RpcCall) -> None:
-        started.set()
-        await asyncio.sleep(float(request.json()))
-        request.respond(proxy.RpcResult(data=b'"done"'))
-
-    server = ProxyServer(router, port=0, shutdown_timeout=5)
-    await server.start()
-    url = f"{server.url}{server.app.paths['rpc']}"
-    async with httpx.AsyncClient(timeout=5) as http:
-        reply = await http.post(url, json={"data": 0})
-        assert json.loads(proxy.RpcResponse, reply.content).result == proxy.RpcResult(
-            data=b'"done"'
-        )
-        in_flight = asyncio.ensure_future(http.post(url, json={"data": 0.5}))
-        await started.wait()
-        closing = asyncio.ensure_future(server.close())
-        reply = await in_flight  # finishes although the server is closing
-        assert reply.content == b'{"result":{"data":"done"}}'
-        await closing
-        with pytest.raises(httpx.ConnectError):
-            await http.post(url, json={"data": 0})
-
-
-async def test_proxy_server_replies_without_waiting_for_acks(seen: Seen) -> None:
-    """Nagle's algorithm is off on the server's connections: a reply (uvicorn writes its head
-    and body separately) does not wait ~40 ms for the client's delayed ACK."""
-    # One client: one keep-alive connection.
-    async with ProxyServer(recording_router(seen), port=0) as server, httpx.AsyncClient() as http:
-        url = server.url + "/centrifugo/connect"
-        durations = []
-        for _ in range(20):
-            started = time.perf_counter()
-            assert (await http.post(url, content=b"{}")).status_code == 200
-            durations.append(time.perf_counter() - started)
-    assert statistics.median(durations) < 0.025, durations
-
-
-async def test_proxy_server_tls(certificate: tuple[Path, Path]) -> None:
-    cert, key = certificate
-    seen: Seen = []
-    async with ProxyServer(
-        recording_router(seen), port=0, certfile=str(cert), keyfile=str(key)
-    ) as server:
-        assert server.url.startswith("https://127.0.0.1:")
-        verify = ssl.create_default_context(cafile=str(cert))
-        async with httpx.AsyncClient(verify=verify, timeout=5) as https:
-            reply = await https.post(server.url + "/centrifugo/connect", content=b"{}")
-        assert reply.content == b'{"result":{}}'
-        plain = server.url.replace("https", "http")
-        async with httpx.AsyncClient(timeout=5) as http:
-            with pytest.raises(httpx.HTTPError):
-                await http.post(plain + "/centrifugo/connect", content=b"{}")
-    assert len(seen) == 1
-
-
-def _connect_router(user: str) -> Router:
-    router = Router()
-
-    @router.connect
-    async def connect(request: ConnectCall) -> None:
-        request.respond(proxy.ConnectResult(user=user))
-
-    return router
-
-
-async def _who_answers(port: int) -> str:
-    # A new client, so a new connection: the kernel picks the listener that accepts it.
-    async with httpx.AsyncClient(timeout=5) as http:
-        reply = await http.post(f"http://127.0.0.1:{port}/centrifugo/connect", json={})
-    result = json.loads(proxy.ConnectResponse, reply.content).result
-    assert result is not None
-    return result.user
-
-
-async def test_reuse_port_lets_servers_share_a_port() -> None:
-    async with ProxyServer(_connect_router("a"), port=0, reuse_port=True) as first:
-        port = first.port
-        with pytest.raises(OSError, match="in use"):  # without SO_REUSEPORT: taken
-            await ProxyServer(_connect_router("x"), port=port).start()
-        async with ProxyServer(_connect_router("b"), port=port, reuse_port=True) as second:
-            assert second.port == port
-            # Spread by a hash of the client's address and port: 32 connections all to one
-            # listener has odds 2**-31.
-            answers = {await _who_answers(port) for _ in range(32)}
-            assert answers == {"a", "b"}
-        assert await _who_answers(port) == "a"  # the other one serves on alone
-
-
-cli_router = Router()
-"""Served by the command-line test: ``tests.test_http_server:cli_router``."""
-
-
-@cli_router.rpc
-async def _slow_rpc(request: RpcCall) -> None:
-    await asyncio.sleep(float(request.json()))
-    request.respond(proxy.RpcResult(data=b'"done"'))
-
-
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-async def test_cli_serves_http_and_shuts_down_gracefully_on_sigterm(loop: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "centrifugo_types", "serve", "tests.test_http_server:cli_router",
-        "--http", "--port", "0", "--prefix", "/cf", "--reuse-port", "--loop", loop,
-        "--credentials-key", "x-centrifugo", "--credentials-value", "s3cret",
-        cwd=ROOT,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    assert process.stderr is not None
-    try:
-        port = 0
-        lines = []
-        async with asyncio.timeout(20):
-            while not port:
-                line = (await process.stderr.readline()).decode()
-                assert line, "the server exited before listening"
-                lines.append(line)
-                if match := re.search(r"on http://127\.0\.0\.1:(\d+) \(POST /cf/connect", line):
-                    port = int(match[1])
-        assert any(f"event loop: {loop}" in line for line in lines), lines
-        # --reuse-port: another SO_REUSEPORT server can bind the same port.
-        async with ProxyServer(Router(), port=port, reuse_port=True):
-            pass
-        url = f"http://127.0.0.1:{port}/cf/rpc"
-        async with httpx.AsyncClient(timeout=5, headers={"x-centrifugo": "s3cret"}) as http:
-            refused = await http.post(url, json={"data": 0}, headers={"x-centrifugo": "no"})
-            assert refused.status_code == 401
-            in_flight = asyncio.ensure_future(http.post(url, json={"data": 0.5}))
-            await asyncio.sleep(0.2)
-            process.send_signal(signal.SIGTERM)
-            assert (await in_flight).content == b'{"result":{"data":"done"}}'
-        assert await asyncio.wait_for(process.wait(), 10) == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-
-
 def test_cli_http_options_need_http(capsys: pytest.CaptureFixture[str]) -> None:
     from centrifugo_types.__main__ import main
 
     with pytest.raises(SystemExit) as exit:
-        main(["serve", "tests.test_http_server:cli_router", "--prefix", "/x"])
+        main(["serve", "tests.cli_routers:cli_router", "--prefix", "/x"])
     assert exit.value.code == 2
     assert "--prefix and --max-body-size are options of --http" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="prefix must start with '/'"):
-        main(["serve", "tests.test_http_server:cli_router", "--http", "--prefix", "x"])
+    assert main(["serve", "tests.cli_routers:cli_router", "--http", "--prefix", "x"]) == 1
+    assert "centrifugo-types: prefix must start with '/'" in capsys.readouterr().err
 
 
 # -- what a real Centrifugo makes of HTTP statuses ---------------------------------------------
@@ -654,9 +482,12 @@ async def test_centrifugo_and_the_http_statuses_of_the_app(
         seen.append(("connect", request.message, {}))
         request.respond(proxy.ConnectResult(user="u"))
 
-    open_app = ProxyApp(router)
-    locked_app = ProxyApp(router, credentials=("x-centrifugo", "s3cret"))
-    async with ProxyServer(open_app, port=0) as opened, ProxyServer(locked_app, port=0) as locked:
+    credentials = ("x-centrifugo", "s3cret")
+    async with (
+        ProxyServer(router, port=0) as opened,
+        ProxyServer(router, port=0, credentials=credentials) as locked,
+    ):
+        open_app, locked_app = opened.app, locked.app
         connect_url = opened.url + open_app.paths["connect"]
         config = {
             "client": {"proxy": {"connect": {"enabled": True, "endpoint": connect_url}}},
