@@ -35,6 +35,12 @@ def run_plugin(proto_dir: Path, schema: Schema) -> dict[str, str]:
     with tempfile.TemporaryDirectory() as tmp:
         old_path = os.environ.get("PATH", "")
         os.environ["PATH"] = tool_path()
+        # The plugin lists every file it writes on stderr: keep that (and protoc's messages)
+        # aside, and show it only when protoc fails.
+        log = Path(tmp, "stderr.log").open("w+b")  # noqa: SIM115  (closed in finally)
+        saved_stderr = os.dup(2)
+        sys.stderr.flush()
+        os.dup2(log.fileno(), 2)
         try:
             status = protoc.main(
                 [
@@ -47,8 +53,14 @@ def run_plugin(proto_dir: Path, schema: Schema) -> dict[str, str]:
                 ]
             )
         finally:
+            os.dup2(saved_stderr, 2)
+            os.close(saved_stderr)
             os.environ["PATH"] = old_path
+            log.seek(0)
+            messages = log.read().decode(errors="replace")
+            log.close()
         if status != 0:
+            sys.stderr.write(messages)
             raise SchemaError(f"protoc with the betterproto2 plugin failed with status {status}")
         out = {}
         for file in schema.files:

@@ -161,6 +161,8 @@ class JsonEmitter:
                     raise SchemaError(f"{where}: float fields are not supported by the JSON codec")
                 if field.map_key is not None and field.map_key.kind != "string":
                     raise SchemaError(f"{where}: only string map keys are supported in JSON")
+                if (field.repeated or field.is_map) and field.type.kind == "enum":
+                    raise SchemaError(f"{where}: repeated/map enum fields are not supported")
                 if (field.repeated or field.is_map) and is_raw(field):
                     raise SchemaError(f"{where}: repeated/map raw JSON fields are not supported")
 
@@ -181,8 +183,9 @@ class JsonEmitter:
         w(0, "import betterproto2")
         w(0, "")
         w(0, "from . import _json_runtime")
+        enums = {f.type.py_name for m in self.file.messages for f in m.fields if f.type.py_name}
         w(0, f"from .{self.file.module} import (")
-        for name in names:
+        for name in sorted([*names, *enums]):
             w(1, f"{name},")
         w(0, ")")
         w(0, "")
@@ -302,7 +305,8 @@ class JsonEmitter:
         elif t.kind == "double":
             expr = f"_jr_enc_float({v})"
         else:
-            low, high = INT_RANGES[t.kind]
+            # Integers; enums too: Go's encoding/json writes an enum as its int32 number.
+            low, high = INT_RANGES["int32" if t.kind == "enum" else t.kind]
             inner = indent
             if not always:
                 w(indent, f"if {v}:")
@@ -392,6 +396,12 @@ class JsonEmitter:
         elif t.kind == "double":
             w(indent, "if v is not None:")
             w(indent + 1, f"{var} = _jr_check_float(v)")
+        elif t.kind == "enum":
+            low, high = INT_RANGES["int32"]
+            w(indent, f"if v.__class__ is int and {low} <= v <= {high}:")
+            w(indent + 1, f"{var} = {t.py_name}(v)")
+            w(indent, "elif v is not None:")
+            w(indent + 1, f'raise _jr_bad_int(v, "int32", {low}, {high})')
         else:
             low, high = INT_RANGES[t.kind]
             w(indent, f"if v.__class__ is int and {low} <= v <= {high}:")

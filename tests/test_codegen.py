@@ -97,7 +97,6 @@ def _schema_of(tmp_path: Path, body: str) -> schema.Schema:
 @pytest.mark.parametrize(
     ("body", "complaint"),
     [
-        ("enum E { A = 0; }", "enums"),
         ("message M { oneof o { int32 a = 1; } }", "oneof"),
         ("message M { optional int32 a = 1; }", "optional"),
         ("message M { message N {} }", "nested message"),
@@ -106,6 +105,42 @@ def _schema_of(tmp_path: Path, body: str) -> schema.Schema:
 def test_unsupported_schema_features_fail_loudly(tmp_path: Path, body: str, complaint: str) -> None:
     with pytest.raises(schema.SchemaError, match=complaint):
         _schema_of(tmp_path, body)
+
+
+def test_an_unsupported_schema_fails_in_one_line_naming_file_and_element(
+    tmp_path: Path,
+) -> None:
+    protos = tmp_path / "protos"
+    shutil.copytree(PROTOS, protos)
+    proxy_proto = protos / "proxy.proto"
+    proxy_proto.write_text(
+        proxy_proto.read_text() + "\nmessage Odd {\n  oneof choice { int32 a = 1; }\n}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "codegen", "--protos", str(protos), "--out", str(tmp_path / "g")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "codegen: proxy.proto: message Odd: oneof choice (or a proto3 optional field) is not "
+        "supported"
+    ]
+    assert not (tmp_path / "g").exists()
+
+
+def test_enums_top_level_and_nested_are_open_int32(tmp_path: Path) -> None:
+    model = _schema_of(
+        tmp_path,
+        "enum Top { A = 0; B = 2; }\n"
+        "message M { enum Kind { X = 0; Y = 1; } Kind kind = 1; Top top = 2; }\n",
+    )
+    kind, top = model.message("t.M").fields
+    assert kind.type == schema.Type("enum", "t.M.Kind", "MKind")
+    assert top.type == schema.Type("enum", "t.Top", "Top")
+    assert kind.tag() == (1 << 3 | 0)
+    assert model.enum("t.Top").values == (("A", 0), ("B", 2))
 
 
 def test_schema_model_reads_maps_and_recursion(tmp_path: Path) -> None:
