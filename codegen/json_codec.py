@@ -115,6 +115,10 @@ RUNTIME_NAMES = (
 )
 
 
+BUCKET = 8
+"""Field numbers per bucket of the decoders' dispatch (see ``JsonEmitter._dispatch``)."""
+
+
 def _int_name(kind: str) -> str:
     return f"_I_{kind}"
 
@@ -207,9 +211,14 @@ class JsonEmitter:
         w(0, "_new = object.__new__")
         for message in self.file.messages:
             w(0, "")
-            w(0, "#: Field index by JSON key (exact, and as folded by ``_jr_fold``).")
-            keys = ", ".join(f'"{f.name}": {i}' for i, f in enumerate(message.fields))
-            w(0, f"_K_{message.py_name}: dict[str, int] = {{{keys}}}")
+            w(0, "#: Field number by JSON key (exact, and as folded by ``_jr_fold``).")
+            if not message.fields:
+                w(0, f"_K_{message.py_name}: dict[str, int] = {{}}")
+                continue
+            w(0, f"_K_{message.py_name}: dict[str, int] = {{")  # one line per field
+            for f in message.fields:
+                w(1, f'"{f.name}": {f.number},')
+            w(0, "}")
         for message in self.file.messages:
             self._encoder(message)
             self._text_decoder(message)
@@ -415,27 +424,22 @@ class JsonEmitter:
         self,
         indent: int,
         fields: tuple[Field, ...],
-        lo: int,
-        hi: int,
         emit: Callable[[int, Field], None],
     ) -> None:
-        """Branch on the field index ``i`` (known to be in ``lo..hi-1``) by bisection, so that
-        a key costs a few comparisons even in messages with dozens of fields."""
+        """Branch on the field number ``i`` (of a field of ``fields``): first on its bucket of
+        :data:`BUCKET` numbers, then by equality inside the bucket. The shape depends on each
+        field's own number only, so that adding a field adds the lines of that field (and, for
+        a new bucket, one line more) and changes none of the others'; a key costs a few
+        integer comparisons even in messages with dozens of fields."""
         w = self.out
-        if hi - lo == 1:
-            emit(indent, fields[lo])
-        elif hi - lo <= 3:
-            for j in range(lo, hi - 1):
-                w(indent, f"{'if' if j == lo else 'elif'} i == {j}:")
-                emit(indent + 1, fields[j])
-            w(indent, "else:")
-            emit(indent + 1, fields[hi - 1])
-        else:
-            mid = (lo + hi) // 2
-            w(indent, f"if i < {mid}:")
-            self._dispatch(indent + 1, fields, lo, mid, emit)
-            w(indent, "else:")
-            self._dispatch(indent + 1, fields, mid, hi, emit)
+        buckets: dict[int, list[Field]] = {}
+        for field in fields:
+            buckets.setdefault(field.number // BUCKET, []).append(field)
+        for b, (bucket, members) in enumerate(sorted(buckets.items())):
+            w(indent, f"{'if' if b == 0 else 'elif'} i < {(bucket + 1) * BUCKET}:")
+            for j, field in enumerate(members):
+                w(indent + 1, f"{'if' if j == 0 else 'elif'} i == {field.number}:")
+                emit(indent + 2, field)
 
     def _text_decoder(self, message: Message) -> None:
         w = self.out
@@ -468,7 +472,7 @@ class JsonEmitter:
                 w(indent, f'field = "{field.name}"')
                 self._text_field(indent, field)
 
-            self._dispatch(4, message.fields, 0, len(message.fields), emit)
+            self._dispatch(4, message.fields, emit)
             w(4, 'field = ""')
         else:
             w(3, "pos = _jr_scan(s, pos)[1]")
@@ -542,7 +546,7 @@ class JsonEmitter:
             w(2, "if i is None:")
             w(3, f"i = _K_{name}.get(_jr_fold(k), -1)")
             w(2, "if i >= 0:")
-            self._dispatch(3, message.fields, 0, len(message.fields), self._dict_field)
+            self._dispatch(3, message.fields, self._dict_field)
         self._build(1, message)
         w(1, "return obj")
 

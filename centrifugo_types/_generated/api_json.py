@@ -217,815 +217,1147 @@ _jr_wrong = _json_runtime.wrong
 _M = TypeVar("_M", bound=betterproto2.Message)
 _new = object.__new__
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
 _K_Command: dict[str, int] = {
-    "publish": 0,
-    "broadcast": 1,
-    "subscribe": 2,
-    "unsubscribe": 3,
-    "disconnect": 4,
-    "presence": 5,
-    "presence_stats": 6,
-    "history": 7,
-    "history_remove": 8,
-    "info": 9,
-    "rpc": 10,
-    "refresh": 11,
-    "channels": 12,
-    "connections": 13,
-    "update_user_status": 14,
-    "get_user_status": 15,
-    "delete_user_status": 16,
-    "block_user": 17,
-    "unblock_user": 18,
-    "revoke_token": 19,
-    "invalidate_user_tokens": 20,
-    "device_register": 21,
-    "device_update": 22,
-    "device_remove": 23,
-    "device_list": 24,
-    "device_topic_list": 25,
-    "device_topic_update": 26,
-    "user_topic_list": 27,
-    "user_topic_update": 28,
-    "send_push_notification": 29,
-    "update_push_status": 30,
-    "cancel_push": 31,
-    "map_publish": 32,
-    "map_remove": 33,
-    "map_read_state": 34,
-    "map_read_stream": 35,
-    "map_stats": 36,
-    "map_clear": 37,
-    "shared_poll_publish": 38,
+    "publish": 4,
+    "broadcast": 5,
+    "subscribe": 6,
+    "unsubscribe": 7,
+    "disconnect": 8,
+    "presence": 9,
+    "presence_stats": 10,
+    "history": 11,
+    "history_remove": 12,
+    "info": 13,
+    "rpc": 14,
+    "refresh": 15,
+    "channels": 16,
+    "connections": 17,
+    "update_user_status": 18,
+    "get_user_status": 19,
+    "delete_user_status": 20,
+    "block_user": 21,
+    "unblock_user": 22,
+    "revoke_token": 23,
+    "invalidate_user_tokens": 24,
+    "device_register": 25,
+    "device_update": 26,
+    "device_remove": 27,
+    "device_list": 28,
+    "device_topic_list": 29,
+    "device_topic_update": 30,
+    "user_topic_list": 31,
+    "user_topic_update": 32,
+    "send_push_notification": 33,
+    "update_push_status": 34,
+    "cancel_push": 35,
+    "map_publish": 36,
+    "map_remove": 37,
+    "map_read_state": 38,
+    "map_read_stream": 39,
+    "map_stats": 40,
+    "map_clear": 41,
+    "shared_poll_publish": 42,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_Error: dict[str, int] = {"code": 0, "message": 1}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_Error: dict[str, int] = {
+    "code": 1,
+    "message": 2,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
 _K_Reply: dict[str, int] = {
-    "error": 0,
-    "publish": 1,
-    "broadcast": 2,
-    "subscribe": 3,
-    "unsubscribe": 4,
-    "disconnect": 5,
-    "presence": 6,
-    "presence_stats": 7,
-    "history": 8,
-    "history_remove": 9,
-    "info": 10,
-    "rpc": 11,
-    "refresh": 12,
-    "channels": 13,
-    "connections": 14,
-    "update_user_status": 15,
-    "get_user_status": 16,
-    "delete_user_status": 17,
-    "block_user": 18,
-    "unblock_user": 19,
-    "revoke_token": 20,
-    "invalidate_user_tokens": 21,
-    "device_register": 22,
-    "device_update": 23,
-    "device_remove": 24,
-    "device_list": 25,
-    "device_topic_list": 26,
-    "device_topic_update": 27,
-    "user_topic_list": 28,
-    "user_topic_update": 29,
-    "send_push_notification": 30,
-    "update_push_status": 31,
-    "cancel_push": 32,
-    "map_publish": 33,
-    "map_remove": 34,
-    "map_read_state": 35,
-    "map_read_stream": 36,
-    "map_stats": 37,
-    "map_clear": 38,
-    "shared_poll_publish": 39,
+    "error": 2,
+    "publish": 4,
+    "broadcast": 5,
+    "subscribe": 6,
+    "unsubscribe": 7,
+    "disconnect": 8,
+    "presence": 9,
+    "presence_stats": 10,
+    "history": 11,
+    "history_remove": 12,
+    "info": 13,
+    "rpc": 14,
+    "refresh": 15,
+    "channels": 16,
+    "connections": 17,
+    "update_user_status": 18,
+    "get_user_status": 19,
+    "delete_user_status": 20,
+    "block_user": 21,
+    "unblock_user": 22,
+    "revoke_token": 23,
+    "invalidate_user_tokens": 24,
+    "device_register": 25,
+    "device_update": 26,
+    "device_remove": 27,
+    "device_list": 28,
+    "device_topic_list": 29,
+    "device_topic_update": 30,
+    "user_topic_list": 31,
+    "user_topic_update": 32,
+    "send_push_notification": 33,
+    "update_push_status": 34,
+    "cancel_push": 35,
+    "map_publish": 36,
+    "map_remove": 37,
+    "map_read_state": 38,
+    "map_read_stream": 39,
+    "map_stats": 40,
+    "map_clear": 41,
+    "shared_poll_publish": 42,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_BatchRequest: dict[str, int] = {"commands": 0, "parallel": 1}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_BatchRequest: dict[str, int] = {
+    "commands": 1,
+    "parallel": 2,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_BatchResponse: dict[str, int] = {"replies": 0}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_BatchResponse: dict[str, int] = {
+    "replies": 1,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
 _K_PublishRequest: dict[str, int] = {
-    "channel": 0,
-    "data": 1,
-    "b64data": 2,
-    "skip_history": 3,
-    "tags": 4,
-    "idempotency_key": 5,
-    "delta": 6,
-    "version": 7,
-    "version_epoch": 8,
+    "channel": 1,
+    "data": 2,
+    "b64data": 3,
+    "skip_history": 4,
+    "tags": 5,
+    "idempotency_key": 6,
+    "delta": 7,
+    "version": 8,
+    "version_epoch": 9,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_PublishResponse: dict[str, int] = {"error": 0, "result": 1}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_PublishResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_PublishResult: dict[str, int] = {"offset": 0, "epoch": 1}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_PublishResult: dict[str, int] = {
+    "offset": 1,
+    "epoch": 2,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
 _K_BroadcastRequest: dict[str, int] = {
-    "channels": 0,
-    "data": 1,
-    "b64data": 2,
-    "skip_history": 3,
-    "tags": 4,
-    "idempotency_key": 5,
-    "delta": 6,
-    "version": 7,
-    "version_epoch": 8,
+    "channels": 1,
+    "data": 2,
+    "b64data": 3,
+    "skip_history": 4,
+    "tags": 5,
+    "idempotency_key": 6,
+    "delta": 7,
+    "version": 8,
+    "version_epoch": 9,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_BroadcastResponse: dict[str, int] = {"error": 0, "result": 1}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_BroadcastResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_BroadcastResult: dict[str, int] = {"responses": 0}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_BroadcastResult: dict[str, int] = {
+    "responses": 1,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_FilterNode: dict[str, int] = {"op": 0, "key": 1, "cmp": 2, "val": 3, "vals": 4, "nodes": 5}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_FilterNode: dict[str, int] = {
+    "op": 1,
+    "key": 2,
+    "cmp": 3,
+    "val": 4,
+    "vals": 5,
+    "nodes": 6,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
 _K_SubscribeRequest: dict[str, int] = {
-    "channel": 0,
-    "user": 1,
-    "expire_at": 2,
-    "info": 3,
-    "b64info": 4,
-    "client": 5,
-    "data": 6,
-    "b64data": 7,
-    "recover_since": 8,
-    "override": 9,
-    "session": 10,
-    "label_filter": 11,
-    "all_users": 12,
+    "channel": 1,
+    "user": 2,
+    "expire_at": 3,
+    "info": 4,
+    "b64info": 5,
+    "client": 6,
+    "data": 7,
+    "b64data": 8,
+    "recover_since": 9,
+    "override": 10,
+    "session": 11,
+    "label_filter": 12,
+    "all_users": 13,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_SubscribeResponse: dict[str, int] = {"error": 0, "result": 1}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_SubscribeResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_BoolValue: dict[str, int] = {"value": 0}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_BoolValue: dict[str, int] = {
+    "value": 1,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_Int32Value: dict[str, int] = {"value": 0}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_Int32Value: dict[str, int] = {
+    "value": 1,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
 _K_SubscribeOptionOverride: dict[str, int] = {
-    "presence": 0,
-    "join_leave": 1,
-    "force_recovery": 2,
-    "force_positioning": 3,
-    "force_push_join_leave": 4,
+    "presence": 1,
+    "join_leave": 2,
+    "force_recovery": 3,
+    "force_positioning": 4,
+    "force_push_join_leave": 5,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
 _K_SubscribeResult: dict[str, int] = {}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
 _K_UnsubscribeRequest: dict[str, int] = {
-    "channel": 0,
-    "user": 1,
-    "client": 2,
-    "session": 3,
-    "label_filter": 4,
-    "all_users": 5,
-}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_UnsubscribeResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_UnsubscribeResult: dict[str, int] = {}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_Disconnect: dict[str, int] = {"code": 0, "reason": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DisconnectRequest: dict[str, int] = {
-    "user": 0,
-    "disconnect": 1,
-    "client": 2,
-    "whitelist": 3,
+    "channel": 1,
+    "user": 2,
+    "client": 3,
     "session": 4,
     "label_filter": 5,
     "all_users": 6,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DisconnectResponse: dict[str, int] = {"error": 0, "result": 1}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_UnsubscribeResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DisconnectResult: dict[str, int] = {}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_UnsubscribeResult: dict[str, int] = {}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_PresenceRequest: dict[str, int] = {"channel": 0}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_Disconnect: dict[str, int] = {
+    "code": 1,
+    "reason": 2,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_PresenceResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_ClientInfo: dict[str, int] = {"user": 0, "client": 1, "conn_info": 2, "chan_info": 3}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_PresenceResult: dict[str, int] = {"presence": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_PresenceStatsRequest: dict[str, int] = {"channel": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_PresenceStatsResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_PresenceStatsResult: dict[str, int] = {"num_clients": 0, "num_users": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_StreamPosition: dict[str, int] = {"offset": 0, "epoch": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_HistoryRequest: dict[str, int] = {"channel": 0, "limit": 1, "since": 2, "reverse": 3}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_HistoryResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_Publication: dict[str, int] = {"data": 0, "info": 1, "offset": 2, "tags": 3}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_HistoryResult: dict[str, int] = {"publications": 0, "epoch": 1, "offset": 2}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_HistoryRemoveRequest: dict[str, int] = {"channel": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_HistoryRemoveResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_HistoryRemoveResult: dict[str, int] = {}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_InfoRequest: dict[str, int] = {}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_InfoResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_InfoResult: dict[str, int] = {"nodes": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_RpcRequest: dict[str, int] = {"method": 0, "params": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_RpcResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_RpcResult: dict[str, int] = {"data": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_RefreshRequest: dict[str, int] = {
-    "user": 0,
-    "client": 1,
-    "expired": 2,
-    "expire_at": 3,
-    "info": 4,
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DisconnectRequest: dict[str, int] = {
+    "user": 1,
+    "disconnect": 2,
+    "client": 3,
+    "whitelist": 4,
     "session": 5,
     "label_filter": 6,
     "all_users": 7,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_RefreshResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_RefreshResult: dict[str, int] = {}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_NodeResult: dict[str, int] = {
-    "uid": 0,
-    "name": 1,
-    "version": 2,
-    "num_clients": 3,
-    "num_users": 4,
-    "num_channels": 5,
-    "uptime": 6,
-    "metrics": 7,
-    "process": 8,
-    "num_subs": 9,
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DisconnectResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_Metrics: dict[str, int] = {"interval": 0, "items": 1}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DisconnectResult: dict[str, int] = {}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_Process: dict[str, int] = {"cpu": 0, "rss": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_ChannelsRequest: dict[str, int] = {"pattern": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_ChannelsResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_ChannelsResult: dict[str, int] = {"channels": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_ChannelInfo: dict[str, int] = {"num_clients": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_ConnectionsRequest: dict[str, int] = {"user": 0, "expression": 1, "label_filter": 2}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_ConnectionsResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_ConnectionsResult: dict[str, int] = {"connections": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_ConnectionInfo: dict[str, int] = {
-    "app_name": 0,
-    "app_version": 1,
-    "transport": 2,
-    "protocol": 3,
-    "user": 4,
-    "state": 5,
-    "connected_at_ms": 6,
-    "ping_pong_latency_ms": 7,
-    "labels": 8,
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_PresenceRequest: dict[str, int] = {
+    "channel": 1,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_ConnectionState: dict[str, int] = {
-    "channels": 0,
-    "connection_token": 1,
-    "subscription_tokens": 2,
-    "meta": 3,
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_PresenceResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_ChannelContext: dict[str, int] = {"source": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_ConnectionTokenInfo: dict[str, int] = {"uid": 0, "issued_at": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_SubscriptionTokenInfo: dict[str, int] = {"uid": 0, "issued_at": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_UpdateUserStatusRequest: dict[str, int] = {"users": 0, "state": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_UpdateUserStatusResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_UpdateUserStatusResult: dict[str, int] = {}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_GetUserStatusRequest: dict[str, int] = {"users": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_GetUserStatusResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_GetUserStatusResult: dict[str, int] = {"statuses": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_UserStatus: dict[str, int] = {"user": 0, "active": 1, "online": 2, "state": 3}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeleteUserStatusRequest: dict[str, int] = {"users": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeleteUserStatusResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeleteUserStatusResult: dict[str, int] = {}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_BlockUserRequest: dict[str, int] = {"expire_at": 0, "user": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_BlockUserResult: dict[str, int] = {}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_BlockUserResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_UnblockUserRequest: dict[str, int] = {"user": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_UnblockUserResult: dict[str, int] = {}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_UnblockUserResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_RevokeTokenRequest: dict[str, int] = {"expire_at": 0, "uid": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_RevokeTokenResult: dict[str, int] = {}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_RevokeTokenResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_InvalidateUserTokensRequest: dict[str, int] = {
-    "expire_at": 0,
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_ClientInfo: dict[str, int] = {
     "user": 1,
-    "issued_before": 2,
-    "channel": 3,
+    "client": 2,
+    "conn_info": 3,
+    "chan_info": 4,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_InvalidateUserTokensResult: dict[str, int] = {}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_InvalidateUserTokensResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceRegisterRequest: dict[str, int] = {
-    "id": 0,
-    "provider": 1,
-    "token": 2,
-    "platform": 3,
-    "user": 4,
-    "meta": 5,
-    "topics": 6,
-    "timezone": 7,
-    "locale": 8,
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_PresenceResult: dict[str, int] = {
+    "presence": 1,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceUpdateRequest: dict[str, int] = {
-    "ids": 0,
-    "users": 1,
-    "user_update": 2,
-    "meta_update": 3,
-    "topics_update": 4,
-    "timezone_update": 5,
-    "locale_update": 6,
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_PresenceStatsRequest: dict[str, int] = {
+    "channel": 1,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceRemoveRequest: dict[str, int] = {"ids": 0, "users": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceUserUpdate: dict[str, int] = {"user": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceTimezoneUpdate: dict[str, int] = {"timezone": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceLocaleUpdate: dict[str, int] = {"locale": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceMetaUpdate: dict[str, int] = {"meta": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceTopicsUpdate: dict[str, int] = {"op": 0, "topics": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceFilter: dict[str, int] = {
-    "ids": 0,
-    "users": 1,
-    "topics": 2,
-    "providers": 3,
-    "platforms": 4,
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_PresenceStatsResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceListRequest: dict[str, int] = {
-    "filter": 0,
-    "include_total_count": 1,
-    "include_meta": 2,
-    "include_topics": 3,
-    "include_webpush_keys": 4,
-    "cursor": 5,
-    "limit": 6,
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_PresenceStatsResult: dict[str, int] = {
+    "num_clients": 1,
+    "num_users": 2,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceTopicFilter: dict[str, int] = {
-    "device_ids": 0,
-    "device_providers": 1,
-    "device_platforms": 2,
-    "device_users": 3,
-    "topics": 4,
-    "topic_prefix": 5,
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_StreamPosition: dict[str, int] = {
+    "offset": 1,
+    "epoch": 2,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceTopicListRequest: dict[str, int] = {
-    "filter": 0,
-    "include_total_count": 1,
-    "include_device": 2,
-    "cursor": 3,
-    "limit": 4,
-}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_UserTopicFilter: dict[str, int] = {"users": 0, "topics": 1, "topic_prefix": 2}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_UserTopicListRequest: dict[str, int] = {
-    "filter": 0,
-    "include_total_count": 1,
-    "cursor": 2,
-    "limit": 3,
-}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceTopicUpdateRequest: dict[str, int] = {"device_id": 0, "op": 1, "topics": 2, "user": 3}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_UserTopicUpdateRequest: dict[str, int] = {"user": 0, "op": 1, "topics": 2}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceRegisterResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceUpdateResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceRemoveResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceListResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceTopicListResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_UserTopicListResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceTopicUpdateResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_UserTopicUpdateResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceRegisterResult: dict[str, int] = {"id": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceUpdateResult: dict[str, int] = {}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceRemoveResult: dict[str, int] = {}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceListResult: dict[str, int] = {"items": 0, "next_cursor": 1, "total_count": 2}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_Device: dict[str, int] = {
-    "id": 0,
-    "platform": 1,
-    "provider": 2,
-    "token": 3,
-    "user": 4,
-    "created_at": 5,
-    "updated_at": 6,
-    "meta": 7,
-    "topics": 8,
-    "timezone": 9,
-    "locale": 10,
-    "webpush_keys": 11,
-}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceTopicListResult: dict[str, int] = {"items": 0, "next_cursor": 1, "total_count": 2}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceTopic: dict[str, int] = {"id": 0, "topic": 1, "device": 2}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_UserTopicListResult: dict[str, int] = {"items": 0, "next_cursor": 1, "total_count": 2}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_DeviceTopicUpdateResult: dict[str, int] = {}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_UserTopicUpdateResult: dict[str, int] = {}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_UserTopic: dict[str, int] = {"id": 0, "user": 1, "topic": 2}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_PushRecipient: dict[str, int] = {
-    "filter": 0,
-    "fcm_tokens": 1,
-    "fcm_topic": 2,
-    "fcm_condition": 3,
-    "hms_tokens": 4,
-    "hms_topic": 5,
-    "hms_condition": 6,
-    "apns_tokens": 7,
-    "webpush_tokens": 8,
-}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_PushNotification: dict[str, int] = {"fcm": 0, "hms": 1, "apns": 2, "webpush": 3, "expire_at": 4}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_FcmPushNotification: dict[str, int] = {"message": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_HmsPushNotification: dict[str, int] = {"message": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_ApnsPushNotification: dict[str, int] = {"headers": 0, "payload": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_WebPushPushNotification: dict[str, int] = {"headers": 0, "payload": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_SendPushNotificationRequest: dict[str, int] = {
-    "recipient": 0,
-    "notification": 1,
-    "uid": 2,
-    "send_at": 3,
-    "optimize_for_reliability": 4,
-    "limit_strategy": 5,
-    "analytics_uid": 6,
-    "localizations": 7,
-    "use_templating": 8,
-    "use_meta": 9,
-}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_PushLocalization: dict[str, int] = {"translations": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_PushLimitStrategy: dict[str, int] = {"rate_limit": 0, "time_limit": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_PushTimeLimitStrategy: dict[str, int] = {
-    "send_after_time": 0,
-    "send_before_time": 1,
-    "no_tz_send_now": 2,
-}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_PushRateLimitStrategy: dict[str, int] = {"key": 0, "policies": 1, "drop_if_rate_limited": 2}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_RateLimitPolicy: dict[str, int] = {"rate": 0, "interval_ms": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_SendPushNotificationResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_SendPushNotificationResult: dict[str, int] = {"uid": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_UpdatePushStatusRequest: dict[str, int] = {
-    "analytics_uid": 0,
-    "status": 1,
-    "device_id": 2,
-    "msg_id": 3,
-}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_UpdatePushStatusResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_UpdatePushStatusResult: dict[str, int] = {}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_CancelPushRequest: dict[str, int] = {"uid": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_CancelPushResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_CancelPushResult: dict[str, int] = {}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_MapPublishRequest: dict[str, int] = {
-    "channel": 0,
-    "key": 1,
-    "data": 2,
-    "b64data": 3,
-    "stream_data": 4,
-    "b64stream_data": 5,
-    "tags": 6,
-    "idempotency_key": 7,
-    "delta": 8,
-    "version": 9,
-    "version_epoch": 10,
-    "score": 11,
-    "key_mode": 12,
-}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_MapPublishResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_MapPublishResult: dict[str, int] = {
-    "offset": 0,
-    "epoch": 1,
-    "suppressed": 2,
-    "suppress_reason": 3,
-}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_MapRemoveRequest: dict[str, int] = {"channel": 0, "key": 1, "idempotency_key": 2}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_MapRemoveResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_MapRemoveResult: dict[str, int] = {
-    "offset": 0,
-    "epoch": 1,
-    "suppressed": 2,
-    "suppress_reason": 3,
-}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_MapReadStateRequest: dict[str, int] = {
-    "channel": 0,
-    "cursor": 1,
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_HistoryRequest: dict[str, int] = {
+    "channel": 1,
     "limit": 2,
-    "key": 3,
-    "asc": 4,
-    "revision_offset": 5,
-    "revision_epoch": 6,
-}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_MapReadStateResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_MapReadStateResult: dict[str, int] = {"entries": 0, "offset": 1, "epoch": 2, "cursor": 3}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_MapEntry: dict[str, int] = {
-    "key": 0,
-    "data": 1,
-    "tags": 2,
-    "offset": 3,
-    "score": 4,
-    "removed": 5,
-    "time": 6,
-}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_MapReadStreamRequest: dict[str, int] = {
-    "channel": 0,
-    "since_offset": 1,
-    "since_epoch": 2,
-    "limit": 3,
+    "since": 3,
     "reverse": 4,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_MapReadStreamResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_MapReadStreamResult: dict[str, int] = {"entries": 0, "offset": 1, "epoch": 2}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_MapStatsRequest: dict[str, int] = {"channel": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_MapStatsResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_MapStatsResult: dict[str, int] = {"num_keys": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_MapClearRequest: dict[str, int] = {"channel": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_MapClearResponse: dict[str, int] = {"error": 0, "result": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_MapClearResult: dict[str, int] = {}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_SharedPollPublishRequest: dict[str, int] = {
-    "channel": 0,
-    "key": 1,
-    "data": 2,
-    "b64data": 3,
-    "version": 4,
-    "epoch": 5,
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_HistoryResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_SharedPollPublishResponse: dict[str, int] = {"error": 0, "result": 1}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_Publication: dict[str, int] = {
+    "data": 2,
+    "info": 3,
+    "offset": 4,
+    "tags": 5,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_HistoryResult: dict[str, int] = {
+    "publications": 1,
+    "epoch": 2,
+    "offset": 3,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_HistoryRemoveRequest: dict[str, int] = {
+    "channel": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_HistoryRemoveResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_HistoryRemoveResult: dict[str, int] = {}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_InfoRequest: dict[str, int] = {}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_InfoResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_InfoResult: dict[str, int] = {
+    "nodes": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_RpcRequest: dict[str, int] = {
+    "method": 1,
+    "params": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_RpcResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_RpcResult: dict[str, int] = {
+    "data": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_RefreshRequest: dict[str, int] = {
+    "user": 1,
+    "client": 2,
+    "expired": 3,
+    "expire_at": 4,
+    "info": 5,
+    "session": 6,
+    "label_filter": 7,
+    "all_users": 8,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_RefreshResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_RefreshResult: dict[str, int] = {}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_NodeResult: dict[str, int] = {
+    "uid": 1,
+    "name": 2,
+    "version": 3,
+    "num_clients": 4,
+    "num_users": 5,
+    "num_channels": 6,
+    "uptime": 7,
+    "metrics": 8,
+    "process": 9,
+    "num_subs": 10,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_Metrics: dict[str, int] = {
+    "interval": 1,
+    "items": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_Process: dict[str, int] = {
+    "cpu": 1,
+    "rss": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_ChannelsRequest: dict[str, int] = {
+    "pattern": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_ChannelsResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_ChannelsResult: dict[str, int] = {
+    "channels": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_ChannelInfo: dict[str, int] = {
+    "num_clients": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_ConnectionsRequest: dict[str, int] = {
+    "user": 1,
+    "expression": 2,
+    "label_filter": 3,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_ConnectionsResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_ConnectionsResult: dict[str, int] = {
+    "connections": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_ConnectionInfo: dict[str, int] = {
+    "app_name": 1,
+    "app_version": 2,
+    "transport": 3,
+    "protocol": 4,
+    "user": 8,
+    "state": 9,
+    "connected_at_ms": 10,
+    "ping_pong_latency_ms": 11,
+    "labels": 12,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_ConnectionState: dict[str, int] = {
+    "channels": 1,
+    "connection_token": 2,
+    "subscription_tokens": 3,
+    "meta": 4,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_ChannelContext: dict[str, int] = {
+    "source": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_ConnectionTokenInfo: dict[str, int] = {
+    "uid": 1,
+    "issued_at": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_SubscriptionTokenInfo: dict[str, int] = {
+    "uid": 1,
+    "issued_at": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_UpdateUserStatusRequest: dict[str, int] = {
+    "users": 1,
+    "state": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_UpdateUserStatusResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_UpdateUserStatusResult: dict[str, int] = {}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_GetUserStatusRequest: dict[str, int] = {
+    "users": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_GetUserStatusResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_GetUserStatusResult: dict[str, int] = {
+    "statuses": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_UserStatus: dict[str, int] = {
+    "user": 1,
+    "active": 2,
+    "online": 3,
+    "state": 4,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeleteUserStatusRequest: dict[str, int] = {
+    "users": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeleteUserStatusResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeleteUserStatusResult: dict[str, int] = {}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_BlockUserRequest: dict[str, int] = {
+    "expire_at": 1,
+    "user": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_BlockUserResult: dict[str, int] = {}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_BlockUserResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_UnblockUserRequest: dict[str, int] = {
+    "user": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_UnblockUserResult: dict[str, int] = {}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_UnblockUserResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_RevokeTokenRequest: dict[str, int] = {
+    "expire_at": 1,
+    "uid": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_RevokeTokenResult: dict[str, int] = {}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_RevokeTokenResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_InvalidateUserTokensRequest: dict[str, int] = {
+    "expire_at": 1,
+    "user": 2,
+    "issued_before": 3,
+    "channel": 4,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_InvalidateUserTokensResult: dict[str, int] = {}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_InvalidateUserTokensResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceRegisterRequest: dict[str, int] = {
+    "id": 1,
+    "provider": 2,
+    "token": 3,
+    "platform": 4,
+    "user": 5,
+    "meta": 6,
+    "topics": 7,
+    "timezone": 8,
+    "locale": 9,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceUpdateRequest: dict[str, int] = {
+    "ids": 1,
+    "users": 2,
+    "user_update": 4,
+    "meta_update": 5,
+    "topics_update": 6,
+    "timezone_update": 7,
+    "locale_update": 8,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceRemoveRequest: dict[str, int] = {
+    "ids": 1,
+    "users": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceUserUpdate: dict[str, int] = {
+    "user": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceTimezoneUpdate: dict[str, int] = {
+    "timezone": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceLocaleUpdate: dict[str, int] = {
+    "locale": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceMetaUpdate: dict[str, int] = {
+    "meta": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceTopicsUpdate: dict[str, int] = {
+    "op": 1,
+    "topics": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceFilter: dict[str, int] = {
+    "ids": 1,
+    "users": 2,
+    "topics": 3,
+    "providers": 4,
+    "platforms": 5,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceListRequest: dict[str, int] = {
+    "filter": 1,
+    "include_total_count": 2,
+    "include_meta": 3,
+    "include_topics": 4,
+    "include_webpush_keys": 5,
+    "cursor": 10,
+    "limit": 11,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceTopicFilter: dict[str, int] = {
+    "device_ids": 1,
+    "device_providers": 2,
+    "device_platforms": 3,
+    "device_users": 4,
+    "topics": 5,
+    "topic_prefix": 6,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceTopicListRequest: dict[str, int] = {
+    "filter": 1,
+    "include_total_count": 2,
+    "include_device": 3,
+    "cursor": 10,
+    "limit": 11,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_UserTopicFilter: dict[str, int] = {
+    "users": 1,
+    "topics": 2,
+    "topic_prefix": 3,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_UserTopicListRequest: dict[str, int] = {
+    "filter": 1,
+    "include_total_count": 2,
+    "cursor": 10,
+    "limit": 11,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceTopicUpdateRequest: dict[str, int] = {
+    "device_id": 1,
+    "op": 2,
+    "topics": 3,
+    "user": 4,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_UserTopicUpdateRequest: dict[str, int] = {
+    "user": 1,
+    "op": 2,
+    "topics": 3,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceRegisterResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceUpdateResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceRemoveResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceListResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceTopicListResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_UserTopicListResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceTopicUpdateResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_UserTopicUpdateResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceRegisterResult: dict[str, int] = {
+    "id": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceUpdateResult: dict[str, int] = {}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceRemoveResult: dict[str, int] = {}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceListResult: dict[str, int] = {
+    "items": 1,
+    "next_cursor": 2,
+    "total_count": 3,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_Device: dict[str, int] = {
+    "id": 1,
+    "platform": 2,
+    "provider": 3,
+    "token": 4,
+    "user": 5,
+    "created_at": 6,
+    "updated_at": 7,
+    "meta": 10,
+    "topics": 11,
+    "timezone": 12,
+    "locale": 13,
+    "webpush_keys": 14,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceTopicListResult: dict[str, int] = {
+    "items": 1,
+    "next_cursor": 2,
+    "total_count": 3,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceTopic: dict[str, int] = {
+    "id": 1,
+    "topic": 2,
+    "device": 3,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_UserTopicListResult: dict[str, int] = {
+    "items": 1,
+    "next_cursor": 2,
+    "total_count": 3,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_DeviceTopicUpdateResult: dict[str, int] = {}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_UserTopicUpdateResult: dict[str, int] = {}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_UserTopic: dict[str, int] = {
+    "id": 1,
+    "user": 2,
+    "topic": 3,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_PushRecipient: dict[str, int] = {
+    "filter": 1,
+    "fcm_tokens": 2,
+    "fcm_topic": 3,
+    "fcm_condition": 4,
+    "hms_tokens": 5,
+    "hms_topic": 6,
+    "hms_condition": 7,
+    "apns_tokens": 8,
+    "webpush_tokens": 9,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_PushNotification: dict[str, int] = {
+    "fcm": 1,
+    "hms": 2,
+    "apns": 3,
+    "webpush": 4,
+    "expire_at": 5,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_FcmPushNotification: dict[str, int] = {
+    "message": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_HmsPushNotification: dict[str, int] = {
+    "message": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_ApnsPushNotification: dict[str, int] = {
+    "headers": 1,
+    "payload": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_WebPushPushNotification: dict[str, int] = {
+    "headers": 1,
+    "payload": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_SendPushNotificationRequest: dict[str, int] = {
+    "recipient": 1,
+    "notification": 2,
+    "uid": 3,
+    "send_at": 4,
+    "optimize_for_reliability": 5,
+    "limit_strategy": 6,
+    "analytics_uid": 7,
+    "localizations": 8,
+    "use_templating": 9,
+    "use_meta": 10,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_PushLocalization: dict[str, int] = {
+    "translations": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_PushLimitStrategy: dict[str, int] = {
+    "rate_limit": 1,
+    "time_limit": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_PushTimeLimitStrategy: dict[str, int] = {
+    "send_after_time": 1,
+    "send_before_time": 2,
+    "no_tz_send_now": 3,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_PushRateLimitStrategy: dict[str, int] = {
+    "key": 1,
+    "policies": 2,
+    "drop_if_rate_limited": 3,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_RateLimitPolicy: dict[str, int] = {
+    "rate": 1,
+    "interval_ms": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_SendPushNotificationResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_SendPushNotificationResult: dict[str, int] = {
+    "uid": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_UpdatePushStatusRequest: dict[str, int] = {
+    "analytics_uid": 1,
+    "status": 2,
+    "device_id": 3,
+    "msg_id": 4,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_UpdatePushStatusResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_UpdatePushStatusResult: dict[str, int] = {}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_CancelPushRequest: dict[str, int] = {
+    "uid": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_CancelPushResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_CancelPushResult: dict[str, int] = {}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_MapPublishRequest: dict[str, int] = {
+    "channel": 1,
+    "key": 2,
+    "data": 3,
+    "b64data": 4,
+    "stream_data": 5,
+    "b64stream_data": 6,
+    "tags": 7,
+    "idempotency_key": 8,
+    "delta": 9,
+    "version": 10,
+    "version_epoch": 11,
+    "score": 12,
+    "key_mode": 13,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_MapPublishResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_MapPublishResult: dict[str, int] = {
+    "offset": 1,
+    "epoch": 2,
+    "suppressed": 3,
+    "suppress_reason": 4,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_MapRemoveRequest: dict[str, int] = {
+    "channel": 1,
+    "key": 2,
+    "idempotency_key": 3,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_MapRemoveResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_MapRemoveResult: dict[str, int] = {
+    "offset": 1,
+    "epoch": 2,
+    "suppressed": 3,
+    "suppress_reason": 4,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_MapReadStateRequest: dict[str, int] = {
+    "channel": 1,
+    "cursor": 2,
+    "limit": 3,
+    "key": 4,
+    "asc": 5,
+    "revision_offset": 6,
+    "revision_epoch": 7,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_MapReadStateResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_MapReadStateResult: dict[str, int] = {
+    "entries": 1,
+    "offset": 2,
+    "epoch": 3,
+    "cursor": 4,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_MapEntry: dict[str, int] = {
+    "key": 1,
+    "data": 2,
+    "tags": 3,
+    "offset": 4,
+    "score": 5,
+    "removed": 6,
+    "time": 7,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_MapReadStreamRequest: dict[str, int] = {
+    "channel": 1,
+    "since_offset": 2,
+    "since_epoch": 3,
+    "limit": 4,
+    "reverse": 5,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_MapReadStreamResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_MapReadStreamResult: dict[str, int] = {
+    "entries": 1,
+    "offset": 2,
+    "epoch": 3,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_MapStatsRequest: dict[str, int] = {
+    "channel": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_MapStatsResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_MapStatsResult: dict[str, int] = {
+    "num_keys": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_MapClearRequest: dict[str, int] = {
+    "channel": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_MapClearResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_MapClearResult: dict[str, int] = {}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_SharedPollPublishRequest: dict[str, int] = {
+    "channel": 1,
+    "key": 2,
+    "data": 3,
+    "b64data": 4,
+    "version": 5,
+    "epoch": 6,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_SharedPollPublishResponse: dict[str, int] = {
+    "error": 1,
+    "result": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
 _K_SharedPollPublishResult: dict[str, int] = {}
 
 
@@ -1337,467 +1669,431 @@ def _jt_Command(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 19:
-                    if i < 9:
-                        if i < 4:
-                            if i < 2:
-                                if i == 0:
-                                    field = "publish"
-                                    if s[pos] == "{":
-                                        f_publish, pos = _jt_PublishRequest(
-                                            PublishRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_publish = None
-                                else:
-                                    field = "broadcast"
-                                    if s[pos] == "{":
-                                        f_broadcast, pos = _jt_BroadcastRequest(
-                                            BroadcastRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_broadcast = None
-                            else:
-                                if i == 2:
-                                    field = "subscribe"
-                                    if s[pos] == "{":
-                                        f_subscribe, pos = _jt_SubscribeRequest(
-                                            SubscribeRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_subscribe = None
-                                else:
-                                    field = "unsubscribe"
-                                    if s[pos] == "{":
-                                        f_unsubscribe, pos = _jt_UnsubscribeRequest(
-                                            UnsubscribeRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_unsubscribe = None
+                if i < 8:
+                    if i == 4:
+                        field = "publish"
+                        if s[pos] == "{":
+                            f_publish, pos = _jt_PublishRequest(PublishRequest, s, pos, depth - 1)
                         else:
-                            if i < 6:
-                                if i == 4:
-                                    field = "disconnect"
-                                    if s[pos] == "{":
-                                        f_disconnect, pos = _jt_DisconnectRequest(
-                                            DisconnectRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_disconnect = None
-                                else:
-                                    field = "presence"
-                                    if s[pos] == "{":
-                                        f_presence, pos = _jt_PresenceRequest(
-                                            PresenceRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_presence = None
-                            else:
-                                if i == 6:
-                                    field = "presence_stats"
-                                    if s[pos] == "{":
-                                        f_presence_stats, pos = _jt_PresenceStatsRequest(
-                                            PresenceStatsRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_presence_stats = None
-                                elif i == 7:
-                                    field = "history"
-                                    if s[pos] == "{":
-                                        f_history, pos = _jt_HistoryRequest(
-                                            HistoryRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_history = None
-                                else:
-                                    field = "history_remove"
-                                    if s[pos] == "{":
-                                        f_history_remove, pos = _jt_HistoryRemoveRequest(
-                                            HistoryRemoveRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_history_remove = None
-                    else:
-                        if i < 14:
-                            if i < 11:
-                                if i == 9:
-                                    field = "info"
-                                    if s[pos] == "{":
-                                        f_info, pos = _jt_InfoRequest(
-                                            InfoRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_info = None
-                                else:
-                                    field = "rpc"
-                                    if s[pos] == "{":
-                                        f_rpc, pos = _jt_RpcRequest(RpcRequest, s, pos, depth - 1)
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_rpc = None
-                            else:
-                                if i == 11:
-                                    field = "refresh"
-                                    if s[pos] == "{":
-                                        f_refresh, pos = _jt_RefreshRequest(
-                                            RefreshRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_refresh = None
-                                elif i == 12:
-                                    field = "channels"
-                                    if s[pos] == "{":
-                                        f_channels, pos = _jt_ChannelsRequest(
-                                            ChannelsRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_channels = None
-                                else:
-                                    field = "connections"
-                                    if s[pos] == "{":
-                                        f_connections, pos = _jt_ConnectionsRequest(
-                                            ConnectionsRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_connections = None
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_publish = None
+                    elif i == 5:
+                        field = "broadcast"
+                        if s[pos] == "{":
+                            f_broadcast, pos = _jt_BroadcastRequest(
+                                BroadcastRequest, s, pos, depth - 1
+                            )
                         else:
-                            if i < 16:
-                                if i == 14:
-                                    field = "update_user_status"
-                                    if s[pos] == "{":
-                                        f_update_user_status, pos = _jt_UpdateUserStatusRequest(
-                                            UpdateUserStatusRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_update_user_status = None
-                                else:
-                                    field = "get_user_status"
-                                    if s[pos] == "{":
-                                        f_get_user_status, pos = _jt_GetUserStatusRequest(
-                                            GetUserStatusRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_get_user_status = None
-                            else:
-                                if i == 16:
-                                    field = "delete_user_status"
-                                    if s[pos] == "{":
-                                        f_delete_user_status, pos = _jt_DeleteUserStatusRequest(
-                                            DeleteUserStatusRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_delete_user_status = None
-                                elif i == 17:
-                                    field = "block_user"
-                                    if s[pos] == "{":
-                                        f_block_user, pos = _jt_BlockUserRequest(
-                                            BlockUserRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_block_user = None
-                                else:
-                                    field = "unblock_user"
-                                    if s[pos] == "{":
-                                        f_unblock_user, pos = _jt_UnblockUserRequest(
-                                            UnblockUserRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_unblock_user = None
-                else:
-                    if i < 29:
-                        if i < 24:
-                            if i < 21:
-                                if i == 19:
-                                    field = "revoke_token"
-                                    if s[pos] == "{":
-                                        f_revoke_token, pos = _jt_RevokeTokenRequest(
-                                            RevokeTokenRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_revoke_token = None
-                                else:
-                                    field = "invalidate_user_tokens"
-                                    if s[pos] == "{":
-                                        f_invalidate_user_tokens, pos = (
-                                            _jt_InvalidateUserTokensRequest(
-                                                InvalidateUserTokensRequest, s, pos, depth - 1
-                                            )
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_invalidate_user_tokens = None
-                            else:
-                                if i == 21:
-                                    field = "device_register"
-                                    if s[pos] == "{":
-                                        f_device_register, pos = _jt_DeviceRegisterRequest(
-                                            DeviceRegisterRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_device_register = None
-                                elif i == 22:
-                                    field = "device_update"
-                                    if s[pos] == "{":
-                                        f_device_update, pos = _jt_DeviceUpdateRequest(
-                                            DeviceUpdateRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_device_update = None
-                                else:
-                                    field = "device_remove"
-                                    if s[pos] == "{":
-                                        f_device_remove, pos = _jt_DeviceRemoveRequest(
-                                            DeviceRemoveRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_device_remove = None
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_broadcast = None
+                    elif i == 6:
+                        field = "subscribe"
+                        if s[pos] == "{":
+                            f_subscribe, pos = _jt_SubscribeRequest(
+                                SubscribeRequest, s, pos, depth - 1
+                            )
                         else:
-                            if i < 26:
-                                if i == 24:
-                                    field = "device_list"
-                                    if s[pos] == "{":
-                                        f_device_list, pos = _jt_DeviceListRequest(
-                                            DeviceListRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_device_list = None
-                                else:
-                                    field = "device_topic_list"
-                                    if s[pos] == "{":
-                                        f_device_topic_list, pos = _jt_DeviceTopicListRequest(
-                                            DeviceTopicListRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_device_topic_list = None
-                            else:
-                                if i == 26:
-                                    field = "device_topic_update"
-                                    if s[pos] == "{":
-                                        f_device_topic_update, pos = _jt_DeviceTopicUpdateRequest(
-                                            DeviceTopicUpdateRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_device_topic_update = None
-                                elif i == 27:
-                                    field = "user_topic_list"
-                                    if s[pos] == "{":
-                                        f_user_topic_list, pos = _jt_UserTopicListRequest(
-                                            UserTopicListRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_user_topic_list = None
-                                else:
-                                    field = "user_topic_update"
-                                    if s[pos] == "{":
-                                        f_user_topic_update, pos = _jt_UserTopicUpdateRequest(
-                                            UserTopicUpdateRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_user_topic_update = None
-                    else:
-                        if i < 34:
-                            if i < 31:
-                                if i == 29:
-                                    field = "send_push_notification"
-                                    if s[pos] == "{":
-                                        f_send_push_notification, pos = (
-                                            _jt_SendPushNotificationRequest(
-                                                SendPushNotificationRequest, s, pos, depth - 1
-                                            )
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_send_push_notification = None
-                                else:
-                                    field = "update_push_status"
-                                    if s[pos] == "{":
-                                        f_update_push_status, pos = _jt_UpdatePushStatusRequest(
-                                            UpdatePushStatusRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_update_push_status = None
-                            else:
-                                if i == 31:
-                                    field = "cancel_push"
-                                    if s[pos] == "{":
-                                        f_cancel_push, pos = _jt_CancelPushRequest(
-                                            CancelPushRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_cancel_push = None
-                                elif i == 32:
-                                    field = "map_publish"
-                                    if s[pos] == "{":
-                                        f_map_publish, pos = _jt_MapPublishRequest(
-                                            MapPublishRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_map_publish = None
-                                else:
-                                    field = "map_remove"
-                                    if s[pos] == "{":
-                                        f_map_remove, pos = _jt_MapRemoveRequest(
-                                            MapRemoveRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_map_remove = None
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_subscribe = None
+                    elif i == 7:
+                        field = "unsubscribe"
+                        if s[pos] == "{":
+                            f_unsubscribe, pos = _jt_UnsubscribeRequest(
+                                UnsubscribeRequest, s, pos, depth - 1
+                            )
                         else:
-                            if i < 36:
-                                if i == 34:
-                                    field = "map_read_state"
-                                    if s[pos] == "{":
-                                        f_map_read_state, pos = _jt_MapReadStateRequest(
-                                            MapReadStateRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_map_read_state = None
-                                else:
-                                    field = "map_read_stream"
-                                    if s[pos] == "{":
-                                        f_map_read_stream, pos = _jt_MapReadStreamRequest(
-                                            MapReadStreamRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_map_read_stream = None
-                            else:
-                                if i == 36:
-                                    field = "map_stats"
-                                    if s[pos] == "{":
-                                        f_map_stats, pos = _jt_MapStatsRequest(
-                                            MapStatsRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_map_stats = None
-                                elif i == 37:
-                                    field = "map_clear"
-                                    if s[pos] == "{":
-                                        f_map_clear, pos = _jt_MapClearRequest(
-                                            MapClearRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_map_clear = None
-                                else:
-                                    field = "shared_poll_publish"
-                                    if s[pos] == "{":
-                                        f_shared_poll_publish, pos = _jt_SharedPollPublishRequest(
-                                            SharedPollPublishRequest, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_shared_poll_publish = None
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_unsubscribe = None
+                elif i < 16:
+                    if i == 8:
+                        field = "disconnect"
+                        if s[pos] == "{":
+                            f_disconnect, pos = _jt_DisconnectRequest(
+                                DisconnectRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_disconnect = None
+                    elif i == 9:
+                        field = "presence"
+                        if s[pos] == "{":
+                            f_presence, pos = _jt_PresenceRequest(
+                                PresenceRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_presence = None
+                    elif i == 10:
+                        field = "presence_stats"
+                        if s[pos] == "{":
+                            f_presence_stats, pos = _jt_PresenceStatsRequest(
+                                PresenceStatsRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_presence_stats = None
+                    elif i == 11:
+                        field = "history"
+                        if s[pos] == "{":
+                            f_history, pos = _jt_HistoryRequest(HistoryRequest, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_history = None
+                    elif i == 12:
+                        field = "history_remove"
+                        if s[pos] == "{":
+                            f_history_remove, pos = _jt_HistoryRemoveRequest(
+                                HistoryRemoveRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_history_remove = None
+                    elif i == 13:
+                        field = "info"
+                        if s[pos] == "{":
+                            f_info, pos = _jt_InfoRequest(InfoRequest, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_info = None
+                    elif i == 14:
+                        field = "rpc"
+                        if s[pos] == "{":
+                            f_rpc, pos = _jt_RpcRequest(RpcRequest, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_rpc = None
+                    elif i == 15:
+                        field = "refresh"
+                        if s[pos] == "{":
+                            f_refresh, pos = _jt_RefreshRequest(RefreshRequest, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_refresh = None
+                elif i < 24:
+                    if i == 16:
+                        field = "channels"
+                        if s[pos] == "{":
+                            f_channels, pos = _jt_ChannelsRequest(
+                                ChannelsRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_channels = None
+                    elif i == 17:
+                        field = "connections"
+                        if s[pos] == "{":
+                            f_connections, pos = _jt_ConnectionsRequest(
+                                ConnectionsRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_connections = None
+                    elif i == 18:
+                        field = "update_user_status"
+                        if s[pos] == "{":
+                            f_update_user_status, pos = _jt_UpdateUserStatusRequest(
+                                UpdateUserStatusRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_update_user_status = None
+                    elif i == 19:
+                        field = "get_user_status"
+                        if s[pos] == "{":
+                            f_get_user_status, pos = _jt_GetUserStatusRequest(
+                                GetUserStatusRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_get_user_status = None
+                    elif i == 20:
+                        field = "delete_user_status"
+                        if s[pos] == "{":
+                            f_delete_user_status, pos = _jt_DeleteUserStatusRequest(
+                                DeleteUserStatusRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_delete_user_status = None
+                    elif i == 21:
+                        field = "block_user"
+                        if s[pos] == "{":
+                            f_block_user, pos = _jt_BlockUserRequest(
+                                BlockUserRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_block_user = None
+                    elif i == 22:
+                        field = "unblock_user"
+                        if s[pos] == "{":
+                            f_unblock_user, pos = _jt_UnblockUserRequest(
+                                UnblockUserRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_unblock_user = None
+                    elif i == 23:
+                        field = "revoke_token"
+                        if s[pos] == "{":
+                            f_revoke_token, pos = _jt_RevokeTokenRequest(
+                                RevokeTokenRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_revoke_token = None
+                elif i < 32:
+                    if i == 24:
+                        field = "invalidate_user_tokens"
+                        if s[pos] == "{":
+                            f_invalidate_user_tokens, pos = _jt_InvalidateUserTokensRequest(
+                                InvalidateUserTokensRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_invalidate_user_tokens = None
+                    elif i == 25:
+                        field = "device_register"
+                        if s[pos] == "{":
+                            f_device_register, pos = _jt_DeviceRegisterRequest(
+                                DeviceRegisterRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_device_register = None
+                    elif i == 26:
+                        field = "device_update"
+                        if s[pos] == "{":
+                            f_device_update, pos = _jt_DeviceUpdateRequest(
+                                DeviceUpdateRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_device_update = None
+                    elif i == 27:
+                        field = "device_remove"
+                        if s[pos] == "{":
+                            f_device_remove, pos = _jt_DeviceRemoveRequest(
+                                DeviceRemoveRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_device_remove = None
+                    elif i == 28:
+                        field = "device_list"
+                        if s[pos] == "{":
+                            f_device_list, pos = _jt_DeviceListRequest(
+                                DeviceListRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_device_list = None
+                    elif i == 29:
+                        field = "device_topic_list"
+                        if s[pos] == "{":
+                            f_device_topic_list, pos = _jt_DeviceTopicListRequest(
+                                DeviceTopicListRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_device_topic_list = None
+                    elif i == 30:
+                        field = "device_topic_update"
+                        if s[pos] == "{":
+                            f_device_topic_update, pos = _jt_DeviceTopicUpdateRequest(
+                                DeviceTopicUpdateRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_device_topic_update = None
+                    elif i == 31:
+                        field = "user_topic_list"
+                        if s[pos] == "{":
+                            f_user_topic_list, pos = _jt_UserTopicListRequest(
+                                UserTopicListRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_user_topic_list = None
+                elif i < 40:
+                    if i == 32:
+                        field = "user_topic_update"
+                        if s[pos] == "{":
+                            f_user_topic_update, pos = _jt_UserTopicUpdateRequest(
+                                UserTopicUpdateRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_user_topic_update = None
+                    elif i == 33:
+                        field = "send_push_notification"
+                        if s[pos] == "{":
+                            f_send_push_notification, pos = _jt_SendPushNotificationRequest(
+                                SendPushNotificationRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_send_push_notification = None
+                    elif i == 34:
+                        field = "update_push_status"
+                        if s[pos] == "{":
+                            f_update_push_status, pos = _jt_UpdatePushStatusRequest(
+                                UpdatePushStatusRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_update_push_status = None
+                    elif i == 35:
+                        field = "cancel_push"
+                        if s[pos] == "{":
+                            f_cancel_push, pos = _jt_CancelPushRequest(
+                                CancelPushRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_cancel_push = None
+                    elif i == 36:
+                        field = "map_publish"
+                        if s[pos] == "{":
+                            f_map_publish, pos = _jt_MapPublishRequest(
+                                MapPublishRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_map_publish = None
+                    elif i == 37:
+                        field = "map_remove"
+                        if s[pos] == "{":
+                            f_map_remove, pos = _jt_MapRemoveRequest(
+                                MapRemoveRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_map_remove = None
+                    elif i == 38:
+                        field = "map_read_state"
+                        if s[pos] == "{":
+                            f_map_read_state, pos = _jt_MapReadStateRequest(
+                                MapReadStateRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_map_read_state = None
+                    elif i == 39:
+                        field = "map_read_stream"
+                        if s[pos] == "{":
+                            f_map_read_stream, pos = _jt_MapReadStreamRequest(
+                                MapReadStreamRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_map_read_stream = None
+                elif i < 48:
+                    if i == 40:
+                        field = "map_stats"
+                        if s[pos] == "{":
+                            f_map_stats, pos = _jt_MapStatsRequest(
+                                MapStatsRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_map_stats = None
+                    elif i == 41:
+                        field = "map_clear"
+                        if s[pos] == "{":
+                            f_map_clear, pos = _jt_MapClearRequest(
+                                MapClearRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_map_clear = None
+                    elif i == 42:
+                        field = "shared_poll_publish"
+                        if s[pos] == "{":
+                            f_shared_poll_publish, pos = _jt_SharedPollPublishRequest(
+                                SharedPollPublishRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_shared_poll_publish = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -1897,369 +2193,317 @@ def _jd_Command(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_Command.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 19:
-                if i < 9:
-                    if i < 4:
-                        if i < 2:
-                            if i == 0:
-                                if v.__class__ is dict:
-                                    f_publish = _jd_PublishRequest(PublishRequest, v, depth - 1)
-                                elif v is None:
-                                    f_publish = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_broadcast = _jd_BroadcastRequest(
-                                        BroadcastRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_broadcast = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                        else:
-                            if i == 2:
-                                if v.__class__ is dict:
-                                    f_subscribe = _jd_SubscribeRequest(
-                                        SubscribeRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_subscribe = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_unsubscribe = _jd_UnsubscribeRequest(
-                                        UnsubscribeRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_unsubscribe = None
-                                else:
-                                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 4:
+                    if v.__class__ is dict:
+                        f_publish = _jd_PublishRequest(PublishRequest, v, depth - 1)
+                    elif v is None:
+                        f_publish = None
                     else:
-                        if i < 6:
-                            if i == 4:
-                                if v.__class__ is dict:
-                                    f_disconnect = _jd_DisconnectRequest(
-                                        DisconnectRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_disconnect = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_presence = _jd_PresenceRequest(PresenceRequest, v, depth - 1)
-                                elif v is None:
-                                    f_presence = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                        else:
-                            if i == 6:
-                                if v.__class__ is dict:
-                                    f_presence_stats = _jd_PresenceStatsRequest(
-                                        PresenceStatsRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_presence_stats = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            elif i == 7:
-                                if v.__class__ is dict:
-                                    f_history = _jd_HistoryRequest(HistoryRequest, v, depth - 1)
-                                elif v is None:
-                                    f_history = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_history_remove = _jd_HistoryRemoveRequest(
-                                        HistoryRemoveRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_history_remove = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                else:
-                    if i < 14:
-                        if i < 11:
-                            if i == 9:
-                                if v.__class__ is dict:
-                                    f_info = _jd_InfoRequest(InfoRequest, v, depth - 1)
-                                elif v is None:
-                                    f_info = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_rpc = _jd_RpcRequest(RpcRequest, v, depth - 1)
-                                elif v is None:
-                                    f_rpc = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                        else:
-                            if i == 11:
-                                if v.__class__ is dict:
-                                    f_refresh = _jd_RefreshRequest(RefreshRequest, v, depth - 1)
-                                elif v is None:
-                                    f_refresh = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            elif i == 12:
-                                if v.__class__ is dict:
-                                    f_channels = _jd_ChannelsRequest(ChannelsRequest, v, depth - 1)
-                                elif v is None:
-                                    f_channels = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_connections = _jd_ConnectionsRequest(
-                                        ConnectionsRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_connections = None
-                                else:
-                                    raise _jr_Fail("wrong type")
+                        raise _jr_Fail("wrong type")
+                elif i == 5:
+                    if v.__class__ is dict:
+                        f_broadcast = _jd_BroadcastRequest(BroadcastRequest, v, depth - 1)
+                    elif v is None:
+                        f_broadcast = None
                     else:
-                        if i < 16:
-                            if i == 14:
-                                if v.__class__ is dict:
-                                    f_update_user_status = _jd_UpdateUserStatusRequest(
-                                        UpdateUserStatusRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_update_user_status = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_get_user_status = _jd_GetUserStatusRequest(
-                                        GetUserStatusRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_get_user_status = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                        else:
-                            if i == 16:
-                                if v.__class__ is dict:
-                                    f_delete_user_status = _jd_DeleteUserStatusRequest(
-                                        DeleteUserStatusRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_delete_user_status = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            elif i == 17:
-                                if v.__class__ is dict:
-                                    f_block_user = _jd_BlockUserRequest(
-                                        BlockUserRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_block_user = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_unblock_user = _jd_UnblockUserRequest(
-                                        UnblockUserRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_unblock_user = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-            else:
-                if i < 29:
-                    if i < 24:
-                        if i < 21:
-                            if i == 19:
-                                if v.__class__ is dict:
-                                    f_revoke_token = _jd_RevokeTokenRequest(
-                                        RevokeTokenRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_revoke_token = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_invalidate_user_tokens = _jd_InvalidateUserTokensRequest(
-                                        InvalidateUserTokensRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_invalidate_user_tokens = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                        else:
-                            if i == 21:
-                                if v.__class__ is dict:
-                                    f_device_register = _jd_DeviceRegisterRequest(
-                                        DeviceRegisterRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_device_register = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            elif i == 22:
-                                if v.__class__ is dict:
-                                    f_device_update = _jd_DeviceUpdateRequest(
-                                        DeviceUpdateRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_device_update = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_device_remove = _jd_DeviceRemoveRequest(
-                                        DeviceRemoveRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_device_remove = None
-                                else:
-                                    raise _jr_Fail("wrong type")
+                        raise _jr_Fail("wrong type")
+                elif i == 6:
+                    if v.__class__ is dict:
+                        f_subscribe = _jd_SubscribeRequest(SubscribeRequest, v, depth - 1)
+                    elif v is None:
+                        f_subscribe = None
                     else:
-                        if i < 26:
-                            if i == 24:
-                                if v.__class__ is dict:
-                                    f_device_list = _jd_DeviceListRequest(
-                                        DeviceListRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_device_list = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_device_topic_list = _jd_DeviceTopicListRequest(
-                                        DeviceTopicListRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_device_topic_list = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                        else:
-                            if i == 26:
-                                if v.__class__ is dict:
-                                    f_device_topic_update = _jd_DeviceTopicUpdateRequest(
-                                        DeviceTopicUpdateRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_device_topic_update = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            elif i == 27:
-                                if v.__class__ is dict:
-                                    f_user_topic_list = _jd_UserTopicListRequest(
-                                        UserTopicListRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_user_topic_list = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_user_topic_update = _jd_UserTopicUpdateRequest(
-                                        UserTopicUpdateRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_user_topic_update = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                else:
-                    if i < 34:
-                        if i < 31:
-                            if i == 29:
-                                if v.__class__ is dict:
-                                    f_send_push_notification = _jd_SendPushNotificationRequest(
-                                        SendPushNotificationRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_send_push_notification = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_update_push_status = _jd_UpdatePushStatusRequest(
-                                        UpdatePushStatusRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_update_push_status = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                        else:
-                            if i == 31:
-                                if v.__class__ is dict:
-                                    f_cancel_push = _jd_CancelPushRequest(
-                                        CancelPushRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_cancel_push = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            elif i == 32:
-                                if v.__class__ is dict:
-                                    f_map_publish = _jd_MapPublishRequest(
-                                        MapPublishRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_map_publish = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_map_remove = _jd_MapRemoveRequest(
-                                        MapRemoveRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_map_remove = None
-                                else:
-                                    raise _jr_Fail("wrong type")
+                        raise _jr_Fail("wrong type")
+                elif i == 7:
+                    if v.__class__ is dict:
+                        f_unsubscribe = _jd_UnsubscribeRequest(UnsubscribeRequest, v, depth - 1)
+                    elif v is None:
+                        f_unsubscribe = None
                     else:
-                        if i < 36:
-                            if i == 34:
-                                if v.__class__ is dict:
-                                    f_map_read_state = _jd_MapReadStateRequest(
-                                        MapReadStateRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_map_read_state = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_map_read_stream = _jd_MapReadStreamRequest(
-                                        MapReadStreamRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_map_read_stream = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                        else:
-                            if i == 36:
-                                if v.__class__ is dict:
-                                    f_map_stats = _jd_MapStatsRequest(MapStatsRequest, v, depth - 1)
-                                elif v is None:
-                                    f_map_stats = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            elif i == 37:
-                                if v.__class__ is dict:
-                                    f_map_clear = _jd_MapClearRequest(MapClearRequest, v, depth - 1)
-                                elif v is None:
-                                    f_map_clear = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_shared_poll_publish = _jd_SharedPollPublishRequest(
-                                        SharedPollPublishRequest, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_shared_poll_publish = None
-                                else:
-                                    raise _jr_Fail("wrong type")
+                        raise _jr_Fail("wrong type")
+            elif i < 16:
+                if i == 8:
+                    if v.__class__ is dict:
+                        f_disconnect = _jd_DisconnectRequest(DisconnectRequest, v, depth - 1)
+                    elif v is None:
+                        f_disconnect = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 9:
+                    if v.__class__ is dict:
+                        f_presence = _jd_PresenceRequest(PresenceRequest, v, depth - 1)
+                    elif v is None:
+                        f_presence = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 10:
+                    if v.__class__ is dict:
+                        f_presence_stats = _jd_PresenceStatsRequest(
+                            PresenceStatsRequest, v, depth - 1
+                        )
+                    elif v is None:
+                        f_presence_stats = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 11:
+                    if v.__class__ is dict:
+                        f_history = _jd_HistoryRequest(HistoryRequest, v, depth - 1)
+                    elif v is None:
+                        f_history = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 12:
+                    if v.__class__ is dict:
+                        f_history_remove = _jd_HistoryRemoveRequest(
+                            HistoryRemoveRequest, v, depth - 1
+                        )
+                    elif v is None:
+                        f_history_remove = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 13:
+                    if v.__class__ is dict:
+                        f_info = _jd_InfoRequest(InfoRequest, v, depth - 1)
+                    elif v is None:
+                        f_info = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 14:
+                    if v.__class__ is dict:
+                        f_rpc = _jd_RpcRequest(RpcRequest, v, depth - 1)
+                    elif v is None:
+                        f_rpc = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 15:
+                    if v.__class__ is dict:
+                        f_refresh = _jd_RefreshRequest(RefreshRequest, v, depth - 1)
+                    elif v is None:
+                        f_refresh = None
+                    else:
+                        raise _jr_Fail("wrong type")
+            elif i < 24:
+                if i == 16:
+                    if v.__class__ is dict:
+                        f_channels = _jd_ChannelsRequest(ChannelsRequest, v, depth - 1)
+                    elif v is None:
+                        f_channels = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 17:
+                    if v.__class__ is dict:
+                        f_connections = _jd_ConnectionsRequest(ConnectionsRequest, v, depth - 1)
+                    elif v is None:
+                        f_connections = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 18:
+                    if v.__class__ is dict:
+                        f_update_user_status = _jd_UpdateUserStatusRequest(
+                            UpdateUserStatusRequest, v, depth - 1
+                        )
+                    elif v is None:
+                        f_update_user_status = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 19:
+                    if v.__class__ is dict:
+                        f_get_user_status = _jd_GetUserStatusRequest(
+                            GetUserStatusRequest, v, depth - 1
+                        )
+                    elif v is None:
+                        f_get_user_status = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 20:
+                    if v.__class__ is dict:
+                        f_delete_user_status = _jd_DeleteUserStatusRequest(
+                            DeleteUserStatusRequest, v, depth - 1
+                        )
+                    elif v is None:
+                        f_delete_user_status = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 21:
+                    if v.__class__ is dict:
+                        f_block_user = _jd_BlockUserRequest(BlockUserRequest, v, depth - 1)
+                    elif v is None:
+                        f_block_user = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 22:
+                    if v.__class__ is dict:
+                        f_unblock_user = _jd_UnblockUserRequest(UnblockUserRequest, v, depth - 1)
+                    elif v is None:
+                        f_unblock_user = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 23:
+                    if v.__class__ is dict:
+                        f_revoke_token = _jd_RevokeTokenRequest(RevokeTokenRequest, v, depth - 1)
+                    elif v is None:
+                        f_revoke_token = None
+                    else:
+                        raise _jr_Fail("wrong type")
+            elif i < 32:
+                if i == 24:
+                    if v.__class__ is dict:
+                        f_invalidate_user_tokens = _jd_InvalidateUserTokensRequest(
+                            InvalidateUserTokensRequest, v, depth - 1
+                        )
+                    elif v is None:
+                        f_invalidate_user_tokens = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 25:
+                    if v.__class__ is dict:
+                        f_device_register = _jd_DeviceRegisterRequest(
+                            DeviceRegisterRequest, v, depth - 1
+                        )
+                    elif v is None:
+                        f_device_register = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 26:
+                    if v.__class__ is dict:
+                        f_device_update = _jd_DeviceUpdateRequest(DeviceUpdateRequest, v, depth - 1)
+                    elif v is None:
+                        f_device_update = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 27:
+                    if v.__class__ is dict:
+                        f_device_remove = _jd_DeviceRemoveRequest(DeviceRemoveRequest, v, depth - 1)
+                    elif v is None:
+                        f_device_remove = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 28:
+                    if v.__class__ is dict:
+                        f_device_list = _jd_DeviceListRequest(DeviceListRequest, v, depth - 1)
+                    elif v is None:
+                        f_device_list = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 29:
+                    if v.__class__ is dict:
+                        f_device_topic_list = _jd_DeviceTopicListRequest(
+                            DeviceTopicListRequest, v, depth - 1
+                        )
+                    elif v is None:
+                        f_device_topic_list = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 30:
+                    if v.__class__ is dict:
+                        f_device_topic_update = _jd_DeviceTopicUpdateRequest(
+                            DeviceTopicUpdateRequest, v, depth - 1
+                        )
+                    elif v is None:
+                        f_device_topic_update = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 31:
+                    if v.__class__ is dict:
+                        f_user_topic_list = _jd_UserTopicListRequest(
+                            UserTopicListRequest, v, depth - 1
+                        )
+                    elif v is None:
+                        f_user_topic_list = None
+                    else:
+                        raise _jr_Fail("wrong type")
+            elif i < 40:
+                if i == 32:
+                    if v.__class__ is dict:
+                        f_user_topic_update = _jd_UserTopicUpdateRequest(
+                            UserTopicUpdateRequest, v, depth - 1
+                        )
+                    elif v is None:
+                        f_user_topic_update = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 33:
+                    if v.__class__ is dict:
+                        f_send_push_notification = _jd_SendPushNotificationRequest(
+                            SendPushNotificationRequest, v, depth - 1
+                        )
+                    elif v is None:
+                        f_send_push_notification = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 34:
+                    if v.__class__ is dict:
+                        f_update_push_status = _jd_UpdatePushStatusRequest(
+                            UpdatePushStatusRequest, v, depth - 1
+                        )
+                    elif v is None:
+                        f_update_push_status = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 35:
+                    if v.__class__ is dict:
+                        f_cancel_push = _jd_CancelPushRequest(CancelPushRequest, v, depth - 1)
+                    elif v is None:
+                        f_cancel_push = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 36:
+                    if v.__class__ is dict:
+                        f_map_publish = _jd_MapPublishRequest(MapPublishRequest, v, depth - 1)
+                    elif v is None:
+                        f_map_publish = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 37:
+                    if v.__class__ is dict:
+                        f_map_remove = _jd_MapRemoveRequest(MapRemoveRequest, v, depth - 1)
+                    elif v is None:
+                        f_map_remove = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 38:
+                    if v.__class__ is dict:
+                        f_map_read_state = _jd_MapReadStateRequest(
+                            MapReadStateRequest, v, depth - 1
+                        )
+                    elif v is None:
+                        f_map_read_state = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 39:
+                    if v.__class__ is dict:
+                        f_map_read_stream = _jd_MapReadStreamRequest(
+                            MapReadStreamRequest, v, depth - 1
+                        )
+                    elif v is None:
+                        f_map_read_stream = None
+                    else:
+                        raise _jr_Fail("wrong type")
+            elif i < 48:
+                if i == 40:
+                    if v.__class__ is dict:
+                        f_map_stats = _jd_MapStatsRequest(MapStatsRequest, v, depth - 1)
+                    elif v is None:
+                        f_map_stats = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 41:
+                    if v.__class__ is dict:
+                        f_map_clear = _jd_MapClearRequest(MapClearRequest, v, depth - 1)
+                    elif v is None:
+                        f_map_clear = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 42:
+                    if v.__class__ is dict:
+                        f_shared_poll_publish = _jd_SharedPollPublishRequest(
+                            SharedPollPublishRequest, v, depth - 1
+                        )
+                    elif v is None:
+                        f_shared_poll_publish = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "publish": f_publish,
@@ -2343,26 +2587,27 @@ def _jt_Error(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "code"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 4294967295:
-                        f_code = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
-                else:
-                    field = "message"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_message = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_message = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "code"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 4294967295:
+                            f_code = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                    elif i == 2:
+                        field = "message"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_message = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_message = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -2388,16 +2633,17 @@ def _jd_Error(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_Error.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is int and 0 <= v <= 4294967295:
-                    f_code = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "uint32", 0, 4294967295)
-            else:
-                if v.__class__ is str:
-                    f_message = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is int and 0 <= v <= 4294967295:
+                        f_code = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_message = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "code": f_code,
@@ -2722,474 +2968,432 @@ def _jt_Reply(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 20:
-                    if i < 10:
-                        if i < 5:
-                            if i < 2:
-                                if i == 0:
-                                    field = "error"
-                                    if s[pos] == "{":
-                                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_error = None
-                                else:
-                                    field = "publish"
-                                    if s[pos] == "{":
-                                        f_publish, pos = _jt_PublishResult(
-                                            PublishResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_publish = None
-                            else:
-                                if i == 2:
-                                    field = "broadcast"
-                                    if s[pos] == "{":
-                                        f_broadcast, pos = _jt_BroadcastResult(
-                                            BroadcastResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_broadcast = None
-                                elif i == 3:
-                                    field = "subscribe"
-                                    if s[pos] == "{":
-                                        f_subscribe, pos = _jt_SubscribeResult(
-                                            SubscribeResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_subscribe = None
-                                else:
-                                    field = "unsubscribe"
-                                    if s[pos] == "{":
-                                        f_unsubscribe, pos = _jt_UnsubscribeResult(
-                                            UnsubscribeResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_unsubscribe = None
+                if i < 8:
+                    if i == 2:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
                         else:
-                            if i < 7:
-                                if i == 5:
-                                    field = "disconnect"
-                                    if s[pos] == "{":
-                                        f_disconnect, pos = _jt_DisconnectResult(
-                                            DisconnectResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_disconnect = None
-                                else:
-                                    field = "presence"
-                                    if s[pos] == "{":
-                                        f_presence, pos = _jt_PresenceResult(
-                                            PresenceResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_presence = None
-                            else:
-                                if i == 7:
-                                    field = "presence_stats"
-                                    if s[pos] == "{":
-                                        f_presence_stats, pos = _jt_PresenceStatsResult(
-                                            PresenceStatsResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_presence_stats = None
-                                elif i == 8:
-                                    field = "history"
-                                    if s[pos] == "{":
-                                        f_history, pos = _jt_HistoryResult(
-                                            HistoryResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_history = None
-                                else:
-                                    field = "history_remove"
-                                    if s[pos] == "{":
-                                        f_history_remove, pos = _jt_HistoryRemoveResult(
-                                            HistoryRemoveResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_history_remove = None
-                    else:
-                        if i < 15:
-                            if i < 12:
-                                if i == 10:
-                                    field = "info"
-                                    if s[pos] == "{":
-                                        f_info, pos = _jt_InfoResult(InfoResult, s, pos, depth - 1)
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_info = None
-                                else:
-                                    field = "rpc"
-                                    if s[pos] == "{":
-                                        f_rpc, pos = _jt_RpcResult(RpcResult, s, pos, depth - 1)
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_rpc = None
-                            else:
-                                if i == 12:
-                                    field = "refresh"
-                                    if s[pos] == "{":
-                                        f_refresh, pos = _jt_RefreshResult(
-                                            RefreshResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_refresh = None
-                                elif i == 13:
-                                    field = "channels"
-                                    if s[pos] == "{":
-                                        f_channels, pos = _jt_ChannelsResult(
-                                            ChannelsResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_channels = None
-                                else:
-                                    field = "connections"
-                                    if s[pos] == "{":
-                                        f_connections, pos = _jt_ConnectionsResult(
-                                            ConnectionsResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_connections = None
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 4:
+                        field = "publish"
+                        if s[pos] == "{":
+                            f_publish, pos = _jt_PublishResult(PublishResult, s, pos, depth - 1)
                         else:
-                            if i < 17:
-                                if i == 15:
-                                    field = "update_user_status"
-                                    if s[pos] == "{":
-                                        f_update_user_status, pos = _jt_UpdateUserStatusResult(
-                                            UpdateUserStatusResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_update_user_status = None
-                                else:
-                                    field = "get_user_status"
-                                    if s[pos] == "{":
-                                        f_get_user_status, pos = _jt_GetUserStatusResult(
-                                            GetUserStatusResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_get_user_status = None
-                            else:
-                                if i == 17:
-                                    field = "delete_user_status"
-                                    if s[pos] == "{":
-                                        f_delete_user_status, pos = _jt_DeleteUserStatusResult(
-                                            DeleteUserStatusResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_delete_user_status = None
-                                elif i == 18:
-                                    field = "block_user"
-                                    if s[pos] == "{":
-                                        f_block_user, pos = _jt_BlockUserResult(
-                                            BlockUserResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_block_user = None
-                                else:
-                                    field = "unblock_user"
-                                    if s[pos] == "{":
-                                        f_unblock_user, pos = _jt_UnblockUserResult(
-                                            UnblockUserResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_unblock_user = None
-                else:
-                    if i < 30:
-                        if i < 25:
-                            if i < 22:
-                                if i == 20:
-                                    field = "revoke_token"
-                                    if s[pos] == "{":
-                                        f_revoke_token, pos = _jt_RevokeTokenResult(
-                                            RevokeTokenResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_revoke_token = None
-                                else:
-                                    field = "invalidate_user_tokens"
-                                    if s[pos] == "{":
-                                        f_invalidate_user_tokens, pos = (
-                                            _jt_InvalidateUserTokensResult(
-                                                InvalidateUserTokensResult, s, pos, depth - 1
-                                            )
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_invalidate_user_tokens = None
-                            else:
-                                if i == 22:
-                                    field = "device_register"
-                                    if s[pos] == "{":
-                                        f_device_register, pos = _jt_DeviceRegisterResult(
-                                            DeviceRegisterResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_device_register = None
-                                elif i == 23:
-                                    field = "device_update"
-                                    if s[pos] == "{":
-                                        f_device_update, pos = _jt_DeviceUpdateResult(
-                                            DeviceUpdateResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_device_update = None
-                                else:
-                                    field = "device_remove"
-                                    if s[pos] == "{":
-                                        f_device_remove, pos = _jt_DeviceRemoveResult(
-                                            DeviceRemoveResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_device_remove = None
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_publish = None
+                    elif i == 5:
+                        field = "broadcast"
+                        if s[pos] == "{":
+                            f_broadcast, pos = _jt_BroadcastResult(
+                                BroadcastResult, s, pos, depth - 1
+                            )
                         else:
-                            if i < 27:
-                                if i == 25:
-                                    field = "device_list"
-                                    if s[pos] == "{":
-                                        f_device_list, pos = _jt_DeviceListResult(
-                                            DeviceListResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_device_list = None
-                                else:
-                                    field = "device_topic_list"
-                                    if s[pos] == "{":
-                                        f_device_topic_list, pos = _jt_DeviceTopicListResult(
-                                            DeviceTopicListResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_device_topic_list = None
-                            else:
-                                if i == 27:
-                                    field = "device_topic_update"
-                                    if s[pos] == "{":
-                                        f_device_topic_update, pos = _jt_DeviceTopicUpdateResult(
-                                            DeviceTopicUpdateResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_device_topic_update = None
-                                elif i == 28:
-                                    field = "user_topic_list"
-                                    if s[pos] == "{":
-                                        f_user_topic_list, pos = _jt_UserTopicListResult(
-                                            UserTopicListResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_user_topic_list = None
-                                else:
-                                    field = "user_topic_update"
-                                    if s[pos] == "{":
-                                        f_user_topic_update, pos = _jt_UserTopicUpdateResult(
-                                            UserTopicUpdateResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_user_topic_update = None
-                    else:
-                        if i < 35:
-                            if i < 32:
-                                if i == 30:
-                                    field = "send_push_notification"
-                                    if s[pos] == "{":
-                                        f_send_push_notification, pos = (
-                                            _jt_SendPushNotificationResult(
-                                                SendPushNotificationResult, s, pos, depth - 1
-                                            )
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_send_push_notification = None
-                                else:
-                                    field = "update_push_status"
-                                    if s[pos] == "{":
-                                        f_update_push_status, pos = _jt_UpdatePushStatusResult(
-                                            UpdatePushStatusResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_update_push_status = None
-                            else:
-                                if i == 32:
-                                    field = "cancel_push"
-                                    if s[pos] == "{":
-                                        f_cancel_push, pos = _jt_CancelPushResult(
-                                            CancelPushResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_cancel_push = None
-                                elif i == 33:
-                                    field = "map_publish"
-                                    if s[pos] == "{":
-                                        f_map_publish, pos = _jt_MapPublishResult(
-                                            MapPublishResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_map_publish = None
-                                else:
-                                    field = "map_remove"
-                                    if s[pos] == "{":
-                                        f_map_remove, pos = _jt_MapRemoveResult(
-                                            MapRemoveResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_map_remove = None
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_broadcast = None
+                    elif i == 6:
+                        field = "subscribe"
+                        if s[pos] == "{":
+                            f_subscribe, pos = _jt_SubscribeResult(
+                                SubscribeResult, s, pos, depth - 1
+                            )
                         else:
-                            if i < 37:
-                                if i == 35:
-                                    field = "map_read_state"
-                                    if s[pos] == "{":
-                                        f_map_read_state, pos = _jt_MapReadStateResult(
-                                            MapReadStateResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_map_read_state = None
-                                else:
-                                    field = "map_read_stream"
-                                    if s[pos] == "{":
-                                        f_map_read_stream, pos = _jt_MapReadStreamResult(
-                                            MapReadStreamResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_map_read_stream = None
-                            else:
-                                if i == 37:
-                                    field = "map_stats"
-                                    if s[pos] == "{":
-                                        f_map_stats, pos = _jt_MapStatsResult(
-                                            MapStatsResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_map_stats = None
-                                elif i == 38:
-                                    field = "map_clear"
-                                    if s[pos] == "{":
-                                        f_map_clear, pos = _jt_MapClearResult(
-                                            MapClearResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_map_clear = None
-                                else:
-                                    field = "shared_poll_publish"
-                                    if s[pos] == "{":
-                                        f_shared_poll_publish, pos = _jt_SharedPollPublishResult(
-                                            SharedPollPublishResult, s, pos, depth - 1
-                                        )
-                                    else:
-                                        v, pos = _jr_scan(s, pos)
-                                        if v is not None:
-                                            raise _jr_wrong(v, "an object")
-                                        f_shared_poll_publish = None
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_subscribe = None
+                    elif i == 7:
+                        field = "unsubscribe"
+                        if s[pos] == "{":
+                            f_unsubscribe, pos = _jt_UnsubscribeResult(
+                                UnsubscribeResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_unsubscribe = None
+                elif i < 16:
+                    if i == 8:
+                        field = "disconnect"
+                        if s[pos] == "{":
+                            f_disconnect, pos = _jt_DisconnectResult(
+                                DisconnectResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_disconnect = None
+                    elif i == 9:
+                        field = "presence"
+                        if s[pos] == "{":
+                            f_presence, pos = _jt_PresenceResult(PresenceResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_presence = None
+                    elif i == 10:
+                        field = "presence_stats"
+                        if s[pos] == "{":
+                            f_presence_stats, pos = _jt_PresenceStatsResult(
+                                PresenceStatsResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_presence_stats = None
+                    elif i == 11:
+                        field = "history"
+                        if s[pos] == "{":
+                            f_history, pos = _jt_HistoryResult(HistoryResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_history = None
+                    elif i == 12:
+                        field = "history_remove"
+                        if s[pos] == "{":
+                            f_history_remove, pos = _jt_HistoryRemoveResult(
+                                HistoryRemoveResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_history_remove = None
+                    elif i == 13:
+                        field = "info"
+                        if s[pos] == "{":
+                            f_info, pos = _jt_InfoResult(InfoResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_info = None
+                    elif i == 14:
+                        field = "rpc"
+                        if s[pos] == "{":
+                            f_rpc, pos = _jt_RpcResult(RpcResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_rpc = None
+                    elif i == 15:
+                        field = "refresh"
+                        if s[pos] == "{":
+                            f_refresh, pos = _jt_RefreshResult(RefreshResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_refresh = None
+                elif i < 24:
+                    if i == 16:
+                        field = "channels"
+                        if s[pos] == "{":
+                            f_channels, pos = _jt_ChannelsResult(ChannelsResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_channels = None
+                    elif i == 17:
+                        field = "connections"
+                        if s[pos] == "{":
+                            f_connections, pos = _jt_ConnectionsResult(
+                                ConnectionsResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_connections = None
+                    elif i == 18:
+                        field = "update_user_status"
+                        if s[pos] == "{":
+                            f_update_user_status, pos = _jt_UpdateUserStatusResult(
+                                UpdateUserStatusResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_update_user_status = None
+                    elif i == 19:
+                        field = "get_user_status"
+                        if s[pos] == "{":
+                            f_get_user_status, pos = _jt_GetUserStatusResult(
+                                GetUserStatusResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_get_user_status = None
+                    elif i == 20:
+                        field = "delete_user_status"
+                        if s[pos] == "{":
+                            f_delete_user_status, pos = _jt_DeleteUserStatusResult(
+                                DeleteUserStatusResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_delete_user_status = None
+                    elif i == 21:
+                        field = "block_user"
+                        if s[pos] == "{":
+                            f_block_user, pos = _jt_BlockUserResult(
+                                BlockUserResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_block_user = None
+                    elif i == 22:
+                        field = "unblock_user"
+                        if s[pos] == "{":
+                            f_unblock_user, pos = _jt_UnblockUserResult(
+                                UnblockUserResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_unblock_user = None
+                    elif i == 23:
+                        field = "revoke_token"
+                        if s[pos] == "{":
+                            f_revoke_token, pos = _jt_RevokeTokenResult(
+                                RevokeTokenResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_revoke_token = None
+                elif i < 32:
+                    if i == 24:
+                        field = "invalidate_user_tokens"
+                        if s[pos] == "{":
+                            f_invalidate_user_tokens, pos = _jt_InvalidateUserTokensResult(
+                                InvalidateUserTokensResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_invalidate_user_tokens = None
+                    elif i == 25:
+                        field = "device_register"
+                        if s[pos] == "{":
+                            f_device_register, pos = _jt_DeviceRegisterResult(
+                                DeviceRegisterResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_device_register = None
+                    elif i == 26:
+                        field = "device_update"
+                        if s[pos] == "{":
+                            f_device_update, pos = _jt_DeviceUpdateResult(
+                                DeviceUpdateResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_device_update = None
+                    elif i == 27:
+                        field = "device_remove"
+                        if s[pos] == "{":
+                            f_device_remove, pos = _jt_DeviceRemoveResult(
+                                DeviceRemoveResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_device_remove = None
+                    elif i == 28:
+                        field = "device_list"
+                        if s[pos] == "{":
+                            f_device_list, pos = _jt_DeviceListResult(
+                                DeviceListResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_device_list = None
+                    elif i == 29:
+                        field = "device_topic_list"
+                        if s[pos] == "{":
+                            f_device_topic_list, pos = _jt_DeviceTopicListResult(
+                                DeviceTopicListResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_device_topic_list = None
+                    elif i == 30:
+                        field = "device_topic_update"
+                        if s[pos] == "{":
+                            f_device_topic_update, pos = _jt_DeviceTopicUpdateResult(
+                                DeviceTopicUpdateResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_device_topic_update = None
+                    elif i == 31:
+                        field = "user_topic_list"
+                        if s[pos] == "{":
+                            f_user_topic_list, pos = _jt_UserTopicListResult(
+                                UserTopicListResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_user_topic_list = None
+                elif i < 40:
+                    if i == 32:
+                        field = "user_topic_update"
+                        if s[pos] == "{":
+                            f_user_topic_update, pos = _jt_UserTopicUpdateResult(
+                                UserTopicUpdateResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_user_topic_update = None
+                    elif i == 33:
+                        field = "send_push_notification"
+                        if s[pos] == "{":
+                            f_send_push_notification, pos = _jt_SendPushNotificationResult(
+                                SendPushNotificationResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_send_push_notification = None
+                    elif i == 34:
+                        field = "update_push_status"
+                        if s[pos] == "{":
+                            f_update_push_status, pos = _jt_UpdatePushStatusResult(
+                                UpdatePushStatusResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_update_push_status = None
+                    elif i == 35:
+                        field = "cancel_push"
+                        if s[pos] == "{":
+                            f_cancel_push, pos = _jt_CancelPushResult(
+                                CancelPushResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_cancel_push = None
+                    elif i == 36:
+                        field = "map_publish"
+                        if s[pos] == "{":
+                            f_map_publish, pos = _jt_MapPublishResult(
+                                MapPublishResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_map_publish = None
+                    elif i == 37:
+                        field = "map_remove"
+                        if s[pos] == "{":
+                            f_map_remove, pos = _jt_MapRemoveResult(
+                                MapRemoveResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_map_remove = None
+                    elif i == 38:
+                        field = "map_read_state"
+                        if s[pos] == "{":
+                            f_map_read_state, pos = _jt_MapReadStateResult(
+                                MapReadStateResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_map_read_state = None
+                    elif i == 39:
+                        field = "map_read_stream"
+                        if s[pos] == "{":
+                            f_map_read_stream, pos = _jt_MapReadStreamResult(
+                                MapReadStreamResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_map_read_stream = None
+                elif i < 48:
+                    if i == 40:
+                        field = "map_stats"
+                        if s[pos] == "{":
+                            f_map_stats, pos = _jt_MapStatsResult(MapStatsResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_map_stats = None
+                    elif i == 41:
+                        field = "map_clear"
+                        if s[pos] == "{":
+                            f_map_clear, pos = _jt_MapClearResult(MapClearResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_map_clear = None
+                    elif i == 42:
+                        field = "shared_poll_publish"
+                        if s[pos] == "{":
+                            f_shared_poll_publish, pos = _jt_SharedPollPublishResult(
+                                SharedPollPublishResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_shared_poll_publish = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -3291,372 +3495,322 @@ def _jd_Reply(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_Reply.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 20:
-                if i < 10:
-                    if i < 5:
-                        if i < 2:
-                            if i == 0:
-                                if v.__class__ is dict:
-                                    f_error = _jd_Error(Error, v, depth - 1)
-                                elif v is None:
-                                    f_error = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_publish = _jd_PublishResult(PublishResult, v, depth - 1)
-                                elif v is None:
-                                    f_publish = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                        else:
-                            if i == 2:
-                                if v.__class__ is dict:
-                                    f_broadcast = _jd_BroadcastResult(BroadcastResult, v, depth - 1)
-                                elif v is None:
-                                    f_broadcast = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            elif i == 3:
-                                if v.__class__ is dict:
-                                    f_subscribe = _jd_SubscribeResult(SubscribeResult, v, depth - 1)
-                                elif v is None:
-                                    f_subscribe = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_unsubscribe = _jd_UnsubscribeResult(
-                                        UnsubscribeResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_unsubscribe = None
-                                else:
-                                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 2:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
                     else:
-                        if i < 7:
-                            if i == 5:
-                                if v.__class__ is dict:
-                                    f_disconnect = _jd_DisconnectResult(
-                                        DisconnectResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_disconnect = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_presence = _jd_PresenceResult(PresenceResult, v, depth - 1)
-                                elif v is None:
-                                    f_presence = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                        else:
-                            if i == 7:
-                                if v.__class__ is dict:
-                                    f_presence_stats = _jd_PresenceStatsResult(
-                                        PresenceStatsResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_presence_stats = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            elif i == 8:
-                                if v.__class__ is dict:
-                                    f_history = _jd_HistoryResult(HistoryResult, v, depth - 1)
-                                elif v is None:
-                                    f_history = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_history_remove = _jd_HistoryRemoveResult(
-                                        HistoryRemoveResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_history_remove = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                else:
-                    if i < 15:
-                        if i < 12:
-                            if i == 10:
-                                if v.__class__ is dict:
-                                    f_info = _jd_InfoResult(InfoResult, v, depth - 1)
-                                elif v is None:
-                                    f_info = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_rpc = _jd_RpcResult(RpcResult, v, depth - 1)
-                                elif v is None:
-                                    f_rpc = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                        else:
-                            if i == 12:
-                                if v.__class__ is dict:
-                                    f_refresh = _jd_RefreshResult(RefreshResult, v, depth - 1)
-                                elif v is None:
-                                    f_refresh = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            elif i == 13:
-                                if v.__class__ is dict:
-                                    f_channels = _jd_ChannelsResult(ChannelsResult, v, depth - 1)
-                                elif v is None:
-                                    f_channels = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_connections = _jd_ConnectionsResult(
-                                        ConnectionsResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_connections = None
-                                else:
-                                    raise _jr_Fail("wrong type")
+                        raise _jr_Fail("wrong type")
+                elif i == 4:
+                    if v.__class__ is dict:
+                        f_publish = _jd_PublishResult(PublishResult, v, depth - 1)
+                    elif v is None:
+                        f_publish = None
                     else:
-                        if i < 17:
-                            if i == 15:
-                                if v.__class__ is dict:
-                                    f_update_user_status = _jd_UpdateUserStatusResult(
-                                        UpdateUserStatusResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_update_user_status = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_get_user_status = _jd_GetUserStatusResult(
-                                        GetUserStatusResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_get_user_status = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                        else:
-                            if i == 17:
-                                if v.__class__ is dict:
-                                    f_delete_user_status = _jd_DeleteUserStatusResult(
-                                        DeleteUserStatusResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_delete_user_status = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            elif i == 18:
-                                if v.__class__ is dict:
-                                    f_block_user = _jd_BlockUserResult(
-                                        BlockUserResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_block_user = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_unblock_user = _jd_UnblockUserResult(
-                                        UnblockUserResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_unblock_user = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-            else:
-                if i < 30:
-                    if i < 25:
-                        if i < 22:
-                            if i == 20:
-                                if v.__class__ is dict:
-                                    f_revoke_token = _jd_RevokeTokenResult(
-                                        RevokeTokenResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_revoke_token = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_invalidate_user_tokens = _jd_InvalidateUserTokensResult(
-                                        InvalidateUserTokensResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_invalidate_user_tokens = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                        else:
-                            if i == 22:
-                                if v.__class__ is dict:
-                                    f_device_register = _jd_DeviceRegisterResult(
-                                        DeviceRegisterResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_device_register = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            elif i == 23:
-                                if v.__class__ is dict:
-                                    f_device_update = _jd_DeviceUpdateResult(
-                                        DeviceUpdateResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_device_update = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_device_remove = _jd_DeviceRemoveResult(
-                                        DeviceRemoveResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_device_remove = None
-                                else:
-                                    raise _jr_Fail("wrong type")
+                        raise _jr_Fail("wrong type")
+                elif i == 5:
+                    if v.__class__ is dict:
+                        f_broadcast = _jd_BroadcastResult(BroadcastResult, v, depth - 1)
+                    elif v is None:
+                        f_broadcast = None
                     else:
-                        if i < 27:
-                            if i == 25:
-                                if v.__class__ is dict:
-                                    f_device_list = _jd_DeviceListResult(
-                                        DeviceListResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_device_list = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_device_topic_list = _jd_DeviceTopicListResult(
-                                        DeviceTopicListResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_device_topic_list = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                        else:
-                            if i == 27:
-                                if v.__class__ is dict:
-                                    f_device_topic_update = _jd_DeviceTopicUpdateResult(
-                                        DeviceTopicUpdateResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_device_topic_update = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            elif i == 28:
-                                if v.__class__ is dict:
-                                    f_user_topic_list = _jd_UserTopicListResult(
-                                        UserTopicListResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_user_topic_list = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_user_topic_update = _jd_UserTopicUpdateResult(
-                                        UserTopicUpdateResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_user_topic_update = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                else:
-                    if i < 35:
-                        if i < 32:
-                            if i == 30:
-                                if v.__class__ is dict:
-                                    f_send_push_notification = _jd_SendPushNotificationResult(
-                                        SendPushNotificationResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_send_push_notification = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_update_push_status = _jd_UpdatePushStatusResult(
-                                        UpdatePushStatusResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_update_push_status = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                        else:
-                            if i == 32:
-                                if v.__class__ is dict:
-                                    f_cancel_push = _jd_CancelPushResult(
-                                        CancelPushResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_cancel_push = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            elif i == 33:
-                                if v.__class__ is dict:
-                                    f_map_publish = _jd_MapPublishResult(
-                                        MapPublishResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_map_publish = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_map_remove = _jd_MapRemoveResult(
-                                        MapRemoveResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_map_remove = None
-                                else:
-                                    raise _jr_Fail("wrong type")
+                        raise _jr_Fail("wrong type")
+                elif i == 6:
+                    if v.__class__ is dict:
+                        f_subscribe = _jd_SubscribeResult(SubscribeResult, v, depth - 1)
+                    elif v is None:
+                        f_subscribe = None
                     else:
-                        if i < 37:
-                            if i == 35:
-                                if v.__class__ is dict:
-                                    f_map_read_state = _jd_MapReadStateResult(
-                                        MapReadStateResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_map_read_state = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_map_read_stream = _jd_MapReadStreamResult(
-                                        MapReadStreamResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_map_read_stream = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                        else:
-                            if i == 37:
-                                if v.__class__ is dict:
-                                    f_map_stats = _jd_MapStatsResult(MapStatsResult, v, depth - 1)
-                                elif v is None:
-                                    f_map_stats = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            elif i == 38:
-                                if v.__class__ is dict:
-                                    f_map_clear = _jd_MapClearResult(MapClearResult, v, depth - 1)
-                                elif v is None:
-                                    f_map_clear = None
-                                else:
-                                    raise _jr_Fail("wrong type")
-                            else:
-                                if v.__class__ is dict:
-                                    f_shared_poll_publish = _jd_SharedPollPublishResult(
-                                        SharedPollPublishResult, v, depth - 1
-                                    )
-                                elif v is None:
-                                    f_shared_poll_publish = None
-                                else:
-                                    raise _jr_Fail("wrong type")
+                        raise _jr_Fail("wrong type")
+                elif i == 7:
+                    if v.__class__ is dict:
+                        f_unsubscribe = _jd_UnsubscribeResult(UnsubscribeResult, v, depth - 1)
+                    elif v is None:
+                        f_unsubscribe = None
+                    else:
+                        raise _jr_Fail("wrong type")
+            elif i < 16:
+                if i == 8:
+                    if v.__class__ is dict:
+                        f_disconnect = _jd_DisconnectResult(DisconnectResult, v, depth - 1)
+                    elif v is None:
+                        f_disconnect = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 9:
+                    if v.__class__ is dict:
+                        f_presence = _jd_PresenceResult(PresenceResult, v, depth - 1)
+                    elif v is None:
+                        f_presence = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 10:
+                    if v.__class__ is dict:
+                        f_presence_stats = _jd_PresenceStatsResult(
+                            PresenceStatsResult, v, depth - 1
+                        )
+                    elif v is None:
+                        f_presence_stats = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 11:
+                    if v.__class__ is dict:
+                        f_history = _jd_HistoryResult(HistoryResult, v, depth - 1)
+                    elif v is None:
+                        f_history = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 12:
+                    if v.__class__ is dict:
+                        f_history_remove = _jd_HistoryRemoveResult(
+                            HistoryRemoveResult, v, depth - 1
+                        )
+                    elif v is None:
+                        f_history_remove = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 13:
+                    if v.__class__ is dict:
+                        f_info = _jd_InfoResult(InfoResult, v, depth - 1)
+                    elif v is None:
+                        f_info = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 14:
+                    if v.__class__ is dict:
+                        f_rpc = _jd_RpcResult(RpcResult, v, depth - 1)
+                    elif v is None:
+                        f_rpc = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 15:
+                    if v.__class__ is dict:
+                        f_refresh = _jd_RefreshResult(RefreshResult, v, depth - 1)
+                    elif v is None:
+                        f_refresh = None
+                    else:
+                        raise _jr_Fail("wrong type")
+            elif i < 24:
+                if i == 16:
+                    if v.__class__ is dict:
+                        f_channels = _jd_ChannelsResult(ChannelsResult, v, depth - 1)
+                    elif v is None:
+                        f_channels = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 17:
+                    if v.__class__ is dict:
+                        f_connections = _jd_ConnectionsResult(ConnectionsResult, v, depth - 1)
+                    elif v is None:
+                        f_connections = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 18:
+                    if v.__class__ is dict:
+                        f_update_user_status = _jd_UpdateUserStatusResult(
+                            UpdateUserStatusResult, v, depth - 1
+                        )
+                    elif v is None:
+                        f_update_user_status = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 19:
+                    if v.__class__ is dict:
+                        f_get_user_status = _jd_GetUserStatusResult(
+                            GetUserStatusResult, v, depth - 1
+                        )
+                    elif v is None:
+                        f_get_user_status = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 20:
+                    if v.__class__ is dict:
+                        f_delete_user_status = _jd_DeleteUserStatusResult(
+                            DeleteUserStatusResult, v, depth - 1
+                        )
+                    elif v is None:
+                        f_delete_user_status = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 21:
+                    if v.__class__ is dict:
+                        f_block_user = _jd_BlockUserResult(BlockUserResult, v, depth - 1)
+                    elif v is None:
+                        f_block_user = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 22:
+                    if v.__class__ is dict:
+                        f_unblock_user = _jd_UnblockUserResult(UnblockUserResult, v, depth - 1)
+                    elif v is None:
+                        f_unblock_user = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 23:
+                    if v.__class__ is dict:
+                        f_revoke_token = _jd_RevokeTokenResult(RevokeTokenResult, v, depth - 1)
+                    elif v is None:
+                        f_revoke_token = None
+                    else:
+                        raise _jr_Fail("wrong type")
+            elif i < 32:
+                if i == 24:
+                    if v.__class__ is dict:
+                        f_invalidate_user_tokens = _jd_InvalidateUserTokensResult(
+                            InvalidateUserTokensResult, v, depth - 1
+                        )
+                    elif v is None:
+                        f_invalidate_user_tokens = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 25:
+                    if v.__class__ is dict:
+                        f_device_register = _jd_DeviceRegisterResult(
+                            DeviceRegisterResult, v, depth - 1
+                        )
+                    elif v is None:
+                        f_device_register = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 26:
+                    if v.__class__ is dict:
+                        f_device_update = _jd_DeviceUpdateResult(DeviceUpdateResult, v, depth - 1)
+                    elif v is None:
+                        f_device_update = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 27:
+                    if v.__class__ is dict:
+                        f_device_remove = _jd_DeviceRemoveResult(DeviceRemoveResult, v, depth - 1)
+                    elif v is None:
+                        f_device_remove = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 28:
+                    if v.__class__ is dict:
+                        f_device_list = _jd_DeviceListResult(DeviceListResult, v, depth - 1)
+                    elif v is None:
+                        f_device_list = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 29:
+                    if v.__class__ is dict:
+                        f_device_topic_list = _jd_DeviceTopicListResult(
+                            DeviceTopicListResult, v, depth - 1
+                        )
+                    elif v is None:
+                        f_device_topic_list = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 30:
+                    if v.__class__ is dict:
+                        f_device_topic_update = _jd_DeviceTopicUpdateResult(
+                            DeviceTopicUpdateResult, v, depth - 1
+                        )
+                    elif v is None:
+                        f_device_topic_update = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 31:
+                    if v.__class__ is dict:
+                        f_user_topic_list = _jd_UserTopicListResult(
+                            UserTopicListResult, v, depth - 1
+                        )
+                    elif v is None:
+                        f_user_topic_list = None
+                    else:
+                        raise _jr_Fail("wrong type")
+            elif i < 40:
+                if i == 32:
+                    if v.__class__ is dict:
+                        f_user_topic_update = _jd_UserTopicUpdateResult(
+                            UserTopicUpdateResult, v, depth - 1
+                        )
+                    elif v is None:
+                        f_user_topic_update = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 33:
+                    if v.__class__ is dict:
+                        f_send_push_notification = _jd_SendPushNotificationResult(
+                            SendPushNotificationResult, v, depth - 1
+                        )
+                    elif v is None:
+                        f_send_push_notification = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 34:
+                    if v.__class__ is dict:
+                        f_update_push_status = _jd_UpdatePushStatusResult(
+                            UpdatePushStatusResult, v, depth - 1
+                        )
+                    elif v is None:
+                        f_update_push_status = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 35:
+                    if v.__class__ is dict:
+                        f_cancel_push = _jd_CancelPushResult(CancelPushResult, v, depth - 1)
+                    elif v is None:
+                        f_cancel_push = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 36:
+                    if v.__class__ is dict:
+                        f_map_publish = _jd_MapPublishResult(MapPublishResult, v, depth - 1)
+                    elif v is None:
+                        f_map_publish = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 37:
+                    if v.__class__ is dict:
+                        f_map_remove = _jd_MapRemoveResult(MapRemoveResult, v, depth - 1)
+                    elif v is None:
+                        f_map_remove = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 38:
+                    if v.__class__ is dict:
+                        f_map_read_state = _jd_MapReadStateResult(MapReadStateResult, v, depth - 1)
+                    elif v is None:
+                        f_map_read_state = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 39:
+                    if v.__class__ is dict:
+                        f_map_read_stream = _jd_MapReadStreamResult(
+                            MapReadStreamResult, v, depth - 1
+                        )
+                    elif v is None:
+                        f_map_read_stream = None
+                    else:
+                        raise _jr_Fail("wrong type")
+            elif i < 48:
+                if i == 40:
+                    if v.__class__ is dict:
+                        f_map_stats = _jd_MapStatsResult(MapStatsResult, v, depth - 1)
+                    elif v is None:
+                        f_map_stats = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 41:
+                    if v.__class__ is dict:
+                        f_map_clear = _jd_MapClearResult(MapClearResult, v, depth - 1)
+                    elif v is None:
+                        f_map_clear = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 42:
+                    if v.__class__ is dict:
+                        f_shared_poll_publish = _jd_SharedPollPublishResult(
+                            SharedPollPublishResult, v, depth - 1
+                        )
+                    elif v is None:
+                        f_shared_poll_publish = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -3739,22 +3893,23 @@ def _jt_BatchRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "commands"
-                    if s[pos] == "[":
-                        f_commands, pos = _jr_array(s, pos, _jt_Command, Command, depth - 1)
-                    else:
+                if i < 8:
+                    if i == 1:
+                        field = "commands"
+                        if s[pos] == "[":
+                            f_commands, pos = _jr_array(s, pos, _jt_Command, Command, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an array")
+                            f_commands = []
+                    elif i == 2:
+                        field = "parallel"
                         v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an array")
-                        f_commands = []
-                else:
-                    field = "parallel"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_parallel = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
+                        if v is True or v is False:
+                            f_parallel = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -3780,18 +3935,19 @@ def _jd_BatchRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_BatchRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is list:
-                    f_commands = _jr_dict_array(v, _jd_Command, Command, depth - 1)
-                elif v is None:
-                    f_commands = []
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v is True or v is False:
-                    f_parallel = v
-                elif v is not None:
-                    raise _jr_wrong(v, "true or false")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is list:
+                        f_commands = _jr_dict_array(v, _jd_Command, Command, depth - 1)
+                    elif v is None:
+                        f_commands = []
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v is True or v is False:
+                        f_parallel = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
     obj = _new(cls)
     obj.__dict__ = {
         "commands": f_commands,
@@ -3831,14 +3987,16 @@ def _jt_BatchResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "replies"
-                if s[pos] == "[":
-                    f_replies, pos = _jr_array(s, pos, _jt_Reply, Reply, depth - 1)
-                else:
-                    v, pos = _jr_scan(s, pos)
-                    if v is not None:
-                        raise _jr_wrong(v, "an array")
-                    f_replies = []
+                if i < 8:
+                    if i == 1:
+                        field = "replies"
+                        if s[pos] == "[":
+                            f_replies, pos = _jr_array(s, pos, _jt_Reply, Reply, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an array")
+                            f_replies = []
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -3862,12 +4020,14 @@ def _jd_BatchResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_BatchResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is list:
-                f_replies = _jr_dict_array(v, _jd_Reply, Reply, depth - 1)
-            elif v is None:
-                f_replies = []
-            else:
-                raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is list:
+                        f_replies = _jr_dict_array(v, _jd_Reply, Reply, depth - 1)
+                    elif v is None:
+                        f_replies = []
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "replies": f_replies,
@@ -3948,99 +4108,95 @@ def _jt_PublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 4:
-                    if i < 2:
-                        if i == 0:
-                            field = "channel"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_channel = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_channel = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "channel"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_channel = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "data"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_data = s[start:pos].encode()
+                    elif i == 3:
+                        field = "b64data"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "skip_history"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_skip_history = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    elif i == 5:
+                        field = "tags"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_tags = _jr_str_map(v)
+                        elif v is None:
+                            f_tags = {}
                         else:
-                            field = "data"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_data = s[start:pos].encode()
-                    else:
-                        if i == 2:
-                            field = "b64data"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "skip_history"
-                            v, pos = _jr_scan(s, pos)
-                            if v is True or v is False:
-                                f_skip_history = v
-                            elif v is not None:
-                                raise _jr_wrong(v, "true or false")
-                else:
-                    if i < 6:
-                        if i == 4:
-                            field = "tags"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is dict:
-                                f_tags = _jr_str_map(v)
-                            elif v is None:
-                                f_tags = {}
-                            else:
-                                raise _jr_wrong(v, "an object")
-                        else:
-                            field = "idempotency_key"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_idempotency_key = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_idempotency_key = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 6:
-                            field = "delta"
-                            v, pos = _jr_scan(s, pos)
-                            if v is True or v is False:
-                                f_delta = v
-                            elif v is not None:
-                                raise _jr_wrong(v, "true or false")
-                        elif i == 7:
-                            field = "version"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                                f_version = v
-                            elif v is not None:
-                                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                        else:
-                            field = "version_epoch"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_version_epoch = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_version_epoch = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                            raise _jr_wrong(v, "an object")
+                    elif i == 6:
+                        field = "idempotency_key"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_idempotency_key = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_idempotency_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 7:
+                        field = "delta"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_delta = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                elif i < 16:
+                    if i == 8:
+                        field = "version"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_version = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                    elif i == 9:
+                        field = "version_epoch"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_version_epoch = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_version_epoch = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -4080,56 +4236,52 @@ def _jd_PublishRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_PublishRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 4:
-                if i < 2:
-                    if i == 0:
-                        if v.__class__ is str:
-                            f_channel = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_channel = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    f_data = _jr_raw_dumps(v)
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_b64data = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    if v is True or v is False:
+                        f_skip_history = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
+                elif i == 5:
+                    if v.__class__ is dict:
+                        f_tags = _jr_str_map(v)
+                    elif v is None:
+                        f_tags = {}
                     else:
-                        f_data = _jr_raw_dumps(v)
-                else:
-                    if i == 2:
-                        if v.__class__ is str:
-                            f_b64data = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        if v is True or v is False:
-                            f_skip_history = v
-                        elif v is not None:
-                            raise _jr_wrong(v, "true or false")
-            else:
-                if i < 6:
-                    if i == 4:
-                        if v.__class__ is dict:
-                            f_tags = _jr_str_map(v)
-                        elif v is None:
-                            f_tags = {}
-                        else:
-                            raise _jr_wrong(v, "an object")
-                    else:
-                        if v.__class__ is str:
-                            f_idempotency_key = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 6:
-                        if v is True or v is False:
-                            f_delta = v
-                        elif v is not None:
-                            raise _jr_wrong(v, "true or false")
-                    elif i == 7:
-                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                            f_version = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                    else:
-                        if v.__class__ is str:
-                            f_version_epoch = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+                        raise _jr_wrong(v, "an object")
+                elif i == 6:
+                    if v.__class__ is str:
+                        f_idempotency_key = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 7:
+                    if v is True or v is False:
+                        f_delta = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
+            elif i < 16:
+                if i == 8:
+                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                        f_version = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                elif i == 9:
+                    if v.__class__ is str:
+                        f_version_epoch = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "channel": f_channel,
@@ -4185,24 +4337,25 @@ def _jt_PublishResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_PublishResult(PublishResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_PublishResult(PublishResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -4228,20 +4381,21 @@ def _jd_PublishResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_PublishResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_PublishResult(PublishResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_PublishResult(PublishResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -4288,26 +4442,27 @@ def _jt_PublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "offset"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                        f_offset = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                else:
-                    field = "epoch"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_epoch = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_epoch = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "offset"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_offset = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                    elif i == 2:
+                        field = "epoch"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_epoch = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_epoch = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -4333,16 +4488,17 @@ def _jd_PublishResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_PublishResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                    f_offset = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-            else:
-                if v.__class__ is str:
-                    f_epoch = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                        f_offset = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_epoch = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "offset": f_offset,
@@ -4424,95 +4580,91 @@ def _jt_BroadcastRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 4:
-                    if i < 2:
-                        if i == 0:
-                            field = "channels"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is list:
-                                f_channels = _jr_strs(v)
-                            elif v is None:
-                                f_channels = []
-                            else:
-                                raise _jr_wrong(v, "an array")
+                if i < 8:
+                    if i == 1:
+                        field = "channels"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_channels = _jr_strs(v)
+                        elif v is None:
+                            f_channels = []
                         else:
-                            field = "data"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_data = s[start:pos].encode()
-                    else:
-                        if i == 2:
-                            field = "b64data"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                            raise _jr_wrong(v, "an array")
+                    elif i == 2:
+                        field = "data"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_data = s[start:pos].encode()
+                    elif i == 3:
+                        field = "b64data"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "skip_history"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_skip_history = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    elif i == 5:
+                        field = "tags"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_tags = _jr_str_map(v)
+                        elif v is None:
+                            f_tags = {}
                         else:
-                            field = "skip_history"
-                            v, pos = _jr_scan(s, pos)
-                            if v is True or v is False:
-                                f_skip_history = v
-                            elif v is not None:
-                                raise _jr_wrong(v, "true or false")
-                else:
-                    if i < 6:
-                        if i == 4:
-                            field = "tags"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is dict:
-                                f_tags = _jr_str_map(v)
-                            elif v is None:
-                                f_tags = {}
-                            else:
-                                raise _jr_wrong(v, "an object")
-                        else:
-                            field = "idempotency_key"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_idempotency_key = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_idempotency_key = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 6:
-                            field = "delta"
-                            v, pos = _jr_scan(s, pos)
-                            if v is True or v is False:
-                                f_delta = v
-                            elif v is not None:
-                                raise _jr_wrong(v, "true or false")
-                        elif i == 7:
-                            field = "version"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                                f_version = v
-                            elif v is not None:
-                                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                        else:
-                            field = "version_epoch"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_version_epoch = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_version_epoch = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                            raise _jr_wrong(v, "an object")
+                    elif i == 6:
+                        field = "idempotency_key"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_idempotency_key = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_idempotency_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 7:
+                        field = "delta"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_delta = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                elif i < 16:
+                    if i == 8:
+                        field = "version"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_version = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                    elif i == 9:
+                        field = "version_epoch"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_version_epoch = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_version_epoch = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -4552,58 +4704,54 @@ def _jd_BroadcastRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_BroadcastRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 4:
-                if i < 2:
-                    if i == 0:
-                        if v.__class__ is list:
-                            f_channels = _jr_strs(v)
-                        elif v is None:
-                            f_channels = []
-                        else:
-                            raise _jr_wrong(v, "an array")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is list:
+                        f_channels = _jr_strs(v)
+                    elif v is None:
+                        f_channels = []
                     else:
-                        f_data = _jr_raw_dumps(v)
-                else:
-                    if i == 2:
-                        if v.__class__ is str:
-                            f_b64data = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+                        raise _jr_wrong(v, "an array")
+                elif i == 2:
+                    f_data = _jr_raw_dumps(v)
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_b64data = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    if v is True or v is False:
+                        f_skip_history = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
+                elif i == 5:
+                    if v.__class__ is dict:
+                        f_tags = _jr_str_map(v)
+                    elif v is None:
+                        f_tags = {}
                     else:
-                        if v is True or v is False:
-                            f_skip_history = v
-                        elif v is not None:
-                            raise _jr_wrong(v, "true or false")
-            else:
-                if i < 6:
-                    if i == 4:
-                        if v.__class__ is dict:
-                            f_tags = _jr_str_map(v)
-                        elif v is None:
-                            f_tags = {}
-                        else:
-                            raise _jr_wrong(v, "an object")
-                    else:
-                        if v.__class__ is str:
-                            f_idempotency_key = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 6:
-                        if v is True or v is False:
-                            f_delta = v
-                        elif v is not None:
-                            raise _jr_wrong(v, "true or false")
-                    elif i == 7:
-                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                            f_version = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                    else:
-                        if v.__class__ is str:
-                            f_version_epoch = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+                        raise _jr_wrong(v, "an object")
+                elif i == 6:
+                    if v.__class__ is str:
+                        f_idempotency_key = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 7:
+                    if v is True or v is False:
+                        f_delta = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
+            elif i < 16:
+                if i == 8:
+                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                        f_version = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                elif i == 9:
+                    if v.__class__ is str:
+                        f_version_epoch = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "channels": f_channels,
@@ -4659,24 +4807,25 @@ def _jt_BroadcastResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_BroadcastResult(BroadcastResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_BroadcastResult(BroadcastResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -4702,20 +4851,21 @@ def _jd_BroadcastResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_BroadcastResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_BroadcastResult(BroadcastResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_BroadcastResult(BroadcastResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -4757,16 +4907,18 @@ def _jt_BroadcastResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "responses"
-                if s[pos] == "[":
-                    f_responses, pos = _jr_array(
-                        s, pos, _jt_PublishResponse, PublishResponse, depth - 1
-                    )
-                else:
-                    v, pos = _jr_scan(s, pos)
-                    if v is not None:
-                        raise _jr_wrong(v, "an array")
-                    f_responses = []
+                if i < 8:
+                    if i == 1:
+                        field = "responses"
+                        if s[pos] == "[":
+                            f_responses, pos = _jr_array(
+                                s, pos, _jt_PublishResponse, PublishResponse, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an array")
+                            f_responses = []
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -4790,12 +4942,16 @@ def _jd_BroadcastResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_BroadcastResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is list:
-                f_responses = _jr_dict_array(v, _jd_PublishResponse, PublishResponse, depth - 1)
-            elif v is None:
-                f_responses = []
-            else:
-                raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is list:
+                        f_responses = _jr_dict_array(
+                            v, _jd_PublishResponse, PublishResponse, depth - 1
+                        )
+                    elif v is None:
+                        f_responses = []
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "responses": f_responses,
@@ -4861,8 +5017,8 @@ def _jt_FilterNode(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 3:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "op"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -4875,7 +5031,7 @@ def _jt_FilterNode(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                             f_op = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    elif i == 1:
+                    elif i == 2:
                         field = "key"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -4888,7 +5044,7 @@ def _jt_FilterNode(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                             f_key = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    else:
+                    elif i == 3:
                         field = "cmp"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -4901,8 +5057,7 @@ def _jt_FilterNode(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                             f_cmp = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                else:
-                    if i == 3:
+                    elif i == 4:
                         field = "val"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -4915,7 +5070,7 @@ def _jt_FilterNode(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                             f_val = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    elif i == 4:
+                    elif i == 5:
                         field = "vals"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
@@ -4924,7 +5079,7 @@ def _jt_FilterNode(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                             f_vals = []
                         else:
                             raise _jr_wrong(v, "an array")
-                    else:
+                    elif i == 6:
                         field = "nodes"
                         if s[pos] == "[":
                             f_nodes, pos = _jr_array(s, pos, _jt_FilterNode, FilterNode, depth - 1)
@@ -4968,36 +5123,35 @@ def _jd_FilterNode(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_FilterNode.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 3:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is str:
                         f_op = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 1:
+                elif i == 2:
                     if v.__class__ is str:
                         f_key = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
+                elif i == 3:
                     if v.__class__ is str:
                         f_cmp = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-            else:
-                if i == 3:
+                elif i == 4:
                     if v.__class__ is str:
                         f_val = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 4:
+                elif i == 5:
                     if v.__class__ is list:
                         f_vals = _jr_strs(v)
                     elif v is None:
                         f_vals = []
                     else:
                         raise _jr_wrong(v, "an array")
-                else:
+                elif i == 6:
                     if v.__class__ is list:
                         f_nodes = _jr_dict_array(v, _jd_FilterNode, FilterNode, depth - 1)
                     elif v is None:
@@ -5117,154 +5271,141 @@ def _jt_SubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 6:
-                    if i < 3:
-                        if i == 0:
-                            field = "channel"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_channel = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_channel = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        elif i == 1:
-                            field = "user"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_user = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_user = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "channel"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_channel = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "expire_at"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_expire_at = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    elif i == 4:
+                        field = "info"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_info = s[start:pos].encode()
+                    elif i == 5:
+                        field = "b64info"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_b64info = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_b64info = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 6:
+                        field = "client"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_client = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_client = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 7:
+                        field = "data"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_data = s[start:pos].encode()
+                elif i < 16:
+                    if i == 8:
+                        field = "b64data"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 9:
+                        field = "recover_since"
+                        if s[pos] == "{":
+                            f_recover_since, pos = _jt_StreamPosition(
+                                StreamPosition, s, pos, depth - 1
+                            )
                         else:
-                            field = "expire_at"
                             v, pos = _jr_scan(s, pos)
-                            if (
-                                v.__class__ is int
-                                and -9223372036854775808 <= v <= 9223372036854775807
-                            ):
-                                f_expire_at = v
-                            elif v is not None:
-                                raise _jr_bad_int(
-                                    v, "int64", -9223372036854775808, 9223372036854775807
-                                )
-                    else:
-                        if i == 3:
-                            field = "info"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_info = s[start:pos].encode()
-                        elif i == 4:
-                            field = "b64info"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_b64info = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_b64info = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_recover_since = None
+                    elif i == 10:
+                        field = "override"
+                        if s[pos] == "{":
+                            f_override, pos = _jt_SubscribeOptionOverride(
+                                SubscribeOptionOverride, s, pos, depth - 1
+                            )
                         else:
-                            field = "client"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_client = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
                             v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_client = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                else:
-                    if i < 9:
-                        if i == 6:
-                            field = "data"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_data = s[start:pos].encode()
-                        elif i == 7:
-                            field = "b64data"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_override = None
+                    elif i == 11:
+                        field = "session"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_session = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_session = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 12:
+                        field = "label_filter"
+                        if s[pos] == "{":
+                            f_label_filter, pos = _jt_FilterNode(FilterNode, s, pos, depth - 1)
+                        else:
                             v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "recover_since"
-                            if s[pos] == "{":
-                                f_recover_since, pos = _jt_StreamPosition(
-                                    StreamPosition, s, pos, depth - 1
-                                )
-                            else:
-                                v, pos = _jr_scan(s, pos)
-                                if v is not None:
-                                    raise _jr_wrong(v, "an object")
-                                f_recover_since = None
-                    else:
-                        if i < 11:
-                            if i == 9:
-                                field = "override"
-                                if s[pos] == "{":
-                                    f_override, pos = _jt_SubscribeOptionOverride(
-                                        SubscribeOptionOverride, s, pos, depth - 1
-                                    )
-                                else:
-                                    v, pos = _jr_scan(s, pos)
-                                    if v is not None:
-                                        raise _jr_wrong(v, "an object")
-                                    f_override = None
-                            else:
-                                field = "session"
-                                m = _jr_STRING_AFTER(s, pos)
-                                if m is not None:
-                                    v = m[1]
-                                    f_session = v if v.isascii() else _jr_text(v)
-                                    k, pos = m[2], m.end()
-                                    continue
-                                v, pos = _jr_scan(s, pos)
-                                if v.__class__ is str:
-                                    f_session = v if v.isascii() else _jr_text(v)
-                                elif v is not None:
-                                    raise _jr_wrong(v, "a string")
-                        else:
-                            if i == 11:
-                                field = "label_filter"
-                                if s[pos] == "{":
-                                    f_label_filter, pos = _jt_FilterNode(
-                                        FilterNode, s, pos, depth - 1
-                                    )
-                                else:
-                                    v, pos = _jr_scan(s, pos)
-                                    if v is not None:
-                                        raise _jr_wrong(v, "an object")
-                                    f_label_filter = None
-                            else:
-                                field = "all_users"
-                                v, pos = _jr_scan(s, pos)
-                                if v is True or v is False:
-                                    f_all_users = v
-                                elif v is not None:
-                                    raise _jr_wrong(v, "true or false")
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_label_filter = None
+                    elif i == 13:
+                        field = "all_users"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_all_users = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -5312,81 +5453,75 @@ def _jd_SubscribeRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_SubscribeRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 6:
-                if i < 3:
-                    if i == 0:
-                        if v.__class__ is str:
-                            f_channel = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    elif i == 1:
-                        if v.__class__ is str:
-                            f_user = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_channel = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_expire_at = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                elif i == 4:
+                    f_info = _jr_raw_dumps(v)
+                elif i == 5:
+                    if v.__class__ is str:
+                        f_b64info = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 6:
+                    if v.__class__ is str:
+                        f_client = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 7:
+                    f_data = _jr_raw_dumps(v)
+            elif i < 16:
+                if i == 8:
+                    if v.__class__ is str:
+                        f_b64data = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 9:
+                    if v.__class__ is dict:
+                        f_recover_since = _jd_StreamPosition(StreamPosition, v, depth - 1)
+                    elif v is None:
+                        f_recover_since = None
                     else:
-                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                            f_expire_at = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                else:
-                    if i == 3:
-                        f_info = _jr_raw_dumps(v)
-                    elif i == 4:
-                        if v.__class__ is str:
-                            f_b64info = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+                        raise _jr_Fail("wrong type")
+                elif i == 10:
+                    if v.__class__ is dict:
+                        f_override = _jd_SubscribeOptionOverride(
+                            SubscribeOptionOverride, v, depth - 1
+                        )
+                    elif v is None:
+                        f_override = None
                     else:
-                        if v.__class__ is str:
-                            f_client = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-            else:
-                if i < 9:
-                    if i == 6:
-                        f_data = _jr_raw_dumps(v)
-                    elif i == 7:
-                        if v.__class__ is str:
-                            f_b64data = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+                        raise _jr_Fail("wrong type")
+                elif i == 11:
+                    if v.__class__ is str:
+                        f_session = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 12:
+                    if v.__class__ is dict:
+                        f_label_filter = _jd_FilterNode(FilterNode, v, depth - 1)
+                    elif v is None:
+                        f_label_filter = None
                     else:
-                        if v.__class__ is dict:
-                            f_recover_since = _jd_StreamPosition(StreamPosition, v, depth - 1)
-                        elif v is None:
-                            f_recover_since = None
-                        else:
-                            raise _jr_Fail("wrong type")
-                else:
-                    if i < 11:
-                        if i == 9:
-                            if v.__class__ is dict:
-                                f_override = _jd_SubscribeOptionOverride(
-                                    SubscribeOptionOverride, v, depth - 1
-                                )
-                            elif v is None:
-                                f_override = None
-                            else:
-                                raise _jr_Fail("wrong type")
-                        else:
-                            if v.__class__ is str:
-                                f_session = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 11:
-                            if v.__class__ is dict:
-                                f_label_filter = _jd_FilterNode(FilterNode, v, depth - 1)
-                            elif v is None:
-                                f_label_filter = None
-                            else:
-                                raise _jr_Fail("wrong type")
-                        else:
-                            if v is True or v is False:
-                                f_all_users = v
-                            elif v is not None:
-                                raise _jr_wrong(v, "true or false")
+                        raise _jr_Fail("wrong type")
+                elif i == 13:
+                    if v is True or v is False:
+                        f_all_users = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
     obj = _new(cls)
     obj.__dict__ = {
         "channel": f_channel,
@@ -5446,24 +5581,25 @@ def _jt_SubscribeResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_SubscribeResult(SubscribeResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_SubscribeResult(SubscribeResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -5489,20 +5625,21 @@ def _jd_SubscribeResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_SubscribeResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_SubscribeResult(SubscribeResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_SubscribeResult(SubscribeResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -5542,12 +5679,14 @@ def _jt_BoolValue(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "value"
-                v, pos = _jr_scan(s, pos)
-                if v is True or v is False:
-                    f_value = v
-                elif v is not None:
-                    raise _jr_wrong(v, "true or false")
+                if i < 8:
+                    if i == 1:
+                        field = "value"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_value = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -5571,10 +5710,12 @@ def _jd_BoolValue(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_BoolValue.get(_jr_fold(k), -1)
         if i >= 0:
-            if v is True or v is False:
-                f_value = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
+            if i < 8:
+                if i == 1:
+                    if v is True or v is False:
+                        f_value = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
     obj = _new(cls)
     obj.__dict__ = {
         "value": f_value,
@@ -5615,12 +5756,14 @@ def _jt_Int32Value(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "value"
-                v, pos = _jr_scan(s, pos)
-                if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                    f_value = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
+                if i < 8:
+                    if i == 1:
+                        field = "value"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                            f_value = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -5644,10 +5787,12 @@ def _jd_Int32Value(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_Int32Value.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                f_value = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                        f_value = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
     obj = _new(cls)
     obj.__dict__ = {
         "value": f_value,
@@ -5716,8 +5861,8 @@ def _jt_SubscribeOptionOverride(cls: type[_M], s: str, pos: int, depth: int) -> 
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 2:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "presence"
                         if s[pos] == "{":
                             f_presence, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
@@ -5726,7 +5871,7 @@ def _jt_SubscribeOptionOverride(cls: type[_M], s: str, pos: int, depth: int) -> 
                             if v is not None:
                                 raise _jr_wrong(v, "an object")
                             f_presence = None
-                    else:
+                    elif i == 2:
                         field = "join_leave"
                         if s[pos] == "{":
                             f_join_leave, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
@@ -5735,8 +5880,7 @@ def _jt_SubscribeOptionOverride(cls: type[_M], s: str, pos: int, depth: int) -> 
                             if v is not None:
                                 raise _jr_wrong(v, "an object")
                             f_join_leave = None
-                else:
-                    if i == 2:
+                    elif i == 3:
                         field = "force_recovery"
                         if s[pos] == "{":
                             f_force_recovery, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
@@ -5745,7 +5889,7 @@ def _jt_SubscribeOptionOverride(cls: type[_M], s: str, pos: int, depth: int) -> 
                             if v is not None:
                                 raise _jr_wrong(v, "an object")
                             f_force_recovery = None
-                    elif i == 3:
+                    elif i == 4:
                         field = "force_positioning"
                         if s[pos] == "{":
                             f_force_positioning, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
@@ -5754,7 +5898,7 @@ def _jt_SubscribeOptionOverride(cls: type[_M], s: str, pos: int, depth: int) -> 
                             if v is not None:
                                 raise _jr_wrong(v, "an object")
                             f_force_positioning = None
-                    else:
+                    elif i == 5:
                         field = "force_push_join_leave"
                         if s[pos] == "{":
                             f_force_push_join_leave, pos = _jt_BoolValue(
@@ -5796,37 +5940,36 @@ def _jd_SubscribeOptionOverride(cls: type[_M], d: dict[str, Any], depth: int) ->
         if i is None:
             i = _K_SubscribeOptionOverride.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 2:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is dict:
                         f_presence = _jd_BoolValue(BoolValue, v, depth - 1)
                     elif v is None:
                         f_presence = None
                     else:
                         raise _jr_Fail("wrong type")
-                else:
+                elif i == 2:
                     if v.__class__ is dict:
                         f_join_leave = _jd_BoolValue(BoolValue, v, depth - 1)
                     elif v is None:
                         f_join_leave = None
                     else:
                         raise _jr_Fail("wrong type")
-            else:
-                if i == 2:
+                elif i == 3:
                     if v.__class__ is dict:
                         f_force_recovery = _jd_BoolValue(BoolValue, v, depth - 1)
                     elif v is None:
                         f_force_recovery = None
                     else:
                         raise _jr_Fail("wrong type")
-                elif i == 3:
+                elif i == 4:
                     if v.__class__ is dict:
                         f_force_positioning = _jd_BoolValue(BoolValue, v, depth - 1)
                     elif v is None:
                         f_force_positioning = None
                     else:
                         raise _jr_Fail("wrong type")
-                else:
+                elif i == 5:
                     if v.__class__ is dict:
                         f_force_push_join_leave = _jd_BoolValue(BoolValue, v, depth - 1)
                     elif v is None:
@@ -5938,8 +6081,8 @@ def _jt_UnsubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 3:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "channel"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -5952,7 +6095,7 @@ def _jt_UnsubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                             f_channel = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    elif i == 1:
+                    elif i == 2:
                         field = "user"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -5965,7 +6108,7 @@ def _jt_UnsubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                             f_user = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    else:
+                    elif i == 3:
                         field = "client"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -5978,8 +6121,7 @@ def _jt_UnsubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                             f_client = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                else:
-                    if i == 3:
+                    elif i == 4:
                         field = "session"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -5992,7 +6134,7 @@ def _jt_UnsubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                             f_session = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    elif i == 4:
+                    elif i == 5:
                         field = "label_filter"
                         if s[pos] == "{":
                             f_label_filter, pos = _jt_FilterNode(FilterNode, s, pos, depth - 1)
@@ -6001,7 +6143,7 @@ def _jt_UnsubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                             if v is not None:
                                 raise _jr_wrong(v, "an object")
                             f_label_filter = None
-                    else:
+                    elif i == 6:
                         field = "all_users"
                         v, pos = _jr_scan(s, pos)
                         if v is True or v is False:
@@ -6041,36 +6183,35 @@ def _jd_UnsubscribeRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_UnsubscribeRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 3:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is str:
                         f_channel = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 1:
+                elif i == 2:
                     if v.__class__ is str:
                         f_user = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
+                elif i == 3:
                     if v.__class__ is str:
                         f_client = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-            else:
-                if i == 3:
+                elif i == 4:
                     if v.__class__ is str:
                         f_session = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 4:
+                elif i == 5:
                     if v.__class__ is dict:
                         f_label_filter = _jd_FilterNode(FilterNode, v, depth - 1)
                     elif v is None:
                         f_label_filter = None
                     else:
                         raise _jr_Fail("wrong type")
-                else:
+                elif i == 6:
                     if v is True or v is False:
                         f_all_users = v
                     elif v is not None:
@@ -6127,24 +6268,27 @@ def _jt_UnsubscribeResponse(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_UnsubscribeResult(UnsubscribeResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_UnsubscribeResult(
+                                UnsubscribeResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -6170,20 +6314,21 @@ def _jd_UnsubscribeResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_UnsubscribeResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_UnsubscribeResult(UnsubscribeResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_UnsubscribeResult(UnsubscribeResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -6266,26 +6411,27 @@ def _jt_Disconnect(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "code"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 4294967295:
-                        f_code = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
-                else:
-                    field = "reason"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_reason = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_reason = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "code"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 4294967295:
+                            f_code = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                    elif i == 2:
+                        field = "reason"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_reason = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_reason = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -6311,16 +6457,17 @@ def _jd_Disconnect(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_Disconnect.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is int and 0 <= v <= 4294967295:
-                    f_code = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "uint32", 0, 4294967295)
-            else:
-                if v.__class__ is str:
-                    f_reason = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is int and 0 <= v <= 4294967295:
+                        f_code = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_reason = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "code": f_code,
@@ -6394,8 +6541,8 @@ def _jt_DisconnectRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 3:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "user"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -6408,7 +6555,7 @@ def _jt_DisconnectRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                             f_user = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    elif i == 1:
+                    elif i == 2:
                         field = "disconnect"
                         if s[pos] == "{":
                             f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
@@ -6417,7 +6564,7 @@ def _jt_DisconnectRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                             if v is not None:
                                 raise _jr_wrong(v, "an object")
                             f_disconnect = None
-                    else:
+                    elif i == 3:
                         field = "client"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -6430,47 +6577,44 @@ def _jt_DisconnectRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                             f_client = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                else:
-                    if i < 5:
-                        if i == 3:
-                            field = "whitelist"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is list:
-                                f_whitelist = _jr_strs(v)
-                            elif v is None:
-                                f_whitelist = []
-                            else:
-                                raise _jr_wrong(v, "an array")
+                    elif i == 4:
+                        field = "whitelist"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_whitelist = _jr_strs(v)
+                        elif v is None:
+                            f_whitelist = []
                         else:
-                            field = "session"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_session = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_session = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 5:
-                            field = "label_filter"
-                            if s[pos] == "{":
-                                f_label_filter, pos = _jt_FilterNode(FilterNode, s, pos, depth - 1)
-                            else:
-                                v, pos = _jr_scan(s, pos)
-                                if v is not None:
-                                    raise _jr_wrong(v, "an object")
-                                f_label_filter = None
+                            raise _jr_wrong(v, "an array")
+                    elif i == 5:
+                        field = "session"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_session = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_session = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 6:
+                        field = "label_filter"
+                        if s[pos] == "{":
+                            f_label_filter, pos = _jt_FilterNode(FilterNode, s, pos, depth - 1)
                         else:
-                            field = "all_users"
                             v, pos = _jr_scan(s, pos)
-                            if v is True or v is False:
-                                f_all_users = v
-                            elif v is not None:
-                                raise _jr_wrong(v, "true or false")
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_label_filter = None
+                    elif i == 7:
+                        field = "all_users"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_all_users = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -6506,51 +6650,48 @@ def _jd_DisconnectRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_DisconnectRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 3:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is str:
                         f_user = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 1:
+                elif i == 2:
                     if v.__class__ is dict:
                         f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
                     elif v is None:
                         f_disconnect = None
                     else:
                         raise _jr_Fail("wrong type")
-                else:
+                elif i == 3:
                     if v.__class__ is str:
                         f_client = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-            else:
-                if i < 5:
-                    if i == 3:
-                        if v.__class__ is list:
-                            f_whitelist = _jr_strs(v)
-                        elif v is None:
-                            f_whitelist = []
-                        else:
-                            raise _jr_wrong(v, "an array")
+                elif i == 4:
+                    if v.__class__ is list:
+                        f_whitelist = _jr_strs(v)
+                    elif v is None:
+                        f_whitelist = []
                     else:
-                        if v.__class__ is str:
-                            f_session = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 5:
-                        if v.__class__ is dict:
-                            f_label_filter = _jd_FilterNode(FilterNode, v, depth - 1)
-                        elif v is None:
-                            f_label_filter = None
-                        else:
-                            raise _jr_Fail("wrong type")
+                        raise _jr_wrong(v, "an array")
+                elif i == 5:
+                    if v.__class__ is str:
+                        f_session = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 6:
+                    if v.__class__ is dict:
+                        f_label_filter = _jd_FilterNode(FilterNode, v, depth - 1)
+                    elif v is None:
+                        f_label_filter = None
                     else:
-                        if v is True or v is False:
-                            f_all_users = v
-                        elif v is not None:
-                            raise _jr_wrong(v, "true or false")
+                        raise _jr_Fail("wrong type")
+                elif i == 7:
+                    if v is True or v is False:
+                        f_all_users = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
     obj = _new(cls)
     obj.__dict__ = {
         "user": f_user,
@@ -6604,24 +6745,27 @@ def _jt_DisconnectResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_DisconnectResult(DisconnectResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_DisconnectResult(
+                                DisconnectResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -6647,20 +6791,21 @@ def _jd_DisconnectResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_DisconnectResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_DisconnectResult(DisconnectResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_DisconnectResult(DisconnectResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -6736,18 +6881,20 @@ def _jt_PresenceRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "channel"
-                m = _jr_STRING_AFTER(s, pos)
-                if m is not None:
-                    v = m[1]
-                    f_channel = v if v.isascii() else _jr_text(v)
-                    k, pos = m[2], m.end()
-                    continue
-                v, pos = _jr_scan(s, pos)
-                if v.__class__ is str:
-                    f_channel = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "channel"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_channel = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -6771,10 +6918,12 @@ def _jd_PresenceRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_PresenceRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is str:
-                f_channel = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_channel = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "channel": f_channel,
@@ -6822,24 +6971,25 @@ def _jt_PresenceResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_PresenceResult(PresenceResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_PresenceResult(PresenceResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -6865,20 +7015,21 @@ def _jd_PresenceResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_PresenceResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_PresenceResult(PresenceResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_PresenceResult(PresenceResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -6931,8 +7082,8 @@ def _jt_ClientInfo(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 2:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "user"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -6945,7 +7096,7 @@ def _jt_ClientInfo(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                             f_user = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    else:
+                    elif i == 2:
                         field = "client"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -6958,13 +7109,12 @@ def _jt_ClientInfo(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                             f_client = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                else:
-                    if i == 2:
+                    elif i == 3:
                         field = "conn_info"
                         start = pos
                         pos = _jr_scan(s, pos)[1]
                         f_conn_info = s[start:pos].encode()
-                    else:
+                    elif i == 4:
                         field = "chan_info"
                         start = pos
                         pos = _jr_scan(s, pos)[1]
@@ -6998,21 +7148,20 @@ def _jd_ClientInfo(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_ClientInfo.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 2:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is str:
                         f_user = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
+                elif i == 2:
                     if v.__class__ is str:
                         f_client = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-            else:
-                if i == 2:
+                elif i == 3:
                     f_conn_info = _jr_raw_dumps(v)
-                else:
+                elif i == 4:
                     f_chan_info = _jr_raw_dumps(v)
     obj = _new(cls)
     obj.__dict__ = {
@@ -7054,14 +7203,16 @@ def _jt_PresenceResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "presence"
-                if s[pos] == "{":
-                    f_presence, pos = _jr_obj(s, pos, _jt_ClientInfo, ClientInfo, depth - 1)
-                else:
-                    v, pos = _jr_scan(s, pos)
-                    if v is not None:
-                        raise _jr_wrong(v, "an object")
-                    f_presence = {}
+                if i < 8:
+                    if i == 1:
+                        field = "presence"
+                        if s[pos] == "{":
+                            f_presence, pos = _jr_obj(s, pos, _jt_ClientInfo, ClientInfo, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_presence = {}
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -7085,12 +7236,14 @@ def _jd_PresenceResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_PresenceResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is dict:
-                f_presence = _jr_dict_obj(v, _jd_ClientInfo, ClientInfo, depth - 1)
-            elif v is None:
-                f_presence = {}
-            else:
-                raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_presence = _jr_dict_obj(v, _jd_ClientInfo, ClientInfo, depth - 1)
+                    elif v is None:
+                        f_presence = {}
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "presence": f_presence,
@@ -7129,18 +7282,20 @@ def _jt_PresenceStatsRequest(cls: type[_M], s: str, pos: int, depth: int) -> tup
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "channel"
-                m = _jr_STRING_AFTER(s, pos)
-                if m is not None:
-                    v = m[1]
-                    f_channel = v if v.isascii() else _jr_text(v)
-                    k, pos = m[2], m.end()
-                    continue
-                v, pos = _jr_scan(s, pos)
-                if v.__class__ is str:
-                    f_channel = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "channel"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_channel = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -7164,10 +7319,12 @@ def _jd_PresenceStatsRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M
         if i is None:
             i = _K_PresenceStatsRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is str:
-                f_channel = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_channel = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "channel": f_channel,
@@ -7215,26 +7372,27 @@ def _jt_PresenceStatsResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_PresenceStatsResult(
-                            PresenceStatsResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_PresenceStatsResult(
+                                PresenceStatsResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -7260,20 +7418,21 @@ def _jd_PresenceStatsResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _
         if i is None:
             i = _K_PresenceStatsResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_PresenceStatsResult(PresenceStatsResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_PresenceStatsResult(PresenceStatsResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -7320,20 +7479,21 @@ def _jt_PresenceStatsResult(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "num_clients"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 4294967295:
-                        f_num_clients = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
-                else:
-                    field = "num_users"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 4294967295:
-                        f_num_users = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                if i < 8:
+                    if i == 1:
+                        field = "num_clients"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 4294967295:
+                            f_num_clients = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                    elif i == 2:
+                        field = "num_users"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 4294967295:
+                            f_num_users = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint32", 0, 4294967295)
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -7359,16 +7519,17 @@ def _jd_PresenceStatsResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_PresenceStatsResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is int and 0 <= v <= 4294967295:
-                    f_num_clients = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "uint32", 0, 4294967295)
-            else:
-                if v.__class__ is int and 0 <= v <= 4294967295:
-                    f_num_users = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "uint32", 0, 4294967295)
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is int and 0 <= v <= 4294967295:
+                        f_num_clients = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                elif i == 2:
+                    if v.__class__ is int and 0 <= v <= 4294967295:
+                        f_num_users = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
     obj = _new(cls)
     obj.__dict__ = {
         "num_clients": f_num_clients,
@@ -7415,26 +7576,27 @@ def _jt_StreamPosition(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "offset"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                        f_offset = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                else:
-                    field = "epoch"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_epoch = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_epoch = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "offset"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_offset = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                    elif i == 2:
+                        field = "epoch"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_epoch = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_epoch = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -7460,16 +7622,17 @@ def _jd_StreamPosition(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_StreamPosition.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                    f_offset = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-            else:
-                if v.__class__ is str:
-                    f_epoch = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                        f_offset = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_epoch = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "offset": f_offset,
@@ -7528,8 +7691,8 @@ def _jt_HistoryRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 2:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "channel"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -7542,15 +7705,14 @@ def _jt_HistoryRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                             f_channel = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    else:
+                    elif i == 2:
                         field = "limit"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is int and -2147483648 <= v <= 2147483647:
                             f_limit = v
                         elif v is not None:
                             raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
-                else:
-                    if i == 2:
+                    elif i == 3:
                         field = "since"
                         if s[pos] == "{":
                             f_since, pos = _jt_StreamPosition(StreamPosition, s, pos, depth - 1)
@@ -7559,7 +7721,7 @@ def _jt_HistoryRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                             if v is not None:
                                 raise _jr_wrong(v, "an object")
                             f_since = None
-                    else:
+                    elif i == 4:
                         field = "reverse"
                         v, pos = _jr_scan(s, pos)
                         if v is True or v is False:
@@ -7595,26 +7757,25 @@ def _jd_HistoryRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_HistoryRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 2:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is str:
                         f_channel = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
+                elif i == 2:
                     if v.__class__ is int and -2147483648 <= v <= 2147483647:
                         f_limit = v
                     elif v is not None:
                         raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
-            else:
-                if i == 2:
+                elif i == 3:
                     if v.__class__ is dict:
                         f_since = _jd_StreamPosition(StreamPosition, v, depth - 1)
                     elif v is None:
                         f_since = None
                     else:
                         raise _jr_Fail("wrong type")
-                else:
+                elif i == 4:
                     if v is True or v is False:
                         f_reverse = v
                     elif v is not None:
@@ -7669,24 +7830,25 @@ def _jt_HistoryResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_HistoryResult(HistoryResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_HistoryResult(HistoryResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -7712,20 +7874,21 @@ def _jd_HistoryResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_HistoryResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_HistoryResult(HistoryResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_HistoryResult(HistoryResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -7784,13 +7947,13 @@ def _jt_Publication(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 2:
-                    if i == 0:
+                if i < 8:
+                    if i == 2:
                         field = "data"
                         start = pos
                         pos = _jr_scan(s, pos)[1]
                         f_data = s[start:pos].encode()
-                    else:
+                    elif i == 3:
                         field = "info"
                         if s[pos] == "{":
                             f_info, pos = _jt_ClientInfo(ClientInfo, s, pos, depth - 1)
@@ -7799,15 +7962,14 @@ def _jt_Publication(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
                             if v is not None:
                                 raise _jr_wrong(v, "an object")
                             f_info = None
-                else:
-                    if i == 2:
+                    elif i == 4:
                         field = "offset"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is int and 0 <= v <= 18446744073709551615:
                             f_offset = v
                         elif v is not None:
                             raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                    else:
+                    elif i == 5:
                         field = "tags"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is dict:
@@ -7845,23 +8007,22 @@ def _jd_Publication(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_Publication.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 2:
-                if i == 0:
+            if i < 8:
+                if i == 2:
                     f_data = _jr_raw_dumps(v)
-                else:
+                elif i == 3:
                     if v.__class__ is dict:
                         f_info = _jd_ClientInfo(ClientInfo, v, depth - 1)
                     elif v is None:
                         f_info = None
                     else:
                         raise _jr_Fail("wrong type")
-            else:
-                if i == 2:
+                elif i == 4:
                     if v.__class__ is int and 0 <= v <= 18446744073709551615:
                         f_offset = v
                     elif v is not None:
                         raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                else:
+                elif i == 5:
                     if v.__class__ is dict:
                         f_tags = _jr_str_map(v)
                     elif v is None:
@@ -7918,37 +8079,38 @@ def _jt_HistoryResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "publications"
-                    if s[pos] == "[":
-                        f_publications, pos = _jr_array(
-                            s, pos, _jt_Publication, Publication, depth - 1
-                        )
-                    else:
+                if i < 8:
+                    if i == 1:
+                        field = "publications"
+                        if s[pos] == "[":
+                            f_publications, pos = _jr_array(
+                                s, pos, _jt_Publication, Publication, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an array")
+                            f_publications = []
+                    elif i == 2:
+                        field = "epoch"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_epoch = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an array")
-                        f_publications = []
-                elif i == 1:
-                    field = "epoch"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_epoch = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_epoch = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    field = "offset"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                        f_offset = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                        if v.__class__ is str:
+                            f_epoch = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "offset"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_offset = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -7976,23 +8138,24 @@ def _jd_HistoryResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_HistoryResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is list:
-                    f_publications = _jr_dict_array(v, _jd_Publication, Publication, depth - 1)
-                elif v is None:
-                    f_publications = []
-                else:
-                    raise _jr_Fail("wrong type")
-            elif i == 1:
-                if v.__class__ is str:
-                    f_epoch = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            else:
-                if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                    f_offset = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is list:
+                        f_publications = _jr_dict_array(v, _jd_Publication, Publication, depth - 1)
+                    elif v is None:
+                        f_publications = []
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_epoch = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                        f_offset = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
     obj = _new(cls)
     obj.__dict__ = {
         "publications": f_publications,
@@ -8033,18 +8196,20 @@ def _jt_HistoryRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tup
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "channel"
-                m = _jr_STRING_AFTER(s, pos)
-                if m is not None:
-                    v = m[1]
-                    f_channel = v if v.isascii() else _jr_text(v)
-                    k, pos = m[2], m.end()
-                    continue
-                v, pos = _jr_scan(s, pos)
-                if v.__class__ is str:
-                    f_channel = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "channel"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_channel = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -8068,10 +8233,12 @@ def _jd_HistoryRemoveRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M
         if i is None:
             i = _K_HistoryRemoveRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is str:
-                f_channel = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_channel = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "channel": f_channel,
@@ -8119,26 +8286,27 @@ def _jt_HistoryRemoveResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_HistoryRemoveResult(
-                            HistoryRemoveResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_HistoryRemoveResult(
+                                HistoryRemoveResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -8164,20 +8332,21 @@ def _jd_HistoryRemoveResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _
         if i is None:
             i = _K_HistoryRemoveResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_HistoryRemoveResult(HistoryRemoveResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_HistoryRemoveResult(HistoryRemoveResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -8298,24 +8467,25 @@ def _jt_InfoResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_InfoResult(InfoResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_InfoResult(InfoResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -8341,20 +8511,21 @@ def _jd_InfoResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_InfoResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_InfoResult(InfoResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_InfoResult(InfoResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -8394,14 +8565,16 @@ def _jt_InfoResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "nodes"
-                if s[pos] == "[":
-                    f_nodes, pos = _jr_array(s, pos, _jt_NodeResult, NodeResult, depth - 1)
-                else:
-                    v, pos = _jr_scan(s, pos)
-                    if v is not None:
-                        raise _jr_wrong(v, "an array")
-                    f_nodes = []
+                if i < 8:
+                    if i == 1:
+                        field = "nodes"
+                        if s[pos] == "[":
+                            f_nodes, pos = _jr_array(s, pos, _jt_NodeResult, NodeResult, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an array")
+                            f_nodes = []
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -8425,12 +8598,14 @@ def _jd_InfoResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_InfoResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is list:
-                f_nodes = _jr_dict_array(v, _jd_NodeResult, NodeResult, depth - 1)
-            elif v is None:
-                f_nodes = []
-            else:
-                raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is list:
+                        f_nodes = _jr_dict_array(v, _jd_NodeResult, NodeResult, depth - 1)
+                    elif v is None:
+                        f_nodes = []
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "nodes": f_nodes,
@@ -8474,24 +8649,25 @@ def _jt_RpcRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "method"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_method = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_method = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    field = "params"
-                    start = pos
-                    pos = _jr_scan(s, pos)[1]
-                    f_params = s[start:pos].encode()
+                if i < 8:
+                    if i == 1:
+                        field = "method"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_method = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_method = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "params"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_params = s[start:pos].encode()
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -8517,13 +8693,14 @@ def _jd_RpcRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_RpcRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is str:
-                    f_method = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            else:
-                f_params = _jr_raw_dumps(v)
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_method = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    f_params = _jr_raw_dumps(v)
     obj = _new(cls)
     obj.__dict__ = {
         "method": f_method,
@@ -8572,24 +8749,25 @@ def _jt_RpcResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_RpcResult(RpcResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_RpcResult(RpcResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -8615,20 +8793,21 @@ def _jd_RpcResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_RpcResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_RpcResult(RpcResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_RpcResult(RpcResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -8668,10 +8847,12 @@ def _jt_RpcResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "data"
-                start = pos
-                pos = _jr_scan(s, pos)[1]
-                f_data = s[start:pos].encode()
+                if i < 8:
+                    if i == 1:
+                        field = "data"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_data = s[start:pos].encode()
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -8695,7 +8876,9 @@ def _jd_RpcResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_RpcResult.get(_jr_fold(k), -1)
         if i >= 0:
-            f_data = _jr_raw_dumps(v)
+            if i < 8:
+                if i == 1:
+                    f_data = _jr_raw_dumps(v)
     obj = _new(cls)
     obj.__dict__ = {
         "data": f_data,
@@ -8775,91 +8958,82 @@ def _jt_RefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 4:
-                    if i < 2:
-                        if i == 0:
-                            field = "user"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_user = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_user = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "client"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_client = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_client = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "expired"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_expired = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    elif i == 4:
+                        field = "expire_at"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_expire_at = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    elif i == 5:
+                        field = "info"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_info = s[start:pos].encode()
+                    elif i == 6:
+                        field = "session"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_session = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_session = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 7:
+                        field = "label_filter"
+                        if s[pos] == "{":
+                            f_label_filter, pos = _jt_FilterNode(FilterNode, s, pos, depth - 1)
                         else:
-                            field = "client"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_client = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
                             v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_client = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 2:
-                            field = "expired"
-                            v, pos = _jr_scan(s, pos)
-                            if v is True or v is False:
-                                f_expired = v
-                            elif v is not None:
-                                raise _jr_wrong(v, "true or false")
-                        else:
-                            field = "expire_at"
-                            v, pos = _jr_scan(s, pos)
-                            if (
-                                v.__class__ is int
-                                and -9223372036854775808 <= v <= 9223372036854775807
-                            ):
-                                f_expire_at = v
-                            elif v is not None:
-                                raise _jr_bad_int(
-                                    v, "int64", -9223372036854775808, 9223372036854775807
-                                )
-                else:
-                    if i < 6:
-                        if i == 4:
-                            field = "info"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_info = s[start:pos].encode()
-                        else:
-                            field = "session"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_session = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_session = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 6:
-                            field = "label_filter"
-                            if s[pos] == "{":
-                                f_label_filter, pos = _jt_FilterNode(FilterNode, s, pos, depth - 1)
-                            else:
-                                v, pos = _jr_scan(s, pos)
-                                if v is not None:
-                                    raise _jr_wrong(v, "an object")
-                                f_label_filter = None
-                        else:
-                            field = "all_users"
-                            v, pos = _jr_scan(s, pos)
-                            if v is True or v is False:
-                                f_all_users = v
-                            elif v is not None:
-                                raise _jr_wrong(v, "true or false")
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_label_filter = None
+                elif i < 16:
+                    if i == 8:
+                        field = "all_users"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_all_users = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -8897,51 +9071,47 @@ def _jd_RefreshRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_RefreshRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 4:
-                if i < 2:
-                    if i == 0:
-                        if v.__class__ is str:
-                            f_user = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_client = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v is True or v is False:
+                        f_expired = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
+                elif i == 4:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_expire_at = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                elif i == 5:
+                    f_info = _jr_raw_dumps(v)
+                elif i == 6:
+                    if v.__class__ is str:
+                        f_session = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 7:
+                    if v.__class__ is dict:
+                        f_label_filter = _jd_FilterNode(FilterNode, v, depth - 1)
+                    elif v is None:
+                        f_label_filter = None
                     else:
-                        if v.__class__ is str:
-                            f_client = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 2:
-                        if v is True or v is False:
-                            f_expired = v
-                        elif v is not None:
-                            raise _jr_wrong(v, "true or false")
-                    else:
-                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                            f_expire_at = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-            else:
-                if i < 6:
-                    if i == 4:
-                        f_info = _jr_raw_dumps(v)
-                    else:
-                        if v.__class__ is str:
-                            f_session = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 6:
-                        if v.__class__ is dict:
-                            f_label_filter = _jd_FilterNode(FilterNode, v, depth - 1)
-                        elif v is None:
-                            f_label_filter = None
-                        else:
-                            raise _jr_Fail("wrong type")
-                    else:
-                        if v is True or v is False:
-                            f_all_users = v
-                        elif v is not None:
-                            raise _jr_wrong(v, "true or false")
+                        raise _jr_Fail("wrong type")
+            elif i < 16:
+                if i == 8:
+                    if v is True or v is False:
+                        f_all_users = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
     obj = _new(cls)
     obj.__dict__ = {
         "user": f_user,
@@ -8996,24 +9166,25 @@ def _jt_RefreshResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_RefreshResult(RefreshResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_RefreshResult(RefreshResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -9039,20 +9210,21 @@ def _jd_RefreshResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_RefreshResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_RefreshResult(RefreshResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_RefreshResult(RefreshResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -9180,104 +9352,100 @@ def _jt_NodeResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 5:
-                    if i < 2:
-                        if i == 0:
-                            field = "uid"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_uid = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_uid = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "uid"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_uid = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_uid = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "name"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_name = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_name = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "version"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_version = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_version = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "num_clients"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 4294967295:
+                            f_num_clients = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                    elif i == 5:
+                        field = "num_users"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 4294967295:
+                            f_num_users = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                    elif i == 6:
+                        field = "num_channels"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 4294967295:
+                            f_num_channels = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                    elif i == 7:
+                        field = "uptime"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 4294967295:
+                            f_uptime = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                elif i < 16:
+                    if i == 8:
+                        field = "metrics"
+                        if s[pos] == "{":
+                            f_metrics, pos = _jt_Metrics(Metrics, s, pos, depth - 1)
                         else:
-                            field = "name"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_name = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
                             v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_name = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 2:
-                            field = "version"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_version = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_version = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        elif i == 3:
-                            field = "num_clients"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is int and 0 <= v <= 4294967295:
-                                f_num_clients = v
-                            elif v is not None:
-                                raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_metrics = None
+                    elif i == 9:
+                        field = "process"
+                        if s[pos] == "{":
+                            f_process, pos = _jt_Process(Process, s, pos, depth - 1)
                         else:
-                            field = "num_users"
                             v, pos = _jr_scan(s, pos)
-                            if v.__class__ is int and 0 <= v <= 4294967295:
-                                f_num_users = v
-                            elif v is not None:
-                                raise _jr_bad_int(v, "uint32", 0, 4294967295)
-                else:
-                    if i < 7:
-                        if i == 5:
-                            field = "num_channels"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is int and 0 <= v <= 4294967295:
-                                f_num_channels = v
-                            elif v is not None:
-                                raise _jr_bad_int(v, "uint32", 0, 4294967295)
-                        else:
-                            field = "uptime"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is int and 0 <= v <= 4294967295:
-                                f_uptime = v
-                            elif v is not None:
-                                raise _jr_bad_int(v, "uint32", 0, 4294967295)
-                    else:
-                        if i == 7:
-                            field = "metrics"
-                            if s[pos] == "{":
-                                f_metrics, pos = _jt_Metrics(Metrics, s, pos, depth - 1)
-                            else:
-                                v, pos = _jr_scan(s, pos)
-                                if v is not None:
-                                    raise _jr_wrong(v, "an object")
-                                f_metrics = None
-                        elif i == 8:
-                            field = "process"
-                            if s[pos] == "{":
-                                f_process, pos = _jt_Process(Process, s, pos, depth - 1)
-                            else:
-                                v, pos = _jr_scan(s, pos)
-                                if v is not None:
-                                    raise _jr_wrong(v, "an object")
-                                f_process = None
-                        else:
-                            field = "num_subs"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is int and 0 <= v <= 4294967295:
-                                f_num_subs = v
-                            elif v is not None:
-                                raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_process = None
+                    elif i == 10:
+                        field = "num_subs"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 4294967295:
+                            f_num_subs = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint32", 0, 4294967295)
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -9319,66 +9487,62 @@ def _jd_NodeResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_NodeResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 5:
-                if i < 2:
-                    if i == 0:
-                        if v.__class__ is str:
-                            f_uid = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_uid = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_name = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_version = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    if v.__class__ is int and 0 <= v <= 4294967295:
+                        f_num_clients = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                elif i == 5:
+                    if v.__class__ is int and 0 <= v <= 4294967295:
+                        f_num_users = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                elif i == 6:
+                    if v.__class__ is int and 0 <= v <= 4294967295:
+                        f_num_channels = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                elif i == 7:
+                    if v.__class__ is int and 0 <= v <= 4294967295:
+                        f_uptime = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
+            elif i < 16:
+                if i == 8:
+                    if v.__class__ is dict:
+                        f_metrics = _jd_Metrics(Metrics, v, depth - 1)
+                    elif v is None:
+                        f_metrics = None
                     else:
-                        if v.__class__ is str:
-                            f_name = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 2:
-                        if v.__class__ is str:
-                            f_version = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    elif i == 3:
-                        if v.__class__ is int and 0 <= v <= 4294967295:
-                            f_num_clients = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                        raise _jr_Fail("wrong type")
+                elif i == 9:
+                    if v.__class__ is dict:
+                        f_process = _jd_Process(Process, v, depth - 1)
+                    elif v is None:
+                        f_process = None
                     else:
-                        if v.__class__ is int and 0 <= v <= 4294967295:
-                            f_num_users = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "uint32", 0, 4294967295)
-            else:
-                if i < 7:
-                    if i == 5:
-                        if v.__class__ is int and 0 <= v <= 4294967295:
-                            f_num_channels = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "uint32", 0, 4294967295)
-                    else:
-                        if v.__class__ is int and 0 <= v <= 4294967295:
-                            f_uptime = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "uint32", 0, 4294967295)
-                else:
-                    if i == 7:
-                        if v.__class__ is dict:
-                            f_metrics = _jd_Metrics(Metrics, v, depth - 1)
-                        elif v is None:
-                            f_metrics = None
-                        else:
-                            raise _jr_Fail("wrong type")
-                    elif i == 8:
-                        if v.__class__ is dict:
-                            f_process = _jd_Process(Process, v, depth - 1)
-                        elif v is None:
-                            f_process = None
-                        else:
-                            raise _jr_Fail("wrong type")
-                    else:
-                        if v.__class__ is int and 0 <= v <= 4294967295:
-                            f_num_subs = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                        raise _jr_Fail("wrong type")
+                elif i == 10:
+                    if v.__class__ is int and 0 <= v <= 4294967295:
+                        f_num_subs = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
     obj = _new(cls)
     obj.__dict__ = {
         "uid": f_uid,
@@ -9431,20 +9595,21 @@ def _jt_Metrics(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "interval"
-                    v, pos = _jr_scan(s, pos)
-                    if v is not None:
-                        f_interval = _jr_check_float(v)
-                else:
-                    field = "items"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_items = _jr_mapping(v, _jr_check_float)
-                    elif v is None:
-                        f_items = {}
-                    else:
-                        raise _jr_wrong(v, "an object")
+                if i < 8:
+                    if i == 1:
+                        field = "interval"
+                        v, pos = _jr_scan(s, pos)
+                        if v is not None:
+                            f_interval = _jr_check_float(v)
+                    elif i == 2:
+                        field = "items"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_items = _jr_mapping(v, _jr_check_float)
+                        elif v is None:
+                            f_items = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -9470,16 +9635,17 @@ def _jd_Metrics(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_Metrics.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v is not None:
-                    f_interval = _jr_check_float(v)
-            else:
-                if v.__class__ is dict:
-                    f_items = _jr_mapping(v, _jr_check_float)
-                elif v is None:
-                    f_items = {}
-                else:
-                    raise _jr_wrong(v, "an object")
+            if i < 8:
+                if i == 1:
+                    if v is not None:
+                        f_interval = _jr_check_float(v)
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_items = _jr_mapping(v, _jr_check_float)
+                    elif v is None:
+                        f_items = {}
+                    else:
+                        raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "interval": f_interval,
@@ -9526,18 +9692,19 @@ def _jt_Process(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "cpu"
-                    v, pos = _jr_scan(s, pos)
-                    if v is not None:
-                        f_cpu = _jr_check_float(v)
-                else:
-                    field = "rss"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_rss = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                if i < 8:
+                    if i == 1:
+                        field = "cpu"
+                        v, pos = _jr_scan(s, pos)
+                        if v is not None:
+                            f_cpu = _jr_check_float(v)
+                    elif i == 2:
+                        field = "rss"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_rss = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -9563,14 +9730,15 @@ def _jd_Process(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_Process.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v is not None:
-                    f_cpu = _jr_check_float(v)
-            else:
-                if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                    f_rss = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+            if i < 8:
+                if i == 1:
+                    if v is not None:
+                        f_cpu = _jr_check_float(v)
+                elif i == 2:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_rss = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
     obj = _new(cls)
     obj.__dict__ = {
         "cpu": f_cpu,
@@ -9610,18 +9778,20 @@ def _jt_ChannelsRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "pattern"
-                m = _jr_STRING_AFTER(s, pos)
-                if m is not None:
-                    v = m[1]
-                    f_pattern = v if v.isascii() else _jr_text(v)
-                    k, pos = m[2], m.end()
-                    continue
-                v, pos = _jr_scan(s, pos)
-                if v.__class__ is str:
-                    f_pattern = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "pattern"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_pattern = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_pattern = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -9645,10 +9815,12 @@ def _jd_ChannelsRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_ChannelsRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is str:
-                f_pattern = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_pattern = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "pattern": f_pattern,
@@ -9696,24 +9868,25 @@ def _jt_ChannelsResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_ChannelsResult(ChannelsResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_ChannelsResult(ChannelsResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -9739,20 +9912,21 @@ def _jd_ChannelsResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_ChannelsResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_ChannelsResult(ChannelsResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_ChannelsResult(ChannelsResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -9791,14 +9965,18 @@ def _jt_ChannelsResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "channels"
-                if s[pos] == "{":
-                    f_channels, pos = _jr_obj(s, pos, _jt_ChannelInfo, ChannelInfo, depth - 1)
-                else:
-                    v, pos = _jr_scan(s, pos)
-                    if v is not None:
-                        raise _jr_wrong(v, "an object")
-                    f_channels = {}
+                if i < 8:
+                    if i == 1:
+                        field = "channels"
+                        if s[pos] == "{":
+                            f_channels, pos = _jr_obj(
+                                s, pos, _jt_ChannelInfo, ChannelInfo, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_channels = {}
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -9822,12 +10000,14 @@ def _jd_ChannelsResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_ChannelsResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is dict:
-                f_channels = _jr_dict_obj(v, _jd_ChannelInfo, ChannelInfo, depth - 1)
-            elif v is None:
-                f_channels = {}
-            else:
-                raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_channels = _jr_dict_obj(v, _jd_ChannelInfo, ChannelInfo, depth - 1)
+                    elif v is None:
+                        f_channels = {}
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "channels": f_channels,
@@ -9868,12 +10048,14 @@ def _jt_ChannelInfo(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "num_clients"
-                v, pos = _jr_scan(s, pos)
-                if v.__class__ is int and 0 <= v <= 4294967295:
-                    f_num_clients = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                if i < 8:
+                    if i == 1:
+                        field = "num_clients"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 4294967295:
+                            f_num_clients = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint32", 0, 4294967295)
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -9897,10 +10079,12 @@ def _jd_ChannelInfo(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_ChannelInfo.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is int and 0 <= v <= 4294967295:
-                f_num_clients = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint32", 0, 4294967295)
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is int and 0 <= v <= 4294967295:
+                        f_num_clients = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
     obj = _new(cls)
     obj.__dict__ = {
         "num_clients": f_num_clients,
@@ -9951,41 +10135,42 @@ def _jt_ConnectionsRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "user"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_user = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "expression"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_expression = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_expression = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    field = "label_filter"
-                    if s[pos] == "{":
-                        f_label_filter, pos = _jt_FilterNode(FilterNode, s, pos, depth - 1)
-                    else:
+                if i < 8:
+                    if i == 1:
+                        field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_label_filter = None
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "expression"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_expression = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_expression = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "label_filter"
+                        if s[pos] == "{":
+                            f_label_filter, pos = _jt_FilterNode(FilterNode, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_label_filter = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -10013,23 +10198,24 @@ def _jd_ConnectionsRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_ConnectionsRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is str:
-                    f_user = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            elif i == 1:
-                if v.__class__ is str:
-                    f_expression = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            else:
-                if v.__class__ is dict:
-                    f_label_filter = _jd_FilterNode(FilterNode, v, depth - 1)
-                elif v is None:
-                    f_label_filter = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_expression = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v.__class__ is dict:
+                        f_label_filter = _jd_FilterNode(FilterNode, v, depth - 1)
+                    elif v is None:
+                        f_label_filter = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "user": f_user,
@@ -10079,24 +10265,27 @@ def _jt_ConnectionsResponse(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_ConnectionsResult(ConnectionsResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_ConnectionsResult(
+                                ConnectionsResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -10122,20 +10311,21 @@ def _jd_ConnectionsResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_ConnectionsResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_ConnectionsResult(ConnectionsResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_ConnectionsResult(ConnectionsResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -10177,16 +10367,18 @@ def _jt_ConnectionsResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "connections"
-                if s[pos] == "{":
-                    f_connections, pos = _jr_obj(
-                        s, pos, _jt_ConnectionInfo, ConnectionInfo, depth - 1
-                    )
-                else:
-                    v, pos = _jr_scan(s, pos)
-                    if v is not None:
-                        raise _jr_wrong(v, "an object")
-                    f_connections = {}
+                if i < 8:
+                    if i == 1:
+                        field = "connections"
+                        if s[pos] == "{":
+                            f_connections, pos = _jr_obj(
+                                s, pos, _jt_ConnectionInfo, ConnectionInfo, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_connections = {}
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -10210,12 +10402,16 @@ def _jd_ConnectionsResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_ConnectionsResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is dict:
-                f_connections = _jr_dict_obj(v, _jd_ConnectionInfo, ConnectionInfo, depth - 1)
-            elif v is None:
-                f_connections = {}
-            else:
-                raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_connections = _jr_dict_obj(
+                            v, _jd_ConnectionInfo, ConnectionInfo, depth - 1
+                        )
+                    elif v is None:
+                        f_connections = {}
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "connections": f_connections,
@@ -10304,121 +10500,105 @@ def _jt_ConnectionInfo(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 4:
-                    if i < 2:
-                        if i == 0:
-                            field = "app_name"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_app_name = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_app_name = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "app_name"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_app_name = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_app_name = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "app_version"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_app_version = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_app_version = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "transport"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_transport = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_transport = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "protocol"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                elif i < 16:
+                    if i == 8:
+                        field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 9:
+                        field = "state"
+                        if s[pos] == "{":
+                            f_state, pos = _jt_ConnectionState(ConnectionState, s, pos, depth - 1)
                         else:
-                            field = "app_version"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_app_version = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
                             v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_app_version = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 2:
-                            field = "transport"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_transport = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_transport = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "protocol"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_protocol = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_protocol = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                else:
-                    if i < 6:
-                        if i == 4:
-                            field = "user"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_user = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_user = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "state"
-                            if s[pos] == "{":
-                                f_state, pos = _jt_ConnectionState(
-                                    ConnectionState, s, pos, depth - 1
-                                )
-                            else:
-                                v, pos = _jr_scan(s, pos)
-                                if v is not None:
-                                    raise _jr_wrong(v, "an object")
-                                f_state = None
-                    else:
-                        if i == 6:
-                            field = "connected_at_ms"
-                            v, pos = _jr_scan(s, pos)
-                            if (
-                                v.__class__ is int
-                                and -9223372036854775808 <= v <= 9223372036854775807
-                            ):
-                                f_connected_at_ms = v
-                            elif v is not None:
-                                raise _jr_bad_int(
-                                    v, "int64", -9223372036854775808, 9223372036854775807
-                                )
-                        elif i == 7:
-                            field = "ping_pong_latency_ms"
-                            v, pos = _jr_scan(s, pos)
-                            if (
-                                v.__class__ is int
-                                and -9223372036854775808 <= v <= 9223372036854775807
-                            ):
-                                f_ping_pong_latency_ms = v
-                            elif v is not None:
-                                raise _jr_bad_int(
-                                    v, "int64", -9223372036854775808, 9223372036854775807
-                                )
-                        else:
-                            field = "labels"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is dict:
-                                f_labels = _jr_str_map(v)
-                            elif v is None:
-                                f_labels = {}
-                            else:
+                            if v is not None:
                                 raise _jr_wrong(v, "an object")
+                            f_state = None
+                    elif i == 10:
+                        field = "connected_at_ms"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_connected_at_ms = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    elif i == 11:
+                        field = "ping_pong_latency_ms"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_ping_pong_latency_ms = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    elif i == 12:
+                        field = "labels"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_labels = _jr_str_map(v)
+                        elif v is None:
+                            f_labels = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -10458,61 +10638,57 @@ def _jd_ConnectionInfo(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_ConnectionInfo.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 4:
-                if i < 2:
-                    if i == 0:
-                        if v.__class__ is str:
-                            f_app_name = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_app_name = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_app_version = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_transport = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    if v.__class__ is str:
+                        f_protocol = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+            elif i < 16:
+                if i == 8:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 9:
+                    if v.__class__ is dict:
+                        f_state = _jd_ConnectionState(ConnectionState, v, depth - 1)
+                    elif v is None:
+                        f_state = None
                     else:
-                        if v.__class__ is str:
-                            f_app_version = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 2:
-                        if v.__class__ is str:
-                            f_transport = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+                        raise _jr_Fail("wrong type")
+                elif i == 10:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_connected_at_ms = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                elif i == 11:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_ping_pong_latency_ms = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                elif i == 12:
+                    if v.__class__ is dict:
+                        f_labels = _jr_str_map(v)
+                    elif v is None:
+                        f_labels = {}
                     else:
-                        if v.__class__ is str:
-                            f_protocol = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-            else:
-                if i < 6:
-                    if i == 4:
-                        if v.__class__ is str:
-                            f_user = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        if v.__class__ is dict:
-                            f_state = _jd_ConnectionState(ConnectionState, v, depth - 1)
-                        elif v is None:
-                            f_state = None
-                        else:
-                            raise _jr_Fail("wrong type")
-                else:
-                    if i == 6:
-                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                            f_connected_at_ms = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                    elif i == 7:
-                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                            f_ping_pong_latency_ms = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                    else:
-                        if v.__class__ is dict:
-                            f_labels = _jr_str_map(v)
-                        elif v is None:
-                            f_labels = {}
-                        else:
-                            raise _jr_wrong(v, "an object")
+                        raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "app_name": f_app_name,
@@ -10583,8 +10759,8 @@ def _jt_ConnectionState(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 2:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "channels"
                         if s[pos] == "{":
                             f_channels, pos = _jr_obj(
@@ -10595,7 +10771,7 @@ def _jt_ConnectionState(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                             if v is not None:
                                 raise _jr_wrong(v, "an object")
                             f_channels = {}
-                    else:
+                    elif i == 2:
                         field = "connection_token"
                         if s[pos] == "{":
                             f_connection_token, pos = _jt_ConnectionTokenInfo(
@@ -10606,8 +10782,7 @@ def _jt_ConnectionState(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                             if v is not None:
                                 raise _jr_wrong(v, "an object")
                             f_connection_token = None
-                else:
-                    if i == 2:
+                    elif i == 3:
                         field = "subscription_tokens"
                         if s[pos] == "{":
                             f_subscription_tokens, pos = _jr_obj(
@@ -10618,7 +10793,7 @@ def _jt_ConnectionState(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                             if v is not None:
                                 raise _jr_wrong(v, "an object")
                             f_subscription_tokens = {}
-                    else:
+                    elif i == 4:
                         field = "meta"
                         start = pos
                         pos = _jr_scan(s, pos)[1]
@@ -10652,15 +10827,15 @@ def _jd_ConnectionState(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_ConnectionState.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 2:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is dict:
                         f_channels = _jr_dict_obj(v, _jd_ChannelContext, ChannelContext, depth - 1)
                     elif v is None:
                         f_channels = {}
                     else:
                         raise _jr_Fail("wrong type")
-                else:
+                elif i == 2:
                     if v.__class__ is dict:
                         f_connection_token = _jd_ConnectionTokenInfo(
                             ConnectionTokenInfo, v, depth - 1
@@ -10669,8 +10844,7 @@ def _jd_ConnectionState(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                         f_connection_token = None
                     else:
                         raise _jr_Fail("wrong type")
-            else:
-                if i == 2:
+                elif i == 3:
                     if v.__class__ is dict:
                         f_subscription_tokens = _jr_dict_obj(
                             v, _jd_SubscriptionTokenInfo, SubscriptionTokenInfo, depth - 1
@@ -10679,7 +10853,7 @@ def _jd_ConnectionState(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                         f_subscription_tokens = {}
                     else:
                         raise _jr_Fail("wrong type")
-                else:
+                elif i == 4:
                     f_meta = _jr_raw_dumps(v)
     obj = _new(cls)
     obj.__dict__ = {
@@ -10724,12 +10898,14 @@ def _jt_ChannelContext(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "source"
-                v, pos = _jr_scan(s, pos)
-                if v.__class__ is int and 0 <= v <= 4294967295:
-                    f_source = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                if i < 8:
+                    if i == 1:
+                        field = "source"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 4294967295:
+                            f_source = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint32", 0, 4294967295)
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -10753,10 +10929,12 @@ def _jd_ChannelContext(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_ChannelContext.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is int and 0 <= v <= 4294967295:
-                f_source = v
-            elif v is not None:
-                raise _jr_bad_int(v, "uint32", 0, 4294967295)
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is int and 0 <= v <= 4294967295:
+                        f_source = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
     obj = _new(cls)
     obj.__dict__ = {
         "source": f_source,
@@ -10804,26 +10982,27 @@ def _jt_ConnectionTokenInfo(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "uid"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_uid = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_uid = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    field = "issued_at"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_issued_at = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                if i < 8:
+                    if i == 1:
+                        field = "uid"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_uid = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_uid = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "issued_at"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_issued_at = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -10849,16 +11028,17 @@ def _jd_ConnectionTokenInfo(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_ConnectionTokenInfo.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is str:
-                    f_uid = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            else:
-                if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                    f_issued_at = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_uid = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_issued_at = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
     obj = _new(cls)
     obj.__dict__ = {
         "uid": f_uid,
@@ -10907,26 +11087,27 @@ def _jt_SubscriptionTokenInfo(cls: type[_M], s: str, pos: int, depth: int) -> tu
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "uid"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_uid = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_uid = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    field = "issued_at"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_issued_at = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                if i < 8:
+                    if i == 1:
+                        field = "uid"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_uid = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_uid = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "issued_at"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_issued_at = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -10952,16 +11133,17 @@ def _jd_SubscriptionTokenInfo(cls: type[_M], d: dict[str, Any], depth: int) -> _
         if i is None:
             i = _K_SubscriptionTokenInfo.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is str:
-                    f_uid = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            else:
-                if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                    f_issued_at = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_uid = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_issued_at = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
     obj = _new(cls)
     obj.__dict__ = {
         "uid": f_uid,
@@ -11006,28 +11188,29 @@ def _jt_UpdateUserStatusRequest(cls: type[_M], s: str, pos: int, depth: int) -> 
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "users"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_users = _jr_strs(v)
-                    elif v is None:
-                        f_users = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                else:
-                    field = "state"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_state = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_state = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "users"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_users = _jr_strs(v)
+                        elif v is None:
+                            f_users = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                    elif i == 2:
+                        field = "state"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_state = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_state = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -11053,18 +11236,19 @@ def _jd_UpdateUserStatusRequest(cls: type[_M], d: dict[str, Any], depth: int) ->
         if i is None:
             i = _K_UpdateUserStatusRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is list:
-                    f_users = _jr_strs(v)
-                elif v is None:
-                    f_users = []
-                else:
-                    raise _jr_wrong(v, "an array")
-            else:
-                if v.__class__ is str:
-                    f_state = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is list:
+                        f_users = _jr_strs(v)
+                    elif v is None:
+                        f_users = []
+                    else:
+                        raise _jr_wrong(v, "an array")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_state = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "users": f_users,
@@ -11113,26 +11297,27 @@ def _jt_UpdateUserStatusResponse(cls: type[_M], s: str, pos: int, depth: int) ->
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_UpdateUserStatusResult(
-                            UpdateUserStatusResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_UpdateUserStatusResult(
+                                UpdateUserStatusResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -11158,20 +11343,21 @@ def _jd_UpdateUserStatusResponse(cls: type[_M], d: dict[str, Any], depth: int) -
         if i is None:
             i = _K_UpdateUserStatusResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_UpdateUserStatusResult(UpdateUserStatusResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_UpdateUserStatusResult(UpdateUserStatusResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -11247,14 +11433,16 @@ def _jt_GetUserStatusRequest(cls: type[_M], s: str, pos: int, depth: int) -> tup
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "users"
-                v, pos = _jr_scan(s, pos)
-                if v.__class__ is list:
-                    f_users = _jr_strs(v)
-                elif v is None:
-                    f_users = []
-                else:
-                    raise _jr_wrong(v, "an array")
+                if i < 8:
+                    if i == 1:
+                        field = "users"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_users = _jr_strs(v)
+                        elif v is None:
+                            f_users = []
+                        else:
+                            raise _jr_wrong(v, "an array")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -11278,12 +11466,14 @@ def _jd_GetUserStatusRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M
         if i is None:
             i = _K_GetUserStatusRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is list:
-                f_users = _jr_strs(v)
-            elif v is None:
-                f_users = []
-            else:
-                raise _jr_wrong(v, "an array")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is list:
+                        f_users = _jr_strs(v)
+                    elif v is None:
+                        f_users = []
+                    else:
+                        raise _jr_wrong(v, "an array")
     obj = _new(cls)
     obj.__dict__ = {
         "users": f_users,
@@ -11331,26 +11521,27 @@ def _jt_GetUserStatusResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_GetUserStatusResult(
-                            GetUserStatusResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_GetUserStatusResult(
+                                GetUserStatusResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -11376,20 +11567,21 @@ def _jd_GetUserStatusResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _
         if i is None:
             i = _K_GetUserStatusResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_GetUserStatusResult(GetUserStatusResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_GetUserStatusResult(GetUserStatusResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -11428,14 +11620,18 @@ def _jt_GetUserStatusResult(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "statuses"
-                if s[pos] == "[":
-                    f_statuses, pos = _jr_array(s, pos, _jt_UserStatus, UserStatus, depth - 1)
-                else:
-                    v, pos = _jr_scan(s, pos)
-                    if v is not None:
-                        raise _jr_wrong(v, "an array")
-                    f_statuses = []
+                if i < 8:
+                    if i == 1:
+                        field = "statuses"
+                        if s[pos] == "[":
+                            f_statuses, pos = _jr_array(
+                                s, pos, _jt_UserStatus, UserStatus, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an array")
+                            f_statuses = []
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -11459,12 +11655,14 @@ def _jd_GetUserStatusResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_GetUserStatusResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is list:
-                f_statuses = _jr_dict_array(v, _jd_UserStatus, UserStatus, depth - 1)
-            elif v is None:
-                f_statuses = []
-            else:
-                raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is list:
+                        f_statuses = _jr_dict_array(v, _jd_UserStatus, UserStatus, depth - 1)
+                    elif v is None:
+                        f_statuses = []
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "statuses": f_statuses,
@@ -11522,8 +11720,8 @@ def _jt_UserStatus(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 2:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "user"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -11536,22 +11734,21 @@ def _jt_UserStatus(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                             f_user = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    else:
+                    elif i == 2:
                         field = "active"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
                             f_active = v
                         elif v is not None:
                             raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                else:
-                    if i == 2:
+                    elif i == 3:
                         field = "online"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
                             f_online = v
                         elif v is not None:
                             raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                    else:
+                    elif i == 4:
                         field = "state"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -11593,24 +11790,23 @@ def _jd_UserStatus(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_UserStatus.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 2:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is str:
                         f_user = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
+                elif i == 2:
                     if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
                         f_active = v
                     elif v is not None:
                         raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-            else:
-                if i == 2:
+                elif i == 3:
                     if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
                         f_online = v
                     elif v is not None:
                         raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                else:
+                elif i == 4:
                     if v.__class__ is str:
                         f_state = v if v.isascii() else _jr_text(v)
                     elif v is not None:
@@ -11656,14 +11852,16 @@ def _jt_DeleteUserStatusRequest(cls: type[_M], s: str, pos: int, depth: int) -> 
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "users"
-                v, pos = _jr_scan(s, pos)
-                if v.__class__ is list:
-                    f_users = _jr_strs(v)
-                elif v is None:
-                    f_users = []
-                else:
-                    raise _jr_wrong(v, "an array")
+                if i < 8:
+                    if i == 1:
+                        field = "users"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_users = _jr_strs(v)
+                        elif v is None:
+                            f_users = []
+                        else:
+                            raise _jr_wrong(v, "an array")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -11687,12 +11885,14 @@ def _jd_DeleteUserStatusRequest(cls: type[_M], d: dict[str, Any], depth: int) ->
         if i is None:
             i = _K_DeleteUserStatusRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is list:
-                f_users = _jr_strs(v)
-            elif v is None:
-                f_users = []
-            else:
-                raise _jr_wrong(v, "an array")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is list:
+                        f_users = _jr_strs(v)
+                    elif v is None:
+                        f_users = []
+                    else:
+                        raise _jr_wrong(v, "an array")
     obj = _new(cls)
     obj.__dict__ = {
         "users": f_users,
@@ -11740,26 +11940,27 @@ def _jt_DeleteUserStatusResponse(cls: type[_M], s: str, pos: int, depth: int) ->
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_DeleteUserStatusResult(
-                            DeleteUserStatusResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_DeleteUserStatusResult(
+                                DeleteUserStatusResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -11785,20 +11986,21 @@ def _jd_DeleteUserStatusResponse(cls: type[_M], d: dict[str, Any], depth: int) -
         if i is None:
             i = _K_DeleteUserStatusResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_DeleteUserStatusResult(DeleteUserStatusResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_DeleteUserStatusResult(DeleteUserStatusResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -11883,26 +12085,27 @@ def _jt_BlockUserRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "expire_at"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_expire_at = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                else:
-                    field = "user"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_user = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "expire_at"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_expire_at = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    elif i == 2:
+                        field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -11928,16 +12131,17 @@ def _jd_BlockUserRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_BlockUserRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                    f_expire_at = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-            else:
-                if v.__class__ is str:
-                    f_user = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_expire_at = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "expire_at": f_expire_at,
@@ -12022,24 +12226,25 @@ def _jt_BlockUserResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_BlockUserResult(BlockUserResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_BlockUserResult(BlockUserResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -12065,20 +12270,21 @@ def _jd_BlockUserResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_BlockUserResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_BlockUserResult(BlockUserResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_BlockUserResult(BlockUserResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -12118,18 +12324,20 @@ def _jt_UnblockUserRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "user"
-                m = _jr_STRING_AFTER(s, pos)
-                if m is not None:
-                    v = m[1]
-                    f_user = v if v.isascii() else _jr_text(v)
-                    k, pos = m[2], m.end()
-                    continue
-                v, pos = _jr_scan(s, pos)
-                if v.__class__ is str:
-                    f_user = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -12153,10 +12361,12 @@ def _jd_UnblockUserRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_UnblockUserRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "user": f_user,
@@ -12240,24 +12450,27 @@ def _jt_UnblockUserResponse(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_UnblockUserResult(UnblockUserResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_UnblockUserResult(
+                                UnblockUserResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -12283,20 +12496,21 @@ def _jd_UnblockUserResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_UnblockUserResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_UnblockUserResult(UnblockUserResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_UnblockUserResult(UnblockUserResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -12345,26 +12559,27 @@ def _jt_RevokeTokenRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "expire_at"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_expire_at = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                else:
-                    field = "uid"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_uid = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_uid = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "expire_at"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_expire_at = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    elif i == 2:
+                        field = "uid"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_uid = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_uid = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -12390,16 +12605,17 @@ def _jd_RevokeTokenRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_RevokeTokenRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                    f_expire_at = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-            else:
-                if v.__class__ is str:
-                    f_uid = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_expire_at = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_uid = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "expire_at": f_expire_at,
@@ -12484,24 +12700,27 @@ def _jt_RevokeTokenResponse(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_RevokeTokenResult(RevokeTokenResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_RevokeTokenResult(
+                                RevokeTokenResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -12527,20 +12746,21 @@ def _jd_RevokeTokenResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_RevokeTokenResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_RevokeTokenResult(RevokeTokenResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_RevokeTokenResult(RevokeTokenResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -12603,15 +12823,15 @@ def _jt_InvalidateUserTokensRequest(cls: type[_M], s: str, pos: int, depth: int)
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 2:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "expire_at"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
                             f_expire_at = v
                         elif v is not None:
                             raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                    else:
+                    elif i == 2:
                         field = "user"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -12624,15 +12844,14 @@ def _jt_InvalidateUserTokensRequest(cls: type[_M], s: str, pos: int, depth: int)
                             f_user = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                else:
-                    if i == 2:
+                    elif i == 3:
                         field = "issued_before"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
                             f_issued_before = v
                         elif v is not None:
                             raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                    else:
+                    elif i == 4:
                         field = "channel"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -12674,24 +12893,23 @@ def _jd_InvalidateUserTokensRequest(cls: type[_M], d: dict[str, Any], depth: int
         if i is None:
             i = _K_InvalidateUserTokensRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 2:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
                         f_expire_at = v
                     elif v is not None:
                         raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                else:
+                elif i == 2:
                     if v.__class__ is str:
                         f_user = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-            else:
-                if i == 2:
+                elif i == 3:
                     if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
                         f_issued_before = v
                     elif v is not None:
                         raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                else:
+                elif i == 4:
                     if v.__class__ is str:
                         f_channel = v if v.isascii() else _jr_text(v)
                     elif v is not None:
@@ -12782,26 +13000,27 @@ def _jt_InvalidateUserTokensResponse(cls: type[_M], s: str, pos: int, depth: int
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_InvalidateUserTokensResult(
-                            InvalidateUserTokensResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_InvalidateUserTokensResult(
+                                InvalidateUserTokensResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -12827,22 +13046,23 @@ def _jd_InvalidateUserTokensResponse(cls: type[_M], d: dict[str, Any], depth: in
         if i is None:
             i = _K_InvalidateUserTokensResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_InvalidateUserTokensResult(
-                        InvalidateUserTokensResult, v, depth - 1
-                    )
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_InvalidateUserTokensResult(
+                            InvalidateUserTokensResult, v, depth - 1
+                        )
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -12922,121 +13142,117 @@ def _jt_DeviceRegisterRequest(cls: type[_M], s: str, pos: int, depth: int) -> tu
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 4:
-                    if i < 2:
-                        if i == 0:
-                            field = "id"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_id = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_id = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "id"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_id = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_id = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "provider"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_provider = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_provider = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "token"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_token = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_token = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "platform"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_platform = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_platform = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 5:
+                        field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 6:
+                        field = "meta"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_meta = _jr_str_map(v)
+                        elif v is None:
+                            f_meta = {}
                         else:
-                            field = "provider"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_provider = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_provider = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 2:
-                            field = "token"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_token = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_token = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                            raise _jr_wrong(v, "an object")
+                    elif i == 7:
+                        field = "topics"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_topics = _jr_strs(v)
+                        elif v is None:
+                            f_topics = []
                         else:
-                            field = "platform"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_platform = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_platform = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                else:
-                    if i < 6:
-                        if i == 4:
-                            field = "user"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_user = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_user = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "meta"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is dict:
-                                f_meta = _jr_str_map(v)
-                            elif v is None:
-                                f_meta = {}
-                            else:
-                                raise _jr_wrong(v, "an object")
-                    else:
-                        if i == 6:
-                            field = "topics"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is list:
-                                f_topics = _jr_strs(v)
-                            elif v is None:
-                                f_topics = []
-                            else:
-                                raise _jr_wrong(v, "an array")
-                        elif i == 7:
-                            field = "timezone"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_timezone = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_timezone = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "locale"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_locale = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_locale = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                            raise _jr_wrong(v, "an array")
+                elif i < 16:
+                    if i == 8:
+                        field = "timezone"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_timezone = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_timezone = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 9:
+                        field = "locale"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_locale = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_locale = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -13076,61 +13292,57 @@ def _jd_DeviceRegisterRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _
         if i is None:
             i = _K_DeviceRegisterRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 4:
-                if i < 2:
-                    if i == 0:
-                        if v.__class__ is str:
-                            f_id = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_id = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_provider = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_token = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    if v.__class__ is str:
+                        f_platform = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 5:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 6:
+                    if v.__class__ is dict:
+                        f_meta = _jr_str_map(v)
+                    elif v is None:
+                        f_meta = {}
                     else:
-                        if v.__class__ is str:
-                            f_provider = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 2:
-                        if v.__class__ is str:
-                            f_token = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+                        raise _jr_wrong(v, "an object")
+                elif i == 7:
+                    if v.__class__ is list:
+                        f_topics = _jr_strs(v)
+                    elif v is None:
+                        f_topics = []
                     else:
-                        if v.__class__ is str:
-                            f_platform = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-            else:
-                if i < 6:
-                    if i == 4:
-                        if v.__class__ is str:
-                            f_user = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        if v.__class__ is dict:
-                            f_meta = _jr_str_map(v)
-                        elif v is None:
-                            f_meta = {}
-                        else:
-                            raise _jr_wrong(v, "an object")
-                else:
-                    if i == 6:
-                        if v.__class__ is list:
-                            f_topics = _jr_strs(v)
-                        elif v is None:
-                            f_topics = []
-                        else:
-                            raise _jr_wrong(v, "an array")
-                    elif i == 7:
-                        if v.__class__ is str:
-                            f_timezone = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        if v.__class__ is str:
-                            f_locale = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+                        raise _jr_wrong(v, "an array")
+            elif i < 16:
+                if i == 8:
+                    if v.__class__ is str:
+                        f_timezone = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 9:
+                    if v.__class__ is str:
+                        f_locale = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "id": f_id,
@@ -13217,8 +13429,8 @@ def _jt_DeviceUpdateRequest(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 3:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "ids"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
@@ -13227,7 +13439,7 @@ def _jt_DeviceUpdateRequest(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                             f_ids = []
                         else:
                             raise _jr_wrong(v, "an array")
-                    elif i == 1:
+                    elif i == 2:
                         field = "users"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
@@ -13236,7 +13448,7 @@ def _jt_DeviceUpdateRequest(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                             f_users = []
                         else:
                             raise _jr_wrong(v, "an array")
-                    else:
+                    elif i == 4:
                         field = "user_update"
                         if s[pos] == "{":
                             f_user_update, pos = _jt_DeviceUserUpdate(
@@ -13247,53 +13459,51 @@ def _jt_DeviceUpdateRequest(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                             if v is not None:
                                 raise _jr_wrong(v, "an object")
                             f_user_update = None
-                else:
-                    if i < 5:
-                        if i == 3:
-                            field = "meta_update"
-                            if s[pos] == "{":
-                                f_meta_update, pos = _jt_DeviceMetaUpdate(
-                                    DeviceMetaUpdate, s, pos, depth - 1
-                                )
-                            else:
-                                v, pos = _jr_scan(s, pos)
-                                if v is not None:
-                                    raise _jr_wrong(v, "an object")
-                                f_meta_update = None
+                    elif i == 5:
+                        field = "meta_update"
+                        if s[pos] == "{":
+                            f_meta_update, pos = _jt_DeviceMetaUpdate(
+                                DeviceMetaUpdate, s, pos, depth - 1
+                            )
                         else:
-                            field = "topics_update"
-                            if s[pos] == "{":
-                                f_topics_update, pos = _jt_DeviceTopicsUpdate(
-                                    DeviceTopicsUpdate, s, pos, depth - 1
-                                )
-                            else:
-                                v, pos = _jr_scan(s, pos)
-                                if v is not None:
-                                    raise _jr_wrong(v, "an object")
-                                f_topics_update = None
-                    else:
-                        if i == 5:
-                            field = "timezone_update"
-                            if s[pos] == "{":
-                                f_timezone_update, pos = _jt_DeviceTimezoneUpdate(
-                                    DeviceTimezoneUpdate, s, pos, depth - 1
-                                )
-                            else:
-                                v, pos = _jr_scan(s, pos)
-                                if v is not None:
-                                    raise _jr_wrong(v, "an object")
-                                f_timezone_update = None
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_meta_update = None
+                    elif i == 6:
+                        field = "topics_update"
+                        if s[pos] == "{":
+                            f_topics_update, pos = _jt_DeviceTopicsUpdate(
+                                DeviceTopicsUpdate, s, pos, depth - 1
+                            )
                         else:
-                            field = "locale_update"
-                            if s[pos] == "{":
-                                f_locale_update, pos = _jt_DeviceLocaleUpdate(
-                                    DeviceLocaleUpdate, s, pos, depth - 1
-                                )
-                            else:
-                                v, pos = _jr_scan(s, pos)
-                                if v is not None:
-                                    raise _jr_wrong(v, "an object")
-                                f_locale_update = None
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_topics_update = None
+                    elif i == 7:
+                        field = "timezone_update"
+                        if s[pos] == "{":
+                            f_timezone_update, pos = _jt_DeviceTimezoneUpdate(
+                                DeviceTimezoneUpdate, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_timezone_update = None
+                elif i < 16:
+                    if i == 8:
+                        field = "locale_update"
+                        if s[pos] == "{":
+                            f_locale_update, pos = _jt_DeviceLocaleUpdate(
+                                DeviceLocaleUpdate, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_locale_update = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -13329,65 +13539,59 @@ def _jd_DeviceUpdateRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_DeviceUpdateRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 3:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is list:
                         f_ids = _jr_strs(v)
                     elif v is None:
                         f_ids = []
                     else:
                         raise _jr_wrong(v, "an array")
-                elif i == 1:
+                elif i == 2:
                     if v.__class__ is list:
                         f_users = _jr_strs(v)
                     elif v is None:
                         f_users = []
                     else:
                         raise _jr_wrong(v, "an array")
-                else:
+                elif i == 4:
                     if v.__class__ is dict:
                         f_user_update = _jd_DeviceUserUpdate(DeviceUserUpdate, v, depth - 1)
                     elif v is None:
                         f_user_update = None
                     else:
                         raise _jr_Fail("wrong type")
-            else:
-                if i < 5:
-                    if i == 3:
-                        if v.__class__ is dict:
-                            f_meta_update = _jd_DeviceMetaUpdate(DeviceMetaUpdate, v, depth - 1)
-                        elif v is None:
-                            f_meta_update = None
-                        else:
-                            raise _jr_Fail("wrong type")
+                elif i == 5:
+                    if v.__class__ is dict:
+                        f_meta_update = _jd_DeviceMetaUpdate(DeviceMetaUpdate, v, depth - 1)
+                    elif v is None:
+                        f_meta_update = None
                     else:
-                        if v.__class__ is dict:
-                            f_topics_update = _jd_DeviceTopicsUpdate(
-                                DeviceTopicsUpdate, v, depth - 1
-                            )
-                        elif v is None:
-                            f_topics_update = None
-                        else:
-                            raise _jr_Fail("wrong type")
-                else:
-                    if i == 5:
-                        if v.__class__ is dict:
-                            f_timezone_update = _jd_DeviceTimezoneUpdate(
-                                DeviceTimezoneUpdate, v, depth - 1
-                            )
-                        elif v is None:
-                            f_timezone_update = None
-                        else:
-                            raise _jr_Fail("wrong type")
+                        raise _jr_Fail("wrong type")
+                elif i == 6:
+                    if v.__class__ is dict:
+                        f_topics_update = _jd_DeviceTopicsUpdate(DeviceTopicsUpdate, v, depth - 1)
+                    elif v is None:
+                        f_topics_update = None
                     else:
-                        if v.__class__ is dict:
-                            f_locale_update = _jd_DeviceLocaleUpdate(
-                                DeviceLocaleUpdate, v, depth - 1
-                            )
-                        elif v is None:
-                            f_locale_update = None
-                        else:
-                            raise _jr_Fail("wrong type")
+                        raise _jr_Fail("wrong type")
+                elif i == 7:
+                    if v.__class__ is dict:
+                        f_timezone_update = _jd_DeviceTimezoneUpdate(
+                            DeviceTimezoneUpdate, v, depth - 1
+                        )
+                    elif v is None:
+                        f_timezone_update = None
+                    else:
+                        raise _jr_Fail("wrong type")
+            elif i < 16:
+                if i == 8:
+                    if v.__class__ is dict:
+                        f_locale_update = _jd_DeviceLocaleUpdate(DeviceLocaleUpdate, v, depth - 1)
+                    elif v is None:
+                        f_locale_update = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "ids": f_ids,
@@ -13437,24 +13641,25 @@ def _jt_DeviceRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "ids"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_ids = _jr_strs(v)
-                    elif v is None:
-                        f_ids = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                else:
-                    field = "users"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_users = _jr_strs(v)
-                    elif v is None:
-                        f_users = []
-                    else:
-                        raise _jr_wrong(v, "an array")
+                if i < 8:
+                    if i == 1:
+                        field = "ids"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_ids = _jr_strs(v)
+                        elif v is None:
+                            f_ids = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                    elif i == 2:
+                        field = "users"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_users = _jr_strs(v)
+                        elif v is None:
+                            f_users = []
+                        else:
+                            raise _jr_wrong(v, "an array")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -13480,20 +13685,21 @@ def _jd_DeviceRemoveRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_DeviceRemoveRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is list:
-                    f_ids = _jr_strs(v)
-                elif v is None:
-                    f_ids = []
-                else:
-                    raise _jr_wrong(v, "an array")
-            else:
-                if v.__class__ is list:
-                    f_users = _jr_strs(v)
-                elif v is None:
-                    f_users = []
-                else:
-                    raise _jr_wrong(v, "an array")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is list:
+                        f_ids = _jr_strs(v)
+                    elif v is None:
+                        f_ids = []
+                    else:
+                        raise _jr_wrong(v, "an array")
+                elif i == 2:
+                    if v.__class__ is list:
+                        f_users = _jr_strs(v)
+                    elif v is None:
+                        f_users = []
+                    else:
+                        raise _jr_wrong(v, "an array")
     obj = _new(cls)
     obj.__dict__ = {
         "ids": f_ids,
@@ -13533,18 +13739,20 @@ def _jt_DeviceUserUpdate(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "user"
-                m = _jr_STRING_AFTER(s, pos)
-                if m is not None:
-                    v = m[1]
-                    f_user = v if v.isascii() else _jr_text(v)
-                    k, pos = m[2], m.end()
-                    continue
-                v, pos = _jr_scan(s, pos)
-                if v.__class__ is str:
-                    f_user = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -13568,10 +13776,12 @@ def _jd_DeviceUserUpdate(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_DeviceUserUpdate.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is str:
-                f_user = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "user": f_user,
@@ -13610,18 +13820,20 @@ def _jt_DeviceTimezoneUpdate(cls: type[_M], s: str, pos: int, depth: int) -> tup
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "timezone"
-                m = _jr_STRING_AFTER(s, pos)
-                if m is not None:
-                    v = m[1]
-                    f_timezone = v if v.isascii() else _jr_text(v)
-                    k, pos = m[2], m.end()
-                    continue
-                v, pos = _jr_scan(s, pos)
-                if v.__class__ is str:
-                    f_timezone = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "timezone"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_timezone = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_timezone = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -13645,10 +13857,12 @@ def _jd_DeviceTimezoneUpdate(cls: type[_M], d: dict[str, Any], depth: int) -> _M
         if i is None:
             i = _K_DeviceTimezoneUpdate.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is str:
-                f_timezone = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_timezone = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "timezone": f_timezone,
@@ -13687,18 +13901,20 @@ def _jt_DeviceLocaleUpdate(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "locale"
-                m = _jr_STRING_AFTER(s, pos)
-                if m is not None:
-                    v = m[1]
-                    f_locale = v if v.isascii() else _jr_text(v)
-                    k, pos = m[2], m.end()
-                    continue
-                v, pos = _jr_scan(s, pos)
-                if v.__class__ is str:
-                    f_locale = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "locale"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_locale = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_locale = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -13722,10 +13938,12 @@ def _jd_DeviceLocaleUpdate(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_DeviceLocaleUpdate.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is str:
-                f_locale = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_locale = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "locale": f_locale,
@@ -13764,14 +13982,16 @@ def _jt_DeviceMetaUpdate(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "meta"
-                v, pos = _jr_scan(s, pos)
-                if v.__class__ is dict:
-                    f_meta = _jr_str_map(v)
-                elif v is None:
-                    f_meta = {}
-                else:
-                    raise _jr_wrong(v, "an object")
+                if i < 8:
+                    if i == 1:
+                        field = "meta"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_meta = _jr_str_map(v)
+                        elif v is None:
+                            f_meta = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -13795,12 +14015,14 @@ def _jd_DeviceMetaUpdate(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_DeviceMetaUpdate.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is dict:
-                f_meta = _jr_str_map(v)
-            elif v is None:
-                f_meta = {}
-            else:
-                raise _jr_wrong(v, "an object")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_meta = _jr_str_map(v)
+                    elif v is None:
+                        f_meta = {}
+                    else:
+                        raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "meta": f_meta,
@@ -13844,28 +14066,29 @@ def _jt_DeviceTopicsUpdate(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "op"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_op = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_op = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    field = "topics"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_topics = _jr_strs(v)
-                    elif v is None:
-                        f_topics = []
-                    else:
-                        raise _jr_wrong(v, "an array")
+                if i < 8:
+                    if i == 1:
+                        field = "op"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_op = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_op = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "topics"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_topics = _jr_strs(v)
+                        elif v is None:
+                            f_topics = []
+                        else:
+                            raise _jr_wrong(v, "an array")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -13891,18 +14114,19 @@ def _jd_DeviceTopicsUpdate(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_DeviceTopicsUpdate.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is str:
-                    f_op = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            else:
-                if v.__class__ is list:
-                    f_topics = _jr_strs(v)
-                elif v is None:
-                    f_topics = []
-                else:
-                    raise _jr_wrong(v, "an array")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_op = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is list:
+                        f_topics = _jr_strs(v)
+                    elif v is None:
+                        f_topics = []
+                    else:
+                        raise _jr_wrong(v, "an array")
     obj = _new(cls)
     obj.__dict__ = {
         "op": f_op,
@@ -13962,8 +14186,8 @@ def _jt_DeviceFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 2:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "ids"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
@@ -13972,7 +14196,7 @@ def _jt_DeviceFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
                             f_ids = []
                         else:
                             raise _jr_wrong(v, "an array")
-                    else:
+                    elif i == 2:
                         field = "users"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
@@ -13981,8 +14205,7 @@ def _jt_DeviceFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
                             f_users = []
                         else:
                             raise _jr_wrong(v, "an array")
-                else:
-                    if i == 2:
+                    elif i == 3:
                         field = "topics"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
@@ -13991,7 +14214,7 @@ def _jt_DeviceFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
                             f_topics = []
                         else:
                             raise _jr_wrong(v, "an array")
-                    elif i == 3:
+                    elif i == 4:
                         field = "providers"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
@@ -14000,7 +14223,7 @@ def _jt_DeviceFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
                             f_providers = []
                         else:
                             raise _jr_wrong(v, "an array")
-                    else:
+                    elif i == 5:
                         field = "platforms"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
@@ -14040,37 +14263,36 @@ def _jd_DeviceFilter(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_DeviceFilter.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 2:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is list:
                         f_ids = _jr_strs(v)
                     elif v is None:
                         f_ids = []
                     else:
                         raise _jr_wrong(v, "an array")
-                else:
+                elif i == 2:
                     if v.__class__ is list:
                         f_users = _jr_strs(v)
                     elif v is None:
                         f_users = []
                     else:
                         raise _jr_wrong(v, "an array")
-            else:
-                if i == 2:
+                elif i == 3:
                     if v.__class__ is list:
                         f_topics = _jr_strs(v)
                     elif v is None:
                         f_topics = []
                     else:
                         raise _jr_wrong(v, "an array")
-                elif i == 3:
+                elif i == 4:
                     if v.__class__ is list:
                         f_providers = _jr_strs(v)
                     elif v is None:
                         f_providers = []
                     else:
                         raise _jr_wrong(v, "an array")
-                else:
+                elif i == 5:
                     if v.__class__ is list:
                         f_platforms = _jr_strs(v)
                     elif v is None:
@@ -14153,8 +14375,8 @@ def _jt_DeviceListRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 3:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "filter"
                         if s[pos] == "{":
                             f_filter, pos = _jt_DeviceFilter(DeviceFilter, s, pos, depth - 1)
@@ -14163,57 +14385,55 @@ def _jt_DeviceListRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                             if v is not None:
                                 raise _jr_wrong(v, "an object")
                             f_filter = None
-                    elif i == 1:
+                    elif i == 2:
                         field = "include_total_count"
                         v, pos = _jr_scan(s, pos)
                         if v is True or v is False:
                             f_include_total_count = v
                         elif v is not None:
                             raise _jr_wrong(v, "true or false")
-                    else:
+                    elif i == 3:
                         field = "include_meta"
                         v, pos = _jr_scan(s, pos)
                         if v is True or v is False:
                             f_include_meta = v
                         elif v is not None:
                             raise _jr_wrong(v, "true or false")
-                else:
-                    if i < 5:
-                        if i == 3:
-                            field = "include_topics"
-                            v, pos = _jr_scan(s, pos)
-                            if v is True or v is False:
-                                f_include_topics = v
-                            elif v is not None:
-                                raise _jr_wrong(v, "true or false")
-                        else:
-                            field = "include_webpush_keys"
-                            v, pos = _jr_scan(s, pos)
-                            if v is True or v is False:
-                                f_include_webpush_keys = v
-                            elif v is not None:
-                                raise _jr_wrong(v, "true or false")
-                    else:
-                        if i == 5:
-                            field = "cursor"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_cursor = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_cursor = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "limit"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                                f_limit = v
-                            elif v is not None:
-                                raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
+                    elif i == 4:
+                        field = "include_topics"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_include_topics = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    elif i == 5:
+                        field = "include_webpush_keys"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_include_webpush_keys = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                elif i < 16:
+                    if i == 10:
+                        field = "cursor"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_cursor = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_cursor = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 11:
+                        field = "limit"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                            f_limit = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -14249,47 +14469,45 @@ def _jd_DeviceListRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_DeviceListRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 3:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is dict:
                         f_filter = _jd_DeviceFilter(DeviceFilter, v, depth - 1)
                     elif v is None:
                         f_filter = None
                     else:
                         raise _jr_Fail("wrong type")
-                elif i == 1:
+                elif i == 2:
                     if v is True or v is False:
                         f_include_total_count = v
                     elif v is not None:
                         raise _jr_wrong(v, "true or false")
-                else:
+                elif i == 3:
                     if v is True or v is False:
                         f_include_meta = v
                     elif v is not None:
                         raise _jr_wrong(v, "true or false")
-            else:
-                if i < 5:
-                    if i == 3:
-                        if v is True or v is False:
-                            f_include_topics = v
-                        elif v is not None:
-                            raise _jr_wrong(v, "true or false")
-                    else:
-                        if v is True or v is False:
-                            f_include_webpush_keys = v
-                        elif v is not None:
-                            raise _jr_wrong(v, "true or false")
-                else:
-                    if i == 5:
-                        if v.__class__ is str:
-                            f_cursor = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                            f_limit = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
+                elif i == 4:
+                    if v is True or v is False:
+                        f_include_topics = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
+                elif i == 5:
+                    if v is True or v is False:
+                        f_include_webpush_keys = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
+            elif i < 16:
+                if i == 10:
+                    if v.__class__ is str:
+                        f_cursor = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 11:
+                    if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                        f_limit = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
     obj = _new(cls)
     obj.__dict__ = {
         "filter": f_filter,
@@ -14359,8 +14577,8 @@ def _jt_DeviceTopicFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 3:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "device_ids"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
@@ -14369,7 +14587,7 @@ def _jt_DeviceTopicFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                             f_device_ids = []
                         else:
                             raise _jr_wrong(v, "an array")
-                    elif i == 1:
+                    elif i == 2:
                         field = "device_providers"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
@@ -14378,7 +14596,7 @@ def _jt_DeviceTopicFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                             f_device_providers = []
                         else:
                             raise _jr_wrong(v, "an array")
-                    else:
+                    elif i == 3:
                         field = "device_platforms"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
@@ -14387,8 +14605,7 @@ def _jt_DeviceTopicFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                             f_device_platforms = []
                         else:
                             raise _jr_wrong(v, "an array")
-                else:
-                    if i == 3:
+                    elif i == 4:
                         field = "device_users"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
@@ -14397,7 +14614,7 @@ def _jt_DeviceTopicFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                             f_device_users = []
                         else:
                             raise _jr_wrong(v, "an array")
-                    elif i == 4:
+                    elif i == 5:
                         field = "topics"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
@@ -14406,7 +14623,7 @@ def _jt_DeviceTopicFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                             f_topics = []
                         else:
                             raise _jr_wrong(v, "an array")
-                    else:
+                    elif i == 6:
                         field = "topic_prefix"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -14452,44 +14669,43 @@ def _jd_DeviceTopicFilter(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_DeviceTopicFilter.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 3:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is list:
                         f_device_ids = _jr_strs(v)
                     elif v is None:
                         f_device_ids = []
                     else:
                         raise _jr_wrong(v, "an array")
-                elif i == 1:
+                elif i == 2:
                     if v.__class__ is list:
                         f_device_providers = _jr_strs(v)
                     elif v is None:
                         f_device_providers = []
                     else:
                         raise _jr_wrong(v, "an array")
-                else:
+                elif i == 3:
                     if v.__class__ is list:
                         f_device_platforms = _jr_strs(v)
                     elif v is None:
                         f_device_platforms = []
                     else:
                         raise _jr_wrong(v, "an array")
-            else:
-                if i == 3:
+                elif i == 4:
                     if v.__class__ is list:
                         f_device_users = _jr_strs(v)
                     elif v is None:
                         f_device_users = []
                     else:
                         raise _jr_wrong(v, "an array")
-                elif i == 4:
+                elif i == 5:
                     if v.__class__ is list:
                         f_topics = _jr_strs(v)
                     elif v is None:
                         f_topics = []
                     else:
                         raise _jr_wrong(v, "an array")
-                else:
+                elif i == 6:
                     if v.__class__ is str:
                         f_topic_prefix = v if v.isascii() else _jr_text(v)
                     elif v is not None:
@@ -14561,8 +14777,8 @@ def _jt_DeviceTopicListRequest(cls: type[_M], s: str, pos: int, depth: int) -> t
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 2:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "filter"
                         if s[pos] == "{":
                             f_filter, pos = _jt_DeviceTopicFilter(
@@ -14573,22 +14789,22 @@ def _jt_DeviceTopicListRequest(cls: type[_M], s: str, pos: int, depth: int) -> t
                             if v is not None:
                                 raise _jr_wrong(v, "an object")
                             f_filter = None
-                    else:
+                    elif i == 2:
                         field = "include_total_count"
                         v, pos = _jr_scan(s, pos)
                         if v is True or v is False:
                             f_include_total_count = v
                         elif v is not None:
                             raise _jr_wrong(v, "true or false")
-                else:
-                    if i == 2:
+                    elif i == 3:
                         field = "include_device"
                         v, pos = _jr_scan(s, pos)
                         if v is True or v is False:
                             f_include_device = v
                         elif v is not None:
                             raise _jr_wrong(v, "true or false")
-                    elif i == 3:
+                elif i < 16:
+                    if i == 10:
                         field = "cursor"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -14601,7 +14817,7 @@ def _jt_DeviceTopicListRequest(cls: type[_M], s: str, pos: int, depth: int) -> t
                             f_cursor = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    else:
+                    elif i == 11:
                         field = "limit"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is int and -2147483648 <= v <= 2147483647:
@@ -14639,31 +14855,31 @@ def _jd_DeviceTopicListRequest(cls: type[_M], d: dict[str, Any], depth: int) -> 
         if i is None:
             i = _K_DeviceTopicListRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 2:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is dict:
                         f_filter = _jd_DeviceTopicFilter(DeviceTopicFilter, v, depth - 1)
                     elif v is None:
                         f_filter = None
                     else:
                         raise _jr_Fail("wrong type")
-                else:
+                elif i == 2:
                     if v is True or v is False:
                         f_include_total_count = v
                     elif v is not None:
                         raise _jr_wrong(v, "true or false")
-            else:
-                if i == 2:
+                elif i == 3:
                     if v is True or v is False:
                         f_include_device = v
                     elif v is not None:
                         raise _jr_wrong(v, "true or false")
-                elif i == 3:
+            elif i < 16:
+                if i == 10:
                     if v.__class__ is str:
                         f_cursor = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
+                elif i == 11:
                     if v.__class__ is int and -2147483648 <= v <= 2147483647:
                         f_limit = v
                     elif v is not None:
@@ -14720,37 +14936,38 @@ def _jt_UserTopicFilter(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "users"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_users = _jr_strs(v)
-                    elif v is None:
-                        f_users = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 1:
-                    field = "topics"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_topics = _jr_strs(v)
-                    elif v is None:
-                        f_topics = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                else:
-                    field = "topic_prefix"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_topic_prefix = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_topic_prefix = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "users"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_users = _jr_strs(v)
+                        elif v is None:
+                            f_users = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                    elif i == 2:
+                        field = "topics"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_topics = _jr_strs(v)
+                        elif v is None:
+                            f_topics = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                    elif i == 3:
+                        field = "topic_prefix"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_topic_prefix = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_topic_prefix = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -14778,25 +14995,26 @@ def _jd_UserTopicFilter(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_UserTopicFilter.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is list:
-                    f_users = _jr_strs(v)
-                elif v is None:
-                    f_users = []
-                else:
-                    raise _jr_wrong(v, "an array")
-            elif i == 1:
-                if v.__class__ is list:
-                    f_topics = _jr_strs(v)
-                elif v is None:
-                    f_topics = []
-                else:
-                    raise _jr_wrong(v, "an array")
-            else:
-                if v.__class__ is str:
-                    f_topic_prefix = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is list:
+                        f_users = _jr_strs(v)
+                    elif v is None:
+                        f_users = []
+                    else:
+                        raise _jr_wrong(v, "an array")
+                elif i == 2:
+                    if v.__class__ is list:
+                        f_topics = _jr_strs(v)
+                    elif v is None:
+                        f_topics = []
+                    else:
+                        raise _jr_wrong(v, "an array")
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_topic_prefix = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "users": f_users,
@@ -14856,8 +15074,8 @@ def _jt_UserTopicListRequest(cls: type[_M], s: str, pos: int, depth: int) -> tup
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 2:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "filter"
                         if s[pos] == "{":
                             f_filter, pos = _jt_UserTopicFilter(UserTopicFilter, s, pos, depth - 1)
@@ -14866,15 +15084,15 @@ def _jt_UserTopicListRequest(cls: type[_M], s: str, pos: int, depth: int) -> tup
                             if v is not None:
                                 raise _jr_wrong(v, "an object")
                             f_filter = None
-                    else:
+                    elif i == 2:
                         field = "include_total_count"
                         v, pos = _jr_scan(s, pos)
                         if v is True or v is False:
                             f_include_total_count = v
                         elif v is not None:
                             raise _jr_wrong(v, "true or false")
-                else:
-                    if i == 2:
+                elif i < 16:
+                    if i == 10:
                         field = "cursor"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -14887,7 +15105,7 @@ def _jt_UserTopicListRequest(cls: type[_M], s: str, pos: int, depth: int) -> tup
                             f_cursor = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    else:
+                    elif i == 11:
                         field = "limit"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is int and -2147483648 <= v <= 2147483647:
@@ -14923,26 +15141,26 @@ def _jd_UserTopicListRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M
         if i is None:
             i = _K_UserTopicListRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 2:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is dict:
                         f_filter = _jd_UserTopicFilter(UserTopicFilter, v, depth - 1)
                     elif v is None:
                         f_filter = None
                     else:
                         raise _jr_Fail("wrong type")
-                else:
+                elif i == 2:
                     if v is True or v is False:
                         f_include_total_count = v
                     elif v is not None:
                         raise _jr_wrong(v, "true or false")
-            else:
-                if i == 2:
+            elif i < 16:
+                if i == 10:
                     if v.__class__ is str:
                         f_cursor = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
+                elif i == 11:
                     if v.__class__ is int and -2147483648 <= v <= 2147483647:
                         f_limit = v
                     elif v is not None:
@@ -15003,8 +15221,8 @@ def _jt_DeviceTopicUpdateRequest(cls: type[_M], s: str, pos: int, depth: int) ->
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 2:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "device_id"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -15017,7 +15235,7 @@ def _jt_DeviceTopicUpdateRequest(cls: type[_M], s: str, pos: int, depth: int) ->
                             f_device_id = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    else:
+                    elif i == 2:
                         field = "op"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -15030,8 +15248,7 @@ def _jt_DeviceTopicUpdateRequest(cls: type[_M], s: str, pos: int, depth: int) ->
                             f_op = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                else:
-                    if i == 2:
+                    elif i == 3:
                         field = "topics"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
@@ -15040,7 +15257,7 @@ def _jt_DeviceTopicUpdateRequest(cls: type[_M], s: str, pos: int, depth: int) ->
                             f_topics = []
                         else:
                             raise _jr_wrong(v, "an array")
-                    else:
+                    elif i == 4:
                         field = "user"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -15082,26 +15299,25 @@ def _jd_DeviceTopicUpdateRequest(cls: type[_M], d: dict[str, Any], depth: int) -
         if i is None:
             i = _K_DeviceTopicUpdateRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 2:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is str:
                         f_device_id = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
+                elif i == 2:
                     if v.__class__ is str:
                         f_op = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-            else:
-                if i == 2:
+                elif i == 3:
                     if v.__class__ is list:
                         f_topics = _jr_strs(v)
                     elif v is None:
                         f_topics = []
                     else:
                         raise _jr_wrong(v, "an array")
-                else:
+                elif i == 4:
                     if v.__class__ is str:
                         f_user = v if v.isascii() else _jr_text(v)
                     elif v is not None:
@@ -15157,41 +15373,42 @@ def _jt_UserTopicUpdateRequest(cls: type[_M], s: str, pos: int, depth: int) -> t
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "user"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_user = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "op"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_op = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_op = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    field = "topics"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_topics = _jr_strs(v)
-                    elif v is None:
-                        f_topics = []
-                    else:
-                        raise _jr_wrong(v, "an array")
+                if i < 8:
+                    if i == 1:
+                        field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "op"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_op = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_op = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "topics"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_topics = _jr_strs(v)
+                        elif v is None:
+                            f_topics = []
+                        else:
+                            raise _jr_wrong(v, "an array")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -15219,23 +15436,24 @@ def _jd_UserTopicUpdateRequest(cls: type[_M], d: dict[str, Any], depth: int) -> 
         if i is None:
             i = _K_UserTopicUpdateRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is str:
-                    f_user = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            elif i == 1:
-                if v.__class__ is str:
-                    f_op = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            else:
-                if v.__class__ is list:
-                    f_topics = _jr_strs(v)
-                elif v is None:
-                    f_topics = []
-                else:
-                    raise _jr_wrong(v, "an array")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_op = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v.__class__ is list:
+                        f_topics = _jr_strs(v)
+                    elif v is None:
+                        f_topics = []
+                    else:
+                        raise _jr_wrong(v, "an array")
     obj = _new(cls)
     obj.__dict__ = {
         "user": f_user,
@@ -15285,26 +15503,27 @@ def _jt_DeviceRegisterResponse(cls: type[_M], s: str, pos: int, depth: int) -> t
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_DeviceRegisterResult(
-                            DeviceRegisterResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_DeviceRegisterResult(
+                                DeviceRegisterResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -15330,20 +15549,21 @@ def _jd_DeviceRegisterResponse(cls: type[_M], d: dict[str, Any], depth: int) -> 
         if i is None:
             i = _K_DeviceRegisterResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_DeviceRegisterResult(DeviceRegisterResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_DeviceRegisterResult(DeviceRegisterResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -15392,26 +15612,27 @@ def _jt_DeviceUpdateResponse(cls: type[_M], s: str, pos: int, depth: int) -> tup
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_DeviceUpdateResult(
-                            DeviceUpdateResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_DeviceUpdateResult(
+                                DeviceUpdateResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -15437,20 +15658,21 @@ def _jd_DeviceUpdateResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M
         if i is None:
             i = _K_DeviceUpdateResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_DeviceUpdateResult(DeviceUpdateResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_DeviceUpdateResult(DeviceUpdateResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -15499,26 +15721,27 @@ def _jt_DeviceRemoveResponse(cls: type[_M], s: str, pos: int, depth: int) -> tup
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_DeviceRemoveResult(
-                            DeviceRemoveResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_DeviceRemoveResult(
+                                DeviceRemoveResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -15544,20 +15767,21 @@ def _jd_DeviceRemoveResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M
         if i is None:
             i = _K_DeviceRemoveResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_DeviceRemoveResult(DeviceRemoveResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_DeviceRemoveResult(DeviceRemoveResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -15606,24 +15830,27 @@ def _jt_DeviceListResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_DeviceListResult(DeviceListResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_DeviceListResult(
+                                DeviceListResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -15649,20 +15876,21 @@ def _jd_DeviceListResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_DeviceListResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_DeviceListResult(DeviceListResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_DeviceListResult(DeviceListResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -15711,26 +15939,27 @@ def _jt_DeviceTopicListResponse(cls: type[_M], s: str, pos: int, depth: int) -> 
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_DeviceTopicListResult(
-                            DeviceTopicListResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_DeviceTopicListResult(
+                                DeviceTopicListResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -15756,20 +15985,21 @@ def _jd_DeviceTopicListResponse(cls: type[_M], d: dict[str, Any], depth: int) ->
         if i is None:
             i = _K_DeviceTopicListResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_DeviceTopicListResult(DeviceTopicListResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_DeviceTopicListResult(DeviceTopicListResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -15818,26 +16048,27 @@ def _jt_UserTopicListResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_UserTopicListResult(
-                            UserTopicListResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_UserTopicListResult(
+                                UserTopicListResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -15863,20 +16094,21 @@ def _jd_UserTopicListResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _
         if i is None:
             i = _K_UserTopicListResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_UserTopicListResult(UserTopicListResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_UserTopicListResult(UserTopicListResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -15925,26 +16157,27 @@ def _jt_DeviceTopicUpdateResponse(cls: type[_M], s: str, pos: int, depth: int) -
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_DeviceTopicUpdateResult(
-                            DeviceTopicUpdateResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_DeviceTopicUpdateResult(
+                                DeviceTopicUpdateResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -15970,20 +16203,23 @@ def _jd_DeviceTopicUpdateResponse(cls: type[_M], d: dict[str, Any], depth: int) 
         if i is None:
             i = _K_DeviceTopicUpdateResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_DeviceTopicUpdateResult(DeviceTopicUpdateResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_DeviceTopicUpdateResult(
+                            DeviceTopicUpdateResult, v, depth - 1
+                        )
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -16032,26 +16268,27 @@ def _jt_UserTopicUpdateResponse(cls: type[_M], s: str, pos: int, depth: int) -> 
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_UserTopicUpdateResult(
-                            UserTopicUpdateResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_UserTopicUpdateResult(
+                                UserTopicUpdateResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -16077,20 +16314,21 @@ def _jd_UserTopicUpdateResponse(cls: type[_M], d: dict[str, Any], depth: int) ->
         if i is None:
             i = _K_UserTopicUpdateResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_UserTopicUpdateResult(UserTopicUpdateResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_UserTopicUpdateResult(UserTopicUpdateResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -16130,18 +16368,20 @@ def _jt_DeviceRegisterResult(cls: type[_M], s: str, pos: int, depth: int) -> tup
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "id"
-                m = _jr_STRING_AFTER(s, pos)
-                if m is not None:
-                    v = m[1]
-                    f_id = v if v.isascii() else _jr_text(v)
-                    k, pos = m[2], m.end()
-                    continue
-                v, pos = _jr_scan(s, pos)
-                if v.__class__ is str:
-                    f_id = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "id"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_id = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_id = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -16165,10 +16405,12 @@ def _jd_DeviceRegisterResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M
         if i is None:
             i = _K_DeviceRegisterResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is str:
-                f_id = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_id = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "id": f_id,
@@ -16292,35 +16534,36 @@ def _jt_DeviceListResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "items"
-                    if s[pos] == "[":
-                        f_items, pos = _jr_array(s, pos, _jt_Device, Device, depth - 1)
-                    else:
+                if i < 8:
+                    if i == 1:
+                        field = "items"
+                        if s[pos] == "[":
+                            f_items, pos = _jr_array(s, pos, _jt_Device, Device, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an array")
+                            f_items = []
+                    elif i == 2:
+                        field = "next_cursor"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_next_cursor = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an array")
-                        f_items = []
-                elif i == 1:
-                    field = "next_cursor"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_next_cursor = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_next_cursor = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    field = "total_count"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_total_count = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                        if v.__class__ is str:
+                            f_next_cursor = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "total_count"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_total_count = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -16348,23 +16591,24 @@ def _jd_DeviceListResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_DeviceListResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is list:
-                    f_items = _jr_dict_array(v, _jd_Device, Device, depth - 1)
-                elif v is None:
-                    f_items = []
-                else:
-                    raise _jr_Fail("wrong type")
-            elif i == 1:
-                if v.__class__ is str:
-                    f_next_cursor = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            else:
-                if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                    f_total_count = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is list:
+                        f_items = _jr_dict_array(v, _jd_Device, Device, depth - 1)
+                    elif v is None:
+                        f_items = []
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_next_cursor = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_total_count = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
     obj = _new(cls)
     obj.__dict__ = {
         "items": f_items,
@@ -16468,158 +16712,144 @@ def _jt_Device(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 6:
-                    if i < 3:
-                        if i == 0:
-                            field = "id"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_id = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_id = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        elif i == 1:
-                            field = "platform"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_platform = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_platform = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "id"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_id = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_id = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "platform"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_platform = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_platform = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "provider"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_provider = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_provider = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "token"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_token = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_token = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 5:
+                        field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 6:
+                        field = "created_at"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_created_at = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    elif i == 7:
+                        field = "updated_at"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_updated_at = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                elif i < 16:
+                    if i == 10:
+                        field = "meta"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_meta = _jr_str_map(v)
+                        elif v is None:
+                            f_meta = {}
                         else:
-                            field = "provider"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_provider = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_provider = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 3:
-                            field = "token"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_token = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_token = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        elif i == 4:
-                            field = "user"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_user = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_user = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                            raise _jr_wrong(v, "an object")
+                    elif i == 11:
+                        field = "topics"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_topics = _jr_strs(v)
+                        elif v is None:
+                            f_topics = []
                         else:
-                            field = "created_at"
-                            v, pos = _jr_scan(s, pos)
-                            if (
-                                v.__class__ is int
-                                and -9223372036854775808 <= v <= 9223372036854775807
-                            ):
-                                f_created_at = v
-                            elif v is not None:
-                                raise _jr_bad_int(
-                                    v, "int64", -9223372036854775808, 9223372036854775807
-                                )
-                else:
-                    if i < 9:
-                        if i == 6:
-                            field = "updated_at"
-                            v, pos = _jr_scan(s, pos)
-                            if (
-                                v.__class__ is int
-                                and -9223372036854775808 <= v <= 9223372036854775807
-                            ):
-                                f_updated_at = v
-                            elif v is not None:
-                                raise _jr_bad_int(
-                                    v, "int64", -9223372036854775808, 9223372036854775807
-                                )
-                        elif i == 7:
-                            field = "meta"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is dict:
-                                f_meta = _jr_str_map(v)
-                            elif v is None:
-                                f_meta = {}
-                            else:
-                                raise _jr_wrong(v, "an object")
-                        else:
-                            field = "topics"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is list:
-                                f_topics = _jr_strs(v)
-                            elif v is None:
-                                f_topics = []
-                            else:
-                                raise _jr_wrong(v, "an array")
-                    else:
-                        if i == 9:
-                            field = "timezone"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_timezone = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_timezone = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        elif i == 10:
-                            field = "locale"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_locale = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_locale = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "webpush_keys"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_webpush_keys = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_webpush_keys = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                            raise _jr_wrong(v, "an array")
+                    elif i == 12:
+                        field = "timezone"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_timezone = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_timezone = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 13:
+                        field = "locale"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_locale = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_locale = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 14:
+                        field = "webpush_keys"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_webpush_keys = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_webpush_keys = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -16665,76 +16895,72 @@ def _jd_Device(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_Device.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 6:
-                if i < 3:
-                    if i == 0:
-                        if v.__class__ is str:
-                            f_id = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    elif i == 1:
-                        if v.__class__ is str:
-                            f_platform = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_id = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_platform = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_provider = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    if v.__class__ is str:
+                        f_token = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 5:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 6:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_created_at = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                elif i == 7:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_updated_at = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+            elif i < 16:
+                if i == 10:
+                    if v.__class__ is dict:
+                        f_meta = _jr_str_map(v)
+                    elif v is None:
+                        f_meta = {}
                     else:
-                        if v.__class__ is str:
-                            f_provider = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 3:
-                        if v.__class__ is str:
-                            f_token = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    elif i == 4:
-                        if v.__class__ is str:
-                            f_user = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+                        raise _jr_wrong(v, "an object")
+                elif i == 11:
+                    if v.__class__ is list:
+                        f_topics = _jr_strs(v)
+                    elif v is None:
+                        f_topics = []
                     else:
-                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                            f_created_at = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-            else:
-                if i < 9:
-                    if i == 6:
-                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                            f_updated_at = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                    elif i == 7:
-                        if v.__class__ is dict:
-                            f_meta = _jr_str_map(v)
-                        elif v is None:
-                            f_meta = {}
-                        else:
-                            raise _jr_wrong(v, "an object")
-                    else:
-                        if v.__class__ is list:
-                            f_topics = _jr_strs(v)
-                        elif v is None:
-                            f_topics = []
-                        else:
-                            raise _jr_wrong(v, "an array")
-                else:
-                    if i == 9:
-                        if v.__class__ is str:
-                            f_timezone = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    elif i == 10:
-                        if v.__class__ is str:
-                            f_locale = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        if v.__class__ is str:
-                            f_webpush_keys = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+                        raise _jr_wrong(v, "an array")
+                elif i == 12:
+                    if v.__class__ is str:
+                        f_timezone = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 13:
+                    if v.__class__ is str:
+                        f_locale = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 14:
+                    if v.__class__ is str:
+                        f_webpush_keys = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "id": f_id,
@@ -16797,35 +17023,38 @@ def _jt_DeviceTopicListResult(cls: type[_M], s: str, pos: int, depth: int) -> tu
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "items"
-                    if s[pos] == "[":
-                        f_items, pos = _jr_array(s, pos, _jt_DeviceTopic, DeviceTopic, depth - 1)
-                    else:
+                if i < 8:
+                    if i == 1:
+                        field = "items"
+                        if s[pos] == "[":
+                            f_items, pos = _jr_array(
+                                s, pos, _jt_DeviceTopic, DeviceTopic, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an array")
+                            f_items = []
+                    elif i == 2:
+                        field = "next_cursor"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_next_cursor = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an array")
-                        f_items = []
-                elif i == 1:
-                    field = "next_cursor"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_next_cursor = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_next_cursor = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    field = "total_count"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_total_count = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                        if v.__class__ is str:
+                            f_next_cursor = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "total_count"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_total_count = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -16853,23 +17082,24 @@ def _jd_DeviceTopicListResult(cls: type[_M], d: dict[str, Any], depth: int) -> _
         if i is None:
             i = _K_DeviceTopicListResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is list:
-                    f_items = _jr_dict_array(v, _jd_DeviceTopic, DeviceTopic, depth - 1)
-                elif v is None:
-                    f_items = []
-                else:
-                    raise _jr_Fail("wrong type")
-            elif i == 1:
-                if v.__class__ is str:
-                    f_next_cursor = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            else:
-                if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                    f_total_count = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is list:
+                        f_items = _jr_dict_array(v, _jd_DeviceTopic, DeviceTopic, depth - 1)
+                    elif v is None:
+                        f_items = []
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_next_cursor = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_total_count = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
     obj = _new(cls)
     obj.__dict__ = {
         "items": f_items,
@@ -16922,41 +17152,42 @@ def _jt_DeviceTopic(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "id"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_id = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_id = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "topic"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_topic = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_topic = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    field = "device"
-                    if s[pos] == "{":
-                        f_device, pos = _jt_Device(Device, s, pos, depth - 1)
-                    else:
+                if i < 8:
+                    if i == 1:
+                        field = "id"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_id = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_device = None
+                        if v.__class__ is str:
+                            f_id = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "topic"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_topic = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_topic = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "device"
+                        if s[pos] == "{":
+                            f_device, pos = _jt_Device(Device, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_device = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -16984,23 +17215,24 @@ def _jd_DeviceTopic(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_DeviceTopic.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is str:
-                    f_id = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            elif i == 1:
-                if v.__class__ is str:
-                    f_topic = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            else:
-                if v.__class__ is dict:
-                    f_device = _jd_Device(Device, v, depth - 1)
-                elif v is None:
-                    f_device = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_id = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_topic = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v.__class__ is dict:
+                        f_device = _jd_Device(Device, v, depth - 1)
+                    elif v is None:
+                        f_device = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "id": f_id,
@@ -17054,35 +17286,36 @@ def _jt_UserTopicListResult(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "items"
-                    if s[pos] == "[":
-                        f_items, pos = _jr_array(s, pos, _jt_UserTopic, UserTopic, depth - 1)
-                    else:
+                if i < 8:
+                    if i == 1:
+                        field = "items"
+                        if s[pos] == "[":
+                            f_items, pos = _jr_array(s, pos, _jt_UserTopic, UserTopic, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an array")
+                            f_items = []
+                    elif i == 2:
+                        field = "next_cursor"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_next_cursor = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an array")
-                        f_items = []
-                elif i == 1:
-                    field = "next_cursor"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_next_cursor = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_next_cursor = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    field = "total_count"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_total_count = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                        if v.__class__ is str:
+                            f_next_cursor = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "total_count"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_total_count = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -17110,23 +17343,24 @@ def _jd_UserTopicListResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_UserTopicListResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is list:
-                    f_items = _jr_dict_array(v, _jd_UserTopic, UserTopic, depth - 1)
-                elif v is None:
-                    f_items = []
-                else:
-                    raise _jr_Fail("wrong type")
-            elif i == 1:
-                if v.__class__ is str:
-                    f_next_cursor = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            else:
-                if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                    f_total_count = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is list:
+                        f_items = _jr_dict_array(v, _jd_UserTopic, UserTopic, depth - 1)
+                    elif v is None:
+                        f_items = []
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_next_cursor = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_total_count = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
     obj = _new(cls)
     obj.__dict__ = {
         "items": f_items,
@@ -17249,45 +17483,46 @@ def _jt_UserTopic(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "id"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_id = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_id = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "user"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_user = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_user = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    field = "topic"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_topic = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_topic = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "id"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_id = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_id = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "topic"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_topic = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_topic = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -17315,21 +17550,22 @@ def _jd_UserTopic(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_UserTopic.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is str:
-                    f_id = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            elif i == 1:
-                if v.__class__ is str:
-                    f_user = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            else:
-                if v.__class__ is str:
-                    f_topic = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_id = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_topic = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "id": f_id,
@@ -17412,109 +17648,105 @@ def _jt_PushRecipient(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 4:
-                    if i < 2:
-                        if i == 0:
-                            field = "filter"
-                            if s[pos] == "{":
-                                f_filter, pos = _jt_DeviceFilter(DeviceFilter, s, pos, depth - 1)
-                            else:
-                                v, pos = _jr_scan(s, pos)
-                                if v is not None:
-                                    raise _jr_wrong(v, "an object")
-                                f_filter = None
+                if i < 8:
+                    if i == 1:
+                        field = "filter"
+                        if s[pos] == "{":
+                            f_filter, pos = _jt_DeviceFilter(DeviceFilter, s, pos, depth - 1)
                         else:
-                            field = "fcm_tokens"
                             v, pos = _jr_scan(s, pos)
-                            if v.__class__ is list:
-                                f_fcm_tokens = _jr_strs(v)
-                            elif v is None:
-                                f_fcm_tokens = []
-                            else:
-                                raise _jr_wrong(v, "an array")
-                    else:
-                        if i == 2:
-                            field = "fcm_topic"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_fcm_topic = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_fcm_topic = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_filter = None
+                    elif i == 2:
+                        field = "fcm_tokens"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_fcm_tokens = _jr_strs(v)
+                        elif v is None:
+                            f_fcm_tokens = []
                         else:
-                            field = "fcm_condition"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_fcm_condition = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_fcm_condition = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                else:
-                    if i < 6:
-                        if i == 4:
-                            field = "hms_tokens"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is list:
-                                f_hms_tokens = _jr_strs(v)
-                            elif v is None:
-                                f_hms_tokens = []
-                            else:
-                                raise _jr_wrong(v, "an array")
+                            raise _jr_wrong(v, "an array")
+                    elif i == 3:
+                        field = "fcm_topic"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_fcm_topic = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_fcm_topic = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "fcm_condition"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_fcm_condition = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_fcm_condition = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 5:
+                        field = "hms_tokens"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_hms_tokens = _jr_strs(v)
+                        elif v is None:
+                            f_hms_tokens = []
                         else:
-                            field = "hms_topic"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_hms_topic = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_hms_topic = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 6:
-                            field = "hms_condition"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_hms_condition = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_hms_condition = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        elif i == 7:
-                            field = "apns_tokens"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is list:
-                                f_apns_tokens = _jr_strs(v)
-                            elif v is None:
-                                f_apns_tokens = []
-                            else:
-                                raise _jr_wrong(v, "an array")
+                            raise _jr_wrong(v, "an array")
+                    elif i == 6:
+                        field = "hms_topic"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_hms_topic = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_hms_topic = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 7:
+                        field = "hms_condition"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_hms_condition = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_hms_condition = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                elif i < 16:
+                    if i == 8:
+                        field = "apns_tokens"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_apns_tokens = _jr_strs(v)
+                        elif v is None:
+                            f_apns_tokens = []
                         else:
-                            field = "webpush_tokens"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is list:
-                                f_webpush_tokens = _jr_strs(v)
-                            elif v is None:
-                                f_webpush_tokens = []
-                            else:
-                                raise _jr_wrong(v, "an array")
+                            raise _jr_wrong(v, "an array")
+                    elif i == 9:
+                        field = "webpush_tokens"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_webpush_tokens = _jr_strs(v)
+                        elif v is None:
+                            f_webpush_tokens = []
+                        else:
+                            raise _jr_wrong(v, "an array")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -17554,67 +17786,63 @@ def _jd_PushRecipient(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_PushRecipient.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 4:
-                if i < 2:
-                    if i == 0:
-                        if v.__class__ is dict:
-                            f_filter = _jd_DeviceFilter(DeviceFilter, v, depth - 1)
-                        elif v is None:
-                            f_filter = None
-                        else:
-                            raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_filter = _jd_DeviceFilter(DeviceFilter, v, depth - 1)
+                    elif v is None:
+                        f_filter = None
                     else:
-                        if v.__class__ is list:
-                            f_fcm_tokens = _jr_strs(v)
-                        elif v is None:
-                            f_fcm_tokens = []
-                        else:
-                            raise _jr_wrong(v, "an array")
-                else:
-                    if i == 2:
-                        if v.__class__ is str:
-                            f_fcm_topic = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is list:
+                        f_fcm_tokens = _jr_strs(v)
+                    elif v is None:
+                        f_fcm_tokens = []
                     else:
-                        if v.__class__ is str:
-                            f_fcm_condition = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-            else:
-                if i < 6:
-                    if i == 4:
-                        if v.__class__ is list:
-                            f_hms_tokens = _jr_strs(v)
-                        elif v is None:
-                            f_hms_tokens = []
-                        else:
-                            raise _jr_wrong(v, "an array")
+                        raise _jr_wrong(v, "an array")
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_fcm_topic = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    if v.__class__ is str:
+                        f_fcm_condition = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 5:
+                    if v.__class__ is list:
+                        f_hms_tokens = _jr_strs(v)
+                    elif v is None:
+                        f_hms_tokens = []
                     else:
-                        if v.__class__ is str:
-                            f_hms_topic = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 6:
-                        if v.__class__ is str:
-                            f_hms_condition = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    elif i == 7:
-                        if v.__class__ is list:
-                            f_apns_tokens = _jr_strs(v)
-                        elif v is None:
-                            f_apns_tokens = []
-                        else:
-                            raise _jr_wrong(v, "an array")
+                        raise _jr_wrong(v, "an array")
+                elif i == 6:
+                    if v.__class__ is str:
+                        f_hms_topic = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 7:
+                    if v.__class__ is str:
+                        f_hms_condition = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+            elif i < 16:
+                if i == 8:
+                    if v.__class__ is list:
+                        f_apns_tokens = _jr_strs(v)
+                    elif v is None:
+                        f_apns_tokens = []
                     else:
-                        if v.__class__ is list:
-                            f_webpush_tokens = _jr_strs(v)
-                        elif v is None:
-                            f_webpush_tokens = []
-                        else:
-                            raise _jr_wrong(v, "an array")
+                        raise _jr_wrong(v, "an array")
+                elif i == 9:
+                    if v.__class__ is list:
+                        f_webpush_tokens = _jr_strs(v)
+                    elif v is None:
+                        f_webpush_tokens = []
+                    else:
+                        raise _jr_wrong(v, "an array")
     obj = _new(cls)
     obj.__dict__ = {
         "filter": f_filter,
@@ -17693,8 +17921,8 @@ def _jt_PushNotification(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 2:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "fcm"
                         if s[pos] == "{":
                             f_fcm, pos = _jt_FcmPushNotification(
@@ -17705,7 +17933,7 @@ def _jt_PushNotification(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                             if v is not None:
                                 raise _jr_wrong(v, "an object")
                             f_fcm = None
-                    else:
+                    elif i == 2:
                         field = "hms"
                         if s[pos] == "{":
                             f_hms, pos = _jt_HmsPushNotification(
@@ -17716,8 +17944,7 @@ def _jt_PushNotification(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                             if v is not None:
                                 raise _jr_wrong(v, "an object")
                             f_hms = None
-                else:
-                    if i == 2:
+                    elif i == 3:
                         field = "apns"
                         if s[pos] == "{":
                             f_apns, pos = _jt_ApnsPushNotification(
@@ -17728,7 +17955,7 @@ def _jt_PushNotification(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                             if v is not None:
                                 raise _jr_wrong(v, "an object")
                             f_apns = None
-                    elif i == 3:
+                    elif i == 4:
                         field = "webpush"
                         if s[pos] == "{":
                             f_webpush, pos = _jt_WebPushPushNotification(
@@ -17739,7 +17966,7 @@ def _jt_PushNotification(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                             if v is not None:
                                 raise _jr_wrong(v, "an object")
                             f_webpush = None
-                    else:
+                    elif i == 5:
                         field = "expire_at"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
@@ -17777,30 +18004,29 @@ def _jd_PushNotification(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_PushNotification.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 2:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is dict:
                         f_fcm = _jd_FcmPushNotification(FcmPushNotification, v, depth - 1)
                     elif v is None:
                         f_fcm = None
                     else:
                         raise _jr_Fail("wrong type")
-                else:
+                elif i == 2:
                     if v.__class__ is dict:
                         f_hms = _jd_HmsPushNotification(HmsPushNotification, v, depth - 1)
                     elif v is None:
                         f_hms = None
                     else:
                         raise _jr_Fail("wrong type")
-            else:
-                if i == 2:
+                elif i == 3:
                     if v.__class__ is dict:
                         f_apns = _jd_ApnsPushNotification(ApnsPushNotification, v, depth - 1)
                     elif v is None:
                         f_apns = None
                     else:
                         raise _jr_Fail("wrong type")
-                elif i == 3:
+                elif i == 4:
                     if v.__class__ is dict:
                         f_webpush = _jd_WebPushPushNotification(
                             WebPushPushNotification, v, depth - 1
@@ -17809,7 +18035,7 @@ def _jd_PushNotification(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
                         f_webpush = None
                     else:
                         raise _jr_Fail("wrong type")
-                else:
+                elif i == 5:
                     if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
                         f_expire_at = v
                     elif v is not None:
@@ -17856,10 +18082,12 @@ def _jt_FcmPushNotification(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "message"
-                start = pos
-                pos = _jr_scan(s, pos)[1]
-                f_message = s[start:pos].encode()
+                if i < 8:
+                    if i == 1:
+                        field = "message"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_message = s[start:pos].encode()
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -17883,7 +18111,9 @@ def _jd_FcmPushNotification(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_FcmPushNotification.get(_jr_fold(k), -1)
         if i >= 0:
-            f_message = _jr_raw_dumps(v)
+            if i < 8:
+                if i == 1:
+                    f_message = _jr_raw_dumps(v)
     obj = _new(cls)
     obj.__dict__ = {
         "message": f_message,
@@ -17922,10 +18152,12 @@ def _jt_HmsPushNotification(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "message"
-                start = pos
-                pos = _jr_scan(s, pos)[1]
-                f_message = s[start:pos].encode()
+                if i < 8:
+                    if i == 1:
+                        field = "message"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_message = s[start:pos].encode()
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -17949,7 +18181,9 @@ def _jd_HmsPushNotification(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_HmsPushNotification.get(_jr_fold(k), -1)
         if i >= 0:
-            f_message = _jr_raw_dumps(v)
+            if i < 8:
+                if i == 1:
+                    f_message = _jr_raw_dumps(v)
     obj = _new(cls)
     obj.__dict__ = {
         "message": f_message,
@@ -17993,20 +18227,21 @@ def _jt_ApnsPushNotification(cls: type[_M], s: str, pos: int, depth: int) -> tup
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "headers"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_headers = _jr_str_map(v)
-                    elif v is None:
-                        f_headers = {}
-                    else:
-                        raise _jr_wrong(v, "an object")
-                else:
-                    field = "payload"
-                    start = pos
-                    pos = _jr_scan(s, pos)[1]
-                    f_payload = s[start:pos].encode()
+                if i < 8:
+                    if i == 1:
+                        field = "headers"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_headers = _jr_str_map(v)
+                        elif v is None:
+                            f_headers = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
+                    elif i == 2:
+                        field = "payload"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_payload = s[start:pos].encode()
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -18032,15 +18267,16 @@ def _jd_ApnsPushNotification(cls: type[_M], d: dict[str, Any], depth: int) -> _M
         if i is None:
             i = _K_ApnsPushNotification.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_headers = _jr_str_map(v)
-                elif v is None:
-                    f_headers = {}
-                else:
-                    raise _jr_wrong(v, "an object")
-            else:
-                f_payload = _jr_raw_dumps(v)
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_headers = _jr_str_map(v)
+                    elif v is None:
+                        f_headers = {}
+                    else:
+                        raise _jr_wrong(v, "an object")
+                elif i == 2:
+                    f_payload = _jr_raw_dumps(v)
     obj = _new(cls)
     obj.__dict__ = {
         "headers": f_headers,
@@ -18085,20 +18321,21 @@ def _jt_WebPushPushNotification(cls: type[_M], s: str, pos: int, depth: int) -> 
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "headers"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_headers = _jr_str_map(v)
-                    elif v is None:
-                        f_headers = {}
-                    else:
-                        raise _jr_wrong(v, "an object")
-                else:
-                    field = "payload"
-                    start = pos
-                    pos = _jr_scan(s, pos)[1]
-                    f_payload = s[start:pos].encode()
+                if i < 8:
+                    if i == 1:
+                        field = "headers"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_headers = _jr_str_map(v)
+                        elif v is None:
+                            f_headers = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
+                    elif i == 2:
+                        field = "payload"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_payload = s[start:pos].encode()
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -18124,15 +18361,16 @@ def _jd_WebPushPushNotification(cls: type[_M], d: dict[str, Any], depth: int) ->
         if i is None:
             i = _K_WebPushPushNotification.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_headers = _jr_str_map(v)
-                elif v is None:
-                    f_headers = {}
-                else:
-                    raise _jr_wrong(v, "an object")
-            else:
-                f_payload = _jr_raw_dumps(v)
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_headers = _jr_str_map(v)
+                    elif v is None:
+                        f_headers = {}
+                    else:
+                        raise _jr_wrong(v, "an object")
+                elif i == 2:
+                    f_payload = _jr_raw_dumps(v)
     obj = _new(cls)
     obj.__dict__ = {
         "headers": f_headers,
@@ -18230,115 +18468,104 @@ def _jt_SendPushNotificationRequest(cls: type[_M], s: str, pos: int, depth: int)
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 5:
-                    if i < 2:
-                        if i == 0:
-                            field = "recipient"
-                            if s[pos] == "{":
-                                f_recipient, pos = _jt_PushRecipient(
-                                    PushRecipient, s, pos, depth - 1
-                                )
-                            else:
-                                v, pos = _jr_scan(s, pos)
-                                if v is not None:
-                                    raise _jr_wrong(v, "an object")
-                                f_recipient = None
+                if i < 8:
+                    if i == 1:
+                        field = "recipient"
+                        if s[pos] == "{":
+                            f_recipient, pos = _jt_PushRecipient(PushRecipient, s, pos, depth - 1)
                         else:
-                            field = "notification"
-                            if s[pos] == "{":
-                                f_notification, pos = _jt_PushNotification(
-                                    PushNotification, s, pos, depth - 1
-                                )
-                            else:
-                                v, pos = _jr_scan(s, pos)
-                                if v is not None:
-                                    raise _jr_wrong(v, "an object")
-                                f_notification = None
-                    else:
-                        if i == 2:
-                            field = "uid"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_uid = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
                             v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_uid = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        elif i == 3:
-                            field = "send_at"
-                            v, pos = _jr_scan(s, pos)
-                            if (
-                                v.__class__ is int
-                                and -9223372036854775808 <= v <= 9223372036854775807
-                            ):
-                                f_send_at = v
-                            elif v is not None:
-                                raise _jr_bad_int(
-                                    v, "int64", -9223372036854775808, 9223372036854775807
-                                )
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_recipient = None
+                    elif i == 2:
+                        field = "notification"
+                        if s[pos] == "{":
+                            f_notification, pos = _jt_PushNotification(
+                                PushNotification, s, pos, depth - 1
+                            )
                         else:
-                            field = "optimize_for_reliability"
                             v, pos = _jr_scan(s, pos)
-                            if v is True or v is False:
-                                f_optimize_for_reliability = v
-                            elif v is not None:
-                                raise _jr_wrong(v, "true or false")
-                else:
-                    if i < 7:
-                        if i == 5:
-                            field = "limit_strategy"
-                            if s[pos] == "{":
-                                f_limit_strategy, pos = _jt_PushLimitStrategy(
-                                    PushLimitStrategy, s, pos, depth - 1
-                                )
-                            else:
-                                v, pos = _jr_scan(s, pos)
-                                if v is not None:
-                                    raise _jr_wrong(v, "an object")
-                                f_limit_strategy = None
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_notification = None
+                    elif i == 3:
+                        field = "uid"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_uid = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_uid = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "send_at"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_send_at = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    elif i == 5:
+                        field = "optimize_for_reliability"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_optimize_for_reliability = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    elif i == 6:
+                        field = "limit_strategy"
+                        if s[pos] == "{":
+                            f_limit_strategy, pos = _jt_PushLimitStrategy(
+                                PushLimitStrategy, s, pos, depth - 1
+                            )
                         else:
-                            field = "analytics_uid"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_analytics_uid = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
                             v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_analytics_uid = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 7:
-                            field = "localizations"
-                            if s[pos] == "{":
-                                f_localizations, pos = _jr_obj(
-                                    s, pos, _jt_PushLocalization, PushLocalization, depth - 1
-                                )
-                            else:
-                                v, pos = _jr_scan(s, pos)
-                                if v is not None:
-                                    raise _jr_wrong(v, "an object")
-                                f_localizations = {}
-                        elif i == 8:
-                            field = "use_templating"
-                            v, pos = _jr_scan(s, pos)
-                            if v is True or v is False:
-                                f_use_templating = v
-                            elif v is not None:
-                                raise _jr_wrong(v, "true or false")
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_limit_strategy = None
+                    elif i == 7:
+                        field = "analytics_uid"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_analytics_uid = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_analytics_uid = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                elif i < 16:
+                    if i == 8:
+                        field = "localizations"
+                        if s[pos] == "{":
+                            f_localizations, pos = _jr_obj(
+                                s, pos, _jt_PushLocalization, PushLocalization, depth - 1
+                            )
                         else:
-                            field = "use_meta"
                             v, pos = _jr_scan(s, pos)
-                            if v is True or v is False:
-                                f_use_meta = v
-                            elif v is not None:
-                                raise _jr_wrong(v, "true or false")
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_localizations = {}
+                    elif i == 9:
+                        field = "use_templating"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_use_templating = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    elif i == 10:
+                        field = "use_meta"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_use_meta = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -18380,74 +18607,68 @@ def _jd_SendPushNotificationRequest(cls: type[_M], d: dict[str, Any], depth: int
         if i is None:
             i = _K_SendPushNotificationRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 5:
-                if i < 2:
-                    if i == 0:
-                        if v.__class__ is dict:
-                            f_recipient = _jd_PushRecipient(PushRecipient, v, depth - 1)
-                        elif v is None:
-                            f_recipient = None
-                        else:
-                            raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_recipient = _jd_PushRecipient(PushRecipient, v, depth - 1)
+                    elif v is None:
+                        f_recipient = None
                     else:
-                        if v.__class__ is dict:
-                            f_notification = _jd_PushNotification(PushNotification, v, depth - 1)
-                        elif v is None:
-                            f_notification = None
-                        else:
-                            raise _jr_Fail("wrong type")
-                else:
-                    if i == 2:
-                        if v.__class__ is str:
-                            f_uid = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    elif i == 3:
-                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                            f_send_at = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_notification = _jd_PushNotification(PushNotification, v, depth - 1)
+                    elif v is None:
+                        f_notification = None
                     else:
-                        if v is True or v is False:
-                            f_optimize_for_reliability = v
-                        elif v is not None:
-                            raise _jr_wrong(v, "true or false")
-            else:
-                if i < 7:
-                    if i == 5:
-                        if v.__class__ is dict:
-                            f_limit_strategy = _jd_PushLimitStrategy(
-                                PushLimitStrategy, v, depth - 1
-                            )
-                        elif v is None:
-                            f_limit_strategy = None
-                        else:
-                            raise _jr_Fail("wrong type")
+                        raise _jr_Fail("wrong type")
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_uid = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_send_at = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                elif i == 5:
+                    if v is True or v is False:
+                        f_optimize_for_reliability = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
+                elif i == 6:
+                    if v.__class__ is dict:
+                        f_limit_strategy = _jd_PushLimitStrategy(PushLimitStrategy, v, depth - 1)
+                    elif v is None:
+                        f_limit_strategy = None
                     else:
-                        if v.__class__ is str:
-                            f_analytics_uid = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 7:
-                        if v.__class__ is dict:
-                            f_localizations = _jr_dict_obj(
-                                v, _jd_PushLocalization, PushLocalization, depth - 1
-                            )
-                        elif v is None:
-                            f_localizations = {}
-                        else:
-                            raise _jr_Fail("wrong type")
-                    elif i == 8:
-                        if v is True or v is False:
-                            f_use_templating = v
-                        elif v is not None:
-                            raise _jr_wrong(v, "true or false")
+                        raise _jr_Fail("wrong type")
+                elif i == 7:
+                    if v.__class__ is str:
+                        f_analytics_uid = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+            elif i < 16:
+                if i == 8:
+                    if v.__class__ is dict:
+                        f_localizations = _jr_dict_obj(
+                            v, _jd_PushLocalization, PushLocalization, depth - 1
+                        )
+                    elif v is None:
+                        f_localizations = {}
                     else:
-                        if v is True or v is False:
-                            f_use_meta = v
-                        elif v is not None:
-                            raise _jr_wrong(v, "true or false")
+                        raise _jr_Fail("wrong type")
+                elif i == 9:
+                    if v is True or v is False:
+                        f_use_templating = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
+                elif i == 10:
+                    if v is True or v is False:
+                        f_use_meta = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
     obj = _new(cls)
     obj.__dict__ = {
         "recipient": f_recipient,
@@ -18495,14 +18716,16 @@ def _jt_PushLocalization(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "translations"
-                v, pos = _jr_scan(s, pos)
-                if v.__class__ is dict:
-                    f_translations = _jr_str_map(v)
-                elif v is None:
-                    f_translations = {}
-                else:
-                    raise _jr_wrong(v, "an object")
+                if i < 8:
+                    if i == 1:
+                        field = "translations"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_translations = _jr_str_map(v)
+                        elif v is None:
+                            f_translations = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -18526,12 +18749,14 @@ def _jd_PushLocalization(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_PushLocalization.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is dict:
-                f_translations = _jr_str_map(v)
-            elif v is None:
-                f_translations = {}
-            else:
-                raise _jr_wrong(v, "an object")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_translations = _jr_str_map(v)
+                    elif v is None:
+                        f_translations = {}
+                    else:
+                        raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "translations": f_translations,
@@ -18579,28 +18804,29 @@ def _jt_PushLimitStrategy(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "rate_limit"
-                    if s[pos] == "{":
-                        f_rate_limit, pos = _jt_PushRateLimitStrategy(
-                            PushRateLimitStrategy, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_rate_limit = None
-                else:
-                    field = "time_limit"
-                    if s[pos] == "{":
-                        f_time_limit, pos = _jt_PushTimeLimitStrategy(
-                            PushTimeLimitStrategy, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_time_limit = None
+                if i < 8:
+                    if i == 1:
+                        field = "rate_limit"
+                        if s[pos] == "{":
+                            f_rate_limit, pos = _jt_PushRateLimitStrategy(
+                                PushRateLimitStrategy, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_rate_limit = None
+                    elif i == 2:
+                        field = "time_limit"
+                        if s[pos] == "{":
+                            f_time_limit, pos = _jt_PushTimeLimitStrategy(
+                                PushTimeLimitStrategy, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_time_limit = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -18626,20 +18852,25 @@ def _jd_PushLimitStrategy(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_PushLimitStrategy.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_rate_limit = _jd_PushRateLimitStrategy(PushRateLimitStrategy, v, depth - 1)
-                elif v is None:
-                    f_rate_limit = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_time_limit = _jd_PushTimeLimitStrategy(PushTimeLimitStrategy, v, depth - 1)
-                elif v is None:
-                    f_time_limit = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_rate_limit = _jd_PushRateLimitStrategy(
+                            PushRateLimitStrategy, v, depth - 1
+                        )
+                    elif v is None:
+                        f_rate_limit = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_time_limit = _jd_PushTimeLimitStrategy(
+                            PushTimeLimitStrategy, v, depth - 1
+                        )
+                    elif v is None:
+                        f_time_limit = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "rate_limit": f_rate_limit,
@@ -18689,39 +18920,40 @@ def _jt_PushTimeLimitStrategy(cls: type[_M], s: str, pos: int, depth: int) -> tu
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "send_after_time"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_send_after_time = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_send_after_time = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "send_before_time"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_send_before_time = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_send_before_time = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    field = "no_tz_send_now"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_no_tz_send_now = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
+                if i < 8:
+                    if i == 1:
+                        field = "send_after_time"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_send_after_time = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_send_after_time = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "send_before_time"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_send_before_time = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_send_before_time = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "no_tz_send_now"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_no_tz_send_now = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -18749,21 +18981,22 @@ def _jd_PushTimeLimitStrategy(cls: type[_M], d: dict[str, Any], depth: int) -> _
         if i is None:
             i = _K_PushTimeLimitStrategy.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is str:
-                    f_send_after_time = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            elif i == 1:
-                if v.__class__ is str:
-                    f_send_before_time = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            else:
-                if v is True or v is False:
-                    f_no_tz_send_now = v
-                elif v is not None:
-                    raise _jr_wrong(v, "true or false")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_send_after_time = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_send_before_time = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v is True or v is False:
+                        f_no_tz_send_now = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
     obj = _new(cls)
     obj.__dict__ = {
         "send_after_time": f_send_after_time,
@@ -18816,37 +19049,38 @@ def _jt_PushRateLimitStrategy(cls: type[_M], s: str, pos: int, depth: int) -> tu
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "key"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_key = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_key = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "policies"
-                    if s[pos] == "[":
-                        f_policies, pos = _jr_array(
-                            s, pos, _jt_RateLimitPolicy, RateLimitPolicy, depth - 1
-                        )
-                    else:
+                if i < 8:
+                    if i == 1:
+                        field = "key"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_key = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an array")
-                        f_policies = []
-                else:
-                    field = "drop_if_rate_limited"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_drop_if_rate_limited = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
+                        if v.__class__ is str:
+                            f_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "policies"
+                        if s[pos] == "[":
+                            f_policies, pos = _jr_array(
+                                s, pos, _jt_RateLimitPolicy, RateLimitPolicy, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an array")
+                            f_policies = []
+                    elif i == 3:
+                        field = "drop_if_rate_limited"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_drop_if_rate_limited = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -18874,23 +19108,26 @@ def _jd_PushRateLimitStrategy(cls: type[_M], d: dict[str, Any], depth: int) -> _
         if i is None:
             i = _K_PushRateLimitStrategy.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is str:
-                    f_key = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            elif i == 1:
-                if v.__class__ is list:
-                    f_policies = _jr_dict_array(v, _jd_RateLimitPolicy, RateLimitPolicy, depth - 1)
-                elif v is None:
-                    f_policies = []
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v is True or v is False:
-                    f_drop_if_rate_limited = v
-                elif v is not None:
-                    raise _jr_wrong(v, "true or false")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_key = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is list:
+                        f_policies = _jr_dict_array(
+                            v, _jd_RateLimitPolicy, RateLimitPolicy, depth - 1
+                        )
+                    elif v is None:
+                        f_policies = []
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 3:
+                    if v is True or v is False:
+                        f_drop_if_rate_limited = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
     obj = _new(cls)
     obj.__dict__ = {
         "key": f_key,
@@ -18940,20 +19177,21 @@ def _jt_RateLimitPolicy(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "rate"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_rate = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                else:
-                    field = "interval_ms"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                        f_interval_ms = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
+                if i < 8:
+                    if i == 1:
+                        field = "rate"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_rate = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    elif i == 2:
+                        field = "interval_ms"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                            f_interval_ms = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -18979,16 +19217,17 @@ def _jd_RateLimitPolicy(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_RateLimitPolicy.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                    f_rate = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-            else:
-                if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                    f_interval_ms = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_rate = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                elif i == 2:
+                    if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                        f_interval_ms = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
     obj = _new(cls)
     obj.__dict__ = {
         "rate": f_rate,
@@ -19037,26 +19276,27 @@ def _jt_SendPushNotificationResponse(cls: type[_M], s: str, pos: int, depth: int
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_SendPushNotificationResult(
-                            SendPushNotificationResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_SendPushNotificationResult(
+                                SendPushNotificationResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -19082,22 +19322,23 @@ def _jd_SendPushNotificationResponse(cls: type[_M], d: dict[str, Any], depth: in
         if i is None:
             i = _K_SendPushNotificationResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_SendPushNotificationResult(
-                        SendPushNotificationResult, v, depth - 1
-                    )
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_SendPushNotificationResult(
+                            SendPushNotificationResult, v, depth - 1
+                        )
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -19137,18 +19378,20 @@ def _jt_SendPushNotificationResult(cls: type[_M], s: str, pos: int, depth: int) 
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "uid"
-                m = _jr_STRING_AFTER(s, pos)
-                if m is not None:
-                    v = m[1]
-                    f_uid = v if v.isascii() else _jr_text(v)
-                    k, pos = m[2], m.end()
-                    continue
-                v, pos = _jr_scan(s, pos)
-                if v.__class__ is str:
-                    f_uid = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "uid"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_uid = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_uid = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -19172,10 +19415,12 @@ def _jd_SendPushNotificationResult(cls: type[_M], d: dict[str, Any], depth: int)
         if i is None:
             i = _K_SendPushNotificationResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is str:
-                f_uid = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_uid = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "uid": f_uid,
@@ -19229,8 +19474,8 @@ def _jt_UpdatePushStatusRequest(cls: type[_M], s: str, pos: int, depth: int) -> 
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 2:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "analytics_uid"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -19243,7 +19488,7 @@ def _jt_UpdatePushStatusRequest(cls: type[_M], s: str, pos: int, depth: int) -> 
                             f_analytics_uid = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    else:
+                    elif i == 2:
                         field = "status"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -19256,8 +19501,7 @@ def _jt_UpdatePushStatusRequest(cls: type[_M], s: str, pos: int, depth: int) -> 
                             f_status = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                else:
-                    if i == 2:
+                    elif i == 3:
                         field = "device_id"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -19270,7 +19514,7 @@ def _jt_UpdatePushStatusRequest(cls: type[_M], s: str, pos: int, depth: int) -> 
                             f_device_id = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    else:
+                    elif i == 4:
                         field = "msg_id"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -19312,24 +19556,23 @@ def _jd_UpdatePushStatusRequest(cls: type[_M], d: dict[str, Any], depth: int) ->
         if i is None:
             i = _K_UpdatePushStatusRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 2:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is str:
                         f_analytics_uid = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
+                elif i == 2:
                     if v.__class__ is str:
                         f_status = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-            else:
-                if i == 2:
+                elif i == 3:
                     if v.__class__ is str:
                         f_device_id = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
+                elif i == 4:
                     if v.__class__ is str:
                         f_msg_id = v if v.isascii() else _jr_text(v)
                     elif v is not None:
@@ -19384,26 +19627,27 @@ def _jt_UpdatePushStatusResponse(cls: type[_M], s: str, pos: int, depth: int) ->
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_UpdatePushStatusResult(
-                            UpdatePushStatusResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_UpdatePushStatusResult(
+                                UpdatePushStatusResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -19429,20 +19673,21 @@ def _jd_UpdatePushStatusResponse(cls: type[_M], d: dict[str, Any], depth: int) -
         if i is None:
             i = _K_UpdatePushStatusResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_UpdatePushStatusResult(UpdatePushStatusResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_UpdatePushStatusResult(UpdatePushStatusResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -19518,18 +19763,20 @@ def _jt_CancelPushRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "uid"
-                m = _jr_STRING_AFTER(s, pos)
-                if m is not None:
-                    v = m[1]
-                    f_uid = v if v.isascii() else _jr_text(v)
-                    k, pos = m[2], m.end()
-                    continue
-                v, pos = _jr_scan(s, pos)
-                if v.__class__ is str:
-                    f_uid = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "uid"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_uid = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_uid = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -19553,10 +19800,12 @@ def _jd_CancelPushRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_CancelPushRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is str:
-                f_uid = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_uid = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "uid": f_uid,
@@ -19604,24 +19853,27 @@ def _jt_CancelPushResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_CancelPushResult(CancelPushResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_CancelPushResult(
+                                CancelPushResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -19647,20 +19899,21 @@ def _jd_CancelPushResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_CancelPushResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_CancelPushResult(CancelPushResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_CancelPushResult(CancelPushResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -19800,150 +20053,139 @@ def _jt_MapPublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 6:
-                    if i < 3:
-                        if i == 0:
-                            field = "channel"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_channel = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_channel = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        elif i == 1:
-                            field = "key"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_key = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_key = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "channel"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_channel = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "key"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_key = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "data"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_data = s[start:pos].encode()
+                    elif i == 4:
+                        field = "b64data"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 5:
+                        field = "stream_data"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_stream_data = s[start:pos].encode()
+                    elif i == 6:
+                        field = "b64stream_data"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_b64stream_data = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_b64stream_data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 7:
+                        field = "tags"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_tags = _jr_str_map(v)
+                        elif v is None:
+                            f_tags = {}
                         else:
-                            field = "data"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_data = s[start:pos].encode()
-                    else:
-                        if i == 3:
-                            field = "b64data"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        elif i == 4:
-                            field = "stream_data"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_stream_data = s[start:pos].encode()
-                        else:
-                            field = "b64stream_data"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_b64stream_data = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_b64stream_data = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                else:
-                    if i < 9:
-                        if i == 6:
-                            field = "tags"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is dict:
-                                f_tags = _jr_str_map(v)
-                            elif v is None:
-                                f_tags = {}
-                            else:
-                                raise _jr_wrong(v, "an object")
-                        elif i == 7:
-                            field = "idempotency_key"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_idempotency_key = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_idempotency_key = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "delta"
-                            v, pos = _jr_scan(s, pos)
-                            if v is True or v is False:
-                                f_delta = v
-                            elif v is not None:
-                                raise _jr_wrong(v, "true or false")
-                    else:
-                        if i < 11:
-                            if i == 9:
-                                field = "version"
-                                v, pos = _jr_scan(s, pos)
-                                if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                                    f_version = v
-                                elif v is not None:
-                                    raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                            else:
-                                field = "version_epoch"
-                                m = _jr_STRING_AFTER(s, pos)
-                                if m is not None:
-                                    v = m[1]
-                                    f_version_epoch = v if v.isascii() else _jr_text(v)
-                                    k, pos = m[2], m.end()
-                                    continue
-                                v, pos = _jr_scan(s, pos)
-                                if v.__class__ is str:
-                                    f_version_epoch = v if v.isascii() else _jr_text(v)
-                                elif v is not None:
-                                    raise _jr_wrong(v, "a string")
-                        else:
-                            if i == 11:
-                                field = "score"
-                                v, pos = _jr_scan(s, pos)
-                                if (
-                                    v.__class__ is int
-                                    and -9223372036854775808 <= v <= 9223372036854775807
-                                ):
-                                    f_score = v
-                                elif v is not None:
-                                    raise _jr_bad_int(
-                                        v, "int64", -9223372036854775808, 9223372036854775807
-                                    )
-                            else:
-                                field = "key_mode"
-                                m = _jr_STRING_AFTER(s, pos)
-                                if m is not None:
-                                    v = m[1]
-                                    f_key_mode = v if v.isascii() else _jr_text(v)
-                                    k, pos = m[2], m.end()
-                                    continue
-                                v, pos = _jr_scan(s, pos)
-                                if v.__class__ is str:
-                                    f_key_mode = v if v.isascii() else _jr_text(v)
-                                elif v is not None:
-                                    raise _jr_wrong(v, "a string")
+                            raise _jr_wrong(v, "an object")
+                elif i < 16:
+                    if i == 8:
+                        field = "idempotency_key"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_idempotency_key = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_idempotency_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 9:
+                        field = "delta"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_delta = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    elif i == 10:
+                        field = "version"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_version = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                    elif i == 11:
+                        field = "version_epoch"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_version_epoch = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_version_epoch = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 12:
+                        field = "score"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_score = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    elif i == 13:
+                        field = "key_mode"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_key_mode = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_key_mode = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -19991,80 +20233,69 @@ def _jd_MapPublishRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_MapPublishRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 6:
-                if i < 3:
-                    if i == 0:
-                        if v.__class__ is str:
-                            f_channel = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    elif i == 1:
-                        if v.__class__ is str:
-                            f_key = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_channel = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_key = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    f_data = _jr_raw_dumps(v)
+                elif i == 4:
+                    if v.__class__ is str:
+                        f_b64data = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 5:
+                    f_stream_data = _jr_raw_dumps(v)
+                elif i == 6:
+                    if v.__class__ is str:
+                        f_b64stream_data = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 7:
+                    if v.__class__ is dict:
+                        f_tags = _jr_str_map(v)
+                    elif v is None:
+                        f_tags = {}
                     else:
-                        f_data = _jr_raw_dumps(v)
-                else:
-                    if i == 3:
-                        if v.__class__ is str:
-                            f_b64data = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    elif i == 4:
-                        f_stream_data = _jr_raw_dumps(v)
-                    else:
-                        if v.__class__ is str:
-                            f_b64stream_data = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-            else:
-                if i < 9:
-                    if i == 6:
-                        if v.__class__ is dict:
-                            f_tags = _jr_str_map(v)
-                        elif v is None:
-                            f_tags = {}
-                        else:
-                            raise _jr_wrong(v, "an object")
-                    elif i == 7:
-                        if v.__class__ is str:
-                            f_idempotency_key = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        if v is True or v is False:
-                            f_delta = v
-                        elif v is not None:
-                            raise _jr_wrong(v, "true or false")
-                else:
-                    if i < 11:
-                        if i == 9:
-                            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                                f_version = v
-                            elif v is not None:
-                                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                        else:
-                            if v.__class__ is str:
-                                f_version_epoch = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 11:
-                            if (
-                                v.__class__ is int
-                                and -9223372036854775808 <= v <= 9223372036854775807
-                            ):
-                                f_score = v
-                            elif v is not None:
-                                raise _jr_bad_int(
-                                    v, "int64", -9223372036854775808, 9223372036854775807
-                                )
-                        else:
-                            if v.__class__ is str:
-                                f_key_mode = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                        raise _jr_wrong(v, "an object")
+            elif i < 16:
+                if i == 8:
+                    if v.__class__ is str:
+                        f_idempotency_key = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 9:
+                    if v is True or v is False:
+                        f_delta = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
+                elif i == 10:
+                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                        f_version = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                elif i == 11:
+                    if v.__class__ is str:
+                        f_version_epoch = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 12:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_score = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                elif i == 13:
+                    if v.__class__ is str:
+                        f_key_mode = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "channel": f_channel,
@@ -20124,24 +20355,27 @@ def _jt_MapPublishResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_MapPublishResult(MapPublishResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_MapPublishResult(
+                                MapPublishResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -20167,20 +20401,21 @@ def _jd_MapPublishResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_MapPublishResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_MapPublishResult(MapPublishResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_MapPublishResult(MapPublishResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -20237,15 +20472,15 @@ def _jt_MapPublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 2:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "offset"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is int and 0 <= v <= 18446744073709551615:
                             f_offset = v
                         elif v is not None:
                             raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                    else:
+                    elif i == 2:
                         field = "epoch"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -20258,15 +20493,14 @@ def _jt_MapPublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                             f_epoch = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                else:
-                    if i == 2:
+                    elif i == 3:
                         field = "suppressed"
                         v, pos = _jr_scan(s, pos)
                         if v is True or v is False:
                             f_suppressed = v
                         elif v is not None:
                             raise _jr_wrong(v, "true or false")
-                    else:
+                    elif i == 4:
                         field = "suppress_reason"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -20308,24 +20542,23 @@ def _jd_MapPublishResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_MapPublishResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 2:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is int and 0 <= v <= 18446744073709551615:
                         f_offset = v
                     elif v is not None:
                         raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                else:
+                elif i == 2:
                     if v.__class__ is str:
                         f_epoch = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-            else:
-                if i == 2:
+                elif i == 3:
                     if v is True or v is False:
                         f_suppressed = v
                     elif v is not None:
                         raise _jr_wrong(v, "true or false")
-                else:
+                elif i == 4:
                     if v.__class__ is str:
                         f_suppress_reason = v if v.isascii() else _jr_text(v)
                     elif v is not None:
@@ -20381,45 +20614,46 @@ def _jt_MapRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "channel"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_channel = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_channel = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "key"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_key = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_key = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    field = "idempotency_key"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_idempotency_key = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_idempotency_key = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "channel"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_channel = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "key"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_key = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "idempotency_key"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_idempotency_key = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_idempotency_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -20447,21 +20681,22 @@ def _jd_MapRemoveRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_MapRemoveRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is str:
-                    f_channel = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            elif i == 1:
-                if v.__class__ is str:
-                    f_key = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            else:
-                if v.__class__ is str:
-                    f_idempotency_key = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_channel = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_key = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_idempotency_key = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "channel": f_channel,
@@ -20511,24 +20746,25 @@ def _jt_MapRemoveResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_MapRemoveResult(MapRemoveResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_MapRemoveResult(MapRemoveResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -20554,20 +20790,21 @@ def _jd_MapRemoveResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_MapRemoveResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_MapRemoveResult(MapRemoveResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_MapRemoveResult(MapRemoveResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -20624,15 +20861,15 @@ def _jt_MapRemoveResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 2:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "offset"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is int and 0 <= v <= 18446744073709551615:
                             f_offset = v
                         elif v is not None:
                             raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                    else:
+                    elif i == 2:
                         field = "epoch"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -20645,15 +20882,14 @@ def _jt_MapRemoveResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                             f_epoch = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                else:
-                    if i == 2:
+                    elif i == 3:
                         field = "suppressed"
                         v, pos = _jr_scan(s, pos)
                         if v is True or v is False:
                             f_suppressed = v
                         elif v is not None:
                             raise _jr_wrong(v, "true or false")
-                    else:
+                    elif i == 4:
                         field = "suppress_reason"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -20695,24 +20931,23 @@ def _jd_MapRemoveResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_MapRemoveResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 2:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is int and 0 <= v <= 18446744073709551615:
                         f_offset = v
                     elif v is not None:
                         raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                else:
+                elif i == 2:
                     if v.__class__ is str:
                         f_epoch = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-            else:
-                if i == 2:
+                elif i == 3:
                     if v is True or v is False:
                         f_suppressed = v
                     elif v is not None:
                         raise _jr_wrong(v, "true or false")
-                else:
+                elif i == 4:
                     if v.__class__ is str:
                         f_suppress_reason = v if v.isascii() else _jr_text(v)
                     elif v is not None:
@@ -20792,8 +21027,8 @@ def _jt_MapReadStateRequest(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 3:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "channel"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -20806,7 +21041,7 @@ def _jt_MapReadStateRequest(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                             f_channel = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    elif i == 1:
+                    elif i == 2:
                         field = "cursor"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -20819,56 +21054,53 @@ def _jt_MapReadStateRequest(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                             f_cursor = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    else:
+                    elif i == 3:
                         field = "limit"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is int and -2147483648 <= v <= 2147483647:
                             f_limit = v
                         elif v is not None:
                             raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
-                else:
-                    if i < 5:
-                        if i == 3:
-                            field = "key"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_key = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_key = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "asc"
-                            v, pos = _jr_scan(s, pos)
-                            if v is True or v is False:
-                                f_asc = v
-                            elif v is not None:
-                                raise _jr_wrong(v, "true or false")
-                    else:
-                        if i == 5:
-                            field = "revision_offset"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                                f_revision_offset = v
-                            elif v is not None:
-                                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                        else:
-                            field = "revision_epoch"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_revision_epoch = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_revision_epoch = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "key"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_key = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 5:
+                        field = "asc"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_asc = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    elif i == 6:
+                        field = "revision_offset"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_revision_offset = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                    elif i == 7:
+                        field = "revision_epoch"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_revision_epoch = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_revision_epoch = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -20904,45 +21136,42 @@ def _jd_MapReadStateRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_MapReadStateRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 3:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is str:
                         f_channel = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 1:
+                elif i == 2:
                     if v.__class__ is str:
                         f_cursor = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
+                elif i == 3:
                     if v.__class__ is int and -2147483648 <= v <= 2147483647:
                         f_limit = v
                     elif v is not None:
                         raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
-            else:
-                if i < 5:
-                    if i == 3:
-                        if v.__class__ is str:
-                            f_key = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        if v is True or v is False:
-                            f_asc = v
-                        elif v is not None:
-                            raise _jr_wrong(v, "true or false")
-                else:
-                    if i == 5:
-                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                            f_revision_offset = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                    else:
-                        if v.__class__ is str:
-                            f_revision_epoch = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    if v.__class__ is str:
+                        f_key = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 5:
+                    if v is True or v is False:
+                        f_asc = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
+                elif i == 6:
+                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                        f_revision_offset = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                elif i == 7:
+                    if v.__class__ is str:
+                        f_revision_epoch = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "channel": f_channel,
@@ -20996,26 +21225,27 @@ def _jt_MapReadStateResponse(cls: type[_M], s: str, pos: int, depth: int) -> tup
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_MapReadStateResult(
-                            MapReadStateResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_MapReadStateResult(
+                                MapReadStateResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -21041,20 +21271,21 @@ def _jd_MapReadStateResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M
         if i is None:
             i = _K_MapReadStateResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_MapReadStateResult(MapReadStateResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_MapReadStateResult(MapReadStateResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -21111,8 +21342,8 @@ def _jt_MapReadStateResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 2:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "entries"
                         if s[pos] == "[":
                             f_entries, pos = _jr_array(s, pos, _jt_MapEntry, MapEntry, depth - 1)
@@ -21121,15 +21352,14 @@ def _jt_MapReadStateResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                             if v is not None:
                                 raise _jr_wrong(v, "an array")
                             f_entries = []
-                    else:
+                    elif i == 2:
                         field = "offset"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is int and 0 <= v <= 18446744073709551615:
                             f_offset = v
                         elif v is not None:
                             raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                else:
-                    if i == 2:
+                    elif i == 3:
                         field = "epoch"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -21142,7 +21372,7 @@ def _jt_MapReadStateResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                             f_epoch = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    else:
+                    elif i == 4:
                         field = "cursor"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -21184,26 +21414,25 @@ def _jd_MapReadStateResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_MapReadStateResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 2:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is list:
                         f_entries = _jr_dict_array(v, _jd_MapEntry, MapEntry, depth - 1)
                     elif v is None:
                         f_entries = []
                     else:
                         raise _jr_Fail("wrong type")
-                else:
+                elif i == 2:
                     if v.__class__ is int and 0 <= v <= 18446744073709551615:
                         f_offset = v
                     elif v is not None:
                         raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-            else:
-                if i == 2:
+                elif i == 3:
                     if v.__class__ is str:
                         f_epoch = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
+                elif i == 4:
                     if v.__class__ is str:
                         f_cursor = v if v.isascii() else _jr_text(v)
                     elif v is not None:
@@ -21285,8 +21514,8 @@ def _jt_MapEntry(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 3:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "key"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -21299,12 +21528,12 @@ def _jt_MapEntry(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                             f_key = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    elif i == 1:
+                    elif i == 2:
                         field = "data"
                         start = pos
                         pos = _jr_scan(s, pos)[1]
                         f_data = s[start:pos].encode()
-                    else:
+                    elif i == 3:
                         field = "tags"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is dict:
@@ -21313,47 +21542,34 @@ def _jt_MapEntry(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                             f_tags = {}
                         else:
                             raise _jr_wrong(v, "an object")
-                else:
-                    if i < 5:
-                        if i == 3:
-                            field = "offset"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                                f_offset = v
-                            elif v is not None:
-                                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                        else:
-                            field = "score"
-                            v, pos = _jr_scan(s, pos)
-                            if (
-                                v.__class__ is int
-                                and -9223372036854775808 <= v <= 9223372036854775807
-                            ):
-                                f_score = v
-                            elif v is not None:
-                                raise _jr_bad_int(
-                                    v, "int64", -9223372036854775808, 9223372036854775807
-                                )
-                    else:
-                        if i == 5:
-                            field = "removed"
-                            v, pos = _jr_scan(s, pos)
-                            if v is True or v is False:
-                                f_removed = v
-                            elif v is not None:
-                                raise _jr_wrong(v, "true or false")
-                        else:
-                            field = "time"
-                            v, pos = _jr_scan(s, pos)
-                            if (
-                                v.__class__ is int
-                                and -9223372036854775808 <= v <= 9223372036854775807
-                            ):
-                                f_time = v
-                            elif v is not None:
-                                raise _jr_bad_int(
-                                    v, "int64", -9223372036854775808, 9223372036854775807
-                                )
+                    elif i == 4:
+                        field = "offset"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_offset = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                    elif i == 5:
+                        field = "score"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_score = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    elif i == 6:
+                        field = "removed"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_removed = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    elif i == 7:
+                        field = "time"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_time = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -21389,44 +21605,41 @@ def _jd_MapEntry(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_MapEntry.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 3:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is str:
                         f_key = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 1:
+                elif i == 2:
                     f_data = _jr_raw_dumps(v)
-                else:
+                elif i == 3:
                     if v.__class__ is dict:
                         f_tags = _jr_str_map(v)
                     elif v is None:
                         f_tags = {}
                     else:
                         raise _jr_wrong(v, "an object")
-            else:
-                if i < 5:
-                    if i == 3:
-                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                            f_offset = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                    else:
-                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                            f_score = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                else:
-                    if i == 5:
-                        if v is True or v is False:
-                            f_removed = v
-                        elif v is not None:
-                            raise _jr_wrong(v, "true or false")
-                    else:
-                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                            f_time = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                elif i == 4:
+                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                        f_offset = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                elif i == 5:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_score = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                elif i == 6:
+                    if v is True or v is False:
+                        f_removed = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
+                elif i == 7:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_time = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
     obj = _new(cls)
     obj.__dict__ = {
         "key": f_key,
@@ -21495,8 +21708,8 @@ def _jt_MapReadStreamRequest(cls: type[_M], s: str, pos: int, depth: int) -> tup
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 2:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "channel"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -21509,15 +21722,14 @@ def _jt_MapReadStreamRequest(cls: type[_M], s: str, pos: int, depth: int) -> tup
                             f_channel = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    else:
+                    elif i == 2:
                         field = "since_offset"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is int and 0 <= v <= 18446744073709551615:
                             f_since_offset = v
                         elif v is not None:
                             raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                else:
-                    if i == 2:
+                    elif i == 3:
                         field = "since_epoch"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -21530,14 +21742,14 @@ def _jt_MapReadStreamRequest(cls: type[_M], s: str, pos: int, depth: int) -> tup
                             f_since_epoch = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    elif i == 3:
+                    elif i == 4:
                         field = "limit"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is int and -2147483648 <= v <= 2147483647:
                             f_limit = v
                         elif v is not None:
                             raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
-                    else:
+                    elif i == 5:
                         field = "reverse"
                         v, pos = _jr_scan(s, pos)
                         if v is True or v is False:
@@ -21575,29 +21787,28 @@ def _jd_MapReadStreamRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M
         if i is None:
             i = _K_MapReadStreamRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 2:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is str:
                         f_channel = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
+                elif i == 2:
                     if v.__class__ is int and 0 <= v <= 18446744073709551615:
                         f_since_offset = v
                     elif v is not None:
                         raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-            else:
-                if i == 2:
+                elif i == 3:
                     if v.__class__ is str:
                         f_since_epoch = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 3:
+                elif i == 4:
                     if v.__class__ is int and -2147483648 <= v <= 2147483647:
                         f_limit = v
                     elif v is not None:
                         raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
-                else:
+                elif i == 5:
                     if v is True or v is False:
                         f_reverse = v
                     elif v is not None:
@@ -21653,26 +21864,27 @@ def _jt_MapReadStreamResponse(cls: type[_M], s: str, pos: int, depth: int) -> tu
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_MapReadStreamResult(
-                            MapReadStreamResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_MapReadStreamResult(
+                                MapReadStreamResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -21698,20 +21910,21 @@ def _jd_MapReadStreamResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _
         if i is None:
             i = _K_MapReadStreamResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_MapReadStreamResult(MapReadStreamResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_MapReadStreamResult(MapReadStreamResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -21763,35 +21976,36 @@ def _jt_MapReadStreamResult(cls: type[_M], s: str, pos: int, depth: int) -> tupl
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "entries"
-                    if s[pos] == "[":
-                        f_entries, pos = _jr_array(s, pos, _jt_MapEntry, MapEntry, depth - 1)
-                    else:
+                if i < 8:
+                    if i == 1:
+                        field = "entries"
+                        if s[pos] == "[":
+                            f_entries, pos = _jr_array(s, pos, _jt_MapEntry, MapEntry, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an array")
+                            f_entries = []
+                    elif i == 2:
+                        field = "offset"
                         v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an array")
-                        f_entries = []
-                elif i == 1:
-                    field = "offset"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                        f_offset = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                else:
-                    field = "epoch"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_epoch = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_epoch = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_offset = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                    elif i == 3:
+                        field = "epoch"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_epoch = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_epoch = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -21819,23 +22033,24 @@ def _jd_MapReadStreamResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_MapReadStreamResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is list:
-                    f_entries = _jr_dict_array(v, _jd_MapEntry, MapEntry, depth - 1)
-                elif v is None:
-                    f_entries = []
-                else:
-                    raise _jr_Fail("wrong type")
-            elif i == 1:
-                if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                    f_offset = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-            else:
-                if v.__class__ is str:
-                    f_epoch = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is list:
+                        f_entries = _jr_dict_array(v, _jd_MapEntry, MapEntry, depth - 1)
+                    elif v is None:
+                        f_entries = []
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                        f_offset = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_epoch = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "entries": f_entries,
@@ -21876,18 +22091,20 @@ def _jt_MapStatsRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "channel"
-                m = _jr_STRING_AFTER(s, pos)
-                if m is not None:
-                    v = m[1]
-                    f_channel = v if v.isascii() else _jr_text(v)
-                    k, pos = m[2], m.end()
-                    continue
-                v, pos = _jr_scan(s, pos)
-                if v.__class__ is str:
-                    f_channel = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "channel"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_channel = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -21911,10 +22128,12 @@ def _jd_MapStatsRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_MapStatsRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is str:
-                f_channel = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_channel = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "channel": f_channel,
@@ -21962,24 +22181,25 @@ def _jt_MapStatsResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_MapStatsResult(MapStatsResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_MapStatsResult(MapStatsResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -22005,20 +22225,21 @@ def _jd_MapStatsResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_MapStatsResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_MapStatsResult(MapStatsResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_MapStatsResult(MapStatsResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -22060,12 +22281,14 @@ def _jt_MapStatsResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "num_keys"
-                v, pos = _jr_scan(s, pos)
-                if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                    f_num_keys = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
+                if i < 8:
+                    if i == 1:
+                        field = "num_keys"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                            f_num_keys = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -22089,10 +22312,12 @@ def _jd_MapStatsResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_MapStatsResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                f_num_keys = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                        f_num_keys = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
     obj = _new(cls)
     obj.__dict__ = {
         "num_keys": f_num_keys,
@@ -22131,18 +22356,20 @@ def _jt_MapClearRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "channel"
-                m = _jr_STRING_AFTER(s, pos)
-                if m is not None:
-                    v = m[1]
-                    f_channel = v if v.isascii() else _jr_text(v)
-                    k, pos = m[2], m.end()
-                    continue
-                v, pos = _jr_scan(s, pos)
-                if v.__class__ is str:
-                    f_channel = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "channel"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_channel = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -22166,10 +22393,12 @@ def _jd_MapClearRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_MapClearRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is str:
-                f_channel = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_channel = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "channel": f_channel,
@@ -22217,24 +22446,25 @@ def _jt_MapClearResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_MapClearResult(MapClearResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_MapClearResult(MapClearResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -22260,20 +22490,21 @@ def _jd_MapClearResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_MapClearResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_MapClearResult(MapClearResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_MapClearResult(MapClearResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,
@@ -22376,8 +22607,8 @@ def _jt_SharedPollPublishRequest(cls: type[_M], s: str, pos: int, depth: int) ->
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 3:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "channel"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -22390,7 +22621,7 @@ def _jt_SharedPollPublishRequest(cls: type[_M], s: str, pos: int, depth: int) ->
                             f_channel = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    elif i == 1:
+                    elif i == 2:
                         field = "key"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -22403,13 +22634,12 @@ def _jt_SharedPollPublishRequest(cls: type[_M], s: str, pos: int, depth: int) ->
                             f_key = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    else:
+                    elif i == 3:
                         field = "data"
                         start = pos
                         pos = _jr_scan(s, pos)[1]
                         f_data = s[start:pos].encode()
-                else:
-                    if i == 3:
+                    elif i == 4:
                         field = "b64data"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -22422,14 +22652,14 @@ def _jt_SharedPollPublishRequest(cls: type[_M], s: str, pos: int, depth: int) ->
                             f_b64data = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    elif i == 4:
+                    elif i == 5:
                         field = "version"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is int and 0 <= v <= 18446744073709551615:
                             f_version = v
                         elif v is not None:
                             raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                    else:
+                    elif i == 6:
                         field = "epoch"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -22475,31 +22705,30 @@ def _jd_SharedPollPublishRequest(cls: type[_M], d: dict[str, Any], depth: int) -
         if i is None:
             i = _K_SharedPollPublishRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 3:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is str:
                         f_channel = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 1:
+                elif i == 2:
                     if v.__class__ is str:
                         f_key = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
+                elif i == 3:
                     f_data = _jr_raw_dumps(v)
-            else:
-                if i == 3:
+                elif i == 4:
                     if v.__class__ is str:
                         f_b64data = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 4:
+                elif i == 5:
                     if v.__class__ is int and 0 <= v <= 18446744073709551615:
                         f_version = v
                     elif v is not None:
                         raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                else:
+                elif i == 6:
                     if v.__class__ is str:
                         f_epoch = v if v.isascii() else _jr_text(v)
                     elif v is not None:
@@ -22556,26 +22785,27 @@ def _jt_SharedPollPublishResponse(cls: type[_M], s: str, pos: int, depth: int) -
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_SharedPollPublishResult(
-                            SharedPollPublishResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 2:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_SharedPollPublishResult(
+                                SharedPollPublishResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -22601,20 +22831,23 @@ def _jd_SharedPollPublishResponse(cls: type[_M], d: dict[str, Any], depth: int) 
         if i is None:
             i = _K_SharedPollPublishResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_result = _jd_SharedPollPublishResult(SharedPollPublishResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_result = _jd_SharedPollPublishResult(
+                            SharedPollPublishResult, v, depth - 1
+                        )
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "error": f_error,

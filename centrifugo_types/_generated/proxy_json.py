@@ -101,300 +101,402 @@ _jr_wrong = _json_runtime.wrong
 _M = TypeVar("_M", bound=betterproto2.Message)
 _new = object.__new__
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_FilterNode: dict[str, int] = {"op": 0, "key": 1, "cmp": 2, "val": 3, "vals": 4, "nodes": 5}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_FilterNode: dict[str, int] = {
+    "op": 1,
+    "key": 2,
+    "cmp": 3,
+    "val": 4,
+    "vals": 5,
+    "nodes": 6,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_Disconnect: dict[str, int] = {"code": 0, "reason": 1}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_Disconnect: dict[str, int] = {
+    "code": 1,
+    "reason": 2,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_Error: dict[str, int] = {"code": 0, "message": 1, "temporary": 2}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_Error: dict[str, int] = {
+    "code": 1,
+    "message": 2,
+    "temporary": 3,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
 _K_ConnectRequest: dict[str, int] = {
-    "client": 0,
-    "transport": 1,
-    "protocol": 2,
-    "encoding": 3,
-    "data": 4,
-    "b64data": 5,
-    "name": 6,
-    "version": 7,
-    "channels": 8,
+    "client": 1,
+    "transport": 2,
+    "protocol": 3,
+    "encoding": 4,
+    "data": 10,
+    "b64data": 11,
+    "name": 12,
+    "version": 13,
+    "channels": 14,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
 _K_SubscribeOptions: dict[str, int] = {
-    "expire_at": 0,
-    "info": 1,
-    "b64info": 2,
-    "data": 3,
-    "b64data": 4,
-    "override": 5,
-    "server_tags_filter": 6,
-    "cache_recover": 7,
-}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_ConnectResult: dict[str, int] = {
-    "user": 0,
     "expire_at": 1,
     "info": 2,
     "b64info": 3,
     "data": 4,
     "b64data": 5,
-    "channels": 6,
-    "subs": 7,
-    "meta": 8,
-    "caps": 9,
-    "labels": 10,
+    "override": 6,
+    "server_tags_filter": 7,
+    "cache_recover": 8,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_ChannelsCapability: dict[str, int] = {"channels": 0, "allow": 1, "match": 2}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_ConnectResult: dict[str, int] = {
+    "user": 1,
+    "expire_at": 2,
+    "info": 3,
+    "b64info": 4,
+    "data": 5,
+    "b64data": 6,
+    "channels": 7,
+    "subs": 8,
+    "meta": 9,
+    "caps": 10,
+    "labels": 11,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_ConnectResponse: dict[str, int] = {"result": 0, "error": 1, "disconnect": 2}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_ChannelsCapability: dict[str, int] = {
+    "channels": 1,
+    "allow": 2,
+    "match": 3,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_ConnectResponse: dict[str, int] = {
+    "result": 1,
+    "error": 2,
+    "disconnect": 3,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
 _K_RefreshRequest: dict[str, int] = {
-    "client": 0,
-    "transport": 1,
-    "protocol": 2,
-    "encoding": 3,
-    "user": 4,
-    "meta": 5,
-    "labels": 6,
+    "client": 1,
+    "transport": 2,
+    "protocol": 3,
+    "encoding": 4,
+    "user": 10,
+    "meta": 11,
+    "labels": 12,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
 _K_RefreshResult: dict[str, int] = {
-    "expired": 0,
+    "expired": 1,
+    "expire_at": 2,
+    "info": 3,
+    "b64info": 4,
+    "meta": 5,
+    "caps": 6,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_RefreshResponse: dict[str, int] = {
+    "result": 1,
+    "error": 2,
+    "disconnect": 3,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_SubscribeRequest: dict[str, int] = {
+    "client": 1,
+    "transport": 2,
+    "protocol": 3,
+    "encoding": 4,
+    "user": 10,
+    "channel": 11,
+    "token": 12,
+    "meta": 13,
+    "data": 14,
+    "b64data": 15,
+    "labels": 16,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_BoolValue: dict[str, int] = {
+    "value": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_Int32Value: dict[str, int] = {
+    "value": 1,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_SubscribeOptionOverride: dict[str, int] = {
+    "presence": 1,
+    "join_leave": 2,
+    "force_recovery": 3,
+    "force_positioning": 4,
+    "force_push_join_leave": 5,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_SubscribeResult: dict[str, int] = {
     "expire_at": 1,
     "info": 2,
     "b64info": 3,
-    "meta": 4,
-    "caps": 5,
+    "data": 4,
+    "b64data": 5,
+    "override": 6,
+    "allow": 7,
+    "server_tags_filter": 8,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_RefreshResponse: dict[str, int] = {"result": 0, "error": 1, "disconnect": 2}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_SubscribeRequest: dict[str, int] = {
-    "client": 0,
-    "transport": 1,
-    "protocol": 2,
-    "encoding": 3,
-    "user": 4,
-    "channel": 5,
-    "token": 6,
-    "meta": 7,
-    "data": 8,
-    "b64data": 9,
-    "labels": 10,
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_SubscribeResponse: dict[str, int] = {
+    "result": 1,
+    "error": 2,
+    "disconnect": 3,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_BoolValue: dict[str, int] = {"value": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_Int32Value: dict[str, int] = {"value": 0}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_SubscribeOptionOverride: dict[str, int] = {
-    "presence": 0,
-    "join_leave": 1,
-    "force_recovery": 2,
-    "force_positioning": 3,
-    "force_push_join_leave": 4,
-}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_SubscribeResult: dict[str, int] = {
-    "expire_at": 0,
-    "info": 1,
-    "b64info": 2,
-    "data": 3,
-    "b64data": 4,
-    "override": 5,
-    "allow": 6,
-    "server_tags_filter": 7,
-}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_SubscribeResponse: dict[str, int] = {"result": 0, "error": 1, "disconnect": 2}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
 _K_PublishRequest: dict[str, int] = {
-    "client": 0,
-    "transport": 1,
-    "protocol": 2,
-    "encoding": 3,
-    "user": 4,
-    "channel": 5,
-    "data": 6,
-    "b64data": 7,
-    "meta": 8,
-    "labels": 9,
+    "client": 1,
+    "transport": 2,
+    "protocol": 3,
+    "encoding": 4,
+    "user": 10,
+    "channel": 11,
+    "data": 12,
+    "b64data": 13,
+    "meta": 14,
+    "labels": 15,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
 _K_PublishResult: dict[str, int] = {
-    "data": 0,
-    "b64data": 1,
-    "skip_history": 2,
-    "tags": 3,
-    "idempotency_key": 4,
-    "delta": 5,
-    "version": 6,
-    "version_epoch": 7,
-}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_PublishResponse: dict[str, int] = {"result": 0, "error": 1, "disconnect": 2}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_MapPublishRequest: dict[str, int] = {
-    "client": 0,
-    "transport": 1,
-    "protocol": 2,
-    "encoding": 3,
-    "user": 4,
-    "channel": 5,
-    "key": 6,
-    "data": 7,
-    "b64data": 8,
-    "meta": 9,
-    "labels": 10,
-}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_MapPublishResult: dict[str, int] = {
-    "key": 0,
     "data": 1,
     "b64data": 2,
-    "tags": 3,
-    "score": 4,
-    "key_mode": 5,
-    "stream_data": 6,
-    "b64stream_data": 7,
-    "idempotency_key": 8,
-    "delta": 9,
-    "version": 10,
-    "version_epoch": 11,
+    "skip_history": 3,
+    "tags": 4,
+    "idempotency_key": 5,
+    "delta": 6,
+    "version": 7,
+    "version_epoch": 8,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_MapPublishResponse: dict[str, int] = {"result": 0, "error": 1, "disconnect": 2}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_PublishResponse: dict[str, int] = {
+    "result": 1,
+    "error": 2,
+    "disconnect": 3,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_MapPublishRequest: dict[str, int] = {
+    "client": 1,
+    "transport": 2,
+    "protocol": 3,
+    "encoding": 4,
+    "user": 10,
+    "channel": 11,
+    "key": 12,
+    "data": 13,
+    "b64data": 14,
+    "meta": 15,
+    "labels": 16,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_MapPublishResult: dict[str, int] = {
+    "key": 1,
+    "data": 2,
+    "b64data": 3,
+    "tags": 4,
+    "score": 5,
+    "key_mode": 6,
+    "stream_data": 7,
+    "b64stream_data": 8,
+    "idempotency_key": 9,
+    "delta": 10,
+    "version": 11,
+    "version_epoch": 12,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_MapPublishResponse: dict[str, int] = {
+    "result": 1,
+    "error": 2,
+    "disconnect": 3,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
 _K_MapRemoveRequest: dict[str, int] = {
-    "client": 0,
-    "transport": 1,
-    "protocol": 2,
-    "encoding": 3,
-    "user": 4,
-    "channel": 5,
-    "key": 6,
-    "meta": 7,
-    "labels": 8,
+    "client": 1,
+    "transport": 2,
+    "protocol": 3,
+    "encoding": 4,
+    "user": 10,
+    "channel": 11,
+    "key": 12,
+    "meta": 13,
+    "labels": 14,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_MapRemoveResult: dict[str, int] = {"key": 0, "tags": 1, "idempotency_key": 2}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_MapRemoveResult: dict[str, int] = {
+    "key": 1,
+    "tags": 2,
+    "idempotency_key": 3,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_MapRemoveResponse: dict[str, int] = {"result": 0, "error": 1, "disconnect": 2}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_MapRemoveResponse: dict[str, int] = {
+    "result": 1,
+    "error": 2,
+    "disconnect": 3,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
 _K_RpcRequest: dict[str, int] = {
-    "client": 0,
-    "transport": 1,
-    "protocol": 2,
-    "encoding": 3,
-    "user": 4,
-    "method": 5,
-    "data": 6,
-    "b64data": 7,
-    "meta": 8,
-    "labels": 9,
+    "client": 1,
+    "transport": 2,
+    "protocol": 3,
+    "encoding": 4,
+    "user": 10,
+    "method": 11,
+    "data": 12,
+    "b64data": 13,
+    "meta": 14,
+    "labels": 15,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_RpcResult: dict[str, int] = {"data": 0, "b64data": 1}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_RpcResult: dict[str, int] = {
+    "data": 1,
+    "b64data": 2,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_RpcResponse: dict[str, int] = {"result": 0, "error": 1, "disconnect": 2}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_RpcResponse: dict[str, int] = {
+    "result": 1,
+    "error": 2,
+    "disconnect": 3,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
 _K_SubRefreshRequest: dict[str, int] = {
-    "client": 0,
-    "transport": 1,
-    "protocol": 2,
-    "encoding": 3,
-    "user": 4,
-    "channel": 5,
-    "meta": 6,
-    "labels": 7,
+    "client": 1,
+    "transport": 2,
+    "protocol": 3,
+    "encoding": 4,
+    "user": 10,
+    "channel": 11,
+    "meta": 12,
+    "labels": 13,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_SubRefreshResult: dict[str, int] = {"expired": 0, "expire_at": 1, "info": 2, "b64info": 3}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_SubRefreshResult: dict[str, int] = {
+    "expired": 1,
+    "expire_at": 2,
+    "info": 3,
+    "b64info": 4,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_SubRefreshResponse: dict[str, int] = {"result": 0, "error": 1, "disconnect": 2}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_SubRefreshResponse: dict[str, int] = {
+    "result": 1,
+    "error": 2,
+    "disconnect": 3,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_Publication: dict[str, int] = {"data": 0, "tags": 1}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_Publication: dict[str, int] = {
+    "data": 4,
+    "tags": 7,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_StreamSubscribeRequest: dict[str, int] = {"subscribe_request": 0, "publication": 1}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_StreamSubscribeRequest: dict[str, int] = {
+    "subscribe_request": 1,
+    "publication": 2,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_StreamSubscribeResponse: dict[str, int] = {"subscribe_response": 0, "publication": 1}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_StreamSubscribeResponse: dict[str, int] = {
+    "subscribe_response": 1,
+    "publication": 2,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_NotifyCacheEmptyRequest: dict[str, int] = {"channel": 0}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_NotifyCacheEmptyRequest: dict[str, int] = {
+    "channel": 1,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_NotifyCacheEmptyResponse: dict[str, int] = {"result": 0}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_NotifyCacheEmptyResponse: dict[str, int] = {
+    "result": 1,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_NotifyCacheEmptyResult: dict[str, int] = {"populated": 0}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_NotifyCacheEmptyResult: dict[str, int] = {
+    "populated": 1,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_NotifyChannelStateRequest: dict[str, int] = {"events": 0}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_NotifyChannelStateRequest: dict[str, int] = {
+    "events": 1,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_ChannelEvent: dict[str, int] = {"time_ms": 0, "channel": 1, "type": 2}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_ChannelEvent: dict[str, int] = {
+    "time_ms": 1,
+    "channel": 2,
+    "type": 3,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_NotifyChannelStateResponse: dict[str, int] = {"result": 0, "error": 1}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_NotifyChannelStateResponse: dict[str, int] = {
+    "result": 1,
+    "error": 2,
+}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
 _K_NotifyChannelStateResult: dict[str, int] = {}
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_SharedPollRefreshRequest: dict[str, int] = {"channel": 0, "items": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_SharedPollRefreshItem: dict[str, int] = {"key": 0, "version": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_SharedPollRefreshResult: dict[str, int] = {"items": 0, "epoch": 1}
-
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_SharedPollRefreshResultItem: dict[str, int] = {
-    "key": 0,
-    "data": 1,
-    "version": 2,
-    "removed": 3,
-    "prev_data": 4,
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_SharedPollRefreshRequest: dict[str, int] = {
+    "channel": 1,
+    "items": 2,
 }
 
-#: Field index by JSON key (exact, and as folded by ``_jr_fold``).
-_K_SharedPollRefreshResponse: dict[str, int] = {"result": 0, "error": 1}
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_SharedPollRefreshItem: dict[str, int] = {
+    "key": 1,
+    "version": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_SharedPollRefreshResult: dict[str, int] = {
+    "items": 1,
+    "epoch": 2,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_SharedPollRefreshResultItem: dict[str, int] = {
+    "key": 1,
+    "data": 2,
+    "version": 3,
+    "removed": 4,
+    "prev_data": 5,
+}
+
+#: Field number by JSON key (exact, and as folded by ``_jr_fold``).
+_K_SharedPollRefreshResponse: dict[str, int] = {
+    "result": 1,
+    "error": 2,
+}
 
 
 def _je_FilterNode(m: FilterNode) -> str:
@@ -454,8 +556,8 @@ def _jt_FilterNode(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 3:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "op"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -468,7 +570,7 @@ def _jt_FilterNode(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                             f_op = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    elif i == 1:
+                    elif i == 2:
                         field = "key"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -481,7 +583,7 @@ def _jt_FilterNode(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                             f_key = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    else:
+                    elif i == 3:
                         field = "cmp"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -494,8 +596,7 @@ def _jt_FilterNode(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                             f_cmp = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                else:
-                    if i == 3:
+                    elif i == 4:
                         field = "val"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -508,7 +609,7 @@ def _jt_FilterNode(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                             f_val = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    elif i == 4:
+                    elif i == 5:
                         field = "vals"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is list:
@@ -517,7 +618,7 @@ def _jt_FilterNode(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                             f_vals = []
                         else:
                             raise _jr_wrong(v, "an array")
-                    else:
+                    elif i == 6:
                         field = "nodes"
                         if s[pos] == "[":
                             f_nodes, pos = _jr_array(s, pos, _jt_FilterNode, FilterNode, depth - 1)
@@ -561,36 +662,35 @@ def _jd_FilterNode(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_FilterNode.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 3:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is str:
                         f_op = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 1:
+                elif i == 2:
                     if v.__class__ is str:
                         f_key = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
+                elif i == 3:
                     if v.__class__ is str:
                         f_cmp = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-            else:
-                if i == 3:
+                elif i == 4:
                     if v.__class__ is str:
                         f_val = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 4:
+                elif i == 5:
                     if v.__class__ is list:
                         f_vals = _jr_strs(v)
                     elif v is None:
                         f_vals = []
                     else:
                         raise _jr_wrong(v, "an array")
-                else:
+                elif i == 6:
                     if v.__class__ is list:
                         f_nodes = _jr_dict_array(v, _jd_FilterNode, FilterNode, depth - 1)
                     elif v is None:
@@ -647,26 +747,27 @@ def _jt_Disconnect(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "code"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 4294967295:
-                        f_code = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
-                else:
-                    field = "reason"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_reason = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_reason = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "code"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 4294967295:
+                            f_code = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                    elif i == 2:
+                        field = "reason"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_reason = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_reason = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -692,16 +793,17 @@ def _jd_Disconnect(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_Disconnect.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is int and 0 <= v <= 4294967295:
-                    f_code = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "uint32", 0, 4294967295)
-            else:
-                if v.__class__ is str:
-                    f_reason = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is int and 0 <= v <= 4294967295:
+                        f_code = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_reason = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "code": f_code,
@@ -753,33 +855,34 @@ def _jt_Error(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]:
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "code"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 4294967295:
-                        f_code = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
-                elif i == 1:
-                    field = "message"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_message = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_message = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    field = "temporary"
-                    v, pos = _jr_scan(s, pos)
-                    if v is True or v is False:
-                        f_temporary = v
-                    elif v is not None:
-                        raise _jr_wrong(v, "true or false")
+                if i < 8:
+                    if i == 1:
+                        field = "code"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 4294967295:
+                            f_code = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                    elif i == 2:
+                        field = "message"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_message = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_message = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "temporary"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_temporary = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -807,21 +910,22 @@ def _jd_Error(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_Error.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is int and 0 <= v <= 4294967295:
-                    f_code = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "uint32", 0, 4294967295)
-            elif i == 1:
-                if v.__class__ is str:
-                    f_message = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            else:
-                if v is True or v is False:
-                    f_temporary = v
-                elif v is not None:
-                    raise _jr_wrong(v, "true or false")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is int and 0 <= v <= 4294967295:
+                        f_code = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint32", 0, 4294967295)
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_message = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v is True or v is False:
+                        f_temporary = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
     obj = _new(cls)
     obj.__dict__ = {
         "code": f_code,
@@ -902,117 +1006,113 @@ def _jt_ConnectRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 4:
-                    if i < 2:
-                        if i == 0:
-                            field = "client"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_client = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_client = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "client"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_client = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_client = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "transport"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_transport = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_transport = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "protocol"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "encoding"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_encoding = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_encoding = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                elif i < 16:
+                    if i == 10:
+                        field = "data"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_data = s[start:pos].encode()
+                    elif i == 11:
+                        field = "b64data"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 12:
+                        field = "name"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_name = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_name = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 13:
+                        field = "version"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_version = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_version = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 14:
+                        field = "channels"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_channels = _jr_strs(v)
+                        elif v is None:
+                            f_channels = []
                         else:
-                            field = "transport"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_transport = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_transport = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 2:
-                            field = "protocol"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_protocol = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_protocol = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "encoding"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_encoding = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_encoding = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                else:
-                    if i < 6:
-                        if i == 4:
-                            field = "data"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_data = s[start:pos].encode()
-                        else:
-                            field = "b64data"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 6:
-                            field = "name"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_name = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_name = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        elif i == 7:
-                            field = "version"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_version = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_version = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "channels"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is list:
-                                f_channels = _jr_strs(v)
-                            elif v is None:
-                                f_channels = []
-                            else:
-                                raise _jr_wrong(v, "an array")
+                            raise _jr_wrong(v, "an array")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -1052,56 +1152,52 @@ def _jd_ConnectRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_ConnectRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 4:
-                if i < 2:
-                    if i == 0:
-                        if v.__class__ is str:
-                            f_client = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_client = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_transport = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_protocol = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    if v.__class__ is str:
+                        f_encoding = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+            elif i < 16:
+                if i == 10:
+                    f_data = _jr_raw_dumps(v)
+                elif i == 11:
+                    if v.__class__ is str:
+                        f_b64data = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 12:
+                    if v.__class__ is str:
+                        f_name = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 13:
+                    if v.__class__ is str:
+                        f_version = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 14:
+                    if v.__class__ is list:
+                        f_channels = _jr_strs(v)
+                    elif v is None:
+                        f_channels = []
                     else:
-                        if v.__class__ is str:
-                            f_transport = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 2:
-                        if v.__class__ is str:
-                            f_protocol = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        if v.__class__ is str:
-                            f_encoding = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-            else:
-                if i < 6:
-                    if i == 4:
-                        f_data = _jr_raw_dumps(v)
-                    else:
-                        if v.__class__ is str:
-                            f_b64data = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 6:
-                        if v.__class__ is str:
-                            f_name = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    elif i == 7:
-                        if v.__class__ is str:
-                            f_version = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        if v.__class__ is list:
-                            f_channels = _jr_strs(v)
-                        elif v is None:
-                            f_channels = []
-                        else:
-                            raise _jr_wrong(v, "an array")
+                        raise _jr_wrong(v, "an array")
     obj = _new(cls)
     obj.__dict__ = {
         "client": f_client,
@@ -1191,89 +1287,80 @@ def _jt_SubscribeOptions(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 4:
-                    if i < 2:
-                        if i == 0:
-                            field = "expire_at"
-                            v, pos = _jr_scan(s, pos)
-                            if (
-                                v.__class__ is int
-                                and -9223372036854775808 <= v <= 9223372036854775807
-                            ):
-                                f_expire_at = v
-                            elif v is not None:
-                                raise _jr_bad_int(
-                                    v, "int64", -9223372036854775808, 9223372036854775807
-                                )
+                if i < 8:
+                    if i == 1:
+                        field = "expire_at"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_expire_at = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    elif i == 2:
+                        field = "info"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_info = s[start:pos].encode()
+                    elif i == 3:
+                        field = "b64info"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_b64info = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_b64info = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "data"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_data = s[start:pos].encode()
+                    elif i == 5:
+                        field = "b64data"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 6:
+                        field = "override"
+                        if s[pos] == "{":
+                            f_override, pos = _jt_SubscribeOptionOverride(
+                                SubscribeOptionOverride, s, pos, depth - 1
+                            )
                         else:
-                            field = "info"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_info = s[start:pos].encode()
-                    else:
-                        if i == 2:
-                            field = "b64info"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_b64info = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
                             v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_b64info = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_override = None
+                    elif i == 7:
+                        field = "server_tags_filter"
+                        if s[pos] == "{":
+                            f_server_tags_filter, pos = _jt_FilterNode(
+                                FilterNode, s, pos, depth - 1
+                            )
                         else:
-                            field = "data"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_data = s[start:pos].encode()
-                else:
-                    if i < 6:
-                        if i == 4:
-                            field = "b64data"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
                             v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "override"
-                            if s[pos] == "{":
-                                f_override, pos = _jt_SubscribeOptionOverride(
-                                    SubscribeOptionOverride, s, pos, depth - 1
-                                )
-                            else:
-                                v, pos = _jr_scan(s, pos)
-                                if v is not None:
-                                    raise _jr_wrong(v, "an object")
-                                f_override = None
-                    else:
-                        if i == 6:
-                            field = "server_tags_filter"
-                            if s[pos] == "{":
-                                f_server_tags_filter, pos = _jt_FilterNode(
-                                    FilterNode, s, pos, depth - 1
-                                )
-                            else:
-                                v, pos = _jr_scan(s, pos)
-                                if v is not None:
-                                    raise _jr_wrong(v, "an object")
-                                f_server_tags_filter = None
-                        else:
-                            field = "cache_recover"
-                            v, pos = _jr_scan(s, pos)
-                            if v is True or v is False:
-                                f_cache_recover = v
-                            elif v is not None:
-                                raise _jr_wrong(v, "true or false")
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_server_tags_filter = None
+                elif i < 16:
+                    if i == 8:
+                        field = "cache_recover"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_cache_recover = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -1311,52 +1398,48 @@ def _jd_SubscribeOptions(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_SubscribeOptions.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 4:
-                if i < 2:
-                    if i == 0:
-                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                            f_expire_at = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_expire_at = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                elif i == 2:
+                    f_info = _jr_raw_dumps(v)
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_b64info = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    f_data = _jr_raw_dumps(v)
+                elif i == 5:
+                    if v.__class__ is str:
+                        f_b64data = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 6:
+                    if v.__class__ is dict:
+                        f_override = _jd_SubscribeOptionOverride(
+                            SubscribeOptionOverride, v, depth - 1
+                        )
+                    elif v is None:
+                        f_override = None
                     else:
-                        f_info = _jr_raw_dumps(v)
-                else:
-                    if i == 2:
-                        if v.__class__ is str:
-                            f_b64info = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+                        raise _jr_Fail("wrong type")
+                elif i == 7:
+                    if v.__class__ is dict:
+                        f_server_tags_filter = _jd_FilterNode(FilterNode, v, depth - 1)
+                    elif v is None:
+                        f_server_tags_filter = None
                     else:
-                        f_data = _jr_raw_dumps(v)
-            else:
-                if i < 6:
-                    if i == 4:
-                        if v.__class__ is str:
-                            f_b64data = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        if v.__class__ is dict:
-                            f_override = _jd_SubscribeOptionOverride(
-                                SubscribeOptionOverride, v, depth - 1
-                            )
-                        elif v is None:
-                            f_override = None
-                        else:
-                            raise _jr_Fail("wrong type")
-                else:
-                    if i == 6:
-                        if v.__class__ is dict:
-                            f_server_tags_filter = _jd_FilterNode(FilterNode, v, depth - 1)
-                        elif v is None:
-                            f_server_tags_filter = None
-                        else:
-                            raise _jr_Fail("wrong type")
-                    else:
-                        if v is True or v is False:
-                            f_cache_recover = v
-                        elif v is not None:
-                            raise _jr_wrong(v, "true or false")
+                        raise _jr_Fail("wrong type")
+            elif i < 16:
+                if i == 8:
+                    if v is True or v is False:
+                        f_cache_recover = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
     obj = _new(cls)
     obj.__dict__ = {
         "expire_at": f_expire_at,
@@ -1460,118 +1543,109 @@ def _jt_ConnectResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 5:
-                    if i < 2:
-                        if i == 0:
-                            field = "user"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_user = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_user = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "expire_at"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_expire_at = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    elif i == 3:
+                        field = "info"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_info = s[start:pos].encode()
+                    elif i == 4:
+                        field = "b64info"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_b64info = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_b64info = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 5:
+                        field = "data"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_data = s[start:pos].encode()
+                    elif i == 6:
+                        field = "b64data"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 7:
+                        field = "channels"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_channels = _jr_strs(v)
+                        elif v is None:
+                            f_channels = []
                         else:
-                            field = "expire_at"
-                            v, pos = _jr_scan(s, pos)
-                            if (
-                                v.__class__ is int
-                                and -9223372036854775808 <= v <= 9223372036854775807
-                            ):
-                                f_expire_at = v
-                            elif v is not None:
-                                raise _jr_bad_int(
-                                    v, "int64", -9223372036854775808, 9223372036854775807
-                                )
-                    else:
-                        if i == 2:
-                            field = "info"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_info = s[start:pos].encode()
-                        elif i == 3:
-                            field = "b64info"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_b64info = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_b64info = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                            raise _jr_wrong(v, "an array")
+                elif i < 16:
+                    if i == 8:
+                        field = "subs"
+                        if s[pos] == "{":
+                            f_subs, pos = _jr_obj(
+                                s, pos, _jt_SubscribeOptions, SubscribeOptions, depth - 1
+                            )
                         else:
-                            field = "data"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_data = s[start:pos].encode()
-                else:
-                    if i < 8:
-                        if i == 5:
-                            field = "b64data"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
                             v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        elif i == 6:
-                            field = "channels"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is list:
-                                f_channels = _jr_strs(v)
-                            elif v is None:
-                                f_channels = []
-                            else:
-                                raise _jr_wrong(v, "an array")
-                        else:
-                            field = "subs"
-                            if s[pos] == "{":
-                                f_subs, pos = _jr_obj(
-                                    s, pos, _jt_SubscribeOptions, SubscribeOptions, depth - 1
-                                )
-                            else:
-                                v, pos = _jr_scan(s, pos)
-                                if v is not None:
-                                    raise _jr_wrong(v, "an object")
-                                f_subs = {}
-                    else:
-                        if i == 8:
-                            field = "meta"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_meta = s[start:pos].encode()
-                        elif i == 9:
-                            field = "caps"
-                            if s[pos] == "[":
-                                f_caps, pos = _jr_array(
-                                    s, pos, _jt_ChannelsCapability, ChannelsCapability, depth - 1
-                                )
-                            else:
-                                v, pos = _jr_scan(s, pos)
-                                if v is not None:
-                                    raise _jr_wrong(v, "an array")
-                                f_caps = []
-                        else:
-                            field = "labels"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is dict:
-                                f_labels = _jr_str_map(v)
-                            elif v is None:
-                                f_labels = {}
-                            else:
+                            if v is not None:
                                 raise _jr_wrong(v, "an object")
+                            f_subs = {}
+                    elif i == 9:
+                        field = "meta"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_meta = s[start:pos].encode()
+                    elif i == 10:
+                        field = "caps"
+                        if s[pos] == "[":
+                            f_caps, pos = _jr_array(
+                                s, pos, _jt_ChannelsCapability, ChannelsCapability, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an array")
+                            f_caps = []
+                    elif i == 11:
+                        field = "labels"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_labels = _jr_str_map(v)
+                        elif v is None:
+                            f_labels = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -1615,70 +1689,64 @@ def _jd_ConnectResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_ConnectResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 5:
-                if i < 2:
-                    if i == 0:
-                        if v.__class__ is str:
-                            f_user = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_expire_at = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                elif i == 3:
+                    f_info = _jr_raw_dumps(v)
+                elif i == 4:
+                    if v.__class__ is str:
+                        f_b64info = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 5:
+                    f_data = _jr_raw_dumps(v)
+                elif i == 6:
+                    if v.__class__ is str:
+                        f_b64data = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 7:
+                    if v.__class__ is list:
+                        f_channels = _jr_strs(v)
+                    elif v is None:
+                        f_channels = []
                     else:
-                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                            f_expire_at = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                else:
-                    if i == 2:
-                        f_info = _jr_raw_dumps(v)
-                    elif i == 3:
-                        if v.__class__ is str:
-                            f_b64info = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+                        raise _jr_wrong(v, "an array")
+            elif i < 16:
+                if i == 8:
+                    if v.__class__ is dict:
+                        f_subs = _jr_dict_obj(v, _jd_SubscribeOptions, SubscribeOptions, depth - 1)
+                    elif v is None:
+                        f_subs = {}
                     else:
-                        f_data = _jr_raw_dumps(v)
-            else:
-                if i < 8:
-                    if i == 5:
-                        if v.__class__ is str:
-                            f_b64data = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    elif i == 6:
-                        if v.__class__ is list:
-                            f_channels = _jr_strs(v)
-                        elif v is None:
-                            f_channels = []
-                        else:
-                            raise _jr_wrong(v, "an array")
+                        raise _jr_Fail("wrong type")
+                elif i == 9:
+                    f_meta = _jr_raw_dumps(v)
+                elif i == 10:
+                    if v.__class__ is list:
+                        f_caps = _jr_dict_array(
+                            v, _jd_ChannelsCapability, ChannelsCapability, depth - 1
+                        )
+                    elif v is None:
+                        f_caps = []
                     else:
-                        if v.__class__ is dict:
-                            f_subs = _jr_dict_obj(
-                                v, _jd_SubscribeOptions, SubscribeOptions, depth - 1
-                            )
-                        elif v is None:
-                            f_subs = {}
-                        else:
-                            raise _jr_Fail("wrong type")
-                else:
-                    if i == 8:
-                        f_meta = _jr_raw_dumps(v)
-                    elif i == 9:
-                        if v.__class__ is list:
-                            f_caps = _jr_dict_array(
-                                v, _jd_ChannelsCapability, ChannelsCapability, depth - 1
-                            )
-                        elif v is None:
-                            f_caps = []
-                        else:
-                            raise _jr_Fail("wrong type")
+                        raise _jr_Fail("wrong type")
+                elif i == 11:
+                    if v.__class__ is dict:
+                        f_labels = _jr_str_map(v)
+                    elif v is None:
+                        f_labels = {}
                     else:
-                        if v.__class__ is dict:
-                            f_labels = _jr_str_map(v)
-                        elif v is None:
-                            f_labels = {}
-                        else:
-                            raise _jr_wrong(v, "an object")
+                        raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "user": f_user,
@@ -1737,37 +1805,38 @@ def _jt_ChannelsCapability(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "channels"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_channels = _jr_strs(v)
-                    elif v is None:
-                        f_channels = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                elif i == 1:
-                    field = "allow"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is list:
-                        f_allow = _jr_strs(v)
-                    elif v is None:
-                        f_allow = []
-                    else:
-                        raise _jr_wrong(v, "an array")
-                else:
-                    field = "match"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_match = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_match = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "channels"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_channels = _jr_strs(v)
+                        elif v is None:
+                            f_channels = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                    elif i == 2:
+                        field = "allow"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_allow = _jr_strs(v)
+                        elif v is None:
+                            f_allow = []
+                        else:
+                            raise _jr_wrong(v, "an array")
+                    elif i == 3:
+                        field = "match"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_match = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_match = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -1795,25 +1864,26 @@ def _jd_ChannelsCapability(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_ChannelsCapability.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is list:
-                    f_channels = _jr_strs(v)
-                elif v is None:
-                    f_channels = []
-                else:
-                    raise _jr_wrong(v, "an array")
-            elif i == 1:
-                if v.__class__ is list:
-                    f_allow = _jr_strs(v)
-                elif v is None:
-                    f_allow = []
-                else:
-                    raise _jr_wrong(v, "an array")
-            else:
-                if v.__class__ is str:
-                    f_match = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is list:
+                        f_channels = _jr_strs(v)
+                    elif v is None:
+                        f_channels = []
+                    else:
+                        raise _jr_wrong(v, "an array")
+                elif i == 2:
+                    if v.__class__ is list:
+                        f_allow = _jr_strs(v)
+                    elif v is None:
+                        f_allow = []
+                    else:
+                        raise _jr_wrong(v, "an array")
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_match = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "channels": f_channels,
@@ -1870,33 +1940,34 @@ def _jt_ConnectResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_ConnectResult(ConnectResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
-                elif i == 1:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "disconnect"
-                    if s[pos] == "{":
-                        f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_disconnect = None
+                if i < 8:
+                    if i == 1:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_ConnectResult(ConnectResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
+                    elif i == 2:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 3:
+                        field = "disconnect"
+                        if s[pos] == "{":
+                            f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_disconnect = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -1924,27 +1995,28 @@ def _jd_ConnectResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_ConnectResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_result = _jd_ConnectResult(ConnectResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
-            elif i == 1:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
-                elif v is None:
-                    f_disconnect = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_result = _jd_ConnectResult(ConnectResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 3:
+                    if v.__class__ is dict:
+                        f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
+                    elif v is None:
+                        f_disconnect = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "result": f_result,
@@ -2014,8 +2086,8 @@ def _jt_RefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 3:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "client"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -2028,7 +2100,7 @@ def _jt_RefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                             f_client = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    elif i == 1:
+                    elif i == 2:
                         field = "transport"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -2041,7 +2113,7 @@ def _jt_RefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                             f_transport = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    else:
+                    elif i == 3:
                         field = "protocol"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -2054,49 +2126,47 @@ def _jt_RefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                             f_protocol = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                else:
-                    if i < 5:
-                        if i == 3:
-                            field = "encoding"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_encoding = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_encoding = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "encoding"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_encoding = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_encoding = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                elif i < 16:
+                    if i == 10:
+                        field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 11:
+                        field = "meta"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_meta = s[start:pos].encode()
+                    elif i == 12:
+                        field = "labels"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_labels = _jr_str_map(v)
+                        elif v is None:
+                            f_labels = {}
                         else:
-                            field = "user"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_user = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_user = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 5:
-                            field = "meta"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_meta = s[start:pos].encode()
-                        else:
-                            field = "labels"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is dict:
-                                f_labels = _jr_str_map(v)
-                            elif v is None:
-                                f_labels = {}
-                            else:
-                                raise _jr_wrong(v, "an object")
+                            raise _jr_wrong(v, "an object")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -2132,44 +2202,42 @@ def _jd_RefreshRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_RefreshRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 3:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is str:
                         f_client = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 1:
+                elif i == 2:
                     if v.__class__ is str:
                         f_transport = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
+                elif i == 3:
                     if v.__class__ is str:
                         f_protocol = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-            else:
-                if i < 5:
-                    if i == 3:
-                        if v.__class__ is str:
-                            f_encoding = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    if v.__class__ is str:
+                        f_encoding = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+            elif i < 16:
+                if i == 10:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 11:
+                    f_meta = _jr_raw_dumps(v)
+                elif i == 12:
+                    if v.__class__ is dict:
+                        f_labels = _jr_str_map(v)
+                    elif v is None:
+                        f_labels = {}
                     else:
-                        if v.__class__ is str:
-                            f_user = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 5:
-                        f_meta = _jr_raw_dumps(v)
-                    else:
-                        if v.__class__ is dict:
-                            f_labels = _jr_str_map(v)
-                        elif v is None:
-                            f_labels = {}
-                        else:
-                            raise _jr_wrong(v, "an object")
+                        raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "client": f_client,
@@ -2245,28 +2313,27 @@ def _jt_RefreshResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 3:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "expired"
                         v, pos = _jr_scan(s, pos)
                         if v is True or v is False:
                             f_expired = v
                         elif v is not None:
                             raise _jr_wrong(v, "true or false")
-                    elif i == 1:
+                    elif i == 2:
                         field = "expire_at"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
                             f_expire_at = v
                         elif v is not None:
                             raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                    else:
+                    elif i == 3:
                         field = "info"
                         start = pos
                         pos = _jr_scan(s, pos)[1]
                         f_info = s[start:pos].encode()
-                else:
-                    if i == 3:
+                    elif i == 4:
                         field = "b64info"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -2279,12 +2346,12 @@ def _jt_RefreshResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                             f_b64info = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    elif i == 4:
+                    elif i == 5:
                         field = "meta"
                         start = pos
                         pos = _jr_scan(s, pos)[1]
                         f_meta = s[start:pos].encode()
-                    else:
+                    elif i == 6:
                         field = "caps"
                         if s[pos] == "[":
                             f_caps, pos = _jr_array(
@@ -2328,28 +2395,27 @@ def _jd_RefreshResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_RefreshResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 3:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v is True or v is False:
                         f_expired = v
                     elif v is not None:
                         raise _jr_wrong(v, "true or false")
-                elif i == 1:
+                elif i == 2:
                     if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
                         f_expire_at = v
                     elif v is not None:
                         raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                else:
+                elif i == 3:
                     f_info = _jr_raw_dumps(v)
-            else:
-                if i == 3:
+                elif i == 4:
                     if v.__class__ is str:
                         f_b64info = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                elif i == 4:
+                elif i == 5:
                     f_meta = _jr_raw_dumps(v)
-                else:
+                elif i == 6:
                     if v.__class__ is list:
                         f_caps = _jr_dict_array(
                             v, _jd_ChannelsCapability, ChannelsCapability, depth - 1
@@ -2417,33 +2483,34 @@ def _jt_RefreshResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_RefreshResult(RefreshResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
-                elif i == 1:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "disconnect"
-                    if s[pos] == "{":
-                        f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_disconnect = None
+                if i < 8:
+                    if i == 1:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_RefreshResult(RefreshResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
+                    elif i == 2:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 3:
+                        field = "disconnect"
+                        if s[pos] == "{":
+                            f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_disconnect = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -2471,27 +2538,28 @@ def _jd_RefreshResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_RefreshResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_result = _jd_RefreshResult(RefreshResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
-            elif i == 1:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
-                elif v is None:
-                    f_disconnect = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_result = _jd_RefreshResult(RefreshResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 3:
+                    if v.__class__ is dict:
+                        f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
+                    elif v is None:
+                        f_disconnect = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "result": f_result,
@@ -2581,135 +2649,132 @@ def _jt_SubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 5:
-                    if i < 2:
-                        if i == 0:
-                            field = "client"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_client = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_client = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "client"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_client = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_client = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "transport"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_transport = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_transport = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "protocol"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "encoding"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_encoding = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_encoding = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                elif i < 16:
+                    if i == 10:
+                        field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 11:
+                        field = "channel"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_channel = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 12:
+                        field = "token"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_token = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_token = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 13:
+                        field = "meta"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_meta = s[start:pos].encode()
+                    elif i == 14:
+                        field = "data"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_data = s[start:pos].encode()
+                    elif i == 15:
+                        field = "b64data"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                elif i < 24:
+                    if i == 16:
+                        field = "labels"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_labels = _jr_str_map(v)
+                        elif v is None:
+                            f_labels = {}
                         else:
-                            field = "transport"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_transport = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_transport = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 2:
-                            field = "protocol"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_protocol = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_protocol = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        elif i == 3:
-                            field = "encoding"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_encoding = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_encoding = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "user"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_user = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_user = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                else:
-                    if i < 8:
-                        if i == 5:
-                            field = "channel"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_channel = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_channel = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        elif i == 6:
-                            field = "token"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_token = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_token = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "meta"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_meta = s[start:pos].encode()
-                    else:
-                        if i == 8:
-                            field = "data"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_data = s[start:pos].encode()
-                        elif i == 9:
-                            field = "b64data"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "labels"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is dict:
-                                f_labels = _jr_str_map(v)
-                            elif v is None:
-                                f_labels = {}
-                            else:
-                                raise _jr_wrong(v, "an object")
+                            raise _jr_wrong(v, "an object")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -2753,63 +2818,60 @@ def _jd_SubscribeRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_SubscribeRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 5:
-                if i < 2:
-                    if i == 0:
-                        if v.__class__ is str:
-                            f_client = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_client = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_transport = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_protocol = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    if v.__class__ is str:
+                        f_encoding = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+            elif i < 16:
+                if i == 10:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 11:
+                    if v.__class__ is str:
+                        f_channel = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 12:
+                    if v.__class__ is str:
+                        f_token = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 13:
+                    f_meta = _jr_raw_dumps(v)
+                elif i == 14:
+                    f_data = _jr_raw_dumps(v)
+                elif i == 15:
+                    if v.__class__ is str:
+                        f_b64data = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+            elif i < 24:
+                if i == 16:
+                    if v.__class__ is dict:
+                        f_labels = _jr_str_map(v)
+                    elif v is None:
+                        f_labels = {}
                     else:
-                        if v.__class__ is str:
-                            f_transport = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 2:
-                        if v.__class__ is str:
-                            f_protocol = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    elif i == 3:
-                        if v.__class__ is str:
-                            f_encoding = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        if v.__class__ is str:
-                            f_user = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-            else:
-                if i < 8:
-                    if i == 5:
-                        if v.__class__ is str:
-                            f_channel = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    elif i == 6:
-                        if v.__class__ is str:
-                            f_token = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        f_meta = _jr_raw_dumps(v)
-                else:
-                    if i == 8:
-                        f_data = _jr_raw_dumps(v)
-                    elif i == 9:
-                        if v.__class__ is str:
-                            f_b64data = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        if v.__class__ is dict:
-                            f_labels = _jr_str_map(v)
-                        elif v is None:
-                            f_labels = {}
-                        else:
-                            raise _jr_wrong(v, "an object")
+                        raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "client": f_client,
@@ -2858,12 +2920,14 @@ def _jt_BoolValue(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "value"
-                v, pos = _jr_scan(s, pos)
-                if v is True or v is False:
-                    f_value = v
-                elif v is not None:
-                    raise _jr_wrong(v, "true or false")
+                if i < 8:
+                    if i == 1:
+                        field = "value"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_value = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -2887,10 +2951,12 @@ def _jd_BoolValue(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_BoolValue.get(_jr_fold(k), -1)
         if i >= 0:
-            if v is True or v is False:
-                f_value = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
+            if i < 8:
+                if i == 1:
+                    if v is True or v is False:
+                        f_value = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
     obj = _new(cls)
     obj.__dict__ = {
         "value": f_value,
@@ -2931,12 +2997,14 @@ def _jt_Int32Value(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "value"
-                v, pos = _jr_scan(s, pos)
-                if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                    f_value = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
+                if i < 8:
+                    if i == 1:
+                        field = "value"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                            f_value = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -2960,10 +3028,12 @@ def _jd_Int32Value(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_Int32Value.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is int and -2147483648 <= v <= 2147483647:
-                f_value = v
-            elif v is not None:
-                raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is int and -2147483648 <= v <= 2147483647:
+                        f_value = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int32", -2147483648, 2147483647)
     obj = _new(cls)
     obj.__dict__ = {
         "value": f_value,
@@ -3032,8 +3102,8 @@ def _jt_SubscribeOptionOverride(cls: type[_M], s: str, pos: int, depth: int) -> 
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 2:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "presence"
                         if s[pos] == "{":
                             f_presence, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
@@ -3042,7 +3112,7 @@ def _jt_SubscribeOptionOverride(cls: type[_M], s: str, pos: int, depth: int) -> 
                             if v is not None:
                                 raise _jr_wrong(v, "an object")
                             f_presence = None
-                    else:
+                    elif i == 2:
                         field = "join_leave"
                         if s[pos] == "{":
                             f_join_leave, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
@@ -3051,8 +3121,7 @@ def _jt_SubscribeOptionOverride(cls: type[_M], s: str, pos: int, depth: int) -> 
                             if v is not None:
                                 raise _jr_wrong(v, "an object")
                             f_join_leave = None
-                else:
-                    if i == 2:
+                    elif i == 3:
                         field = "force_recovery"
                         if s[pos] == "{":
                             f_force_recovery, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
@@ -3061,7 +3130,7 @@ def _jt_SubscribeOptionOverride(cls: type[_M], s: str, pos: int, depth: int) -> 
                             if v is not None:
                                 raise _jr_wrong(v, "an object")
                             f_force_recovery = None
-                    elif i == 3:
+                    elif i == 4:
                         field = "force_positioning"
                         if s[pos] == "{":
                             f_force_positioning, pos = _jt_BoolValue(BoolValue, s, pos, depth - 1)
@@ -3070,7 +3139,7 @@ def _jt_SubscribeOptionOverride(cls: type[_M], s: str, pos: int, depth: int) -> 
                             if v is not None:
                                 raise _jr_wrong(v, "an object")
                             f_force_positioning = None
-                    else:
+                    elif i == 5:
                         field = "force_push_join_leave"
                         if s[pos] == "{":
                             f_force_push_join_leave, pos = _jt_BoolValue(
@@ -3112,37 +3181,36 @@ def _jd_SubscribeOptionOverride(cls: type[_M], d: dict[str, Any], depth: int) ->
         if i is None:
             i = _K_SubscribeOptionOverride.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 2:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is dict:
                         f_presence = _jd_BoolValue(BoolValue, v, depth - 1)
                     elif v is None:
                         f_presence = None
                     else:
                         raise _jr_Fail("wrong type")
-                else:
+                elif i == 2:
                     if v.__class__ is dict:
                         f_join_leave = _jd_BoolValue(BoolValue, v, depth - 1)
                     elif v is None:
                         f_join_leave = None
                     else:
                         raise _jr_Fail("wrong type")
-            else:
-                if i == 2:
+                elif i == 3:
                     if v.__class__ is dict:
                         f_force_recovery = _jd_BoolValue(BoolValue, v, depth - 1)
                     elif v is None:
                         f_force_recovery = None
                     else:
                         raise _jr_Fail("wrong type")
-                elif i == 3:
+                elif i == 4:
                     if v.__class__ is dict:
                         f_force_positioning = _jd_BoolValue(BoolValue, v, depth - 1)
                     elif v is None:
                         f_force_positioning = None
                     else:
                         raise _jr_Fail("wrong type")
-                else:
+                elif i == 5:
                     if v.__class__ is dict:
                         f_force_push_join_leave = _jd_BoolValue(BoolValue, v, depth - 1)
                     elif v is None:
@@ -3234,91 +3302,82 @@ def _jt_SubscribeResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 4:
-                    if i < 2:
-                        if i == 0:
-                            field = "expire_at"
-                            v, pos = _jr_scan(s, pos)
-                            if (
-                                v.__class__ is int
-                                and -9223372036854775808 <= v <= 9223372036854775807
-                            ):
-                                f_expire_at = v
-                            elif v is not None:
-                                raise _jr_bad_int(
-                                    v, "int64", -9223372036854775808, 9223372036854775807
-                                )
+                if i < 8:
+                    if i == 1:
+                        field = "expire_at"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_expire_at = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    elif i == 2:
+                        field = "info"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_info = s[start:pos].encode()
+                    elif i == 3:
+                        field = "b64info"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_b64info = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_b64info = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "data"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_data = s[start:pos].encode()
+                    elif i == 5:
+                        field = "b64data"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 6:
+                        field = "override"
+                        if s[pos] == "{":
+                            f_override, pos = _jt_SubscribeOptionOverride(
+                                SubscribeOptionOverride, s, pos, depth - 1
+                            )
                         else:
-                            field = "info"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_info = s[start:pos].encode()
-                    else:
-                        if i == 2:
-                            field = "b64info"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_b64info = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
                             v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_b64info = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_override = None
+                    elif i == 7:
+                        field = "allow"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is list:
+                            f_allow = _jr_strs(v)
+                        elif v is None:
+                            f_allow = []
                         else:
-                            field = "data"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_data = s[start:pos].encode()
-                else:
-                    if i < 6:
-                        if i == 4:
-                            field = "b64data"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
+                            raise _jr_wrong(v, "an array")
+                elif i < 16:
+                    if i == 8:
+                        field = "server_tags_filter"
+                        if s[pos] == "{":
+                            f_server_tags_filter, pos = _jt_FilterNode(
+                                FilterNode, s, pos, depth - 1
+                            )
+                        else:
                             v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "override"
-                            if s[pos] == "{":
-                                f_override, pos = _jt_SubscribeOptionOverride(
-                                    SubscribeOptionOverride, s, pos, depth - 1
-                                )
-                            else:
-                                v, pos = _jr_scan(s, pos)
-                                if v is not None:
-                                    raise _jr_wrong(v, "an object")
-                                f_override = None
-                    else:
-                        if i == 6:
-                            field = "allow"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is list:
-                                f_allow = _jr_strs(v)
-                            elif v is None:
-                                f_allow = []
-                            else:
-                                raise _jr_wrong(v, "an array")
-                        else:
-                            field = "server_tags_filter"
-                            if s[pos] == "{":
-                                f_server_tags_filter, pos = _jt_FilterNode(
-                                    FilterNode, s, pos, depth - 1
-                                )
-                            else:
-                                v, pos = _jr_scan(s, pos)
-                                if v is not None:
-                                    raise _jr_wrong(v, "an object")
-                                f_server_tags_filter = None
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_server_tags_filter = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -3356,54 +3415,50 @@ def _jd_SubscribeResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_SubscribeResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 4:
-                if i < 2:
-                    if i == 0:
-                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                            f_expire_at = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_expire_at = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                elif i == 2:
+                    f_info = _jr_raw_dumps(v)
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_b64info = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    f_data = _jr_raw_dumps(v)
+                elif i == 5:
+                    if v.__class__ is str:
+                        f_b64data = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 6:
+                    if v.__class__ is dict:
+                        f_override = _jd_SubscribeOptionOverride(
+                            SubscribeOptionOverride, v, depth - 1
+                        )
+                    elif v is None:
+                        f_override = None
                     else:
-                        f_info = _jr_raw_dumps(v)
-                else:
-                    if i == 2:
-                        if v.__class__ is str:
-                            f_b64info = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+                        raise _jr_Fail("wrong type")
+                elif i == 7:
+                    if v.__class__ is list:
+                        f_allow = _jr_strs(v)
+                    elif v is None:
+                        f_allow = []
                     else:
-                        f_data = _jr_raw_dumps(v)
-            else:
-                if i < 6:
-                    if i == 4:
-                        if v.__class__ is str:
-                            f_b64data = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+                        raise _jr_wrong(v, "an array")
+            elif i < 16:
+                if i == 8:
+                    if v.__class__ is dict:
+                        f_server_tags_filter = _jd_FilterNode(FilterNode, v, depth - 1)
+                    elif v is None:
+                        f_server_tags_filter = None
                     else:
-                        if v.__class__ is dict:
-                            f_override = _jd_SubscribeOptionOverride(
-                                SubscribeOptionOverride, v, depth - 1
-                            )
-                        elif v is None:
-                            f_override = None
-                        else:
-                            raise _jr_Fail("wrong type")
-                else:
-                    if i == 6:
-                        if v.__class__ is list:
-                            f_allow = _jr_strs(v)
-                        elif v is None:
-                            f_allow = []
-                        else:
-                            raise _jr_wrong(v, "an array")
-                    else:
-                        if v.__class__ is dict:
-                            f_server_tags_filter = _jd_FilterNode(FilterNode, v, depth - 1)
-                        elif v is None:
-                            f_server_tags_filter = None
-                        else:
-                            raise _jr_Fail("wrong type")
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "expire_at": f_expire_at,
@@ -3465,33 +3520,34 @@ def _jt_SubscribeResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_SubscribeResult(SubscribeResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
-                elif i == 1:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "disconnect"
-                    if s[pos] == "{":
-                        f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_disconnect = None
+                if i < 8:
+                    if i == 1:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_SubscribeResult(SubscribeResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
+                    elif i == 2:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 3:
+                        field = "disconnect"
+                        if s[pos] == "{":
+                            f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_disconnect = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -3519,27 +3575,28 @@ def _jd_SubscribeResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_SubscribeResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_result = _jd_SubscribeResult(SubscribeResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
-            elif i == 1:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
-                elif v is None:
-                    f_disconnect = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_result = _jd_SubscribeResult(SubscribeResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 3:
+                    if v.__class__ is dict:
+                        f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
+                    elif v is None:
+                        f_disconnect = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "result": f_result,
@@ -3624,122 +3681,118 @@ def _jt_PublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M,
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 5:
-                    if i < 2:
-                        if i == 0:
-                            field = "client"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_client = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_client = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "client"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_client = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_client = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "transport"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_transport = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_transport = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "protocol"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "encoding"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_encoding = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_encoding = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                elif i < 16:
+                    if i == 10:
+                        field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 11:
+                        field = "channel"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_channel = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 12:
+                        field = "data"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_data = s[start:pos].encode()
+                    elif i == 13:
+                        field = "b64data"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 14:
+                        field = "meta"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_meta = s[start:pos].encode()
+                    elif i == 15:
+                        field = "labels"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_labels = _jr_str_map(v)
+                        elif v is None:
+                            f_labels = {}
                         else:
-                            field = "transport"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_transport = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_transport = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 2:
-                            field = "protocol"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_protocol = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_protocol = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        elif i == 3:
-                            field = "encoding"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_encoding = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_encoding = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "user"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_user = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_user = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                else:
-                    if i < 7:
-                        if i == 5:
-                            field = "channel"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_channel = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_channel = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "data"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_data = s[start:pos].encode()
-                    else:
-                        if i == 7:
-                            field = "b64data"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        elif i == 8:
-                            field = "meta"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_meta = s[start:pos].encode()
-                        else:
-                            field = "labels"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is dict:
-                                f_labels = _jr_str_map(v)
-                            elif v is None:
-                                f_labels = {}
-                            else:
-                                raise _jr_wrong(v, "an object")
+                            raise _jr_wrong(v, "an object")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -3781,58 +3834,54 @@ def _jd_PublishRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_PublishRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 5:
-                if i < 2:
-                    if i == 0:
-                        if v.__class__ is str:
-                            f_client = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_client = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_transport = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_protocol = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    if v.__class__ is str:
+                        f_encoding = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+            elif i < 16:
+                if i == 10:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 11:
+                    if v.__class__ is str:
+                        f_channel = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 12:
+                    f_data = _jr_raw_dumps(v)
+                elif i == 13:
+                    if v.__class__ is str:
+                        f_b64data = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 14:
+                    f_meta = _jr_raw_dumps(v)
+                elif i == 15:
+                    if v.__class__ is dict:
+                        f_labels = _jr_str_map(v)
+                    elif v is None:
+                        f_labels = {}
                     else:
-                        if v.__class__ is str:
-                            f_transport = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 2:
-                        if v.__class__ is str:
-                            f_protocol = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    elif i == 3:
-                        if v.__class__ is str:
-                            f_encoding = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        if v.__class__ is str:
-                            f_user = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-            else:
-                if i < 7:
-                    if i == 5:
-                        if v.__class__ is str:
-                            f_channel = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        f_data = _jr_raw_dumps(v)
-                else:
-                    if i == 7:
-                        if v.__class__ is str:
-                            f_b64data = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    elif i == 8:
-                        f_meta = _jr_raw_dumps(v)
-                    else:
-                        if v.__class__ is dict:
-                            f_labels = _jr_str_map(v)
-                        elif v is None:
-                            f_labels = {}
-                        else:
-                            raise _jr_wrong(v, "an object")
+                        raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "client": f_client,
@@ -3917,86 +3966,82 @@ def _jt_PublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, 
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 4:
-                    if i < 2:
-                        if i == 0:
-                            field = "data"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_data = s[start:pos].encode()
+                if i < 8:
+                    if i == 1:
+                        field = "data"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_data = s[start:pos].encode()
+                    elif i == 2:
+                        field = "b64data"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "skip_history"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_skip_history = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    elif i == 4:
+                        field = "tags"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_tags = _jr_str_map(v)
+                        elif v is None:
+                            f_tags = {}
                         else:
-                            field = "b64data"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 2:
-                            field = "skip_history"
-                            v, pos = _jr_scan(s, pos)
-                            if v is True or v is False:
-                                f_skip_history = v
-                            elif v is not None:
-                                raise _jr_wrong(v, "true or false")
-                        else:
-                            field = "tags"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is dict:
-                                f_tags = _jr_str_map(v)
-                            elif v is None:
-                                f_tags = {}
-                            else:
-                                raise _jr_wrong(v, "an object")
-                else:
-                    if i < 6:
-                        if i == 4:
-                            field = "idempotency_key"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_idempotency_key = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_idempotency_key = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "delta"
-                            v, pos = _jr_scan(s, pos)
-                            if v is True or v is False:
-                                f_delta = v
-                            elif v is not None:
-                                raise _jr_wrong(v, "true or false")
-                    else:
-                        if i == 6:
-                            field = "version"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                                f_version = v
-                            elif v is not None:
-                                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                        else:
-                            field = "version_epoch"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_version_epoch = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_version_epoch = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                            raise _jr_wrong(v, "an object")
+                    elif i == 5:
+                        field = "idempotency_key"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_idempotency_key = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_idempotency_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 6:
+                        field = "delta"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_delta = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    elif i == 7:
+                        field = "version"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_version = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                elif i < 16:
+                    if i == 8:
+                        field = "version_epoch"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_version_epoch = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_version_epoch = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -4034,51 +4079,47 @@ def _jd_PublishResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_PublishResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 4:
-                if i < 2:
-                    if i == 0:
-                        f_data = _jr_raw_dumps(v)
+            if i < 8:
+                if i == 1:
+                    f_data = _jr_raw_dumps(v)
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_b64data = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v is True or v is False:
+                        f_skip_history = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
+                elif i == 4:
+                    if v.__class__ is dict:
+                        f_tags = _jr_str_map(v)
+                    elif v is None:
+                        f_tags = {}
                     else:
-                        if v.__class__ is str:
-                            f_b64data = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 2:
-                        if v is True or v is False:
-                            f_skip_history = v
-                        elif v is not None:
-                            raise _jr_wrong(v, "true or false")
-                    else:
-                        if v.__class__ is dict:
-                            f_tags = _jr_str_map(v)
-                        elif v is None:
-                            f_tags = {}
-                        else:
-                            raise _jr_wrong(v, "an object")
-            else:
-                if i < 6:
-                    if i == 4:
-                        if v.__class__ is str:
-                            f_idempotency_key = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        if v is True or v is False:
-                            f_delta = v
-                        elif v is not None:
-                            raise _jr_wrong(v, "true or false")
-                else:
-                    if i == 6:
-                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                            f_version = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                    else:
-                        if v.__class__ is str:
-                            f_version_epoch = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+                        raise _jr_wrong(v, "an object")
+                elif i == 5:
+                    if v.__class__ is str:
+                        f_idempotency_key = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 6:
+                    if v is True or v is False:
+                        f_delta = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
+                elif i == 7:
+                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                        f_version = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+            elif i < 16:
+                if i == 8:
+                    if v.__class__ is str:
+                        f_version_epoch = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "data": f_data,
@@ -4140,33 +4181,34 @@ def _jt_PublishResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_PublishResult(PublishResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
-                elif i == 1:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "disconnect"
-                    if s[pos] == "{":
-                        f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_disconnect = None
+                if i < 8:
+                    if i == 1:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_PublishResult(PublishResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
+                    elif i == 2:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 3:
+                        field = "disconnect"
+                        if s[pos] == "{":
+                            f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_disconnect = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -4194,27 +4236,28 @@ def _jd_PublishResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_PublishResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_result = _jd_PublishResult(PublishResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
-            elif i == 1:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
-                elif v is None:
-                    f_disconnect = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_result = _jd_PublishResult(PublishResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 3:
+                    if v.__class__ is dict:
+                        f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
+                    elif v is None:
+                        f_disconnect = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "result": f_result,
@@ -4305,135 +4348,132 @@ def _jt_MapPublishRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 5:
-                    if i < 2:
-                        if i == 0:
-                            field = "client"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_client = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_client = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "client"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_client = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_client = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "transport"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_transport = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_transport = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "protocol"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "encoding"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_encoding = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_encoding = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                elif i < 16:
+                    if i == 10:
+                        field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 11:
+                        field = "channel"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_channel = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 12:
+                        field = "key"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_key = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 13:
+                        field = "data"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_data = s[start:pos].encode()
+                    elif i == 14:
+                        field = "b64data"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 15:
+                        field = "meta"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_meta = s[start:pos].encode()
+                elif i < 24:
+                    if i == 16:
+                        field = "labels"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_labels = _jr_str_map(v)
+                        elif v is None:
+                            f_labels = {}
                         else:
-                            field = "transport"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_transport = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_transport = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 2:
-                            field = "protocol"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_protocol = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_protocol = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        elif i == 3:
-                            field = "encoding"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_encoding = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_encoding = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "user"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_user = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_user = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                else:
-                    if i < 8:
-                        if i == 5:
-                            field = "channel"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_channel = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_channel = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        elif i == 6:
-                            field = "key"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_key = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_key = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "data"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_data = s[start:pos].encode()
-                    else:
-                        if i == 8:
-                            field = "b64data"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        elif i == 9:
-                            field = "meta"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_meta = s[start:pos].encode()
-                        else:
-                            field = "labels"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is dict:
-                                f_labels = _jr_str_map(v)
-                            elif v is None:
-                                f_labels = {}
-                            else:
-                                raise _jr_wrong(v, "an object")
+                            raise _jr_wrong(v, "an object")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -4477,63 +4517,60 @@ def _jd_MapPublishRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_MapPublishRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 5:
-                if i < 2:
-                    if i == 0:
-                        if v.__class__ is str:
-                            f_client = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_client = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_transport = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_protocol = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    if v.__class__ is str:
+                        f_encoding = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+            elif i < 16:
+                if i == 10:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 11:
+                    if v.__class__ is str:
+                        f_channel = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 12:
+                    if v.__class__ is str:
+                        f_key = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 13:
+                    f_data = _jr_raw_dumps(v)
+                elif i == 14:
+                    if v.__class__ is str:
+                        f_b64data = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 15:
+                    f_meta = _jr_raw_dumps(v)
+            elif i < 24:
+                if i == 16:
+                    if v.__class__ is dict:
+                        f_labels = _jr_str_map(v)
+                    elif v is None:
+                        f_labels = {}
                     else:
-                        if v.__class__ is str:
-                            f_transport = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 2:
-                        if v.__class__ is str:
-                            f_protocol = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    elif i == 3:
-                        if v.__class__ is str:
-                            f_encoding = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        if v.__class__ is str:
-                            f_user = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-            else:
-                if i < 8:
-                    if i == 5:
-                        if v.__class__ is str:
-                            f_channel = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    elif i == 6:
-                        if v.__class__ is str:
-                            f_key = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        f_data = _jr_raw_dumps(v)
-                else:
-                    if i == 8:
-                        if v.__class__ is str:
-                            f_b64data = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    elif i == 9:
-                        f_meta = _jr_raw_dumps(v)
-                    else:
-                        if v.__class__ is dict:
-                            f_labels = _jr_str_map(v)
-                        elif v is None:
-                            f_labels = {}
-                        else:
-                            raise _jr_wrong(v, "an object")
+                        raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "client": f_client,
@@ -4641,135 +4678,126 @@ def _jt_MapPublishResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 6:
-                    if i < 3:
-                        if i == 0:
-                            field = "key"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_key = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_key = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        elif i == 1:
-                            field = "data"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_data = s[start:pos].encode()
+                if i < 8:
+                    if i == 1:
+                        field = "key"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_key = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "data"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_data = s[start:pos].encode()
+                    elif i == 3:
+                        field = "b64data"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "tags"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_tags = _jr_str_map(v)
+                        elif v is None:
+                            f_tags = {}
                         else:
-                            field = "b64data"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 3:
-                            field = "tags"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is dict:
-                                f_tags = _jr_str_map(v)
-                            elif v is None:
-                                f_tags = {}
-                            else:
-                                raise _jr_wrong(v, "an object")
-                        elif i == 4:
-                            field = "score"
-                            v, pos = _jr_scan(s, pos)
-                            if (
-                                v.__class__ is int
-                                and -9223372036854775808 <= v <= 9223372036854775807
-                            ):
-                                f_score = v
-                            elif v is not None:
-                                raise _jr_bad_int(
-                                    v, "int64", -9223372036854775808, 9223372036854775807
-                                )
-                        else:
-                            field = "key_mode"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_key_mode = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_key_mode = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                else:
-                    if i < 9:
-                        if i == 6:
-                            field = "stream_data"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_stream_data = s[start:pos].encode()
-                        elif i == 7:
-                            field = "b64stream_data"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_b64stream_data = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_b64stream_data = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "idempotency_key"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_idempotency_key = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_idempotency_key = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 9:
-                            field = "delta"
-                            v, pos = _jr_scan(s, pos)
-                            if v is True or v is False:
-                                f_delta = v
-                            elif v is not None:
-                                raise _jr_wrong(v, "true or false")
-                        elif i == 10:
-                            field = "version"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                                f_version = v
-                            elif v is not None:
-                                raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                        else:
-                            field = "version_epoch"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_version_epoch = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_version_epoch = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                            raise _jr_wrong(v, "an object")
+                    elif i == 5:
+                        field = "score"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_score = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    elif i == 6:
+                        field = "key_mode"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_key_mode = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_key_mode = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 7:
+                        field = "stream_data"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_stream_data = s[start:pos].encode()
+                elif i < 16:
+                    if i == 8:
+                        field = "b64stream_data"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_b64stream_data = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_b64stream_data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 9:
+                        field = "idempotency_key"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_idempotency_key = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_idempotency_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 10:
+                        field = "delta"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_delta = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
+                    elif i == 11:
+                        field = "version"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_version = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                    elif i == 12:
+                        field = "version_epoch"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_version_epoch = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_version_epoch = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -4815,68 +4843,64 @@ def _jd_MapPublishResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_MapPublishResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 6:
-                if i < 3:
-                    if i == 0:
-                        if v.__class__ is str:
-                            f_key = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    elif i == 1:
-                        f_data = _jr_raw_dumps(v)
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_key = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    f_data = _jr_raw_dumps(v)
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_b64data = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    if v.__class__ is dict:
+                        f_tags = _jr_str_map(v)
+                    elif v is None:
+                        f_tags = {}
                     else:
-                        if v.__class__ is str:
-                            f_b64data = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 3:
-                        if v.__class__ is dict:
-                            f_tags = _jr_str_map(v)
-                        elif v is None:
-                            f_tags = {}
-                        else:
-                            raise _jr_wrong(v, "an object")
-                    elif i == 4:
-                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                            f_score = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                    else:
-                        if v.__class__ is str:
-                            f_key_mode = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-            else:
-                if i < 9:
-                    if i == 6:
-                        f_stream_data = _jr_raw_dumps(v)
-                    elif i == 7:
-                        if v.__class__ is str:
-                            f_b64stream_data = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        if v.__class__ is str:
-                            f_idempotency_key = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 9:
-                        if v is True or v is False:
-                            f_delta = v
-                        elif v is not None:
-                            raise _jr_wrong(v, "true or false")
-                    elif i == 10:
-                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                            f_version = v
-                        elif v is not None:
-                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                    else:
-                        if v.__class__ is str:
-                            f_version_epoch = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+                        raise _jr_wrong(v, "an object")
+                elif i == 5:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_score = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                elif i == 6:
+                    if v.__class__ is str:
+                        f_key_mode = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 7:
+                    f_stream_data = _jr_raw_dumps(v)
+            elif i < 16:
+                if i == 8:
+                    if v.__class__ is str:
+                        f_b64stream_data = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 9:
+                    if v.__class__ is str:
+                        f_idempotency_key = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 10:
+                    if v is True or v is False:
+                        f_delta = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
+                elif i == 11:
+                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                        f_version = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                elif i == 12:
+                    if v.__class__ is str:
+                        f_version_epoch = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "key": f_key,
@@ -4942,33 +4966,36 @@ def _jt_MapPublishResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_MapPublishResult(MapPublishResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
-                elif i == 1:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "disconnect"
-                    if s[pos] == "{":
-                        f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_disconnect = None
+                if i < 8:
+                    if i == 1:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_MapPublishResult(
+                                MapPublishResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
+                    elif i == 2:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 3:
+                        field = "disconnect"
+                        if s[pos] == "{":
+                            f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_disconnect = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -4996,27 +5023,28 @@ def _jd_MapPublishResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_MapPublishResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_result = _jd_MapPublishResult(MapPublishResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
-            elif i == 1:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
-                elif v is None:
-                    f_disconnect = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_result = _jd_MapPublishResult(MapPublishResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 3:
+                    if v.__class__ is dict:
+                        f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
+                    elif v is None:
+                        f_disconnect = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "result": f_result,
@@ -5097,117 +5125,113 @@ def _jt_MapRemoveRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 4:
-                    if i < 2:
-                        if i == 0:
-                            field = "client"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_client = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_client = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "client"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_client = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_client = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "transport"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_transport = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_transport = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "protocol"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "encoding"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_encoding = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_encoding = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                elif i < 16:
+                    if i == 10:
+                        field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 11:
+                        field = "channel"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_channel = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 12:
+                        field = "key"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_key = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 13:
+                        field = "meta"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_meta = s[start:pos].encode()
+                    elif i == 14:
+                        field = "labels"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_labels = _jr_str_map(v)
+                        elif v is None:
+                            f_labels = {}
                         else:
-                            field = "transport"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_transport = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_transport = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 2:
-                            field = "protocol"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_protocol = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_protocol = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "encoding"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_encoding = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_encoding = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                else:
-                    if i < 6:
-                        if i == 4:
-                            field = "user"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_user = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_user = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "channel"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_channel = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_channel = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 6:
-                            field = "key"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_key = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_key = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        elif i == 7:
-                            field = "meta"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_meta = s[start:pos].encode()
-                        else:
-                            field = "labels"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is dict:
-                                f_labels = _jr_str_map(v)
-                            elif v is None:
-                                f_labels = {}
-                            else:
-                                raise _jr_wrong(v, "an object")
+                            raise _jr_wrong(v, "an object")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -5247,56 +5271,52 @@ def _jd_MapRemoveRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_MapRemoveRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 4:
-                if i < 2:
-                    if i == 0:
-                        if v.__class__ is str:
-                            f_client = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_client = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_transport = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_protocol = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    if v.__class__ is str:
+                        f_encoding = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+            elif i < 16:
+                if i == 10:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 11:
+                    if v.__class__ is str:
+                        f_channel = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 12:
+                    if v.__class__ is str:
+                        f_key = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 13:
+                    f_meta = _jr_raw_dumps(v)
+                elif i == 14:
+                    if v.__class__ is dict:
+                        f_labels = _jr_str_map(v)
+                    elif v is None:
+                        f_labels = {}
                     else:
-                        if v.__class__ is str:
-                            f_transport = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 2:
-                        if v.__class__ is str:
-                            f_protocol = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        if v.__class__ is str:
-                            f_encoding = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-            else:
-                if i < 6:
-                    if i == 4:
-                        if v.__class__ is str:
-                            f_user = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        if v.__class__ is str:
-                            f_channel = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 6:
-                        if v.__class__ is str:
-                            f_key = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    elif i == 7:
-                        f_meta = _jr_raw_dumps(v)
-                    else:
-                        if v.__class__ is dict:
-                            f_labels = _jr_str_map(v)
-                        elif v is None:
-                            f_labels = {}
-                        else:
-                            raise _jr_wrong(v, "an object")
+                        raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "client": f_client,
@@ -5353,41 +5373,42 @@ def _jt_MapRemoveResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "key"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_key = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_key = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                elif i == 1:
-                    field = "tags"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_tags = _jr_str_map(v)
-                    elif v is None:
-                        f_tags = {}
-                    else:
-                        raise _jr_wrong(v, "an object")
-                else:
-                    field = "idempotency_key"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_idempotency_key = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_idempotency_key = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "key"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_key = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "tags"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_tags = _jr_str_map(v)
+                        elif v is None:
+                            f_tags = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
+                    elif i == 3:
+                        field = "idempotency_key"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_idempotency_key = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_idempotency_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -5415,23 +5436,24 @@ def _jd_MapRemoveResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_MapRemoveResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is str:
-                    f_key = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            elif i == 1:
-                if v.__class__ is dict:
-                    f_tags = _jr_str_map(v)
-                elif v is None:
-                    f_tags = {}
-                else:
-                    raise _jr_wrong(v, "an object")
-            else:
-                if v.__class__ is str:
-                    f_idempotency_key = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_key = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_tags = _jr_str_map(v)
+                    elif v is None:
+                        f_tags = {}
+                    else:
+                        raise _jr_wrong(v, "an object")
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_idempotency_key = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "key": f_key,
@@ -5488,33 +5510,34 @@ def _jt_MapRemoveResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_MapRemoveResult(MapRemoveResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
-                elif i == 1:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "disconnect"
-                    if s[pos] == "{":
-                        f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_disconnect = None
+                if i < 8:
+                    if i == 1:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_MapRemoveResult(MapRemoveResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
+                    elif i == 2:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 3:
+                        field = "disconnect"
+                        if s[pos] == "{":
+                            f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_disconnect = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -5542,27 +5565,28 @@ def _jd_MapRemoveResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_MapRemoveResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_result = _jd_MapRemoveResult(MapRemoveResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
-            elif i == 1:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
-                elif v is None:
-                    f_disconnect = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_result = _jd_MapRemoveResult(MapRemoveResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 3:
+                    if v.__class__ is dict:
+                        f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
+                    elif v is None:
+                        f_disconnect = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "result": f_result,
@@ -5647,122 +5671,118 @@ def _jt_RpcRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 5:
-                    if i < 2:
-                        if i == 0:
-                            field = "client"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_client = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_client = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "client"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_client = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_client = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "transport"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_transport = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_transport = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "protocol"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "encoding"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_encoding = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_encoding = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                elif i < 16:
+                    if i == 10:
+                        field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 11:
+                        field = "method"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_method = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_method = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 12:
+                        field = "data"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_data = s[start:pos].encode()
+                    elif i == 13:
+                        field = "b64data"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 14:
+                        field = "meta"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_meta = s[start:pos].encode()
+                    elif i == 15:
+                        field = "labels"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_labels = _jr_str_map(v)
+                        elif v is None:
+                            f_labels = {}
                         else:
-                            field = "transport"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_transport = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_transport = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 2:
-                            field = "protocol"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_protocol = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_protocol = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        elif i == 3:
-                            field = "encoding"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_encoding = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_encoding = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "user"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_user = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_user = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                else:
-                    if i < 7:
-                        if i == 5:
-                            field = "method"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_method = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_method = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "data"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_data = s[start:pos].encode()
-                    else:
-                        if i == 7:
-                            field = "b64data"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_b64data = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        elif i == 8:
-                            field = "meta"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_meta = s[start:pos].encode()
-                        else:
-                            field = "labels"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is dict:
-                                f_labels = _jr_str_map(v)
-                            elif v is None:
-                                f_labels = {}
-                            else:
-                                raise _jr_wrong(v, "an object")
+                            raise _jr_wrong(v, "an object")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -5804,58 +5824,54 @@ def _jd_RpcRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_RpcRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 5:
-                if i < 2:
-                    if i == 0:
-                        if v.__class__ is str:
-                            f_client = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_client = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_transport = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_protocol = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    if v.__class__ is str:
+                        f_encoding = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+            elif i < 16:
+                if i == 10:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 11:
+                    if v.__class__ is str:
+                        f_method = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 12:
+                    f_data = _jr_raw_dumps(v)
+                elif i == 13:
+                    if v.__class__ is str:
+                        f_b64data = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 14:
+                    f_meta = _jr_raw_dumps(v)
+                elif i == 15:
+                    if v.__class__ is dict:
+                        f_labels = _jr_str_map(v)
+                    elif v is None:
+                        f_labels = {}
                     else:
-                        if v.__class__ is str:
-                            f_transport = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 2:
-                        if v.__class__ is str:
-                            f_protocol = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    elif i == 3:
-                        if v.__class__ is str:
-                            f_encoding = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        if v.__class__ is str:
-                            f_user = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-            else:
-                if i < 7:
-                    if i == 5:
-                        if v.__class__ is str:
-                            f_method = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        f_data = _jr_raw_dumps(v)
-                else:
-                    if i == 7:
-                        if v.__class__ is str:
-                            f_b64data = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    elif i == 8:
-                        f_meta = _jr_raw_dumps(v)
-                    else:
-                        if v.__class__ is dict:
-                            f_labels = _jr_str_map(v)
-                        elif v is None:
-                            f_labels = {}
-                        else:
-                            raise _jr_wrong(v, "an object")
+                        raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "client": f_client,
@@ -5908,24 +5924,25 @@ def _jt_RpcResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, int]
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "data"
-                    start = pos
-                    pos = _jr_scan(s, pos)[1]
-                    f_data = s[start:pos].encode()
-                else:
-                    field = "b64data"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_b64data = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_b64data = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "data"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_data = s[start:pos].encode()
+                    elif i == 2:
+                        field = "b64data"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_b64data = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -5951,13 +5968,14 @@ def _jd_RpcResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_RpcResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                f_data = _jr_raw_dumps(v)
-            else:
-                if v.__class__ is str:
-                    f_b64data = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    f_data = _jr_raw_dumps(v)
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_b64data = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "data": f_data,
@@ -6013,33 +6031,34 @@ def _jt_RpcResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_RpcResult(RpcResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
-                elif i == 1:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "disconnect"
-                    if s[pos] == "{":
-                        f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_disconnect = None
+                if i < 8:
+                    if i == 1:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_RpcResult(RpcResult, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
+                    elif i == 2:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 3:
+                        field = "disconnect"
+                        if s[pos] == "{":
+                            f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_disconnect = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -6067,27 +6086,28 @@ def _jd_RpcResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_RpcResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_result = _jd_RpcResult(RpcResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
-            elif i == 1:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
-                elif v is None:
-                    f_disconnect = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_result = _jd_RpcResult(RpcResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 3:
+                    if v.__class__ is dict:
+                        f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
+                    elif v is None:
+                        f_disconnect = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "result": f_result,
@@ -6162,104 +6182,100 @@ def _jt_SubRefreshRequest(cls: type[_M], s: str, pos: int, depth: int) -> tuple[
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 4:
-                    if i < 2:
-                        if i == 0:
-                            field = "client"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_client = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_client = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "client"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_client = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_client = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "transport"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_transport = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_transport = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "protocol"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_protocol = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 4:
+                        field = "encoding"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_encoding = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_encoding = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                elif i < 16:
+                    if i == 10:
+                        field = "user"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_user = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_user = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 11:
+                        field = "channel"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_channel = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 12:
+                        field = "meta"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_meta = s[start:pos].encode()
+                    elif i == 13:
+                        field = "labels"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_labels = _jr_str_map(v)
+                        elif v is None:
+                            f_labels = {}
                         else:
-                            field = "transport"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_transport = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_transport = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 2:
-                            field = "protocol"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_protocol = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_protocol = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "encoding"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_encoding = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_encoding = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                else:
-                    if i < 6:
-                        if i == 4:
-                            field = "user"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_user = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_user = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                        else:
-                            field = "channel"
-                            m = _jr_STRING_AFTER(s, pos)
-                            if m is not None:
-                                v = m[1]
-                                f_channel = v if v.isascii() else _jr_text(v)
-                                k, pos = m[2], m.end()
-                                continue
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is str:
-                                f_channel = v if v.isascii() else _jr_text(v)
-                            elif v is not None:
-                                raise _jr_wrong(v, "a string")
-                    else:
-                        if i == 6:
-                            field = "meta"
-                            start = pos
-                            pos = _jr_scan(s, pos)[1]
-                            f_meta = s[start:pos].encode()
-                        else:
-                            field = "labels"
-                            v, pos = _jr_scan(s, pos)
-                            if v.__class__ is dict:
-                                f_labels = _jr_str_map(v)
-                            elif v is None:
-                                f_labels = {}
-                            else:
-                                raise _jr_wrong(v, "an object")
+                            raise _jr_wrong(v, "an object")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -6297,51 +6313,47 @@ def _jd_SubRefreshRequest(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_SubRefreshRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 4:
-                if i < 2:
-                    if i == 0:
-                        if v.__class__ is str:
-                            f_client = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_client = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_transport = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_protocol = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 4:
+                    if v.__class__ is str:
+                        f_encoding = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+            elif i < 16:
+                if i == 10:
+                    if v.__class__ is str:
+                        f_user = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 11:
+                    if v.__class__ is str:
+                        f_channel = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 12:
+                    f_meta = _jr_raw_dumps(v)
+                elif i == 13:
+                    if v.__class__ is dict:
+                        f_labels = _jr_str_map(v)
+                    elif v is None:
+                        f_labels = {}
                     else:
-                        if v.__class__ is str:
-                            f_transport = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 2:
-                        if v.__class__ is str:
-                            f_protocol = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        if v.__class__ is str:
-                            f_encoding = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-            else:
-                if i < 6:
-                    if i == 4:
-                        if v.__class__ is str:
-                            f_user = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                    else:
-                        if v.__class__ is str:
-                            f_channel = v if v.isascii() else _jr_text(v)
-                        elif v is not None:
-                            raise _jr_wrong(v, "a string")
-                else:
-                    if i == 6:
-                        f_meta = _jr_raw_dumps(v)
-                    else:
-                        if v.__class__ is dict:
-                            f_labels = _jr_str_map(v)
-                        elif v is None:
-                            f_labels = {}
-                        else:
-                            raise _jr_wrong(v, "an object")
+                        raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "client": f_client,
@@ -6406,28 +6418,27 @@ def _jt_SubRefreshResult(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 2:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "expired"
                         v, pos = _jr_scan(s, pos)
                         if v is True or v is False:
                             f_expired = v
                         elif v is not None:
                             raise _jr_wrong(v, "true or false")
-                    else:
+                    elif i == 2:
                         field = "expire_at"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
                             f_expire_at = v
                         elif v is not None:
                             raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                else:
-                    if i == 2:
+                    elif i == 3:
                         field = "info"
                         start = pos
                         pos = _jr_scan(s, pos)[1]
                         f_info = s[start:pos].encode()
-                    else:
+                    elif i == 4:
                         field = "b64info"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -6469,21 +6480,20 @@ def _jd_SubRefreshResult(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_SubRefreshResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 2:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v is True or v is False:
                         f_expired = v
                     elif v is not None:
                         raise _jr_wrong(v, "true or false")
-                else:
+                elif i == 2:
                     if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
                         f_expire_at = v
                     elif v is not None:
                         raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-            else:
-                if i == 2:
+                elif i == 3:
                     f_info = _jr_raw_dumps(v)
-                else:
+                elif i == 4:
                     if v.__class__ is str:
                         f_b64info = v if v.isascii() else _jr_text(v)
                     elif v is not None:
@@ -6545,33 +6555,36 @@ def _jt_SubRefreshResponse(cls: type[_M], s: str, pos: int, depth: int) -> tuple
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_SubRefreshResult(SubRefreshResult, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
-                elif i == 1:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
-                else:
-                    field = "disconnect"
-                    if s[pos] == "{":
-                        f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_disconnect = None
+                if i < 8:
+                    if i == 1:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_SubRefreshResult(
+                                SubRefreshResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
+                    elif i == 2:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
+                    elif i == 3:
+                        field = "disconnect"
+                        if s[pos] == "{":
+                            f_disconnect, pos = _jt_Disconnect(Disconnect, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_disconnect = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -6599,27 +6612,28 @@ def _jd_SubRefreshResponse(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_SubRefreshResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_result = _jd_SubRefreshResult(SubRefreshResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
-            elif i == 1:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
-                elif v is None:
-                    f_disconnect = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_result = _jd_SubRefreshResult(SubRefreshResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 3:
+                    if v.__class__ is dict:
+                        f_disconnect = _jd_Disconnect(Disconnect, v, depth - 1)
+                    elif v is None:
+                        f_disconnect = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "result": f_result,
@@ -6665,20 +6679,21 @@ def _jt_Publication(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, in
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "data"
-                    start = pos
-                    pos = _jr_scan(s, pos)[1]
-                    f_data = s[start:pos].encode()
-                else:
-                    field = "tags"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is dict:
-                        f_tags = _jr_str_map(v)
-                    elif v is None:
-                        f_tags = {}
-                    else:
-                        raise _jr_wrong(v, "an object")
+                if i < 8:
+                    if i == 4:
+                        field = "data"
+                        start = pos
+                        pos = _jr_scan(s, pos)[1]
+                        f_data = s[start:pos].encode()
+                    elif i == 7:
+                        field = "tags"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is dict:
+                            f_tags = _jr_str_map(v)
+                        elif v is None:
+                            f_tags = {}
+                        else:
+                            raise _jr_wrong(v, "an object")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -6704,15 +6719,16 @@ def _jd_Publication(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_Publication.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                f_data = _jr_raw_dumps(v)
-            else:
-                if v.__class__ is dict:
-                    f_tags = _jr_str_map(v)
-                elif v is None:
-                    f_tags = {}
-                else:
-                    raise _jr_wrong(v, "an object")
+            if i < 8:
+                if i == 4:
+                    f_data = _jr_raw_dumps(v)
+                elif i == 7:
+                    if v.__class__ is dict:
+                        f_tags = _jr_str_map(v)
+                    elif v is None:
+                        f_tags = {}
+                    else:
+                        raise _jr_wrong(v, "an object")
     obj = _new(cls)
     obj.__dict__ = {
         "data": f_data,
@@ -6761,26 +6777,27 @@ def _jt_StreamSubscribeRequest(cls: type[_M], s: str, pos: int, depth: int) -> t
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "subscribe_request"
-                    if s[pos] == "{":
-                        f_subscribe_request, pos = _jt_SubscribeRequest(
-                            SubscribeRequest, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_subscribe_request = None
-                else:
-                    field = "publication"
-                    if s[pos] == "{":
-                        f_publication, pos = _jt_Publication(Publication, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_publication = None
+                if i < 8:
+                    if i == 1:
+                        field = "subscribe_request"
+                        if s[pos] == "{":
+                            f_subscribe_request, pos = _jt_SubscribeRequest(
+                                SubscribeRequest, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_subscribe_request = None
+                    elif i == 2:
+                        field = "publication"
+                        if s[pos] == "{":
+                            f_publication, pos = _jt_Publication(Publication, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_publication = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -6806,20 +6823,21 @@ def _jd_StreamSubscribeRequest(cls: type[_M], d: dict[str, Any], depth: int) -> 
         if i is None:
             i = _K_StreamSubscribeRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_subscribe_request = _jd_SubscribeRequest(SubscribeRequest, v, depth - 1)
-                elif v is None:
-                    f_subscribe_request = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_publication = _jd_Publication(Publication, v, depth - 1)
-                elif v is None:
-                    f_publication = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_subscribe_request = _jd_SubscribeRequest(SubscribeRequest, v, depth - 1)
+                    elif v is None:
+                        f_subscribe_request = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_publication = _jd_Publication(Publication, v, depth - 1)
+                    elif v is None:
+                        f_publication = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "subscribe_request": f_subscribe_request,
@@ -6868,26 +6886,27 @@ def _jt_StreamSubscribeResponse(cls: type[_M], s: str, pos: int, depth: int) -> 
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "subscribe_response"
-                    if s[pos] == "{":
-                        f_subscribe_response, pos = _jt_SubscribeResponse(
-                            SubscribeResponse, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_subscribe_response = None
-                else:
-                    field = "publication"
-                    if s[pos] == "{":
-                        f_publication, pos = _jt_Publication(Publication, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_publication = None
+                if i < 8:
+                    if i == 1:
+                        field = "subscribe_response"
+                        if s[pos] == "{":
+                            f_subscribe_response, pos = _jt_SubscribeResponse(
+                                SubscribeResponse, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_subscribe_response = None
+                    elif i == 2:
+                        field = "publication"
+                        if s[pos] == "{":
+                            f_publication, pos = _jt_Publication(Publication, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_publication = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -6913,20 +6932,23 @@ def _jd_StreamSubscribeResponse(cls: type[_M], d: dict[str, Any], depth: int) ->
         if i is None:
             i = _K_StreamSubscribeResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_subscribe_response = _jd_SubscribeResponse(SubscribeResponse, v, depth - 1)
-                elif v is None:
-                    f_subscribe_response = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_publication = _jd_Publication(Publication, v, depth - 1)
-                elif v is None:
-                    f_publication = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_subscribe_response = _jd_SubscribeResponse(
+                            SubscribeResponse, v, depth - 1
+                        )
+                    elif v is None:
+                        f_subscribe_response = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_publication = _jd_Publication(Publication, v, depth - 1)
+                    elif v is None:
+                        f_publication = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "subscribe_response": f_subscribe_response,
@@ -6966,18 +6988,20 @@ def _jt_NotifyCacheEmptyRequest(cls: type[_M], s: str, pos: int, depth: int) -> 
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "channel"
-                m = _jr_STRING_AFTER(s, pos)
-                if m is not None:
-                    v = m[1]
-                    f_channel = v if v.isascii() else _jr_text(v)
-                    k, pos = m[2], m.end()
-                    continue
-                v, pos = _jr_scan(s, pos)
-                if v.__class__ is str:
-                    f_channel = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "channel"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_channel = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -7001,10 +7025,12 @@ def _jd_NotifyCacheEmptyRequest(cls: type[_M], d: dict[str, Any], depth: int) ->
         if i is None:
             i = _K_NotifyCacheEmptyRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is str:
-                f_channel = v if v.isascii() else _jr_text(v)
-            elif v is not None:
-                raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_channel = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "channel": f_channel,
@@ -7045,16 +7071,18 @@ def _jt_NotifyCacheEmptyResponse(cls: type[_M], s: str, pos: int, depth: int) ->
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "result"
-                if s[pos] == "{":
-                    f_result, pos = _jt_NotifyCacheEmptyResult(
-                        NotifyCacheEmptyResult, s, pos, depth - 1
-                    )
-                else:
-                    v, pos = _jr_scan(s, pos)
-                    if v is not None:
-                        raise _jr_wrong(v, "an object")
-                    f_result = None
+                if i < 8:
+                    if i == 1:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_NotifyCacheEmptyResult(
+                                NotifyCacheEmptyResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -7078,12 +7106,14 @@ def _jd_NotifyCacheEmptyResponse(cls: type[_M], d: dict[str, Any], depth: int) -
         if i is None:
             i = _K_NotifyCacheEmptyResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is dict:
-                f_result = _jd_NotifyCacheEmptyResult(NotifyCacheEmptyResult, v, depth - 1)
-            elif v is None:
-                f_result = None
-            else:
-                raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_result = _jd_NotifyCacheEmptyResult(NotifyCacheEmptyResult, v, depth - 1)
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "result": f_result,
@@ -7122,12 +7152,14 @@ def _jt_NotifyCacheEmptyResult(cls: type[_M], s: str, pos: int, depth: int) -> t
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "populated"
-                v, pos = _jr_scan(s, pos)
-                if v is True or v is False:
-                    f_populated = v
-                elif v is not None:
-                    raise _jr_wrong(v, "true or false")
+                if i < 8:
+                    if i == 1:
+                        field = "populated"
+                        v, pos = _jr_scan(s, pos)
+                        if v is True or v is False:
+                            f_populated = v
+                        elif v is not None:
+                            raise _jr_wrong(v, "true or false")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -7151,10 +7183,12 @@ def _jd_NotifyCacheEmptyResult(cls: type[_M], d: dict[str, Any], depth: int) -> 
         if i is None:
             i = _K_NotifyCacheEmptyResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if v is True or v is False:
-                f_populated = v
-            elif v is not None:
-                raise _jr_wrong(v, "true or false")
+            if i < 8:
+                if i == 1:
+                    if v is True or v is False:
+                        f_populated = v
+                    elif v is not None:
+                        raise _jr_wrong(v, "true or false")
     obj = _new(cls)
     obj.__dict__ = {
         "populated": f_populated,
@@ -7193,14 +7227,18 @@ def _jt_NotifyChannelStateRequest(cls: type[_M], s: str, pos: int, depth: int) -
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                field = "events"
-                if s[pos] == "[":
-                    f_events, pos = _jr_array(s, pos, _jt_ChannelEvent, ChannelEvent, depth - 1)
-                else:
-                    v, pos = _jr_scan(s, pos)
-                    if v is not None:
-                        raise _jr_wrong(v, "an array")
-                    f_events = []
+                if i < 8:
+                    if i == 1:
+                        field = "events"
+                        if s[pos] == "[":
+                            f_events, pos = _jr_array(
+                                s, pos, _jt_ChannelEvent, ChannelEvent, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an array")
+                            f_events = []
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -7224,12 +7262,14 @@ def _jd_NotifyChannelStateRequest(cls: type[_M], d: dict[str, Any], depth: int) 
         if i is None:
             i = _K_NotifyChannelStateRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if v.__class__ is list:
-                f_events = _jr_dict_array(v, _jd_ChannelEvent, ChannelEvent, depth - 1)
-            elif v is None:
-                f_events = []
-            else:
-                raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is list:
+                        f_events = _jr_dict_array(v, _jd_ChannelEvent, ChannelEvent, depth - 1)
+                    elif v is None:
+                        f_events = []
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "events": f_events,
@@ -7282,39 +7322,40 @@ def _jt_ChannelEvent(cls: type[_M], s: str, pos: int, depth: int) -> tuple[_M, i
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "time_ms"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                        f_time_ms = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-                elif i == 1:
-                    field = "channel"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_channel = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_channel = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    field = "type"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_type = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_type = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                if i < 8:
+                    if i == 1:
+                        field = "time_ms"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                            f_time_ms = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                    elif i == 2:
+                        field = "channel"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_channel = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 3:
+                        field = "type"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_type = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_type = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -7342,21 +7383,22 @@ def _jd_ChannelEvent(cls: type[_M], d: dict[str, Any], depth: int) -> _M:
         if i is None:
             i = _K_ChannelEvent.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
-                    f_time_ms = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
-            elif i == 1:
-                if v.__class__ is str:
-                    f_channel = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            else:
-                if v.__class__ is str:
-                    f_type = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is int and -9223372036854775808 <= v <= 9223372036854775807:
+                        f_time_ms = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "int64", -9223372036854775808, 9223372036854775807)
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_channel = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 3:
+                    if v.__class__ is str:
+                        f_type = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "time_ms": f_time_ms,
@@ -7406,26 +7448,27 @@ def _jt_NotifyChannelStateResponse(cls: type[_M], s: str, pos: int, depth: int) 
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_NotifyChannelStateResult(
-                            NotifyChannelStateResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
-                else:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
+                if i < 8:
+                    if i == 1:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_NotifyChannelStateResult(
+                                NotifyChannelStateResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
+                    elif i == 2:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -7451,20 +7494,23 @@ def _jd_NotifyChannelStateResponse(cls: type[_M], d: dict[str, Any], depth: int)
         if i is None:
             i = _K_NotifyChannelStateResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_result = _jd_NotifyChannelStateResult(NotifyChannelStateResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_result = _jd_NotifyChannelStateResult(
+                            NotifyChannelStateResult, v, depth - 1
+                        )
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "result": f_result,
@@ -7548,30 +7594,31 @@ def _jt_SharedPollRefreshRequest(cls: type[_M], s: str, pos: int, depth: int) ->
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "channel"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_channel = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_channel = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    field = "items"
-                    if s[pos] == "[":
-                        f_items, pos = _jr_array(
-                            s, pos, _jt_SharedPollRefreshItem, SharedPollRefreshItem, depth - 1
-                        )
-                    else:
+                if i < 8:
+                    if i == 1:
+                        field = "channel"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_channel = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an array")
-                        f_items = []
+                        if v.__class__ is str:
+                            f_channel = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "items"
+                        if s[pos] == "[":
+                            f_items, pos = _jr_array(
+                                s, pos, _jt_SharedPollRefreshItem, SharedPollRefreshItem, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an array")
+                            f_items = []
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -7597,20 +7644,21 @@ def _jd_SharedPollRefreshRequest(cls: type[_M], d: dict[str, Any], depth: int) -
         if i is None:
             i = _K_SharedPollRefreshRequest.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is str:
-                    f_channel = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            else:
-                if v.__class__ is list:
-                    f_items = _jr_dict_array(
-                        v, _jd_SharedPollRefreshItem, SharedPollRefreshItem, depth - 1
-                    )
-                elif v is None:
-                    f_items = []
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_channel = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is list:
+                        f_items = _jr_dict_array(
+                            v, _jd_SharedPollRefreshItem, SharedPollRefreshItem, depth - 1
+                        )
+                    elif v is None:
+                        f_items = []
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "channel": f_channel,
@@ -7657,26 +7705,27 @@ def _jt_SharedPollRefreshItem(cls: type[_M], s: str, pos: int, depth: int) -> tu
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "key"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_key = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_key = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
-                else:
-                    field = "version"
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                        f_version = v
-                    elif v is not None:
-                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+                if i < 8:
+                    if i == 1:
+                        field = "key"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_key = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is str:
+                            f_key = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
+                    elif i == 2:
+                        field = "version"
+                        v, pos = _jr_scan(s, pos)
+                        if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                            f_version = v
+                        elif v is not None:
+                            raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -7702,16 +7751,17 @@ def _jd_SharedPollRefreshItem(cls: type[_M], d: dict[str, Any], depth: int) -> _
         if i is None:
             i = _K_SharedPollRefreshItem.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is str:
-                    f_key = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
-            else:
-                if v.__class__ is int and 0 <= v <= 18446744073709551615:
-                    f_version = v
-                elif v is not None:
-                    raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is str:
+                        f_key = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
+                elif i == 2:
+                    if v.__class__ is int and 0 <= v <= 18446744073709551615:
+                        f_version = v
+                    elif v is not None:
+                        raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
     obj = _new(cls)
     obj.__dict__ = {
         "key": f_key,
@@ -7761,34 +7811,35 @@ def _jt_SharedPollRefreshResult(cls: type[_M], s: str, pos: int, depth: int) -> 
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "items"
-                    if s[pos] == "[":
-                        f_items, pos = _jr_array(
-                            s,
-                            pos,
-                            _jt_SharedPollRefreshResultItem,
-                            SharedPollRefreshResultItem,
-                            depth - 1,
-                        )
-                    else:
+                if i < 8:
+                    if i == 1:
+                        field = "items"
+                        if s[pos] == "[":
+                            f_items, pos = _jr_array(
+                                s,
+                                pos,
+                                _jt_SharedPollRefreshResultItem,
+                                SharedPollRefreshResultItem,
+                                depth - 1,
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an array")
+                            f_items = []
+                    elif i == 2:
+                        field = "epoch"
+                        m = _jr_STRING_AFTER(s, pos)
+                        if m is not None:
+                            v = m[1]
+                            f_epoch = v if v.isascii() else _jr_text(v)
+                            k, pos = m[2], m.end()
+                            continue
                         v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an array")
-                        f_items = []
-                else:
-                    field = "epoch"
-                    m = _jr_STRING_AFTER(s, pos)
-                    if m is not None:
-                        v = m[1]
-                        f_epoch = v if v.isascii() else _jr_text(v)
-                        k, pos = m[2], m.end()
-                        continue
-                    v, pos = _jr_scan(s, pos)
-                    if v.__class__ is str:
-                        f_epoch = v if v.isascii() else _jr_text(v)
-                    elif v is not None:
-                        raise _jr_wrong(v, "a string")
+                        if v.__class__ is str:
+                            f_epoch = v if v.isascii() else _jr_text(v)
+                        elif v is not None:
+                            raise _jr_wrong(v, "a string")
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -7814,20 +7865,24 @@ def _jd_SharedPollRefreshResult(cls: type[_M], d: dict[str, Any], depth: int) ->
         if i is None:
             i = _K_SharedPollRefreshResult.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is list:
-                    f_items = _jr_dict_array(
-                        v, _jd_SharedPollRefreshResultItem, SharedPollRefreshResultItem, depth - 1
-                    )
-                elif v is None:
-                    f_items = []
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is str:
-                    f_epoch = v if v.isascii() else _jr_text(v)
-                elif v is not None:
-                    raise _jr_wrong(v, "a string")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is list:
+                        f_items = _jr_dict_array(
+                            v,
+                            _jd_SharedPollRefreshResultItem,
+                            SharedPollRefreshResultItem,
+                            depth - 1,
+                        )
+                    elif v is None:
+                        f_items = []
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is str:
+                        f_epoch = v if v.isascii() else _jr_text(v)
+                    elif v is not None:
+                        raise _jr_wrong(v, "a string")
     obj = _new(cls)
     obj.__dict__ = {
         "items": f_items,
@@ -7889,8 +7944,8 @@ def _jt_SharedPollRefreshResultItem(cls: type[_M], s: str, pos: int, depth: int)
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i < 2:
-                    if i == 0:
+                if i < 8:
+                    if i == 1:
                         field = "key"
                         m = _jr_STRING_AFTER(s, pos)
                         if m is not None:
@@ -7903,27 +7958,26 @@ def _jt_SharedPollRefreshResultItem(cls: type[_M], s: str, pos: int, depth: int)
                             f_key = v if v.isascii() else _jr_text(v)
                         elif v is not None:
                             raise _jr_wrong(v, "a string")
-                    else:
+                    elif i == 2:
                         field = "data"
                         start = pos
                         pos = _jr_scan(s, pos)[1]
                         f_data = s[start:pos].encode()
-                else:
-                    if i == 2:
+                    elif i == 3:
                         field = "version"
                         v, pos = _jr_scan(s, pos)
                         if v.__class__ is int and 0 <= v <= 18446744073709551615:
                             f_version = v
                         elif v is not None:
                             raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                    elif i == 3:
+                    elif i == 4:
                         field = "removed"
                         v, pos = _jr_scan(s, pos)
                         if v is True or v is False:
                             f_removed = v
                         elif v is not None:
                             raise _jr_wrong(v, "true or false")
-                    else:
+                    elif i == 5:
                         field = "prev_data"
                         start = pos
                         pos = _jr_scan(s, pos)[1]
@@ -7959,26 +8013,25 @@ def _jd_SharedPollRefreshResultItem(cls: type[_M], d: dict[str, Any], depth: int
         if i is None:
             i = _K_SharedPollRefreshResultItem.get(_jr_fold(k), -1)
         if i >= 0:
-            if i < 2:
-                if i == 0:
+            if i < 8:
+                if i == 1:
                     if v.__class__ is str:
                         f_key = v if v.isascii() else _jr_text(v)
                     elif v is not None:
                         raise _jr_wrong(v, "a string")
-                else:
+                elif i == 2:
                     f_data = _jr_raw_dumps(v)
-            else:
-                if i == 2:
+                elif i == 3:
                     if v.__class__ is int and 0 <= v <= 18446744073709551615:
                         f_version = v
                     elif v is not None:
                         raise _jr_bad_int(v, "uint64", 0, 18446744073709551615)
-                elif i == 3:
+                elif i == 4:
                     if v is True or v is False:
                         f_removed = v
                     elif v is not None:
                         raise _jr_wrong(v, "true or false")
-                else:
+                elif i == 5:
                     f_prev_data = _jr_raw_dumps(v)
     obj = _new(cls)
     obj.__dict__ = {
@@ -8031,26 +8084,27 @@ def _jt_SharedPollRefreshResponse(cls: type[_M], s: str, pos: int, depth: int) -
                 field = ""
                 pos = _jr_scan(s, pos)[1]
             else:
-                if i == 0:
-                    field = "result"
-                    if s[pos] == "{":
-                        f_result, pos = _jt_SharedPollRefreshResult(
-                            SharedPollRefreshResult, s, pos, depth - 1
-                        )
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_result = None
-                else:
-                    field = "error"
-                    if s[pos] == "{":
-                        f_error, pos = _jt_Error(Error, s, pos, depth - 1)
-                    else:
-                        v, pos = _jr_scan(s, pos)
-                        if v is not None:
-                            raise _jr_wrong(v, "an object")
-                        f_error = None
+                if i < 8:
+                    if i == 1:
+                        field = "result"
+                        if s[pos] == "{":
+                            f_result, pos = _jt_SharedPollRefreshResult(
+                                SharedPollRefreshResult, s, pos, depth - 1
+                            )
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_result = None
+                    elif i == 2:
+                        field = "error"
+                        if s[pos] == "{":
+                            f_error, pos = _jt_Error(Error, s, pos, depth - 1)
+                        else:
+                            v, pos = _jr_scan(s, pos)
+                            if v is not None:
+                                raise _jr_wrong(v, "an object")
+                            f_error = None
                 field = ""
             m = _jr_AFTER(s, pos)
             if m is None:
@@ -8076,20 +8130,23 @@ def _jd_SharedPollRefreshResponse(cls: type[_M], d: dict[str, Any], depth: int) 
         if i is None:
             i = _K_SharedPollRefreshResponse.get(_jr_fold(k), -1)
         if i >= 0:
-            if i == 0:
-                if v.__class__ is dict:
-                    f_result = _jd_SharedPollRefreshResult(SharedPollRefreshResult, v, depth - 1)
-                elif v is None:
-                    f_result = None
-                else:
-                    raise _jr_Fail("wrong type")
-            else:
-                if v.__class__ is dict:
-                    f_error = _jd_Error(Error, v, depth - 1)
-                elif v is None:
-                    f_error = None
-                else:
-                    raise _jr_Fail("wrong type")
+            if i < 8:
+                if i == 1:
+                    if v.__class__ is dict:
+                        f_result = _jd_SharedPollRefreshResult(
+                            SharedPollRefreshResult, v, depth - 1
+                        )
+                    elif v is None:
+                        f_result = None
+                    else:
+                        raise _jr_Fail("wrong type")
+                elif i == 2:
+                    if v.__class__ is dict:
+                        f_error = _jd_Error(Error, v, depth - 1)
+                    elif v is None:
+                        f_error = None
+                    else:
+                        raise _jr_Fail("wrong type")
     obj = _new(cls)
     obj.__dict__ = {
         "result": f_result,
