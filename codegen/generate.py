@@ -59,11 +59,6 @@ def sources(proto_dir: Path = PROTOS, plain: bool = False) -> dict[str, str]:
         "__init__.py": header("protos/") + INIT.format(version=version),
         "_message_pool.py": header("protos/") + MESSAGE_POOL,
     }
-    if not plain:
-        runtime = (Path(__file__).parent / "runtime.py").read_text()
-        files["_runtime.py"] = header("codegen/runtime.py") + runtime
-        json_runtime = (Path(__file__).parent / "json_runtime.py").read_text()
-        files["_json_runtime.py"] = header("codegen/json_runtime.py") + json_runtime
     for file in model.files:
         module = betterproto.shape_module(
             plugin_output[file.module], model, file, header(f"protos/{file.name}"), plain

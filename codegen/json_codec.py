@@ -186,7 +186,7 @@ class JsonEmitter:
         w(0, "")
         w(0, "import betterproto2")
         w(0, "")
-        w(0, "from . import _json_runtime")
+        w(0, "from .. import _json_runtime")
         enums = {f.type.py_name for m in self.file.messages for f in m.fields if f.type.py_name}
         w(0, f"from .{self.file.module} import (")
         for name in sorted([*names, *enums]):

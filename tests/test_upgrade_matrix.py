@@ -41,6 +41,9 @@ pytestmark = pytest.mark.upgrade_matrix
 #: Stages that need the hand-written layer to follow the schema (issue 12 parts 1-2).
 NEEDS_PARTS_1_2 = pytest.mark.xfail(strict=False, reason="issue 12 parts 1-2")
 
+#: The hand-written modules the generated code imports.
+GENERATED_NEEDS = ("_runtime.py", "_json_runtime.py", "errors.py")
+
 #: What the tree copy needs: the package, the generator, the scripts and the project files.
 COPIED = ("centrifugo_types/", "codegen/", "protos/", "scripts/", "pyproject.toml", "uv.lock")
 
@@ -176,9 +179,9 @@ class Leaves:
 
 checked = 0
 for module in ("proxy", "api"):
-    ours = importlib.import_module(f"gen.{module}")
+    ours = importlib.import_module(f"gen._generated.{module}")
     upb = importlib.import_module(f"{module}_pb2")
-    strategies = importlib.import_module(f"gen.{module}_strategies").build(Leaves())
+    strategies = importlib.import_module(f"gen._generated.{module}_strategies").build(Leaves())
     for cls, strategy in strategies.items():
         upb_cls = getattr(upb, cls.__name__, None)
         if upb_cls is None:  # betterproto2 renames a few (RPCRequest -> RpcRequest)
@@ -297,10 +300,14 @@ def run_schema(name: str, work: Path, mypy_cache: Path) -> Run:
         "generate", [str(tree / "scripts" / "update-protos"), "--from", str(protos), version]
     ):
         return run
-    # The generated package alone (no hand-written layer), importable as ``gen``.
+    # The generated package with only the modules it imports (its runtimes and their errors),
+    # without the rest of the hand-written layer: importable as ``gen._generated``.
     gen_root = work / "gen_root"
-    gen_root.mkdir()
-    (gen_root / "gen").symlink_to(tree / "centrifugo_types" / "_generated")
+    package = gen_root / "gen"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    for name in ("_generated", *GENERATED_NEEDS):
+        (package / name).symlink_to(tree / "centrifugo_types" / name)
     upb_out = work / "upb"
     upb_out.mkdir()
     stage(

@@ -179,7 +179,7 @@ from typing import TYPE_CHECKING
 import betterproto2
 from typing import Any, Self, TypeVar
 
-from . import _runtime
+from .. import _runtime
 
 _rt_DECODE_FAILURES = _runtime.DECODE_FAILURES
 _rt_ENCODE_FAILURES = _runtime.ENCODE_FAILURES

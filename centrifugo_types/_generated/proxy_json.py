@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import betterproto2
 
-from . import _json_runtime
+from .. import _json_runtime
 from .proxy import (
     BoolValue,
     ChannelEvent,

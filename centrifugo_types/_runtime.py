@@ -1,7 +1,8 @@
 """Runtime support of the generated codecs: errors and the few helpers too big to inline.
 
-This file is the source of ``centrifugo_types/_generated/_runtime.py``: the codegen copies it
-there verbatim (with a header). Besides the standard library it imports only
+Hand-written and type-checked like the rest of the package; the generated modules under
+``_generated/`` import it (``from .. import _runtime``) and alias the names in
+``codegen.codec.RUNTIME_NAMES``. Besides the standard library it imports only
 :mod:`centrifugo_types.errors`, where its exceptions live with every other of the package.
 """
 
@@ -11,7 +12,7 @@ import math
 import struct
 from typing import Any
 
-from centrifugo_types.errors import DecodeError, EncodeError
+from .errors import DecodeError, EncodeError
 
 __all__ = ["DecodeError", "EncodeError"]  # re-exported: generated modules import them from here
 
