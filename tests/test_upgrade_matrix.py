@@ -8,7 +8,7 @@ the tree:
 - ``differential``: every message of that schema survives a round trip through our binary
   codec, and upb (google.protobuf, compiled from the same pair) reads our bytes as we do and
   writes bytes we read back as the same message;
-- ``mypy_generated``: ``mypy --strict`` passes on ``centrifugo_types/_generated/``;
+- ``mypy_generated``: ``mypy --strict centrifugo_types`` finds no error in ``_generated/``;
 - ``import``, ``serve``, ``mypy``: the whole package imports, serves every event of the schema
   with an empty router, and type-checks. These need the hand-written layer to take its events
   from the generated table (issue 12 parts 1-2) and are expected to fail until then.
@@ -291,7 +291,7 @@ def run_schema(name: str, work: Path, mypy_cache: Path) -> Run:
     def stage(stage_name: str, args: list[str], cwd: Path = tree) -> bool:
         start = time.perf_counter()
         result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-        output = (result.stdout + result.stderr)[-4000:]
+        output = result.stdout + result.stderr
         run.stages[stage_name] = Stage(result.returncode == 0, output, time.perf_counter() - start)
         return result.returncode == 0
 
@@ -315,11 +315,20 @@ def run_schema(name: str, work: Path, mypy_cache: Path) -> Run:
         [python, "-c", DIFFERENTIAL, str(gen_root), str(upb_out), str(tree / "protos")],
         cwd=work,
     )
-    mypy = [python, "-m", "mypy", "--strict", "--cache-dir", str(mypy_cache)]
-    stage("mypy_generated", [*mypy, "--follow-imports=silent", "centrifugo_types/_generated"])
     if stage("import", [python, "-c", "import centrifugo_types.client, centrifugo_types.testing"]):
         stage("serve", [python, "-c", SERVE])
-    stage("mypy", [*mypy, "centrifugo_types"])
+    # One mypy run over the package; its errors in _generated/ fail the codegen-only stage.
+    stage(
+        "mypy",
+        [python, "-m", "mypy", "--strict", "--cache-dir", str(mypy_cache), "centrifugo_types"],
+    )
+    checked = run.stages["mypy"]
+    generated = [
+        line
+        for line in checked.output.splitlines()
+        if line.startswith("centrifugo_types/_generated/")
+    ]
+    run.stages["mypy_generated"] = Stage(not generated, "\n".join(generated), checked.seconds)
     return run
 
 
@@ -351,7 +360,7 @@ def _check(matrix: dict[str, Run], name: str, stage_name: str) -> None:
         failed = next((s for s, r in run.stages.items() if not r.ok), "?")
         pytest.fail(f"{name}: {stage_name} did not run because {failed} failed")
     result = run.stages[stage_name]
-    assert result.ok, f"{name}: {stage_name} failed:\n{result.output}"
+    assert result.ok, f"{name}: {stage_name} failed:\n{result.output[-4000:]}"
 
 
 def _cases(stages: tuple[str, ...], marks: tuple[pytest.MarkDecorator, ...] = ()) -> list[object]:
