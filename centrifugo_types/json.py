@@ -37,7 +37,8 @@ from typing import Any, TypeVar
 
 import betterproto2
 
-from ._generated import _json_runtime, api_json, proxy_json
+from . import _json_runtime
+from ._generated import api_json, proxy_json
 from .errors import JSONDecodeError, JSONEncodeError
 
 __all__ = ["JSONDecodeError", "JSONEncodeError", "dumps", "loads", "use_orjson"]

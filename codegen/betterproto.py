@@ -35,6 +35,12 @@ def run_plugin(proto_dir: Path, schema: Schema) -> dict[str, str]:
     with tempfile.TemporaryDirectory() as tmp:
         old_path = os.environ.get("PATH", "")
         os.environ["PATH"] = tool_path()
+        # The plugin lists every file it writes on stderr: keep that (and protoc's messages)
+        # aside, and show it only when protoc fails.
+        log = Path(tmp, "stderr.log").open("w+b")  # noqa: SIM115  (closed in finally)
+        saved_stderr = os.dup(2)
+        sys.stderr.flush()
+        os.dup2(log.fileno(), 2)
         try:
             status = protoc.main(
                 [
@@ -47,8 +53,14 @@ def run_plugin(proto_dir: Path, schema: Schema) -> dict[str, str]:
                 ]
             )
         finally:
+            os.dup2(saved_stderr, 2)
+            os.close(saved_stderr)
             os.environ["PATH"] = old_path
+            log.seek(0)
+            messages = log.read().decode(errors="replace")
+            log.close()
         if status != 0:
+            sys.stderr.write(messages)
             raise SchemaError(f"protoc with the betterproto2 plugin failed with status {status}")
         out = {}
         for file in schema.files:
@@ -87,7 +99,7 @@ def shape_module(source: str, schema: Schema, file: ProtoFile, header: str, plai
         members = emitter.class_members(by_name[node.name])
         lines[node.end_lineno : node.end_lineno] = members.rstrip("\n").split("\n")
     anchor = lines.index("import betterproto2")
-    imports = ["from typing import Any, Self, TypeVar", "", "from . import _runtime"]
+    imports = ["from typing import Any, Self, TypeVar", "", "from .. import _runtime"]
     imports += [f"_rt_{name} = _runtime.{name}" for name in RUNTIME_NAMES]
     imports += ['_M = TypeVar("_M", bound=betterproto2.Message)', "_new = object.__new__"]
     lines[anchor + 1 : anchor + 1] = imports

@@ -36,6 +36,7 @@ _VARINT_ENCODE = {
     "uint64": "_rt_enc_uint64",
     "sint32": "_rt_enc_sint32",
     "sint64": "_rt_enc_sint64",
+    "enum": "_rt_enc_int32",
 }
 _FIXED = {
     # kind: (size, pack, unpack)
@@ -93,12 +94,16 @@ def default(t: Type) -> str:
     """The Python literal of a type's zero value (messages: None)."""
     if t.kind == "message":
         return "None"
+    if t.kind == "enum":
+        return f"{t.py_name}(0)"
     return _DEFAULTS.get(t.kind, "0")
 
 
 def py_type(t: Type, schema: Schema) -> str:
     if t.kind == "message":
         return schema.message(t.message).py_name
+    if t.kind == "enum":
+        return t.py_name
     return _PY_TYPES.get(t.kind, "int")
 
 
@@ -339,7 +344,8 @@ class CodecEmitter:
             w(indent, f"{target}{unpack}(data, pos)[0]{close}")
             w(indent, f"pos += {size}")
         else:
-            conv = _VARINT_DECODE[t.kind]
+            # An open enum keeps unknown values (betterproto2's Enum makes pseudo-members).
+            conv = f"{t.py_name}(_rt_int32({{v}}))" if t.kind == "enum" else _VARINT_DECODE[t.kind]
             self._read_varint(indent, "v")
             if t.kind in ("int32", "int64", "sint32", "sint64", "uint32"):
                 # Single-byte varints need no sign or width fix-up.
@@ -508,7 +514,7 @@ class CodecEmitter:
 
     def _entry_name(self, key: Type, value: Type) -> str:
         if (key, value) not in self.entries:
-            value_name = value.kind
+            value_name = value.py_name or value.kind  # enums: the enum's class name
             if value.kind == "message":
                 value_name = self.schema.message(value.message).py_name
             self.entries[(key, value)] = f"_dec_entry_{key.kind}_{value_name}"

@@ -115,6 +115,10 @@ RUNTIME_NAMES = (
 )
 
 
+BUCKET = 8
+"""Field numbers per bucket of the decoders' dispatch (see ``JsonEmitter._dispatch``)."""
+
+
 def _int_name(kind: str) -> str:
     return f"_I_{kind}"
 
@@ -161,6 +165,8 @@ class JsonEmitter:
                     raise SchemaError(f"{where}: float fields are not supported by the JSON codec")
                 if field.map_key is not None and field.map_key.kind != "string":
                     raise SchemaError(f"{where}: only string map keys are supported in JSON")
+                if (field.repeated or field.is_map) and field.type.kind == "enum":
+                    raise SchemaError(f"{where}: repeated/map enum fields are not supported")
                 if (field.repeated or field.is_map) and is_raw(field):
                     raise SchemaError(f"{where}: repeated/map raw JSON fields are not supported")
 
@@ -180,9 +186,10 @@ class JsonEmitter:
         w(0, "")
         w(0, "import betterproto2")
         w(0, "")
-        w(0, "from . import _json_runtime")
+        w(0, "from .. import _json_runtime")
+        enums = {f.type.py_name for m in self.file.messages for f in m.fields if f.type.py_name}
         w(0, f"from .{self.file.module} import (")
-        for name in names:
+        for name in sorted([*names, *enums]):
             w(1, f"{name},")
         w(0, ")")
         w(0, "")
@@ -204,9 +211,14 @@ class JsonEmitter:
         w(0, "_new = object.__new__")
         for message in self.file.messages:
             w(0, "")
-            w(0, "#: Field index by JSON key (exact, and as folded by ``_jr_fold``).")
-            keys = ", ".join(f'"{f.name}": {i}' for i, f in enumerate(message.fields))
-            w(0, f"_K_{message.py_name}: dict[str, int] = {{{keys}}}")
+            w(0, "#: Field number by JSON key (exact, and as folded by ``_jr_fold``).")
+            if not message.fields:
+                w(0, f"_K_{message.py_name}: dict[str, int] = {{}}")
+                continue
+            w(0, f"_K_{message.py_name}: dict[str, int] = {{")  # one line per field
+            for f in message.fields:
+                w(1, f'"{f.name}": {f.number},')
+            w(0, "}")
         for message in self.file.messages:
             self._encoder(message)
             self._text_decoder(message)
@@ -302,7 +314,8 @@ class JsonEmitter:
         elif t.kind == "double":
             expr = f"_jr_enc_float({v})"
         else:
-            low, high = INT_RANGES[t.kind]
+            # Integers; enums too: Go's encoding/json writes an enum as its int32 number.
+            low, high = INT_RANGES["int32" if t.kind == "enum" else t.kind]
             inner = indent
             if not always:
                 w(indent, f"if {v}:")
@@ -392,6 +405,12 @@ class JsonEmitter:
         elif t.kind == "double":
             w(indent, "if v is not None:")
             w(indent + 1, f"{var} = _jr_check_float(v)")
+        elif t.kind == "enum":
+            low, high = INT_RANGES["int32"]
+            w(indent, f"if v.__class__ is int and {low} <= v <= {high}:")
+            w(indent + 1, f"{var} = {t.py_name}(v)")
+            w(indent, "elif v is not None:")
+            w(indent + 1, f'raise _jr_bad_int(v, "int32", {low}, {high})')
         else:
             low, high = INT_RANGES[t.kind]
             w(indent, f"if v.__class__ is int and {low} <= v <= {high}:")
@@ -405,27 +424,22 @@ class JsonEmitter:
         self,
         indent: int,
         fields: tuple[Field, ...],
-        lo: int,
-        hi: int,
         emit: Callable[[int, Field], None],
     ) -> None:
-        """Branch on the field index ``i`` (known to be in ``lo..hi-1``) by bisection, so that
-        a key costs a few comparisons even in messages with dozens of fields."""
+        """Branch on the field number ``i`` (of a field of ``fields``): first on its bucket of
+        :data:`BUCKET` numbers, then by equality inside the bucket. The shape depends on each
+        field's own number only, so that adding a field adds the lines of that field (and, for
+        a new bucket, one line more) and changes none of the others'; a key costs a few
+        integer comparisons even in messages with dozens of fields."""
         w = self.out
-        if hi - lo == 1:
-            emit(indent, fields[lo])
-        elif hi - lo <= 3:
-            for j in range(lo, hi - 1):
-                w(indent, f"{'if' if j == lo else 'elif'} i == {j}:")
-                emit(indent + 1, fields[j])
-            w(indent, "else:")
-            emit(indent + 1, fields[hi - 1])
-        else:
-            mid = (lo + hi) // 2
-            w(indent, f"if i < {mid}:")
-            self._dispatch(indent + 1, fields, lo, mid, emit)
-            w(indent, "else:")
-            self._dispatch(indent + 1, fields, mid, hi, emit)
+        buckets: dict[int, list[Field]] = {}
+        for field in fields:
+            buckets.setdefault(field.number // BUCKET, []).append(field)
+        for b, (bucket, members) in enumerate(sorted(buckets.items())):
+            w(indent, f"{'if' if b == 0 else 'elif'} i < {(bucket + 1) * BUCKET}:")
+            for j, field in enumerate(members):
+                w(indent + 1, f"{'if' if j == 0 else 'elif'} i == {field.number}:")
+                emit(indent + 2, field)
 
     def _text_decoder(self, message: Message) -> None:
         w = self.out
@@ -458,7 +472,7 @@ class JsonEmitter:
                 w(indent, f'field = "{field.name}"')
                 self._text_field(indent, field)
 
-            self._dispatch(4, message.fields, 0, len(message.fields), emit)
+            self._dispatch(4, message.fields, emit)
             w(4, 'field = ""')
         else:
             w(3, "pos = _jr_scan(s, pos)[1]")
@@ -532,7 +546,7 @@ class JsonEmitter:
             w(2, "if i is None:")
             w(3, f"i = _K_{name}.get(_jr_fold(k), -1)")
             w(2, "if i >= 0:")
-            self._dispatch(3, message.fields, 0, len(message.fields), self._dict_field)
+            self._dispatch(3, message.fields, self._dict_field)
         self._build(1, message)
         w(1, "return obj")
 

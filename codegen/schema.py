@@ -4,10 +4,12 @@ protoc parses the .proto files (through grpcio-tools); this module turns the res
 ``FileDescriptorSet`` into a small, explicit model. Every generator (codecs, strategies, the
 JSON dialect) reads this model, so a fact about a field lives in one place: the .proto file.
 
-Features the generators do not implement (enums, oneofs, proto3 ``optional``, groups,
-extensions, nested types) are rejected here with a clear error, so that an upgrade of
-Centrifugo that starts using one fails loudly at generation time instead of producing a
-silently wrong codec.
+Enums (top-level and nested in a message, as Centrifugo v5's ``Command.MethodType``) are open
+proto3 enums: int32 on the wire, unknown values kept. Features the generators do not implement
+(oneofs, proto3 ``optional``, groups, extensions, nested messages other than map entries,
+imports) are rejected here with a :class:`SchemaError` naming the file and the element, so
+that an upgrade of Centrifugo that starts using one fails loudly at generation time instead of
+producing a silently wrong codec.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ WIRE_TYPES: dict[str, int] = {
     "sfixed64": 1,
     "sint32": 0,
     "sint64": 0,
+    "enum": 0,
     "message": 2,
 }
 
@@ -88,10 +91,13 @@ class SchemaError(Exception):
 
 @dataclass(frozen=True)
 class Type:
-    """The type of a value: a scalar name, or ``"message"`` with the message's full name."""
+    """The type of a value: a scalar name, or ``"message"`` / ``"enum"`` with the full name of
+    the message or enum."""
 
     kind: str
     message: str = ""
+    py_name: str = ""
+    """For enums: the class name betterproto2 gives the enum."""
 
     @property
     def wire_type(self) -> int:
@@ -151,6 +157,16 @@ class Message:
 
 
 @dataclass(frozen=True)
+class Enum:
+    """One enum type (open, as every proto3 enum: values outside ``values`` are kept)."""
+
+    full_name: str
+    py_name: str
+    """The class name betterproto2 gives it (``Command.MethodType`` -> ``CommandMethodType``)."""
+    values: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
 class Method:
     """One rpc of a service."""
 
@@ -179,6 +195,7 @@ class ProtoFile:
     """The module name under ``centrifugo_types._generated`` (``proxy``, ``api``)."""
     messages: tuple[Message, ...]
     services: tuple[Service, ...]
+    enums: tuple[Enum, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -190,6 +207,13 @@ class Schema:
             for message in file.messages:
                 if message.full_name == full_name:
                     return message
+        raise KeyError(full_name)
+
+    def enum(self, full_name: str) -> Enum:
+        for file in self.files:
+            for enum in file.enums:
+                if enum.full_name == full_name:
+                    return enum
         raise KeyError(full_name)
 
     def recursive_messages(self) -> frozenset[str]:
@@ -238,29 +262,45 @@ def _file(file: descriptor_pb2.FileDescriptorProto, module: str) -> ProtoFile:
     where = file.name
     if file.syntax != "proto3":
         raise SchemaError(f"{where}: only proto3 is supported, got {file.syntax or 'proto2'}")
-    if file.enum_type:
-        raise SchemaError(f"{where}: enums are not supported yet")
     if file.dependency:
-        raise SchemaError(f"{where}: imports are not supported yet: {list(file.dependency)}")
+        raise SchemaError(f"{where}: imports are not supported: {', '.join(file.dependency)}")
     if file.extension:
-        raise SchemaError(f"{where}: extensions are not supported")
-    messages = tuple(_message(file.package, m, where) for m in file.message_type)
+        raise SchemaError(f"{where}: extension {file.extension[0].name} is not supported")
+    enums = [_enum(file.package, (), e) for e in file.enum_type]
+    for msg in file.message_type:
+        enums += [_enum(file.package, (msg.name,), e) for e in msg.enum_type]
+    by_name = {e.full_name: e for e in enums}
+    messages = tuple(_message(file.package, m, where, by_name) for m in file.message_type)
     services = tuple(_service(s) for s in file.service)
-    return ProtoFile(file.name, file.package, module, messages, services)
+    return ProtoFile(file.name, file.package, module, messages, services, tuple(enums))
 
 
-def _message(package: str, msg: descriptor_pb2.DescriptorProto, where: str) -> Message:
+def _enum(package: str, outer: tuple[str, ...], enum: descriptor_pb2.EnumDescriptorProto) -> Enum:
+    path = (*outer, enum.name)
+    return Enum(
+        full_name=".".join((package, *path)),
+        py_name=pythonize_class_name("".join(path)),
+        values=tuple((v.name, v.number) for v in enum.value),
+    )
+
+
+def _message(
+    package: str, msg: descriptor_pb2.DescriptorProto, where: str, enums: dict[str, Enum]
+) -> Message:
     where = f"{where}: message {msg.name}"
-    if msg.enum_type or msg.extension or msg.extension_range:
-        raise SchemaError(f"{where}: nested enums and extensions are not supported yet")
+    if msg.extension or msg.extension_range:
+        raise SchemaError(f"{where}: extensions are not supported")
     if msg.oneof_decl:
-        raise SchemaError(f"{where}: oneofs and proto3 optional fields are not supported yet")
+        raise SchemaError(
+            f"{where}: oneof {msg.oneof_decl[0].name} (or a proto3 optional field) is not supported"
+        )
     entries = {f".{package}.{msg.name}.{n.name}": n for n in msg.nested_type}
     for nested in msg.nested_type:
         if not nested.options.map_entry:
-            raise SchemaError(f"{where}: nested message {nested.name} is not supported yet")
+            raise SchemaError(f"{where}: nested message {nested.name} is not supported")
     fields = tuple(
-        _field(f, entries, f"{where}.{f.name}") for f in sorted(msg.field, key=lambda f: f.number)
+        _field(f, entries, f"{where}.{f.name}", enums)
+        for f in sorted(msg.field, key=lambda f: f.number)
     )
     return Message(
         full_name=f"{package}.{msg.name}",
@@ -271,23 +311,33 @@ def _message(package: str, msg: descriptor_pb2.DescriptorProto, where: str) -> M
     )
 
 
-def _type(field: descriptor_pb2.FieldDescriptorProto, where: str) -> Type:
+_TYPE_NAMES = {v: k.removeprefix("TYPE_").lower() for k, v in FDP.Type.items()}
+
+
+def _type(field: descriptor_pb2.FieldDescriptorProto, where: str, enums: dict[str, Enum]) -> Type:
     if field.type == FDP.TYPE_MESSAGE:
         return Type("message", field.type_name.lstrip("."))
+    if field.type == FDP.TYPE_ENUM:
+        enum = enums.get(field.type_name.lstrip("."))
+        if enum is None:
+            raise SchemaError(f"{where}: enum {field.type_name.lstrip('.')} is not supported")
+        return Type("enum", enum.full_name, enum.py_name)
     if field.type in SCALARS:
         return Type(SCALARS[field.type])
-    raise SchemaError(f"{where}: unsupported field type {field.type}")
+    name = _TYPE_NAMES.get(field.type, str(field.type))
+    raise SchemaError(f"{where}: fields of type {name} are not supported")
 
 
 def _field(
     field: descriptor_pb2.FieldDescriptorProto,
     map_entries: dict[str, descriptor_pb2.DescriptorProto],
     where: str,
+    enums: dict[str, Enum],
 ) -> Field:
     if field.HasField("oneof_index") or field.proto3_optional:
-        raise SchemaError(f"{where}: oneof and optional fields are not supported yet")
+        raise SchemaError(f"{where}: oneof and optional fields are not supported")
     if field.options.HasField("packed") and not field.options.packed:
-        raise SchemaError(f"{where}: [packed = false] is not supported yet")
+        raise SchemaError(f"{where}: [packed = false] is not supported")
     repeated = field.label == FDP.LABEL_REPEATED
     entry = map_entries.get(field.type_name) if field.type == FDP.TYPE_MESSAGE else None
     if entry is not None:
@@ -296,14 +346,14 @@ def _field(
             name=field.name,
             py_name=pythonize_field_name(field.name),
             number=field.number,
-            type=_type(value, where),
-            map_key=_type(key, where),
+            type=_type(value, where, enums),
+            map_key=_type(key, where, enums),
         )
     return Field(
         name=field.name,
         py_name=pythonize_field_name(field.name),
         number=field.number,
-        type=_type(field, where),
+        type=_type(field, where, enums),
         repeated=repeated,
     )
 

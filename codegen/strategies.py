@@ -41,6 +41,11 @@ class StrategyEmitter:
         if kind in INT_RANGES:
             lo, hi = INT_RANGES[kind]
             return f"st.integers({lo}, {hi})"
+        if kind == "enum":
+            # Open enums: known members and any other int32 (kept as an unknown value).
+            lo, hi = INT_RANGES["int32"]
+            cls = f"_m.{t.py_name}"
+            return f"(st.sampled_from({cls}) | st.integers({lo}, {hi}).map({cls}))"
         assert kind == "message"
         if t.message in self.recursive and depth is not None:
             name = self.schema.message(t.message).py_name

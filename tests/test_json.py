@@ -26,8 +26,8 @@ from google.protobuf import descriptor as d
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from centrifugo_types import DecodeError, EncodeError, api, json, proxy
-from centrifugo_types._generated import _json_runtime, api_json, proxy_json
+from centrifugo_types import DecodeError, EncodeError, _json_runtime, api, json, proxy
+from centrifugo_types._generated import api_json, proxy_json
 from centrifugo_types.json import JSONDecodeError, JSONEncodeError
 from centrifugo_types.testing import json_payloads, message_types, messages
 from codegen.json_codec import ALWAYS_PRESENT

@@ -1,8 +1,9 @@
 """Runtime support of the generated JSON dialect codecs (Centrifugo's encoding/json dialect).
 
-This file is the source of ``centrifugo_types/_generated/_json_runtime.py``: the codegen copies
-it there verbatim (with a header), so that generated code only imports generated code. It uses
-the standard library, plus ``orjson`` when it is installed.
+Hand-written and type-checked like the rest of the package; the generated ``*_json`` modules
+import it (``from .. import _json_runtime``) and alias the names in
+``codegen.json_codec.RUNTIME_NAMES``. It uses the standard library, plus ``orjson`` when it is
+installed.
 
 Decoding has two paths that give the same results:
 
@@ -28,8 +29,8 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from centrifugo_types._generated._runtime import MAX_DEPTH
-from centrifugo_types.errors import JSONDecodeError, JSONEncodeError
+from ._runtime import MAX_DEPTH
+from .errors import JSONDecodeError, JSONEncodeError
 
 try:  # the optional fast path
     import orjson as _orjson
@@ -486,10 +487,6 @@ def enc_int(kind: str, low: int, high: int) -> Callable[[Any], str]:
         return int_repr(value)
 
     return encode
-
-
-def enc_str(value: Any) -> str:
-    return esc(value)
 
 
 def raw(value: Any) -> str:
