@@ -312,6 +312,8 @@ class ApiMethodsEmitter:
             "    command: str",
             '    """The attribute of ``Command`` and ``Reply`` for this rpc in a batch (``""`` for',
             '    Batch itself)."""',
+            "    py_name: str",
+            '    """The name of its method on the clients (``presence_stats``)."""',
             "",
             "",
         ]
@@ -330,6 +332,7 @@ class ApiMethodsEmitter:
                 f"    {response},",
                 f"    {result.py_name if result else None},",
                 f'    "{self.commands.get(method.input, "")}",',
+                f'    "{pythonize_method_name(method.name)}",',
                 ")",
             ]
         lines += [

@@ -10,6 +10,7 @@ thread), so that one test body covers both.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import shutil
 import ssl
@@ -28,6 +29,7 @@ from centrifugo_types import (
     ApiTimeoutError,
     AuthenticationError,
     BadRequestError,
+    ClientError,
     EncodeError,
     NotFoundError,
     TransportError,
@@ -38,6 +40,7 @@ from centrifugo_types import (
 from centrifugo_types import errors as errors_module
 from centrifugo_types._generated.api_methods import METHODS
 from centrifugo_types.client import ApiClient, SyncApiClient
+from centrifugo_types.client.http_sync import SyncHttpTransport
 
 from . import go_source
 from .centrifugo import Centrifugo, StartCentrifugo, free_port, merge
@@ -563,3 +566,88 @@ async def test_info_is_equal_over_both_transports_but_for_live_numbers(
         node.metrics = None
         node.process = None
     assert grpc_node == http_node
+
+
+# -- every method, loops, lifecycle, threads ---------------------------------------------------
+
+PRO_PATHS = {m.path for m in METHODS} - {
+    "batch", "publish", "broadcast", "subscribe", "unsubscribe", "disconnect", "presence",
+    "presence_stats", "history", "history_remove", "info", "rpc", "refresh", "channels",
+    "map_publish", "map_remove", "map_read_state", "map_read_stream", "map_stats",
+    "map_clear", "shared_poll_publish",
+}  # fmt: skip
+"""The methods of Centrifugo PRO: the open-source server answers them as unsupported."""
+
+
+async def test_every_method_answers_typed(client: ApiClient) -> None:
+    """Each generated method, called with the schema's defaults: a result of its type, or
+    Centrifugo's typed refusal (empty channel/user: 107; PRO methods: unsupported)."""
+    assert PRO_PATHS and len(PRO_PATHS) < len(METHODS)
+    for method in METHODS:
+        if method.result is None:  # the batch
+            assert await client.batch([]) == []
+            continue
+        call = getattr(client, method.py_name)
+        outcome = await _outcome(lambda _c, _ch, call=call: call(), client, "")
+        if method.path in PRO_PATHS:
+            assert outcome == (UnsupportedMethodError, method.path)
+        elif isinstance(outcome, tuple):  # an ApiError: (type, code, message, method)
+            assert outcome[1] in (102, 104, 107) and outcome[3] == method.path
+        else:
+            assert type(outcome) is method.result
+
+
+@pytest.mark.parametrize("kind", ["http", "grpc"])
+def test_an_async_client_works_under_a_new_event_loop(kind: str, server: Centrifugo) -> None:
+    """A client used by one asyncio.run(), then by another (pytest's per-test loops, sync code
+    calling asyncio.run per request), and by two loops at once: each loop gets its own
+    connections; no call waits for a timeout."""
+    client = make_client(kind, server, timeout=WAIT)
+
+    async def calls(n: int) -> list[int]:
+        return [len((await client.info()).nodes) for _ in range(n)]
+
+    started = time.monotonic()
+    assert asyncio.run(calls(2)) == [1, 1]
+    assert asyncio.run(calls(2)) == [1, 1]  # the first loop is closed now
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        both_loops = list(pool.map(lambda _: asyncio.run(calls(5)), range(2)))
+    assert both_loops == [[1] * 5] * 2
+    asyncio.run(client.aclose())
+    assert time.monotonic() - started < WAIT / 2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_closed_client_raises_client_error_at_once(kind: str, server: Centrifugo) -> None:
+    client = make_client(kind, server)
+    async with client:
+        assert (await client.info()).nodes
+    started = time.monotonic()
+    with pytest.raises(ClientError, match="closed") as info:
+        await client.info()
+    assert type(info.value) is ClientError
+    with pytest.raises(ClientError, match="closed"):
+        async with client:
+            pass
+    await client.aclose()  # closing twice is fine
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize("kind", ["http-sync", "grpc-sync"])
+def test_a_sync_client_is_shared_by_threads(kind: str, server: Centrifugo) -> None:
+    """One SyncApiClient for every thread (a Django process's views): calls run at once and
+    reuse pooled connections."""
+    channel = f"ns:threads-{uuid.uuid4().hex}"
+    with SyncApiClient(url_of(kind, server), api_key=server.api_key, timeout=WAIT) as client:
+
+        def publish(n: int) -> int:
+            return client.publish(channel=channel, data={"n": n}).offset
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            offsets = list(pool.map(publish, range(64)))
+        assert sorted(offsets) == list(range(1, 65))
+        history = client.history(channel=channel, limit=-1)  # the namespace keeps 10
+        assert [p.offset for p in history.publications] == list(range(55, 65))
+        transport = client.transport
+        if isinstance(transport, SyncHttpTransport):
+            assert transport.connections_opened <= 8  # not one per call

@@ -178,6 +178,8 @@ class ApiMethod(Generic[_Req, _Resp, _Res]):
     command: str
     """The attribute of ``Command`` and ``Reply`` for this rpc in a batch (``""`` for
     Batch itself)."""
+    py_name: str
+    """The name of its method on the clients (``presence_stats``)."""
 
 
 _BATCH: ApiMethod[BatchRequest, BatchResponse, BatchResponse] = ApiMethod(
@@ -188,6 +190,7 @@ _BATCH: ApiMethod[BatchRequest, BatchResponse, BatchResponse] = ApiMethod(
     BatchResponse,
     None,
     "",
+    "batch",
 )
 _PUBLISH: ApiMethod[PublishRequest, PublishResponse, PublishResult] = ApiMethod(
     "Publish",
@@ -196,6 +199,7 @@ _PUBLISH: ApiMethod[PublishRequest, PublishResponse, PublishResult] = ApiMethod(
     PublishRequest,
     PublishResponse,
     PublishResult,
+    "publish",
     "publish",
 )
 _BROADCAST: ApiMethod[BroadcastRequest, BroadcastResponse, BroadcastResult] = ApiMethod(
@@ -206,6 +210,7 @@ _BROADCAST: ApiMethod[BroadcastRequest, BroadcastResponse, BroadcastResult] = Ap
     BroadcastResponse,
     BroadcastResult,
     "broadcast",
+    "broadcast",
 )
 _SUBSCRIBE: ApiMethod[SubscribeRequest, SubscribeResponse, SubscribeResult] = ApiMethod(
     "Subscribe",
@@ -214,6 +219,7 @@ _SUBSCRIBE: ApiMethod[SubscribeRequest, SubscribeResponse, SubscribeResult] = Ap
     SubscribeRequest,
     SubscribeResponse,
     SubscribeResult,
+    "subscribe",
     "subscribe",
 )
 _UNSUBSCRIBE: ApiMethod[UnsubscribeRequest, UnsubscribeResponse, UnsubscribeResult] = ApiMethod(
@@ -224,6 +230,7 @@ _UNSUBSCRIBE: ApiMethod[UnsubscribeRequest, UnsubscribeResponse, UnsubscribeResu
     UnsubscribeResponse,
     UnsubscribeResult,
     "unsubscribe",
+    "unsubscribe",
 )
 _DISCONNECT: ApiMethod[DisconnectRequest, DisconnectResponse, DisconnectResult] = ApiMethod(
     "Disconnect",
@@ -233,6 +240,7 @@ _DISCONNECT: ApiMethod[DisconnectRequest, DisconnectResponse, DisconnectResult] 
     DisconnectResponse,
     DisconnectResult,
     "disconnect",
+    "disconnect",
 )
 _PRESENCE: ApiMethod[PresenceRequest, PresenceResponse, PresenceResult] = ApiMethod(
     "Presence",
@@ -241,6 +249,7 @@ _PRESENCE: ApiMethod[PresenceRequest, PresenceResponse, PresenceResult] = ApiMet
     PresenceRequest,
     PresenceResponse,
     PresenceResult,
+    "presence",
     "presence",
 )
 _PRESENCE_STATS: ApiMethod[PresenceStatsRequest, PresenceStatsResponse, PresenceStatsResult] = (
@@ -252,6 +261,7 @@ _PRESENCE_STATS: ApiMethod[PresenceStatsRequest, PresenceStatsResponse, Presence
         PresenceStatsResponse,
         PresenceStatsResult,
         "presence_stats",
+        "presence_stats",
     )
 )
 _HISTORY: ApiMethod[HistoryRequest, HistoryResponse, HistoryResult] = ApiMethod(
@@ -261,6 +271,7 @@ _HISTORY: ApiMethod[HistoryRequest, HistoryResponse, HistoryResult] = ApiMethod(
     HistoryRequest,
     HistoryResponse,
     HistoryResult,
+    "history",
     "history",
 )
 _HISTORY_REMOVE: ApiMethod[HistoryRemoveRequest, HistoryRemoveResponse, HistoryRemoveResult] = (
@@ -272,6 +283,7 @@ _HISTORY_REMOVE: ApiMethod[HistoryRemoveRequest, HistoryRemoveResponse, HistoryR
         HistoryRemoveResponse,
         HistoryRemoveResult,
         "history_remove",
+        "history_remove",
     )
 )
 _INFO: ApiMethod[InfoRequest, InfoResponse, InfoResult] = ApiMethod(
@@ -282,6 +294,7 @@ _INFO: ApiMethod[InfoRequest, InfoResponse, InfoResult] = ApiMethod(
     InfoResponse,
     InfoResult,
     "info",
+    "info",
 )
 _RPC: ApiMethod[RpcRequest, RpcResponse, RpcResult] = ApiMethod(
     "RPC",
@@ -290,6 +303,7 @@ _RPC: ApiMethod[RpcRequest, RpcResponse, RpcResult] = ApiMethod(
     RpcRequest,
     RpcResponse,
     RpcResult,
+    "rpc",
     "rpc",
 )
 _REFRESH: ApiMethod[RefreshRequest, RefreshResponse, RefreshResult] = ApiMethod(
@@ -300,6 +314,7 @@ _REFRESH: ApiMethod[RefreshRequest, RefreshResponse, RefreshResult] = ApiMethod(
     RefreshResponse,
     RefreshResult,
     "refresh",
+    "refresh",
 )
 _CHANNELS: ApiMethod[ChannelsRequest, ChannelsResponse, ChannelsResult] = ApiMethod(
     "Channels",
@@ -309,6 +324,7 @@ _CHANNELS: ApiMethod[ChannelsRequest, ChannelsResponse, ChannelsResult] = ApiMet
     ChannelsResponse,
     ChannelsResult,
     "channels",
+    "channels",
 )
 _CONNECTIONS: ApiMethod[ConnectionsRequest, ConnectionsResponse, ConnectionsResult] = ApiMethod(
     "Connections",
@@ -317,6 +333,7 @@ _CONNECTIONS: ApiMethod[ConnectionsRequest, ConnectionsResponse, ConnectionsResu
     ConnectionsRequest,
     ConnectionsResponse,
     ConnectionsResult,
+    "connections",
     "connections",
 )
 _UPDATE_USER_STATUS: ApiMethod[
@@ -329,6 +346,7 @@ _UPDATE_USER_STATUS: ApiMethod[
     UpdateUserStatusResponse,
     UpdateUserStatusResult,
     "update_user_status",
+    "update_user_status",
 )
 _GET_USER_STATUS: ApiMethod[GetUserStatusRequest, GetUserStatusResponse, GetUserStatusResult] = (
     ApiMethod(
@@ -338,6 +356,7 @@ _GET_USER_STATUS: ApiMethod[GetUserStatusRequest, GetUserStatusResponse, GetUser
         GetUserStatusRequest,
         GetUserStatusResponse,
         GetUserStatusResult,
+        "get_user_status",
         "get_user_status",
     )
 )
@@ -351,6 +370,7 @@ _DELETE_USER_STATUS: ApiMethod[
     DeleteUserStatusResponse,
     DeleteUserStatusResult,
     "delete_user_status",
+    "delete_user_status",
 )
 _BLOCK_USER: ApiMethod[BlockUserRequest, BlockUserResponse, BlockUserResult] = ApiMethod(
     "BlockUser",
@@ -359,6 +379,7 @@ _BLOCK_USER: ApiMethod[BlockUserRequest, BlockUserResponse, BlockUserResult] = A
     BlockUserRequest,
     BlockUserResponse,
     BlockUserResult,
+    "block_user",
     "block_user",
 )
 _UNBLOCK_USER: ApiMethod[UnblockUserRequest, UnblockUserResponse, UnblockUserResult] = ApiMethod(
@@ -369,6 +390,7 @@ _UNBLOCK_USER: ApiMethod[UnblockUserRequest, UnblockUserResponse, UnblockUserRes
     UnblockUserResponse,
     UnblockUserResult,
     "unblock_user",
+    "unblock_user",
 )
 _REVOKE_TOKEN: ApiMethod[RevokeTokenRequest, RevokeTokenResponse, RevokeTokenResult] = ApiMethod(
     "RevokeToken",
@@ -377,6 +399,7 @@ _REVOKE_TOKEN: ApiMethod[RevokeTokenRequest, RevokeTokenResponse, RevokeTokenRes
     RevokeTokenRequest,
     RevokeTokenResponse,
     RevokeTokenResult,
+    "revoke_token",
     "revoke_token",
 )
 _INVALIDATE_USER_TOKENS: ApiMethod[
@@ -389,6 +412,7 @@ _INVALIDATE_USER_TOKENS: ApiMethod[
     InvalidateUserTokensResponse,
     InvalidateUserTokensResult,
     "invalidate_user_tokens",
+    "invalidate_user_tokens",
 )
 _DEVICE_REGISTER: ApiMethod[DeviceRegisterRequest, DeviceRegisterResponse, DeviceRegisterResult] = (
     ApiMethod(
@@ -398,6 +422,7 @@ _DEVICE_REGISTER: ApiMethod[DeviceRegisterRequest, DeviceRegisterResponse, Devic
         DeviceRegisterRequest,
         DeviceRegisterResponse,
         DeviceRegisterResult,
+        "device_register",
         "device_register",
     )
 )
@@ -410,6 +435,7 @@ _DEVICE_UPDATE: ApiMethod[DeviceUpdateRequest, DeviceUpdateResponse, DeviceUpdat
         DeviceUpdateResponse,
         DeviceUpdateResult,
         "device_update",
+        "device_update",
     )
 )
 _DEVICE_REMOVE: ApiMethod[DeviceRemoveRequest, DeviceRemoveResponse, DeviceRemoveResult] = (
@@ -421,6 +447,7 @@ _DEVICE_REMOVE: ApiMethod[DeviceRemoveRequest, DeviceRemoveResponse, DeviceRemov
         DeviceRemoveResponse,
         DeviceRemoveResult,
         "device_remove",
+        "device_remove",
     )
 )
 _DEVICE_LIST: ApiMethod[DeviceListRequest, DeviceListResponse, DeviceListResult] = ApiMethod(
@@ -430,6 +457,7 @@ _DEVICE_LIST: ApiMethod[DeviceListRequest, DeviceListResponse, DeviceListResult]
     DeviceListRequest,
     DeviceListResponse,
     DeviceListResult,
+    "device_list",
     "device_list",
 )
 _DEVICE_TOPIC_LIST: ApiMethod[
@@ -442,6 +470,7 @@ _DEVICE_TOPIC_LIST: ApiMethod[
     DeviceTopicListResponse,
     DeviceTopicListResult,
     "device_topic_list",
+    "device_topic_list",
 )
 _DEVICE_TOPIC_UPDATE: ApiMethod[
     DeviceTopicUpdateRequest, DeviceTopicUpdateResponse, DeviceTopicUpdateResult
@@ -453,6 +482,7 @@ _DEVICE_TOPIC_UPDATE: ApiMethod[
     DeviceTopicUpdateResponse,
     DeviceTopicUpdateResult,
     "device_topic_update",
+    "device_topic_update",
 )
 _USER_TOPIC_LIST: ApiMethod[UserTopicListRequest, UserTopicListResponse, UserTopicListResult] = (
     ApiMethod(
@@ -462,6 +492,7 @@ _USER_TOPIC_LIST: ApiMethod[UserTopicListRequest, UserTopicListResponse, UserTop
         UserTopicListRequest,
         UserTopicListResponse,
         UserTopicListResult,
+        "user_topic_list",
         "user_topic_list",
     )
 )
@@ -475,6 +506,7 @@ _USER_TOPIC_UPDATE: ApiMethod[
     UserTopicUpdateResponse,
     UserTopicUpdateResult,
     "user_topic_update",
+    "user_topic_update",
 )
 _SEND_PUSH_NOTIFICATION: ApiMethod[
     SendPushNotificationRequest, SendPushNotificationResponse, SendPushNotificationResult
@@ -485,6 +517,7 @@ _SEND_PUSH_NOTIFICATION: ApiMethod[
     SendPushNotificationRequest,
     SendPushNotificationResponse,
     SendPushNotificationResult,
+    "send_push_notification",
     "send_push_notification",
 )
 _UPDATE_PUSH_STATUS: ApiMethod[
@@ -497,6 +530,7 @@ _UPDATE_PUSH_STATUS: ApiMethod[
     UpdatePushStatusResponse,
     UpdatePushStatusResult,
     "update_push_status",
+    "update_push_status",
 )
 _CANCEL_PUSH: ApiMethod[CancelPushRequest, CancelPushResponse, CancelPushResult] = ApiMethod(
     "CancelPush",
@@ -505,6 +539,7 @@ _CANCEL_PUSH: ApiMethod[CancelPushRequest, CancelPushResponse, CancelPushResult]
     CancelPushRequest,
     CancelPushResponse,
     CancelPushResult,
+    "cancel_push",
     "cancel_push",
 )
 _MAP_PUBLISH: ApiMethod[MapPublishRequest, MapPublishResponse, MapPublishResult] = ApiMethod(
@@ -515,6 +550,7 @@ _MAP_PUBLISH: ApiMethod[MapPublishRequest, MapPublishResponse, MapPublishResult]
     MapPublishResponse,
     MapPublishResult,
     "map_publish",
+    "map_publish",
 )
 _MAP_REMOVE: ApiMethod[MapRemoveRequest, MapRemoveResponse, MapRemoveResult] = ApiMethod(
     "MapRemove",
@@ -523,6 +559,7 @@ _MAP_REMOVE: ApiMethod[MapRemoveRequest, MapRemoveResponse, MapRemoveResult] = A
     MapRemoveRequest,
     MapRemoveResponse,
     MapRemoveResult,
+    "map_remove",
     "map_remove",
 )
 _MAP_READ_STATE: ApiMethod[MapReadStateRequest, MapReadStateResponse, MapReadStateResult] = (
@@ -533,6 +570,7 @@ _MAP_READ_STATE: ApiMethod[MapReadStateRequest, MapReadStateResponse, MapReadSta
         MapReadStateRequest,
         MapReadStateResponse,
         MapReadStateResult,
+        "map_read_state",
         "map_read_state",
     )
 )
@@ -545,6 +583,7 @@ _MAP_READ_STREAM: ApiMethod[MapReadStreamRequest, MapReadStreamResponse, MapRead
         MapReadStreamResponse,
         MapReadStreamResult,
         "map_read_stream",
+        "map_read_stream",
     )
 )
 _MAP_STATS: ApiMethod[MapStatsRequest, MapStatsResponse, MapStatsResult] = ApiMethod(
@@ -555,6 +594,7 @@ _MAP_STATS: ApiMethod[MapStatsRequest, MapStatsResponse, MapStatsResult] = ApiMe
     MapStatsResponse,
     MapStatsResult,
     "map_stats",
+    "map_stats",
 )
 _MAP_CLEAR: ApiMethod[MapClearRequest, MapClearResponse, MapClearResult] = ApiMethod(
     "MapClear",
@@ -563,6 +603,7 @@ _MAP_CLEAR: ApiMethod[MapClearRequest, MapClearResponse, MapClearResult] = ApiMe
     MapClearRequest,
     MapClearResponse,
     MapClearResult,
+    "map_clear",
     "map_clear",
 )
 _SHARED_POLL_PUBLISH: ApiMethod[
@@ -574,6 +615,7 @@ _SHARED_POLL_PUBLISH: ApiMethod[
     SharedPollPublishRequest,
     SharedPollPublishResponse,
     SharedPollPublishResult,
+    "shared_poll_publish",
     "shared_poll_publish",
 )
 

@@ -72,5 +72,10 @@ class SyncHttpTransport:
             raise TransportError(f"{method.path}: HTTP request to {url} failed: {exc!r}") from exc
         return _http.response(method, f"{self.url}/{method.path}", reply.status, reply.data)
 
+    @property
+    def connections_opened(self) -> int:
+        """How many connections the pool has opened so far."""
+        return self._pool.num_connections
+
     def close(self) -> None:
         self._pool.close()
