@@ -190,6 +190,7 @@ OWN_LIBRARY = {
     "http.py": "aiohttp",
     "http_sync.py": "urllib3",
     "grpc.py": "grpclib",
+    "grpcio.py": "grpc",
     "mock.py": None,
     "threaded.py": None,
     "_client.py": None,

@@ -39,7 +39,8 @@ from centrifugo_types import (
 )
 from centrifugo_types import errors as errors_module
 from centrifugo_types._generated.api_methods import METHODS
-from centrifugo_types.client import ApiClient, SyncApiClient
+from centrifugo_types.client import ApiClient, SyncApiClient, ThreadedTransport
+from centrifugo_types.client.grpcio import GrpcioTransport
 from centrifugo_types.client.http_sync import SyncHttpTransport
 
 from . import go_source
@@ -78,8 +79,9 @@ CONFIG = merge(
     },
 )
 
-KINDS = ["http", "grpc", "http-sync", "grpc-sync"]
-"""Transport, and ``-sync`` for :class:`SyncApiClient`."""
+KINDS = ["http", "grpc", "grpcio", "http-sync", "grpc-sync", "grpcio-sync"]
+"""Transport (``grpcio``: :class:`GrpcioTransport`, else picked by the URL), and ``-sync`` for
+:class:`SyncApiClient`."""
 
 
 @pytest.fixture(scope="session")
@@ -131,6 +133,13 @@ def make_client(
     one: the same methods, awaited)."""
     key = server.api_key if api_key is None else api_key
     url = url_of(kind, server, port)
+    if kind.startswith("grpcio"):
+        grpc_port = server.grpc_api_port if port is None else port
+        transport = GrpcioTransport("127.0.0.1", grpc_port, api_key=key)
+        if kind.endswith("-sync"):
+            sync_client = SyncApiClient(transport=ThreadedTransport(transport), timeout=timeout)
+            return cast(ApiClient, SyncView(sync_client))
+        return ApiClient(transport=transport, timeout=timeout)
     if kind.endswith("-sync"):
         return cast(ApiClient, SyncView(SyncApiClient(url, api_key=key, timeout=timeout)))
     return ApiClient(url, api_key=key, timeout=timeout)
@@ -601,7 +610,7 @@ async def test_every_method_answers_typed(client: ApiClient) -> None:
             assert type(outcome) is method.result
 
 
-@pytest.mark.parametrize("kind", ["http", "grpc"])
+@pytest.mark.parametrize("kind", ["http", "grpc", "grpcio"])
 def test_an_async_client_works_under_a_new_event_loop(kind: str, server: Centrifugo) -> None:
     """A client used by one asyncio.run(), then by another (pytest's per-test loops, sync code
     calling asyncio.run per request), and by two loops at once: each loop gets its own
@@ -637,12 +646,14 @@ async def test_a_closed_client_raises_client_error_at_once(kind: str, server: Ce
     assert time.monotonic() - started < 1
 
 
-@pytest.mark.parametrize("kind", ["http-sync", "grpc-sync"])
+@pytest.mark.parametrize("kind", ["http-sync", "grpc-sync", "grpcio-sync"])
 def test_a_sync_client_is_shared_by_threads(kind: str, server: Centrifugo) -> None:
     """One SyncApiClient for every thread (a Django process's views): calls run at once and
     reuse pooled connections."""
     channel = f"ns:threads-{uuid.uuid4().hex}"
-    with SyncApiClient(url_of(kind, server), api_key=server.api_key, timeout=WAIT) as client:
+    view = make_client(kind, server)
+    assert isinstance(view, SyncView)
+    with view.client as client:
 
         def publish(n: int) -> int:
             return client.publish(channel=channel, data={"n": n}).offset

@@ -6,7 +6,8 @@
   ``call(request)`` for any request message, and ``batch(requests)`` with typed results.
 - Transports (the protocol: :class:`AsyncApiTransport`, :class:`ApiTransport`):
   :class:`HttpTransport` (aiohttp) and :class:`SyncHttpTransport` (urllib3) for the HTTP API,
-  :class:`GrpcTransport` (grpclib) for the gRPC API, :class:`ThreadedTransport` to run an
+  :class:`GrpcTransport` (grpclib) and :class:`GrpcioTransport` (grpcio, optional) for the
+  gRPC API, :class:`ThreadedTransport` to run an
   async transport for the sync client, :class:`MockTransport` answering from a function of
   yours in tests. A client picks one from its URL (``http://...``, ``grpc://...``) or takes
   ``transport=``. Each transport module imports only its own library; they are imported here
@@ -41,6 +42,7 @@ from .threaded import ThreadedTransport
 
 if TYPE_CHECKING:
     from .grpc import GrpcTransport
+    from .grpcio import GrpcioTransport
     from .http import HttpTransport
     from .http_sync import SyncHttpTransport
 
@@ -55,6 +57,7 @@ __all__ = [
     "BatchResult",
     "BatchableRequest",
     "GrpcTransport",
+    "GrpcioTransport",
     "HttpTransport",
     "MockTransport",
     "SyncApiClient",
@@ -64,7 +67,12 @@ __all__ = [
     "payload",
 ]
 
-_LAZY = {"GrpcTransport": "grpc", "HttpTransport": "http", "SyncHttpTransport": "http_sync"}
+_LAZY = {
+    "GrpcTransport": "grpc",
+    "GrpcioTransport": "grpcio",
+    "HttpTransport": "http",
+    "SyncHttpTransport": "http_sync",
+}
 
 
 def __getattr__(name: str) -> Any:
