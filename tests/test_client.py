@@ -293,3 +293,80 @@ def test_a_method_and_a_field_added_to_api_proto_appear_after_regeneration(
     assert signature == "['text', 'data', 'tags', 'timeout'] EchoResult"
     assert mood == "mood: str = ''"
     assert calls == 'hi{"x":1} sunny'
+
+
+# -- the HTTP/1.1 transport's connection handling, against a scripted server -------------------
+
+
+async def _scripted_server(
+    answers: list[bytes], close_after_each: bool
+) -> tuple[asyncio.Server, list[int]]:
+    """A server answering each request with the next of ``answers``; ``connections`` counts
+    the connections it accepted. With ``close_after_each`` it closes the connection after
+    answering (as a server closing idle keep-alive connections does), without telling."""
+    connections: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        try:
+            while answers:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+                writer.write(answers.pop(0))
+                await writer.drain()
+                if close_after_each:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, connections
+
+
+def _http_answer(body: bytes, extra: bytes = b"", chunked: bool = False) -> bytes:
+    if chunked:
+        half = len(body) // 2
+        chunks = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (body[:half], body[half:]))
+        return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n%s\r\n%s0\r\n\r\n" % (
+            extra,
+            chunks,
+        )
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+
+
+@pytest.mark.parametrize(
+    ("close_after_each", "pause"),
+    [(False, 0.05), (True, 0.05), (True, 0.0)],
+    ids=["keep-alive", "idle-close", "close-racing-the-next-call"],
+)
+async def test_h1_transport_reuses_connections_and_survives_idle_closes(
+    close_after_each: bool, pause: float
+) -> None:
+    from centrifugo_types.client.h1 import H1Transport
+
+    answers = [
+        _http_answer(b'{"result":{"offset":1}}'),
+        _http_answer(b'{"result":{"offset":2}}', chunked=True),
+        _http_answer(b'{"result":{"offset":3}}', extra=b"Connection: close\r\n"),
+        _http_answer(b'{"error":{"code":102,"message":"unknown channel"}}'),
+    ]
+    server, connections = await _scripted_server(answers, close_after_each)
+    port = server.sockets[0].getsockname()[1]
+    transport = H1Transport(f"http://127.0.0.1:{port}/api", api_key="k", connections=2)
+    try:
+        async with ApiClient(transport=transport, timeout=5) as client:
+            offsets = []
+            for _ in range(3):
+                offsets.append((await client.publish(channel="c")).offset)
+                await asyncio.sleep(pause)  # let an idle close reach the client, or not
+            with pytest.raises(UnknownChannelError):
+                await client.publish(channel="c")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert offsets == [1, 2, 3]
+    # One connection, replaced after "Connection: close"; or one per call when the server
+    # closes each (never an error).
+    assert len(connections) == (4 if close_after_each else 2)
