@@ -42,6 +42,7 @@ from centrifugo_types._generated.api_methods import METHODS
 from centrifugo_types.client import ApiClient, SyncApiClient, ThreadedTransport
 from centrifugo_types.client.grpcio import GrpcioTransport
 from centrifugo_types.client.http_sync import SyncHttpTransport
+from examples import api_client as api_client_example
 
 from . import go_source
 from .centrifugo import Centrifugo, StartCentrifugo, free_port, merge
@@ -666,3 +667,13 @@ def test_a_sync_client_is_shared_by_threads(kind: str, server: Centrifugo) -> No
         transport = client.transport
         if isinstance(transport, SyncHttpTransport):
             assert transport.connections_opened <= 8  # not one per call
+
+
+@pytest.mark.parametrize("kind", ["http", "grpc"])
+def test_the_example_script_runs(
+    kind: str, server: Centrifugo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert api_client_example.main([url_of(kind, server), server.api_key]) == 0
+    out = capsys.readouterr().out
+    assert "published at offset" in out and "typed error: 102 unknown channel" in out
+    assert "batch: PresenceStatsResult" in out and "batch: UnknownChannelError" in out
