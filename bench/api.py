@@ -35,8 +35,8 @@ from centrifugo_types import json as dialect
 from centrifugo_types.client import ApiClient, ApiMethod, SyncApiClient, ThreadedTransport
 from centrifugo_types.client import _http as http_common
 from centrifugo_types.client.grpcio import GrpcioTransport
-from centrifugo_types.client.h1 import H1Transport
 from centrifugo_types.client.http import HttpTransport
+from centrifugo_types.client.http_aiohttp import AiohttpTransport
 from centrifugo_types.errors import ApiTimeoutError, TransportError
 from examples.centrifugo import Centrifugo, run_centrifugo
 
@@ -234,18 +234,18 @@ def async_cases() -> list[AsyncCase]:
         return f"{server.http_url}/api"
 
     return [
-        _async_ours("ours HTTP (aiohttp, 100 conns)", _ours()),
-        _async_ours(
-            "ours HTTP (aiohttp, 10 conns)",
-            _ours(lambda s: HttpTransport(api(s), api_key=s.api_key, connections=10)),
-        ),
+        _async_ours("ours HTTP (default: h1 on httptools, 20 conns)", _ours()),
         _async_ours(
             "ours HTTP (h1 on httptools, 100 conns)",
-            _ours(lambda s: H1Transport(api(s), api_key=s.api_key, connections=100)),
+            _ours(lambda s: HttpTransport(api(s), api_key=s.api_key, connections=100)),
         ),
         _async_ours(
-            "ours HTTP (h1 on httptools, 20 conns)",
-            _ours(lambda s: H1Transport(api(s), api_key=s.api_key, connections=20)),
+            "ours HTTP (aiohttp, 100 conns)",
+            _ours(lambda s: AiohttpTransport(api(s), api_key=s.api_key, connections=100)),
+        ),
+        _async_ours(
+            "ours HTTP (aiohttp, 10 conns)",
+            _ours(lambda s: AiohttpTransport(api(s), api_key=s.api_key, connections=10)),
         ),
         _async_ours(
             "ours HTTP (httpx, default limits)",

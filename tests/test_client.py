@@ -187,7 +187,8 @@ async def test_payload_fields_take_json_values_or_bytes() -> None:
 # -- transports import only their own library -------------------------------------------------
 
 OWN_LIBRARY = {
-    "http.py": "aiohttp",
+    "http.py": "httptools",
+    "http_aiohttp.py": "aiohttp",
     "http_sync.py": "urllib3",
     "grpc.py": "grpclib",
     "grpcio.py": "grpc",
@@ -198,7 +199,9 @@ OWN_LIBRARY = {
     "_transport.py": None,
     "__init__.py": None,
 }
-NETWORK_LIBRARIES = {"aiohttp", "urllib3", "grpclib", "httpx", "httpcore", "grpc", "requests"}
+NETWORK_LIBRARIES = {
+    *("aiohttp", "urllib3", "grpclib", "httpx", "httpcore", "grpc", "requests", "httptools"),
+}
 
 
 @pytest.mark.parametrize("name", sorted(OWN_LIBRARY))
@@ -217,7 +220,7 @@ def test_each_transport_module_imports_only_its_own_library(name: str) -> None:
 def test_importing_the_client_package_imports_no_http_library() -> None:
     code = (
         "import sys, centrifugo_types.client as c; "
-        "print(sorted(m for m in ('aiohttp', 'urllib3', 'httpx') if m in sys.modules))"
+        "print(sorted(m for m in ('aiohttp', 'urllib3', 'httpx', 'httptools') if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
@@ -344,7 +347,7 @@ def _http_answer(body: bytes, extra: bytes = b"", chunked: bool = False) -> byte
 async def test_h1_transport_reuses_connections_and_survives_idle_closes(
     close_after_each: bool, pause: float
 ) -> None:
-    from centrifugo_types.client.h1 import H1Transport
+    from centrifugo_types.client.http import HttpTransport
 
     answers = [
         _http_answer(b'{"result":{"offset":1}}'),
@@ -354,7 +357,7 @@ async def test_h1_transport_reuses_connections_and_survives_idle_closes(
     ]
     server, connections = await _scripted_server(answers, close_after_each)
     port = server.sockets[0].getsockname()[1]
-    transport = H1Transport(f"http://127.0.0.1:{port}/api", api_key="k", connections=2)
+    transport = HttpTransport(f"http://127.0.0.1:{port}/api", api_key="k", connections=2)
     try:
         async with ApiClient(transport=transport, timeout=5) as client:
             offsets = []

@@ -41,6 +41,7 @@ from centrifugo_types import errors as errors_module
 from centrifugo_types._generated.api_methods import METHODS
 from centrifugo_types.client import ApiClient, SyncApiClient, ThreadedTransport
 from centrifugo_types.client.grpcio import GrpcioTransport
+from centrifugo_types.client.http_aiohttp import AiohttpTransport
 from centrifugo_types.client.http_sync import SyncHttpTransport
 from examples import api_client as api_client_example
 
@@ -80,9 +81,9 @@ CONFIG = merge(
     },
 )
 
-KINDS = ["http", "grpc", "grpcio", "http-sync", "grpc-sync", "grpcio-sync"]
-"""Transport (``grpcio``: :class:`GrpcioTransport`, else picked by the URL), and ``-sync`` for
-:class:`SyncApiClient`."""
+KINDS = ["http", "aiohttp", "grpc", "grpcio", "http-sync", "grpc-sync", "grpcio-sync"]
+"""Transport (``aiohttp``: :class:`AiohttpTransport`; ``grpcio``: :class:`GrpcioTransport`; else
+the one the URL picks), and ``-sync`` for :class:`SyncApiClient`."""
 
 
 @pytest.fixture(scope="session")
@@ -118,6 +119,7 @@ class SyncView:
 
 
 def url_of(kind: str, server: Centrifugo, port: int | None = None) -> str:
+    """The URL of the API ``kind`` calls (``port``: another server's)."""
     if kind.startswith("grpc"):
         return f"grpc://127.0.0.1:{server.grpc_api_port if port is None else port}"
     return f"{server.http_url}/api" if port is None else f"http://127.0.0.1:{port}/api"
@@ -141,6 +143,8 @@ def make_client(
             sync_client = SyncApiClient(transport=ThreadedTransport(transport), timeout=timeout)
             return cast(ApiClient, SyncView(sync_client))
         return ApiClient(transport=transport, timeout=timeout)
+    if kind == "aiohttp":
+        return ApiClient(transport=AiohttpTransport(url, api_key=key), timeout=timeout)
     if kind.endswith("-sync"):
         return cast(ApiClient, SyncView(SyncApiClient(url, api_key=key, timeout=timeout)))
     return ApiClient(url, api_key=key, timeout=timeout)
@@ -611,7 +615,7 @@ async def test_every_method_answers_typed(client: ApiClient) -> None:
             assert type(outcome) is method.result
 
 
-@pytest.mark.parametrize("kind", ["http", "grpc", "grpcio"])
+@pytest.mark.parametrize("kind", ["http", "aiohttp", "grpc", "grpcio"])
 def test_an_async_client_works_under_a_new_event_loop(kind: str, server: Centrifugo) -> None:
     """A client used by one asyncio.run(), then by another (pytest's per-test loops, sync code
     calling asyncio.run per request), and by two loops at once: each loop gets its own

@@ -5,7 +5,8 @@
   arguments are the request's fields (``await client.publish(channel="news", data={...})``),
   ``call(request)`` for any request message, and ``batch(requests)`` with typed results.
 - Transports (the protocol: :class:`AsyncApiTransport`, :class:`ApiTransport`):
-  :class:`HttpTransport` (aiohttp) and :class:`SyncHttpTransport` (urllib3) for the HTTP API,
+  :class:`HttpTransport` (HTTP/1.1 on httptools), :class:`AiohttpTransport` (aiohttp, optional)
+  and :class:`SyncHttpTransport` (urllib3) for the HTTP API,
   :class:`GrpcTransport` (grpclib) and :class:`GrpcioTransport` (grpcio, optional) for the
   gRPC API, :class:`ThreadedTransport` to run an
   async transport for the sync client, :class:`MockTransport` answering from a function of
@@ -44,11 +45,13 @@ if TYPE_CHECKING:
     from .grpc import GrpcTransport
     from .grpcio import GrpcioTransport
     from .http import HttpTransport
+    from .http_aiohttp import AiohttpTransport
     from .http_sync import SyncHttpTransport
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "METHODS",
+    "AiohttpTransport",
     "ApiClient",
     "ApiMethod",
     "ApiMethods",
@@ -71,6 +74,7 @@ _LAZY = {
     "GrpcTransport": "grpc",
     "GrpcioTransport": "grpcio",
     "HttpTransport": "http",
+    "AiohttpTransport": "http_aiohttp",
     "SyncHttpTransport": "http_sync",
 }
 

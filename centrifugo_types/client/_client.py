@@ -74,7 +74,7 @@ class ApiClient(ApiMethods):
     request message, ``batch(requests)``.
 
     ``url`` picks the transport: ``http://HOST:PORT/api`` (``https://``) for the HTTP API
-    (:class:`~centrifugo_types.client.HttpTransport`, aiohttp), ``grpc://HOST:PORT``
+    (:class:`~centrifugo_types.client.HttpTransport`, HTTP/1.1 on httptools), ``grpc://HOST:PORT``
     (``grpcs://``) for the gRPC API (:class:`~centrifugo_types.client.GrpcTransport`,
     grpclib). ``transport=`` gives one directly (``url``, ``api_key`` and ``ssl`` are then
     unused), e.g. :class:`~centrifugo_types.client.MockTransport` in tests.

@@ -79,7 +79,7 @@ class GrpcioTransport:
         if call is None:
             call = callables[method.grpc_path] = channel.unary_unary(
                 method.grpc_path,
-                request_serializer=bytes,
+                request_serializer=None,  # bytes already: encoded (and its errors raised) below
                 response_deserializer=method.response.parse,
             )
         return call
@@ -88,8 +88,9 @@ class GrpcioTransport:
         self, method: ApiMethod[Any, Any, Any], request: Any, timeout: float | None
     ) -> Any:
         call = self._callable(method)
+        data = bytes(request)
         try:
-            return await call(request, timeout=timeout, metadata=self._metadata)
+            return await call(data, timeout=timeout, metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
             raise _grpc_error(method, exc, timeout) from exc
 
