@@ -14,7 +14,9 @@ Every publish sends the same small JSON object. Each round runs every client onc
 random order, each on a fresh event loop with a fresh client (a few untimed warm-up calls
 first); the table gives the median over ``--rounds`` rounds and ratios to cent's client of the
 same kind from the same run. ``centrifugo cores`` is Centrifugo's CPU seconds per wall second
-during the in-flight workload (sequential for sync clients), ``client cores`` this process's.
+during the in-flight workload (sequential for sync clients), ``client cores`` this process's,
+and ``client CPU us/call`` this process's CPU time per call in that workload: the cost of a
+client, whatever share of a busy machine it got.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ HISTORY_SIZE = 100
 CONFIG: dict[str, Any] = {
     "channel": {
         "namespaces": [
-            {"name": "bench", "history_size": HISTORY_SIZE, "history_ttl": "600s"},
+            {"name": "bench", "history_size": HISTORY_SIZE, "history_ttl": "720h"},
         ]
     },
     "log": {"level": "error"},
@@ -248,10 +250,6 @@ def async_cases() -> list[AsyncCase]:
             _ours(lambda s: AiohttpTransport(api(s), api_key=s.api_key, connections=10)),
         ),
         _async_ours(
-            "ours HTTP (httpx, default limits)",
-            _ours(lambda s: HttpxTransport(api(s), s.api_key, None)),
-        ),
-        _async_ours(
             "ours HTTP (httpx, 10 conns)", _ours(lambda s: HttpxTransport(api(s), s.api_key, 10))
         ),
         _async_ours(
@@ -319,6 +317,12 @@ class Results:
     def rate(self, case: str, workload: str) -> float | None:
         samples = self.samples.get((case, workload))
         return statistics.median(s.rate for s in samples) if samples else None
+
+    def client_cpu_per_call(self, case: str, workload: str) -> float | None:
+        """CPU seconds this process spent per call: what a client costs, whatever share of
+        the machine it got (the most robust number on a shared machine)."""
+        samples = self.samples.get((case, workload))
+        return statistics.median(s.client_cores / s.rate for s in samples) if samples else None
 
     def cores(self, case: str, workload: str) -> tuple[float, float] | None:
         samples = self.samples.get((case, workload))
@@ -405,8 +409,8 @@ async def _fill_history(server: Centrifugo) -> None:
 def _table(results: Results, cases: list[Any], workloads: list[str]) -> list[str]:
     baseline = next(c.name for c in cases if c.baseline)
     head = "| client | " + " | ".join(f"{w} calls/s | x cent" for w in workloads)
-    head += " | centrifugo cores | client cores |"
-    lines = [head, "|---" * (2 * len(workloads) + 3) + "|"]
+    head += " | centrifugo cores | client cores | client CPU us/call |"
+    lines = [head, "|---" * (2 * len(workloads) + 4) + "|"]
     busiest = workloads[1] if "in flight" in workloads else workloads[0]
     for case in cases:
         cells = [case.name]
@@ -415,7 +419,9 @@ def _table(results: Results, cases: list[Any], workloads: list[str]) -> list[str
             cells.append(f"{rate:,.0f}" if rate else "-")
             cells.append(f"{rate / base:.2f}" if rate and base else "-")
         cores = results.cores(case.name, busiest)
+        cost = results.client_cpu_per_call(case.name, busiest)
         cells += [f"{cores[0]:.2f}", f"{cores[1]:.2f}"] if cores else ["-", "-"]
+        cells.append(f"{cost * 1e6:.0f}" if cost else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -453,16 +459,26 @@ def main(args: argparse.Namespace) -> int:
                         runner.run(_run_async(case, server, args, results))
                 else:
                     _run_sync(case, server, args, results)
-            print(f"round {round_ + 1}/{args.rounds} done", flush=True)
-    load_after = os.getloadavg()
+            _report(results, acases, scases, round_ + 1, load)
+    return 0
+
+
+def _report(
+    results: Results,
+    acases: list[AsyncCase],
+    scases: list[SyncCase],
+    rounds: int,
+    load: tuple[float, float, float],
+) -> None:
+    """The tables so far (printed after every round: a long run interrupted keeps them)."""
+    now = os.getloadavg()
     print()
     print(
-        f"{args.rounds} rounds, median calls/s; x cent = ratio to cent's client of the same kind "
-        f"in the same run; {os.cpu_count()} cores, load average {load[0]:.1f} before, "
-        f"{load_after[0]:.1f} after"
+        f"after {rounds} rounds, median calls/s; x cent = ratio to cent's client of the same "
+        f"kind in the same run; {os.cpu_count()} cores, load average {load[0]:.1f} at the "
+        f"start, {now[0]:.1f} now"
     )
     print()
     print("\n".join(_table(results, acases, ["sequential", "in flight", "history"])))
     print()
-    print("\n".join(_table(results, scases, ["sequential", "history"])))
-    return 0
+    print("\n".join(_table(results, scases, ["sequential", "history"])), flush=True)
