@@ -615,23 +615,31 @@ async def test_every_method_answers_typed(client: ApiClient) -> None:
             assert type(outcome) is method.result
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 @pytest.mark.parametrize("kind", ["http", "aiohttp", "grpc", "grpcio"])
-def test_an_async_client_works_under_a_new_event_loop(kind: str, server: Centrifugo) -> None:
+def test_an_async_client_works_under_a_new_event_loop(
+    kind: str, loop: str, server: Centrifugo
+) -> None:
     """A client used by one asyncio.run(), then by another (pytest's per-test loops, sync code
     calling asyncio.run per request), and by two loops at once: each loop gets its own
     connections; no call waits for a timeout."""
+    uvloop = pytest.importorskip("uvloop") if loop == "uvloop" else None
     client = make_client(kind, server, timeout=WAIT)
+
+    def run(coroutine: Any) -> Any:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop if uvloop else None) as runner:
+            return runner.run(coroutine)
 
     async def calls(n: int) -> list[int]:
         return [len((await client.info()).nodes) for _ in range(n)]
 
     started = time.monotonic()
-    assert asyncio.run(calls(2)) == [1, 1]
-    assert asyncio.run(calls(2)) == [1, 1]  # the first loop is closed now
+    assert run(calls(2)) == [1, 1]
+    assert run(calls(2)) == [1, 1]  # the first loop is closed now
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        both_loops = list(pool.map(lambda _: asyncio.run(calls(5)), range(2)))
+        both_loops = list(pool.map(lambda _: run(calls(5)), range(2)))
     assert both_loops == [[1] * 5] * 2
-    asyncio.run(client.aclose())
+    run(client.aclose())
     assert time.monotonic() - started < WAIT / 2
 
 
