@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from betterproto2_compiler.compile.naming import pythonize_method_name
 
-from .schema import Field, Message, Method, ProtoFile, Schema, SchemaError, Type
+from .schema import INT_RANGES, Field, Message, Method, ProtoFile, Schema, SchemaError, Type
 
 SERVICE = "CentrifugoApi"
 BATCH_COMMAND = "centrifugal.centrifugo.api.Command"
@@ -117,7 +117,11 @@ class ApiMethodsEmitter:
             return self._msg(type_.message).py_name, "None"
         if type_.kind in SCALAR_TYPES:
             return SCALAR_TYPES[type_.kind]
-        return "int", "0"  # every integer type (and enums, which are ints on the wire)
+        if type_.kind in INT_RANGES:
+            return "int", "0"
+        # Anything newer (an enum, when the schema model reads them): the message's own
+        # field type is what mypy checks; its zero value is 0 on the wire.
+        return "Any", "0"
 
     def _argument(self, field: Field) -> Argument:
         name = field.py_name
