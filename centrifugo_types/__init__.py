@@ -9,7 +9,7 @@ exception (:mod:`centrifugo_types.errors` has the tree). The rest lives in modul
 - :mod:`centrifugo_types.grpc`: the gRPC proxy server (grpclib).
 - :mod:`centrifugo_types.http`: the HTTP proxy as an ASGI app (served by uvicorn).
 - :mod:`centrifugo_types.json`: Centrifugo's JSON dialect (HTTP proxy, HTTP server API).
-- :mod:`centrifugo_types.client`: server API clients over gRPC and HTTP.
+- :mod:`centrifugo_types.client`: server API clients (async and sync) over HTTP, gRPC or a mock.
 - :mod:`centrifugo_types.testing`: hypothesis strategies for every message type.
 """
 
