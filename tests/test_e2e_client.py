@@ -689,3 +689,20 @@ def test_the_example_script_runs(
     out = capsys.readouterr().out
     assert "published at offset" in out and "typed error: 102 unknown channel" in out
     assert "batch: PresenceStatsResult" in out and "batch: UnknownChannelError" in out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_server_that_goes_away_raises_transport_error_promptly(
+    kind: str, start_centrifugo: StartCentrifugo
+) -> None:
+    """Pooled connections to a Centrifugo that stopped: the next call fails with a
+    TransportError at once (no hang, no library exception)."""
+    server = start_centrifugo(None)
+    async with make_client(kind, server) as client:
+        assert (await client.info()).nodes
+        server.stop()
+        started = time.monotonic()
+        with pytest.raises(TransportError) as info:
+            await client.info()
+        assert not isinstance(info.value, ApiTimeoutError)
+        assert time.monotonic() - started < WAIT / 2
