@@ -14,6 +14,8 @@ scripts/bench router [--fast]   Router.handle per call: the manual first step ve
 scripts/bench http [--fast]     the same for the HTTP proxy (ProxyApp under uvicorn, with
                                 and without httptools) versus our gRPC server and a
                                 minimal ASGI app under the same uvicorn
+scripts/bench api [--rounds N]  the server API clients (ours over each transport and HTTP
+                                stack, async and sync) against cent, on one real Centrifugo
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import codec, json_codec, profile, router, server
+from . import api, codec, json_codec, profile, router, server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     server.add_arguments(
         commands.add_parser("http", help="HTTP proxy server throughput"), server.HTTP
     )
+    api.add_arguments(commands.add_parser("api", help="server API clients vs cent"))
     args = parser.parse_args(argv)
+    if args.command == "api":
+        return api.main(args)
     if args.command == "codec":
         return codec.main(args)
     if args.command == "json":

@@ -11,7 +11,7 @@ the servers' TLS. The rest lives in modules:
 - :mod:`centrifugo_types.http`: the HTTP proxy as an ASGI app and its server (uvicorn); both
   servers keep one contract (options, ``async with``, ``serve()``, lifespan).
 - :mod:`centrifugo_types.json`: Centrifugo's JSON dialect (HTTP proxy, HTTP server API).
-- :mod:`centrifugo_types.client`: server API clients over gRPC and HTTP.
+- :mod:`centrifugo_types.client`: server API clients (async and sync) over HTTP, gRPC or a mock.
 - :mod:`centrifugo_types.testing`: hypothesis strategies for every message type.
 """
 

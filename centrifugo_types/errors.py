@@ -270,13 +270,20 @@ class ApiError(ClientError):
     """Centrifugo answered the call with an error: ``code`` and ``message`` as it sent them,
     ``method`` the API method (``"publish"``). A subclass is raised for each error that
     Centrifugo's server API defines (``CODE`` and ``MESSAGE`` come from :class:`Code`); other
-    codes raise ``ApiError`` itself."""
+    codes raise ``ApiError`` itself. A subclass can be made without arguments
+    (``UnknownChannelError()``: its ``CODE`` and ``MESSAGE``), e.g. in a mock's handler."""
 
     code: int
     CODE: ClassVar[int] = 0
     MESSAGE: ClassVar[str] = ""
 
-    def __init__(self, code: int, message: str, method: str = "") -> None:
+    def __init__(
+        self, code: int | None = None, message: str | None = None, method: str = ""
+    ) -> None:
+        if code is None and not self.CODE:
+            raise TypeError("ApiError needs a code (its subclasses have their own)")
+        code = self.CODE if code is None else code
+        message = (self.MESSAGE if code == self.CODE else "") if message is None else message
         self.code = code
         self.message = message
         self.method = method

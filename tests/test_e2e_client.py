@@ -1,13 +1,16 @@
-"""Both server API clients against a real Centrifugo, observed by a real client.
+"""The API clients against a real Centrifugo, observed by a real client.
 
-Every test runs over gRPC (``ApiClient``) and over HTTP (``HttpApiClient``); what a call
-does is observed by a centrifuge-python client connected over WebSocket, and the two
-transports must give equal typed results for the same calls.
+Every test runs over every transport, async and sync (``KINDS``: ``ApiClient`` and
+``SyncApiClient`` over HTTP and gRPC); what a call does is observed by a centrifuge-python
+client connected over WebSocket, and the transports must give equal typed results for the
+same calls. The sync client is driven through :class:`SyncView` (its calls run in a worker
+thread), so that one test body covers both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import shutil
 import ssl
@@ -16,9 +19,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import httpx
 import pytest
 
 from centrifugo_types import (
@@ -27,6 +29,7 @@ from centrifugo_types import (
     ApiTimeoutError,
     AuthenticationError,
     BadRequestError,
+    ClientError,
     EncodeError,
     NotFoundError,
     TransportError,
@@ -35,7 +38,12 @@ from centrifugo_types import (
     api,
 )
 from centrifugo_types import errors as errors_module
-from centrifugo_types.client import ApiClient, BaseApiClient, HttpApiClient
+from centrifugo_types._generated.api_methods import METHODS
+from centrifugo_types.client import ApiClient, SyncApiClient, ThreadedTransport
+from centrifugo_types.client.grpcio import GrpcioTransport
+from centrifugo_types.client.http_aiohttp import AiohttpTransport
+from centrifugo_types.client.http_sync import SyncHttpTransport
+from examples import api_client as api_client_example
 
 from . import go_source
 from .centrifugo import Centrifugo, StartCentrifugo, free_port, merge
@@ -73,7 +81,9 @@ CONFIG = merge(
     },
 )
 
-KINDS = ["grpc", "http"]
+KINDS = ["http", "aiohttp", "grpc", "grpcio", "http-sync", "grpc-sync", "grpcio-sync"]
+"""Transport (``aiohttp``: :class:`AiohttpTransport`; ``grpcio``: :class:`GrpcioTransport`; else
+the one the URL picks), and ``-sync`` for :class:`SyncApiClient`."""
 
 
 @pytest.fixture(scope="session")
@@ -82,23 +92,72 @@ def server(start_centrifugo: StartCentrifugo) -> Centrifugo:
     return start_centrifugo(CONFIG)
 
 
-def make_client(kind: str, server: Centrifugo, api_key: str | None = None) -> BaseApiClient:
+class SyncView:
+    """A :class:`SyncApiClient` seen through awaitables: each call runs in a worker thread,
+    so the test's event loop (and its real Centrifugo client) keeps running meanwhile."""
+
+    def __init__(self, client: SyncApiClient) -> None:
+        self.client = client
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await asyncio.to_thread(method, *args, **kwargs)
+
+        return call
+
+    async def aclose(self) -> None:
+        self.client.close()
+
+    async def __aenter__(self) -> SyncView:
+        self.client.__enter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.client.close()
+
+
+def url_of(kind: str, server: Centrifugo, port: int | None = None) -> str:
+    """The URL of the API ``kind`` calls (``port``: another server's)."""
+    if kind.startswith("grpc"):
+        return f"grpc://127.0.0.1:{server.grpc_api_port if port is None else port}"
+    return f"{server.http_url}/api" if port is None else f"http://127.0.0.1:{port}/api"
+
+
+def make_client(
+    kind: str,
+    server: Centrifugo,
+    api_key: str | None = None,
+    timeout: float = WAIT,
+    port: int | None = None,
+) -> ApiClient:
+    """The client of ``kind``; the sync one wrapped in :class:`SyncView` (typed as the async
+    one: the same methods, awaited)."""
     key = server.api_key if api_key is None else api_key
-    if kind == "grpc":
-        return ApiClient("127.0.0.1", server.grpc_api_port, api_key=key, timeout=WAIT)
-    return HttpApiClient(f"{server.http_url}/api", api_key=key, timeout=WAIT)
+    url = url_of(kind, server, port)
+    if kind.startswith("grpcio"):
+        grpc_port = server.grpc_api_port if port is None else port
+        transport = GrpcioTransport("127.0.0.1", grpc_port, api_key=key)
+        if kind.endswith("-sync"):
+            sync_client = SyncApiClient(transport=ThreadedTransport(transport), timeout=timeout)
+            return cast(ApiClient, SyncView(sync_client))
+        return ApiClient(transport=transport, timeout=timeout)
+    if kind == "aiohttp":
+        return ApiClient(transport=AiohttpTransport(url, api_key=key), timeout=timeout)
+    if kind.endswith("-sync"):
+        return cast(ApiClient, SyncView(SyncApiClient(url, api_key=key, timeout=timeout)))
+    return ApiClient(url, api_key=key, timeout=timeout)
 
 
 @pytest.fixture(params=KINDS)
-async def client(
-    request: pytest.FixtureRequest, server: Centrifugo
-) -> AsyncIterator[BaseApiClient]:
+async def client(request: pytest.FixtureRequest, server: Centrifugo) -> AsyncIterator[ApiClient]:
     async with make_client(request.param, server) as c:
         yield c
 
 
 @pytest.fixture
-async def both(server: Centrifugo) -> AsyncIterator[dict[str, BaseApiClient]]:
+async def both(server: Centrifugo) -> AsyncIterator[dict[str, ApiClient]]:
     async with make_client("grpc", server) as grpc, make_client("http", server) as http:
         yield {"grpc": grpc, "http": http}
 
@@ -112,24 +171,24 @@ def channel() -> str:
 
 
 async def test_publish_is_received_by_a_subscriber(
-    client: BaseApiClient, server: Centrifugo, channel: str
+    client: ApiClient, server: Centrifugo, channel: str
 ) -> None:
     async with subscriber(server, channel) as sub:
         payload = {"text": "hello", "emoji": "\U0001f680", "n": [1, 2.5, None]}
-        result = await client.publish(channel, payload, tags={"kind": "greeting"})
+        result = await client.publish(channel=channel, data=payload, tags={"kind": "greeting"})
         assert await sub.next_publication() == payload
         assert result.offset == 1 and result.epoch
         # Bytes are taken as JSON already.
-        await client.publish(channel, b'{"raw": true}')
+        await client.publish(channel=channel, data=b'{"raw": true}')
         assert await sub.next_publication() == {"raw": True}
 
 
 async def test_broadcast_reaches_every_channel(
-    client: BaseApiClient, server: Centrifugo, channel: str
+    client: ApiClient, server: Centrifugo, channel: str
 ) -> None:
     other = channel + "-2"
     async with subscriber(server, channel) as first, subscriber(server, other) as second:
-        result = await client.broadcast([channel, other, "unknown:x"], {"all": 1})
+        result = await client.broadcast(channels=[channel, other, "unknown:x"], data={"all": 1})
         assert await first.next_publication() == {"all": 1}
         assert await second.next_publication() == {"all": 1}
     ok, ok2, failed = result.responses
@@ -138,63 +197,63 @@ async def test_broadcast_reaches_every_channel(
 
 
 async def test_presence_stats_and_history_with_a_client_connected(
-    client: BaseApiClient, server: Centrifugo, channel: str
+    client: ApiClient, server: Centrifugo, channel: str
 ) -> None:
     async with subscriber(server, channel, user="42") as sub:
-        presence = await client.presence(channel)
+        presence = await client.presence(channel=channel)
         assert list(presence.presence) == [sub.client_id]
         info = presence.presence[sub.client_id]
         assert (info.user, info.client) == ("42", sub.client_id)
 
-        stats = await client.presence_stats(channel)
+        stats = await client.presence_stats(channel=channel)
         assert (stats.num_clients, stats.num_users) == (1, 1)
 
         for n in range(3):
-            await client.publish(channel, {"n": n})
+            await client.publish(channel=channel, data={"n": n})
             assert await sub.next_publication() == {"n": n}
-        history = await client.history(channel, limit=10)
+        history = await client.history(channel=channel, limit=10)
         assert [json.loads(p.data) for p in history.publications] == [{"n": n} for n in range(3)]
         assert [p.offset for p in history.publications] == [1, 2, 3]
         assert history.offset == 3 and history.epoch
 
         since = await client.history(
-            channel, limit=10, since=api.StreamPosition(offset=1, epoch=history.epoch)
+            channel=channel, limit=10, since=api.StreamPosition(offset=1, epoch=history.epoch)
         )
         assert [p.offset for p in since.publications] == [2, 3]
-        newest = await client.history(channel, limit=1, reverse=True)
+        newest = await client.history(channel=channel, limit=1, reverse=True)
         assert [p.offset for p in newest.publications] == [3]
 
-        assert await client.history_remove(channel) == api.HistoryRemoveResult()
-        emptied = await client.history(channel, limit=10)
+        assert await client.history_remove(channel=channel) == api.HistoryRemoveResult()
+        emptied = await client.history(channel=channel, limit=10)
         assert emptied.publications == []
 
 
 async def test_unsubscribe_is_observed_by_the_client(
-    client: BaseApiClient, server: Centrifugo, channel: str
+    client: ApiClient, server: Centrifugo, channel: str
 ) -> None:
     async with subscriber(server, channel, user="u-unsub") as sub:
-        assert await client.unsubscribe("u-unsub", channel) == api.UnsubscribeResult()
+        assert await client.unsubscribe(user="u-unsub", channel=channel) == api.UnsubscribeResult()
         code = await asyncio.wait_for(sub.unsubscribed.get(), WAIT)
         assert code == 2000  # unsubscribed by the server
-        assert (await client.presence_stats(channel)).num_clients == 0
+        assert (await client.presence_stats(channel=channel)).num_clients == 0
 
 
 async def test_disconnect_is_observed_by_the_client(
-    client: BaseApiClient, server: Centrifugo, channel: str
+    client: ApiClient, server: Centrifugo, channel: str
 ) -> None:
     async with subscriber(server, channel, user="u-disc") as sub:
-        await client.disconnect("u-disc", code=4501, reason="bye")
+        await client.disconnect(user="u-disc", disconnect=api.Disconnect(code=4501, reason="bye"))
         assert await asyncio.wait_for(sub.disconnected.get(), WAIT) == (4501, "bye")
 
 
 async def test_server_side_subscribe_is_observed_by_the_client(
-    client: BaseApiClient, server: Centrifugo, channel: str
+    client: ApiClient, server: Centrifugo, channel: str
 ) -> None:
     extra = channel + "-server"
     async with subscriber(server, channel, user="u-sub") as sub:
-        await client.subscribe("u-sub", extra, client=sub.client_id)
+        await client.subscribe(user="u-sub", channel=extra, client=sub.client_id)
         assert await asyncio.wait_for(sub.server_subscribed.get(), WAIT) == extra
-        await client.publish(extra, {"pushed": True})
+        await client.publish(channel=extra, data={"pushed": True})
         assert await asyncio.wait_for(sub.server_publications.get(), WAIT) == (
             extra,
             {"pushed": True},
@@ -202,15 +261,15 @@ async def test_server_side_subscribe_is_observed_by_the_client(
 
 
 async def test_refresh_of_a_connected_user(
-    client: BaseApiClient, server: Centrifugo, channel: str
+    client: ApiClient, server: Centrifugo, channel: str
 ) -> None:
     async with subscriber(server, channel, user="u-refresh"):
         expire_at = int(time.time()) + 3600
-        assert await client.refresh("u-refresh", expire_at=expire_at) == api.RefreshResult()
+        assert await client.refresh(user="u-refresh", expire_at=expire_at) == api.RefreshResult()
 
 
 async def test_batch_of_several_commands(
-    client: BaseApiClient, server: Centrifugo, channel: str
+    client: ApiClient, server: Centrifugo, channel: str
 ) -> None:
     async with subscriber(server, channel) as sub:
         results = await client.batch(
@@ -235,10 +294,10 @@ async def test_batch_of_several_commands(
     raw = await client.call(api.BatchRequest(commands=[api.Command(info=api.InfoRequest())]))
     assert isinstance(raw, api.BatchResponse) and raw.replies[0].info is not None
     with pytest.raises(TypeError, match="cannot be sent in a batch"):
-        await client.batch([api.BatchRequest()])
+        await client.batch([api.BatchRequest()])  # type: ignore[list-item]
 
 
-async def test_info(client: BaseApiClient, server: Centrifugo) -> None:
+async def test_info(client: ApiClient, server: Centrifugo) -> None:
     info = await client.info()
     (node,) = info.nodes
     assert node.version == f"{CENTRIFUGO_VERSION} OSS"
@@ -247,7 +306,7 @@ async def test_info(client: BaseApiClient, server: Centrifugo) -> None:
     assert "centrifugo.node.num_clients" in node.metrics.items
 
 
-async def test_channels(client: BaseApiClient, server: Centrifugo, channel: str) -> None:
+async def test_channels(client: ApiClient, server: Centrifugo, channel: str) -> None:
     async with subscriber(server, channel):
         everything = await client.channels()
         assert everything.channels[channel] == api.ChannelInfo(num_clients=1)
@@ -256,36 +315,38 @@ async def test_channels(client: BaseApiClient, server: Centrifugo, channel: str)
         assert (await client.channels(pattern="nothing-*")).channels == {}
 
 
-async def test_map_methods(client: BaseApiClient, channel: str) -> None:
+async def test_map_methods(client: ApiClient, channel: str) -> None:
     name = f"maps:{channel}"
-    first = await client.map_publish(name, "k1", {"v": 1})
-    await client.map_publish(name, "k2", {"v": 2}, tags={"t": "x"})
+    first = await client.map_publish(channel=name, key="k1", data={"v": 1})
+    await client.map_publish(channel=name, key="k2", data={"v": 2}, tags={"t": "x"})
     assert first.offset == 1 and first.epoch
-    state = await client.map_read_state(name, limit=10)
+    state = await client.map_read_state(channel=name, limit=10)
     assert {e.key: json.loads(e.data) for e in state.entries} == {"k1": {"v": 1}, "k2": {"v": 2}}
     assert state.offset == 2
-    stream = await client.map_read_stream(name, limit=10)
+    stream = await client.map_read_stream(channel=name, limit=10)
     assert [e.key for e in stream.entries] == ["k1", "k2"]
-    assert (await client.map_stats(name)).num_keys == 2
-    removed = await client.map_remove(name, "k1")
+    assert (await client.map_stats(channel=name)).num_keys == 2
+    removed = await client.map_remove(channel=name, key="k1")
     assert removed.offset == 3
-    assert (await client.map_stats(name)).num_keys == 1
-    assert await client.map_clear(name) == api.MapClearResult()
-    assert (await client.map_stats(name)).num_keys == 0
+    assert (await client.map_stats(channel=name)).num_keys == 1
+    assert await client.map_clear(channel=name) == api.MapClearResult()
+    assert (await client.map_stats(channel=name)).num_keys == 0
     with pytest.raises(BadRequestError):  # map methods need a map namespace
-        await client.map_publish(channel, "k", {})
+        await client.map_publish(channel=channel, key="k", data={})
 
 
-async def test_shared_poll_publish(client: BaseApiClient, channel: str) -> None:
-    result = await client.shared_poll_publish(f"poll:{channel}", "item", {"v": 1}, version=1)
+async def test_shared_poll_publish(client: ApiClient, channel: str) -> None:
+    result = await client.shared_poll_publish(
+        channel=f"poll:{channel}", key="item", data={"v": 1}, version=1
+    )
     assert result == api.SharedPollPublishResult()
     with pytest.raises(BadRequestError):  # a version is required
-        await client.shared_poll_publish(f"poll:{channel}", "item", {"v": 1})
+        await client.shared_poll_publish(channel=f"poll:{channel}", key="item", data={"v": 1})
 
 
-async def test_rpc_without_an_extension_is_not_found(client: BaseApiClient) -> None:
+async def test_rpc_without_an_extension_is_not_found(client: ApiClient) -> None:
     with pytest.raises(NotFoundError) as info:
-        await client.rpc("anything", {"x": 1})
+        await client.rpc(method="anything", params={"x": 1})
     assert (info.value.code, info.value.message, info.value.method) == (104, "not found", "rpc")
 
 
@@ -307,10 +368,10 @@ def test_error_classes_are_the_errors_centrifugo_defines() -> None:
 
 
 async def test_unknown_namespace_raises_api_error_with_centrifugos_code(
-    client: BaseApiClient,
+    client: ApiClient,
 ) -> None:
     with pytest.raises(UnknownChannelError) as info:
-        await client.publish("unknown:x", {"a": 1})
+        await client.publish(channel="unknown:x", data={"a": 1})
     error = info.value
     assert isinstance(error, ApiError)
     assert (error.code, error.message, error.method) == (102, "unknown channel", "publish")
@@ -324,10 +385,10 @@ async def test_wrong_api_key_raises_authentication_error(kind: str, server: Cent
             await client.info()
     async with make_client(kind, server, api_key="") as client:
         with pytest.raises(AuthenticationError):
-            await client.publish("c", {})
+            await client.publish(channel="c", data={})
 
 
-async def test_pro_only_methods_raise_unsupported_method_promptly(client: BaseApiClient) -> None:
+async def test_pro_only_methods_raise_unsupported_method_promptly(client: ApiClient) -> None:
     started = time.monotonic()
     with pytest.raises(UnsupportedMethodError, match="connections"):
         await asyncio.wait_for(client.call(api.ConnectionsRequest(user="42")), WAIT)
@@ -336,27 +397,21 @@ async def test_pro_only_methods_raise_unsupported_method_promptly(client: BaseAp
     assert time.monotonic() - started < 5
 
 
-async def test_values_that_cannot_be_encoded_raise_encode_error(client: BaseApiClient) -> None:
+async def test_values_that_cannot_be_encoded_raise_encode_error(client: ApiClient) -> None:
     with pytest.raises(EncodeError):
         await client.call(api.HistoryRequest(channel="c", limit=2**31))
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_unreachable_server_raises_transport_error(kind: str) -> None:
-    port = free_port()
-    client: BaseApiClient
-    if kind == "grpc":
-        client = ApiClient("127.0.0.1", port, api_key="k", timeout=WAIT)
-    else:
-        client = HttpApiClient(f"http://127.0.0.1:{port}/api", api_key="k", timeout=WAIT)
-    async with client:
+async def test_unreachable_server_raises_transport_error(kind: str, server: Centrifugo) -> None:
+    async with make_client(kind, server, api_key="k", port=free_port()) as client:
         with pytest.raises(TransportError) as info:
             await client.info()
     assert not isinstance(info.value, ApiTimeoutError)
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_a_silent_server_raises_timeout(kind: str) -> None:
+async def test_a_silent_server_raises_timeout(kind: str, server: Centrifugo) -> None:
     """A server that accepts connections and never answers: the call times out."""
 
     async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -365,13 +420,8 @@ async def test_a_silent_server_raises_timeout(kind: str) -> None:
 
     silent = await asyncio.start_server(hold, "127.0.0.1", 0)
     port = silent.sockets[0].getsockname()[1]
-    client: BaseApiClient
-    if kind == "grpc":
-        client = ApiClient("127.0.0.1", port, api_key="k", timeout=0.3)
-    else:
-        client = HttpApiClient(f"http://127.0.0.1:{port}/api", api_key="k", timeout=0.3)
     try:
-        async with client:
+        async with make_client(kind, server, api_key="k", timeout=0.3, port=port) as client:
             with pytest.raises(ApiTimeoutError):
                 await client.info()
             with pytest.raises(ApiTimeoutError):
@@ -401,34 +451,43 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return cert, key
 
 
+class WatchedContext(ssl.SSLContext):
+    """An SSLContext that records the changes made to its ALPN protocols."""
+
+    alpn: list[list[str]]
+
+    def set_alpn_protocols(self, protocols: Any) -> None:
+        self.alpn.append(list(protocols))
+        super().set_alpn_protocols(protocols)
+
+
+@pytest.mark.parametrize("sync", [False, True], ids=["async", "sync"])
 async def test_grpc_over_tls(
-    start_centrifugo: StartCentrifugo, tls_files: tuple[Path, Path]
+    start_centrifugo: StartCentrifugo, tls_files: tuple[Path, Path], sync: bool
 ) -> None:
     cert, key = tls_files
     server = start_centrifugo(
         {"grpc_api": {"tls": {"enabled": True, "cert_pem": str(cert), "key_pem": str(key)}}}
     )
-    trusted = ssl.create_default_context(cafile=str(cert))
-    async with ApiClient(
-        "127.0.0.1", server.grpc_api_port, api_key=server.api_key, ssl=trusted, timeout=WAIT
-    ) as client:
-        assert (await client.publish("over-tls", {"secure": True})).offset == 1
-    async with ApiClient(
-        "127.0.0.1", server.grpc_api_port, api_key=server.api_key, ssl=True, timeout=WAIT
-    ) as client:
+    trusted = WatchedContext(ssl.PROTOCOL_TLS_CLIENT)
+    trusted.alpn = []
+    trusted.load_verify_locations(cafile=str(cert))
+    trusted.set_alpn_protocols(["h2"])  # gRPC's, set by its owner
+    url = f"grpcs://127.0.0.1:{server.grpc_api_port}"
+    kind = "grpc-sync" if sync else "grpc"
+
+    def tls_client(context: ssl.SSLContext | bool) -> ApiClient:
+        if sync:
+            sync_client = SyncApiClient(url, api_key=server.api_key, ssl=context, timeout=WAIT)
+            return cast(ApiClient, SyncView(sync_client))
+        return ApiClient(url, api_key=server.api_key, ssl=context, timeout=WAIT)
+
+    async with tls_client(trusted) as client:
+        assert (await client.publish(channel=f"over-tls-{kind}", data={"tls": 1})).offset == 1
+    assert trusted.alpn == [["h2"]]  # the client did not touch the caller's context
+    async with tls_client(True) as client:
         with pytest.raises(TransportError):  # the default CA store does not trust it
             await client.info()
-
-
-async def test_http_client_can_use_an_httpx_client_of_ones_own(server: Centrifugo) -> None:
-    async with httpx.AsyncClient(headers={"User-Agent": "mine"}) as own:
-        async with HttpApiClient(f"{server.http_url}/api", api_key=server.api_key, client=own) as c:
-            assert (await c.info()).nodes
-        assert not own.is_closed  # not ours to close
-        async with HttpApiClient(
-            f"{server.http_url}/api/", api_key=server.api_key, client=own
-        ) as c:
-            assert (await c.presence_stats("x")).num_clients == 0
 
 
 @pytest.fixture(scope="session")
@@ -444,34 +503,34 @@ async def test_transport_error_mode_still_raises_api_errors(
 ) -> None:
     async with make_client(kind, transport_error_mode) as client:
         with pytest.raises(UnknownChannelError) as info:
-            await client.publish("unknown:x", {})
+            await client.publish(channel="unknown:x", data={})
         assert info.value.code == 102
-        assert (await client.publish(f"fine-{kind}", {})).offset == 1
+        assert (await client.publish(channel=f"fine-{kind}", data={})).offset == 1
 
 
 # -- both transports, same results -------------------------------------------------------------
 
-Call = Callable[[BaseApiClient, str], Any]
+Call = Callable[[ApiClient, str], Any]
 
 CALLS: dict[str, Call] = {
-    "presence": lambda c, ch: c.presence(ch),
-    "presence_stats": lambda c, ch: c.presence_stats(ch),
-    "history": lambda c, ch: c.history(ch, limit=10),
-    "history_reverse": lambda c, ch: c.history(ch, limit=2, reverse=True),
+    "presence": lambda c, ch: c.presence(channel=ch),
+    "presence_stats": lambda c, ch: c.presence_stats(channel=ch),
+    "history": lambda c, ch: c.history(channel=ch, limit=10),
+    "history_reverse": lambda c, ch: c.history(channel=ch, limit=2, reverse=True),
     "channels": lambda c, ch: c.channels(pattern=ch),
-    "map_read_state": lambda c, ch: c.map_read_state(f"maps:{ch}", limit=10),
-    "map_read_stream": lambda c, ch: c.map_read_stream(f"maps:{ch}", limit=10),
-    "map_stats": lambda c, ch: c.map_stats(f"maps:{ch}"),
+    "map_read_state": lambda c, ch: c.map_read_state(channel=f"maps:{ch}", limit=10),
+    "map_read_stream": lambda c, ch: c.map_read_stream(channel=f"maps:{ch}", limit=10),
+    "map_stats": lambda c, ch: c.map_stats(channel=f"maps:{ch}"),
     "batch": lambda c, ch: c.batch(
         [api.PresenceStatsRequest(channel=ch), api.HistoryRequest(channel=ch, limit=10)]
     ),
-    "rpc_error": lambda c, ch: c.rpc("missing"),
-    "unknown_channel_error": lambda c, ch: c.history("unknown:" + ch),
+    "rpc_error": lambda c, ch: c.rpc(method="missing"),
+    "unknown_channel_error": lambda c, ch: c.history(channel="unknown:" + ch),
     "unsupported": lambda c, ch: c.call(api.GetUserStatusRequest(users=["42"])),
 }
 
 
-async def _outcome(call: Call, client: BaseApiClient, channel: str) -> Any:
+async def _outcome(call: Call, client: ApiClient, channel: str) -> Any:
     try:
         return await call(client, channel)
     except ApiError as exc:
@@ -482,13 +541,15 @@ async def _outcome(call: Call, client: BaseApiClient, channel: str) -> Any:
 
 @pytest.mark.parametrize("name", list(CALLS))
 async def test_both_clients_give_equal_typed_results(
-    name: str, both: dict[str, BaseApiClient], server: Centrifugo, channel: str
+    name: str, both: dict[str, ApiClient], server: Centrifugo, channel: str
 ) -> None:
     async with subscriber(server, channel, user="same"):
         grpc, http = both["grpc"], both["http"]
-        await grpc.publish(channel, {"via": "grpc", "text": "\u00e9\U0001f680"}, tags={"t": "1"})
-        await http.publish(channel, {"via": "http", "n": 1.5})
-        await grpc.map_publish(f"maps:{channel}", "k", {"v": [1]})
+        await grpc.publish(
+            channel=channel, data={"via": "grpc", "text": "\u00e9\U0001f680"}, tags={"t": "1"}
+        )
+        await http.publish(channel=channel, data={"via": "http", "n": 1.5})
+        await grpc.map_publish(channel=f"maps:{channel}", key="k", data={"v": [1]})
         by_grpc = await _outcome(CALLS[name], grpc, channel)
         by_http = await _outcome(CALLS[name], http, channel)
     assert by_grpc == by_http
@@ -496,21 +557,21 @@ async def test_both_clients_give_equal_typed_results(
 
 
 async def test_http_payloads_come_back_as_gos_encoder_writes_them(
-    both: dict[str, BaseApiClient], channel: str
+    both: dict[str, ApiClient], channel: str
 ) -> None:
     """The one difference between the transports: over HTTP, Centrifugo's encoding/json writes
     raw payloads compacted and with HTML characters escaped. Same JSON value, other bytes."""
     data = b'{"html": "<b>&amp;</b>", "line": "\xe2\x80\xa8"}'
-    await both["grpc"].publish(channel, data)
-    by_grpc = (await both["grpc"].history(channel, limit=1)).publications[0].data
-    by_http = (await both["http"].history(channel, limit=1)).publications[0].data
+    await both["grpc"].publish(channel=channel, data=data)
+    by_grpc = (await both["grpc"].history(channel=channel, limit=1)).publications[0].data
+    by_http = (await both["http"].history(channel=channel, limit=1)).publications[0].data
     assert by_grpc == data
     assert by_http == go_html_escape(data.replace(b'": "', b'":"').replace(b'", "', b'","'))
     assert json.loads(by_http) == json.loads(by_grpc)
 
 
 async def test_info_is_equal_over_both_transports_but_for_live_numbers(
-    both: dict[str, BaseApiClient],
+    both: dict[str, ApiClient],
 ) -> None:
     grpc_node = (await both["grpc"].info()).nodes[0]
     http_node = (await both["http"].info()).nodes[0]
@@ -519,3 +580,129 @@ async def test_info_is_equal_over_both_transports_but_for_live_numbers(
         node.metrics = None
         node.process = None
     assert grpc_node == http_node
+
+
+# -- every method, loops, lifecycle, threads ---------------------------------------------------
+
+PRO_PATHS = {m.path for m in METHODS} - {
+    "batch", "publish", "broadcast", "subscribe", "unsubscribe", "disconnect", "presence",
+    "presence_stats", "history", "history_remove", "info", "rpc", "refresh", "channels",
+    "map_publish", "map_remove", "map_read_state", "map_read_stream", "map_stats",
+    "map_clear", "shared_poll_publish",
+}  # fmt: skip
+"""The methods of Centrifugo PRO: the open-source server answers them as unsupported."""
+
+
+def _by_name(name: str) -> Call:
+    """The call of the client's method ``name`` with no arguments."""
+    return lambda client, _: getattr(client, name)()
+
+
+async def test_every_method_answers_typed(client: ApiClient) -> None:
+    """Each generated method, called with the schema's defaults: a result of its type, or
+    Centrifugo's typed refusal (empty channel/user: 107; PRO methods: unsupported)."""
+    assert PRO_PATHS and len(PRO_PATHS) < len(METHODS)
+    for method in METHODS:
+        if method.result is None:  # the batch
+            assert await client.batch([]) == []
+            continue
+        outcome = await _outcome(_by_name(method.py_name), client, "")
+        if method.path in PRO_PATHS:
+            assert outcome == (UnsupportedMethodError, method.path)
+        elif isinstance(outcome, tuple):  # an ApiError: (type, code, message, method)
+            assert outcome[1] in (102, 104, 107) and outcome[3] == method.path
+        else:
+            assert type(outcome) is method.result
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("kind", ["http", "aiohttp", "grpc", "grpcio"])
+def test_an_async_client_works_under_a_new_event_loop(
+    kind: str, loop: str, server: Centrifugo
+) -> None:
+    """A client used by one asyncio.run(), then by another (pytest's per-test loops, sync code
+    calling asyncio.run per request), and by two loops at once: each loop gets its own
+    connections; no call waits for a timeout."""
+    uvloop = pytest.importorskip("uvloop") if loop == "uvloop" else None
+    client = make_client(kind, server, timeout=WAIT)
+
+    def run(coroutine: Any) -> Any:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop if uvloop else None) as runner:
+            return runner.run(coroutine)
+
+    async def calls(n: int) -> list[int]:
+        return [len((await client.info()).nodes) for _ in range(n)]
+
+    started = time.monotonic()
+    assert run(calls(2)) == [1, 1]
+    assert run(calls(2)) == [1, 1]  # the first loop is closed now
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        both_loops = list(pool.map(lambda _: run(calls(5)), range(2)))
+    assert both_loops == [[1] * 5] * 2
+    run(client.aclose())
+    assert time.monotonic() - started < WAIT / 2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_closed_client_raises_client_error_at_once(kind: str, server: Centrifugo) -> None:
+    client = make_client(kind, server)
+    async with client:
+        assert (await client.info()).nodes
+    started = time.monotonic()
+    with pytest.raises(ClientError, match="closed") as info:
+        await client.info()
+    assert type(info.value) is ClientError
+    with pytest.raises(ClientError, match="closed"):
+        async with client:
+            pass
+    await client.aclose()  # closing twice is fine
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize("kind", ["http-sync", "grpc-sync", "grpcio-sync"])
+def test_a_sync_client_is_shared_by_threads(kind: str, server: Centrifugo) -> None:
+    """One SyncApiClient for every thread (a Django process's views): calls run at once and
+    reuse pooled connections."""
+    channel = f"ns:threads-{uuid.uuid4().hex}"
+    view = make_client(kind, server)
+    assert isinstance(view, SyncView)
+    with view.client as client:
+
+        def publish(n: int) -> int:
+            return client.publish(channel=channel, data={"n": n}).offset
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            offsets = list(pool.map(publish, range(64)))
+        assert sorted(offsets) == list(range(1, 65))
+        history = client.history(channel=channel, limit=-1)  # the namespace keeps 10
+        assert [p.offset for p in history.publications] == list(range(55, 65))
+        transport = client.transport
+        if isinstance(transport, SyncHttpTransport):
+            assert transport.connections_opened <= 8  # not one per call
+
+
+@pytest.mark.parametrize("kind", ["http", "grpc"])
+def test_the_example_script_runs(
+    kind: str, server: Centrifugo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert api_client_example.main([url_of(kind, server), server.api_key]) == 0
+    out = capsys.readouterr().out
+    assert "published at offset" in out and "typed error: 102 unknown channel" in out
+    assert "batch: PresenceStatsResult" in out and "batch: UnknownChannelError" in out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_server_that_goes_away_raises_transport_error_promptly(
+    kind: str, start_centrifugo: StartCentrifugo
+) -> None:
+    """Pooled connections to a Centrifugo that stopped: the next call fails with a
+    TransportError at once (no hang, no library exception)."""
+    server = start_centrifugo(None)
+    async with make_client(kind, server) as client:
+        assert (await client.info()).nodes
+        server.stop()
+        started = time.monotonic()
+        with pytest.raises(TransportError) as info:
+            await client.info()
+        assert not isinstance(info.value, ApiTimeoutError)
+        assert time.monotonic() - started < WAIT / 2

@@ -65,7 +65,9 @@ async def http(scratch: Centrifugo) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest_asyncio.fixture(scope="session")
 async def grpc(scratch: Centrifugo) -> AsyncIterator[ApiClient]:
-    async with ApiClient("127.0.0.1", scratch.grpc_api_port, api_key=scratch.api_key) as client:
+    async with ApiClient(
+        f"grpc://127.0.0.1:{scratch.grpc_api_port}", api_key=scratch.api_key
+    ) as client:
         yield client
 
 
@@ -271,8 +273,10 @@ async def test_proxy_requests_decode_and_our_replies_reach_the_client(
 
     publish = next(r for r, _ in backend.seen["/publish"] if getattr(r, "channel", "") == channel)
     assert isinstance(publish, proxy.PublishRequest) and publish.data == b'{"original":true}'
-    async with ApiClient("127.0.0.1", proxied.grpc_api_port, api_key=proxied.api_key) as api_client:
-        history = await api_client.history(channel, limit=10)
+    async with ApiClient(
+        f"grpc://127.0.0.1:{proxied.grpc_api_port}", api_key=proxied.api_key
+    ) as api_client:
+        history = await api_client.history(channel=channel, limit=10)
     assert [p.data for p in history.publications] == [b'{"rewritten":true}']
 
 
