@@ -4,6 +4,7 @@
 
     centrifugo-types serve myapp.backend:router --host 127.0.0.1 --port 30000
     centrifugo-types serve myapp.backend:router --http    # Centrifugo's HTTP proxy (uvicorn)
+    centrifugo-types worker myapp.backend:router          # a RoadRunner worker (.rr.yaml)
     python -m centrifugo_types serve myapp.backend:router
 """
 
@@ -131,7 +132,34 @@ def parser() -> argparse.ArgumentParser:
         help="event loop (auto: uvloop when installed, else asyncio)",
     )
     run.add_argument("--log-level", default="info", help="logging level (info)")
+    worker = commands.add_parser(
+        "worker",
+        help="serve a router as a RoadRunner worker (.rr.yaml's server.command)",
+        description="Serve a router as a worker of RoadRunner's centrifuge plugin: goridge "
+        "frames on stdin and stdout, logs on stderr, until RoadRunner stops it.",
+    )
+    worker.add_argument("router", metavar="MODULE:ROUTER", help="e.g. myapp.backend:router")
+    worker.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default="auto",
+        help="event loop (auto: uvloop when installed, else asyncio)",
+    )
+    worker.add_argument("--log-level", default="info", help="logging level (info)")
     return root
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from .roadrunner import WorkerProtocolError
+    from .roadrunner import serve as serve_worker
+
+    router = load_router(args.router)
+    try:
+        event_loop_runner(args.loop)(_logging_loop(serve_worker(router)))
+    except WorkerProtocolError as exc:
+        logging.getLogger("centrifugo_types.roadrunner").error("%s; exiting", exc)
+        return 1
+    return 0
 
 
 async def _logging_loop(server: Coroutine[Any, Any, None]) -> None:
@@ -144,11 +172,13 @@ async def _logging_loop(server: Coroutine[Any, Any, None]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     cli = parser()
     args = cli.parse_args(argv)
-    if not args.http and (args.prefix is not None or args.max_body_size is not None):
-        cli.error("--prefix and --max-body-size are options of --http")
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.command == "worker":
+        return _worker(args)
+    if not args.http and (args.prefix is not None or args.max_body_size is not None):
+        cli.error("--prefix and --max-body-size are options of --http")
     router = load_router(args.router)
     credentials = None
     if args.credentials_key:

@@ -1,0 +1,638 @@
+"""RoadRunner: Python workers behind its centrifuge plugin, and Centrifugo's API through its RPC.
+
+RoadRunner's ``centrifuge`` plugin is the gRPC proxy endpoint Centrifugo calls; it hands each
+request to a pool of worker processes over pipes (goridge frames). :class:`Worker` is such a
+worker, serving a :class:`~centrifugo_types.Router`; ``.rr.yaml``'s ``server.command`` runs it::
+
+    server:
+      command: "python -m centrifugo_types worker myapp.backend:router"
+
+or, from your own script::
+
+    from centrifugo_types.roadrunner import serve
+
+    asyncio.run(serve(router))       # until RoadRunner stops the worker
+
+A worker serves one request at a time and answers each exactly once: what the handler replies,
+the event's failure reply when the handler fails or the request does not decode, or (for a
+frame it cannot tie to an event at all) an ``ERROR`` frame, which RoadRunner reports to
+Centrifugo as an error and keeps the worker. Stdout carries frames only: while serving, what
+the process prints goes to stderr, which RoadRunner logs.
+
+:class:`RpcTransport` and :class:`RoadRunnerApiClient` call Centrifugo's server API through
+RoadRunner's RPC socket (``rpc.listen``; ``RR_RPC`` in a worker's environment), as the PHP
+bridge does: the same typed methods and errors as the other API clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, Final
+
+from . import _goridge as goridge
+from ._generated import proxy_events as events
+from ._generated._runtime import DecodeError, EncodeError
+from ._generated.api_methods import ApiMethod
+from ._goridge import Flag, Frame, FrameError
+from .client import (
+    DEFAULT_TIMEOUT,
+    ApiTimeoutError,
+    AuthenticationError,
+    BaseApiClient,
+    TransportError,
+    UnsupportedMethodError,
+)
+from .requests import REQUEST_CLASSES, AnyRequest, internal_error_reply
+from .router import Router
+
+__all__ = [
+    "DEFAULT_RPC_ADDRESS",
+    "EVENT_TYPES",
+    "ROADRUNNER_API_METHODS",
+    "RoadRunnerApiClient",
+    "RoadRunnerNotReadyError",
+    "RpcTransport",
+    "Worker",
+    "WorkerProtocolError",
+    "serve",
+]
+
+logger = logging.getLogger("centrifugo_types.roadrunner")
+
+# -- the worker ------------------------------------------------------------------------------
+
+EVENT_TYPES: Mapping[str, events.Event[Any, Any]] = {
+    name.replace("_", ""): event
+    for name, event in events.EVENTS.items()
+    if event.cardinality == "unary_unary"
+}
+"""The event of each ``type`` RoadRunner's plugin puts in a request's context: the event's
+name without underscores (``connect``, ``subrefresh``, ``notifychannelstate``, ...)."""
+
+TRANSPORT_METADATA_PREFIXES = (":", "grpc-")
+TRANSPORT_METADATA = frozenset({"te", "content-type", "user-agent"})
+"""Metadata of the gRPC call from Centrifugo to RoadRunner itself, not forwarded by Centrifugo
+(the same keys grpclib keeps out of the gRPC transport's metadata)."""
+
+
+class WorkerProtocolError(FrameError):
+    """RoadRunner's side of the pipe broke the protocol: a frame that is not one, or a first
+    frame that is not the handshake. The worker cannot continue."""
+
+
+class _Writer(asyncio.Protocol):
+    """The write end of the pipe: lets a writer wait while the pipe is full."""
+
+    def __init__(self) -> None:
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._can_write.set()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    async def drain(self) -> None:
+        await self._can_write.wait()
+
+
+class Worker:
+    """A RoadRunner worker serving ``router`` over a pair of pipes (stdin and stdout).
+
+    ::
+
+        async with Worker(router) as worker:
+            await worker.serve()    # returns when RoadRunner stops the worker
+
+    ``input_fd`` / ``output_fd``: the pipes to read requests from and write replies to
+    (RoadRunner's: 0 and 1). When ``output_fd`` is the process's stdout, it is kept for
+    frames only: from :meth:`start` to :meth:`close`, file descriptor 1 and ``sys.stdout``
+    point at stderr, so that a stray ``print`` cannot corrupt the stream.
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        *,
+        input_fd: int = 0,
+        output_fd: int = 1,
+        max_payload: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.router = router
+        self.input_fd = input_fd
+        self.output_fd = output_fd
+        self.max_payload = max_payload
+        self.requests = 0
+        """Requests answered so far."""
+        self._reader: asyncio.StreamReader | None = None
+        self._transports: list[asyncio.BaseTransport] = []
+        self._writer: asyncio.WriteTransport | None = None
+        self._protocol: _Writer | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self._restore_stdout: Callable[[], None] | None = None
+        self._handshaken = False
+        self._stopping = False
+        self._busy = False
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the pipes (and keep stdout for frames; see the class)."""
+        loop = asyncio.get_running_loop()
+        out_fd = self.output_fd
+        if out_fd == 1:
+            out_fd = self._guard_stdout()
+        reader = asyncio.StreamReader(limit=2**16, loop=loop)
+        read_pipe = os.fdopen(self.input_fd, "rb", buffering=0, closefd=False)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), read_pipe
+        )
+        self._transports.append(transport)
+        write_pipe = os.fdopen(out_fd, "wb", buffering=0, closefd=out_fd != self.output_fd)
+        writer, protocol = await loop.connect_write_pipe(_Writer, write_pipe)
+        self._transports.append(writer)
+        self._reader, self._writer, self._protocol = reader, writer, protocol
+        # The router's lifespan goes here (one line) once the router has one:
+        # await self._stack.enter_async_context(self.router.lifespan_context())
+
+    async def close(self) -> None:
+        """Close the pipes and give stdout back."""
+        try:
+            await self._stack.aclose()
+        finally:
+            writer, protocol = self._writer, self._protocol
+            if writer is not None and protocol is not None and writer.get_write_buffer_size():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(protocol.drain(), 1.0)
+            for transport in self._transports:
+                transport.close()
+            self._transports.clear()
+            self._reader = self._writer = self._protocol = None
+            if self._restore_stdout is not None:
+                self._restore_stdout()
+                self._restore_stdout = None
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _guard_stdout(self) -> int:
+        """Keep fd 1 for frames on a duplicate; point fd 1 and ``sys.stdout`` at stderr."""
+        sys.stdout.flush()
+        frames = os.dup(1)
+        saved_stdout = sys.stdout
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
+
+        def restore() -> None:
+            sys.stdout.flush()
+            os.dup2(frames, 1)
+            os.close(frames)
+            sys.stdout = saved_stdout
+
+        self._restore_stdout = restore
+        return frames
+
+    def stop(self) -> None:
+        """Stop serving after the request in progress (or at once when idle)."""
+        self._stopping = True
+        if not self._busy and self._reader is not None:
+            self._reader.feed_eof()
+
+    # -- serving ----------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Answer RoadRunner's handshake, then its requests, one at a time, until it sends
+        the stop frame or closes the pipe (or :meth:`stop` is called).
+
+        Raises :class:`WorkerProtocolError` when the input is not goridge frames.
+        """
+        reader = self._reader
+        if reader is None:
+            raise RuntimeError("start() the worker first (or use `async with`)")
+        if not self._handshaken:
+            await self._handshake(reader)
+        while not self._stopping:
+            frame = await self._read(reader)
+            if frame is None:
+                logger.info("RoadRunner closed the pipe; exiting")
+                return
+            if frame.is_control:
+                if self._control(frame):
+                    logger.info("stop frame received; exiting")
+                    return
+                continue
+            self._busy = True
+            try:
+                reply = await self.answer(frame)
+                await self._write(reply)
+            finally:
+                self._busy = False
+            self.requests += 1
+        logger.info("stopped")
+
+    async def _read(self, reader: asyncio.StreamReader) -> Frame | None:
+        try:
+            return await goridge.read_frame(reader, max_payload=self.max_payload)
+        except FrameError as exc:
+            raise WorkerProtocolError(f"not a goridge frame from RoadRunner: {exc}") from exc
+
+    async def _handshake(self, reader: asyncio.StreamReader) -> None:
+        frame = await self._read(reader)
+        if frame is None:
+            raise WorkerProtocolError("the pipe closed before RoadRunner's handshake")
+        if not frame.is_control:
+            raise WorkerProtocolError(
+                f"the first frame is not RoadRunner's handshake (flags {frame.flags:#04x})"
+            )
+        logger.debug("handshake from RoadRunner: %r", frame.payload)
+        payload = json.dumps({"pid": os.getpid()}).encode()
+        await self._write(goridge.encode(Flag.CONTROL | Flag.JSON, payload))
+        self._handshaken = True
+
+    def _control(self, frame: Frame) -> bool:
+        """Handle a control frame between requests; whether it asks the worker to stop."""
+        try:
+            command = json.loads(frame.payload)
+        except ValueError:
+            command = None
+        if isinstance(command, dict) and command.get("stop"):
+            return True
+        logger.warning("ignoring a control frame from RoadRunner: %r", frame.payload[:200])
+        return False
+
+    async def _write(self, data: bytes) -> None:
+        writer, protocol = self._writer, self._protocol
+        assert writer is not None and protocol is not None
+        if writer.is_closing():
+            raise ConnectionResetError("RoadRunner closed the pipe")
+        writer.write(data)
+        if writer.get_write_buffer_size():
+            await protocol.drain()
+
+    async def answer(self, frame: Frame) -> bytes:
+        """The reply frame (bytes) to a request frame: always exactly one."""
+        if len(frame.options) != 1 or frame.options[0] > len(frame.payload):
+            return _error_frame(
+                f"a request frame has one option (the context length) within the payload; "
+                f"got options {list(frame.options)} for {len(frame.payload)} bytes"
+            )
+        split = frame.options[0]
+        payload = frame.payload
+        try:
+            context = json.loads(payload[:split]) if split else {}
+        except ValueError as exc:
+            return _error_frame(f"the request context is not JSON: {exc}")
+        if not isinstance(context, dict):
+            return _error_frame("the request context is not a JSON object")
+        event = _event_of(context)
+        if event is None:
+            return _error_frame(f"no proxy event for the context's type {context.get('type')!r}")
+        response = await self._respond(event, context, payload[split:])
+        try:
+            body = bytes(response)
+        except EncodeError as exc:
+            logger.error("%s: the reply does not encode: %s", event.name, exc)
+            body = bytes(internal_error_reply(event))
+        return goridge.encode(Flag.PROTO, body, (0,))
+
+    async def _respond(
+        self, event: events.Event[Any, Any], context: dict[str, Any], body: bytes
+    ) -> Any:
+        try:
+            metadata = _metadata(context)
+            message = event.request_type.parse(body)
+        except (DecodeError, TypeError, ValueError) as exc:
+            logger.warning("%s: undecodable request: %s", event.name, exc)
+            return internal_error_reply(event)
+        request: AnyRequest = REQUEST_CLASSES[event.name](message, metadata)
+        try:
+            return await self.router.handle(request)
+        except Exception:  # the router turns handler failures into replies; this is a bug
+            logger.exception("%s: the router failed", event.name)
+            return internal_error_reply(event)
+
+
+def _error_frame(message: str) -> bytes:
+    """An ``ERROR`` frame: RoadRunner answers Centrifugo with an error, keeps the worker."""
+    logger.error("unanswerable request: %s", message)
+    return goridge.encode(Flag.ERROR, message.encode())
+
+
+def _event_of(context: Mapping[str, Any]) -> events.Event[Any, Any] | None:
+    """The event a context's ``type`` names (RoadRunner appends it: the last value)."""
+    types = context.get("type")
+    if isinstance(types, list) and types and isinstance(types[-1], str):
+        return EVENT_TYPES.get(types[-1])
+    return None
+
+
+def _metadata(context: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The call's metadata from a context (JSON object of arrays), without RoadRunner's
+    ``type`` and the gRPC call's own headers; every value of a repeated key is kept."""
+    pairs: list[tuple[str, str]] = []
+    for key, values in context.items():
+        if (
+            key.startswith(TRANSPORT_METADATA_PREFIXES)
+            or key in TRANSPORT_METADATA
+            or key.endswith("-bin")
+        ):
+            continue
+        if not isinstance(values, list):
+            raise TypeError(f"metadata {key!r} is not an array")
+        if key == "type":
+            values = values[:-1]  # RoadRunner's own, appended to any forwarded "type"
+        for value in values:
+            if not isinstance(value, str):
+                raise TypeError(f"metadata {key!r} has a value that is not a string")
+            pairs.append((key, value))
+    return pairs
+
+
+async def serve(router: Router, *, input_fd: int = 0, output_fd: int = 1) -> None:
+    """Serve ``router`` as a RoadRunner worker until RoadRunner stops it.
+
+    SIGTERM or SIGINT stop the worker after the request in progress.
+    """
+    loop = asyncio.get_running_loop()
+    async with Worker(router, input_fd=input_fd, output_fd=output_fd) as worker:
+        signals = (signal.SIGTERM, signal.SIGINT)
+        for sig in signals:
+            loop.add_signal_handler(sig, worker.stop)
+        try:
+            await worker.serve()
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+
+
+# -- the API through RoadRunner's RPC --------------------------------------------------------
+
+DEFAULT_RPC_ADDRESS = "tcp://127.0.0.1:6001"
+"""Where RoadRunner's RPC listens unless ``RR_RPC`` says otherwise (the PHP worker's default)."""
+
+ROADRUNNER_API_METHODS: Final = frozenset(
+    [
+        "Batch",
+        "Publish",
+        "Broadcast",
+        "Subscribe",
+        "Unsubscribe",
+        "Disconnect",
+        "Presence",
+        "PresenceStats",
+        "History",
+        "HistoryRemove",
+        "Info",
+        "RPC",
+        "Refresh",
+        "Channels",
+        "Connections",
+        "UpdateUserStatus",
+        "GetUserStatus",
+        "DeleteUserStatus",
+        "BlockUser",
+        "UnblockUser",
+        "RevokeToken",
+        "InvalidateUserTokens",
+        "DeviceRegister",
+        "DeviceUpdate",
+        "DeviceRemove",
+        "DeviceList",
+        "DeviceTopicList",
+        "DeviceTopicUpdate",
+        "UserTopicList",
+        "UserTopicUpdate",
+        "SendPushNotification",
+        "UpdatePushStatus",
+        "CancelPush",
+        "RateLimit",
+    ]
+)
+"""The API methods RoadRunner's centrifuge plugin (v5.1.9) forwards, as ``centrifuge.<Name>``."""
+
+NOT_READY = "RoadRunner is not ready yet"
+
+
+class RoadRunnerNotReadyError(TransportError):
+    """RoadRunner has not connected to Centrifugo's gRPC API yet: retry in a few seconds."""
+
+    retryable = True
+
+
+def parse_address(address: str) -> tuple[str, int] | str:
+    """``tcp://host:port`` as ``(host, port)``, ``unix:///path`` as the path."""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "tcp", address
+    if scheme == "unix":
+        return rest
+    if scheme != "tcp":
+        raise ValueError(
+            f"RoadRunner RPC address must be tcp://host:port or unix://path: {address!r}"
+        )
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"RoadRunner RPC address needs a host and a port: {address!r}")
+    return host.strip("[]"), int(port)
+
+
+class _Connection:
+    """One RPC connection: calls multiplexed by sequence number (Go's net/rpc)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.loop = asyncio.get_running_loop()
+        self.pending: dict[int, asyncio.Future[Frame]] = {}
+        self.sequence = itertools.count(1)
+        self.reading = asyncio.ensure_future(self._read())
+        self.error: BaseException | None = None
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                frame = await goridge.read_frame(self.reader)
+                if frame is None:
+                    raise ConnectionResetError("RoadRunner closed the RPC connection")
+                if len(frame.options) != 2:
+                    raise FrameError(f"an RPC reply with options {list(frame.options)}")
+                future = self.pending.pop(frame.options[0], None)
+                if future is not None and not future.done():
+                    future.set_result(frame)
+        except (OSError, FrameError, asyncio.CancelledError) as exc:
+            self.error = exc
+            for future in self.pending.values():
+                if not future.done():
+                    future.set_exception(TransportError(f"RoadRunner RPC connection: {exc!r}"))
+            self.pending.clear()
+            self.writer.close()
+
+    @property
+    def usable(self) -> bool:
+        return self.error is None and not self.writer.is_closing()
+
+    async def call(self, name: str, body: bytes) -> Frame:
+        sequence = next(self.sequence) & 0xFFFF_FFFF
+        future: asyncio.Future[Frame] = self.loop.create_future()
+        self.pending[sequence] = future
+        method = name.encode()
+        try:
+            self.writer.write(goridge.encode(Flag.PROTO, method + body, (sequence, len(method))))
+            await self.writer.drain()
+            return await future
+        finally:
+            self.pending.pop(sequence, None)
+
+    def close(self) -> None:
+        self.reading.cancel()
+        self.writer.close()
+
+
+class RpcTransport:
+    """Centrifugo's server API through RoadRunner's RPC (``rpc.listen`` in ``.rr.yaml``).
+
+    ``address``: ``tcp://host:port`` or ``unix:///path``; default ``RR_RPC`` (which
+    RoadRunner sets in its workers' environment), else ``tcp://127.0.0.1:6001``.
+    :meth:`send` is the whole interface: a method of the API, its request, a timeout.
+    The connection opens on the first call, in the running event loop (a call from another
+    loop opens its own), and calls share it concurrently.
+
+    Methods RoadRunner does not forward (see :data:`ROADRUNNER_API_METHODS`) raise
+    :class:`~centrifugo_types.client.UnsupportedMethodError` without a round trip;
+    "RoadRunner is not ready yet" raises :class:`RoadRunnerNotReadyError`.
+    """
+
+    def __init__(self, address: str | None = None) -> None:
+        self.address = address or os.environ.get("RR_RPC") or DEFAULT_RPC_ADDRESS
+        self._target = parse_address(self.address)
+        self._connection: _Connection | None = None
+        self._locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+
+    async def _connect(self) -> _Connection:
+        connection = self._connection
+        loop = asyncio.get_running_loop()
+        if connection is not None and connection.usable and connection.loop is loop:
+            return connection
+        lock = self._locks.get(loop)
+        if lock is None:
+            self._locks = {loop: (lock := asyncio.Lock())}  # forget closed loops
+        async with lock:
+            connection = self._connection
+            if connection is not None and connection.usable and connection.loop is loop:
+                return connection
+            if connection is not None and connection.loop is loop:
+                connection.close()
+            target = self._target
+            try:
+                if isinstance(target, str):
+                    reader, writer = await asyncio.open_unix_connection(target)
+                else:
+                    reader, writer = await asyncio.open_connection(*target)
+            except OSError as exc:
+                raise TransportError(
+                    f"cannot reach RoadRunner's RPC at {self.address}: {exc}"
+                ) from exc
+            self._connection = _Connection(reader, writer)
+            return self._connection
+
+    async def send(
+        self, method: ApiMethod[Any, Any, Any], request: Any, seconds: float | None
+    ) -> Any:
+        """Call ``method`` with ``request`` within ``seconds`` (``None``: no limit); its
+        response message. Raises the API clients' errors."""
+        if method.name not in ROADRUNNER_API_METHODS:
+            raise UnsupportedMethodError(method.path, "RoadRunner's centrifuge plugin lacks it")
+        name = f"centrifuge.{method.name}"
+        body = bytes(request)
+        try:
+            async with asyncio.timeout(seconds):
+                connection = await self._connect()
+                frame = await connection.call(name, body)
+        except TimeoutError as exc:
+            raise ApiTimeoutError(f"{method.path}: no answer within {seconds}s") from exc
+        except OSError as exc:
+            raise TransportError(f"{method.path}: RoadRunner RPC failed: {exc!r}") from exc
+        skip = frame.options[1]
+        if frame.is_error:
+            raise _rpc_error(method, frame.payload[skip:].decode(errors="replace"))
+        try:
+            return method.response.parse(frame.payload[skip:])
+        except DecodeError as exc:
+            raise TransportError(
+                f"{method.path}: undecodable reply from RoadRunner: {exc}"
+            ) from exc
+
+    async def aclose(self) -> None:
+        """Close the connection."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def _rpc_error(method: ApiMethod[Any, Any, Any], text: str) -> TransportError | Exception:
+    if NOT_READY in text:
+        return RoadRunnerNotReadyError(f"{method.path}: {text}")
+    if "code = Unauthenticated" in text:
+        return AuthenticationError(f"{method.path}: Centrifugo refused RoadRunner ({text})")
+    if "code = Unimplemented" in text or "can't find" in text:
+        return UnsupportedMethodError(method.path, text)
+    if "code = DeadlineExceeded" in text:
+        return ApiTimeoutError(f"{method.path}: {text}")
+    return TransportError(f"{method.path}: RoadRunner RPC error: {text}")
+
+
+class RoadRunnerApiClient(BaseApiClient):
+    """The server API client over :class:`RpcTransport` (from inside a RoadRunner worker).
+
+    ::
+
+        async with RoadRunnerApiClient() as api:      # RR_RPC, or tcp://127.0.0.1:6001
+            await api.publish("news", {"text": "hi"})
+
+    The same methods and typed errors as :class:`~centrifugo_types.client.ApiClient`;
+    Centrifugo's ``grpc_api`` must accept RoadRunner's calls (it sends no API key).
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        transport: RpcTransport | None = None,
+    ) -> None:
+        self.transport = transport or RpcTransport(address)
+        self.timeout = timeout
+
+    async def _send(
+        self, method: ApiMethod[Any, Any, Any], request: Any, seconds: float | None
+    ) -> Any:
+        return await self.transport.send(
+            method, request, self.timeout if seconds is None else seconds
+        )
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
