@@ -10,11 +10,14 @@ transport (HTTP, binary encoding, ...) is adding an entry; the tests stay the sa
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from centrifugo_types import Disconnect, ProxyError, Router, proxy
@@ -22,6 +25,7 @@ from centrifugo_types.grpc import ProxyServer
 from centrifugo_types.http import ProxyApp
 from centrifugo_types.http import ProxyServer as HttpProxyServer
 from centrifugo_types.requests import (
+    REQUEST_CLASSES,
     AnyRequest,
     ConnectRequest,
     MapPublishRequest,
@@ -36,6 +40,9 @@ from centrifugo_types.requests import (
     SubscribeUnidirectionalRequest,
 )
 from centrifugo_types.router import CallNext
+from examples.roadrunner import run_roadrunner
+
+from .centrifugo import free_port
 
 HANDLER_TIMEOUT = 0.5
 """The router's timeout in the suite: below Centrifugo's proxy timeout (1 s)."""
@@ -56,6 +63,13 @@ class Backend:
     """The Centrifugo proxy section of an event (empty: the transport cannot serve it)."""
     binary: bool = False
     """Whether the proxies use ``binary_encoding`` (payloads in base64 ``b64*`` fields)."""
+    records: Path | None = None
+    """Where a router in other processes records its requests (:class:`FileRecorder`), for
+    :func:`replay` into this process's recorder; ``None``: the router runs here."""
+    grpc_api_port: int | None = None
+    """The port Centrifugo's gRPC API must listen on (for a backend that calls it)."""
+    centrifugo: dict[str, Any] = field(default_factory=dict)
+    """More Centrifugo config the backend needs."""
 
     @property
     def streams(self) -> bool:
@@ -102,10 +116,55 @@ def http_backend(
     return backend
 
 
+ROADRUNNER_APP = "tests.roadrunner_app:router"
+"""The suite's router as RoadRunner's workers serve it (``e2e_router`` and a few rpc methods
+that only make sense in a worker)."""
+RECORD_ENV = "CENTRIFUGO_TYPES_E2E_RECORD"
+"""The file the workers record their requests to (see :class:`FileRecorder`)."""
+
+
+@contextlib.asynccontextmanager
+async def roadrunner_backend(router: Router, *, workers: int = 2) -> AsyncIterator[Backend]:
+    """RoadRunner (scripts/install-roadrunner) with Python workers serving the suite's router;
+    Centrifugo's ``grpc://`` proxies point at RoadRunner's proxy endpoint.
+
+    ``router`` (this process's) does not serve: each worker builds the same router
+    (:data:`ROADRUNNER_APP`) and records its requests to a file that the suite replays into
+    its recorder.
+    """
+    with tempfile.TemporaryDirectory(prefix="roadrunner-") as tmp:
+        records = Path(tmp) / "records.jsonl"
+        records.touch()
+        grpc_api_port = free_port()
+        with run_roadrunner(
+            Path(tmp),
+            ROADRUNNER_APP,
+            grpc_api_port=grpc_api_port,
+            workers=workers,
+            env={RECORD_ENV: str(records)},
+        ) as roadrunner:
+
+            def section(event: str) -> dict[str, Any]:
+                if event == "subscribe_stream":  # the plugin has no subscribe streams
+                    return {}
+                endpoint = roadrunner.proxy_endpoint
+                return {**_common(endpoint), "grpc": {"static_metadata": STATIC_METADATA}}
+
+            yield Backend(
+                "roadrunner",
+                section,
+                records=records,
+                grpc_api_port=grpc_api_port,
+                # RoadRunner calls Centrifugo's gRPC API without a key
+                centrifugo={"grpc_api": {"key": ""}},
+            )
+
+
 BACKENDS: dict[str, Callable[[Router], contextlib.AbstractAsyncContextManager[Backend]]] = {
     "grpc": grpc_backend,
     "http": http_backend(binary=False),
     "http-binary": http_backend(binary=True),
+    "roadrunner": roadrunner_backend,
 }
 """Every transport the e2e suite runs over."""
 
@@ -144,6 +203,61 @@ class Recorder:
         return sum(1 for r in self.requests if r.event.name == event and where(r))
 
 
+class FileRecorder:
+    """An outermost ``*`` interceptor appending every request and its reply to a file, one
+    JSON line each (for a router in another process: a RoadRunner worker)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def __call__(self, request: AnyRequest, call_next: CallNext) -> None:
+        try:
+            await call_next(request)
+        finally:
+            reply = request.reply
+            line = json.dumps(
+                {
+                    "event": request.event.name,
+                    "message": base64.b64encode(bytes(request.message)).decode(),
+                    "metadata": list(request.metadata.items()),
+                    "reply": None if reply is None else base64.b64encode(bytes(reply)).decode(),
+                }
+            )
+            with self.path.open("a") as file:
+                file.write(line + "\n")
+
+
+@contextlib.asynccontextmanager
+async def replay(path: Path, recorder: Recorder) -> AsyncIterator[None]:
+    """While inside, add what a :class:`FileRecorder` writes to ``path`` to ``recorder``."""
+
+    def load(line: str) -> AnyRequest:
+        record = json.loads(line)
+        cls = REQUEST_CLASSES[record["event"]]
+        message = cls.event.request_type.parse(base64.b64decode(record["message"]))
+        request = cls(message, [tuple(pair) for pair in record["metadata"]])
+        if record["reply"] is not None:
+            request._set_reply(cls.event.response_type.parse(base64.b64decode(record["reply"])))
+        return request
+
+    async def follow() -> None:
+        with path.open() as file:
+            pending = ""
+            while True:
+                pending += file.read()
+                *lines, pending = pending.split("\n")
+                recorder.requests.extend(load(line) for line in lines)
+                await asyncio.sleep(0.02)
+
+    task = asyncio.ensure_future(follow())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 @dataclass
 class Documents:
     """What the shared-poll handler serves: per channel and key, a version and its data.
@@ -178,7 +292,7 @@ async def _fail(how: str) -> None:
         await asyncio.sleep(3600)
 
 
-def e2e_router(recorder: Recorder, documents: Documents | None = None) -> Router:
+def e2e_router(recorder: Recorder | FileRecorder, documents: Documents | None = None) -> Router:
     """The suite's router. What it does depends on what the client sends:
 
     - connect data ``{"user": U}`` accepts as U, ``{"expire": true}`` too, with an
