@@ -40,7 +40,7 @@ from centrifugo_types.requests import (
     SubscribeUnidirectionalRequest,
 )
 from centrifugo_types.router import CallNext
-from examples.roadrunner import run_roadrunner
+from examples.roadrunner import RoadRunner, run_roadrunner
 
 from .centrifugo import free_port
 
@@ -70,6 +70,8 @@ class Backend:
     """The port Centrifugo's gRPC API must listen on (for a backend that calls it)."""
     centrifugo: dict[str, Any] = field(default_factory=dict)
     """More Centrifugo config the backend needs."""
+    roadrunner: RoadRunner | None = None
+    """The RoadRunner process of the ``roadrunner`` backend."""
 
     @property
     def streams(self) -> bool:
@@ -157,6 +159,7 @@ async def roadrunner_backend(router: Router, *, workers: int = 2) -> AsyncIterat
                 grpc_api_port=grpc_api_port,
                 # RoadRunner calls Centrifugo's gRPC API without a key
                 centrifugo={"grpc_api": {"key": ""}},
+                roadrunner=roadrunner,
             )
 
 
