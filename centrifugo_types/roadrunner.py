@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import sys
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -95,7 +96,6 @@ class _Writer(asyncio.Protocol):
     def __init__(self) -> None:
         self._can_write = asyncio.Event()
         self._can_write.set()
-        self.closed = asyncio.get_running_loop().create_future()
 
     def pause_writing(self) -> None:
         self._can_write.clear()
@@ -105,8 +105,6 @@ class _Writer(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._can_write.set()
-        if not self.closed.done():
-            self.closed.set_result(None)
 
     async def drain(self) -> None:
         await self._can_write.wait()
@@ -155,16 +153,22 @@ class Worker:
     async def start(self) -> None:
         """Open the pipes (and keep stdout for frames; see the class)."""
         loop = asyncio.get_running_loop()
-        out_fd = self.output_fd
-        if out_fd == 1:
-            out_fd = self._guard_stdout()
+        for fd, name in ((self.input_fd, "input"), (self.output_fd, "output")):
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                raise WorkerProtocolError(
+                    f"the worker's {name} (fd {fd}) is a regular file: RoadRunner's relay is "
+                    "pipes (server.relay: pipes)"
+                )
+        out_fd = self._guard_stdout() if self.output_fd == 1 else self.output_fd
+        # The transports own duplicates of the descriptors (and close them): the caller's stay
+        # open, and fd 1 can be given back.
         reader = asyncio.StreamReader(limit=2**16, loop=loop)
-        read_pipe = os.fdopen(self.input_fd, "rb", buffering=0, closefd=False)
+        read_pipe = os.fdopen(os.dup(self.input_fd), "rb", buffering=0)
         transport, _ = await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), read_pipe
         )
         self._transports.append(transport)
-        write_pipe = os.fdopen(out_fd, "wb", buffering=0, closefd=out_fd != self.output_fd)
+        write_pipe = os.fdopen(os.dup(out_fd), "wb", buffering=0)
         writer, protocol = await loop.connect_write_pipe(_Writer, write_pipe)
         self._transports.append(writer)
         self._reader, self._writer, self._protocol = reader, writer, protocol
@@ -250,6 +254,9 @@ class Worker:
             try:
                 reply = await self.answer(frame)
                 await self._write(reply)
+            except ConnectionError:
+                logger.info("RoadRunner closed the pipe; exiting")
+                return
             finally:
                 self._busy = False
             self.requests += 1
@@ -289,7 +296,7 @@ class Worker:
         writer, protocol = self._writer, self._protocol
         assert writer is not None and protocol is not None
         if writer.is_closing():
-            raise ConnectionResetError("RoadRunner closed the pipe")
+            raise BrokenPipeError("RoadRunner closed the pipe")
         writer.write(data)
         if writer.get_write_buffer_size():
             await protocol.drain()
