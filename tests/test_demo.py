@@ -23,3 +23,19 @@ async def test_demo_runs_every_event(capsys: pytest.CaptureFixture[str]) -> None
     ):
         assert f"-> {typed}:" in out, typed
     assert out.rstrip().endswith("demo: OK")
+
+
+async def test_demo_runs_through_roadrunner(capsys: pytest.CaptureFixture[str]) -> None:
+    assert await demo.main(roadrunner=True) == 0
+    out = capsys.readouterr().out
+    for typed in (
+        "ConnectRequest",
+        "SubscribeRequest",
+        "PublishRequest",
+        "RpcRequest",
+        "RefreshRequest",
+        "SubRefreshRequest",
+    ):
+        assert f"-> {typed}:" in out, typed  # printed by a worker, logged by RoadRunner
+    assert "worker " in out
+    assert out.rstrip().endswith("demo: OK")
