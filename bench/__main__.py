@@ -12,6 +12,9 @@ scripts/bench server [--fast]   unary Connect throughput and p99 over gRPC on 12
 scripts/bench http [--fast]     the same for the HTTP proxy (ProxyApp under uvicorn, with
                                 and without httptools) versus our gRPC server and a
                                 minimal ASGI app under the same uvicorn
+scripts/bench roadrunner [--fast]
+                                Connect through RoadRunner's centrifuge plugin to 1 and 2
+                                Python workers, beside our gRPC server and HTTP proxy
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     server.add_arguments(
         commands.add_parser("http", help="HTTP proxy server throughput"), server.HTTP
+    )
+    server.add_arguments(
+        commands.add_parser("roadrunner", help="Connect through RoadRunner's Python workers"),
+        server.ROADRUNNER,
     )
     args = parser.parse_args(argv)
     if args.command == "codec":
