@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from centrifuge import Client, ReplyError
+from centrifuge import Client, ClientEventHandler, DisconnectedContext, ReplyError
+
+from centrifugo_types.client import UnsupportedMethodError
+from centrifugo_types.roadrunner import RoadRunnerApiClient
 
 from .centrifugo import Centrifugo, merge, proxy_config, run_centrifugo
 from .e2e_backend import Backend, Recorder, e2e_router, roadrunner_backend
@@ -77,6 +80,33 @@ async def test_the_api_from_a_worker_through_roadrunners_rpc(stack: Stack) -> No
     assert first.data["history"] == [{"n": 1}]
     assert second.data["history"] == [{"n": 1}, {"n": 2}]
     assert second.data["offset"] == first.data["offset"] + 1
+
+
+class Disconnects(ClientEventHandler):
+    def __init__(self) -> None:
+        self.disconnected: asyncio.Queue[DisconnectedContext] = asyncio.Queue()
+
+    async def on_disconnected(self, ctx: DisconnectedContext) -> None:
+        await self.disconnected.put(ctx)
+
+
+async def test_the_api_client_over_rpc_disconnects_and_lacks_map_methods(stack: Stack) -> None:
+    """The PHP bridge's ``disconnect()`` sent ``centrifuge.Unsubscribe``: ours disconnects."""
+    assert stack.backend.roadrunner is not None
+    user = f"dan-{uuid.uuid4().hex[:8]}"
+    events = Disconnects()
+    client = Client(stack.centrifugo.ws_url, data={"user": user}, events=events, proxy=None)
+    await client.connect()
+    try:
+        await client.ready(timeout=WAIT)
+        async with RoadRunnerApiClient(stack.backend.roadrunner.rpc_address) as api:
+            await api.disconnect(user, code=4509, reason="bye")
+            ctx = await asyncio.wait_for(events.disconnected.get(), WAIT)
+            assert (ctx.code, ctx.reason) == (4509, "bye")
+            with pytest.raises(UnsupportedMethodError):
+                await api.map_stats("any")
+    finally:
+        await client.disconnect()
 
 
 async def test_a_worker_killed_under_load_is_replaced_and_no_call_hangs(stack: Stack) -> None:
