@@ -20,10 +20,10 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from . import __version__
-from .grpc import serve, server_ssl_context
-from .http import DEFAULT_MAX_BODY_SIZE, DEFAULT_PREFIX, ProxyApp
-from .http import serve as serve_http
 from .router import Router
+
+# The transports are imported where they are used: a RoadRunner worker (``worker``) starts
+# without loading the gRPC and HTTP servers and the JSON dialect.
 
 CREDENTIALS_ENV = "CENTRIFUGO_TYPES_CREDENTIALS_VALUE"
 LOOPS = ("auto", "asyncio", "uvloop")
@@ -72,6 +72,8 @@ def load_router(spec: str) -> Router:
 
 
 def parser() -> argparse.ArgumentParser:
+    from .http import DEFAULT_MAX_BODY_SIZE, DEFAULT_PREFIX
+
     root = argparse.ArgumentParser(
         prog="centrifugo-types", description="Typed Centrifugo proxy backends."
     )
@@ -132,12 +134,23 @@ def parser() -> argparse.ArgumentParser:
         help="event loop (auto: uvloop when installed, else asyncio)",
     )
     run.add_argument("--log-level", default="info", help="logging level (info)")
-    worker = commands.add_parser(
-        "worker",
-        help="serve a router as a RoadRunner worker (.rr.yaml's server.command)",
-        description="Serve a router as a worker of RoadRunner's centrifuge plugin: goridge "
-        "frames on stdin and stdout, logs on stderr, until RoadRunner stops it.",
+    _worker_arguments(
+        commands.add_parser(
+            "worker",
+            help="serve a router as a RoadRunner worker (.rr.yaml's server.command)",
+            description=WORKER_DESCRIPTION,
+        )
     )
+    return root
+
+
+WORKER_DESCRIPTION = (
+    "Serve a router as a worker of RoadRunner's centrifuge plugin: goridge frames on stdin "
+    "and stdout, logs on stderr, until RoadRunner stops it."
+)
+
+
+def _worker_arguments(worker: argparse.ArgumentParser) -> argparse.ArgumentParser:
     worker.add_argument("router", metavar="MODULE:ROUTER", help="e.g. myapp.backend:router")
     worker.add_argument(
         "--loop",
@@ -146,7 +159,7 @@ def parser() -> argparse.ArgumentParser:
         help="event loop (auto: uvloop when installed, else asyncio)",
     )
     worker.add_argument("--log-level", default="info", help="logging level (info)")
-    return root
+    return worker
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -169,12 +182,28 @@ async def _logging_loop(server: Coroutine[Any, Any, None]) -> None:
     await server
 
 
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["worker"]:  # without building the full parser (which loads the servers)
+        worker = _worker_arguments(
+            argparse.ArgumentParser(prog="centrifugo-types worker", description=WORKER_DESCRIPTION)
+        )
+        args = worker.parse_args(argv[1:])
+        _configure_logging(args.log_level)
+        return _worker(args)
+    from .grpc import serve, server_ssl_context
+    from .http import DEFAULT_MAX_BODY_SIZE, DEFAULT_PREFIX, ProxyApp
+    from .http import serve as serve_http
+
     cli = parser()
     args = cli.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging(args.log_level)
     if args.command == "worker":
         return _worker(args)
     if not args.http and (args.prefix is not None or args.max_body_size is not None):
