@@ -342,6 +342,61 @@ async def test_an_undecodable_request_of_a_known_event_gets_the_failure_reply(
         await pipes.nothing_more()
 
 
+def _one_reply(data: bytes) -> Frame:
+    """The single frame in ``data`` (a reply of :meth:`Worker.answer`)."""
+    frame = asyncio.run(_read(data))
+    assert frame is not None
+    assert len(goridge.encode(frame.flags, frame.payload, frame.options)) == len(data)
+    return frame
+
+
+@given(
+    options=st.lists(st.integers(0, 2**32 - 1), max_size=3),
+    context=st.one_of(
+        st.binary(max_size=40),
+        st.builds(
+            lambda t: json.dumps({"type": [t]}).encode(),
+            st.sampled_from(sorted(EVENT_TYPES)) | st.text(max_size=8),
+        ),
+    ),
+    body=st.binary(max_size=60),
+    exact=st.booleans(),
+)
+def test_any_request_frame_gets_exactly_one_reply(
+    options: list[int], context: bytes, body: bytes, exact: bool
+) -> None:
+    if exact:  # the context length right, as RoadRunner sends it
+        options = [len(context)]
+    frame = Frame(Flag.PROTO, context + body, tuple(options))
+    reply = _one_reply(asyncio.run(Worker(make_router()).answer(frame)))
+    if reply.is_error:
+        assert reply.payload  # a message RoadRunner passes on
+        return
+    assert (reply.flags, reply.options) == (Flag.PROTO, (0,))
+    event = EVENT_TYPES[json.loads(context)["type"][-1]]
+    assert isinstance(event.response_type.parse(reply.payload), event.response_type)
+
+
+@given(
+    metadata=st.dictionaries(
+        st.from_regex(r"x-[a-z0-9-]{1,10}", fullmatch=True),
+        st.lists(st.text(max_size=10), min_size=1, max_size=3),
+        max_size=4,
+    )
+)
+def test_the_context_metadata_reaches_the_handler_with_every_value(
+    metadata: dict[str, list[str]],
+) -> None:
+    context = json.dumps({**metadata, "type": ["connect"]}).encode()
+    body = bytes(proxy.ConnectRequest(client="c"))
+    frame = Frame(Flag.PROTO, context + body, (len(context),))
+    reply = _one_reply(asyncio.run(Worker(make_router()).answer(frame)))
+    result = proxy.ConnectResponse.parse(reply.payload).result
+    assert result is not None
+    seen = json.loads(result.data)
+    assert seen == [[key, value] for key, values in metadata.items() for value in values]
+
+
 async def test_the_stop_frame_ends_serving() -> None:
     async with worker_pipes(make_router()) as (pipes, task):
         pipes.request(CONNECT, bytes(proxy.ConnectRequest(client="c")))
