@@ -10,14 +10,13 @@ import os
 from typing import Any, Final
 
 from . import _goridge as goridge
-from ._generated._runtime import DecodeError
 from ._generated.api_methods import ApiMethod
 from ._goridge import Flag, Frame, FrameError
-from .client import (
-    DEFAULT_TIMEOUT,
+from .client import DEFAULT_TIMEOUT, BaseApiClient
+from .errors import (
     ApiTimeoutError,
     AuthenticationError,
-    BaseApiClient,
+    DecodeError,
     TransportError,
     UnsupportedMethodError,
 )

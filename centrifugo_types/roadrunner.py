@@ -39,10 +39,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import _goridge as goridge
+from ._call import AnyCall, internal_error_reply
 from ._generated import proxy_events as events
-from ._generated._runtime import DecodeError, EncodeError
 from ._goridge import Flag, Frame, FrameError
-from .requests import REQUEST_CLASSES, AnyRequest, internal_error_reply
+from .calls import CALL_CLASSES
+from .errors import DecodeError, EncodeError, StartupError
 from .router import Router
 
 if TYPE_CHECKING:
@@ -171,8 +172,13 @@ class Worker:
         writer, protocol = await loop.connect_write_pipe(_Writer, write_pipe)
         self._transports.append(writer)
         self._reader, self._writer, self._protocol = reader, writer, protocol
-        # The router's lifespan goes here (one line) once the router has one:
-        # await self._stack.enter_async_context(self.router.lifespan_context())
+        # The router's lifespan: before the handshake, so that the worker is ready when
+        # RoadRunner counts it in (it waits pool.allocate_timeout for the handshake).
+        try:
+            await self._stack.enter_async_context(self.router.lifespan_context())
+        except Exception as exc:
+            await self.close()
+            raise StartupError(f"the router's lifespan failed at startup: {exc!r}") from exc
 
     async def close(self) -> None:
         """Close the pipes and give stdout back."""
@@ -335,9 +341,9 @@ class Worker:
         except (DecodeError, TypeError, ValueError) as exc:
             logger.warning("%s: undecodable request: %s", event.name, exc)
             return internal_error_reply(event)
-        request: AnyRequest = REQUEST_CLASSES[event.name](message, metadata)
+        call: AnyCall = CALL_CLASSES[event.name](message, metadata)
         try:
-            return await self.router.handle(request)
+            return await self.router.handle(call)
         except Exception:  # the router turns handler failures into replies; this is a bug
             logger.exception("%s: the router failed", event.name)
             return internal_error_reply(event)

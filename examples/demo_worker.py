@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 
-from centrifugo_types.requests import AnyRequest
-from centrifugo_types.router import CallNext
+from centrifugo_types import AnyCall, CallNext
 
 from .backend import router
 
 
 @router.intercept()
-async def show(request: AnyRequest, call_next: CallNext) -> None:
+async def show(request: AnyCall, call_next: CallNext) -> None:
     """Print each typed request and its reply (the outermost interceptor)."""
     print(f"worker {os.getpid()} -> {type(request).__name__}: {request.message!r}")
     try:

@@ -20,8 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from centrifugo_types import proxy
-from centrifugo_types.requests import RpcRequest
+from centrifugo_types import RpcCall, proxy
 from centrifugo_types.roadrunner import RoadRunnerApiClient
 
 from .e2e_backend import RECORD_ENV, FileRecorder, Recorder, e2e_router
@@ -36,12 +35,12 @@ def _json(value: object) -> bytes:
 
 
 @router.rpc("pid")
-async def pid(request: RpcRequest) -> None:
+async def pid(request: RpcCall) -> None:
     request.respond(proxy.RpcResult(data=_json({"pid": os.getpid()})))
 
 
 @router.rpc("api")
-async def api(request: RpcRequest) -> None:
+async def api(request: RpcCall) -> None:
     params = request.json()
     published = await _api.publish(params["channel"], {"n": params["n"]})
     history = await _api.history(params["channel"], limit=10)
@@ -58,7 +57,7 @@ async def api(request: RpcRequest) -> None:
 
 
 @router.rpc("print")
-async def stray_print(request: RpcRequest) -> None:
+async def stray_print(request: RpcCall) -> None:
     print("a stray print from a handler")
     sys.stdout.write("and a write to sys.stdout\n")
     os.write(1, b"and a write to file descriptor 1\n")
@@ -66,6 +65,6 @@ async def stray_print(request: RpcRequest) -> None:
 
 
 @router.rpc("slow")
-async def slow(request: RpcRequest) -> None:
+async def slow(request: RpcCall) -> None:
     await asyncio.sleep(0.05)
     request.respond(proxy.RpcResult(data=_json("slow")))

@@ -13,13 +13,13 @@ async def test_demo_runs_every_event(capsys: pytest.CaptureFixture[str]) -> None
     assert await demo.main() == 0
     out = capsys.readouterr().out
     for typed in (
-        "ConnectRequest",
-        "SubscribeRequest",
-        "PublishRequest",
-        "RpcRequest",
-        "RefreshRequest",
-        "SubRefreshRequest",
-        "SubscribeUnidirectionalRequest",
+        "ConnectCall",
+        "SubscribeCall",
+        "PublishCall",
+        "RpcCall",
+        "RefreshCall",
+        "SubRefreshCall",
+        "SubscribeUnidirectionalCall",
     ):
         assert f"-> {typed}:" in out, typed
     assert out.rstrip().endswith("demo: OK")
@@ -29,12 +29,12 @@ async def test_demo_runs_through_roadrunner(capsys: pytest.CaptureFixture[str]) 
     assert await demo.main(roadrunner=True) == 0
     out = capsys.readouterr().out
     for typed in (
-        "ConnectRequest",
-        "SubscribeRequest",
-        "PublishRequest",
-        "RpcRequest",
-        "RefreshRequest",
-        "SubRefreshRequest",
+        "ConnectCall",
+        "SubscribeCall",
+        "PublishCall",
+        "RpcCall",
+        "RefreshCall",
+        "SubRefreshCall",
     ):
         assert f"-> {typed}:" in out, typed  # printed by a worker, logged by RoadRunner
     assert "worker " in out

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from centrifuge import Client, ClientEventHandler, DisconnectedContext, ReplyError
 
-from centrifugo_types.client import UnsupportedMethodError
+from centrifugo_types import UnsupportedMethodError
 from centrifugo_types.roadrunner import RoadRunnerApiClient
 
 from .centrifugo import Centrifugo, merge, proxy_config, run_centrifugo

@@ -18,13 +18,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from centrifugo_types import ProxyError, Router, api, proxy
+from centrifugo_types import (
+    ConnectCall,
+    ErrorReply,
+    Router,
+    RpcCall,
+    TransportError,
+    UnsupportedMethodError,
+    api,
+    proxy,
+)
 from centrifugo_types import _goridge as goridge
 from centrifugo_types._generated import proxy_events as events
 from centrifugo_types._generated.api_methods import BY_REQUEST, METHODS
 from centrifugo_types._goridge import Flag, Frame
-from centrifugo_types.client import TransportError, UnsupportedMethodError
-from centrifugo_types.requests import ConnectRequest, RpcRequest
 from centrifugo_types.roadrunner import (
     EVENT_TYPES,
     ROADRUNNER_API_METHODS,
@@ -204,30 +211,30 @@ def make_router() -> Router:
     router = Router(timeout=0.2)
 
     @router.connect
-    async def connect(request: ConnectRequest) -> None:
+    async def connect(request: ConnectCall) -> None:
         metadata = [[k, v] for k, v in request.metadata.items()]
         request.respond(
             proxy.ConnectResult(user=request.client, data=json.dumps(metadata).encode())
         )
 
     @router.rpc("raise")
-    async def raising(request: RpcRequest) -> None:
+    async def raising(request: RpcCall) -> None:
         raise RuntimeError("broken")
 
     @router.rpc("refuse")
-    async def refuse(request: RpcRequest) -> None:
-        raise ProxyError(422, "refused")
+    async def refuse(request: RpcCall) -> None:
+        raise ErrorReply(422, "refused")
 
     @router.rpc("hang")
-    async def hang(request: RpcRequest) -> None:
+    async def hang(request: RpcCall) -> None:
         await asyncio.sleep(3600)
 
     @router.rpc("noreply")
-    async def noreply(request: RpcRequest) -> None:
+    async def noreply(request: RpcCall) -> None:
         pass
 
     @router.rpc("twice")
-    async def twice(request: RpcRequest) -> None:
+    async def twice(request: RpcCall) -> None:
         request.respond()
         request.respond()
 
