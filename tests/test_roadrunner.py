@@ -23,6 +23,7 @@ from centrifugo_types import (
     ErrorReply,
     Router,
     RpcCall,
+    StartupError,
     TransportError,
     UnsupportedMethodError,
     api,
@@ -402,6 +403,48 @@ def test_the_context_metadata_reaches_the_handler_with_every_value(
     assert result is not None
     seen = json.loads(result.data)
     assert seen == [[key, value] for key, values in metadata.items() for value in values]
+
+
+async def test_the_worker_runs_the_routers_lifespan_around_serving() -> None:
+    events_seen: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(router: Router) -> AsyncIterator[None]:
+        events_seen.append("startup")
+        yield
+        events_seen.append("shutdown")
+
+    router = Router(lifespan=lifespan)
+
+    @router.connect
+    async def connect(call: ConnectCall) -> None:
+        events_seen.append("connect")
+        call.respond(proxy.ConnectResult(user="u"))
+
+    async with worker_pipes(router) as (pipes, task):
+        assert events_seen == ["startup"]  # before the handshake
+        pipes.request(CONNECT, bytes(proxy.ConnectRequest()))
+        await pipes.reply(events.CONNECT)
+        pipes.stop()
+        await asyncio.wait_for(task, 1.0)
+    assert events_seen == ["startup", "connect", "shutdown"]
+
+
+async def test_a_failing_lifespan_is_a_startup_error() -> None:
+    @contextlib.asynccontextmanager
+    async def lifespan(router: Router) -> AsyncIterator[None]:
+        raise RuntimeError("no database")
+        yield
+
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    try:
+        with pytest.raises(StartupError, match="no database"):
+            async with Worker(Router(lifespan=lifespan), input_fd=in_r, output_fd=out_w):
+                pass
+    finally:
+        for fd in (in_r, in_w, out_r, out_w):
+            os.close(fd)
 
 
 async def test_the_stop_frame_ends_serving() -> None:
