@@ -23,6 +23,8 @@ import zlib
 from dataclasses import dataclass
 from enum import IntFlag
 
+from .errors import CentrifugoTypesError
+
 __all__ = [
     "HEADER_SIZE",
     "MAX_OPTIONS",
@@ -70,7 +72,7 @@ class StreamFlag(IntFlag):
     PONG = 0x08
 
 
-class FrameError(ValueError):
+class FrameError(CentrifugoTypesError, ValueError):
     """Bytes that are not a goridge frame: a wrong version, too many options, a bad CRC, a
     stream cut inside a frame. The stream is out of step afterwards: close it."""
 
