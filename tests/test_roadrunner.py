@@ -8,8 +8,10 @@ import asyncio
 import contextlib
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -647,6 +649,42 @@ async def test_rpc_errors_are_typed(text: str, error: type[Exception]) -> None:
     assert isinstance(raised.value, TransportError) == (error is not UnsupportedMethodError)
     if error is RoadRunnerNotReadyError:
         assert raised.value.retryable  # type: ignore[attr-defined]
+
+
+def test_one_client_works_under_successive_event_loops_and_after_close() -> None:
+    """Its connection belongs to one loop: a call from another loop opens its own, and a
+    closed client reopens on the next call (as ``asyncio.run`` per request would use it)."""
+
+    def answer(method: str, body: bytes) -> tuple[int, bytes]:
+        return Flag.PROTO, bytes(api.InfoResponse(result=api.InfoResult()))
+
+    ready: queue.Queue[str] = queue.Queue()
+    stop = threading.Event()
+
+    def server() -> None:
+        async def run() -> None:
+            async with fake_rpc(answer) as address:
+                ready.put(address)
+                await asyncio.to_thread(stop.wait)
+
+        asyncio.run(run())
+
+    thread = threading.Thread(target=server)
+    thread.start()
+    try:
+        client = RoadRunnerApiClient(ready.get(timeout=WAIT), timeout=WAIT)
+        for _ in range(2):
+            assert asyncio.run(client.info()) == api.InfoResult()
+
+        async def close_then_call() -> None:
+            await client.aclose()
+            assert await client.info() == api.InfoResult()
+            await client.aclose()
+
+        asyncio.run(close_then_call())
+    finally:
+        stop.set()
+        thread.join()
 
 
 async def test_the_rpc_address_defaults_to_rr_rpc(monkeypatch: pytest.MonkeyPatch) -> None:
