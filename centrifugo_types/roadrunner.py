@@ -160,25 +160,28 @@ class Worker:
                     "pipes (server.relay: pipes)"
                 )
         out_fd = self._guard_stdout() if self.output_fd == 1 else self.output_fd
-        # The transports own duplicates of the descriptors (and close them): the caller's stay
-        # open, and fd 1 can be given back.
-        reader = asyncio.StreamReader(limit=2**16, loop=loop)
-        read_pipe = os.fdopen(os.dup(self.input_fd), "rb", buffering=0)
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), read_pipe
-        )
-        self._transports.append(transport)
-        write_pipe = os.fdopen(os.dup(out_fd), "wb", buffering=0)
-        writer, protocol = await loop.connect_write_pipe(_Writer, write_pipe)
-        self._transports.append(writer)
-        self._reader, self._writer, self._protocol = reader, writer, protocol
-        # The router's lifespan: before the handshake, so that the worker is ready when
-        # RoadRunner counts it in (it waits pool.allocate_timeout for the handshake).
         try:
-            await self._stack.enter_async_context(self.router.lifespan_context())
-        except Exception as exc:
+            # The transports own duplicates of the descriptors (and close them): the caller's
+            # stay open, and fd 1 can be given back.
+            reader = asyncio.StreamReader(limit=2**16, loop=loop)
+            read_pipe = os.fdopen(os.dup(self.input_fd), "rb", buffering=0)
+            transport, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader), read_pipe
+            )
+            self._transports.append(transport)
+            write_pipe = os.fdopen(os.dup(out_fd), "wb", buffering=0)
+            writer, protocol = await loop.connect_write_pipe(_Writer, write_pipe)
+            self._transports.append(writer)
+            self._reader, self._writer, self._protocol = reader, writer, protocol
+            # The router's lifespan: before the handshake, so that the worker is ready when
+            # RoadRunner counts it in (it waits pool.allocate_timeout for the handshake).
+            try:
+                await self._stack.enter_async_context(self.router.lifespan_context())
+            except Exception as exc:
+                raise StartupError(f"the router's lifespan failed at startup: {exc!r}") from exc
+        except BaseException:
             await self.close()
-            raise StartupError(f"the router's lifespan failed at startup: {exc!r}") from exc
+            raise
 
     async def close(self) -> None:
         """Close the pipes and give stdout back."""
