@@ -13,12 +13,15 @@ import asyncio
 import base64
 import contextlib
 import json
+import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from centrifugo_types import DisconnectReply, ErrorReply, Router, proxy
 from centrifugo_types.calls import (
@@ -40,7 +43,7 @@ from centrifugo_types.grpc import ProxyServer
 from centrifugo_types.http import ProxyApp
 from centrifugo_types.http import ProxyServer as HttpProxyServer
 from centrifugo_types.router import CallNext
-from examples.roadrunner import RoadRunner, run_roadrunner
+from examples.roadrunner import RoadRunner, roadrunner_binary, run_roadrunner
 
 from .centrifugo import free_port
 
@@ -125,6 +128,17 @@ RECORD_ENV = "CENTRIFUGO_TYPES_E2E_RECORD"
 """The file the workers record their requests to (see :class:`FileRecorder`)."""
 
 
+def require_roadrunner() -> None:
+    """Skip the test when no RoadRunner binary can be had (``RR_BIN`` unset and
+    scripts/install-roadrunner failing, e.g. without Go); scripts/test always builds one."""
+    try:
+        binary = roadrunner_binary()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"no RoadRunner binary (scripts/install-roadrunner): {exc}")
+    if not binary.is_file():
+        pytest.skip(f"no RoadRunner binary at {binary} (RR_BIN)")
+
+
 @contextlib.asynccontextmanager
 async def roadrunner_backend(router: Router, *, workers: int = 2) -> AsyncIterator[Backend]:
     """RoadRunner (scripts/install-roadrunner) with Python workers serving the suite's router;
@@ -134,6 +148,7 @@ async def roadrunner_backend(router: Router, *, workers: int = 2) -> AsyncIterat
     (:data:`ROADRUNNER_APP`) and records its requests to a file that the suite replays into
     its recorder.
     """
+    require_roadrunner()
     with tempfile.TemporaryDirectory(prefix="roadrunner-") as tmp:
         records = Path(tmp) / "records.jsonl"
         records.touch()

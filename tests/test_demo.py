@@ -6,6 +6,8 @@ import pytest
 
 from examples import demo
 
+from .e2e_backend import require_roadrunner
+
 pytestmark = pytest.mark.e2e
 
 
@@ -26,6 +28,7 @@ async def test_demo_runs_every_event(capsys: pytest.CaptureFixture[str]) -> None
 
 
 async def test_demo_runs_through_roadrunner(capsys: pytest.CaptureFixture[str]) -> None:
+    require_roadrunner()
     assert await demo.main(roadrunner=True) == 0
     out = capsys.readouterr().out
     for typed in (
