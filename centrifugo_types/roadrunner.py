@@ -79,6 +79,11 @@ EVENT_TYPES: Mapping[str, events.Event[Any, Any]] = {
 """The event of each ``type`` RoadRunner's plugin puts in a request's context: the event's
 name without underscores (``connect``, ``subrefresh``, ``notifychannelstate``, ...)."""
 
+RR_MODE = "centrifuge"
+"""``RR_MODE`` of the workers of RoadRunner's centrifuge plugin."""
+RR_RELAY = "pipes"
+"""``RR_RELAY`` when RoadRunner talks to its workers over stdin and stdout."""
+
 TRANSPORT_METADATA_PREFIXES = (":", "grpc-")
 TRANSPORT_METADATA = frozenset({"te", "content-type", "user-agent"})
 """Metadata of the gRPC call from Centrifugo to RoadRunner itself, not forwarded by Centrifugo
@@ -388,11 +393,29 @@ def _metadata(context: Mapping[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Refuse a RoadRunner environment this worker cannot serve (see :func:`serve`)."""
+    mode, relay = environ.get("RR_MODE"), environ.get("RR_RELAY")
+    if mode is not None and mode != RR_MODE:
+        raise WorkerProtocolError(
+            f"RoadRunner started this worker for its {mode!r} plugin (RR_MODE): "
+            f"`centrifugo-types worker` serves the {RR_MODE!r} plugin only"
+        )
+    if relay is not None and relay != RR_RELAY:
+        raise WorkerProtocolError(
+            f"RoadRunner's relay is {relay!r} (RR_RELAY): the worker speaks over pipes "
+            "(server.relay: pipes, the default)"
+        )
+
+
 async def serve(router: Router, *, input_fd: int = 0, output_fd: int = 1) -> None:
     """Serve ``router`` as a RoadRunner worker until RoadRunner stops it.
 
-    SIGTERM or SIGINT stop the worker after the request in progress.
+    SIGTERM or SIGINT stop the worker after the request in progress. Started by RoadRunner for
+    another plugin (``RR_MODE``) or over another relay than pipes (``RR_RELAY``), it refuses
+    with :class:`WorkerProtocolError` instead of answering requests it cannot read.
     """
+    check_environment(os.environ)
     loop = asyncio.get_running_loop()
     async with Worker(router, input_fd=input_fd, output_fd=output_fd) as worker:
         signals = (signal.SIGTERM, signal.SIGINT)

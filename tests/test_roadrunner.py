@@ -43,6 +43,7 @@ from centrifugo_types.roadrunner import (
     RpcTransport,
     Worker,
     WorkerProtocolError,
+    check_environment,
 )
 
 from .centrifugo import ROOT, free_port
@@ -501,6 +502,25 @@ async def test_requests_are_answered_one_at_a_time_in_order() -> None:
         users = [(await pipes.reply(events.CONNECT)).result.user for _ in range(20)]
         assert users == [str(n) for n in range(20)]
         await pipes.nothing_more()
+
+
+@pytest.mark.parametrize(
+    ("environ", "refused"),
+    [
+        ({}, None),
+        ({"RR_MODE": "centrifuge", "RR_RELAY": "pipes"}, None),
+        ({"RR_MODE": "http", "RR_RELAY": "pipes"}, "RR_MODE"),
+        ({"RR_MODE": "centrifuge", "RR_RELAY": "tcp://127.0.0.1:7000"}, "RR_RELAY"),
+    ],
+)
+def test_the_worker_refuses_other_plugins_and_relays(
+    environ: dict[str, str], refused: str | None
+) -> None:
+    if refused is None:
+        check_environment(environ)
+    else:
+        with pytest.raises(WorkerProtocolError, match=refused):
+            check_environment(environ)
 
 
 # -- the CLI worker, as RoadRunner runs it ----------------------------------------------------
