@@ -82,6 +82,17 @@ async def test_the_api_from_a_worker_through_roadrunners_rpc(stack: Stack) -> No
     assert second.data["offset"] == first.data["offset"] + 1
 
 
+async def test_a_handler_printing_to_stdout_does_not_break_the_worker(stack: Stack) -> None:
+    assert stack.backend.roadrunner is not None
+    async with connected(stack, "pat") as client:
+        for _ in range(3):  # both workers, likely
+            assert (await client.rpc("print", None)).data == "printed"
+        assert (await client.rpc("echo", "after")).data["echo"] == "after"
+    # what it printed went to stderr, which RoadRunner logs
+    assert "a stray print from a handler" in stack.backend.roadrunner.log()
+    assert "and a write to file descriptor 1" in stack.backend.roadrunner.log()
+
+
 class Disconnects(ClientEventHandler):
     def __init__(self) -> None:
         self.disconnected: asyncio.Queue[DisconnectedContext] = asyncio.Queue()
