@@ -168,7 +168,7 @@ async def test_the_workers_leave_when_roadrunner_stops(tmp_path: Path) -> None:
         await asyncio.to_thread(process.wait, 10)
         elapsed = time.monotonic() - started
         log = backend.roadrunner.log()
-    assert elapsed < 3.0, log
+    assert elapsed < 5.0, log  # RoadRunner kills workers still there after 10 s
     assert log.count("stop frame received") == 2, log
     for pid in workers:
         with pytest.raises(ProcessLookupError):
