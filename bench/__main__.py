@@ -16,6 +16,9 @@ scripts/bench http [--fast]     the same for the HTTP proxy (ProxyApp under uvic
                                 minimal ASGI app under the same uvicorn
 scripts/bench api [--rounds N]  the server API clients (ours over each transport and HTTP
                                 stack, async and sync) against cent, on one real Centrifugo
+scripts/bench roadrunner [--fast]
+                                Connect through RoadRunner's centrifuge plugin to 1 and 2
+                                Python workers, beside our gRPC server and HTTP proxy
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         commands.add_parser("http", help="HTTP proxy server throughput"), server.HTTP
     )
     api.add_arguments(commands.add_parser("api", help="server API clients vs cent"))
+    server.add_arguments(
+        commands.add_parser("roadrunner", help="Connect through RoadRunner's Python workers"),
+        server.ROADRUNNER,
+    )
     args = parser.parse_args(argv)
     if args.command == "api":
         return api.main(args)

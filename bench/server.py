@@ -59,6 +59,15 @@ measure of throughput on this machine.
 The HTTP server (``ProxyServer``, ``serve --http``) has no SO_REUSEPORT option, so the HTTP
 targets run with one process only (``--workers 2`` runs the gRPC one alone).
 
+``scripts/bench roadrunner`` targets (gRPC, as Centrifugo calls RoadRunner's proxy endpoint):
+
+- ``roadrunner``: RoadRunner (scripts/install-roadrunner, its centrifuge plugin) with
+  ``--workers`` Python workers (``centrifugo-types worker bench.our_server:router``, on
+  uvloop): one RoadRunner process, its pool of workers answering one request at a time each
+  over pipes; its CPU columns count RoadRunner and its workers together;
+- ``ours-grpc`` and ``ours-http``: our gRPC server (``--workers`` processes) and HTTP proxy
+  (one process) with the same router, directly.
+
 h2load counts HTTP statuses, not gRPC ones (a gRPC error is an HTTP 200 with a non-zero
 ``grpc-status`` trailer), so step 2 is what proves the answers right. Latencies (p50, p99)
 come from h2load's per-request log of the measured period; req/s is h2load's own figure.
@@ -71,6 +80,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import resource
 import shutil
@@ -147,6 +157,26 @@ def _with(command: Command, *extra: str) -> Command:
     return variant
 
 
+def roadrunner_command(modules: Path, port: int, max_seconds: float) -> list[str] | None:
+    """RoadRunner with Python workers serving :mod:`bench.our_server`'s router, its proxy
+    endpoint on ``port`` (the harness sets the number of workers, see :attr:`Target.pool`).
+    ``None`` when RoadRunner cannot be built (no Go)."""
+    if not port:  # the availability check
+        return [] if shutil.which("go") or os.environ.get("RR_BIN") else None
+    from examples.roadrunner import roadrunner_binary, rr_config
+
+    config = rr_config(
+        "bench.our_server:router",
+        proxy_port=port,
+        rpc_port=_free_port(),
+        grpc_api_port=_free_port(),  # nothing there: the proxy path only
+    )
+    config["logs"]["level"] = "error"
+    path = modules.parent / f"rr-{port}.yaml"
+    path.write_text(json.dumps(config))
+    return [str(roadrunner_binary()), "serve", "-c", str(path)]
+
+
 def floor_command(modules: Path, port: int, max_seconds: float) -> list[str]:
     """One process of the ASGI floor (see :mod:`bench.asgi_floor`)."""
     return [
@@ -167,6 +197,9 @@ class Target:
     """``grpc`` or ``http``: what the load generator sends (see the module docstring)."""
     reuse_port: bool = True
     """Whether several processes can share the port."""
+    pool: bool = False
+    """One process that runs ``--workers`` workers itself (RoadRunner's pool), given as
+    ``-o centrifuge.pool.num_workers=N``."""
 
 
 @dataclass(frozen=True)
@@ -223,7 +256,19 @@ HTTP = Suite(
     goal={},
 )
 
-SUITES = {"server": SERVER, "http": HTTP}
+ROADRUNNER = Suite(
+    name="roadrunner",
+    targets={
+        "ours-grpc": Target(our_server_command, "grpc"),
+        "roadrunner": Target(roadrunner_command, "grpc", reuse_port=False, pool=True),
+        "ours-http": Target(_HTTP, "http", reuse_port=False),
+    },
+    ratios=(("roadrunner", "ours-grpc"), ("roadrunner", "ours-http")),
+    workers="1,2",
+    goal={},
+)
+
+SUITES = {"server": SERVER, "http": HTTP, "roadrunner": ROADRUNNER}
 
 
 # -- harness --------------------------------------------------------------------------------
@@ -436,6 +481,18 @@ def _servers(
                 proc.wait()
 
 
+def _children(pids: list[int]) -> list[int]:
+    """The processes whose parent is one of ``pids`` (RoadRunner's workers)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text()
+                if int(stat.rpartition(")")[2].split()[1]) in pids:
+                    children.append(int(entry.name))
+    return children
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -510,7 +567,12 @@ def _one_run(
     assert command is not None
     log = tmp / f"{target}-{n}.log"
     probe = _PROBES[spec.protocol]
-    with _servers([command] * n, port, time.monotonic() + 30, tmp / "stderr", probe) as pids:
+    commands = (
+        [[*command, "-o", f"centrifuge.pool.num_workers={n}"]] if spec.pool else [command] * n
+    )
+    with _servers(commands, port, time.monotonic() + 60, tmp / "stderr", probe) as pids:
+        if spec.pool:
+            pids = pids + _children(pids)
         cpu = _cpu_seconds(pids)
         started = time.monotonic()
         rps, ok, bad, generator = _h2load(port, loads[spec.protocol], log, duration, warmup)
@@ -582,7 +644,8 @@ def run(args: argparse.Namespace, suite: Suite) -> tuple[Runs, dict[str, str]]:
         for rep in range(repeat):
             for n in workers:
                 for target in available:
-                    if n > 1 and not suite.targets[target].reuse_port:
+                    spec = suite.targets[target]
+                    if n > 1 and not spec.reuse_port and not spec.pool:
                         continue
                     print(
                         f"[{rep + 1}/{repeat}] {target} x{n}: {duration + warmup} s of load ...",
@@ -659,7 +722,9 @@ def report(runs: Runs, loads: dict[str, str], args: argparse.Namespace, suite: S
             )
     lines.append("(ratios: medians of the ratios within each repetition, where the targets ran")
     lines.append(" back to back)")
-    single = [t for t in suite.targets if not suite.targets[t].reuse_port]
+    single = [
+        t for t in suite.targets if not suite.targets[t].reuse_port and not suite.targets[t].pool
+    ]
     if any(n > 1 for n in workers) and single:
         lines.append(
             f"not run with more than one process: {', '.join(single)} (centrifugo_types.http's"

@@ -4,6 +4,7 @@
 
     centrifugo-types serve myapp.backend:router --host 127.0.0.1 --port 30000
     centrifugo-types serve myapp.backend:router --http    # Centrifugo's HTTP proxy (uvicorn)
+    centrifugo-types worker myapp.backend:router          # a RoadRunner worker (.rr.yaml)
     python -m centrifugo_types serve myapp.backend:router
 
 The transport only picks the server class; every option is every server's (see
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import importlib
 import logging
 import os
@@ -157,18 +159,79 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--debug", action="store_true", help="show the traceback of what stops the server"
     )
+    _worker_arguments(
+        commands.add_parser(
+            "worker",
+            help="serve a router as a RoadRunner worker (.rr.yaml's server.command)",
+            description=WORKER_DESCRIPTION,
+        )
+    )
     return root
 
 
-async def _serve(server: Server) -> None:
-    """Serve until a signal, first logging which event loop runs it (``asyncio`` or
-    ``uvloop``)."""
+WORKER_DESCRIPTION = (
+    "Serve a router as a worker of RoadRunner's centrifuge plugin: goridge frames on stdin "
+    "and stdout, logs on stderr, until RoadRunner stops it."
+)
+
+
+def _worker_arguments(worker: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    worker.add_argument("router", metavar="MODULE:ROUTER", help="e.g. myapp.backend:router")
+    worker.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default="auto",
+        help="event loop (auto: uvloop when installed, else asyncio)",
+    )
+    worker.add_argument("--log-level", default="info", help="logging level (info)")
+    return worker
+
+
+def _worker(args: argparse.Namespace) -> int:
+    """Serve as a RoadRunner worker, then leave the process at once (see below)."""
+    from .errors import StartupError
+    from .roadrunner import WorkerProtocolError
+    from .roadrunner import serve as serve_worker
+
+    code = 0
+    try:
+        router = load_router(args.router)
+        event_loop_runner(args.loop)(_logging_loop(serve_worker(router)))
+    except (WorkerProtocolError, StartupError) as exc:
+        logging.getLogger("centrifugo_types.roadrunner").error("%s; exiting", exc)
+        code = 1
+    # The interpreter's own teardown of every loaded module takes up to a second or more on a
+    # busy machine, while RoadRunner waits for the stopped worker: run the exit hooks, flush,
+    # and end the process now (measured: 0.5-1.7 s down to 0.03 s with a load average of 14).
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+async def _logging_loop(server: Coroutine[Any, Any, None]) -> None:
+    """Run ``server``, first logging which event loop runs it (``asyncio`` or ``uvloop``)."""
     loop_module = type(asyncio.get_running_loop()).__module__.partition(".")[0]
     logging.getLogger("centrifugo_types").info("event loop: %s", loop_module)
-    await server.serve()
+    await server
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["worker"]:  # without building the full parser (which loads the servers)
+        worker = _worker_arguments(
+            argparse.ArgumentParser(prog="centrifugo-types worker", description=WORKER_DESCRIPTION)
+        )
+        args = worker.parse_args(argv[1:])
+        _configure_logging(args.log_level)
+        return _worker(args)
     cli = parser()
     args = cli.parse_args(argv)
     http_options: dict[str, Any] = {}
@@ -178,9 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         http_options["max_body_size"] = args.max_body_size
     if http_options and args.transport != "http":
         cli.error("--prefix and --max-body-size are options of --http")
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging(args.log_level)
     credentials = None
     if args.credentials_key:
         value = args.credentials_value or os.environ.get(CREDENTIALS_ENV)
@@ -205,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             server = SERVERS[args.transport](router, **options, **http_options)
         except ValueError as exc:  # an option the server refuses (a path, ...)
             raise StartupError(str(exc)) from exc
-        run(_serve(server))
+        run(_logging_loop(server.serve()))
     except StartupError as exc:
         if args.debug:
             traceback.print_exception(exc)

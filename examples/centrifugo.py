@@ -114,10 +114,18 @@ class Centrifugo:
 
 @contextlib.contextmanager
 def run_centrifugo(
-    workdir: Path, extra_config: dict[str, Any] | None = None, *, timeout: float = 30.0
+    workdir: Path,
+    extra_config: dict[str, Any] | None = None,
+    *,
+    timeout: float = 30.0,
+    grpc_api_port: int | None = None,
 ) -> Iterator[Centrifugo]:
-    """Start Centrifugo with ``base_config()`` merged with ``extra_config``; wait for /health."""
-    http_port, grpc_api_port = free_port(), free_port()
+    """Start Centrifugo with ``base_config()`` merged with ``extra_config``; wait for /health.
+
+    ``grpc_api_port``: where its gRPC API listens (default: a free port), for a peer that must
+    know it before Centrifugo starts (RoadRunner)."""
+    http_port = free_port()
+    grpc_api_port = grpc_api_port or free_port()
     config = merge(base_config(), extra_config or {})
     config = merge(
         config,

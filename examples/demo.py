@@ -6,12 +6,18 @@ centrifuge-python client through every event: connect (refused, then accepted), 
 (allowed, denied), publish (validated and rewritten, refused), rpc, refresh, sub_refresh and
 a subscribe stream. Every typed exchange is printed; exits 0 when all went as expected.
 
-    python -m examples.demo      (or scripts/demo)
+With ``--roadrunner`` the backend runs in two Python workers of RoadRunner (built by
+scripts/install-roadrunner): Centrifugo's proxies call RoadRunner's centrifuge plugin, which
+hands each request to a worker over pipes (``examples/demo_worker.py``). RoadRunner's plugin
+has no subscribe streams, so that step is left out.
+
+    python -m examples.demo [--roadrunner]      (or scripts/demo [--roadrunner])
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import tempfile
 import time
@@ -34,7 +40,8 @@ from centrifugo_types.grpc import ProxyServer
 from centrifugo_types.router import CallNext
 
 from .backend import SESSION_SECONDS, router
-from .centrifugo import merge, proxy_config, run_centrifugo
+from .centrifugo import free_port, merge, proxy_config, run_centrifugo
+from .roadrunner import run_roadrunner
 
 WAIT = 5.0
 
@@ -81,7 +88,7 @@ def client(url: str, token: str) -> tuple[Client, Events]:
     return Client(url, events=events, data={"token": token}, proxy=None), events
 
 
-async def run(url: str) -> None:
+async def run(url: str, *, streams: bool = True) -> None:
     step("connect with a wrong token: refused")
     intruder, intruder_events = client(url, "guess")
     await intruder.connect()
@@ -121,12 +128,13 @@ async def run(url: str) -> None:
         assert abs(result.data["unix"] - time.time()) < 5, result
         print(f"rpc time -> {result.data}")
 
-        step("subscribe stream: the backend itself feeds ticker:3")
-        ticker = Channel()
-        await alice.new_subscription("ticker:3", events=ticker).subscribe()
-        ticks = [await asyncio.wait_for(ticker.publications.get(), WAIT) for _ in range(3)]
-        assert ticks == [{"tick": 1}, {"tick": 2}, {"tick": 3}], ticks
-        print(f"ticker:3 -> {ticks}")
+        if streams:
+            step("subscribe stream: the backend itself feeds ticker:3")
+            ticker = Channel()
+            await alice.new_subscription("ticker:3", events=ticker).subscribe()
+            ticks = [await asyncio.wait_for(ticker.publications.get(), WAIT) for _ in range(3)]
+            assert ticks == [{"tick": 1}, {"tick": 2}, {"tick": 3}], ticks
+            print(f"ticker:3 -> {ticks}")
 
         step(f"refresh and sub_refresh: sessions of {SESSION_SECONDS}s extended by the backend")
         personal = alice.new_subscription("personal:alice", events=Channel())
@@ -141,34 +149,75 @@ async def run(url: str) -> None:
         await intruder.disconnect()
 
 
-async def main() -> int:
+def demo_config(endpoint: str, *, streams: bool = True) -> dict[str, Any]:
+    """Centrifugo's config for the demo: every proxy at ``endpoint``."""
+
+    def section(event: str) -> dict[str, Any]:
+        if event == "subscribe_stream" and not streams:
+            return {}
+        return {"endpoint": endpoint, "timeout": "1s"}
+
+    namespaces: list[dict[str, Any]] = [
+        {"name": "personal", "subscribe_proxy_enabled": True, "sub_refresh_proxy_enabled": True}
+    ]
+    if streams:
+        namespaces.append({"name": "ticker", "subscribe_stream_proxy_enabled": True})
+    return merge(
+        proxy_config(section),
+        {
+            "channel": {"namespaces": namespaces},
+            # check subscription expiry often (27 s by default) for a short demo
+            "client": {"presence_update_interval": "300ms", "expired_sub_close_delay": "1ms"},
+        },
+    )
+
+
+async def main(*, roadrunner: bool = False) -> int:
+    if roadrunner:
+        return await main_roadrunner()
     router.add_interceptor(show)
     async with ProxyServer(router, port=0) as backend:
         endpoint = backend.url
-
-        def section(event: str) -> dict[str, Any]:
-            return {"endpoint": endpoint, "timeout": "1s"}
-
-        config = merge(
-            proxy_config(section),
-            {
-                "channel": {
-                    "namespaces": [
-                        {"name": "personal", "subscribe_proxy_enabled": True,
-                         "sub_refresh_proxy_enabled": True},
-                        {"name": "ticker", "subscribe_stream_proxy_enabled": True},
-                    ]
-                },
-                # check subscription expiry often (27 s by default) for a short demo
-                "client": {"presence_update_interval": "300ms", "expired_sub_close_delay": "1ms"},
-            },
-        )  # fmt: skip
-        with tempfile.TemporaryDirectory() as tmp, run_centrifugo(Path(tmp), config) as server:
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            run_centrifugo(Path(tmp), demo_config(endpoint)) as server,
+        ):
             print(f"Centrifugo v{CENTRIFUGO_VERSION} on {server.http_url}, backend on {endpoint}")
             await run(server.ws_url)
     print("\ndemo: OK")
     return 0
 
 
+async def main_roadrunner() -> int:
+    """The demo through RoadRunner: Centrifugo -> RoadRunner -> two Python workers."""
+    with tempfile.TemporaryDirectory() as tmp:
+        grpc_api_port = free_port()
+        with run_roadrunner(
+            Path(tmp) / "roadrunner",
+            "examples.demo_worker:router",
+            grpc_api_port=grpc_api_port,
+            workers=2,
+        ) as roadrunner:
+            endpoint = roadrunner.proxy_endpoint
+            config = merge(demo_config(endpoint, streams=False), {"grpc_api": {"key": ""}})
+            with run_centrifugo(
+                Path(tmp) / "centrifugo", config, grpc_api_port=grpc_api_port
+            ) as server:
+                print(
+                    f"Centrifugo v{CENTRIFUGO_VERSION} on {server.http_url}, RoadRunner's "
+                    f"proxy endpoint on {endpoint}, two Python workers behind it"
+                )
+                try:
+                    await run(server.ws_url, streams=False)
+                finally:
+                    step("what the workers saw (their stderr, as RoadRunner logs it)")
+                    for line in roadrunner.log().splitlines():
+                        if " -> " in line or " <- " in line:
+                            # RoadRunner's prefix: time, level, "server"
+                            print(re.sub(r"^\S+\s+\S+\s+server\s+", "", line).strip())
+    print("\ndemo: OK")
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(asyncio.run(main(roadrunner="--roadrunner" in sys.argv[1:])))

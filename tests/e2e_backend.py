@@ -10,15 +10,22 @@ transport (HTTP, binary encoding, ...) is adding an entry; the tests stay the sa
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
+import subprocess
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from centrifugo_types import DisconnectReply, ErrorReply, Router, grpc, http, proxy
 from centrifugo_types.calls import (
+    CALL_CLASSES,
     AnyCall,
     ConnectCall,
     MapPublishCall,
@@ -33,6 +40,9 @@ from centrifugo_types.calls import (
     SubscribeUnidirectionalCall,
 )
 from centrifugo_types.router import CallNext
+from examples.roadrunner import RoadRunner, roadrunner_binary, run_roadrunner
+
+from .centrifugo import free_port
 
 HANDLER_TIMEOUT = 0.5
 """The router's timeout in the suite: below Centrifugo's proxy timeout (1 s)."""
@@ -53,6 +63,15 @@ class Backend:
     """The Centrifugo proxy section of an event (empty: the transport cannot serve it)."""
     binary: bool = False
     """Whether the proxies use ``binary_encoding`` (payloads in base64 ``b64*`` fields)."""
+    records: Path | None = None
+    """Where a router in other processes records its requests (:class:`FileRecorder`), for
+    :func:`replay` into this process's recorder; ``None``: the router runs here."""
+    grpc_api_port: int | None = None
+    """The port Centrifugo's gRPC API must listen on (for a backend that calls it)."""
+    centrifugo: dict[str, Any] = field(default_factory=dict)
+    """More Centrifugo config the backend needs."""
+    roadrunner: RoadRunner | None = None
+    """The RoadRunner process of the ``roadrunner`` backend."""
 
     @property
     def streams(self) -> bool:
@@ -99,10 +118,68 @@ def http_backend(
     return backend
 
 
+ROADRUNNER_APP = "tests.roadrunner_app:router"
+"""The suite's router as RoadRunner's workers serve it (``e2e_router`` and a few rpc methods
+that only make sense in a worker)."""
+RECORD_ENV = "CENTRIFUGO_TYPES_E2E_RECORD"
+"""The file the workers record their requests to (see :class:`FileRecorder`)."""
+
+
+def require_roadrunner() -> None:
+    """Skip the test when no RoadRunner binary can be had (``RR_BIN`` unset and
+    scripts/install-roadrunner failing, e.g. without Go); scripts/test always builds one."""
+    try:
+        binary = roadrunner_binary()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"no RoadRunner binary (scripts/install-roadrunner): {exc}")
+    if not binary.is_file():
+        pytest.skip(f"no RoadRunner binary at {binary} (RR_BIN)")
+
+
+@contextlib.asynccontextmanager
+async def roadrunner_backend(router: Router, *, workers: int = 2) -> AsyncIterator[Backend]:
+    """RoadRunner (scripts/install-roadrunner) with Python workers serving the suite's router;
+    Centrifugo's ``grpc://`` proxies point at RoadRunner's proxy endpoint.
+
+    ``router`` (this process's) does not serve: each worker builds the same router
+    (:data:`ROADRUNNER_APP`) and records its requests to a file that the suite replays into
+    its recorder.
+    """
+    require_roadrunner()
+    with tempfile.TemporaryDirectory(prefix="roadrunner-") as tmp:
+        records = Path(tmp) / "records.jsonl"
+        records.touch()
+        grpc_api_port = free_port()
+        with run_roadrunner(
+            Path(tmp),
+            ROADRUNNER_APP,
+            grpc_api_port=grpc_api_port,
+            workers=workers,
+            env={RECORD_ENV: str(records)},
+        ) as roadrunner:
+
+            def section(event: str) -> dict[str, Any]:
+                if event == "subscribe_stream":  # the plugin has no subscribe streams
+                    return {}
+                endpoint = roadrunner.proxy_endpoint
+                return {**_common(endpoint), "grpc": {"static_metadata": STATIC_METADATA}}
+
+            yield Backend(
+                "roadrunner",
+                section,
+                records=records,
+                grpc_api_port=grpc_api_port,
+                # RoadRunner calls Centrifugo's gRPC API without a key
+                centrifugo={"grpc_api": {"key": ""}},
+                roadrunner=roadrunner,
+            )
+
+
 BACKENDS: dict[str, Callable[[Router], contextlib.AbstractAsyncContextManager[Backend]]] = {
     "grpc": grpc_backend,
     "http": http_backend(binary=False),
     "http-binary": http_backend(binary=True),
+    "roadrunner": roadrunner_backend,
 }
 """Every transport the e2e suite runs over."""
 
@@ -141,6 +218,61 @@ class Recorder:
         return sum(1 for r in self.requests if r.event.name == event and where(r))
 
 
+class FileRecorder:
+    """An outermost ``*`` interceptor appending every request and its reply to a file, one
+    JSON line each (for a router in another process: a RoadRunner worker)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def __call__(self, request: AnyCall, call_next: CallNext) -> None:
+        try:
+            await call_next(request)
+        finally:
+            reply = request.reply
+            line = json.dumps(
+                {
+                    "event": request.event.name,
+                    "message": base64.b64encode(bytes(request.message)).decode(),
+                    "metadata": list(request.metadata.items()),
+                    "reply": None if reply is None else base64.b64encode(bytes(reply)).decode(),
+                }
+            )
+            with self.path.open("a") as file:
+                file.write(line + "\n")
+
+
+@contextlib.asynccontextmanager
+async def replay(path: Path, recorder: Recorder) -> AsyncIterator[None]:
+    """While inside, add what a :class:`FileRecorder` writes to ``path`` to ``recorder``."""
+
+    def load(line: str) -> AnyCall:
+        record = json.loads(line)
+        cls = CALL_CLASSES[record["event"]]
+        message = cls.event.request_type.parse(base64.b64decode(record["message"]))
+        request = cls(message, [tuple(pair) for pair in record["metadata"]])
+        if record["reply"] is not None:
+            request._set_reply(cls.event.response_type.parse(base64.b64decode(record["reply"])))
+        return request
+
+    async def follow() -> None:
+        with path.open() as file:
+            pending = ""
+            while True:
+                pending += file.read()
+                *lines, pending = pending.split("\n")
+                recorder.requests.extend(load(line) for line in lines)
+                await asyncio.sleep(0.02)
+
+    task = asyncio.ensure_future(follow())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 @dataclass
 class Documents:
     """What the shared-poll handler serves: per channel and key, a version and its data.
@@ -175,7 +307,7 @@ async def _fail(how: str) -> None:
         await asyncio.sleep(3600)
 
 
-def e2e_router(recorder: Recorder, documents: Documents | None = None) -> Router:
+def e2e_router(recorder: Recorder | FileRecorder, documents: Documents | None = None) -> Router:
     """The suite's router. What it does depends on what the client sends:
 
     - connect data ``{"user": U}`` accepts as U, ``{"expire": true}`` too, with an

@@ -6,6 +6,8 @@ import pytest
 
 from examples import demo
 
+from .e2e_backend import require_roadrunner
+
 pytestmark = pytest.mark.e2e
 
 
@@ -22,4 +24,21 @@ async def test_demo_runs_every_event(capsys: pytest.CaptureFixture[str]) -> None
         "SubscribeUnidirectionalCall",
     ):
         assert f"-> {typed}:" in out, typed
+    assert out.rstrip().endswith("demo: OK")
+
+
+async def test_demo_runs_through_roadrunner(capsys: pytest.CaptureFixture[str]) -> None:
+    require_roadrunner()
+    assert await demo.main(roadrunner=True) == 0
+    out = capsys.readouterr().out
+    for typed in (
+        "ConnectCall",
+        "SubscribeCall",
+        "PublishCall",
+        "RpcCall",
+        "RefreshCall",
+        "SubRefreshCall",
+    ):
+        assert f"-> {typed}:" in out, typed  # printed by a worker, logged by RoadRunner
+    assert "worker " in out
     assert out.rstrip().endswith("demo: OK")

@@ -39,6 +39,7 @@ from .e2e_backend import (
     Backend,
     Recorder,
     e2e_router,
+    replay,
 )
 
 pytestmark = pytest.mark.e2e
@@ -64,10 +65,16 @@ async def proxied(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Proxied]:
     recorder = Recorder()
-    async with BACKENDS[request.param](e2e_router(recorder)) as backend:
+    async with contextlib.AsyncExitStack() as stack:
+        backend = await stack.enter_async_context(BACKENDS[request.param](e2e_router(recorder)))
+        if backend.records is not None:  # the router runs in other processes
+            await stack.enter_async_context(replay(backend.records, recorder))
         workdir = tmp_path_factory.mktemp(f"centrifugo-{request.param}")
-        with run_centrifugo(workdir, merge(proxy_config(backend.proxy), FAST)) as centrifugo:
-            yield Proxied(centrifugo, backend, recorder)
+        config = merge(merge(proxy_config(backend.proxy), FAST), backend.centrifugo)
+        centrifugo = stack.enter_context(
+            run_centrifugo(workdir, config, grpc_api_port=backend.grpc_api_port)
+        )
+        yield Proxied(centrifugo, backend, recorder)
 
 
 @dataclass
