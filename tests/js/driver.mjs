@@ -7,6 +7,7 @@
 //   {"op": "connect", "client": "c1", "url": "ws://...", "data": {...}}
 //       -> {"id", "ok": true, "client_id", "data"}  (the connect reply's data)
 //   {"op": "subscribe", "client": "c1", "channel": "room"}  -> {"id", "ok": true, "data"}
+//   {"op": "subscribed", "client": "c1", "channel": "room"}  -> waits until subscribed (again)
 //   {"op": "publish", "client": "c1", "channel": "room", "data": {...}}  -> {"id", "ok": true}
 //   {"op": "rpc", "client": "c1", "method": "echo", "data": {...}}  -> {"id", "ok": true, "data"}
 //   {"op": "presence" | "history", "client": "c1", "channel": "room"}  -> {"id", "ok": true, "result"}
@@ -95,6 +96,10 @@ const ops = {
     await sub.ready(TIMEOUT);
     const ctx = await subscribed;
     return { data: ctx.data ?? null };
+  },
+  async subscribed(cmd) {
+    await subscription(cmd.client, cmd.channel).ready(TIMEOUT);
+    return {};
   },
   async publish(cmd) {
     await subscription(cmd.client, cmd.channel).publish(cmd.data);
