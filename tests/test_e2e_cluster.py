@@ -230,7 +230,10 @@ async def test_a_killed_node_s_clients_reconnect_to_the_other(
         js_connect = await b.recorder.wait_for("connect", by("js-user"))
         py_connect = await b.recorder.wait_for("connect", by("py-user"))
         assert py_connect.client != py_before
-        on_channel = lambda r: r.channel == channel  # noqa: E731
+
+        def on_channel(request: Any) -> bool:
+            return bool(request.channel == channel)
+
         await until(lambda: b.recorder.count("subscribe", on_channel) == 2, WAIT)
         assert b.recorder.count("subscribe", lambda r: on_channel(r) and r.user == "js-user")
         assert b.recorder.count("subscribe", lambda r: on_channel(r) and r.user == "py-user")
