@@ -118,7 +118,7 @@ async def js_driver(modules: Path | None = None) -> AsyncIterator[JsDriver]:
         str(modules or js_modules()),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
-        limit=1 << 22,
+        limit=1 << 26,
     )
     driver = JsDriver(process)
     try:

@@ -124,6 +124,116 @@ const ops = {
   },
 };
 
+// -- load: the soak's clients ---------------------------------------------------------------
+//   {"op": "load", "url", "names": ["js0-0", ...], "mix": {"rpc": 0.5, ...}, "expire": 3}
+// runs one client per name until {"op": "stop"}: each connects (data {"user": name,
+// "expire"}), subscribes to room-<name>, then loops over random operations (rpc "echo",
+// publish into its room, subscribe to and leave a fresh channel, reconnect). The result holds
+// one record per operation, [event, key, start, end (unix ms), ok, code], and what the clients
+// saw: connects and room subscriptions per name, publications delivered, disconnects.
+// Progress events {"event": "progress", "ops": n} come every second.
+let stopping = false;
+
+async function loadClient(cmd, name, out) {
+  const c = new Centrifuge(cmd.url, {
+    websocket: WebSocket,
+    data: { user: name, expire: cmd.expire ?? 0 },
+    name: "js",
+    timeout: TIMEOUT,
+    minReconnectDelay: 50,
+    maxReconnectDelay: 1000,
+  });
+  c.on("connected", () => {
+    out.connected[name] = (out.connected[name] ?? 0) + 1;
+    out.connected_at.push([name, Date.now()]);
+  });
+  c.on("disconnected", (ctx) => out.disconnects.push([Date.now(), ctx.code, ctx.reason]));
+  c.on("connecting", (ctx) => out.disconnects.push([Date.now(), ctx.code, ctx.reason]));
+  const room = c.newSubscription(`room-${name}`);
+  room.on("subscribed", () => (out.subscribed[room.channel] = (out.subscribed[room.channel] ?? 0) + 1));
+  room.on("publication", (ctx) => out.delivered.push(ctx.data.id));
+  const record = async (event, key, action) => {
+    const start = Date.now();
+    try {
+      await action();
+      out.records.push([event, key, start, Date.now(), true, null]);
+    } catch (error) {
+      out.records.push([event, key, start, Date.now(), false, error?.code ?? String(error)]);
+    }
+    out.ops += 1;
+  };
+  await record("connect", name, async () => {
+    c.connect();
+    await c.ready(TIMEOUT);
+  });
+  await record("subscribe", room.channel, async () => {
+    room.subscribe();
+    await room.ready(TIMEOUT);
+  });
+  const mix = Object.entries(cmd.mix);
+  let seq = 0;
+  while (!stopping) {
+    seq += 1;
+    const id = `${name}-${seq}`;
+    let r = Math.random();
+    let op = mix[mix.length - 1][0];
+    for (const [name, weight] of mix) {
+      if (r < weight) {
+        op = name;
+        break;
+      }
+      r -= weight;
+    }
+    if (op === "rpc") {
+      await record("rpc", id, async () => {
+        const result = await c.rpc("echo", { id });
+        if (result.data?.id !== id) throw Object.assign(new Error("wrong reply"), { code: -2 });
+      });
+    } else if (op === "publish") {
+      await record("publish", id, () => room.publish({ id }));
+    } else if (op === "subscribe") {
+      const channel = `s-${id}`;
+      const sub = c.newSubscription(channel);
+      await record("subscribe", channel, async () => {
+        sub.subscribe();
+        await sub.ready(TIMEOUT);
+      });
+      sub.unsubscribe();
+      c.removeSubscription(sub);
+    } else {
+      await record("connect", name, async () => {
+        c.disconnect();
+        c.connect();
+        await c.ready(TIMEOUT);
+      });
+    }
+  }
+  await new Promise((resolve) => setTimeout(resolve, 500)); // the last publications' delivery
+  c.disconnect();
+}
+
+ops.load = async (cmd) => {
+  const out = {
+    records: [],
+    connected: {},
+    connected_at: [],
+    subscribed: {},
+    delivered: [],
+    disconnects: [],
+    ops: 0,
+  };
+  const progress = setInterval(() => emit({ event: "progress", ops: out.ops }), 1000);
+  await Promise.all(cmd.names.map((name) => loadClient(cmd, name, out)));
+  clearInterval(progress);
+  delete out.ops;
+  return out;
+};
+
+ops.stop = async () => {
+  stopping = true;
+  return {};
+};
+
 async function run(cmd) {
   const started = performance.now();
   try {
