@@ -224,12 +224,19 @@ async def python_client(name: str, url: str, log: ClientLog, stop: asyncio.Event
 # -- the processes ---------------------------------------------------------------------------
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_fds(pid: int) -> tuple[int, int]:
-    """Resident memory (KiB) and open file descriptors of a process."""
+    """Resident memory (KiB, counted page by page: smaps_rollup) and open file descriptors."""
     rss = 0
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
+    with open(f"/proc/{pid}/smaps_rollup") as rollup:
+        for line in rollup:
+            if line.startswith("Rss:"):
                 rss = int(line.split()[1])
     return rss, len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -449,6 +456,10 @@ class Result:
     faults: list[Fault]
     memory: dict[int, tuple[tuple[int, int], tuple[int, int]]]
     pids: list[int]
+    cpu: dict[int, float]
+    """CPU seconds of each backend process alive at the end."""
+    load: tuple[float, float]
+    """The machine's 1-minute load average at the start and the end."""
     report: dict[str, Any] = field(default_factory=dict)
 
 
@@ -482,6 +493,7 @@ async def soak(transport: str, options: Options, workdir: Path) -> Result:
                 await stack.enter_async_context(js_driver()) for _ in range(options.js_processes)
             ]
             started = now()
+            load_start = os.getloadavg()[0]
             js_loads = [
                 asyncio.create_task(
                     driver.call(
@@ -535,6 +547,8 @@ async def soak(transport: str, options: Options, workdir: Path) -> Result:
                     break
                 await asyncio.sleep(0.2)
             last = {p.pid: _rss_fds(p.pid) for p in backends.processes}
+            cpu = {p.pid: round(_cpu_seconds(p.pid), 1) for p in backends.processes}
+            load = (load_start, os.getloadavg()[0])
             for pid, sample in last.items():
                 if pid in first:  # not the restarted ones
                     memory[pid] = (first[pid], sample)
@@ -553,7 +567,9 @@ async def soak(transport: str, options: Options, workdir: Path) -> Result:
         backends.stop()
     await asyncio.sleep(0.2)
     lines = _read_backend_logs(workdir)
-    result = Result(transport, options, seconds, log, lines, faults, memory, backends.every_pid)
+    result = Result(
+        transport, options, seconds, log, lines, faults, memory, backends.every_pid, cpu, load
+    )
     result.report = account(result)
     # For a closer look: the faults, every failed operation and every lost one, in seconds
     # from the start.
@@ -710,6 +726,8 @@ def account(result: Result) -> dict[str, Any]:
         "events": per_event,
         "faults": fault_report,
         "backend_calls_per_process": {str(pid): per_pid[pid] for pid in result.pids},
+        "backend_cpu_s": {str(pid): s for pid, s in result.cpu.items()},
+        "load_average": list(result.load),
         "backend_memory": {
             str(pid): {"rss_kib": [a[0], b[0]], "fds": [a[1], b[1]]}
             for pid, (a, b) in result.memory.items()
@@ -742,6 +760,12 @@ def format_report(report: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for event, row in report["events"].items():
+        if event == "refresh":  # called by Centrifugo when a session expires, not by clients
+            out.append(
+                f"| refresh (by Centrifugo) | | | | {row['backend_ok']:,} / "
+                f"{row['backend_seen']:,} | | | |"
+            )
+            continue
         out.append(
             f"| {event} | {row['attempted']:,} | {row['ok']:,} | {row['failed']:,} "
             f"| {row['backend_ok']:,} / {row['backend_seen']:,} | {row['per_second']:,} "
@@ -764,16 +788,19 @@ def format_report(report: dict[str, Any]) -> str:
             out.append(f"\n{fault['fault']}: {errors}")
     out += [
         "",
-        "| backend pid | calls | RSS KiB start → end | fds start → end |",
-        "|---|---:|---:|---:|",
+        "| backend pid | calls | CPU s | RSS KiB start → end | fds start → end |",
+        "|---|---:|---:|---:|---:|",
     ]
-    memory = report["backend_memory"]
+    memory, cpu = report["backend_memory"], report["backend_cpu_s"]
     for pid, calls in report["backend_calls_per_process"].items():
+        used = cpu.get(pid, "killed")
         if pid in memory:
             (rss0, rss1), (fds0, fds1) = memory[pid]["rss_kib"], memory[pid]["fds"]
-            out.append(f"| {pid} | {calls:,} | {rss0:,} → {rss1:,} | {fds0} → {fds1} |")
+            out.append(f"| {pid} | {calls:,} | {used} | {rss0:,} → {rss1:,} | {fds0} → {fds1} |")
         else:
-            out.append(f"| {pid} | {calls:,} | (killed or started during the load) | |")
+            out.append(f"| {pid} | {calls:,} | {used} | (not there at the start) | |")
+    load_start, load_end = report["load_average"]
+    out.append(f"\nLoad average (1 min): {load_start:.1f} at the start, {load_end:.1f} at the end.")
     if report["lost_examples"]:
         out += ["", "Lost:", *(f"- {line}" for line in report["lost_examples"])]
     return "\n".join(out)
