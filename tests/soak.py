@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
 import json
 import os
 import random
@@ -269,7 +270,7 @@ class Backends:
         else:
             self.processes[index] = process
         self.every_pid.append(process.pid)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         # Listening once its log exists (it is opened at import) and the port accepts.
         while not (self.workdir / f"{process.pid}.log").exists() or not self._listening(
             process.pid
@@ -460,6 +461,9 @@ class Result:
     """CPU seconds of each backend process alive at the end."""
     load: tuple[float, float]
     """The machine's 1-minute load average at the start and the end."""
+    proxy_timeouts: list[tuple[str, str, float]]
+    """Proxy calls Centrifugo gave up on after its timeout (``error proxying ...: context
+    deadline exceeded`` in its log): event, channel (if logged), time (to the second)."""
     report: dict[str, Any] = field(default_factory=dict)
 
 
@@ -567,8 +571,19 @@ async def soak(transport: str, options: Options, workdir: Path) -> Result:
         backends.stop()
     await asyncio.sleep(0.2)
     lines = _read_backend_logs(workdir)
+    timeouts = _proxy_timeouts(workdir / "centrifugo.log")
     result = Result(
-        transport, options, seconds, log, lines, faults, memory, backends.every_pid, cpu, load
+        transport,
+        options,
+        seconds,
+        log,
+        lines,
+        faults,
+        memory,
+        backends.every_pid,
+        cpu,
+        load,
+        timeouts,
     )
     result.report = account(result)
     # For a closer look: the faults, every failed operation and every lost one, in seconds
@@ -589,6 +604,18 @@ async def soak(transport: str, options: Options, workdir: Path) -> Result:
 
 
 # -- the accounts ----------------------------------------------------------------------------
+
+
+def _proxy_timeouts(path: Path) -> list[tuple[str, str, float]]:
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        if "error proxying" not in line or "deadline exceeded" not in line:
+            continue
+        entry = json.loads(line)
+        event = entry["message"].removeprefix("error proxying ").lower()
+        t = datetime.datetime.fromisoformat(entry["time"]).timestamp()
+        out.append((event, entry.get("channel", ""), t))
+    return out
 
 
 def _percentile(values: list[float], q: int) -> float:
@@ -617,6 +644,21 @@ def account(result: Result) -> dict[str, Any]:
         name = key[1].removeprefix("room-") if key[0] == "subscribe" else key[1]
         return any(a <= t <= b for a, b in reconnects.get(name, ()))
 
+    # Calls Centrifugo timed out (an overloaded machine, outside any fault): the client got
+    # error 100 (or its SDK retried), the backend's reply came too late. Answered, not lost;
+    # counted apart.
+    unmatched = list(result.proxy_timeouts)
+    late_ops: set[tuple[str, str]] = set()
+
+    def missed_deadline(event: str, channel: str, t: float) -> bool:
+        for entry in unmatched:
+            kind, logged_channel, logged = entry
+            same = kind == event and (not channel or channel == logged_channel)
+            if same and abs(logged - t) <= 2.0:
+                unmatched.remove(entry)
+                return True
+        return False
+
     lost: list[str] = []
     failed_by_fault: Counter[str] = Counter()
     codes_by_fault: dict[str, Counter[str]] = {}
@@ -640,6 +682,8 @@ def account(result: Result) -> dict[str, Any]:
         fault = fault_at(op.end) or fault_at(op.start)
         if op.code in ("OperationTimeoutError", "1"):  # no answer in CLIENT_TIMEOUT
             lost.append(f"{op.event} {op.key}: timed out ({op.code})")
+        elif fault is None and op.code == "100" and missed_deadline(op.event, "", op.end):
+            late_ops.add((op.event, op.key))
         elif fault is None:
             lost.append(f"{op.event} {op.key}: failed outside any fault ({op.code})")
         else:
@@ -669,6 +713,7 @@ def account(result: Result) -> dict[str, Any]:
         client_ok[("subscribe", channel)] += count
     unreplied_by_fault: Counter[str] = Counter()
     dropped_by_reconnect = 0
+    late_replies = 0
     for call in client_ok.keys() | backend_ok.keys():
         if call[0] == "refresh":
             continue
@@ -681,6 +726,11 @@ def account(result: Result) -> dict[str, Any]:
                 fault = fault_at(t)
                 if reconnecting(call, t):
                     dropped_by_reconnect += 1
+                elif fault is None and (
+                    call in late_ops
+                    or (call[0] == "subscribe" and missed_deadline("subscribe", call[1], t))
+                ):
+                    late_replies += 1
                 elif fault is None:
                     lost.append(f"{call}: a reply at {t:.3f} never reached the client")
                 else:
@@ -734,6 +784,9 @@ def account(result: Result) -> dict[str, Any]:
         },
         "disconnects": len(log.disconnects),
         "replies_dropped_by_own_reconnect": dropped_by_reconnect,
+        "centrifugo_proxy_timeouts": len(result.proxy_timeouts),
+        "ops_failed_by_proxy_timeout": len(late_ops),
+        "replies_after_proxy_timeout": late_replies,
     }
 
 
@@ -799,6 +852,13 @@ def format_report(report: dict[str, Any]) -> str:
             out.append(f"| {pid} | {calls:,} | {used} | {rss0:,} → {rss1:,} | {fds0} → {fds1} |")
         else:
             out.append(f"| {pid} | {calls:,} | {used} | (not there at the start) | |")
+    if report["centrifugo_proxy_timeouts"]:
+        out.append(
+            f"\nOutside the faults, Centrifugo timed out {report['centrifugo_proxy_timeouts']} "
+            f"proxy call(s) (its 1 s timeout; the machine overloaded): "
+            f"{report['ops_failed_by_proxy_timeout']} client operation(s) got error 100, "
+            f"{report['replies_after_proxy_timeout']} backend repl(ies) came too late."
+        )
     load_start, load_end = report["load_average"]
     out.append(f"\nLoad average (1 min): {load_start:.1f} at the start, {load_end:.1f} at the end.")
     if report["lost_examples"]:
