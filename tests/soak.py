@@ -662,6 +662,7 @@ def account(result: Result) -> dict[str, Any]:
     lost: list[str] = []
     failed_by_fault: Counter[str] = Counter()
     codes_by_fault: dict[str, Counter[str]] = {}
+    failed_ms: dict[str, list[float]] = {}
     last_failure: dict[str, float] = {}
     per_event: dict[str, dict[str, Any]] = {}
     for event in EVENTS:
@@ -688,6 +689,7 @@ def account(result: Result) -> dict[str, Any]:
             lost.append(f"{op.event} {op.key}: failed outside any fault ({op.code})")
         else:
             failed_by_fault[fault.name] += 1
+            failed_ms.setdefault(fault.name, []).append((op.end - op.start) * 1000)
             codes_by_fault.setdefault(fault.name, Counter())[f"{op.event} {op.code}"] += 1
             last_failure[fault.name] = max(last_failure.get(fault.name, 0.0), op.end)
 
@@ -758,6 +760,7 @@ def account(result: Result) -> dict[str, Any]:
             "took_s": round(f.end - f.start, 2),
             "ops_failed": failed_by_fault[f.name],
             "errors": dict(codes_by_fault.get(f.name, {})),
+            "failed_p50_ms": round(_percentile(failed_ms.get(f.name, []), 50), 1),
             "replies_lost": unreplied_by_fault[f.name],
             "publications_undelivered": undelivered_by_fault[f.name],
             "recovery_s": round(_recovered(f, last_failure.get(f.name, f.start), log) - f.start, 2),
@@ -826,12 +829,13 @@ def format_report(report: dict[str, Any]) -> str:
         )
     out += [
         "",
-        "| fault | what happened | ops failed | replies lost | undelivered | recovery s |",
+        "| fault | what happened | ops failed (p50 ms) | replies lost | undelivered | recovery s |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for fault in report["faults"]:
         out.append(
-            f"| {fault['fault']} | {fault['detail']} | {fault['ops_failed']} "
+            f"| {fault['fault']} | {fault['detail']} "
+            f"| {fault['ops_failed']} ({fault['failed_p50_ms']}) "
             f"| {fault['replies_lost']} | {fault['publications_undelivered']} "
             f"| {fault['recovery_s']} |"
         )

@@ -38,13 +38,13 @@ async def test_the_short_soak_loses_nothing(transport: str, tmp_path: Path) -> N
     assert events["refresh"]["backend_ok"] > 0  # sessions expired and were extended
     faults = {fault["fault"]: fault for fault in report["faults"]}
     assert list(faults) == list(FAULTS)
-    # The slow handler's calls were answered by the router's timeout (an internal error),
-    # not left to Centrifugo's.
+    # The slow handler's calls were answered by the router's timeout (0.5 s; an internal
+    # error), not left to Centrifugo's (1 s), and did not pile up.
     slow = faults["slow handler"]
-    assert slow["ops_failed"] > 0
-    assert set(slow["errors"]) == {"rpc 100"}
+    assert slow["errors"]["rpc 100"] > 0
+    assert slow["failed_p50_ms"] < 900
     # Every client is connected again soon after Centrifugo came back.
-    assert 0 < faults["centrifugo restart"]["recovery_s"] < 10
+    assert 0 < faults["centrifugo restart"]["recovery_s"] < 15
     assert "exited (0)" in faults["backend SIGTERM drain"]["detail"]
     # The backends that ran through the whole load: no leak beyond noise.
     for memory in report["backend_memory"].values():
