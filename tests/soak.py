@@ -832,8 +832,9 @@ def format_report(report: dict[str, Any]) -> str:
         )
     out += [
         "",
-        "| fault | what happened | ops failed (p50 ms) | replies lost | undelivered | recovery s |",
-        "|---|---|---:|---:|---:|---:|",
+        "| fault | what happened | took s | ops failed (p50 ms) | replies lost "
+        "| undelivered | recovery s |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for fault in report["faults"]:
         out.append(
