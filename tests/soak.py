@@ -928,6 +928,8 @@ def main(argv: list[str] | None = None) -> int:
         fault_interval=args.fault_interval,
         faults=not args.no_faults,
     )
+    # SIGTERM like Ctrl-C: the processes started are stopped on the way out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with _workdir(args.workdir) as workdir:
         reports = asyncio.run(run(options, workdir))
     if args.json:
