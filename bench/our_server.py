@@ -42,15 +42,15 @@ import threading
 from centrifugo_types import Router, json, proxy
 from centrifugo_types.__main__ import LOOPS, event_loop_runner
 from centrifugo_types.__main__ import main as cli
+from centrifugo_types.calls import ConnectCall
 from centrifugo_types.http import ProxyApp
 from centrifugo_types.http import serve as serve_http
-from centrifugo_types.requests import ConnectRequest
 
 router = Router()
 
 
 @router.connect
-async def connect(request: ConnectRequest) -> None:
+async def connect(request: ConnectCall) -> None:
     """The benchmark's connect logic (the same as the baseline's)."""
     request.respond(proxy.ConnectResult(user=request.client))
 

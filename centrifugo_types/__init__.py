@@ -1,9 +1,11 @@
 """Typed, fast, wire-exact Centrifugo messages and proxy backends for Python.
 
+Everything a handler module needs comes from here: the :class:`Router`, the typed calls
+(:class:`ConnectCall`, :class:`PublishCall`, ...), :data:`CallNext` for interceptors and every
+exception (:mod:`centrifugo_types.errors` has the tree). The rest lives in modules:
+
 - :mod:`centrifugo_types.proxy`: the proxy protocol messages (connect, subscribe, publish, ...).
 - :mod:`centrifugo_types.api`: the server API messages.
-- :mod:`centrifugo_types.requests`: typed proxy requests with their reply methods.
-- :class:`Router`: a handler per proxy event, interceptors, exactly one reply.
 - :mod:`centrifugo_types.grpc`: the gRPC proxy server (grpclib).
 - :mod:`centrifugo_types.http`: the HTTP proxy as an ASGI app (served by uvicorn).
 - :mod:`centrifugo_types.json`: Centrifugo's JSON dialect (HTTP proxy, HTTP server API).
@@ -11,20 +13,97 @@
 - :mod:`centrifugo_types.testing`: hypothesis strategies for every message type.
 """
 
-from ._generated import CENTRIFUGO_VERSION
-from ._generated._runtime import DecodeError, EncodeError
-from .exceptions import AlreadyRepliedError, Disconnect, ProxyError
-from .router import Router
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
-__version__ = "0.1.0"
+from ._generated import CENTRIFUGO_VERSION
+from ._generated import proxy_calls as _proxy_calls
+from ._generated.proxy_calls import *  # noqa: F403  (the call class of every event of the schema)
+from .calls import (
+    AnyCall,
+    BidirectionalStreamCall,
+    DisconnectableCall,
+    Metadata,
+    ProxyCall,
+    RejectableCall,
+    StreamCall,
+    UnidirectionalStreamCall,
+)
+from .errors import (
+    AlreadyRepliedError,
+    ApiError,
+    ApiTimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    CentrifugoTypesError,
+    ClientError,
+    Code,
+    CodecError,
+    ConflictError,
+    DecodeError,
+    DisconnectReply,
+    EncodeError,
+    ErrorReply,
+    HandlerReply,
+    InternalError,
+    JSONDecodeError,
+    JSONEncodeError,
+    NotAvailableError,
+    NotFoundError,
+    StartupError,
+    StreamError,
+    TransportError,
+    UnknownChannelError,
+    UnrecoverablePositionError,
+    UnsupportedMethodError,
+)
+from .router import CallNext, Handler, Interceptor, Router
+
+try:
+    __version__ = _version("centrifugo-types")
+except PackageNotFoundError:  # pragma: no cover - running from a tree that is not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "CENTRIFUGO_VERSION",
     "AlreadyRepliedError",
+    "AnyCall",
+    "ApiError",
+    "ApiTimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BidirectionalStreamCall",
+    "CallNext",
+    "CentrifugoTypesError",
+    "ClientError",
+    "Code",
+    "CodecError",
+    "ConflictError",
     "DecodeError",
-    "Disconnect",
+    "DisconnectReply",
+    "DisconnectableCall",
     "EncodeError",
-    "ProxyError",
+    "ErrorReply",
+    "Handler",
+    "HandlerReply",
+    "Interceptor",
+    "InternalError",
+    "JSONDecodeError",
+    "JSONEncodeError",
+    "Metadata",
+    "NotAvailableError",
+    "NotFoundError",
+    "ProxyCall",
+    "RejectableCall",
     "Router",
+    "StartupError",
+    "StreamCall",
+    "StreamError",
+    "TransportError",
+    "UnidirectionalStreamCall",
+    "UnknownChannelError",
+    "UnrecoverablePositionError",
+    "UnsupportedMethodError",
     "__version__",
 ]
+__all__ += _proxy_calls.__all__

@@ -24,7 +24,7 @@ import json as stdlib_json
 import ssl as _ssl
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import betterproto2
 from grpclib.client import Channel
@@ -34,129 +34,23 @@ from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 from . import api
 from . import json as dialect
 from ._generated.api_methods import BY_REQUEST, ApiMethod, ApiMethods
+from .errors import (
+    API_ERRORS,
+    ApiError,
+    ApiTimeoutError,
+    AuthenticationError,
+    ClientError,
+    TransportError,
+    UnsupportedMethodError,
+)
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = [
-    "ApiClient",
-    "ApiError",
-    "ApiTimeoutError",
-    "AuthenticationError",
-    "BadRequestError",
-    "BaseApiClient",
-    "ClientError",
-    "ConflictError",
-    "HttpApiClient",
-    "InternalError",
-    "NotAvailableError",
-    "NotFoundError",
-    "TransportError",
-    "UnknownChannelError",
-    "UnrecoverablePositionError",
-    "UnsupportedMethodError",
-]
+__all__ = ["ApiClient", "BaseApiClient", "HttpApiClient"]
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds a call may take unless the client or the call says otherwise."""
-
-
-# -- errors --------------------------------------------------------------------------------------
-
-
-class ClientError(Exception):
-    """Base of every error the API clients raise (besides ``EncodeError`` for requests
-    holding values that cannot be encoded)."""
-
-
-class ApiError(ClientError):
-    """Centrifugo answered the call with an error: ``code`` and ``message`` as it sent them,
-    ``method`` the API method (``"publish"``). A subclass is raised for each error that
-    Centrifugo's server API defines (``CODE`` and ``MESSAGE`` below are copied from its
-    internal/apiproto/errors.go); other codes raise ``ApiError`` itself."""
-
-    code: int
-    CODE: ClassVar[int] = 0
-    MESSAGE: ClassVar[str] = ""
-
-    def __init__(self, code: int, message: str, method: str = "") -> None:
-        self.code = code
-        self.message = message
-        self.method = method
-        where = f"{method}: " if method else ""
-        super().__init__(f"{where}{code} {message}")
-
-    @staticmethod
-    def from_error(error: api.Error, method: str = "") -> ApiError:
-        """The exception for an ``Error`` of a reply."""
-        cls = _ERRORS_BY_CODE.get(error.code, ApiError)
-        return cls(error.code, error.message, method)
-
-
-class InternalError(ApiError):
-    """100 internal server error: something went wrong inside Centrifugo."""
-
-    CODE = 100
-    MESSAGE = "internal server error"
-
-
-class UnknownChannelError(ApiError):
-    """102 unknown channel: the channel's namespace is not configured."""
-
-    CODE = 102
-    MESSAGE = "unknown channel"
-
-
-class NotFoundError(ApiError):
-    """104 not found: e.g. an unknown RPC method, or a batch command this server lacks."""
-
-    CODE = 104
-    MESSAGE = "not found"
-
-
-class BadRequestError(ApiError):
-    """107 bad request: Centrifugo refused the request's values."""
-
-    CODE = 107
-    MESSAGE = "bad request"
-
-
-class NotAvailableError(ApiError):
-    """108 not available: the feature is not enabled (e.g. presence or history off)."""
-
-    CODE = 108
-    MESSAGE = "not available"
-
-
-class UnrecoverablePositionError(ApiError):
-    """112 unrecoverable position: the stream no longer holds the requested position."""
-
-    CODE = 112
-    MESSAGE = "unrecoverable position"
-
-
-class ConflictError(ApiError):
-    """113 conflict."""
-
-    CODE = 113
-    MESSAGE = "conflict"
-
-
-_ERRORS_BY_CODE: dict[int, type[ApiError]] = {
-    cls.CODE: cls
-    for cls in (
-        InternalError,
-        UnknownChannelError,
-        NotFoundError,
-        BadRequestError,
-        NotAvailableError,
-        UnrecoverablePositionError,
-        ConflictError,
-    )
-}
-# In the transport error mode (config ``grpc_api.error_mode: transport``) Centrifugo's gRPC API
-# answers errors with a gRPC status (MapErrorToGRPCCode in errors.go) and the error's message.
-_ERRORS_BY_MESSAGE = {cls.MESSAGE: cls.CODE for cls in _ERRORS_BY_CODE.values()}
 
 
 _TRANSPORT_MODE_STATUSES = frozenset(
@@ -168,28 +62,14 @@ _TRANSPORT_MODE_STATUSES = frozenset(
         Status.ALREADY_EXISTS,
     }
 )
+# In the transport error mode (config ``grpc_api.error_mode: transport``) Centrifugo's gRPC API
+# answers errors with a gRPC status (MapErrorToGRPCCode in errors.go) and the error's message.
+_ERRORS_BY_MESSAGE = {cls.MESSAGE: cls.CODE for cls in API_ERRORS.values()}
 
 
-class AuthenticationError(ClientError):
-    """Centrifugo refused the API key (HTTP 401, gRPC UNAUTHENTICATED)."""
-
-
-class UnsupportedMethodError(ClientError):
-    """The server does not implement the method: a Centrifugo PRO method called on the
-    open-source server, or a method newer than the server (gRPC UNIMPLEMENTED, HTTP 404)."""
-
-    def __init__(self, method: str, detail: str) -> None:
-        self.method = method
-        super().__init__(f"{method}: not implemented by this Centrifugo ({detail})")
-
-
-class TransportError(ClientError):
-    """No valid answer: the server could not be reached, the connection failed, or the answer
-    was not a reply of the server API (an unexpected HTTP status, an undecodable body)."""
-
-
-class ApiTimeoutError(TransportError, TimeoutError):
-    """The call took longer than its timeout."""
+def _api_error(error: api.Error, method: str) -> ApiError:
+    """The exception for an ``Error`` of a reply."""
+    return ApiError.for_code(error.code, error.message, method)
 
 
 # -- the shared surface ------------------------------------------------------------------------
@@ -227,7 +107,7 @@ class BaseApiClient(ApiMethods):
         if method.result is None:  # Batch: one reply per command, errors inside
             return response
         if response.error is not None:
-            raise ApiError.from_error(response.error, method.path)
+            raise _api_error(response.error, method.path)
         result = response.result
         return method.result() if result is None else result
 
@@ -442,7 +322,7 @@ class BaseApiClient(ApiMethods):
         out: list[betterproto2.Message | ApiError] = []
         for method, reply in zip(methods, response.replies, strict=True):
             if reply.error is not None:
-                out.append(ApiError.from_error(reply.error, method.path))
+                out.append(_api_error(reply.error, method.path))
             else:
                 result = getattr(reply, method.command)
                 if result is None and method.result is not None:
@@ -622,7 +502,7 @@ def _grpc_error(method: ApiMethod[Any, Any, Any], exc: GRPCError) -> ClientError
         return ApiTimeoutError(f"{method.path}: deadline exceeded ({message})")
     code = _ERRORS_BY_MESSAGE.get(message)
     if code is not None and status in _TRANSPORT_MODE_STATUSES:
-        return ApiError.from_error(api.Error(code=code, message=message), method.path)
+        return ApiError.for_code(code, message, method.path)
     return TransportError(f"{method.path}: gRPC status {status.name}: {message}")
 
 
@@ -694,7 +574,7 @@ class HttpApiClient(BaseApiClient):
         except dialect.JSONDecodeError:
             error = None
         if error is not None and error.code:
-            raise ApiError.from_error(error, method.path)
+            raise _api_error(error, method.path)
         text = reply.text.strip()[:200]
         raise TransportError(f"{method.path}: HTTP {status} from {url}: {text!r}")
 

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from types import TracebackType
 from typing import Any, cast
 
+import betterproto2
 import grpclib.const
 import grpclib.server
 from grpclib import GRPCError, Status
@@ -33,19 +34,12 @@ from grpclib.health.check import ServiceStatus
 from grpclib.health.service import Health
 from grpclib.protocol import H2Protocol
 
-from . import proxy
+from ._call import BidirectionalStreamCall, StreamCall, internal_error_reply
 from ._generated import proxy_events as events
-from ._generated._runtime import DecodeError
 from ._serving import check_reuse_port, listening_socket, serve_until_signalled
-from .requests import (
-    REQUEST_CLASSES,
-    StreamItem,
-    SubscribeBidirectionalRequest,
-    SubscribeStreamRequest,
-    SubscribeUnidirectionalRequest,
-    internal_error_reply,
-)
-from .router import Router, StreamError
+from .calls import CALL_CLASSES
+from .errors import DecodeError, StreamError
+from .router import Router
 
 __all__ = ["ProxyServer", "ProxyService", "serve", "server_ssl_context"]
 
@@ -56,6 +50,12 @@ DEADLINE_MARGIN = 0.1
 of a handler that overruns still reaches Centrifugo in time."""
 
 _Stream = grpclib.server.Stream[Any, Any]
+
+_CARDINALITIES = {
+    "unary_unary": grpclib.const.Cardinality.UNARY_UNARY,
+    "unary_stream": grpclib.const.Cardinality.UNARY_STREAM,
+    "stream_stream": grpclib.const.Cardinality.STREAM_STREAM,
+}
 
 
 class ProxyService:
@@ -80,17 +80,12 @@ class ProxyService:
     def __mapping__(self) -> dict[str, grpclib.const.Handler]:
         mapping = {}
         for event in events.EVENTS.values():
-            if event.cardinality == "unary_unary":
-                func = self._unary_handler(event)
-                cardinality = grpclib.const.Cardinality.UNARY_UNARY
-            elif event.cardinality == "unary_stream":
-                func = self._subscribe_unidirectional
-                cardinality = grpclib.const.Cardinality.UNARY_STREAM
-            else:
-                func = self._subscribe_bidirectional
-                cardinality = grpclib.const.Cardinality.STREAM_STREAM
+            unary = event.cardinality == "unary_unary"
             mapping[event.path] = grpclib.const.Handler(
-                func, cardinality, event.input_type, event.output_type
+                self._unary_handler(event) if unary else self._stream_handler(event),
+                _CARDINALITIES[event.cardinality],
+                event.input_type,
+                event.output_type,
             )
         return mapping
 
@@ -138,7 +133,7 @@ class ProxyService:
     def _unary_handler(
         self, event: events.Event[Any, Any]
     ) -> Callable[[_Stream], Coroutine[Any, Any, None]]:
-        request_class = REQUEST_CLASSES[event.name]
+        request_class = CALL_CLASSES[event.name]
 
         async def handle(stream: _Stream) -> None:
             metadata = self._admit(stream)
@@ -162,59 +157,52 @@ class ProxyService:
 
         return handle
 
-    async def _subscribe_unidirectional(self, stream: _Stream) -> None:
-        event = events.SUBSCRIBE_UNIDIRECTIONAL
-        metadata = self._admit(stream)
-        try:
-            message = await stream.recv_message()
-        except DecodeError as exc:
-            logger.warning("%s: undecodable request: %s", event.name, exc)
-            await stream.send_message(_stream_failure(event))
-            return
-        assert message is not None
-        request = SubscribeUnidirectionalRequest(message, metadata)
-        await self._serve_stream(stream, request)
+    def _stream_handler(
+        self, event: events.Event[Any, Any]
+    ) -> Callable[[_Stream], Coroutine[Any, Any, None]]:
+        call_class = CALL_CLASSES[event.name]
+        wrap = event.wrap_output
+        unwrap = event.unwrap_input
+        assert wrap is not None
 
-    async def _subscribe_bidirectional(self, stream: _Stream) -> None:
-        event = events.SUBSCRIBE_BIDIRECTIONAL
-        metadata = self._admit(stream)
-        try:
-            first = await stream.recv_message()
-        except DecodeError as exc:
-            logger.warning("%s: undecodable request: %s", event.name, exc)
-            await stream.send_message(_stream_failure(event))
-            return
-        if first is None or first.subscribe_request is None:
-            logger.warning("%s: the first message has no subscribe_request", event.name)
-            await stream.send_message(_stream_failure(event))
-            return
-
-        async def incoming() -> AsyncIterator[proxy.Publication]:
-            async for message in stream:
-                if message.publication is not None:
-                    yield message.publication
-
-        request = SubscribeBidirectionalRequest(
-            first.subscribe_request, metadata, incoming=incoming()
-        )
-        await self._serve_stream(stream, request)
-
-    async def _serve_stream(self, stream: _Stream, request: SubscribeStreamRequest) -> None:
-        async def send(item: StreamItem) -> None:
-            if isinstance(item, proxy.Publication):
-                await stream.send_message(proxy.StreamSubscribeResponse(publication=item))
+        async def handle(stream: _Stream) -> None:
+            metadata = self._admit(stream)
+            try:
+                first = await stream.recv_message()
+            except DecodeError as exc:
+                logger.warning("%s: undecodable request: %s", event.name, exc)
+                await stream.send_message(wrap(internal_error_reply(event)))
+                return
+            if unwrap is None:
+                assert first is not None
+                call = call_class(first, metadata)
             else:
-                await stream.send_message(proxy.StreamSubscribeResponse(subscribe_response=item))
+                message = None if first is None else unwrap(first)[0]
+                if message is None:
+                    logger.warning("%s: the first message carries no request", event.name)
+                    await stream.send_message(wrap(internal_error_reply(event)))
+                    return
 
-        try:
-            await self.router.handle_stream(request, send, deadline=self._deadline(stream))
-        except StreamError as exc:
-            # Centrifugo unsubscribes the client with "insufficient state"; it resubscribes.
-            raise GRPCError(Status.INTERNAL, str(exc)) from None
+                async def incoming() -> AsyncIterator[Any]:
+                    async for later in stream:
+                        item = unwrap(later)[1]
+                        if item is not None:
+                            yield item
 
+                assert issubclass(call_class, BidirectionalStreamCall)
+                call = call_class(message, metadata, incoming=incoming())
+            assert isinstance(call, StreamCall)
 
-def _stream_failure(event: events.Event[Any, Any]) -> proxy.StreamSubscribeResponse:
-    return proxy.StreamSubscribeResponse(subscribe_response=internal_error_reply(event))
+            async def send(item: betterproto2.Message) -> None:
+                await stream.send_message(wrap(item))
+
+            try:
+                await self.router.handle_stream(call, send, deadline=self._deadline(stream))
+            except StreamError as exc:
+                # Centrifugo unsubscribes the client with "insufficient state"; it resubscribes.
+                raise GRPCError(Status.INTERNAL, str(exc)) from None
+
+        return handle
 
 
 def server_ssl_context(

@@ -36,9 +36,10 @@ from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from . import json
+from ._call import AnyCall, internal_error_reply
 from ._generated import proxy_events as events
 from ._serving import check_reuse_port, listening_socket, serve_until_signalled
-from .requests import REQUEST_CLASSES, AnyRequest, internal_error_reply
+from .calls import CALL_CLASSES
 from .router import Router
 
 if TYPE_CHECKING:
@@ -176,7 +177,7 @@ class ProxyApp:
         self.paths: Mapping[str, str] = MappingProxyType(chosen)
         """The path of every event: ``{"connect": "/centrifugo/connect", ...}``."""
         self._routes = routes
-        self._classes = {event.name: REQUEST_CLASSES[event.name] for event in UNARY_EVENTS}
+        self._classes = {event.name: CALL_CLASSES[event.name] for event in UNARY_EVENTS}
         self._credentials: tuple[bytes, bytes] | None = None
         if credentials is not None:
             key, value = credentials
@@ -289,7 +290,7 @@ class ProxyApp:
         except Exception:  # a bug of the codec: still one reply
             logger.exception("%s: the request could not be decoded", event.name)
             return json.dumps(internal_error_reply(event))
-        request: AnyRequest = self._classes[event.name](message, metadata)
+        request: AnyCall = self._classes[event.name](message, metadata)
         response = await self.router.handle(request)
         try:
             return json.dumps(response)

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 import betterproto2
 
 from ._generated import _json_runtime, api_json, proxy_json
-from ._generated._json_runtime import JSONDecodeError, JSONEncodeError
+from .errors import JSONDecodeError, JSONEncodeError
 
 __all__ = ["JSONDecodeError", "JSONEncodeError", "dumps", "loads", "use_orjson"]
 

@@ -5,7 +5,7 @@
     router = Router()
 
     @router.connect
-    async def connect(request: ConnectRequest) -> None:
+    async def connect(request: ConnectCall) -> None:
         request.respond(ConnectResult(user="42"))
 
 The router is transport-neutral: a transport builds a typed request and awaits
@@ -23,64 +23,44 @@ import logging
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from types import CoroutineType
-from typing import Any, TypeAlias, TypeVar, overload
+from typing import Any, TypeAlias, TypeVar
 
 import betterproto2
 
-from . import proxy
+from ._call import AnyCall, ProxyCall, StreamCall, StreamSend
 from ._generated import proxy_events as events
-from .exceptions import Disconnect, ProxyError
-from .requests import (
-    AnyRequest,
-    ConnectRequest,
-    MapPublishRequest,
-    MapRemoveRequest,
-    NotifyCacheEmptyRequest,
-    NotifyChannelStateRequest,
-    ProxyRequest,
-    PublishRequest,
-    RefreshRequest,
-    RpcRequest,
-    SharedPollRefreshRequest,
-    StreamSend,
-    SubRefreshRequest,
-    SubscribeBidirectionalRequest,
-    SubscribeRequest,
-    SubscribeStreamRequest,
-    SubscribeUnidirectionalRequest,
-)
+from ._generated.proxy_calls import ROUTE_FIELDS, Routes
+from .errors import Code, DisconnectReply, ErrorReply, StreamError
 
-__all__ = ["ALL_EVENTS", "CallNext", "Handler", "Interceptor", "Router"]
+__all__ = ["ALL_EVENTS", "CallNext", "Handler", "Interceptor", "Lifespan", "Router"]
 
 logger = logging.getLogger("centrifugo_types.router")
 
-R = TypeVar("R", bound=AnyRequest)
+R = TypeVar("R", bound=AnyCall)
 ResponseT = TypeVar("ResponseT", bound=betterproto2.Message)
 
-Handler: TypeAlias = Callable[[R], Awaitable[None]]
-"""An event handler: takes the typed request and replies through it."""
-UnidirectionalHandler: TypeAlias = Callable[
-    [SubscribeUnidirectionalRequest], AsyncIterator[proxy.Publication]
-]
-"""A unidirectional subscribe stream handler: an async generator of publications."""
-CallNext: TypeAlias = Callable[[AnyRequest], Awaitable[None]]
+Handler: TypeAlias = Callable[[R], Awaitable[Any]]
+"""An event handler: takes the typed call and replies through it."""
+UnidirectionalHandler: TypeAlias = Callable[[Any], AsyncIterator[Any]]
+"""A unidirectional stream handler: an async generator of the stream's items."""
+CallNext: TypeAlias = Callable[[AnyCall], Awaitable[None]]
 """What an interceptor awaits to run the rest of the chain (inner interceptors, handler)."""
 Interceptor: TypeAlias = Callable[[Any, CallNext], Awaitable[None]]
 """``async def interceptor(request, call_next) -> None``."""
 _I = TypeVar("_I", bound=Interceptor)
 
+Lifespan: TypeAlias = Callable[["Router"], contextlib.AbstractAsyncContextManager[Any]]
+"""``lifespan(router)``: an async context manager factory run around serving, as in starlette
+(open a database pool or an API client on enter, close it on exit)."""
+
 ALL_EVENTS = "*"
 """Register an interceptor for every event."""
 
-NOT_AVAILABLE = 108
-"""Centrifugo's "not available" (``centrifuge.ErrorNotAvailable``): no handler for the event."""
-METHOD_NOT_FOUND = 104
-"""Centrifugo's "method not found" (``centrifuge.ErrorMethodNotFound``): unknown rpc method."""
 
-_Call: TypeAlias = Callable[[AnyRequest], Awaitable[None]]
+_Call: TypeAlias = Callable[[AnyCall], Awaitable[None]]
 
 
-class Router:
+class Router(Routes):
     """Maps proxy events to handlers and runs interceptors around them.
 
     ``timeout`` is the longest a handler may take to reply, in seconds (``None``: no limit of
@@ -89,26 +69,49 @@ class Router:
     deadline (gRPC sends it) shorten the limit so that the reply still arrives in time.
     """
 
-    def __init__(self, *, timeout: float | None = 1.0) -> None:
+    def __init__(self, *, timeout: float | None = 1.0, lifespan: Lifespan | None = None) -> None:
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be positive or None")
         self.timeout = timeout
+        self.lifespan = lifespan
         self._handlers: dict[str, _Call] = {}
-        self._rpc_methods: dict[str, Handler[RpcRequest]] = {}
+        self._keyed: dict[str, dict[str, _Call]] = {}
         self._interceptors: dict[str, list[Interceptor]] = {}
         self._chains: dict[str, _Call] = {}
 
+    # -- lifespan ---------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def lifespan_context(self) -> AsyncIterator[None]:
+        """Run the router's ``lifespan`` around serving: every server enters this once before
+        its first call and leaves it on shutdown. What the lifespan raises at startup stops the
+        server (:class:`~centrifugo_types.StartupError`)."""
+        if self.lifespan is None:
+            yield
+            return
+        async with self.lifespan(self):
+            yield
+
     # -- registration -----------------------------------------------------------------------
 
-    def add_handler(self, event: str, handler: Callable[[Any], Any]) -> None:
-        """Register ``handler`` for ``event`` (an event name such as ``"connect"``).
+    def add_handler(
+        self, event: str, handler: Callable[..., Any], *, key: str | None = None
+    ) -> None:
+        """Register ``handler`` for ``event`` (an event name such as ``"connect"``); the
+        decorators ``router.connect``, ``router.rpc``, ... call this.
 
-        For ``subscribe_unidirectional`` the handler is an async generator of publications.
+        ``key`` registers it for one value of the event's routing field only (an rpc
+        ``method``). A unidirectional stream's handler is an async generator of its items.
         """
-        _check_event(event)
-        if event == events.SUBSCRIBE_UNIDIRECTIONAL.name:
+        spec = _check_event(event)
+        if spec.cardinality == "unary_stream":
             handler = _unidirectional(handler)
-        self._handlers[event] = handler
+        if key is None:
+            self._handlers[event] = handler
+        elif event in ROUTE_FIELDS:
+            self._keyed.setdefault(event, {})[key] = handler
+        else:
+            raise ValueError(f"{event} handlers cannot be registered per key")
         self._chains.clear()
 
     def add_interceptor(self, interceptor: Interceptor, *events_: str) -> None:
@@ -135,89 +138,7 @@ class Router:
 
     def handles(self, event: str) -> bool:
         """Whether a handler is registered for ``event``."""
-        return event in self._handlers or (event == events.RPC.name and bool(self._rpc_methods))
-
-    def _register(self, event: str, handler: Handler[R]) -> Handler[R]:
-        self.add_handler(event, handler)
-        return handler
-
-    def connect(self, handler: Handler[ConnectRequest]) -> Handler[ConnectRequest]:
-        """Register the ``connect`` handler (usable as a decorator)."""
-        return self._register(events.CONNECT.name, handler)
-
-    def refresh(self, handler: Handler[RefreshRequest]) -> Handler[RefreshRequest]:
-        """Register the ``refresh`` handler (usable as a decorator)."""
-        return self._register(events.REFRESH.name, handler)
-
-    def subscribe(self, handler: Handler[SubscribeRequest]) -> Handler[SubscribeRequest]:
-        """Register the ``subscribe`` handler (usable as a decorator)."""
-        return self._register(events.SUBSCRIBE.name, handler)
-
-    def publish(self, handler: Handler[PublishRequest]) -> Handler[PublishRequest]:
-        """Register the ``publish`` handler (usable as a decorator)."""
-        return self._register(events.PUBLISH.name, handler)
-
-    @overload
-    def rpc(self, handler: Handler[RpcRequest], /) -> Handler[RpcRequest]: ...
-    @overload
-    def rpc(self, method: str, /) -> Callable[[Handler[RpcRequest]], Handler[RpcRequest]]: ...
-    def rpc(
-        self, handler_or_method: Handler[RpcRequest] | str, /
-    ) -> Handler[RpcRequest] | Callable[[Handler[RpcRequest]], Handler[RpcRequest]]:
-        """Register an ``rpc`` handler: ``@router.rpc`` for every method, or
-        ``@router.rpc("method")`` for one. A method without a handler of its own goes to the
-        catch-all handler, or gets error 104 "method not found"."""
-        if isinstance(handler_or_method, str):
-            method = handler_or_method
-
-            def register(handler: Handler[RpcRequest]) -> Handler[RpcRequest]:
-                self._rpc_methods[method] = handler
-                self._chains.clear()
-                return handler
-
-            return register
-        return self._register(events.RPC.name, handler_or_method)
-
-    def sub_refresh(self, handler: Handler[SubRefreshRequest]) -> Handler[SubRefreshRequest]:
-        """Register the ``sub_refresh`` handler (usable as a decorator)."""
-        return self._register(events.SUB_REFRESH.name, handler)
-
-    def subscribe_unidirectional(self, handler: UnidirectionalHandler) -> UnidirectionalHandler:
-        """Register the unidirectional subscribe stream handler (an async generator)."""
-        self.add_handler(events.SUBSCRIBE_UNIDIRECTIONAL.name, handler)
-        return handler
-
-    def subscribe_bidirectional(
-        self, handler: Handler[SubscribeBidirectionalRequest]
-    ) -> Handler[SubscribeBidirectionalRequest]:
-        """Register the bidirectional subscribe stream handler (usable as a decorator)."""
-        return self._register(events.SUBSCRIBE_BIDIRECTIONAL.name, handler)
-
-    def notify_cache_empty(
-        self, handler: Handler[NotifyCacheEmptyRequest]
-    ) -> Handler[NotifyCacheEmptyRequest]:
-        """Register the ``notify_cache_empty`` handler (usable as a decorator)."""
-        return self._register(events.NOTIFY_CACHE_EMPTY.name, handler)
-
-    def notify_channel_state(
-        self, handler: Handler[NotifyChannelStateRequest]
-    ) -> Handler[NotifyChannelStateRequest]:
-        """Register the ``notify_channel_state`` handler (usable as a decorator)."""
-        return self._register(events.NOTIFY_CHANNEL_STATE.name, handler)
-
-    def map_publish(self, handler: Handler[MapPublishRequest]) -> Handler[MapPublishRequest]:
-        """Register the ``map_publish`` handler (usable as a decorator)."""
-        return self._register(events.MAP_PUBLISH.name, handler)
-
-    def map_remove(self, handler: Handler[MapRemoveRequest]) -> Handler[MapRemoveRequest]:
-        """Register the ``map_remove`` handler (usable as a decorator)."""
-        return self._register(events.MAP_REMOVE.name, handler)
-
-    def shared_poll_refresh(
-        self, handler: Handler[SharedPollRefreshRequest]
-    ) -> Handler[SharedPollRefreshRequest]:
-        """Register the ``shared_poll_refresh`` handler (usable as a decorator)."""
-        return self._register(events.SHARED_POLL_REFRESH.name, handler)
+        return event in self._handlers or bool(self._keyed.get(event))
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -242,14 +163,15 @@ class Router:
 
     def _terminal(self, event: str) -> _Call:
         handler = self._handlers.get(event)
-        if event == events.RPC.name and self._rpc_methods:
-            return _rpc_dispatch(dict(self._rpc_methods), handler)
+        keyed = self._keyed.get(event)
+        if keyed:
+            return _keyed_dispatch(ROUTE_FIELDS[event], dict(keyed), handler)
         if handler is None:
             return _unhandled
         return handler
 
     async def handle(
-        self, request: ProxyRequest[Any, ResponseT, Any], *, deadline: float | None = None
+        self, request: ProxyCall[Any, ResponseT, Any], *, deadline: float | None = None
     ) -> ResponseT:
         """Run the chain for ``request`` and return its response message.
 
@@ -291,7 +213,7 @@ class Router:
         return reply
 
     async def handle_stream(
-        self, request: SubscribeStreamRequest, send: StreamSend, *, deadline: float | None = None
+        self, request: StreamCall[Any, Any, Any], send: StreamSend, *, deadline: float | None = None
     ) -> None:
         """Serve a subscribe stream: send the reply, then the handler's publications.
 
@@ -337,10 +259,6 @@ class Router:
                     await task
 
 
-class StreamError(Exception):
-    """A subscribe stream handler failed after its subscription was accepted."""
-
-
 @types.coroutine
 def _resume(coro: Coroutine[Any, Any, Any], waiting: Any) -> Generator[Any, Any, None]:
     """Await ``coro`` whose first step already ran and yielded ``waiting``.
@@ -366,14 +284,16 @@ def _resume(coro: Coroutine[Any, Any, Any], waiting: Any) -> Generator[Any, Any,
                 return
 
 
-def _check_event(event: str) -> None:
-    if event not in events.EVENTS:
+def _check_event(event: str) -> events.Event[Any, Any]:
+    spec = events.EVENTS.get(event)
+    if spec is None:
         raise ValueError(f"unknown proxy event {event!r}; known: {', '.join(events.EVENTS)}")
+    return spec
 
 
 def _wrap(interceptor: Interceptor, inner: _Call) -> _Call:
-    async def call(request: AnyRequest) -> None:
-        async def call_next(next_request: AnyRequest) -> None:
+    async def call(request: AnyCall) -> None:
+        async def call_next(next_request: AnyCall) -> None:
             await inner(next_request)
             if next_request is not request and next_request.replied and not request.replied:
                 request._set_reply(next_request.reply)
@@ -383,29 +303,32 @@ def _wrap(interceptor: Interceptor, inner: _Call) -> _Call:
     return call
 
 
-async def _unhandled(request: AnyRequest) -> None:
+async def _unhandled(request: AnyCall) -> None:
     logger.warning("no handler for proxy event %r: replying not available", request.event.name)
-    request._fail(NOT_AVAILABLE, "not available")
+    request._fail(Code.NOT_AVAILABLE, Code.NOT_AVAILABLE.message)
 
 
-def _rpc_dispatch(methods: dict[str, Handler[RpcRequest]], fallback: _Call | None) -> _Call:
-    async def dispatch(request: AnyRequest) -> None:
-        assert isinstance(request, RpcRequest)
-        handler = methods.get(request.method)
+def _keyed_dispatch(field: str, handlers: dict[str, _Call], fallback: _Call | None) -> _Call:
+    """The handler of the call's ``field`` value (an rpc's ``method``), else ``fallback``,
+    else error 104 "method not found"."""
+
+    async def dispatch(request: AnyCall) -> None:
+        key = getattr(request.message, field)
+        handler = handlers.get(key)
         if handler is not None:
             await handler(request)
         elif fallback is not None:
             await fallback(request)
         else:
-            logger.info("no handler for rpc method %r", request.method)
-            request.error(METHOD_NOT_FOUND, "method not found")
+            logger.info("no %s handler for %s %r", request.event.name, field, key)
+            request._fail(Code.NOT_FOUND, Code.NOT_FOUND.message)
 
     return dispatch
 
 
 def _unidirectional(handler: UnidirectionalHandler) -> _Call:
-    async def run(request: AnyRequest) -> None:
-        assert isinstance(request, SubscribeUnidirectionalRequest)
+    async def run(request: AnyCall) -> None:
+        assert isinstance(request, StreamCall)
         publications = handler(request)
         try:
             async for publication in publications:
@@ -418,7 +341,7 @@ def _unidirectional(handler: UnidirectionalHandler) -> _Call:
     return run
 
 
-def _on_exception(request: AnyRequest, exc: BaseException, *, timed_out: bool) -> None:
+def _on_exception(request: AnyCall, exc: BaseException, *, timed_out: bool) -> None:
     """Turn what a handler raised into the reply (unless it already replied)."""
     name = request.event.name
     if timed_out and isinstance(exc, TimeoutError):
@@ -429,9 +352,9 @@ def _on_exception(request: AnyRequest, exc: BaseException, *, timed_out: bool) -
     if request.replied:
         logger.error("%s handler raised after replying; the reply stands", name, exc_info=exc)
         return
-    if isinstance(exc, ProxyError):
+    if isinstance(exc, ErrorReply):
         request._fail(exc.code, exc.message, temporary=exc.temporary)
-    elif isinstance(exc, Disconnect):
+    elif isinstance(exc, DisconnectReply):
         if not request._disconnect_or_fail(exc.code, exc.reason):
             logger.error("%s has no disconnect reply; replying internal server error", name)
             request._fail_internal()

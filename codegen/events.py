@@ -8,7 +8,7 @@ event follows from ``proxy.proto`` and is generated here rather than copied by h
   message, found inside ``StreamSubscribeResponse`` for the streaming rpcs), the result type,
   and typed constructors for the replies the response can carry (``error`` and ``disconnect``
   exist only where the response has those fields);
-- a read-only field view per request message (``ConnectRequestFields``) that the typed requests
+- a read-only field view per request message (``ConnectRequestFields``) that the typed calls
   inherit, where a payload with a base64 twin (``data`` / ``b64data``) reads the same bytes in
   both encodings;
 - per result type, the binary-mode rewrite that moves payload bytes into their ``b64*`` twins
@@ -147,6 +147,12 @@ class EventEmitter:
             out.append(self._reply_constructors(response))
         binary = self._binary_functions([self.result_of(r) for r in responses.values()])
         out.extend(binary)
+        wrappers: set[str] = set()
+        for method in methods:
+            for part in self._stream_functions(method):
+                if part not in wrappers:
+                    wrappers.add(part)
+                    out.append(part)
         for method in methods:
             out.append(self._event(method))
         names = [_upper(m.py_name) for m in methods]
@@ -232,6 +238,56 @@ class EventEmitter:
             out.append("\n".join(lines) + "\n")
         return out
 
+    def _item_field(self, message: Message, exclude: str) -> Field | None:
+        """The one singular message field of a stream's wrapper that is not ``exclude``."""
+        fields = [
+            f
+            for f in message.fields
+            if f.is_message and not f.repeated and f.type.message != exclude
+        ]
+        return fields[0] if len(fields) == 1 else None
+
+    def _stream_item(self, method: Method) -> Field | None:
+        if not method.server_streaming:
+            return None
+        output = self.by_name[method.output]
+        return self._item_field(output, self.response_of(method).full_name)
+
+    def _stream_functions(self, method: Method) -> list[str]:
+        """``_wrap_<Output>`` and ``_unwrap_<Input>`` of a streaming rpc."""
+        out = []
+        item = self._stream_item(method)
+        if method.server_streaming:
+            output = self.by_name[method.output]
+            response = self.response_of(method)
+            reply = next(f for f in output.fields if f.type.message == response.full_name)
+            lines = [
+                f"def _wrap_{output.py_name}(x: betterproto2.Message) -> _m.{output.py_name}:",
+            ]
+            if item is not None:
+                item_cls = "_m." + self.schema.message(item.type.message).py_name
+                lines += [
+                    f"    if isinstance(x, {item_cls}):",
+                    f"        return _m.{output.py_name}({item.py_name}=x)",
+                ]
+            lines += [
+                f"    assert isinstance(x, _m.{response.py_name})",
+                f"    return _m.{output.py_name}({reply.py_name}=x)",
+            ]
+            out.append("\n".join(lines) + "\n")
+        if method.client_streaming:
+            input_ = self.by_name[method.input]
+            request = self.request_of(method)
+            carried = next(f for f in input_.fields if f.type.message == request.full_name)
+            in_item = self._item_field(input_, request.full_name)
+            item_value = f"m.{in_item.py_name}" if in_item is not None else "None"
+            out.append(
+                f"def _unwrap_{input_.py_name}(m: betterproto2.Message) -> tuple[Any, Any]:\n"
+                f"    assert isinstance(m, _m.{input_.py_name})\n"
+                f"    return m.{carried.py_name}, {item_value}\n"
+            )
+        return out
+
     def _event(self, method: Method) -> str:
         response = self.response_of(method)
         result = self.result_of(response)
@@ -257,9 +313,23 @@ class EventEmitter:
             f"    with_result=_{name}_result,\n"
             f"    with_error={f'_{name}_error' if has_error else 'None'},\n"
             f"    with_disconnect={f'_{name}_disconnect' if has_disconnect else 'None'},\n"
-            f"    to_binary={to_binary},\n"
-            ")\n"
+            f"    to_binary={to_binary},\n" + self._stream_fields(method) + ")\n"
         )
+
+    def _stream_fields(self, method: Method) -> str:
+        if not method.server_streaming:
+            return ""
+        item = self._stream_item(method)
+        item_type = (
+            "_m." + self.schema.message(item.type.message).py_name if item is not None else "None"
+        )
+        lines = [
+            f"    item_type={item_type},\n",
+            f"    wrap_output=_wrap_{self.by_name[method.output].py_name},\n",
+        ]
+        if method.client_streaming:
+            lines.append(f"    unwrap_input=_unwrap_{self.by_name[method.input].py_name},\n")
+        return "".join(lines)
 
     def _fields_view(self, message: Message) -> str:
         twins = {twin.name for _, twin in self.twins(message)}
@@ -296,7 +366,7 @@ class EventEmitter:
 
 MODULE_PROLOGUE = '''"""The proxy events of ``{service}``, one per rpc.
 
-Generated from proxy.proto: the hand-written :mod:`centrifugo_types.requests`, the router and
+Generated from proxy.proto: the hand-written :mod:`centrifugo_types.calls`, the router and
 the transports read these facts instead of repeating them.
 """
 
@@ -350,6 +420,15 @@ class Event(Generic[_Response, _Result]):
     """A response carrying ``disconnect``; ``None`` when the response has no such field."""
     to_binary: Callable[[_Result], _Result]
     """A copy of a result with its payloads moved into their ``b64*`` twins (binary mode)."""
+    item_type: type[betterproto2.Message] | None = None
+    """What a stream carries after the reply (``Publication``); ``None`` for unary rpcs."""
+    wrap_output: Callable[[betterproto2.Message], betterproto2.Message] | None = None
+    """A stream's reply or item wrapped in ``output_type``; ``None`` for unary rpcs."""
+    unwrap_input: (
+        Callable[[betterproto2.Message], tuple[Any, Any]] | None
+    ) = None
+    """``(request, item)`` carried by one ``input_type`` message of a stream of requests (either
+    may be ``None``); ``None`` when the rpc receives a single request."""
 
     def __repr__(self) -> str:
         return f"<Event {{self.name}}>"

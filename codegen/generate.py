@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import api_methods, betterproto, events, json_codec, schema, strategies
+from . import api_methods, betterproto, calls, events, json_codec, schema, strategies
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
@@ -75,6 +75,8 @@ def sources(plain: bool = False) -> dict[str, str]:
         if not plain and file.module in EVENT_MODULES:
             events_module = events.EventEmitter(model, file).module(header(f"protos/{file.name}"))
             files[EVENT_MODULES[file.module]] = betterproto.ruff_format(events_module)
+            calls_module = calls.CallEmitter(model, file).module(header(f"protos/{file.name}"))
+            files[f"{file.module}_calls.py"] = betterproto.ruff_format(calls_module)
     return files
 
 

@@ -28,7 +28,8 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from centrifugo_types._generated._runtime import MAX_DEPTH, DecodeError, EncodeError
+from centrifugo_types._generated._runtime import MAX_DEPTH
+from centrifugo_types.errors import JSONDecodeError, JSONEncodeError
 
 try:  # the optional fast path
     import orjson as _orjson
@@ -50,39 +51,6 @@ def use_orjson(enabled: bool) -> bool:
 
 
 # -- errors ----------------------------------------------------------------------------------
-
-
-class JSONDecodeError(DecodeError):
-    """JSON that is not a valid encoding of the message type in Centrifugo's JSON dialect.
-
-    ``path`` says where in the message the problem is (``"result.publications[2].offset"``,
-    empty for the document itself) and ``position`` the character offset in the input when
-    the JSON text itself is malformed.
-    """
-
-    def __init__(
-        self,
-        reason: str,
-        message_type: type[Any] | None = None,
-        path: str = "",
-        position: int | None = None,
-    ) -> None:
-        detail = f"{path}: {reason}" if path else reason
-        if position is not None:
-            detail += f" (at char {position})"
-        super().__init__(detail, message_type)
-        self.path = path
-        self.position = position
-
-
-class JSONEncodeError(EncodeError):
-    """A message that cannot be written in Centrifugo's JSON dialect: a value of the wrong type
-    or out of range, a double that is NaN or infinite, a raw JSON field that holds no valid
-    JSON. ``path`` says which field (``"data"``, ``"commands[0].publish.tags"``)."""
-
-    def __init__(self, reason: str, message_type: type[Any] | None = None, path: str = "") -> None:
-        super().__init__(f"{path}: {reason}" if path else reason, message_type)
-        self.path = path
 
 
 class Fail(Exception):

@@ -1,8 +1,8 @@
 """Runtime support of the generated codecs: errors and the few helpers too big to inline.
 
 This file is the source of ``centrifugo_types/_generated/_runtime.py``: the codegen copies it
-there verbatim (with a header), so that generated code only imports generated code. It must
-stay self-contained (standard library only).
+there verbatim (with a header). Besides the standard library it imports only
+:mod:`centrifugo_types.errors`, where its exceptions live with every other of the package.
 """
 
 from __future__ import annotations
@@ -11,36 +11,14 @@ import math
 import struct
 from typing import Any
 
+from centrifugo_types.errors import DecodeError, EncodeError
+
+__all__ = ["DecodeError", "EncodeError"]  # re-exported: generated modules import them from here
+
 MAX_DEPTH = 100
 """How deeply recursive messages may nest on the wire (upb's default limit)."""
 
 _U64 = 0xFFFF_FFFF_FFFF_FFFF
-
-
-class DecodeError(ValueError):
-    """Bytes that are not a valid encoding of the message type they were parsed as.
-
-    ``message_type`` is the type being decoded, ``reason`` says what is wrong with the input.
-    """
-
-    def __init__(self, reason: str, message_type: type[Any] | None = None) -> None:
-        self.reason = reason
-        self.message_type = message_type
-        where = f"cannot decode {message_type.__qualname__}: " if message_type else ""
-        super().__init__(f"{where}{reason}")
-
-
-class EncodeError(ValueError):
-    """A message whose field values cannot be encoded (wrong type, out of range, bad text).
-
-    ``message_type`` is the type being encoded, ``reason`` says which value is wrong.
-    """
-
-    def __init__(self, reason: str, message_type: type[Any] | None = None) -> None:
-        self.reason = reason
-        self.message_type = message_type
-        where = f"cannot encode {message_type.__qualname__}: " if message_type else ""
-        super().__init__(f"{where}{reason}")
 
 
 #: Exceptions that malformed input can raise inside a generated decoder.

@@ -11,15 +11,15 @@ import json
 import time
 from collections.abc import AsyncIterator
 
-from centrifugo_types import ProxyError, Router, proxy
-from centrifugo_types.requests import (
-    ConnectRequest,
-    PublishRequest,
-    RefreshRequest,
-    RpcRequest,
-    SubRefreshRequest,
-    SubscribeRequest,
-    SubscribeUnidirectionalRequest,
+from centrifugo_types import ErrorReply, Router, proxy
+from centrifugo_types.calls import (
+    ConnectCall,
+    PublishCall,
+    RefreshCall,
+    RpcCall,
+    SubRefreshCall,
+    SubscribeCall,
+    SubscribeUnidirectionalCall,
 )
 from centrifugo_types.router import CallNext
 
@@ -34,15 +34,15 @@ router = Router(timeout=0.5)
 
 
 @router.intercept("publish", "rpc")
-async def require_user(request: PublishRequest | RpcRequest, call_next: CallNext) -> None:
+async def require_user(request: PublishCall | RpcCall, call_next: CallNext) -> None:
     """Anonymous connections may read but not write (an interceptor around two events)."""
     if not request.user:
-        raise ProxyError(401, "unauthorized")
+        raise ErrorReply(401, "unauthorized")
     await call_next(request)
 
 
 @router.connect
-async def connect(request: ConnectRequest) -> None:
+async def connect(request: ConnectCall) -> None:
     """Authenticate with the token the client sends as connect data."""
     token = (request.json() or {}).get("token")
     user = TOKENS.get(str(token))
@@ -59,7 +59,7 @@ async def connect(request: ConnectRequest) -> None:
 
 
 @router.refresh
-async def refresh(request: RefreshRequest) -> None:
+async def refresh(request: RefreshCall) -> None:
     """Extend the session of users still known."""
     if request.user not in TOKENS.values():
         request.respond(proxy.RefreshResult(expired=True))
@@ -68,7 +68,7 @@ async def refresh(request: RefreshRequest) -> None:
 
 
 @router.subscribe
-async def subscribe(request: SubscribeRequest) -> None:
+async def subscribe(request: SubscribeCall) -> None:
     """``news`` is public, ``personal:<user>`` only for its user (with a short-lived grant)."""
     if request.channel == "news":
         request.respond()
@@ -79,28 +79,28 @@ async def subscribe(request: SubscribeRequest) -> None:
 
 
 @router.sub_refresh
-async def sub_refresh(request: SubRefreshRequest) -> None:
+async def sub_refresh(request: SubRefreshCall) -> None:
     request.respond(proxy.SubRefreshResult(expire_at=int(time.time()) + SESSION_SECONDS))
 
 
 @router.publish
-async def publish(request: PublishRequest) -> None:
+async def publish(request: PublishCall) -> None:
     """Messages need a non-empty ``text`` of at most 200 characters; we stamp the author."""
     message = request.json()
     text = message.get("text") if isinstance(message, dict) else None
     if not isinstance(text, str) or not 0 < len(text) <= 200:
-        raise ProxyError(400, "a message needs a text of 1 to 200 characters")
+        raise ErrorReply(400, "a message needs a text of 1 to 200 characters")
     stamped = {"text": text, "author": request.user}
     request.respond(proxy.PublishResult(data=json.dumps(stamped).encode()))
 
 
 @router.rpc("time")
-async def current_time(request: RpcRequest) -> None:
+async def current_time(request: RpcCall) -> None:
     request.respond(proxy.RpcResult(data=json.dumps({"unix": int(time.time())}).encode()))
 
 
 @router.subscribe_unidirectional
-async def ticker(request: SubscribeUnidirectionalRequest) -> AsyncIterator[proxy.Publication]:
+async def ticker(request: SubscribeUnidirectionalCall) -> AsyncIterator[proxy.Publication]:
     """``ticker:<n>``: a stream of n ticks served by the backend itself."""
     count = int(request.channel.partition(":")[2] or 3)
     request.respond()

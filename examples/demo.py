@@ -29,8 +29,8 @@ from centrifuge import (
 )
 
 from centrifugo_types import CENTRIFUGO_VERSION
+from centrifugo_types.calls import AnyCall
 from centrifugo_types.grpc import ProxyServer
-from centrifugo_types.requests import AnyRequest
 from centrifugo_types.router import CallNext
 
 from .backend import SESSION_SECONDS, router
@@ -39,7 +39,7 @@ from .centrifugo import merge, proxy_config, run_centrifugo
 WAIT = 5.0
 
 
-async def show(request: AnyRequest, call_next: CallNext) -> None:
+async def show(request: AnyCall, call_next: CallNext) -> None:
     """Print each typed request and its reply (the outermost interceptor)."""
     print(f"  -> {type(request).__name__}: {request.message!r}")
     try:

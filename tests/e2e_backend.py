@@ -17,24 +17,24 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from centrifugo_types import Disconnect, ProxyError, Router, proxy
+from centrifugo_types import DisconnectReply, ErrorReply, Router, proxy
+from centrifugo_types.calls import (
+    AnyCall,
+    ConnectCall,
+    MapPublishCall,
+    MapRemoveCall,
+    PublishCall,
+    RefreshCall,
+    RpcCall,
+    SharedPollRefreshCall,
+    SubRefreshCall,
+    SubscribeBidirectionalCall,
+    SubscribeCall,
+    SubscribeUnidirectionalCall,
+)
 from centrifugo_types.grpc import ProxyServer
 from centrifugo_types.http import ProxyApp
 from centrifugo_types.http import ProxyServer as HttpProxyServer
-from centrifugo_types.requests import (
-    AnyRequest,
-    ConnectRequest,
-    MapPublishRequest,
-    MapRemoveRequest,
-    PublishRequest,
-    RefreshRequest,
-    RpcRequest,
-    SharedPollRefreshRequest,
-    SubRefreshRequest,
-    SubscribeBidirectionalRequest,
-    SubscribeRequest,
-    SubscribeUnidirectionalRequest,
-)
 from centrifugo_types.router import CallNext
 
 HANDLER_TIMEOUT = 0.5
@@ -114,9 +114,9 @@ BACKENDS: dict[str, Callable[[Router], contextlib.AbstractAsyncContextManager[Ba
 class Recorder:
     """Every request the router saw, in order (an outermost ``*`` interceptor)."""
 
-    requests: list[AnyRequest] = field(default_factory=list)
+    requests: list[AnyCall] = field(default_factory=list)
 
-    async def __call__(self, request: AnyRequest, call_next: CallNext) -> None:
+    async def __call__(self, request: AnyCall, call_next: CallNext) -> None:
         try:
             await call_next(request)
         finally:
@@ -204,7 +204,7 @@ def e2e_router(recorder: Recorder, documents: Documents | None = None) -> Router
     router.add_interceptor(recorder)
 
     @router.connect
-    async def connect(request: ConnectRequest) -> None:
+    async def connect(request: ConnectCall) -> None:
         data = request.json() or {}
         if "fail" in data:
             await _fail(data["fail"])
@@ -224,44 +224,44 @@ def e2e_router(recorder: Recorder, documents: Documents | None = None) -> Router
             )
 
     @router.refresh
-    async def refresh(request: RefreshRequest) -> None:
+    async def refresh(request: RefreshCall) -> None:
         request.respond(proxy.RefreshResult(expire_at=int(time.time()) + EXPIRE_IN))
 
     @router.subscribe
-    async def subscribe(request: SubscribeRequest) -> None:
+    async def subscribe(request: SubscribeCall) -> None:
         channel = request.channel
         if channel.startswith("deny-"):
-            raise ProxyError(403, "permission denied")
+            raise ErrorReply(403, "permission denied")
         if channel.startswith("kick-"):
-            raise Disconnect(4502, "kicked")
+            raise DisconnectReply(4502, "kicked")
         expire_at = int(time.time()) + EXPIRE_IN if channel.startswith("expiring-") else 0
         request.respond(
             proxy.SubscribeResult(expire_at=expire_at, data=_json({"welcome": channel}))
         )
 
     @router.sub_refresh
-    async def sub_refresh(request: SubRefreshRequest) -> None:
+    async def sub_refresh(request: SubRefreshCall) -> None:
         request.respond(proxy.SubRefreshResult(expire_at=int(time.time()) + EXPIRE_IN))
 
-    def checked(request: PublishRequest | MapPublishRequest) -> bytes:
-        """The publication's data rewritten, or a ProxyError refusing it."""
+    def checked(request: PublishCall | MapPublishCall) -> bytes:
+        """The publication's data rewritten, or a ErrorReply refusing it."""
         payload = request.json()
         if not isinstance(payload, dict) or not isinstance(payload.get("text"), str):
-            raise ProxyError(400, "a publication needs a text")
+            raise ErrorReply(400, "a publication needs a text")
         if "spam" in payload["text"]:
-            raise ProxyError(451, "spam")
+            raise ErrorReply(451, "spam")
         return _json({**payload, "checked": True, "by": request.user})
 
     @router.publish
-    async def publish(request: PublishRequest) -> None:
+    async def publish(request: PublishCall) -> None:
         request.respond(proxy.PublishResult(data=checked(request)))
 
     @router.map_publish
-    async def map_publish(request: MapPublishRequest) -> None:
+    async def map_publish(request: MapPublishCall) -> None:
         if request.key.startswith("kick-"):
-            raise Disconnect(4503, "kicked from the map")
+            raise DisconnectReply(4503, "kicked from the map")
         if request.key.startswith("deny-"):
-            raise ProxyError(403, "key not allowed")
+            raise ErrorReply(403, "key not allowed")
         request.respond(
             proxy.MapPublishResult(
                 key=f"{request.user}/{request.key}",
@@ -271,15 +271,15 @@ def e2e_router(recorder: Recorder, documents: Documents | None = None) -> Router
         )
 
     @router.map_remove
-    async def map_remove(request: MapRemoveRequest) -> None:
+    async def map_remove(request: MapRemoveCall) -> None:
         if request.key.startswith("keep-"):
-            raise ProxyError(403, "this key stays")
+            raise ErrorReply(403, "this key stays")
         request.respond(proxy.MapRemoveResult(key=f"{request.user}/{request.key}"))
 
     flaky_failed: set[str] = set()
 
     @router.shared_poll_refresh
-    async def shared_poll_refresh(request: SharedPollRefreshRequest) -> None:
+    async def shared_poll_refresh(request: SharedPollRefreshCall) -> None:
         if request.channel.startswith("poll:flaky-") and request.channel not in flaky_failed:
             flaky_failed.add(request.channel)
             raise RuntimeError("the backend is not ready yet")
@@ -301,34 +301,34 @@ def e2e_router(recorder: Recorder, documents: Documents | None = None) -> Router
         request.respond(proxy.SharedPollRefreshResult(items=items))
 
     @router.rpc("echo")
-    async def echo(request: RpcRequest) -> None:
+    async def echo(request: RpcCall) -> None:
         request.respond(proxy.RpcResult(data=_json({"echo": request.json(), "by": request.user})))
 
     @router.rpc("whoami")
-    async def whoami(request: RpcRequest) -> None:
+    async def whoami(request: RpcCall) -> None:
         metadata = {key: request.metadata[key] for key in request.metadata}
         request.respond(proxy.RpcResult(data=_json({"user": request.user, "meta": metadata})))
 
     @router.rpc("refuse")
-    async def refuse(request: RpcRequest) -> None:
+    async def refuse(request: RpcCall) -> None:
         request.error(422, "refused", temporary=False)
 
     for how in ("raise", "noreply", "hang"):
 
-        async def misbehave(request: RpcRequest, how: str = how) -> None:
+        async def misbehave(request: RpcCall, how: str = how) -> None:
             await _fail(how)
 
         router.rpc(how)(misbehave)
 
     @router.subscribe_unidirectional
-    async def stream(request: SubscribeUnidirectionalRequest) -> AsyncIterator[proxy.Publication]:
+    async def stream(request: SubscribeUnidirectionalCall) -> AsyncIterator[proxy.Publication]:
         request.respond(proxy.SubscribeResult(data=_json({"stream": request.channel})))
         for n in range(3):
             yield proxy.Publication(data=_json({"n": n}), tags={"n": str(n)})
         await asyncio.sleep(3600)  # keep the subscription open until the client leaves
 
     @router.subscribe_bidirectional
-    async def bidi(request: SubscribeBidirectionalRequest) -> None:
+    async def bidi(request: SubscribeBidirectionalCall) -> None:
         request.respond()
         async for publication in request:
             echo = {"echo": json.loads(publication.data)}

@@ -13,13 +13,13 @@ async def test_demo_runs_every_event(capsys: pytest.CaptureFixture[str]) -> None
     assert await demo.main() == 0
     out = capsys.readouterr().out
     for typed in (
-        "ConnectRequest",
-        "SubscribeRequest",
-        "PublishRequest",
-        "RpcRequest",
-        "RefreshRequest",
-        "SubRefreshRequest",
-        "SubscribeUnidirectionalRequest",
+        "ConnectCall",
+        "SubscribeCall",
+        "PublishCall",
+        "RpcCall",
+        "RefreshCall",
+        "SubRefreshCall",
+        "SubscribeUnidirectionalCall",
     ):
         assert f"-> {typed}:" in out, typed
     assert out.rstrip().endswith("demo: OK")

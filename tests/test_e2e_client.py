@@ -21,21 +21,21 @@ from typing import Any
 import httpx
 import pytest
 
-from centrifugo_types import CENTRIFUGO_VERSION, EncodeError, api
-from centrifugo_types import client as client_module
-from centrifugo_types.client import (
-    ApiClient,
+from centrifugo_types import (
+    CENTRIFUGO_VERSION,
     ApiError,
     ApiTimeoutError,
     AuthenticationError,
     BadRequestError,
-    BaseApiClient,
-    HttpApiClient,
+    EncodeError,
     NotFoundError,
     TransportError,
     UnknownChannelError,
     UnsupportedMethodError,
+    api,
 )
+from centrifugo_types import errors as errors_module
+from centrifugo_types.client import ApiClient, BaseApiClient, HttpApiClient
 
 from . import go_source
 from .centrifugo import Centrifugo, StartCentrifugo, free_port, merge
@@ -296,14 +296,14 @@ async def test_rpc_without_an_extension_is_not_found(client: BaseApiClient) -> N
 def test_error_classes_are_the_errors_centrifugo_defines() -> None:
     defined = {
         cls.CODE: cls.MESSAGE
-        for cls in vars(client_module).values()
+        for cls in vars(errors_module).values()
         if isinstance(cls, type) and issubclass(cls, ApiError) and cls is not ApiError
     }
     assert defined == go_source.api_errors()
     for code, message in defined.items():
-        error = ApiError.from_error(api.Error(code=code, message=message))
+        error = ApiError.for_code(code, message)
         assert (type(error).CODE, error.code, error.message) == (code, code, message)
-    assert type(ApiError.from_error(api.Error(code=4000, message="custom"))) is ApiError
+    assert type(ApiError.for_code(4000, "custom")) is ApiError
 
 
 async def test_unknown_namespace_raises_api_error_with_centrifugos_code(

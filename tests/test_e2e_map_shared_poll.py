@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from centrifugo_types import proxy
-from centrifugo_types.requests import MapPublishRequest, MapRemoveRequest, SharedPollRefreshRequest
+from centrifugo_types.calls import MapPublishCall, MapRemoveCall, SharedPollRefreshCall
 
 from .centrifugo import Centrifugo, merge, proxy_config, run_centrifugo
 from .e2e_backend import (
@@ -137,12 +137,12 @@ def state(result: dict[str, Any]) -> dict[str, Any]:
     return {entry["key"]: entry.get("data") for entry in result.get("state", [])}
 
 
-def polled(request: SharedPollRefreshRequest) -> list[tuple[str, int]]:
+def polled(request: SharedPollRefreshCall) -> list[tuple[str, int]]:
     """The keys and versions Centrifugo asked the backend about."""
     return [(item.key, item.version) for item in request.items]
 
 
-def returned(request: SharedPollRefreshRequest) -> list[tuple[str, int]]:
+def returned(request: SharedPollRefreshCall) -> list[tuple[str, int]]:
     """The keys and versions the backend answered with."""
     reply = request.reply
     if reply is None or reply.result is None:
@@ -150,20 +150,20 @@ def returned(request: SharedPollRefreshRequest) -> list[tuple[str, int]]:
     return [(item.key, item.version) for item in reply.result.items]
 
 
-def refreshes(served: Served, channel: str) -> list[SharedPollRefreshRequest]:
+def refreshes(served: Served, channel: str) -> list[SharedPollRefreshCall]:
     """The shared_poll_refresh requests of ``channel`` so far, in order."""
     return [
         r
         for r in served.recorder.requests
-        if isinstance(r, SharedPollRefreshRequest) and r.channel == channel
+        if isinstance(r, SharedPollRefreshCall) and r.channel == channel
     ]
 
 
 async def refresh(
-    served: Served, channel: str, where: Callable[[SharedPollRefreshRequest], bool]
-) -> SharedPollRefreshRequest:
+    served: Served, channel: str, where: Callable[[SharedPollRefreshCall], bool]
+) -> SharedPollRefreshCall:
     """The first replied shared_poll_refresh request of ``channel`` matching ``where``."""
-    request: SharedPollRefreshRequest = await served.recorder.wait_for(
+    request: SharedPollRefreshCall = await served.recorder.wait_for(
         "shared_poll_refresh", lambda r: r.channel == channel and where(r)
     )
     return request
@@ -185,7 +185,7 @@ async def test_map_publish_is_rewritten_and_delivered_to_subscribers(served: Ser
         assert publication["tags"] == {"by": "alice"}
         assert publication["info"]["user"] == "alice"
 
-        request: MapPublishRequest = await served.recorder.wait_for(
+        request: MapPublishCall = await served.recorder.wait_for(
             "map_publish", lambda r: r.channel == channel
         )
         assert (request.user, request.client, request.key) == ("alice", alice.client_id, "k1")
@@ -252,7 +252,7 @@ async def test_map_remove_is_proxied_with_the_key(served: Served) -> None:
         await accepted(frank.map_remove(channel, "k1"))
         removal = await bob.publication(channel)
         assert (removal["key"], removal.get("removed")) == ("frank/k1", True)
-        request: MapRemoveRequest = await served.recorder.wait_for(
+        request: MapRemoveCall = await served.recorder.wait_for(
             "map_remove", lambda r: r.channel == channel
         )
         assert (request.user, request.client, request.key) == ("frank", frank.client_id, "k1")

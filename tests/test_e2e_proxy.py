@@ -28,7 +28,7 @@ from centrifuge import (
     UnsubscribedContext,
 )
 
-from centrifugo_types.requests import ConnectRequest
+from centrifugo_types.calls import ConnectCall
 
 from .centrifugo import Centrifugo, merge, proxy_config, run_centrifugo
 from .e2e_backend import (
@@ -157,7 +157,7 @@ async def test_connect_accepts_with_the_backend_user_and_data(proxied: Proxied) 
     try:
         await client.ready(timeout=WAIT)
         assert events.connected[0].data == {"hello": user}
-        request: ConnectRequest = await proxied.recorder.wait_for(
+        request: ConnectCall = await proxied.recorder.wait_for(
             "connect", lambda r: r.client == client.client_id
         )
         assert request.json() == {"user": user}

@@ -30,16 +30,16 @@ from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from centrifugo_types import Router, proxy
 from centrifugo_types.__main__ import event_loop_runner, load_router
 from centrifugo_types._generated import proxy_events as events
-from centrifugo_types.grpc import ProxyServer, _CoalescingTransport, server_ssl_context
-from centrifugo_types.requests import (
-    ConnectRequest,
-    MapPublishRequest,
-    MapRemoveRequest,
-    NotifyCacheEmptyRequest,
-    NotifyChannelStateRequest,
-    RpcRequest,
-    SharedPollRefreshRequest,
+from centrifugo_types.calls import (
+    ConnectCall,
+    MapPublishCall,
+    MapRemoveCall,
+    NotifyCacheEmptyCall,
+    NotifyChannelStateCall,
+    RpcCall,
+    SharedPollRefreshCall,
 )
+from centrifugo_types.grpc import ProxyServer, _CoalescingTransport, server_ssl_context
 
 from .centrifugo import ROOT
 
@@ -50,7 +50,7 @@ cli_router = Router()
 
 
 @cli_router.rpc
-async def _slow_rpc(request: RpcRequest) -> None:
+async def _slow_rpc(request: RpcCall) -> None:
     await asyncio.sleep(float(request.json()))
     request.respond(proxy.RpcResult(data=b'"done"'))
 
@@ -59,27 +59,27 @@ def typed_router(seen: list[Any]) -> Router:
     router = Router()
 
     @router.notify_channel_state
-    async def state(request: NotifyChannelStateRequest) -> None:
+    async def state(request: NotifyChannelStateCall) -> None:
         seen.append([(e.channel, e.type) for e in request.events])
         request.respond()
 
     @router.notify_cache_empty
-    async def cache(request: NotifyCacheEmptyRequest) -> None:
+    async def cache(request: NotifyCacheEmptyCall) -> None:
         seen.append(request.channel)
         request.respond(proxy.NotifyCacheEmptyResult(populated=True))
 
     @router.map_publish
-    async def map_publish(request: MapPublishRequest) -> None:
+    async def map_publish(request: MapPublishCall) -> None:
         seen.append((request.channel, request.key, request.json()))
         request.respond(proxy.MapPublishResult(key=request.key.upper(), data=b'{"ok":true}'))
 
     @router.map_remove
-    async def map_remove(request: MapRemoveRequest) -> None:
+    async def map_remove(request: MapRemoveCall) -> None:
         seen.append((request.channel, request.key))
         request.disconnect(4503, "no removing")
 
     @router.shared_poll_refresh
-    async def poll(request: SharedPollRefreshRequest) -> None:
+    async def poll(request: SharedPollRefreshCall) -> None:
         seen.append([(item.key, item.version) for item in request.items])
         request.respond(
             proxy.SharedPollRefreshResult(
@@ -92,7 +92,7 @@ def typed_router(seen: list[Any]) -> Router:
         )
 
     @router.connect
-    async def connect(request: ConnectRequest) -> None:
+    async def connect(request: ConnectCall) -> None:
         seen.append(dict(request.metadata))
         request.respond(proxy.ConnectResult(user="u"))
 
@@ -250,7 +250,7 @@ async def test_grpc_deadline_bounds_the_handler() -> None:
     router = Router(timeout=None)
 
     @router.connect
-    async def hang(request: ConnectRequest) -> None:
+    async def hang(request: ConnectCall) -> None:
         await asyncio.sleep(3600)
 
     async with ProxyServer(router, port=0) as server:
@@ -270,7 +270,7 @@ async def test_close_lets_calls_in_flight_finish_and_refuses_new_ones() -> None:
     entered = asyncio.Event()
 
     @router.connect
-    async def slow(request: ConnectRequest) -> None:
+    async def slow(request: ConnectCall) -> None:
         entered.set()
         await release.wait()
         request.respond(proxy.ConnectResult(user="finished"))
@@ -323,7 +323,7 @@ def _named_router(name: str) -> Router:
     router = Router()
 
     @router.connect
-    async def connect(request: ConnectRequest) -> None:
+    async def connect(request: ConnectCall) -> None:
         request.respond(proxy.ConnectResult(user=name))
 
     return router
@@ -381,7 +381,7 @@ async def test_concurrent_calls_on_one_connection() -> None:
     router = Router()
 
     @router.connect
-    async def connect(request: ConnectRequest) -> None:
+    async def connect(request: ConnectCall) -> None:
         await asyncio.sleep(0.001 * (int(request.client) % 3))
         request.respond(proxy.ConnectResult(user=request.client))
 

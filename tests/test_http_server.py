@@ -32,9 +32,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from centrifugo_types import Router, json, proxy
+from centrifugo_types._call import internal_error_reply
 from centrifugo_types._generated import proxy_events as events
+from centrifugo_types.calls import AnyCall, ConnectCall, RpcCall
 from centrifugo_types.http import UNARY_EVENTS, ProxyApp, ProxyServer
-from centrifugo_types.requests import AnyRequest, ConnectRequest, RpcRequest, internal_error_reply
 from centrifugo_types.testing import json_payloads, messages
 
 from .centrifugo import ROOT, StartCentrifugo
@@ -50,7 +51,7 @@ def recording_router(seen: Seen) -> Router:
     router = Router()
     for event in UNARY_EVENTS:
 
-        async def handler(request: AnyRequest) -> None:
+        async def handler(request: AnyCall) -> None:
             metadata = {key: request.metadata.getall(key) for key in request.metadata}
             seen.append((request.event.name, request.message, metadata))
             request.respond()
@@ -144,23 +145,23 @@ def payload_router() -> Router:
     router = Router(timeout=0.2)
 
     @router.rpc("echo")
-    async def echo(request: RpcRequest) -> None:
+    async def echo(request: RpcCall) -> None:
         request.respond(proxy.RpcResult(data=request.data))
 
     @router.rpc("bytes")
-    async def raw_bytes(request: RpcRequest) -> None:
+    async def raw_bytes(request: RpcCall) -> None:
         request.respond(proxy.RpcResult(data=b"\x00\xff"))
 
     @router.rpc("raise")
-    async def fail(request: RpcRequest) -> None:
+    async def fail(request: RpcCall) -> None:
         raise RuntimeError("broken")
 
     @router.rpc("hang")
-    async def hang(request: RpcRequest) -> None:
+    async def hang(request: RpcCall) -> None:
         await asyncio.sleep(10)
 
     @router.connect
-    async def connect(request: ConnectRequest) -> None:
+    async def connect(request: ConnectCall) -> None:
         request.respond(
             proxy.ConnectResult(user=request.json()["user"], info=b'{"via":"http"}', data=b"[1]")
         )
@@ -486,7 +487,7 @@ async def test_proxy_server_serves_and_closes_gracefully() -> None:
     router = Router(timeout=5)
 
     @router.rpc
-    async def slow(request: RpcRequest) -> None:
+    async def slow(request: RpcCall) -> None:
         started.set()
         await asyncio.sleep(float(request.json()))
         request.respond(proxy.RpcResult(data=b'"done"'))
@@ -545,7 +546,7 @@ def _connect_router(user: str) -> Router:
     router = Router()
 
     @router.connect
-    async def connect(request: ConnectRequest) -> None:
+    async def connect(request: ConnectCall) -> None:
         request.respond(proxy.ConnectResult(user=user))
 
     return router
@@ -579,7 +580,7 @@ cli_router = Router()
 
 
 @cli_router.rpc
-async def _slow_rpc(request: RpcRequest) -> None:
+async def _slow_rpc(request: RpcCall) -> None:
     await asyncio.sleep(float(request.json()))
     request.respond(proxy.RpcResult(data=b'"done"'))
 
@@ -649,7 +650,7 @@ async def test_centrifugo_and_the_http_statuses_of_the_app(
     router = recording_router(seen)
 
     @router.connect
-    async def connect(request: ConnectRequest) -> None:
+    async def connect(request: ConnectCall) -> None:
         seen.append(("connect", request.message, {}))
         request.respond(proxy.ConnectResult(user="u"))
 

@@ -9,38 +9,45 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import betterproto2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from centrifugo_types import AlreadyRepliedError, Disconnect, ProxyError, Router, proxy
-from centrifugo_types._generated import proxy_events as events
-from centrifugo_types.requests import (
-    REQUEST_CLASSES,
-    AnyRequest,
-    ConnectRequest,
-    NotifyCacheEmptyRequest,
-    NotifyChannelStateRequest,
-    PublishRequest,
-    RefreshRequest,
-    RpcRequest,
-    SharedPollRefreshRequest,
-    StreamItem,
-    SubscribeBidirectionalRequest,
-    SubscribeUnidirectionalRequest,
+from centrifugo_types import (
+    AlreadyRepliedError,
+    CallNext,
+    DisconnectReply,
+    ErrorReply,
+    Router,
+    StreamError,
+    proxy,
 )
-from centrifugo_types.router import CallNext, StreamError
+from centrifugo_types._generated import proxy_events as events
+from centrifugo_types.calls import (
+    CALL_CLASSES,
+    AnyCall,
+    ConnectCall,
+    NotifyCacheEmptyCall,
+    NotifyChannelStateCall,
+    PublishCall,
+    RefreshCall,
+    RpcCall,
+    SharedPollRefreshCall,
+    SubscribeBidirectionalCall,
+    SubscribeUnidirectionalCall,
+)
 from centrifugo_types.testing import messages
 
 INTERNAL = proxy.Error(code=100, message="internal server error", temporary=True)
 
 
-def connect_request(**fields: Any) -> ConnectRequest:
-    return ConnectRequest(proxy.ConnectRequest(client="c1", **fields))
+def connect_request(**fields: Any) -> ConnectCall:
+    return ConnectCall(proxy.ConnectRequest(client="c1", **fields))
 
 
-def rpc_request(method: str = "m", **fields: Any) -> RpcRequest:
-    return RpcRequest(proxy.RpcRequest(client="c1", user="u1", method=method, **fields))
+def rpc_request(method: str = "m", **fields: Any) -> RpcCall:
+    return RpcCall(proxy.RpcRequest(client="c1", user="u1", method=method, **fields))
 
 
 # -- the generated events and the hand-written classes agree --------------------------------
@@ -51,7 +58,7 @@ def test_every_event_has_a_request_class_a_router_method_and_its_reply_methods(
     name: str,
 ) -> None:
     event = events.EVENTS[name]
-    cls = REQUEST_CLASSES[name]
+    cls = CALL_CLASSES[name]
     assert cls.event is event
     assert hasattr(cls, "error") == (event.with_error is not None)
     assert hasattr(cls, "disconnect") == (event.with_disconnect is not None)
@@ -110,7 +117,7 @@ def test_replies_are_typed_and_checked() -> None:
     with pytest.raises(TypeError, match="ConnectResult"):
         connect_request().respond(proxy.RpcResult())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"wraps a proxy\.ConnectRequest"):
-        ConnectRequest(proxy.RpcRequest())  # type: ignore[arg-type]
+        ConnectCall(proxy.RpcRequest())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"0\.\.4294967295"):
         connect_request().error(-1, "negative")
     request = connect_request()
@@ -123,13 +130,13 @@ def test_replies_are_typed_and_checked() -> None:
     assert request.reply == proxy.ConnectResponse(
         disconnect=proxy.Disconnect(code=4501, reason="banned")
     )
-    poll = SharedPollRefreshRequest(proxy.SharedPollRefreshRequest(channel="c"))
+    poll = SharedPollRefreshCall(proxy.SharedPollRefreshRequest(channel="c"))
     poll.respond()
     assert poll.reply == proxy.SharedPollRefreshResponse(result=proxy.SharedPollRefreshResult())
 
 
 def test_metadata_is_case_insensitive_and_read_only() -> None:
-    request = ConnectRequest(proxy.ConnectRequest(), [("X-Token", "a"), ("x-token", "b")])
+    request = ConnectCall(proxy.ConnectRequest(), [("X-Token", "a"), ("x-token", "b")])
     assert request.metadata["x-token"] == "a"
     assert request.metadata.getall("X-TOKEN") == ["a", "b"]
     with pytest.raises(TypeError):
@@ -139,8 +146,8 @@ def test_metadata_is_case_insensitive_and_read_only() -> None:
 @settings(max_examples=50)
 @given(st.binary())
 def test_payloads_read_the_same_in_both_encodings(payload: bytes) -> None:
-    json_mode = PublishRequest(proxy.PublishRequest(encoding="json", data=payload))
-    binary = PublishRequest(
+    json_mode = PublishCall(proxy.PublishRequest(encoding="json", data=payload))
+    binary = PublishCall(
         proxy.PublishRequest(encoding="binary", b64data=base64.b64encode(payload).decode())
     )
     assert json_mode.data == binary.data == payload
@@ -189,10 +196,10 @@ async def test_handlers_by_decorator_and_by_registration() -> None:
     router = Router()
 
     @router.connect
-    async def connect(request: ConnectRequest) -> None:
+    async def connect(request: ConnectCall) -> None:
         request.respond(proxy.ConnectResult(user="decorated"))
 
-    async def refresh(request: RefreshRequest) -> None:
+    async def refresh(request: RefreshCall) -> None:
         request.respond(proxy.RefreshResult(expire_at=7))
 
     router.add_handler("refresh", refresh)
@@ -200,7 +207,7 @@ async def test_handlers_by_decorator_and_by_registration() -> None:
     assert not router.handles("publish")
     reply = await router.handle(connect_request())
     assert reply.result == proxy.ConnectResult(user="decorated")
-    refreshed = await router.handle(RefreshRequest(proxy.RefreshRequest()))
+    refreshed = await router.handle(RefreshCall(proxy.RefreshRequest()))
     assert refreshed.result == proxy.RefreshResult(expire_at=7)
     with pytest.raises(ValueError, match="unknown proxy event 'conect'"):
         router.add_handler("conect", connect)
@@ -208,9 +215,9 @@ async def test_handlers_by_decorator_and_by_registration() -> None:
 
 async def test_unregistered_events_get_a_typed_error_reply() -> None:
     router = Router()
-    reply = await router.handle(PublishRequest(proxy.PublishRequest()))
+    reply = await router.handle(PublishCall(proxy.PublishRequest()))
     assert reply == proxy.PublishResponse(error=proxy.Error(code=108, message="not available"))
-    empty = await router.handle(NotifyCacheEmptyRequest(proxy.NotifyCacheEmptyRequest()))
+    empty = await router.handle(NotifyCacheEmptyCall(proxy.NotifyCacheEmptyRequest()))
     assert empty == proxy.NotifyCacheEmptyResponse()
 
 
@@ -218,7 +225,7 @@ async def test_rpc_routes_by_method() -> None:
     router = Router()
 
     @router.rpc("add")
-    async def add(request: RpcRequest) -> None:
+    async def add(request: RpcCall) -> None:
         a, b = request.json()
         request.respond(proxy.RpcResult(data=str(a + b).encode()))
 
@@ -228,7 +235,7 @@ async def test_rpc_routes_by_method() -> None:
     assert unknown.error == proxy.Error(code=104, message="method not found")
 
     @router.rpc
-    async def fallback(request: RpcRequest) -> None:
+    async def fallback(request: RpcCall) -> None:
         request.respond(proxy.RpcResult(data=f'"{request.method}"'.encode()))
 
     assert (await router.handle(rpc_request("sub"))).result == proxy.RpcResult(data=b'"sub"')
@@ -242,7 +249,7 @@ async def test_interceptors_run_outermost_first_and_wrap_the_handler() -> None:
     trace: list[str] = []
 
     def interceptor(name: str) -> Any:
-        async def intercept(request: AnyRequest, call_next: CallNext) -> None:
+        async def intercept(request: AnyCall, call_next: CallNext) -> None:
             trace.append(f"{name}>")
             await call_next(request)
             trace.append(f"<{name}")
@@ -256,7 +263,7 @@ async def test_interceptors_run_outermost_first_and_wrap_the_handler() -> None:
     router.add_interceptor(interceptor("publish"), "publish")
 
     @router.connect
-    async def connect(request: ConnectRequest) -> None:
+    async def connect(request: ConnectCall) -> None:
         trace.append("handler")
         request.respond()
 
@@ -279,7 +286,7 @@ async def test_interceptors_short_circuit_map_exceptions_and_replace_requests() 
     calls: list[str] = []
 
     @router.intercept("rpc")
-    async def auth(request: RpcRequest, call_next: CallNext) -> None:
+    async def auth(request: RpcCall, call_next: CallNext) -> None:
         if request.metadata.get("authorization") != "secret":
             request.error(401, "unauthorized")
             return
@@ -289,12 +296,12 @@ async def test_interceptors_short_circuit_map_exceptions_and_replace_requests() 
             request.error(403, "forbidden")
 
     @router.intercept("rpc")
-    async def rewrite(request: RpcRequest, call_next: CallNext) -> None:
+    async def rewrite(request: RpcCall, call_next: CallNext) -> None:
         message = proxy.RpcRequest(method=request.method, data=b'"rewritten"')
-        await call_next(RpcRequest(message, request.metadata))
+        await call_next(RpcCall(message, request.metadata))
 
     @router.rpc
-    async def handler(request: RpcRequest) -> None:
+    async def handler(request: RpcCall) -> None:
         calls.append(request.json())
         if request.method == "admin":
             raise PermissionError
@@ -303,24 +310,24 @@ async def test_interceptors_short_circuit_map_exceptions_and_replace_requests() 
     denied = await router.handle(rpc_request())
     assert denied.error == proxy.Error(code=401, message="unauthorized")
     assert calls == []
-    ok = await router.handle(RpcRequest(proxy.RpcRequest(method="m"), {"Authorization": "secret"}))
+    ok = await router.handle(RpcCall(proxy.RpcRequest(method="m"), {"Authorization": "secret"}))
     assert ok.result == proxy.RpcResult(data=b'"rewritten"')
     admin = await router.handle(
-        RpcRequest(proxy.RpcRequest(method="admin"), {"authorization": "secret"})
+        RpcCall(proxy.RpcRequest(method="admin"), {"authorization": "secret"})
     )
     assert admin.error == proxy.Error(code=403, message="forbidden")
     assert calls == ["rewritten", "rewritten"]
 
 
-async def _hang(request: AnyRequest) -> None:
+async def _hang(request: AnyCall) -> None:
     await asyncio.sleep(3600)
 
 
-async def _raise(request: AnyRequest) -> None:
+async def _raise(request: AnyCall) -> None:
     raise KeyError("boom")
 
 
-async def _noreply(request: AnyRequest) -> None:
+async def _noreply(request: AnyCall) -> None:
     return None
 
 
@@ -355,7 +362,7 @@ async def test_handlers_that_suspend_or_not_and_other_awaitables() -> None:
     loop = asyncio.get_running_loop()
 
     @router.connect
-    async def connect(request: ConnectRequest) -> None:
+    async def connect(request: ConnectCall) -> None:
         kind = request.json()
         if kind == "sync":
             request.respond(proxy.ConnectResult(user="sync"))
@@ -367,14 +374,14 @@ async def test_handlers_that_suspend_or_not_and_other_awaitables() -> None:
         await asyncio.sleep(0.001)
         if kind == "raise":
             failed: asyncio.Future[None] = loop.create_future()
-            loop.call_soon(failed.set_exception, ProxyError(409, "conflict"))
+            loop.call_soon(failed.set_exception, ErrorReply(409, "conflict"))
             await failed
         if kind == "overrun":
             await asyncio.sleep(0.1)
             await asyncio.sleep(10)
         request.respond(proxy.ConnectResult(user=user))
 
-    def reply_with_a_future(request: AnyRequest) -> asyncio.Future[None]:
+    def reply_with_a_future(request: AnyCall) -> asyncio.Future[None]:
         request.respond(proxy.RpcResult(data=b'"f"'))
         future: asyncio.Future[None] = loop.create_future()
         loop.call_later(0.01, future.set_result, None)
@@ -382,7 +389,7 @@ async def test_handlers_that_suspend_or_not_and_other_awaitables() -> None:
 
     router.add_handler("rpc", reply_with_a_future)
 
-    def connect_with(kind: str) -> ConnectRequest:
+    def connect_with(kind: str) -> ConnectCall:
         return connect_request(data=json.dumps(kind).encode())
 
     assert (await router.handle(connect_with("sync"))).result == proxy.ConnectResult(user="sync")
@@ -403,7 +410,7 @@ async def test_cancelling_the_caller_cancels_the_handler() -> None:
     cancelled = asyncio.Event()
 
     @router.connect
-    async def connect(request: ConnectRequest) -> None:
+    async def connect(request: ConnectCall) -> None:
         await asyncio.sleep(0)
         entered.set()
         try:
@@ -424,11 +431,11 @@ async def test_exceptions_map_to_replies() -> None:
     router = Router()
 
     @router.connect
-    async def connect(request: ConnectRequest) -> None:
+    async def connect(request: ConnectCall) -> None:
         kind = request.json()
         if kind == "error":
-            raise ProxyError(429, "slow down", temporary=True)
-        raise Disconnect(4501, "banned")
+            raise ErrorReply(429, "slow down", temporary=True)
+        raise DisconnectReply(4501, "banned")
 
     error = await router.handle(connect_request(data=b'"error"'))
     assert error.error == proxy.Error(code=429, message="slow down", temporary=True)
@@ -440,16 +447,16 @@ async def test_failures_of_events_without_error_or_disconnect_fields() -> None:
     router = Router()
 
     @router.notify_channel_state
-    async def state(request: NotifyChannelStateRequest) -> None:
-        raise Disconnect(4501, "cannot disconnect here")
+    async def state(request: NotifyChannelStateCall) -> None:
+        raise DisconnectReply(4501, "cannot disconnect here")
 
     @router.notify_cache_empty
-    async def cache(request: NotifyCacheEmptyRequest) -> None:
-        raise ProxyError(400, "no error field either")
+    async def cache(request: NotifyCacheEmptyCall) -> None:
+        raise ErrorReply(400, "no error field either")
 
-    reply = await router.handle(NotifyChannelStateRequest(proxy.NotifyChannelStateRequest()))
+    reply = await router.handle(NotifyChannelStateCall(proxy.NotifyChannelStateRequest()))
     assert reply == proxy.NotifyChannelStateResponse(error=INTERNAL)
-    empty = await router.handle(NotifyCacheEmptyRequest(proxy.NotifyCacheEmptyRequest()))
+    empty = await router.handle(NotifyCacheEmptyCall(proxy.NotifyCacheEmptyRequest()))
     assert empty == proxy.NotifyCacheEmptyResponse()
 
 
@@ -457,9 +464,9 @@ async def test_raising_after_replying_keeps_the_reply(caplog: pytest.LogCaptureF
     router = Router()
 
     @router.connect
-    async def connect(request: ConnectRequest) -> None:
+    async def connect(request: ConnectCall) -> None:
         request.respond(proxy.ConnectResult(user="kept"))
-        raise ProxyError(403, "too late")
+        raise ErrorReply(403, "too late")
 
     with caplog.at_level(logging.ERROR, logger="centrifugo_types.router"):
         reply = await router.handle(connect_request())
@@ -472,21 +479,21 @@ async def test_raising_after_replying_keeps_the_reply(caplog: pytest.LogCaptureF
 
 class Sink:
     def __init__(self) -> None:
-        self.items: list[StreamItem] = []
+        self.items: list[betterproto2.Message] = []
 
-    async def __call__(self, item: StreamItem) -> None:
+    async def __call__(self, item: betterproto2.Message) -> None:
         self.items.append(item)
 
 
-def unidirectional() -> SubscribeUnidirectionalRequest:
-    return SubscribeUnidirectionalRequest(proxy.SubscribeRequest(channel="feed"))
+def unidirectional() -> SubscribeUnidirectionalCall:
+    return SubscribeUnidirectionalCall(proxy.SubscribeRequest(channel="feed"))
 
 
 async def test_a_unidirectional_stream_replies_then_sends_publications() -> None:
     router = Router()
 
     @router.subscribe_unidirectional
-    async def feed(request: SubscribeUnidirectionalRequest) -> AsyncIterator[proxy.Publication]:
+    async def feed(request: SubscribeUnidirectionalCall) -> AsyncIterator[proxy.Publication]:
         request.respond(proxy.SubscribeResult(data=b"{}"))
         for n in range(3):
             yield proxy.Publication(data=str(n).encode())
@@ -507,7 +514,7 @@ async def test_a_stream_reply_is_sent_before_the_first_publication_is_ready() ->
     go_on = asyncio.Event()
 
     @router.subscribe_unidirectional
-    async def feed(request: SubscribeUnidirectionalRequest) -> AsyncIterator[proxy.Publication]:
+    async def feed(request: SubscribeUnidirectionalCall) -> AsyncIterator[proxy.Publication]:
         request.respond()
         await go_on.wait()
         yield proxy.Publication(data=b"late")
@@ -528,7 +535,7 @@ async def test_stream_rejections_and_failures() -> None:
     mode = ""
 
     @router.subscribe_unidirectional
-    async def feed(request: SubscribeUnidirectionalRequest) -> AsyncIterator[proxy.Publication]:
+    async def feed(request: SubscribeUnidirectionalCall) -> AsyncIterator[proxy.Publication]:
         if mode == "reject":
             request.error(403, "no")
         elif mode == "hang":
@@ -563,7 +570,7 @@ async def test_a_bidirectional_stream_receives_and_sends() -> None:
     router = Router()
 
     @router.subscribe_bidirectional
-    async def chat(request: SubscribeBidirectionalRequest) -> None:
+    async def chat(request: SubscribeBidirectionalCall) -> None:
         request.respond()
         async for publication in request:
             await request.send(proxy.Publication(data=publication.data.upper()))
@@ -573,7 +580,7 @@ async def test_a_bidirectional_stream_receives_and_sends() -> None:
             yield proxy.Publication(data=text)
 
     sink = Sink()
-    request = SubscribeBidirectionalRequest(
+    request = SubscribeBidirectionalCall(
         proxy.SubscribeRequest(channel="chat"), incoming=incoming()
     )
     await router.handle_stream(request, sink)

@@ -3,7 +3,7 @@
 
 """The proxy events of ``centrifugal.centrifugo.proxy.CentrifugoProxy``, one per rpc.
 
-Generated from proxy.proto: the hand-written :mod:`centrifugo_types.requests`, the router and
+Generated from proxy.proto: the hand-written :mod:`centrifugo_types.calls`, the router and
 the transports read these facts instead of repeating them.
 """
 
@@ -57,6 +57,13 @@ class Event(Generic[_Response, _Result]):
     """A response carrying ``disconnect``; ``None`` when the response has no such field."""
     to_binary: Callable[[_Result], _Result]
     """A copy of a result with its payloads moved into their ``b64*`` twins (binary mode)."""
+    item_type: type[betterproto2.Message] | None = None
+    """What a stream carries after the reply (``Publication``); ``None`` for unary rpcs."""
+    wrap_output: Callable[[betterproto2.Message], betterproto2.Message] | None = None
+    """A stream's reply or item wrapped in ``output_type``; ``None`` for unary rpcs."""
+    unwrap_input: Callable[[betterproto2.Message], tuple[Any, Any]] | None = None
+    """``(request, item)`` carried by one ``input_type`` message of a stream of requests (either
+    may be ``None``); ``None`` when the rpc receives a single request."""
 
     def __repr__(self) -> str:
         return f"<Event {self.name}>"
@@ -282,6 +289,18 @@ def _binary_MapPublishResult(m: _m.MapPublishResult) -> _m.MapPublishResult:
     return m
 
 
+def _wrap_StreamSubscribeResponse(x: betterproto2.Message) -> _m.StreamSubscribeResponse:
+    if isinstance(x, _m.Publication):
+        return _m.StreamSubscribeResponse(publication=x)
+    assert isinstance(x, _m.SubscribeResponse)
+    return _m.StreamSubscribeResponse(subscribe_response=x)
+
+
+def _unwrap_StreamSubscribeRequest(m: betterproto2.Message) -> tuple[Any, Any]:
+    assert isinstance(m, _m.StreamSubscribeRequest)
+    return m.subscribe_request, m.publication
+
+
 CONNECT: Event[_m.ConnectResponse, _m.ConnectResult] = Event(
     name="connect",
     rpc="Connect",
@@ -392,6 +411,8 @@ SUBSCRIBE_UNIDIRECTIONAL: Event[_m.SubscribeResponse, _m.SubscribeResult] = Even
     with_error=_SubscribeResponse_error,
     with_disconnect=_SubscribeResponse_disconnect,
     to_binary=_binary_SubscribeResult,
+    item_type=_m.Publication,
+    wrap_output=_wrap_StreamSubscribeResponse,
 )
 
 SUBSCRIBE_BIDIRECTIONAL: Event[_m.SubscribeResponse, _m.SubscribeResult] = Event(
@@ -408,6 +429,9 @@ SUBSCRIBE_BIDIRECTIONAL: Event[_m.SubscribeResponse, _m.SubscribeResult] = Event
     with_error=_SubscribeResponse_error,
     with_disconnect=_SubscribeResponse_disconnect,
     to_binary=_binary_SubscribeResult,
+    item_type=_m.Publication,
+    wrap_output=_wrap_StreamSubscribeResponse,
+    unwrap_input=_unwrap_StreamSubscribeRequest,
 )
 
 NOTIFY_CACHE_EMPTY: Event[_m.NotifyCacheEmptyResponse, _m.NotifyCacheEmptyResult] = Event(

@@ -1,16 +1,18 @@
-"""Typed proxy requests: one class per event of Centrifugo's proxy, transport-neutral.
+"""The bases of the typed proxy calls (:mod:`centrifugo_types.calls`).
 
-A request wraps the generated request message (``request.message``), exposes its fields as
-read-only properties (``request.user``, ``request.channel``, ...), the call's metadata (static
-metadata and allow-listed headers Centrifugo forwards) and owns the reply: exactly one of
-``respond(result)``, ``error(code, message)`` or ``disconnect(code, reason)``, where the
+The classes of the events (``ConnectCall``, ``RpcCall``, ...) are generated from proxy.proto
+(``_generated/proxy_calls.py``) on the bases defined here, so they exist exactly for the events
+of the schema. A call wraps the generated request message (``call.message``), exposes its
+fields as read-only properties (``call.user``, ``call.channel``, ...), the call's metadata
+(static metadata and allow-listed headers Centrifugo forwards) and owns the reply: exactly one
+of ``respond(result)``, ``error(code, message)`` or ``disconnect(code, reason)``, where the
 response has those fields. A second reply raises :class:`AlreadyRepliedError`.
 
-Payloads read the same in both of Centrifugo's encodings: ``request.data`` is ``data`` or, when
+Payloads read the same in both of Centrifugo's encodings: ``call.data`` is ``data`` or, when
 the proxy uses ``binary_encoding``, ``b64data`` decoded. Replies to a binary request carry their
 payloads in the ``b64*`` twins, so a handler writes ``RpcResult(data=...)`` in both cases.
 
-Requests know nothing of transports: the gRPC server, the HTTP app and a test build them from a
+Calls know nothing of transports: the gRPC server, the HTTP app and a test build them from a
 message and a metadata mapping, and hand them to a :class:`~centrifugo_types.router.Router`.
 """
 
@@ -25,31 +27,21 @@ import betterproto2
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from . import proxy
-from ._generated import proxy_events as events
 from ._generated.proxy_events import Event
-from .exceptions import AlreadyRepliedError, check_code
+from .errors import AlreadyRepliedError, Code, check_code
 
 __all__ = [
-    "REQUEST_CLASSES",
-    "AnyRequest",
-    "ConnectRequest",
-    "DisconnectableRequest",
-    "MapPublishRequest",
-    "MapRemoveRequest",
+    "AnyCall",
+    "BidirectionalStreamCall",
+    "DisconnectableCall",
+    "JsonPayload",
     "Metadata",
-    "NotifyCacheEmptyRequest",
-    "NotifyChannelStateRequest",
-    "ProxyRequest",
-    "PublishRequest",
-    "RefreshRequest",
-    "RejectableRequest",
-    "RpcRequest",
-    "SharedPollRefreshRequest",
-    "SubRefreshRequest",
-    "SubscribeBidirectionalRequest",
-    "SubscribeRequest",
-    "SubscribeStreamRequest",
-    "SubscribeUnidirectionalRequest",
+    "MetadataLike",
+    "ProxyCall",
+    "RejectableCall",
+    "StreamCall",
+    "StreamSend",
+    "UnidirectionalStreamCall",
     "internal_error_reply",
 ]
 
@@ -61,10 +53,6 @@ Metadata: TypeAlias = CIMultiDictProxy[str]
 """Read-only, case-insensitive multi-mapping of the call's metadata (lower-case keys)."""
 
 MetadataLike: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]]
-
-INTERNAL_ERROR = 100
-"""Centrifugo's code for "internal server error" (``centrifuge.ErrorInternal``)."""
-
 
 _NO_METADATA: Metadata = CIMultiDictProxy(CIMultiDict())
 
@@ -78,7 +66,7 @@ def internal_error_reply(event: Event[ResponseT, Any]) -> ResponseT:
     """
     if event.with_error is None:
         return event.with_result(None)
-    error = proxy.Error(code=INTERNAL_ERROR, message="internal server error", temporary=True)
+    error = proxy.Error(code=int(Code.INTERNAL), message=Code.INTERNAL.message, temporary=True)
     return event.with_error(error)
 
 
@@ -95,7 +83,7 @@ def _metadata(metadata: MetadataLike | None) -> Metadata:
     return CIMultiDictProxy(CIMultiDict([(k.lower(), v) for k, v in items]))
 
 
-class ProxyRequest(Generic[MessageT, ResponseT, ResultT]):
+class ProxyCall(Generic[MessageT, ResponseT, ResultT]):
     """Base of the typed requests: the message, the metadata and the ``respond`` reply.
 
     ``state`` is a free dict for interceptors and handlers to share per-request values (for
@@ -170,14 +158,14 @@ class ProxyRequest(Generic[MessageT, ResponseT, ResultT]):
         """The failure reply: ``error`` where the response has it, else no result."""
         event = self.event
         if event.with_error is not None:
-            error = proxy.Error(code=code, message=message, temporary=temporary)
+            error = proxy.Error(code=int(code), message=message, temporary=temporary)
             self._set_reply(event.with_error(error))
         else:
             self._set_reply(event.with_result(None))
 
     def _fail_internal(self) -> None:
         """Centrifugo's own ``ErrorInternal``: 100 "internal server error", temporary."""
-        self._fail(INTERNAL_ERROR, "internal server error", temporary=True)
+        self._fail(Code.INTERNAL, Code.INTERNAL.message, temporary=True)
 
     def _disconnect_or_fail(self, code: int, reason: str) -> bool:
         """Reply ``disconnect`` if the response has it; ``False`` (no reply) otherwise."""
@@ -187,11 +175,11 @@ class ProxyRequest(Generic[MessageT, ResponseT, ResultT]):
         return True
 
 
-AnyRequest: TypeAlias = ProxyRequest[Any, Any, Any]
+AnyCall: TypeAlias = ProxyCall[Any, Any, Any]
 """Any typed request (what a ``*`` interceptor receives)."""
 
 
-class RejectableRequest(ProxyRequest[MessageT, ResponseT, ResultT]):
+class RejectableCall(ProxyCall[MessageT, ResponseT, ResultT]):
     """A request whose response has an ``error`` field."""
 
     __slots__ = ()
@@ -204,7 +192,7 @@ class RejectableRequest(ProxyRequest[MessageT, ResponseT, ResultT]):
         self._set_reply(with_error(error))
 
 
-class DisconnectableRequest(RejectableRequest[MessageT, ResponseT, ResultT]):
+class DisconnectableCall(RejectableCall[MessageT, ResponseT, ResultT]):
     """A request whose response has ``error`` and ``disconnect`` fields."""
 
     __slots__ = ()
@@ -221,7 +209,9 @@ class _HasData(Protocol):
     def data(self) -> bytes: ...
 
 
-class _JsonPayload:
+class JsonPayload:
+    """``json()`` for the calls whose request has a ``data`` payload."""
+
     __slots__ = ()
 
     def json(self: _HasData) -> Any:
@@ -230,168 +220,16 @@ class _JsonPayload:
         return _json.loads(data) if data else None
 
 
-class ConnectRequest(
-    events.ConnectRequestFields,
-    _JsonPayload,
-    DisconnectableRequest[proxy.ConnectRequest, proxy.ConnectResponse, proxy.ConnectResult],
-):
-    """A client connects: authenticate it (``respond(ConnectResult(user=...))``) or refuse.
-
-    Centrifugo disconnects the client when the reply has neither an error nor a result.
-    """
-
-    event = events.CONNECT
-    __slots__ = ()
+StreamSend: TypeAlias = Callable[[betterproto2.Message], Awaitable[None]]
+"""The transport's sink of a stream: the reply first, then the stream's items."""
 
 
-class RefreshRequest(
-    events.RefreshRequestFields,
-    DisconnectableRequest[proxy.RefreshRequest, proxy.RefreshResponse, proxy.RefreshResult],
-):
-    """A connection's ``expire_at`` is reached: extend it or let it expire.
-
-    Centrifugo v6.9.1 reads only ``result`` here: an ``error`` or ``disconnect`` reply (and so a
-    handler that fails) expires the connection, like ``RefreshResult(expired=True)``.
-    """
-
-    event = events.REFRESH
-    __slots__ = ()
-
-
-class SubscribeRequest(
-    events.SubscribeRequestFields,
-    _JsonPayload,
-    DisconnectableRequest[proxy.SubscribeRequest, proxy.SubscribeResponse, proxy.SubscribeResult],
-):
-    """A client subscribes to a channel: allow (``respond()``) or refuse."""
-
-    event = events.SUBSCRIBE
-    __slots__ = ()
-
-
-class PublishRequest(
-    events.PublishRequestFields,
-    _JsonPayload,
-    DisconnectableRequest[proxy.PublishRequest, proxy.PublishResponse, proxy.PublishResult],
-):
-    """A client publishes: allow (``respond()``), rewrite (``PublishResult(data=...)``), refuse."""
-
-    event = events.PUBLISH
-    __slots__ = ()
-
-
-class RpcRequest(
-    events.RpcRequestFields,
-    _JsonPayload,
-    DisconnectableRequest[proxy.RpcRequest, proxy.RpcResponse, proxy.RpcResult],
-):
-    """A client calls ``method``: answer with ``RpcResult(data=...)`` or an error."""
-
-    event = events.RPC
-    __slots__ = ()
-
-
-class SubRefreshRequest(
-    events.SubRefreshRequestFields,
-    DisconnectableRequest[
-        proxy.SubRefreshRequest, proxy.SubRefreshResponse, proxy.SubRefreshResult
-    ],
-):
-    """A subscription's ``expire_at`` is reached: extend it or let it expire.
-
-    As for :class:`RefreshRequest`, Centrifugo v6.9.1 reads only ``result``: an ``error`` or
-    ``disconnect`` reply unsubscribes the client from the channel.
-    """
-
-    event = events.SUB_REFRESH
-    __slots__ = ()
-
-
-class NotifyCacheEmptyRequest(
-    events.NotifyCacheEmptyRequestFields,
-    ProxyRequest[
-        proxy.NotifyCacheEmptyRequest,
-        proxy.NotifyCacheEmptyResponse,
-        proxy.NotifyCacheEmptyResult,
-    ],
-):
-    """A cached channel is empty (Centrifugo PRO): load it and say whether it is populated.
-
-    The response has only ``result``; a failing handler replies without a result, which
-    Centrifugo reads as "not populated".
-    """
-
-    event = events.NOTIFY_CACHE_EMPTY
-    __slots__ = ()
-
-
-class NotifyChannelStateRequest(
-    events.NotifyChannelStateRequestFields,
-    RejectableRequest[
-        proxy.NotifyChannelStateRequest,
-        proxy.NotifyChannelStateResponse,
-        proxy.NotifyChannelStateResult,
-    ],
-):
-    """Channels became occupied or vacated (Centrifugo PRO). The response has no disconnect."""
-
-    event = events.NOTIFY_CHANNEL_STATE
-    __slots__ = ()
-
-
-class MapPublishRequest(
-    events.MapPublishRequestFields,
-    _JsonPayload,
-    DisconnectableRequest[
-        proxy.MapPublishRequest, proxy.MapPublishResponse, proxy.MapPublishResult
-    ],
-):
-    """A client publishes to a key of a map channel: allow, rewrite (key, data) or refuse."""
-
-    event = events.MAP_PUBLISH
-    __slots__ = ()
-
-
-class MapRemoveRequest(
-    events.MapRemoveRequestFields,
-    DisconnectableRequest[proxy.MapRemoveRequest, proxy.MapRemoveResponse, proxy.MapRemoveResult],
-):
-    """A client removes a key of a map channel: allow or refuse."""
-
-    event = events.MAP_REMOVE
-    __slots__ = ()
-
-
-class SharedPollRefreshRequest(
-    events.SharedPollRefreshRequestFields,
-    RejectableRequest[
-        proxy.SharedPollRefreshRequest,
-        proxy.SharedPollRefreshResponse,
-        proxy.SharedPollRefreshResult,
-    ],
-):
-    """Centrifugo polls the current versions of tracked keys. The response has no disconnect.
-
-    Centrifugo logs an ``error`` reply and polls again at the next interval.
-    """
-
-    event = events.SHARED_POLL_REFRESH
-    __slots__ = ()
-
-
-StreamItem: TypeAlias = proxy.SubscribeResponse | proxy.Publication
-"""What a subscribe stream sends: its reply first, then publications."""
-StreamSend: TypeAlias = Callable[[StreamItem], Awaitable[None]]
-
-
-class SubscribeStreamRequest(SubscribeRequest):
-    """A subscribe request opening a stream: reply first, then ``send`` publications."""
+class StreamCall(DisconnectableCall[MessageT, ResponseT, ResultT]):
+    """A call answered by a stream: the reply first, then ``send`` items (publications)."""
 
     __slots__ = ("_flushed", "_lock", "_replied", "_send")
 
-    def __init__(
-        self, message: proxy.SubscribeRequest, metadata: MetadataLike | None = None
-    ) -> None:
+    def __init__(self, message: MessageT, metadata: MetadataLike | None = None) -> None:
         super().__init__(message, metadata)
         self._send: StreamSend | None = None
         self._replied = asyncio.Event()
@@ -401,10 +239,10 @@ class SubscribeStreamRequest(SubscribeRequest):
     @property
     def accepted(self) -> bool:
         """Whether the subscription was accepted (replied with a result)."""
-        reply = self._reply
+        reply: Any = self._reply
         return reply is not None and reply.result is not None
 
-    def _set_reply(self, response: proxy.SubscribeResponse) -> None:
+    def _set_reply(self, response: ResponseT) -> None:
         super()._set_reply(response)
         self._replied.set()
 
@@ -419,57 +257,49 @@ class SubscribeStreamRequest(SubscribeRequest):
             assert self._send is not None
             await self._send(self._reply)
 
-    async def send(self, publication: proxy.Publication) -> None:
-        """Send a publication to the subscriber (after an accepting reply)."""
+    async def send(self, item: betterproto2.Message) -> None:
+        """Send an item (a :class:`~centrifugo_types.proxy.Publication`) to the subscriber,
+        after an accepting reply."""
         if not self.accepted:
             raise RuntimeError(
                 "send() needs an accepted subscription: call respond() first"
                 if self._reply is None
                 else "send() after a rejecting reply"
             )
-        if not isinstance(publication, proxy.Publication):
-            raise TypeError(f"send() takes a proxy.Publication, got {type(publication).__name__}")
+        item_type = self.event.item_type
+        if item_type is None or not isinstance(item, item_type):
+            expected = "nothing" if item_type is None else f"a proxy.{item_type.__name__}"
+            raise TypeError(f"send() takes {expected}, got {type(item).__name__}")
         async with self._lock:
             await self._flush()
             assert self._send is not None
-            await self._send(publication)
+            await self._send(item)
 
 
-class SubscribeUnidirectionalRequest(SubscribeStreamRequest):
-    """A subscription served by a stream of publications (``subscribe_stream_proxy``).
+class UnidirectionalStreamCall(StreamCall[MessageT, ResponseT, ResultT]):
+    """A call whose handler is an async generator of items sent to the subscriber."""
 
-    The handler is an async generator: it replies (``respond()`` to accept, ``error()`` or
-    ``disconnect()`` to refuse), then yields :class:`~centrifugo_types.proxy.Publication`
-    messages for the subscriber. When it returns, Centrifugo unsubscribes the client.
-    """
-
-    event = events.SUBSCRIBE_UNIDIRECTIONAL
     __slots__ = ()
 
 
-class SubscribeBidirectionalRequest(SubscribeStreamRequest):
-    """A subscription over a bidirectional stream (``subscribe_stream_proxy_bidirectional``).
+class BidirectionalStreamCall(StreamCall[MessageT, ResponseT, ResultT]):
+    """A call over a bidirectional stream: ``send`` items and receive the client's with
+    ``async for item in call`` (or ``receive()``)."""
 
-    The handler replies, then sends publications with ``await request.send(...)`` and receives
-    what the client publishes with ``async for publication in request`` (or ``receive()``).
-    When it returns, Centrifugo unsubscribes the client.
-    """
-
-    event = events.SUBSCRIBE_BIDIRECTIONAL
     __slots__ = ("_incoming",)
 
     def __init__(
         self,
-        message: proxy.SubscribeRequest,
+        message: MessageT,
         metadata: MetadataLike | None = None,
         *,
-        incoming: AsyncIterator[proxy.Publication] | None = None,
+        incoming: AsyncIterator[Any] | None = None,
     ) -> None:
         super().__init__(message, metadata)
         self._incoming = incoming
 
-    async def receive(self) -> proxy.Publication | None:
-        """The next publication from the client; ``None`` once Centrifugo closed its side."""
+    async def receive(self) -> Any:
+        """The next item from the client; ``None`` once Centrifugo closed its side."""
         if self._incoming is None:
             return None
         try:
@@ -478,30 +308,9 @@ class SubscribeBidirectionalRequest(SubscribeStreamRequest):
             self._incoming = None
             return None
 
-    def __aiter__(self) -> AsyncIterator[proxy.Publication]:
+    def __aiter__(self) -> AsyncIterator[Any]:
         return self._iterate()
 
-    async def _iterate(self) -> AsyncIterator[proxy.Publication]:
-        while (publication := await self.receive()) is not None:
-            yield publication
-
-
-REQUEST_CLASSES: Mapping[str, type[AnyRequest]] = {
-    cls.event.name: cls
-    for cls in (
-        ConnectRequest,
-        RefreshRequest,
-        SubscribeRequest,
-        PublishRequest,
-        RpcRequest,
-        SubRefreshRequest,
-        SubscribeUnidirectionalRequest,
-        SubscribeBidirectionalRequest,
-        NotifyCacheEmptyRequest,
-        NotifyChannelStateRequest,
-        MapPublishRequest,
-        MapRemoveRequest,
-        SharedPollRefreshRequest,
-    )
-}
-"""The typed request class of every event, by event name."""
+    async def _iterate(self) -> AsyncIterator[Any]:
+        while (item := await self.receive()) is not None:
+            yield item
