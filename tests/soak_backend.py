@@ -20,16 +20,17 @@ import signal
 import time
 from typing import Any
 
-from centrifugo_types import Router, proxy
-from centrifugo_types.requests import (
-    AnyRequest,
-    ConnectRequest,
-    PublishRequest,
-    RefreshRequest,
-    RpcRequest,
-    SubscribeRequest,
+from centrifugo_types import (
+    AnyCall,
+    CallNext,
+    ConnectCall,
+    PublishCall,
+    RefreshCall,
+    Router,
+    RpcCall,
+    SubscribeCall,
+    proxy,
 )
-from centrifugo_types.router import CallNext
 
 HANDLER_TIMEOUT = 0.5
 """The router's timeout: below Centrifugo's proxy timeout (1 s) in the soak's config."""
@@ -56,23 +57,23 @@ signal.signal(signal.SIGUSR1, _set_slow)
 signal.signal(signal.SIGUSR2, _set_slow)
 
 
-def _data(request: PublishRequest | RpcRequest | ConnectRequest) -> dict[str, Any]:
+def _data(request: PublishCall | RpcCall | ConnectCall) -> dict[str, Any]:
     data = request.json()
     return data if isinstance(data, dict) else {}
 
 
-def _key(request: AnyRequest) -> str:
-    if isinstance(request, ConnectRequest):
+def _key(request: AnyCall) -> str:
+    if isinstance(request, ConnectCall):
         return str(_data(request).get("user", ""))
-    if isinstance(request, PublishRequest | RpcRequest):
+    if isinstance(request, PublishCall | RpcCall):
         return str(_data(request).get("id", ""))
-    if isinstance(request, SubscribeRequest):
+    if isinstance(request, SubscribeCall):
         return request.channel
     return str(getattr(request, "user", ""))
 
 
 @router.intercept()
-async def log(request: AnyRequest, call_next: CallNext) -> None:
+async def log(request: AnyCall, call_next: CallNext) -> None:
     """One line per call once its handler is done (a call the router timed out is logged
     as an error: its reply comes from the router, after this line)."""
     try:
@@ -85,7 +86,7 @@ async def log(request: AnyRequest, call_next: CallNext) -> None:
 
 
 @router.connect
-async def connect(request: ConnectRequest) -> None:
+async def connect(request: ConnectCall) -> None:
     """Accept as the user the client names; sessions expire after ``expire`` seconds."""
     data = _data(request)
     expire = int(data.get("expire", 0))
@@ -98,22 +99,22 @@ async def connect(request: ConnectRequest) -> None:
 
 
 @router.refresh
-async def refresh(request: RefreshRequest) -> None:
+async def refresh(request: RefreshCall) -> None:
     request.respond(proxy.RefreshResult(expire_at=int(time.time()) + SESSION_SECONDS))
 
 
 @router.subscribe
-async def subscribe(request: SubscribeRequest) -> None:
+async def subscribe(request: SubscribeCall) -> None:
     request.respond()
 
 
 @router.publish
-async def publish(request: PublishRequest) -> None:
+async def publish(request: PublishCall) -> None:
     request.respond()
 
 
 @router.rpc("echo")
-async def echo(request: RpcRequest) -> None:
+async def echo(request: RpcCall) -> None:
     if _slow:
         await asyncio.sleep(SLOW_SECONDS)
     request.respond(proxy.RpcResult(data=json.dumps(_data(request)).encode()))
