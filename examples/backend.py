@@ -44,7 +44,8 @@ async def require_user(request: PublishCall | RpcCall, call_next: CallNext) -> N
 @router.connect
 async def connect(request: ConnectCall) -> None:
     """Authenticate with the token the client sends as connect data."""
-    token = (request.json() or {}).get("token")
+    payload = request.json()
+    token = payload.get("token") if isinstance(payload, dict) else None
     user = TOKENS.get(str(token))
     if user is None:
         request.error(401, "unauthorized")
@@ -102,7 +103,10 @@ async def current_time(request: RpcCall) -> None:
 @router.subscribe_unidirectional
 async def ticker(request: SubscribeUnidirectionalCall) -> AsyncIterator[proxy.Publication]:
     """``ticker:<n>``: a stream of n ticks served by the backend itself."""
-    count = int(request.channel.partition(":")[2] or 3)
+    count = request.channel.partition(":")[2]
+    if not (count.isascii() and count.isdigit()) and count:
+        request.error(400, "ticker:<n> needs a number")
+        return
     request.respond()
-    for tick in range(1, count + 1):
+    for tick in range(1, int(count or 3) + 1):
         yield proxy.Publication(data=json.dumps({"tick": tick}).encode())
