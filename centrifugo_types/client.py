@@ -553,7 +553,9 @@ class HttpApiClient(BaseApiClient):
             reply = await self._client.post(url, content=body, headers=self._headers, timeout=limit)
         except httpx.TimeoutException as exc:
             raise ApiTimeoutError(f"{method.path}: no answer within {limit}s") from exc
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, _ssl.SSLError) as exc:
+            # httpx lets a TLS alert read after the handshake (TLS 1.3: the server refusing
+            # our client certificate) escape as it is.
             raise TransportError(f"{method.path}: HTTP request to {url} failed: {exc!r}") from exc
         status = reply.status_code
         if status == 200:

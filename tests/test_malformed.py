@@ -9,6 +9,7 @@ never another exception, never a hang (hypothesis' deadline), never a big alloca
 
 from __future__ import annotations
 
+import itertools
 import time
 from datetime import timedelta
 
@@ -80,7 +81,7 @@ def _go_overflow_rule(exc: DecodeError) -> bool:
 def _may_hold_redundant_varint(wire: bytes) -> bool:
     """Whether ``wire`` may hold a key or length with redundant varint bytes (Go accepts them,
     upb does not): such a varint ends in a zero byte after a continuation byte."""
-    return any(a >= 0x80 and b == 0 for a, b in zip(wire, wire[1:], strict=False))
+    return any(a >= 0x80 and b == 0 for a, b in itertools.pairwise(wire))
 
 
 def _upb_field_zero_quirk(exc: DecodeError) -> bool:
