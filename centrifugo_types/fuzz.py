@@ -160,8 +160,8 @@ def codec_target(message: str | None = None) -> FuzzTarget:
             decoded = cls.parse(damaged)
         except DecodeError:
             return
-        again = bytes(decoded)
-        if cls.parse(again) != decoded:
+        again = bytes(decoded)  # compared as bytes: a decoded NaN is not equal to itself
+        if bytes(cls.parse(again)) != again:
             raise Finding(f"{cls.__name__}: a decoded message does not round-trip", repr(damaged))
 
     return FuzzTarget("codec", codec)
@@ -194,7 +194,7 @@ def json_target(message: str | None = None) -> FuzzTarget:
         except json_codec.JSONDecodeError:
             return
         again = json_codec.dumps(decoded)
-        if json_codec.loads(cls, again) != decoded:
+        if json_codec.dumps(json_codec.loads(cls, again)) != again:
             raise Finding(f"{cls.__name__}: a decoded document does not round-trip", repr(damaged))
 
     return FuzzTarget("json", json_dialect)

@@ -44,7 +44,10 @@ async def require_user(request: PublishCall | RpcCall, call_next: CallNext) -> N
 @router.connect
 async def connect(request: ConnectCall) -> None:
     """Authenticate with the token the client sends as connect data."""
-    payload = request.json()
+    try:
+        payload = request.json()
+    except ValueError:  # not JSON: a client of Centrifugo's protobuf protocol may send anything
+        payload = None
     token = payload.get("token") if isinstance(payload, dict) else None
     user = TOKENS.get(str(token))
     if user is None:
@@ -87,7 +90,10 @@ async def sub_refresh(request: SubRefreshCall) -> None:
 @router.publish
 async def publish(request: PublishCall) -> None:
     """Messages need a non-empty ``text`` of at most 200 characters; we stamp the author."""
-    message = request.json()
+    try:
+        message = request.json()
+    except ValueError:
+        message = None
     text = message.get("text") if isinstance(message, dict) else None
     if not isinstance(text, str) or not 0 < len(text) <= 200:
         raise ErrorReply(400, "a message needs a text of 1 to 200 characters")
