@@ -5,6 +5,7 @@
     centrifugo-types serve myapp.backend:router --host 127.0.0.1 --port 30000
     centrifugo-types serve myapp.backend:router --http    # Centrifugo's HTTP proxy (uvicorn)
     centrifugo-types worker myapp.backend:router          # a RoadRunner worker (.rr.yaml)
+    centrifugo-types fuzz router myapp.backend:router     # fuzz the router (see fuzz --help)
     python -m centrifugo_types serve myapp.backend:router
 
 The transport only picks the server class; every option is every server's (see
@@ -232,6 +233,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = worker.parse_args(argv[1:])
         _configure_logging(args.log_level)
         return _worker(args)
+    if argv[:1] == ["fuzz"]:  # its own command line: python -m centrifugo_types.fuzz --help
+        from .fuzz import main as fuzz
+
+        return fuzz(argv[1:])
     cli = parser()
     args = cli.parse_args(argv)
     http_options: dict[str, Any] = {}

@@ -19,6 +19,11 @@ __all__ = ["DecodeError", "EncodeError"]  # re-exported: generated modules impor
 MAX_DEPTH = 100
 """How deeply recursive messages may nest on the wire (upb's default limit)."""
 
+GROUP_DEPTH = 10_000
+"""How deeply groups may nest within one unknown field: Go's ``protowire.DefaultRecursionLimit``
+(its ``ConsumeFieldValue`` starts every unknown field with this budget, whatever the depth of
+the message it is in)."""
+
 _U64 = 0xFFFF_FFFF_FFFF_FFFF
 
 
@@ -56,7 +61,9 @@ def encode_failed(message_type: type[Any], exc: BaseException) -> EncodeError:
 def read_varint(data: bytes, pos: int, first: int) -> tuple[int, int]:
     """Finish a varint whose first byte (``first`` >= 0x80) was read before ``pos``.
 
-    Returns the value truncated to 64 bits, as protobuf runtimes do, and the new position.
+    Go's rules (``protowire.ConsumeVarint``, what Centrifugo runs): up to 10 bytes, however
+    many of them are redundant, and the 10th may only be 0 or 1 (the value must fit in 64
+    bits). Returns the value and the new position.
     """
     result = first & 0x7F
     shift = 7
@@ -65,7 +72,9 @@ def read_varint(data: bytes, pos: int, first: int) -> tuple[int, int]:
         pos += 1
         result |= (byte & 0x7F) << shift
         if byte < 0x80:
-            return result & _U64, pos
+            if shift == 63 and byte > 1:
+                raise DecodeError("varint overflows 64 bits")
+            return result, pos
         shift += 7
         if shift >= 70:
             raise DecodeError("varint longer than 10 bytes")
@@ -108,7 +117,7 @@ def skip_field(data: bytes, pos: int, end: int, tag: int) -> int:
     elif wire_type == 5:
         pos += 4
     elif wire_type == 3:
-        return _skip_group(data, pos, end, tag >> 3, MAX_DEPTH)
+        return _skip_group(data, pos, end, tag >> 3, GROUP_DEPTH)
     else:
         raise DecodeError(f"invalid wire type {wire_type}")
     if pos > end:
@@ -117,19 +126,30 @@ def skip_field(data: bytes, pos: int, end: int, tag: int) -> int:
 
 
 def _skip_group(data: bytes, pos: int, end: int, number: int, depth: int) -> int:
-    if depth <= 0:
-        raise DecodeError("groups nested too deeply")
+    """Skip a group's fields up to its end marker (``pos`` is just after its start key).
+
+    As Go's ``protowire.ConsumeFieldValue`` (what Centrifugo's runtime calls for an unknown
+    field): iterative, groups nested up to ``depth`` + 1 deep within this one field, keys
+    inside groups with field numbers 1 to 2**31 - 1.
+    """
+    open_groups = [number]
     while pos < end:
         tag = data[pos]
         pos += 1
         if tag >= 0x80:
-            tag, pos = read_tag(data, pos, tag)
-        if tag & 7 == 4:
-            if tag >> 3 != number:
+            tag, pos = read_varint(data, pos, tag)
+        if not 1 <= tag >> 3 <= 0x7FFF_FFFF:
+            raise DecodeError(f"field key {tag} out of range")
+        wire_type = tag & 7
+        if wire_type == 4:
+            if tag >> 3 != open_groups.pop():
                 raise DecodeError("mismatched end-group marker")
-            return pos
-        if tag & 7 == 3:
-            pos = _skip_group(data, pos, end, tag >> 3, depth - 1)
+            if not open_groups:
+                return pos
+        elif wire_type == 3:
+            if len(open_groups) > depth:
+                raise DecodeError("groups nested too deeply")
+            open_groups.append(tag >> 3)
         else:
             pos = skip_field(data, pos, end, tag)
     raise DecodeError("unterminated group")

@@ -46,7 +46,11 @@ async def require_user(request: PublishCall | RpcCall, call_next: CallNext) -> N
 @router.connect
 async def connect(request: ConnectCall) -> proxy.ConnectResult:
     """Authenticate with the token the client sends as connect data."""
-    token = (request.json() or {}).get("token")
+    try:
+        payload = request.json()
+    except ValueError:  # not JSON: a client of Centrifugo's protobuf protocol may send anything
+        payload = None
+    token = payload.get("token") if isinstance(payload, dict) else None
     user = TOKENS.get(str(token))
     if user is None:
         raise ErrorReply(401, "unauthorized")
@@ -84,7 +88,10 @@ async def sub_refresh(request: SubRefreshCall) -> proxy.SubRefreshResult:
 @router.publish
 async def publish(request: PublishCall) -> proxy.PublishResult:
     """Messages need a non-empty ``text`` of at most 200 characters; we stamp the author."""
-    message = request.json()
+    try:
+        message = request.json()
+    except ValueError:
+        message = None
     text = message.get("text") if isinstance(message, dict) else None
     if not isinstance(text, str) or not 0 < len(text) <= 200:
         raise ErrorReply(400, "a message needs a text of 1 to 200 characters")
@@ -100,7 +107,10 @@ async def current_time(request: RpcCall) -> proxy.RpcResult:
 @router.subscribe_unidirectional
 async def ticker(request: SubscribeUnidirectionalCall) -> AsyncIterator[proxy.Publication]:
     """``ticker:<n>``: a stream of n ticks served by the backend itself."""
-    count = int(request.channel.partition(":")[2] or 3)
+    count = request.channel.partition(":")[2]
+    if not (count.isascii() and count.isdigit()) and count:
+        request.error(400, "ticker:<n> needs a number")
+        return
     request.respond()
-    for tick in range(1, count + 1):
+    for tick in range(1, int(count or 3) + 1):
         yield proxy.Publication(data=json.dumps({"tick": tick}).encode())

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -90,14 +91,18 @@ class Centrifugo:
     config: dict[str, Any]
     log_path: Path
     api_key: str = API_KEY
+    tls: ssl.SSLContext | None = None
+    """How to reach its HTTP server when it serves TLS (``http_server.tls``)."""
 
     @property
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.http_port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.http_port}/connection/websocket"
+        scheme = "wss" if self.tls else "ws"
+        return f"{scheme}://127.0.0.1:{self.http_port}/connection/websocket"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -119,8 +124,10 @@ def run_centrifugo(
     *,
     timeout: float = 30.0,
     grpc_api_port: int | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Iterator[Centrifugo]:
-    """Start Centrifugo with ``base_config()`` merged with ``extra_config``; wait for /health.
+    """Start Centrifugo with ``base_config()`` merged with ``extra_config``; wait for /health
+    (over HTTPS with ``tls``, the client context for a config with ``http_server.tls``).
 
     ``grpc_api_port``: where its gRPC API listens (default: a free port), for a peer that must
     know it before Centrifugo starts (RoadRunner)."""
@@ -145,7 +152,7 @@ def run_centrifugo(
             stderr=subprocess.STDOUT,
             cwd=workdir,
         )
-    server = Centrifugo(process, http_port, grpc_api_port, config, log_path)
+    server = Centrifugo(process, http_port, grpc_api_port, config, log_path, tls=tls)
     try:
         _wait_healthy(server, timeout)
         yield server
@@ -160,7 +167,8 @@ def _wait_healthy(server: Centrifugo, timeout: float) -> None:
             code = server.process.returncode
             raise RuntimeError(f"centrifugo exited with {code}:\n{server.log()}")
         try:
-            with urllib.request.urlopen(f"{server.http_url}/health", timeout=1) as response:
+            health = f"{server.http_url}/health"
+            with urllib.request.urlopen(health, timeout=1, context=server.tls) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):

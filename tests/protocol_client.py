@@ -23,6 +23,7 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Mapping
+from ssl import SSLContext
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -109,10 +110,16 @@ class ProtocolClient:
         data: Any = None,
         *,
         headers: Mapping[str, str] | None = None,
+        ssl: SSLContext | None = None,
     ) -> AsyncIterator[ProtocolClient]:
         """Open a connection and send ``connect`` with ``data``; close it on exit."""
         ws = await connect(
-            url, additional_headers=headers, proxy=None, open_timeout=WAIT, compression=None
+            url,
+            additional_headers=headers,
+            proxy=None,
+            open_timeout=WAIT,
+            compression=None,
+            ssl=ssl,
         )
         client = cls(ws)
         try:
