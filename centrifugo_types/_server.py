@@ -121,6 +121,8 @@ class Server:
         try:
             try:
                 await lifespan.enter_async_context(self.router.lifespan_context())
+            except StartupError:
+                raise
             except Exception as exc:
                 raise StartupError(f"the router's lifespan failed: {describe(exc)}") from exc
             self.port = sock.getsockname()[1]

@@ -180,10 +180,7 @@ class Worker:
             self._reader, self._writer, self._protocol = reader, writer, protocol
             # The router's lifespan: before the handshake, so that the worker is ready when
             # RoadRunner counts it in (it waits pool.allocate_timeout for the handshake).
-            try:
-                await self._stack.enter_async_context(self.router.lifespan_context())
-            except Exception as exc:
-                raise StartupError(f"the router's lifespan failed at startup: {exc!r}") from exc
+            await self._stack.enter_async_context(self.router.lifespan_context())
         except BaseException:
             await self.close()
             raise

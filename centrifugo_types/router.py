@@ -127,7 +127,9 @@ class Router(Routes):
                 started.exception()  # retrieved: the other users get it through shield
                 raise
             except Exception as exc:
-                failure = StartupError(f"the router's lifespan failed at startup: {exc!r}")
+                message = str(exc)
+                detail = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+                failure = StartupError(f"the router's lifespan failed: {detail}")
                 started.set_exception(failure)
                 started.exception()
                 raise failure from exc
