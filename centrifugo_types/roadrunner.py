@@ -43,7 +43,7 @@ from ._call import AnyCall, internal_error_reply
 from ._generated import proxy_events as events
 from ._goridge import Flag, Frame, FrameError
 from .calls import CALL_CLASSES
-from .errors import DecodeError, EncodeError, StartupError
+from .errors import DecodeError, EncodeError
 from .router import Router
 
 if TYPE_CHECKING:
