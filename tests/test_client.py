@@ -261,14 +261,13 @@ def test_a_method_and_a_field_added_to_api_proto_appear_after_regeneration(
     source = source[:end] + "    string mood = 99;\n" + source[end:] + ADDED
     (protos / "api.proto").write_text(source)
 
-    monkeypatch.setattr(generate, "PROTOS", protos)
     package = tmp_path / "tree" / "centrifugo_types"
     shutil.copytree(
         ROOT / "centrifugo_types",
         package,
         ignore=shutil.ignore_patterns("_generated", "__pycache__"),
     )
-    generate.write(package / "_generated", generate.sources())
+    generate.write(package / "_generated", generate.sources(protos))
 
     check = textwrap.dedent(
         """
