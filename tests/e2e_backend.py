@@ -183,6 +183,11 @@ BACKENDS: dict[str, Callable[[Router], contextlib.AbstractAsyncContextManager[Ba
 }
 """Every transport the e2e suite runs over."""
 
+IN_PROCESS_BACKENDS = {name: start for name, start in BACKENDS.items() if name != "roadrunner"}
+"""The transports that serve the router in this process, so that the router's recorder sees the
+calls: the suites that read it directly (or need events RoadRunner's plugin does not forward:
+map, shared poll) run over these; RoadRunner's workers report through test_e2e_proxy.py."""
+
 
 @dataclass
 class Recorder:

@@ -24,7 +24,7 @@ from centrifugo_types.client import ApiClient
 
 from .centrifugo import Centrifugo, merge, proxy_config, run_centrifugo
 from .cluster import Balancer, redis_engine, run_redis
-from .e2e_backend import BACKENDS, Backend, Recorder, e2e_router
+from .e2e_backend import IN_PROCESS_BACKENDS, Backend, Recorder, e2e_router
 from .js_client import JsDriver, js_driver
 from .test_e2e_proxy import FAST, SubscriptionEvents, until
 
@@ -62,7 +62,9 @@ async def two_nodes(transport: str, workdir: Path) -> AsyncIterator[tuple[Node, 
             nodes = []
             for name in ("a", "b"):
                 recorder = Recorder()
-                backend = await stack.enter_async_context(BACKENDS[transport](e2e_router(recorder)))
+                backend = await stack.enter_async_context(
+                    IN_PROCESS_BACKENDS[transport](e2e_router(recorder))
+                )
                 config = merge(proxy_config(backend.proxy), FAST)
                 config = merge(merge(config, SUBSCRIBERS_SEE), redis_engine(redis, "e2e"))
                 centrifugo = stack.enter_context(run_centrifugo(workdir / name, config))
@@ -83,7 +85,7 @@ async def _wait_for_each_other(nodes: list[Node]) -> None:
                 raise AssertionError("the nodes did not find each other through Redis")
 
 
-@pytest.fixture(scope="module", params=sorted(BACKENDS))
+@pytest.fixture(scope="module", params=sorted(IN_PROCESS_BACKENDS))
 def transport(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

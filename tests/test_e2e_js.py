@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from .centrifugo import merge, proxy_config, run_centrifugo
-from .e2e_backend import BACKENDS, EXPIRE_IN, Recorder, e2e_router
+from .e2e_backend import EXPIRE_IN, IN_PROCESS_BACKENDS, Recorder, e2e_router
 from .js_client import JsDriver, JsError, js_driver
 from .test_e2e_proxy import FAST, Proxied, connected, subscribed
 
@@ -23,12 +23,12 @@ pytestmark = pytest.mark.e2e
 WAIT = 5.0
 
 
-@pytest.fixture(scope="module", params=sorted(BACKENDS))
+@pytest.fixture(scope="module", params=sorted(IN_PROCESS_BACKENDS))
 async def proxied(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Proxied]:
     recorder = Recorder()
-    async with BACKENDS[request.param](e2e_router(recorder)) as backend:
+    async with IN_PROCESS_BACKENDS[request.param](e2e_router(recorder)) as backend:
         workdir = tmp_path_factory.mktemp(f"centrifugo-js-{request.param}")
         with run_centrifugo(workdir, merge(proxy_config(backend.proxy), FAST)) as centrifugo:
             yield Proxied(centrifugo, backend, recorder)

@@ -6,7 +6,7 @@ namespace with ``map.publish_proxy_enabled`` / ``map.remove_proxy_enabled``) and
 ``shared_poll_refresh`` (Centrifugo polls the backend for the keys clients track in a
 ``subscription_type: shared_poll`` namespace). centrifuge-python cannot send these commands,
 so the clients here speak the JSON client protocol themselves (tests/protocol_client.py).
-The router (tests/e2e_backend.py) is served over every transport of ``BACKENDS``.
+The router (tests/e2e_backend.py) is served over every transport of ``IN_PROCESS_BACKENDS``.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from centrifugo_types.calls import MapPublishCall, MapRemoveCall, SharedPollRefr
 
 from .centrifugo import Centrifugo, merge, proxy_config, run_centrifugo
 from .e2e_backend import (
-    BACKENDS,
     FORWARDED_HEADER,
+    IN_PROCESS_BACKENDS,
     STATIC_METADATA,
     Backend,
     Documents,
@@ -100,12 +100,12 @@ class Served:
             pytest.skip(f"{self.backend.transport} does not serve {', '.join(missing)}")
 
 
-@pytest.fixture(scope="session", params=sorted(BACKENDS))
+@pytest.fixture(scope="session", params=sorted(IN_PROCESS_BACKENDS))
 async def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Served]:
     recorder, documents = Recorder(), Documents()
-    async with BACKENDS[request.param](e2e_router(recorder, documents)) as backend:
+    async with IN_PROCESS_BACKENDS[request.param](e2e_router(recorder, documents)) as backend:
         workdir = tmp_path_factory.mktemp(f"centrifugo-map-poll-{request.param}")
         config = merge(proxy_config(backend.proxy), map_poll_config(backend))
         with run_centrifugo(workdir, config) as centrifugo:

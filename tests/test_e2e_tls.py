@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,7 +141,9 @@ async def test_api_clients_over_mutual_tls(tmp_path: Path, good: Authority) -> N
     with centrifugo(tmp_path, good, {}) as server:
         async with (
             ApiClient(
-                f"grpcs://127.0.0.1:{server.grpc_api_port}", api_key=server.api_key, ssl=context
+                f"grpcs://127.0.0.1:{server.grpc_api_port}",
+                api_key=server.api_key,
+                ssl=h2(client_context(good.cert, good.client)),
             ) as grpc,
             ApiClient(f"{server.http_url}/api", api_key=server.api_key, ssl=context) as http,
         ):
@@ -189,10 +192,10 @@ async def test_api_clients_with_wrong_certificates_fail_clearly(
     """What a client sees of a certificate Centrifugo refuses or it cannot verify."""
     expected: dict[str, tuple[str, ...]]
     if wrong == "untrusted-server":
-        context = client_context(rogue.cert, good.client)
+        context = functools.partial(client_context, rogue.cert, good.client)
         expected = {"grpc": ("CERTIFICATE_VERIFY_FAILED",), "http": ("CERTIFICATE_VERIFY_FAILED",)}
     else:
-        context = client_context(good.cert)
+        context = functools.partial(client_context, good.cert)
         # Under TLS 1.3 Centrifugo refuses the client after the handshake, with an alert that
         # the client reads only if it has not written yet: the error names the alert or just
         # the connection's end (grpclib never reads it).
@@ -202,10 +205,10 @@ async def test_api_clients_with_wrong_certificates_fail_clearly(
         grpc = ApiClient(
             f"grpcs://127.0.0.1:{server.grpc_api_port}",
             api_key=server.api_key,
-            ssl=context,
+            ssl=h2(context()),
             timeout=5,
         )
-        http = ApiClient(f"{server.http_url}/api", api_key=server.api_key, ssl=context, timeout=5)
+        http = ApiClient(f"{server.http_url}/api", api_key=server.api_key, ssl=context(), timeout=5)
         async with grpc, http:
             for name, client in (("grpc", grpc), ("http", http)):
                 with pytest.raises(TransportError) as failed:
@@ -222,3 +225,9 @@ def _chain(exc: BaseException | None) -> str:
         parts.append(f"{type(exc).__name__}: {exc}")
         exc = exc.__cause__ or exc.__context__
     return " <- ".join(parts)
+
+
+def h2(context: ssl.SSLContext) -> ssl.SSLContext:
+    """``context`` offering HTTP/2 by ALPN, as a gRPC client's context must."""
+    context.set_alpn_protocols(["h2"])
+    return context
