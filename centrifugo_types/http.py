@@ -41,6 +41,7 @@ from ._call import AnyCall, internal_error_reply
 from ._generated import proxy_events as events
 from ._server import Server, ServerOptions, describe, undecodable
 from .calls import CALL_CLASSES
+from .errors import StartupError
 from .router import Router
 
 if TYPE_CHECKING:
@@ -204,7 +205,8 @@ class ProxyApp:
             await lifespan.enter_async_context(self.router.lifespan_context())
         except Exception as exc:
             logger.exception("the router's lifespan failed at startup")
-            await send({"type": "lifespan.startup.failed", "message": describe(exc)})
+            cause = exc.__cause__ if isinstance(exc, StartupError) and exc.__cause__ else exc
+            await send({"type": "lifespan.startup.failed", "message": describe(cause)})
             return
         await send({"type": "lifespan.startup.complete"})
         while (await receive())["type"] != "lifespan.shutdown":
