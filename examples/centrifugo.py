@@ -40,6 +40,17 @@ def centrifugo_binary() -> Path:
     return Path(result.stdout.strip().splitlines()[-1])
 
 
+def stop_process(process: subprocess.Popen[bytes], *, timeout: float) -> None:
+    """SIGTERM ``process`` if it still runs; SIGKILL it if it has not ended ``timeout`` s later."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -108,13 +119,7 @@ class Centrifugo:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=10)
 
 
 @contextlib.contextmanager
