@@ -138,7 +138,9 @@ def _skip_group(data: bytes, pos: int, end: int, number: int, depth: int) -> int
         pos += 1
         if tag >= 0x80:
             tag, pos = read_varint(data, pos, tag)
-        if not 1 <= tag >> 3 <= 0x7FFF_FFFF:
+        if tag >> 3 == 0:
+            raise DecodeError("field number 0 is invalid")
+        if tag >> 3 > 0x7FFF_FFFF:
             raise DecodeError(f"field key {tag} out of range")
         wire_type = tag & 7
         if wire_type == 4:

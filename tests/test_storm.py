@@ -41,11 +41,6 @@ EXPECTED: dict[str, Callable[[bytes], proxy.RpcResponse]] = {
     "never": lambda _: proxy.RpcResponse(error=INTERNAL),
     "twice": lambda _: proxy.RpcResponse(result=proxy.RpcResult(data=b'"first"')),
 }
-CANCELLATION = {"cancel", "swallow"}
-"""The behaviours that need the router fix of issue 15, item 1: an answer for a handler
-cancelled from inside, and the reply at the deadline for one that swallows its cancellation
-(today it leaves when the handler does, past Centrifugo's deadline under load)."""
-
 Call = Callable[[proxy.RpcRequest], Awaitable[proxy.RpcResponse]]
 
 
@@ -104,10 +99,4 @@ STORMS: dict[str, Callable[[], Any]] = {"grpc": _grpc_storm, "http": _http_storm
 async def test_every_call_of_a_misbehaving_storm_gets_its_reply(transport: str) -> None:
     counts, failures = await STORMS[transport]()
     assert set(counts) == set(EXPECTED)  # every behaviour was in the storm
-    others = {m: f for m, f in failures.items() if m not in CANCELLATION}
-    assert not others, {m: (len(f), f[:3]) for m, f in others.items()}
-    if failures:  # only the cancellation cases went without their reply
-        pytest.xfail(
-            "the router's cancellation fix (issue 15, item 1) is not in yet: "
-            + ", ".join(f"{m}: {len(f)} of {counts[m]}, {f[0]}" for m, f in failures.items())
-        )
+    assert not failures, {m: (len(f), f[:3]) for m, f in failures.items()}

@@ -39,10 +39,6 @@ PAIRS = Path(__file__).resolve().parent / "data" / "centrifugo-protos"
 
 pytestmark = pytest.mark.upgrade_matrix
 
-#: mypy of the whole package fails for schemas older than v6.8 until the API client takes its
-#: methods from the schema (issue 12 part 2); import and serve follow it since part 1.
-NEEDS_PARTS_1_2 = pytest.mark.xfail(strict=False, reason="issue 12 parts 1-2")
-
 #: The hand-written modules the generated code imports.
 GENERATED_NEEDS = ("_runtime.py", "_json_runtime.py", "errors.py")
 
@@ -365,22 +361,17 @@ def _check(matrix: dict[str, Run], name: str, stage_name: str) -> None:
     assert result.ok, f"{name}: {stage_name} failed:\n{result.output[-4000:]}"
 
 
-def _cases(stages: tuple[str, ...], marks: tuple[pytest.MarkDecorator, ...] = ()) -> list[object]:
-    return [
-        pytest.param(name, s, id=f"{name}-{s}", marks=marks) for name in schemas() for s in stages
-    ]
+def _cases(stages: tuple[str, ...]) -> list[object]:
+    return [pytest.param(name, s, id=f"{name}-{s}") for name in schemas() for s in stages]
 
 
 @pytest.mark.parametrize(
     ("name", "stage_name"),
-    _cases(("generate", "differential", "mypy_generated", "import", "serve")),
+    _cases(("generate", "differential", "mypy_generated", "import", "serve", "mypy")),
 )
-def test_codegen_stage(matrix: dict[str, Run], name: str, stage_name: str) -> None:
-    _check(matrix, name, stage_name)
-
-
-@pytest.mark.parametrize(("name", "stage_name"), _cases(("mypy",), (NEEDS_PARTS_1_2,)))
-def test_package_stage(matrix: dict[str, Run], name: str, stage_name: str) -> None:
+def test_stage(matrix: dict[str, Run], name: str, stage_name: str) -> None:
+    """Every schema passes every stage: generated code, the whole package's mypy --strict
+    (the hand-written layer follows the schema), import and a served request per event."""
     _check(matrix, name, stage_name)
 
 
