@@ -4,6 +4,7 @@
 
     centrifugo-types serve myapp.backend:router --host 127.0.0.1 --port 30000
     centrifugo-types serve myapp.backend:router --http    # Centrifugo's HTTP proxy (uvicorn)
+    centrifugo-types serve myapp.backend:router --transport grpcio  # gRPC on grpcio's C core
     centrifugo-types worker myapp.backend:router          # a RoadRunner worker (.rr.yaml)
     centrifugo-types fuzz router myapp.backend:router     # fuzz the router (see fuzz --help)
     python -m centrifugo_types serve myapp.backend:router
@@ -34,7 +35,23 @@ from .errors import StartupError
 from .http import DEFAULT_MAX_BODY_SIZE, DEFAULT_PREFIX
 from .router import Router
 
-SERVERS: dict[str, Callable[..., Server]] = {"grpc": grpc.ProxyServer, "http": http.ProxyServer}
+
+def _grpcio_server(router: Router, **options: Any) -> Server:
+    """``--transport grpcio``: grpcio is an optional extra, imported only when chosen."""
+    try:
+        from .grpcio import ProxyServer
+    except ImportError as exc:
+        raise StartupError(
+            f"--transport grpcio needs grpcio: pip install 'centrifugo-types[grpcio]' ({exc})"
+        ) from None
+    return ProxyServer(router, **options)
+
+
+SERVERS: dict[str, Callable[..., Server]] = {
+    "grpc": grpc.ProxyServer,
+    "grpcio": _grpcio_server,
+    "http": http.ProxyServer,
+}
 """The server class of each ``--transport``."""
 
 CREDENTIALS_ENV = "CENTRIFUGO_TYPES_CREDENTIALS_VALUE"
@@ -106,8 +123,9 @@ def parser() -> argparse.ArgumentParser:
         "--transport",
         choices=SERVERS,
         default="grpc",
-        help="grpc: Centrifugo's gRPC proxy (grpc:// endpoints, the default); http: its HTTP "
-        "proxy (http:// endpoints; needs the http extra, uvicorn)",
+        help="grpc: Centrifugo's gRPC proxy (grpc:// endpoints, the default; grpclib, pure "
+        "Python); grpcio: the same on grpcio's C core (faster; needs the grpcio extra); http: "
+        "its HTTP proxy (http:// endpoints; needs the http extra, uvicorn)",
     )
     run.add_argument(
         "--http",

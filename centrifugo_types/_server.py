@@ -16,7 +16,7 @@ import signal
 import socket
 import ssl as _ssl
 from types import TracebackType
-from typing import Any, ClassVar, Self, TypedDict
+from typing import Any, ClassVar, NamedTuple, Self, TypedDict
 
 from ._call import internal_error_reply
 from ._generated.proxy_events import Event
@@ -174,16 +174,33 @@ class Server:
         await self.close()
 
 
+class PemFiles(NamedTuple):
+    """The PEM files a :class:`ServerSSLContext` was loaded from."""
+
+    certfile: str
+    keyfile: str | None
+    client_ca: str | None
+
+
+class ServerSSLContext(_ssl.SSLContext):
+    """An :class:`ssl.SSLContext` that remembers the PEM files it was loaded from
+    (:attr:`pem_files`): grpcio's server (:mod:`centrifugo_types.grpcio`) reads TLS from
+    them, not from a context."""
+
+    pem_files: PemFiles | None = None
+
+
 def server_ssl_context(
     certfile: str, keyfile: str | None = None, *, client_ca: str | None = None
-) -> _ssl.SSLContext:
-    """A TLS context for a proxy server, from PEM files.
+) -> ServerSSLContext:
+    """A TLS context for a proxy server, from PEM files (every server takes it).
 
     ``client_ca``: require client certificates signed by this CA (mutual TLS: Centrifugo's
     ``grpc.tls`` / ``http.tls`` settings of the proxy). A file that cannot be read raises
     :class:`~centrifugo_types.StartupError` naming it.
     """
-    context = _ssl.create_default_context(_ssl.Purpose.CLIENT_AUTH)
+    context = ServerSSLContext(_ssl.PROTOCOL_TLS_SERVER)  # create_default_context's server
+    context.pem_files = PemFiles(certfile, keyfile, client_ca)
     for path in (certfile, keyfile, client_ca):
         if path is not None:
             try:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from centrifugo_types import DisconnectReply, ErrorReply, Router, grpc, http, proxy
+from centrifugo_types import DisconnectReply, ErrorReply, Router, grpc, grpcio, http, proxy
 from centrifugo_types.calls import (
     CALL_CLASSES,
     AnyCall,
@@ -83,15 +83,23 @@ def _common(endpoint: str) -> dict[str, Any]:
     return {"endpoint": endpoint, "timeout": "1s", "http_headers": [FORWARDED_HEADER]}
 
 
-@contextlib.asynccontextmanager
-async def grpc_backend(router: Router) -> AsyncIterator[Backend]:
-    async with grpc.ProxyServer(router, port=0, shutdown_timeout=1) as server:
-        endpoint = server.url
+def grpc_backend(
+    server_class: type[grpc.ProxyServer | grpcio.ProxyServer], transport: str
+) -> Callable[[Router], contextlib.AbstractAsyncContextManager[Backend]]:
+    """The router served by ``server_class`` (grpclib's or grpcio's), Centrifugo's
+    ``grpc://`` proxies pointing at it."""
 
-        def section(event: str) -> dict[str, Any]:
-            return {**_common(endpoint), "grpc": {"static_metadata": STATIC_METADATA}}
+    @contextlib.asynccontextmanager
+    async def backend(router: Router) -> AsyncIterator[Backend]:
+        async with server_class(router, port=0, shutdown_timeout=1) as server:
+            endpoint = server.url
 
-        yield Backend("grpc", section)
+            def section(event: str) -> dict[str, Any]:
+                return {**_common(endpoint), "grpc": {"static_metadata": STATIC_METADATA}}
+
+            yield Backend(transport, section)
+
+    return backend
 
 
 def http_backend(
@@ -176,7 +184,8 @@ async def roadrunner_backend(router: Router, *, workers: int = 2) -> AsyncIterat
 
 
 BACKENDS: dict[str, Callable[[Router], contextlib.AbstractAsyncContextManager[Backend]]] = {
-    "grpc": grpc_backend,
+    "grpc": grpc_backend(grpc.ProxyServer, "grpc"),
+    "grpcio": grpc_backend(grpcio.ProxyServer, "grpcio"),
     "http": http_backend(binary=False),
     "http-binary": http_backend(binary=True),
     "roadrunner": roadrunner_backend,

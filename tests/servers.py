@@ -1,6 +1,7 @@
 """Every proxy server transport, as the parametrized server suite (tests/test_server.py) sees
 it: the server class, a client that makes one call the way Centrifugo does, and what is
-malformed in the transport's encoding.
+malformed in the transport's encoding. ``grpcio`` is the gRPC proxy on grpcio's C core, with
+the same client as ``grpc``.
 
 Adding a transport (RoadRunner, ...) is adding a :class:`Transport` to :data:`TRANSPORTS`;
 the suite's tests then run over it too.
@@ -21,7 +22,7 @@ from grpclib.client import Channel
 from grpclib.const import Cardinality
 from grpclib.exceptions import StreamTerminatedError
 
-from centrifugo_types import grpc, http, json
+from centrifugo_types import grpc, grpcio, http, json
 from centrifugo_types._generated import proxy_events as events
 from centrifugo_types._server import Server
 
@@ -130,6 +131,12 @@ TRANSPORTS = (
     Transport(
         "grpc",
         grpc.ProxyServer,
+        grpc_client,
+        malformed=(b"\xff\xff\xff\xff", b"\x0a\x05ab", b"\x0a\x01\xc3"),
+    ),
+    Transport(
+        "grpcio",
+        grpcio.ProxyServer,
         grpc_client,
         malformed=(b"\xff\xff\xff\xff", b"\x0a\x05ab", b"\x0a\x01\xc3"),
     ),
