@@ -32,25 +32,52 @@ same result; the standard library path is complete on its own.
 
 from __future__ import annotations
 
+import importlib
+import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
-
-import betterproto2
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _json_runtime
-from ._generated import api_json, proxy_json
 from .errors import JSONDecodeError, JSONEncodeError
 
 __all__ = ["JSONDecodeError", "JSONEncodeError", "dumps", "loads", "use_orjson"]
 
-M = TypeVar("M", bound=betterproto2.Message)
+if TYPE_CHECKING:
+    import betterproto2
 
-_ENCODERS: dict[type[Any], Callable[[Any], str]] = {**proxy_json.ENCODERS, **api_json.ENCODERS}
-_DECODERS: dict[type[Any], tuple[Any, Any]] = {**proxy_json.DECODERS, **api_json.DECODERS}
+M = TypeVar("M", bound="betterproto2.Message")
+
+_ENCODERS: dict[type[Any], Callable[[Any], str]] = {}
+_DECODERS: dict[type[Any], tuple[Any, Any]] = {}
+
+_CODECS = {
+    f"{__package__}._generated.proxy": f"{__package__}._generated.proxy_json",
+    f"{__package__}._generated.api": f"{__package__}._generated.api_json",
+}
+"""The generated JSON codec of each .proto's messages, imported when one of them is first
+written or read: a process that speaks only the proxy protocol never loads the server API's
+(nor, through it, the API's messages). See BENCHMARKS.md, "Issue 17"."""
+
+
+_LOADING = threading.Lock()
+
+
+def _load_codec(messages: str) -> None:
+    # Another thread may be loading it: the codec leaves _CODECS only once it is in the tables,
+    # and the lock holds the others until then.
+    with _LOADING:
+        codec = _CODECS.get(messages)
+        if codec is not None:
+            module = importlib.import_module(codec)
+            _ENCODERS.update(module.ENCODERS)
+            _DECODERS.update(module.DECODERS)
+            del _CODECS[messages]
 
 
 def _lookup(table: dict[type[Any], Any], message_type: type[Any]) -> Any:
     for base in message_type.__mro__:
+        if getattr(base, "__module__", "") in _CODECS:
+            _load_codec(base.__module__)
         if base in table:
             return table[base]
     raise TypeError(f"{message_type!r} is not a centrifugo_types message class")
