@@ -16,6 +16,9 @@ scripts/bench http [--fast]     the same for the HTTP proxy (ProxyApp under uvic
                                 minimal ASGI app under the same uvicorn
 scripts/bench api [--rounds N]  the server API clients (ours over each transport and HTTP
                                 stack, async and sync) against cent, on one real Centrifugo
+scripts/bench import [--callgrind]
+                                import time (-X importtime, warm .pyc), CPU, resident memory
+                                (and instructions) of the package's modules; what dominates
 scripts/bench roadrunner [--fast]
                                 Connect through RoadRunner's centrifuge plugin to 1 and 2
                                 Python workers, beside our gRPC server and HTTP proxy
@@ -26,7 +29,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import api, codec, json_codec, profile, router, server
+from . import api, codec, imports, json_codec, profile, router, server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         commands.add_parser("roadrunner", help="Connect through RoadRunner's Python workers"),
         server.ROADRUNNER,
     )
+    imports.add_arguments(commands.add_parser("import", help="import time and memory"))
     args = parser.parse_args(argv)
+    if args.command == "import":
+        return imports.main(args)
     if args.command == "api":
         return api.main(args)
     if args.command == "codec":
