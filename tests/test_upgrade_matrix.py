@@ -303,7 +303,8 @@ async def main():
                 reply = await over_grpc(channel, event)
                 if event.wrap_output is not None:  # a stream: the reply comes wrapped
                     assert isinstance(reply, event.output_type), (event.name, reply)
-                    reply = next(v for v in vars(reply).values() if isinstance(v, event.response_type))
+                    replies = vars(reply).values()
+                    reply = next(v for v in replies if isinstance(v, event.response_type))
                 check("gRPC", event, reply)
                 counts["gRPC"] += 1
         finally:
