@@ -81,6 +81,7 @@ class Server:
             raise ValueError("reuse_port needs SO_REUSEPORT, which this platform lacks")
         if ssl is not None:
             ssl.set_alpn_protocols(list(self.alpn_protocols))
+            ssl.sslobject_class = _HandshakeLoggingSSLObject
         self.router = router
         self.host = host
         self.port = port
@@ -172,6 +173,22 @@ class Server:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+class _HandshakeLoggingSSLObject(_ssl.SSLObject):
+    """An SSLObject that logs why a TLS handshake failed (a client certificate refused, no
+    certificate, a protocol mismatch): asyncio closes such connections without a word outside
+    its debug mode, which leaves the server's side of a misconfiguration silent."""
+
+    def do_handshake(self) -> None:
+        try:
+            super().do_handshake()
+        except (_ssl.SSLWantReadError, _ssl.SSLWantWriteError):
+            raise  # the handshake goes on when more bytes come
+        except _ssl.SSLError as exc:
+            reason, detail = exc.reason or str(exc), getattr(exc, "verify_message", None)
+            logger.warning("TLS handshake failed: %s", f"{reason}: {detail}" if detail else reason)
+            raise
 
 
 class PemFiles(NamedTuple):

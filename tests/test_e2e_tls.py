@@ -164,8 +164,8 @@ async def test_wrong_certificates_or_credentials_fail_clearly(
     expected = {
         # Go's verification of our server's certificate.
         "server-ca": "certificate signed by unknown authority",
-        # Under TLS 1.3 Go learns of the refusal only as our server closes the connection;
-        # our servers log nothing (asyncio reports failed handshakes in debug mode only).
+        # Under TLS 1.3 Go learns of the refusal only as our server closes the connection
+        # (our servers log why: below).
         "client-cert": "code = Unavailable",
         # Our gRPC server's status (UNAUTHENTICATED, its message).
         "credentials": "invalid credentials",
@@ -183,6 +183,8 @@ async def test_wrong_certificates_or_credentials_fail_clearly(
                     break
                 await asyncio.sleep(0.1)
             assert expected in server.log()
+        if wrong == "client-cert":  # our side (the connect proxy's) says what it refused, and why
+            assert "TLS handshake failed: CERTIFICATE_VERIFY_FAILED" in grpc.log(), grpc.log()
 
 
 @pytest.mark.parametrize("wrong", ["untrusted-server", "no-client-cert"])

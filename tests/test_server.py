@@ -135,7 +135,12 @@ async def test_credentials_are_required_and_not_passed_to_handlers(
 
 
 @pytest.mark.parametrize("mutual", [False, True], ids=["tls", "mutual-tls"])
-async def test_tls(transport: Transport, certificate: tuple[Path, Path], mutual: bool) -> None:
+async def test_tls(
+    transport: Transport,
+    certificate: tuple[Path, Path],
+    mutual: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     cert, key = certificate
     tls = server_ssl_context(str(cert), str(key), client_ca=str(cert) if mutual else None)
 
@@ -154,6 +159,11 @@ async def test_tls(transport: Transport, certificate: tuple[Path, Path], mutual:
             async with transport.client(server, context) as other:
                 with pytest.raises((Refused, TimeoutError)):
                     await asyncio.wait_for(other.call("connect", proxy.ConnectRequest()), 2)
+    # The server says why it refused a handshake (asyncio alone is silent about it).
+    failures = [r.getMessage() for r in caplog.records if r.name == "centrifugo_types.server"]
+    assert any(f.startswith("TLS handshake failed: ") for f in failures), failures  # plain
+    if mutual:
+        assert "TLS handshake failed: PEER_DID_NOT_RETURN_A_CERTIFICATE" in failures, failures
 
 
 async def test_replies_are_not_held_back_by_nagles_algorithm(transport: Transport) -> None:

@@ -9,10 +9,10 @@ the tree:
   codec, and upb (google.protobuf, compiled from the same pair) reads our bytes as we do and
   writes bytes we read back as the same message;
 - ``mypy_generated``: ``mypy --strict centrifugo_types`` finds no error in ``_generated/``;
-- ``import``, ``serve``: the whole package imports and answers every HTTP proxy event of the
-  schema with an empty router (the gRPC service routes every rpc);
-- ``mypy``: ``mypy --strict centrifugo_types`` passes; expected to fail for schemas older than
-  v6.8 until the API client's methods come from the schema (issue 12 part 2).
+- ``import``, ``serve``: the whole package imports and, with an empty router, answers one
+  request per event of the schema over every transport: gRPC (a real server on 127.0.0.1,
+  streams included), HTTP (the ASGI app) and RoadRunner (the worker's frame handler);
+- ``mypy``: ``mypy --strict centrifugo_types`` passes.
 
 The schemas run in parallel (one thread per core, each driving subprocesses), once per session;
 each stage is a separate test that reads the shared results.
@@ -207,18 +207,33 @@ print(f"{checked} messages checked")
 
 SERVE = r"""
 import asyncio
+import dataclasses
 import json
 
-from centrifugo_types import Router, grpc, http
-from centrifugo_types._generated import proxy_events
+import grpclib.client
 
+from centrifugo_types import Router, grpc, http, roadrunner
+from centrifugo_types import json as cjson
+from centrifugo_types._generated import proxy_events
+from centrifugo_types._goridge import Flag, Frame, read_frame
+
+EVENTS = proxy_events.EVENTS
 router = Router()
 service = grpc.ProxyService(router)
-assert set(service.__mapping__()) == {e.path for e in proxy_events.EVENTS.values()}
+assert set(service.__mapping__()) == {e.path for e in EVENTS.values()}
 app = http.ProxyApp(router)
+worker = roadrunner.Worker(router)
 
 
-async def post(path):
+def check(transport, event, reply):
+    # An empty router answers every event as unhandled: the event's reply, with error 108
+    # where the reply has an error field.
+    assert isinstance(reply, event.response_type), (transport, event.name, reply)
+    if event.with_error is not None:
+        assert reply.error.code == 108, (transport, event.name, reply)
+
+
+async def over_http(event):
     sent = []
 
     async def receive():
@@ -228,19 +243,81 @@ async def post(path):
         sent.append(message)
 
     scope = {
-        "type": "http", "method": "POST", "path": path, "root_path": "",
+        "type": "http", "method": "POST", "path": app.paths[event.name], "root_path": "",
         "headers": [(b"content-type", b"application/json")],
     }
     await app(scope, receive, send)
-    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+    assert sent[0]["status"] == 200, (event.name, sent)
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    return cjson.loads(event.response_type, body)
+
+
+async def over_roadrunner(event):
+    [type_name] = [k for k, e in roadrunner.EVENT_TYPES.items() if e is event]
+    context = json.dumps({"type": [type_name]}).encode()
+    body = bytes(event.request_type())
+    reader = asyncio.StreamReader()
+    reader.feed_data(await worker.answer(Frame(Flag.PROTO, context + body, (len(context),))))
+    reader.feed_eof()
+    reply = await read_frame(reader)
+    assert reply is not None and not reply.is_error, (event.name, reply)
+    return event.response_type.parse(reply.payload)
+
+
+def first_input(event):
+    # What the first message of the call carries: the request, wrapped for a stream of them.
+    if event.unwrap_input is None:
+        return event.input_type()
+    for field in dataclasses.fields(event.input_type):
+        message = event.input_type(**{field.name: event.request_type()})
+        if event.unwrap_input(message)[0] is not None:
+            return message
+    raise AssertionError(f"no field of {event.input_type} carries {event.request_type}")
+
+
+async def over_grpc(channel, event):
+    request = first_input(event)
+    if event.cardinality == "unary_unary":
+        method = grpclib.client.UnaryUnaryMethod(
+            channel, event.path, event.input_type, event.output_type
+        )
+        return await method(request)
+    cls = (
+        grpclib.client.UnaryStreamMethod
+        if event.cardinality == "unary_stream"
+        else grpclib.client.StreamStreamMethod
+    )
+    async with cls(channel, event.path, event.input_type, event.output_type).open() as stream:
+        await stream.send_message(request, end=True)
+        first = await stream.recv_message()
+        assert await stream.recv_message() is None, event.name  # unhandled: one reply, the end
+    return first
 
 
 async def main():
-    for name, path in app.paths.items():
-        status, body = await post(path)
-        assert status == 200, (name, status, body)
-        json.loads(body)
-    print(f"{len(app.paths)} HTTP events answered")
+    counts = {"gRPC": 0, "HTTP": 0, "RoadRunner": 0}
+    async with grpc.ProxyServer(router, host="127.0.0.1", port=0) as server:
+        channel = grpclib.client.Channel("127.0.0.1", server.port)
+        try:
+            for event in EVENTS.values():
+                reply = await over_grpc(channel, event)
+                if event.wrap_output is not None:  # a stream: the reply comes wrapped
+                    assert isinstance(reply, event.output_type), (event.name, reply)
+                    replies = vars(reply).values()
+                    reply = next(v for v in replies if isinstance(v, event.response_type))
+                check("gRPC", event, reply)
+                counts["gRPC"] += 1
+        finally:
+            channel.close()
+    for event in EVENTS.values():
+        if event.name in app.paths:
+            check("HTTP", event, await over_http(event))
+            counts["HTTP"] += 1
+        if event in roadrunner.EVENT_TYPES.values():
+            check("RoadRunner", event, await over_roadrunner(event))
+            counts["RoadRunner"] += 1
+    assert counts["gRPC"] == len(EVENTS), counts
+    print(", ".join(f"{n} {t} events answered" for t, n in counts.items()))
 
 asyncio.run(main())
 """
