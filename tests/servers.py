@@ -122,6 +122,9 @@ class Transport:
     """A client of a started server (over TLS with that client context)."""
     malformed: tuple[bytes, ...]
     """Bodies that are no request in the transport's encoding."""
+    logs_tls_failures: bool = True
+    """Whether a refused TLS handshake is logged by our server's logger (grpcio's core does
+    the TLS, and logs those itself, on stderr)."""
 
     def __str__(self) -> str:
         return self.name
@@ -139,6 +142,7 @@ TRANSPORTS = (
         grpcio.ProxyServer,
         grpc_client,
         malformed=(b"\xff\xff\xff\xff", b"\x0a\x05ab", b"\x0a\x01\xc3"),
+        logs_tls_failures=False,
     ),
     Transport(
         "http",
