@@ -10,13 +10,14 @@ served by the command line itself, in this process::
     centrifugo-types serve bench.our_server:router --host 127.0.0.1 --port PORT --reuse-port
 
 (:meth:`centrifugo_types.grpc.ProxyServer.serve`: the health service, the graceful shutdown,
-uvloop when installed unless ``--loop asyncio``). With
-``--reuse-port`` N processes share one port. A process stops on SIGTERM/SIGINT, and by itself
-after ``--max-seconds`` (it sends itself SIGTERM).
+uvloop when installed unless ``--loop asyncio``); with ``--grpcio`` the same router is served
+by ``--transport grpcio`` (:class:`centrifugo_types.grpcio.ProxyServer`, grpcio's C core).
+With ``--reuse-port`` N processes share one port (HTTP too). A process stops on
+SIGTERM/SIGINT, and by itself after ``--max-seconds`` (it sends itself SIGTERM).
 
 With ``--http`` the same router is served as Centrifugo's HTTP proxy instead::
 
-    centrifugo-types serve bench.our_server:router --http --host 127.0.0.1 --port PORT
+    centrifugo-types serve bench.our_server:router --http --host 127.0.0.1 --port PORT --reuse-port
 
 (:class:`~centrifugo_types.http.ProxyApp` under uvicorn,
 :meth:`centrifugo_types.http.ProxyServer.serve`).
@@ -26,6 +27,7 @@ hides httptools from this process, as if it were not installed (see :func:`parse
 ``--no-orjson`` turns the JSON codec's orjson path off (as without the ``fast`` extra).
 
     python -m bench.our_server --port PORT [--max-seconds S] [--loop auto|asyncio|uvloop]
+        [--grpcio]
     python -m bench.our_server --port PORT --http [--no-httptools] [--loop uvloop]
         [--no-orjson] [--max-seconds S]
 """
@@ -74,7 +76,7 @@ def serve_http_on(loop: str, port: int, app: ProxyApp | None = None) -> None:
     :data:`centrifugo_types.__main__.LOOPS`)."""
 
     async def serve() -> None:
-        server = ProxyServer(router, port=port)
+        server = ProxyServer(router, port=port, reuse_port=True)
         if app is not None:
             server.app = app
         await server.serve()
@@ -95,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser_.add_argument("--max-seconds", type=float, default=300.0, help="stop after this")
     parser_.add_argument("--loop", choices=LOOPS, default="auto")
     parser_.add_argument("--http", action="store_true", help="serve the HTTP proxy")
+    parser_.add_argument("--grpcio", action="store_true", help="gRPC on grpcio's C core")
     parser_.add_argument("--no-httptools", action="store_true", help="--http: parse with h11")
     parser_.add_argument(
         "--no-orjson", action="store_true", help="JSON codec on the standard library path"
@@ -116,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                 "127.0.0.1",
                 "--port",
                 str(args.port),
+                "--reuse-port",
                 "--loop",
                 loop,
                 "--log-level",
@@ -131,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             "--port",
             str(args.port),
             "--reuse-port",
+            "--transport",
+            "grpcio" if args.grpcio else "grpc",
             "--loop",
             args.loop,
             "--log-level",

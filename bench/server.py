@@ -32,7 +32,16 @@ What h2load sends depends on the target's protocol:
 - ``grpcio``: :mod:`bench.grpcio_server`, a hand-written grpcio aio servicer on upb messages;
 - ``ours``: :mod:`bench.our_server`, this project's gRPC proxy server with the same connect
   logic, run by ``centrifugo-types serve`` itself (on uvloop, which the dev group installs);
-- ``ours-asyncio``: the same with ``--loop asyncio``, asyncio's own event loop.
+- ``ours-asyncio``: the same with ``--loop asyncio``, asyncio's own event loop;
+- ``ours-grpcio``: the same router served by ``centrifugo-types serve --transport grpcio``
+  (:mod:`centrifugo_types.grpcio`: grpcio's C core, our codec and router), on uvloop;
+  ``ours-grpcio-asyncio``: the same on asyncio's loop.
+
+``--callgrind N`` replaces the timed runs: each target runs as one process under valgrind's
+callgrind, gets ``N // 4`` calls of warm-up, then the counters are zeroed and ``N`` calls are
+counted: instructions per call, all the process's threads, unaffected by other work on the
+machine. With many calls in flight the count still depends on timing (how many calls one
+loop iteration batches); ``--connections 1 --streams 1`` takes that out.
 
 One grpcio process is not one thread: its C core runs HTTP/2 on threads of its own, so it
 uses more than one core when the machine has one to spare, where one process of ours (one
@@ -56,8 +65,10 @@ measure of throughput on this machine.
   app that reads the body and answers the same bytes as a constant, served the same way: the
   floor of what uvicorn and the event loop cost per request.
 
-The HTTP server (``ProxyServer``, ``serve --http``) has no SO_REUSEPORT option, so the HTTP
-targets run with one process only (``--workers 2`` runs the gRPC one alone).
+Every HTTP target runs as ``serve --http --reuse-port`` does, so ``--workers 1,2`` (the
+default) measures one process against two on one port: the kernel spreads h2load's
+connections over them, as it spreads Centrifugo's (one connection per concurrent call). The
+report gives each target's 2-process / 1-process ratio.
 
 ``scripts/bench roadrunner`` targets (gRPC, as Centrifugo calls RoadRunner's proxy endpoint):
 
@@ -212,6 +223,8 @@ class Suite:
     """The default ``--workers``."""
     goal: dict[tuple[str, str], str]
     """A target to print next to a ratio, e.g. ``(ours, grpcio): ">= 1.0x"``."""
+    scaling_goal: str = ""
+    """A target to print next to each target's 2-process / 1-process ratio."""
 
 
 SERVER = Suite(
@@ -220,10 +233,24 @@ SERVER = Suite(
         "grpcio": Target(grpcio_command, "grpc"),
         "ours": Target(our_server_command, "grpc"),
         "ours-asyncio": Target(_with(our_server_command, "--loop", "asyncio"), "grpc"),
+        "ours-grpcio": Target(_with(our_server_command, "--grpcio"), "grpc"),
+        "ours-grpcio-asyncio": Target(
+            _with(our_server_command, "--grpcio", "--loop", "asyncio"), "grpc"
+        ),
     },
-    ratios=(("ours", "grpcio"), ("ours-asyncio", "grpcio")),
+    ratios=(
+        ("ours", "grpcio"),
+        ("ours-asyncio", "grpcio"),
+        ("ours-grpcio", "grpcio"),
+        ("ours-grpcio-asyncio", "grpcio"),
+    ),
     workers="1,2",
-    goal={("ours", "grpcio"): ">= 1.0x", ("ours-asyncio", "grpcio"): ">= 1.0x"},
+    goal={
+        ("ours", "grpcio"): ">= 1.0x",
+        ("ours-asyncio", "grpcio"): ">= 1.0x",
+        ("ours-grpcio", "grpcio"): ">= 1.0x",
+        ("ours-grpcio-asyncio", "grpcio"): ">= 1.0x",
+    },
 )
 
 _HTTP = _with(our_server_command, "--http")
@@ -231,13 +258,13 @@ HTTP = Suite(
     name="http",
     targets={
         "ours-grpc": Target(our_server_command, "grpc"),
-        "ours-http": Target(_HTTP, "http", reuse_port=False),
-        "ours-http-h11": Target(_with(_HTTP, "--no-httptools"), "http", reuse_port=False),
-        "ours-http-uvloop": Target(_with(_HTTP, "--loop", "uvloop"), "http", reuse_port=False),
-        "ours-http-stdlib": Target(_with(_HTTP, "--no-orjson"), "http", reuse_port=False),
-        "asgi-floor": Target(floor_command, "http", reuse_port=False),
-        "asgi-floor-h11": Target(_with(floor_command, "--no-httptools"), "http", False),
-        "asgi-floor-uvloop": Target(_with(floor_command, "--loop", "uvloop"), "http", False),
+        "ours-http": Target(_HTTP, "http"),
+        "ours-http-h11": Target(_with(_HTTP, "--no-httptools"), "http"),
+        "ours-http-uvloop": Target(_with(_HTTP, "--loop", "uvloop"), "http"),
+        "ours-http-stdlib": Target(_with(_HTTP, "--no-orjson"), "http"),
+        "asgi-floor": Target(floor_command, "http"),
+        "asgi-floor-h11": Target(_with(floor_command, "--no-httptools"), "http"),
+        "asgi-floor-uvloop": Target(_with(floor_command, "--loop", "uvloop"), "http"),
     },
     ratios=(
         ("ours-http", "ours-grpc"),
@@ -252,8 +279,12 @@ HTTP = Suite(
         ("asgi-floor-uvloop", "asgi-floor"),
         ("ours-http-stdlib", "ours-http"),
     ),
-    workers="1",
-    goal={},
+    workers="1,2",
+    goal={
+        ("ours-http", "asgi-floor"): ">= 0.8x",
+        ("ours-http-uvloop", "asgi-floor-uvloop"): ">= 0.8x",
+    },
+    scaling_goal=">= 1.7x",
 )
 
 ROADRUNNER = Suite(
@@ -261,7 +292,7 @@ ROADRUNNER = Suite(
     targets={
         "ours-grpc": Target(our_server_command, "grpc"),
         "roadrunner": Target(roadrunner_command, "grpc", reuse_port=False, pool=True),
-        "ours-http": Target(_HTTP, "http", reuse_port=False),
+        "ours-http": Target(_HTTP, "http"),
     },
     ratios=(("roadrunner", "ours-grpc"), ("roadrunner", "ours-http")),
     workers="1,2",
@@ -342,6 +373,14 @@ def add_arguments(parser: argparse.ArgumentParser, suite: Suite) -> None:
         type=int,
         default=64,
         help="HTTP/1.1: h2load clients, one request at a time each (64)",
+    )
+    parser.add_argument(
+        "--callgrind",
+        type=int,
+        metavar="N",
+        help="instead of timed load: count the CPU instructions each target (one process, "
+        "under valgrind's callgrind, all threads) executes for N requests after a warm-up; "
+        "independent of the machine's other load",
     )
     parser.add_argument(
         "--grpc-timeout",
@@ -587,6 +626,129 @@ def _one_run(
 Runs = dict[tuple[str, int], list[Result]]
 
 
+def _loads(args: argparse.Namespace, tmp: Path) -> dict[str, Load]:
+    """What h2load sends to each protocol's targets (the bodies written into ``tmp``)."""
+    (tmp / "connect.grpc").write_bytes(_grpc_frame(bytes(connect_request())))
+    (tmp / "connect.json").write_bytes(http_body())
+    grpc_headers = ["content-type: application/grpc", "te: trailers"]
+    if args.grpc_timeout:
+        grpc_headers.append(f"grpc-timeout: {args.grpc_timeout}")
+    return {
+        "grpc": Load(
+            CONNECT_PATH,
+            tmp / "connect.grpc",
+            tuple(grpc_headers),
+            h1=False,
+            connections=args.connections,
+            streams=args.streams,
+        ),
+        "http": Load(
+            HTTP_CONNECT_PATH,
+            tmp / "connect.json",
+            HTTP_HEADERS,
+            h1=True,
+            connections=args.h1_connections,
+            streams=1,
+        ),
+    }
+
+
+def _instructions(
+    suite: Suite, target: str, modules: Path, loads: dict[str, Load], tmp: Path, n: int
+) -> float:
+    """Instructions per request of one process of ``target`` serving ``n`` requests (after
+    ``n // 4`` of warm-up), counted by callgrind over all its threads."""
+    spec = suite.targets[target]
+    port = _free_port()
+    command = spec.command(modules, port, 900)
+    assert command is not None
+    out = tmp / f"{target}.callgrind"
+    valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--quiet"]
+    load = loads[spec.protocol]
+    deadline = time.monotonic() + 600
+    with _servers([valgrind + command], port, deadline, tmp / "stderr", _PROBES[spec.protocol]) as (
+        pids
+    ):
+
+        def h2load(requests: int) -> None:
+            done = subprocess.run(
+                [
+                    "h2load",
+                    f"http://{HOST}:{port}{load.path}",
+                    *(["--h1"] if load.h1 else []),
+                    "-d",
+                    str(load.body),
+                    *[arg for header in load.headers for arg in ("-H", header)],
+                    "-c",
+                    str(load.connections),
+                    "-m",
+                    str(load.streams),
+                    "-t",
+                    "1",
+                    "-n",
+                    str(requests),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
+            if done.returncode != 0 or f"{requests} succeeded" not in done.stdout:
+                raise RuntimeError(f"h2load failed: {done.stdout[-1000:]} {done.stderr}")
+
+        def control(*flags: str) -> None:
+            subprocess.run(
+                ["callgrind_control", *flags, str(pids[0])], check=True, capture_output=True
+            )
+
+        h2load(max(n // 4, 64))
+        control("--zero")
+        h2load(n)
+        control("--dump")
+    dumped = out.with_name(out.name + ".1")  # the --dump (the file without a suffix: the exit)
+    totals = [
+        int(line.split()[1])
+        for line in dumped.read_text(errors="replace").splitlines()
+        if line.startswith("summary:")
+    ]
+    for part in tmp.glob(f"{target}.callgrind*"):
+        part.unlink()
+    if not totals:
+        raise RuntimeError(f"no callgrind totals for {target}")
+    return totals[0] / n
+
+
+def instructions(args: argparse.Namespace, suite: Suite) -> str:
+    """``--callgrind N``: the report of instructions per request of each target."""
+    if shutil.which("h2load") is None or shutil.which("valgrind") is None:
+        raise SystemExit("--callgrind needs h2load and valgrind (apt-get install valgrind)")
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    per_request: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="centrifugo-types-bench-callgrind-") as tmp_name:
+        tmp = Path(tmp_name)
+        impls.build(tmp, plain=False)
+        loads = _loads(args, tmp)
+        for target in targets:
+            print(f"{target}: {args.callgrind} requests under callgrind ...", file=sys.stderr)
+            per_request[target] = _instructions(
+                suite, target, tmp / impls.UPB_DIR, loads, tmp, args.callgrind
+            )
+    lines = [
+        f"instructions per request (callgrind, one process, all threads; {args.callgrind} "
+        f"requests after a warm-up of {max(args.callgrind // 4, 64)}; load: h2load "
+        f"{args.connections} x {args.streams} for gRPC, {args.h1_connections} x 1 for HTTP)",
+        "",
+        *(f"{t:<19} {i / 1000:>9.1f} k" for t, i in per_request.items()),
+        "",
+    ]
+    for target, baseline in suite.ratios:
+        if target in per_request and baseline in per_request:
+            lines.append(
+                f"{target} / {baseline}: {per_request[target] / per_request[baseline]:.2f}x "
+                "the instructions per request"
+            )
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace, suite: Suite) -> tuple[Runs, dict[str, str]]:
     """Every repetition's results of every target and process count, and the loads."""
     if shutil.which("h2load") is None:
@@ -606,29 +768,7 @@ def run(args: argparse.Namespace, suite: Suite) -> tuple[Runs, dict[str, str]]:
         tmp = Path(tmp_name)
         impls.build(tmp, plain=False)
         modules = tmp / impls.UPB_DIR
-        (tmp / "connect.grpc").write_bytes(_grpc_frame(bytes(connect_request())))
-        (tmp / "connect.json").write_bytes(http_body())
-        grpc_headers = ["content-type: application/grpc", "te: trailers"]
-        if args.grpc_timeout:
-            grpc_headers.append(f"grpc-timeout: {args.grpc_timeout}")
-        loads = {
-            "grpc": Load(
-                CONNECT_PATH,
-                tmp / "connect.grpc",
-                tuple(grpc_headers),
-                h1=False,
-                connections=args.connections,
-                streams=args.streams,
-            ),
-            "http": Load(
-                HTTP_CONNECT_PATH,
-                tmp / "connect.json",
-                HTTP_HEADERS,
-                h1=True,
-                connections=args.h1_connections,
-                streams=1,
-            ),
-        }
+        loads = _loads(args, tmp)
         described = {
             protocol: load.describe()
             for protocol, load in loads.items()
@@ -720,20 +860,31 @@ def report(runs: Runs, loads: dict[str, str], args: argparse.Namespace, suite: S
                 + (f" (target: {goal})" if goal else "")
                 + f", {ratios[1]:.2f}x p99, {ratios[2]:.2f}x req/cpu-s"
             )
+    if 1 in workers and 2 in workers:
+        for target in order:
+            ones, twos = runs.get((target, 1), []), runs.get((target, 2), [])
+            if ones and twos:
+                one, two = _median_result(ones), _median_result(twos)
+                goal = f" (target: {suite.scaling_goal})" if suite.scaling_goal else ""
+                lines.append(
+                    f"{target}, 2 processes / 1: "
+                    f"{two.requests_per_second / one.requests_per_second:.2f}x req/s{goal}; "
+                    f"h2load's CPU {one.generator:.2f} -> {two.generator:.2f} cores"
+                )
     lines.append("(ratios: medians of the ratios within each repetition, where the targets ran")
-    lines.append(" back to back)")
+    lines.append(" back to back; 2 / 1 processes: of the medians)")
     single = [
         t for t in suite.targets if not suite.targets[t].reuse_port and not suite.targets[t].pool
     ]
     if any(n > 1 for n in workers) and single:
-        lines.append(
-            f"not run with more than one process: {', '.join(single)} (centrifugo_types.http's"
-            " server has no SO_REUSEPORT)"
-        )
+        lines.append(f"not run with more than one process: {', '.join(single)}")
     return "\n".join(lines)
 
 
 def main(args: argparse.Namespace, suite: Suite = SERVER) -> int:
+    if args.callgrind:
+        print(instructions(args, suite))
+        return 0
     runs, loads = run(args, suite)
     print(report(runs, loads, args, suite))
     return 0
