@@ -827,14 +827,14 @@ def report(runs: Runs, loads: dict[str, str], args: argparse.Namespace, suite: S
         "req/s, p50, p99, cores (server CPU s per s; busiest: of the busiest process; gen: "
         "of the load generator): medians over the repetitions; ok/failed: summed",
         "",
-        f"{'target':<17} {'procs':>5} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'cores':>5}"
+        f"{'target':<19} {'procs':>5} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'cores':>5}"
         f" {'busiest':>7} {'req/cpu-s':>9} {'gen':>5} {'ok':>9} {'failed':>6}",
     ]
     order = list(suite.targets)
     for key in sorted(runs, key=lambda k: (k[1], order.index(k[0]))):
         r = _median_result(runs[key])
         lines.append(
-            f"{r.target:<17} {r.workers:>5} {r.requests_per_second:>8.0f} {r.p50_ms:>7.2f}"
+            f"{r.target:<19} {r.workers:>5} {r.requests_per_second:>8.0f} {r.p50_ms:>7.2f}"
             f" {r.p99_ms:>7.2f} {r.cores:>5.2f} {r.busiest:>7.2f} {r.per_cpu_second:>9.0f}"
             f" {r.generator:>5.2f} {r.succeeded:>9} {r.failed:>6}"
         )
