@@ -42,6 +42,7 @@ import json
 import os
 import random
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -57,10 +58,22 @@ from typing import Any
 
 import centrifuge
 
-from examples.centrifugo import ROOT, base_config, centrifugo_binary, free_port, merge, proxy_config
+from examples.centrifugo import (
+    ROOT,
+    base_config,
+    centrifugo_binary,
+    free_port,
+    merge,
+    proxy_config,
+    stop_process,
+)
+from examples.roadrunner import roadrunner_binary, rr_config
 
 from .js_client import JsDriver, js_driver
 
+TRANSPORTS = ("grpc", "http", "roadrunner")
+"""``grpc``, ``http``: backend processes of ``centrifugo-types serve``; ``roadrunner``: RoadRunner's
+centrifuge plugin and its pool of ``centrifugo-types worker`` processes."""
 EVENTS = ("connect", "subscribe", "publish", "rpc", "refresh")
 MIX = {"rpc": 0.5, "publish": 0.3, "subscribe": 0.19, "connect": 0.01}
 """How often each operation comes in a client's loop."""
@@ -305,6 +318,14 @@ class Backends:
         for process in self.processes:
             process.send_signal(signum)
 
+    def start_all(self) -> None:
+        for _ in range(self.count):
+            self.start()
+
+    def pids(self) -> list[int]:
+        """The processes serving now."""
+        return [process.pid for process in self.processes]
+
     def stop(self) -> None:
         for process in self.processes:
             if process.poll() is None:
@@ -316,6 +337,25 @@ class Backends:
                 process.kill()
                 process.wait()
 
+    async def kill(self) -> str:
+        """The SIGKILL fault: one process killed, restarted 1 s later."""
+        process = self.processes[0]
+        process.kill()
+        process.wait()
+        await asyncio.sleep(1.0)
+        await _in_thread(lambda: self.start(0))
+        return f"pid {process.pid} SIGKILLed, restarted 1 s later"
+
+    async def drain(self) -> str:
+        """The drain fault: one process's SIGTERM (it answers its calls in flight), restarted."""
+        process = self.processes[-1]
+        process.terminate()
+        started = time.monotonic()
+        code = await _in_thread(process.wait)
+        took = time.monotonic() - started
+        await _in_thread(lambda: self.start(len(self.processes) - 1))
+        return f"pid {process.pid} SIGTERM: drained and exited ({code}) in {took:.2f} s, restarted"
+
     def section(self, event: str) -> dict[str, Any]:
         """Centrifugo's proxy section of ``event`` for these backends."""
         if event not in (*EVENTS, "sub_refresh"):  # sub_refresh: enabled, never called
@@ -325,6 +365,139 @@ class Backends:
         else:
             endpoint = f"grpc://127.0.0.1:{self.port}"
         return {"endpoint": endpoint, "timeout": "1s"}
+
+
+def _children(pid: int) -> list[int]:
+    """The live (not zombie) child processes of ``pid``."""
+    children: set[int] = set()
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+                children.update(int(child) for child in f.read().split())
+    live = []
+    for child in sorted(children):
+        with contextlib.suppress(OSError), open(f"/proc/{child}/stat") as stat:
+            if stat.read().rsplit(")", 1)[1].split()[0] != "Z":
+                live.append(child)
+    return live
+
+
+@dataclass
+class RoadRunnerBackends:
+    """RoadRunner (scripts/install-roadrunner): its centrifuge plugin is the gRPC endpoint of
+    every proxy, its pool runs ``count`` workers of ``centrifugo-types worker
+    tests.soak_backend:router``, each serving one call at a time. RoadRunner replaces a worker
+    that exits (killed or drained) by itself."""
+
+    count: int
+    workdir: Path
+    transport: str = "roadrunner"
+    proxy_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def every_pid(self) -> list[int]:
+        """Every worker that served (each logged to ``<pid>.log`` from its start)."""
+        pids = (path.stem for path in self.workdir.glob("*.log"))
+        return sorted(int(pid) for pid in pids if pid.isdigit())
+
+    def config(self) -> dict[str, Any]:
+        config = rr_config(
+            "tests.soak_backend:router",
+            proxy_port=self.proxy_port,
+            rpc_port=free_port(),
+            grpc_api_port=free_port(),  # the soak calls no API through RoadRunner
+            workers=self.count,
+            env={"SOAK_DIR": str(self.workdir)},
+        )
+        config["server"]["command"] += " --log-level warning"
+        config["logs"]["level"] = "warn"
+        return config
+
+    def start_all(self) -> None:
+        path = self.workdir / ".rr.yaml"
+        path.write_text(json.dumps(self.config(), indent=2))
+        with (self.workdir / "roadrunner.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(roadrunner_binary()), "serve", "-c", str(path)],
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self._wait_workers(lambda pids: len(pids) == self.count)
+        deadline = time.monotonic() + 60
+        while True:  # the proxy endpoint listens once the pool is up
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", self.proxy_port), timeout=1).close()
+                return
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"roadrunner did not start:\n{self.log()}")
+            time.sleep(0.05)
+
+    def pids(self) -> list[int]:
+        """The workers serving now (started, and the soak's router loaded: its log exists)."""
+        assert self.process is not None
+        return [
+            pid for pid in _children(self.process.pid) if (self.workdir / f"{pid}.log").exists()
+        ]
+
+    def _wait_workers(self, done: Callable[[list[int]], bool], timeout: float = 60) -> list[int]:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while not done(pids := self.pids()):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"roadrunner's workers: {pids}\n{self.log()}")
+            time.sleep(0.05)
+        return pids
+
+    def log(self) -> str:
+        return (self.workdir / "roadrunner.log").read_text(errors="replace")[-4000:]
+
+    def signal_all(self, signum: int) -> None:
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, timeout=15)
+
+    def section(self, event: str) -> dict[str, Any]:
+        """Centrifugo's proxy section of ``event``: RoadRunner's endpoint."""
+        if event not in (*EVENTS, "sub_refresh"):
+            return {}
+        return {"endpoint": f"grpc://127.0.0.1:{self.proxy_port}", "timeout": "1s"}
+
+    async def _replaced(self, pid: int, signum: int) -> tuple[float, float, list[int]]:
+        """Send ``signum`` to worker ``pid``; when it was gone, and when RoadRunner had a full
+        pool again (seconds after the signal), and the new workers."""
+        before = set(self.pids())
+        started = time.monotonic()
+        os.kill(pid, signum)
+        await _in_thread(lambda: self._wait_workers(lambda pids: pid not in pids))
+        gone = time.monotonic() - started
+        pids = await _in_thread(lambda: self._wait_workers(lambda pids: len(pids) >= self.count))
+        return gone, time.monotonic() - started, sorted(set(pids) - before)
+
+    async def kill(self) -> str:
+        """The SIGKILL fault: one worker killed; RoadRunner starts another."""
+        pid = self.pids()[0]
+        _, full, new = await self._replaced(pid, signal.SIGKILL)
+        return f"worker {pid} SIGKILLed; RoadRunner started {new} ({full:.2f} s)"
+
+    async def drain(self) -> str:
+        """The drain fault: one worker's SIGTERM (it answers its call in flight, then exits);
+        RoadRunner starts another."""
+        pid = self.pids()[-1]
+        gone, full, new = await self._replaced(pid, signal.SIGTERM)
+        how = "exited normally" if (self.workdir / f"{pid}.exit").exists() else "died"
+        return (
+            f"worker {pid} SIGTERM: drained and {how} in {gone:.2f} s; "
+            f"RoadRunner started {new} ({full:.2f} s)"
+        )
+
+
+AnyBackends = Backends | RoadRunnerBackends
 
 
 @dataclass
@@ -395,39 +568,28 @@ async def _in_thread(function: Callable[[], Any]) -> Any:
     return await asyncio.to_thread(function)
 
 
-async def kill_backend(backends: Backends, node: Node) -> str:
-    process = backends.processes[0]
-    process.kill()
-    process.wait()
-    await asyncio.sleep(1.0)
-    await _in_thread(lambda: backends.start(0))
-    return f"pid {process.pid} SIGKILLed, restarted 1 s later"
+async def kill_backend(backends: AnyBackends, node: Node) -> str:
+    return await backends.kill()
 
 
-async def slow_handler(backends: Backends, node: Node) -> str:
+async def slow_handler(backends: AnyBackends, node: Node) -> str:
     backends.signal_all(signal.SIGUSR1)
     await asyncio.sleep(SLOW_FOR)
     backends.signal_all(signal.SIGUSR2)
     return f"rpc handlers slept 2 s (router timeout 0.5 s) for {SLOW_FOR:g} s"
 
 
-async def restart_centrifugo(backends: Backends, node: Node) -> str:
+async def restart_centrifugo(backends: AnyBackends, node: Node) -> str:
     await _in_thread(node.stop)
     await _in_thread(node.start)
     return "SIGTERM, then started again on the same port"
 
 
-async def drain_backend(backends: Backends, node: Node) -> str:
-    process = backends.processes[-1]
-    process.terminate()
-    started = time.monotonic()
-    code = await _in_thread(process.wait)
-    took = time.monotonic() - started
-    await _in_thread(lambda: backends.start(len(backends.processes) - 1))
-    return f"pid {process.pid} SIGTERM: drained and exited ({code}) in {took:.2f} s, restarted"
+async def drain_backend(backends: AnyBackends, node: Node) -> str:
+    return await backends.drain()
 
 
-FAULTS: dict[str, Callable[[Backends, Node], Awaitable[str]]] = {
+FAULTS: dict[str, Callable[[AnyBackends, Node], Awaitable[str]]] = {
     "backend SIGKILL": kill_backend,
     "slow handler": slow_handler,
     "centrifugo restart": restart_centrifugo,
@@ -485,7 +647,11 @@ def _read_backend_logs(workdir: Path) -> list[tuple[str, str, bool, float, int]]
 
 async def soak(transport: str, options: Options, workdir: Path) -> Result:
     """One soak over one proxy transport."""
-    backends = Backends(transport, options.backends, workdir)
+    backends: AnyBackends = (
+        RoadRunnerBackends(options.backends, workdir)
+        if transport == "roadrunner"
+        else Backends(transport, options.backends, workdir)
+    )
     fast = {"client": {"presence_update_interval": "1s"}}
     node = Node(workdir, merge(merge(base_config(), proxy_config(backends.section)), fast))
     log = ClientLog()
@@ -493,8 +659,7 @@ async def soak(transport: str, options: Options, workdir: Path) -> Result:
     memory: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
     stop = asyncio.Event()
     try:
-        for _ in range(options.backends):
-            await _in_thread(backends.start)
+        await _in_thread(backends.start_all)
         await _in_thread(node.start)
         async with contextlib.AsyncExitStack() as stack:
             drivers: list[JsDriver] = [
@@ -532,7 +697,7 @@ async def soak(transport: str, options: Options, workdir: Path) -> Result:
                 return len(log.ops) + sum(js_progress)
 
             await asyncio.sleep(3)  # warmed up: the first memory sample
-            first = {pid: _rss_fds(pid) for pid in (p.pid for p in backends.processes)}
+            first = {pid: _rss_fds(pid) for pid in backends.pids()}
 
             interval = options.fault_interval or options.duration / (len(FAULTS) + 1)
             fault_times = [started + interval * (n + 1) for n in range(len(FAULTS))]
@@ -554,8 +719,9 @@ async def soak(transport: str, options: Options, workdir: Path) -> Result:
                 if enough and done_faults:
                     break
                 await asyncio.sleep(0.2)
-            last = {p.pid: _rss_fds(p.pid) for p in backends.processes}
-            cpu = {p.pid: round(_cpu_seconds(p.pid), 1) for p in backends.processes}
+            alive = backends.pids()
+            last = {pid: _rss_fds(pid) for pid in alive}
+            cpu = {pid: round(_cpu_seconds(pid), 1) for pid in alive}
             load = (load_start, os.getloadavg()[0])
             for pid, sample in last.items():
                 if pid in first:  # not the restarted ones
@@ -665,6 +831,7 @@ def account(result: Result) -> dict[str, Any]:
 
     lost: list[str] = []
     failed_by_fault: Counter[str] = Counter()
+    timed_out_by_fault: Counter[str] = Counter()
     codes_by_fault: dict[str, Counter[str]] = {}
     failed_ms: dict[str, list[float]] = {}
     last_failure: dict[str, float] = {}
@@ -689,6 +856,10 @@ def account(result: Result) -> dict[str, Any]:
             lost.append(f"{op.event} {op.key}: timed out ({op.code})")
         elif op.code == "100" and missed_deadline(op.event, "", op.end):
             late_ops.add((op.event, op.key))
+            if fault is not None:  # counted apart, but shown beside the fault: RoadRunner's
+                # queue behind slow calls is timed out by Centrifugo, not by the router
+                timed_out_by_fault[fault.name] += 1
+                last_failure[fault.name] = max(last_failure.get(fault.name, 0.0), op.end)
         elif fault is None:
             lost.append(f"{op.event} {op.key}: failed outside any fault ({op.code})")
         else:
@@ -764,6 +935,7 @@ def account(result: Result) -> dict[str, Any]:
             "ops_failed": failed_by_fault[f.name],
             "errors": dict(codes_by_fault.get(f.name, {})),
             "failed_p50_ms": round(_percentile(failed_ms.get(f.name, []), 50), 1),
+            "centrifugo_timeouts": timed_out_by_fault[f.name],
             "replies_lost": unreplied_by_fault[f.name],
             "publications_undelivered": undelivered_by_fault[f.name],
             "recovery_s": round(_recovered(f, last_failure.get(f.name, f.start), log) - f.start, 2),
@@ -832,14 +1004,14 @@ def format_report(report: dict[str, Any]) -> str:
         )
     out += [
         "",
-        "| fault | what happened | took s | ops failed (p50 ms) | replies lost "
-        "| undelivered | recovery s |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| fault | what happened | took s | ops failed (p50 ms) | Centrifugo timed out "
+        "| replies lost | undelivered | recovery s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for fault in report["faults"]:
         out.append(
             f"| {fault['fault']} | {fault['detail']} | {fault['took_s']} "
-            f"| {fault['ops_failed']} ({fault['failed_p50_ms']}) "
+            f"| {fault['ops_failed']} ({fault['failed_p50_ms']}) | {fault['centrifugo_timeouts']} "
             f"| {fault['replies_lost']} | {fault['publications_undelivered']} "
             f"| {fault['recovery_s']} |"
         )
@@ -863,7 +1035,8 @@ def format_report(report: dict[str, Any]) -> str:
     if report["centrifugo_proxy_timeouts"]:
         out.append(
             f"\nCentrifugo timed out {report['centrifugo_proxy_timeouts']} "
-            f"proxy call(s) (its 1 s timeout; the machine overloaded): "
+            f"proxy call(s) (its 1 s timeout: the machine overloaded, or calls queued "
+            f"behind a fault's, the faults' column): "
             f"{report['ops_failed_by_proxy_timeout']} client operation(s) got error 100, "
             f"{report['replies_after_proxy_timeout']} backend repl(ies) came too late."
         )
@@ -898,7 +1071,7 @@ def _workdir(path: str | None) -> Iterator[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/soak", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--transport", action="append", choices=["grpc", "http"])
+    parser.add_argument("--transport", action="append", choices=TRANSPORTS)
     parser.add_argument("--backends", type=int, default=4, help="backend processes (4)")
     parser.add_argument("--python-clients", type=int, default=20, help="(20)")
     parser.add_argument("--js-processes", type=int, default=2, help="Node processes (2)")
@@ -918,7 +1091,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", help="keep logs here (default: a temporary folder)")
     args = parser.parse_args(argv)
     options = Options(
-        transports=args.transport or ["grpc", "http"],
+        transports=args.transport or list(TRANSPORTS),
         backends=args.backends,
         python_clients=args.python_clients,
         js_processes=args.js_processes,
