@@ -483,7 +483,10 @@ class RoadRunnerBackends:
         """The SIGKILL fault: one worker killed; RoadRunner starts another."""
         pid = self.pids()[0]
         _, full, new = await self._replaced(pid, signal.SIGKILL)
-        return f"worker {pid} SIGKILLed; RoadRunner started {new} ({full:.2f} s)"
+        return (
+            f"worker {pid} SIGKILLed ({self.unanswered(pid)} call(s) in flight); "
+            f"RoadRunner started {new} ({full:.2f} s)"
+        )
 
     async def drain(self) -> str:
         """The drain fault: one worker's SIGTERM (it answers its call in flight, then exits);
@@ -492,9 +495,21 @@ class RoadRunnerBackends:
         gone, full, new = await self._replaced(pid, signal.SIGTERM)
         how = "exited normally" if (self.workdir / f"{pid}.exit").exists() else "died"
         return (
-            f"worker {pid} SIGTERM: drained and {how} in {gone:.2f} s; "
+            f"worker {pid} SIGTERM: drained and {how} in {gone:.2f} s "
+            f"({self.unanswered(pid)} call(s) it was sent left unanswered); "
             f"RoadRunner started {new} ({full:.2f} s)"
         )
+
+    def unanswered(self, pid: int) -> int:
+        """Calls RoadRunner sent worker ``pid`` that it did not answer (its log says so)."""
+        return sum(
+            1
+            for line in self.log_lines()
+            if "can't communicate with the worker" in line and f'"pid": {pid},' in line
+        )
+
+    def log_lines(self) -> list[str]:
+        return (self.workdir / "roadrunner.log").read_text(errors="replace").splitlines()
 
 
 AnyBackends = Backends | RoadRunnerBackends
@@ -630,6 +645,8 @@ class Result:
     proxy_timeouts: list[tuple[str, str, float]]
     """Proxy calls Centrifugo gave up on after its timeout (``error proxying ...: context
     deadline exceeded`` in its log): event, channel (if logged), time (to the second)."""
+    roadrunner_memory: tuple[tuple[int, int], tuple[int, int]] | None = None
+    """RoadRunner's own process (the ``roadrunner`` transport): RSS and fds, start and end."""
     report: dict[str, Any] = field(default_factory=dict)
 
 
@@ -698,6 +715,9 @@ async def soak(transport: str, options: Options, workdir: Path) -> Result:
 
             await asyncio.sleep(3)  # warmed up: the first memory sample
             first = {pid: _rss_fds(pid) for pid in backends.pids()}
+            rr_process = backends.process if isinstance(backends, RoadRunnerBackends) else None
+            rr_pid = rr_process.pid if rr_process else None
+            rr_first = _rss_fds(rr_pid) if rr_pid else None
 
             interval = options.fault_interval or options.duration / (len(FAULTS) + 1)
             fault_times = [started + interval * (n + 1) for n in range(len(FAULTS))]
@@ -726,6 +746,7 @@ async def soak(transport: str, options: Options, workdir: Path) -> Result:
             for pid, sample in last.items():
                 if pid in first:  # not the restarted ones
                     memory[pid] = (first[pid], sample)
+            rr_memory = (rr_first, _rss_fds(rr_pid)) if rr_pid and rr_first else None
             stop.set()
             for driver in drivers:
                 await driver.call("stop")
@@ -754,6 +775,7 @@ async def soak(transport: str, options: Options, workdir: Path) -> Result:
         cpu,
         load,
         timeouts,
+        rr_memory,
     )
     result.report = account(result)
     # For a closer look: the faults, every failed operation and every lost one, in seconds
@@ -960,6 +982,11 @@ def account(result: Result) -> dict[str, Any]:
             str(pid): {"rss_kib": [a[0], b[0]], "fds": [a[1], b[1]]}
             for pid, (a, b) in result.memory.items()
         },
+        "roadrunner_memory": result.roadrunner_memory
+        and {
+            "rss_kib": [result.roadrunner_memory[0][0], result.roadrunner_memory[1][0]],
+            "fds": [result.roadrunner_memory[0][1], result.roadrunner_memory[1][1]],
+        },
         "disconnects": len(log.disconnects),
         "replies_dropped_by_own_reconnect": dropped_by_reconnect,
         "centrifugo_proxy_timeouts": len(result.proxy_timeouts),
@@ -1032,6 +1059,12 @@ def format_report(report: dict[str, Any]) -> str:
             out.append(f"| {pid} | {calls:,} | {used} | {rss0:,} → {rss1:,} | {fds0} → {fds1} |")
         else:
             out.append(f"| {pid} | {calls:,} | {used} | (not there at the start) | |")
+    if report["roadrunner_memory"]:
+        (rss0, rss1), (fds0, fds1) = (
+            report["roadrunner_memory"]["rss_kib"],
+            report["roadrunner_memory"]["fds"],
+        )
+        out.append(f"\nRoadRunner's own process: RSS {rss0:,} → {rss1:,} KiB, fds {fds0} → {fds1}.")
     if report["centrifugo_proxy_timeouts"]:
         out.append(
             f"\nCentrifugo timed out {report['centrifugo_proxy_timeouts']} "
