@@ -391,6 +391,8 @@ class RoadRunnerBackends:
 
     count: int
     workdir: Path
+    max_jobs: int = 0
+    """``pool.max_jobs``: RoadRunner replaces each worker after this many calls (0: never)."""
     transport: str = "roadrunner"
     proxy_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -412,6 +414,7 @@ class RoadRunnerBackends:
         )
         config["server"]["command"] += " --log-level warning"
         config["logs"]["level"] = "warn"
+        config["centrifuge"]["pool"]["max_jobs"] = self.max_jobs
         return config
 
     def start_all(self) -> None:
@@ -626,6 +629,8 @@ class Options:
     requests: int = 0
     fault_interval: float = 0.0
     faults: bool = True
+    max_jobs: int = 0
+    """RoadRunner's ``pool.max_jobs`` (its own worker recycling; 0: never)."""
 
 
 @dataclass
@@ -665,7 +670,7 @@ def _read_backend_logs(workdir: Path) -> list[tuple[str, str, bool, float, int]]
 async def soak(transport: str, options: Options, workdir: Path) -> Result:
     """One soak over one proxy transport."""
     backends: AnyBackends = (
-        RoadRunnerBackends(options.backends, workdir)
+        RoadRunnerBackends(options.backends, workdir, options.max_jobs)
         if transport == "roadrunner"
         else Backends(transport, options.backends, workdir)
     )
@@ -1120,6 +1125,12 @@ def main(argv: list[str] | None = None) -> int:
         "--fault-interval", type=float, default=0.0, help="seconds between faults (duration/5)"
     )
     parser.add_argument("--no-faults", action="store_true")
+    parser.add_argument(
+        "--max-jobs",
+        type=int,
+        default=0,
+        help="roadrunner: RoadRunner replaces each worker after this many calls (pool.max_jobs)",
+    )
     parser.add_argument("--json", help="write the reports to this file")
     parser.add_argument("--workdir", help="keep logs here (default: a temporary folder)")
     args = parser.parse_args(argv)
@@ -1133,6 +1144,7 @@ def main(argv: list[str] | None = None) -> int:
         requests=args.requests,
         fault_interval=args.fault_interval,
         faults=not args.no_faults,
+        max_jobs=args.max_jobs,
     )
     # SIGTERM like Ctrl-C: the processes started are stopped on the way out.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
