@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from .e2e_backend import require_roadrunner
-from .soak import FAULTS, GRACE, SLOW_FOR, TRANSPORTS, Options, run
+from .soak import FAULTS, TRANSPORTS, Options, run
 
 pytestmark = pytest.mark.e2e
 
@@ -46,9 +46,9 @@ async def test_the_short_soak_loses_nothing(transport: str, tmp_path: Path) -> N
     if transport == "roadrunner":
         # A worker serves one call at a time: while rpc is slow, the calls queued behind the
         # slow ones in RoadRunner's pool are timed out by Centrifugo (1 s; RoadRunner drops
-        # them from its queue); over once the slow period is.
+        # them from its queue), the slow ones by the router (0.5 s): none waits longer.
         assert slow["ops_failed"] + slow["centrifugo_timeouts"] > 0
-        assert slow["recovery_s"] < SLOW_FOR + GRACE
+        assert slow["failed_p50_ms"] < 1500
         assert "drained and exited normally" in faults["backend SIGTERM drain"]["detail"]
     else:
         # The slow handler's calls were answered by the router's timeout (0.5 s; an internal
