@@ -2,19 +2,23 @@
 
     python -m tests.soak --duration 60            (scripts/soak; --help for the knobs)
     python -m tests.soak --requests 100000 --transport grpc --transport http
+    python -m tests.soak --requests 100000 --transport roadrunner
 
 For each proxy transport: a Centrifugo v6.9.1 whose proxies point at ``--backends`` processes
-of ``centrifugo-types serve tests.soak_backend:router --reuse-port`` (one port), and clients of
-both SDKs: centrifuge-python (in this process) and centrifuge-js (in Node processes, driven by
-tests/js/driver.mjs). Each client connects (connect proxy; its session expires every few
+of ``centrifugo-types serve tests.soak_backend:router --reuse-port`` (one port), or, for
+``roadrunner``, at RoadRunner's centrifuge plugin running ``--backends`` workers of
+``centrifugo-types worker tests.soak_backend:router`` (:class:`RoadRunnerBackends`), and
+clients of both SDKs: centrifuge-python (in this process) and centrifuge-js (in Node processes,
+driven by tests/js/driver.mjs). Each client connects (connect proxy; its session expires every few
 seconds: refresh proxy), subscribes to its room (subscribe proxy), then loops over rpc
 (``echo``), publish into its room (publish proxy; the publication must come back), subscribe to
 a fresh channel, and reconnect.
 
 While the load runs, faults come one after another: a backend process SIGKILLed and
 restarted, a slow period (rpc handlers sleep past the router's timeout), Centrifugo restarted,
-a backend process's SIGTERM drain (and restart). Each fault opens a window (its duration plus
-``GRACE``) in which a client operation may fail.
+a backend process's SIGTERM drain (and restart). Over RoadRunner the killed and the drained
+process is a worker, and RoadRunner starts its replacement. Each fault opens a window (its
+duration plus ``GRACE``) in which a client operation may fail.
 
 At the end every operation is accounted for, per event: what the clients attempted, what they
 got back (a result, or an error), what the backends logged (tests/soak_backend.py), and:
