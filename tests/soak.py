@@ -652,8 +652,8 @@ class Result:
     load: tuple[float, float]
     """The machine's 1-minute load average at the start and the end."""
     proxy_timeouts: list[tuple[str, str, float]]
-    """Proxy calls Centrifugo gave up on after its timeout (``error proxying ...: context
-    deadline exceeded`` in its log): event, channel (if logged), time (to the second)."""
+    """Proxy calls that reached Centrifugo's timeout (``error proxying ...`` with one of
+    :data:`DEADLINE_ERRORS` in its log): event, channel (if logged), time (to the second)."""
     roadrunner_memory: tuple[tuple[int, int], tuple[int, int]] | None = None
     """RoadRunner's own process (the ``roadrunner`` transport): RSS and fds, start and end."""
     report: dict[str, Any] = field(default_factory=dict)
@@ -807,10 +807,20 @@ async def soak(transport: str, options: Options, workdir: Path) -> Result:
 # -- the accounts ----------------------------------------------------------------------------
 
 
+DEADLINE_ERRORS = ("deadline exceeded", "code = DeadlineExceeded", "NoFreeWorkers")
+"""How Centrifugo logs a proxy call that reached its 1 s deadline. The first is its own timer;
+the other two are RoadRunner noticing the same deadline first (Centrifugo sends it along, as
+``grpc-timeout``; measured in the soak's logs, calls queued in RoadRunner's pool): its gRPC
+server resets the call (``DeadlineExceeded ... RST_STREAM ... CANCEL``), or its pool gives up
+waiting for a free worker (``Unknown ... NoFreeWorkers``: RoadRunner logs ``no free workers in
+the pool ... context deadline exceeded`` or ``context canceled``; its own allocate timeout,
+60 s, is never reached in the soak). Either way the call waited past Centrifugo's timeout."""
+
+
 def _proxy_timeouts(path: Path) -> list[tuple[str, str, float]]:
     out = []
     for line in path.read_text(errors="replace").splitlines():
-        if "error proxying" not in line or "deadline exceeded" not in line:
+        if "error proxying" not in line or not any(e in line for e in DEADLINE_ERRORS):
             continue
         entry = json.loads(line)
         event = entry["message"].removeprefix("error proxying ").lower()
@@ -1077,8 +1087,8 @@ def format_report(report: dict[str, Any]) -> str:
     if report["centrifugo_proxy_timeouts"]:
         out.append(
             f"\nCentrifugo timed out {report['centrifugo_proxy_timeouts']} "
-            f"proxy call(s) (its 1 s timeout: the machine overloaded, or calls queued "
-            f"behind a fault's, the faults' column): "
+            f"proxy call(s) (its 1 s timeout, or RoadRunner seeing it first: the machine "
+            f"overloaded, or calls queued behind a fault's, the faults' column): "
             f"{report['ops_failed_by_proxy_timeout']} client operation(s) got error 100, "
             f"{report['replies_after_proxy_timeout']} backend repl(ies) came too late."
         )
