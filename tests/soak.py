@@ -858,7 +858,7 @@ def account(result: Result) -> dict[str, Any]:
     # Calls Centrifugo timed out (its log says so; an overloaded machine): the client got
     # error 100 (or its SDK retried), the backend's reply came too late. Answered, not lost;
     # counted apart, not charged to a fault.
-    unmatched = list(result.proxy_timeouts)
+    unmatched = sorted(result.proxy_timeouts, key=lambda entry: entry[2])
     late_ops: set[tuple[str, str]] = set()
 
     def missed_deadline(event: str, channel: str, t: float) -> bool:
@@ -889,7 +889,10 @@ def account(result: Result) -> dict[str, Any]:
             "p50_ms": round(_percentile(latencies, 50), 1),
             "p99_ms": round(_percentile(latencies, 99), 1),
         }
-    for op in log.ops:
+    # In time order, each taking the earliest log entry in its window: the most operations
+    # matched (the clients' records come per SDK, not in time order; matched in that order, a
+    # burst of timeouts could leave a late one without its entry, taken by an earlier one).
+    for op in sorted(log.ops, key=lambda op: op.end):
         if op.ok:
             continue
         fault = fault_at(op.end) or fault_at(op.start)
