@@ -30,7 +30,9 @@ got back (a result, or an error), what the backends logged (tests/soak_backend.p
   soak fails unless this is zero;
 - apart: calls Centrifugo itself timed out (its log says so: on an overloaded machine a reply
   can take longer than the proxy's 1 s timeout): the client was answered error 100, or its
-  SDK retried; the backend's late reply is not lost, it is counted here;
+  SDK retried; the backend's late reply is not lost, it is counted here (over RoadRunner, also
+  RoadRunner answering the same deadline first: :data:`DEADLINE_ERRORS`); shown beside the
+  fault whose window they fall in;
 - per event: throughput and p50/p99 latency of the operations that succeeded;
 - per fault: operations failed and recovery time (fault start to the last failure it caused);
 - backend RSS and open file descriptors at the start and end of the load.
