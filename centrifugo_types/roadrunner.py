@@ -79,6 +79,10 @@ EVENT_TYPES: Mapping[str, events.Event[Any, Any]] = {
 """The event of each ``type`` RoadRunner's plugin puts in a request's context: the event's
 name without underscores (``connect``, ``subrefresh``, ``notifychannelstate``, ...)."""
 
+STOP_REPLY = goridge.encode(Flag.PROTO, b'{"stop":true}', (len(b'{"stop":true}'),))
+"""The reply a worker leaving gives a request: RoadRunner retries the request on another
+worker and replaces this one."""
+
 RR_MODE = "centrifuge"
 """``RR_MODE`` of the workers of RoadRunner's centrifuge plugin."""
 RR_RELAY = "pipes"
@@ -136,11 +140,14 @@ class Worker:
         input_fd: int = 0,
         output_fd: int = 1,
         max_payload: int = 64 * 1024 * 1024,
+        stop_grace: float = 0.5,
     ) -> None:
         self.router = router
         self.input_fd = input_fd
         self.output_fd = output_fd
         self.max_payload = max_payload
+        self.stop_grace = stop_grace
+        """How long a stopping worker answers requests still coming with the stop reply."""
         self.requests = 0
         """Requests answered so far."""
         self._reader: asyncio.StreamReader | None = None
@@ -232,10 +239,31 @@ class Worker:
         return frames
 
     def stop(self) -> None:
-        """Stop serving after the request in progress (or at once when idle)."""
+        """Leave: after the request in progress, or at once when idle, the worker answers
+        every request still coming with RoadRunner's stop reply (RoadRunner retries it on
+        another worker and replaces this one) for :attr:`stop_grace` seconds, then returns
+        from :meth:`serve`. Call it in the worker's event loop (``serve()`` calls it on
+        SIGTERM and SIGINT)."""
+        if self._stopping:
+            return
         self._stopping = True
-        if not self._busy and self._reader is not None:
-            self._reader.feed_eof()
+        if not self._busy:
+            self._leave_soon()
+
+    def _leave_soon(self) -> None:
+        """End the input ``stop_grace`` seconds from now: what RoadRunner sent before it
+        learnt of the stop (a request on its way as the signal came) still gets a reply."""
+        reader, transports = self._reader, self._transports
+        if reader is None:
+            return
+
+        def leave() -> None:
+            if transports:
+                transports[0].close()  # the read pipe: nothing more is fed to the reader
+            if not reader.at_eof():
+                reader.feed_eof()
+
+        asyncio.get_running_loop().call_later(self.stop_grace, leave)
 
     # -- serving ----------------------------------------------------------------------------
 
@@ -250,15 +278,26 @@ class Worker:
             raise RuntimeError("start() the worker first (or use `async with`)")
         if not self._handshaken:
             await self._handshake(reader)
-        while not self._stopping:
-            frame = await self._read(reader)
+        while True:
+            try:
+                frame = await self._read(reader)
+            except WorkerProtocolError:
+                if self._stopping:  # the input ended inside a frame as the grace ran out
+                    break
+                raise
             if frame is None:
+                if self._stopping:
+                    break
                 logger.info("RoadRunner closed the pipe; exiting")
                 return
             if frame.is_control:
                 if self._control(frame):
                     logger.info("stop frame received; exiting")
                     return
+                continue
+            if self._stopping:
+                logger.info("stopping: a request goes back to RoadRunner for another worker")
+                await self._write(STOP_REPLY)
                 continue
             self._busy = True
             try:
@@ -270,6 +309,8 @@ class Worker:
             finally:
                 self._busy = False
             self.requests += 1
+            if self._stopping:  # stop() came during the request
+                self._leave_soon()
         logger.info("stopped")
 
     async def _read(self, reader: asyncio.StreamReader) -> Frame | None:
@@ -408,9 +449,11 @@ def check_environment(environ: Mapping[str, str]) -> None:
 async def serve(router: Router, *, input_fd: int = 0, output_fd: int = 1) -> None:
     """Serve ``router`` as a RoadRunner worker until RoadRunner stops it.
 
-    SIGTERM or SIGINT stop the worker after the request in progress. Started by RoadRunner for
-    another plugin (``RR_MODE``) or over another relay than pipes (``RR_RELAY``), it refuses
-    with :class:`WorkerProtocolError` instead of answering requests it cannot read.
+    SIGTERM or SIGINT stop the worker (:meth:`Worker.stop`: the request in progress is
+    answered, requests still coming go back to RoadRunner for another worker). Started by
+    RoadRunner for another plugin (``RR_MODE``) or over another relay than pipes
+    (``RR_RELAY``), it refuses with :class:`WorkerProtocolError` instead of answering requests
+    it cannot read.
     """
     check_environment(os.environ)
     loop = asyncio.get_running_loop()

@@ -2,19 +2,23 @@
 
     python -m tests.soak --duration 60            (scripts/soak; --help for the knobs)
     python -m tests.soak --requests 100000 --transport grpc --transport http
+    python -m tests.soak --requests 100000 --transport roadrunner
 
 For each proxy transport: a Centrifugo v6.9.1 whose proxies point at ``--backends`` processes
-of ``centrifugo-types serve tests.soak_backend:router --reuse-port`` (one port), and clients of
-both SDKs: centrifuge-python (in this process) and centrifuge-js (in Node processes, driven by
-tests/js/driver.mjs). Each client connects (connect proxy; its session expires every few
+of ``centrifugo-types serve tests.soak_backend:router --reuse-port`` (one port), or, for
+``roadrunner``, at RoadRunner's centrifuge plugin running ``--backends`` workers of
+``centrifugo-types worker tests.soak_backend:router`` (:class:`RoadRunnerBackends`), and
+clients of both SDKs: centrifuge-python (in this process) and centrifuge-js (in Node processes,
+driven by tests/js/driver.mjs). Each client connects (connect proxy; its session expires every few
 seconds: refresh proxy), subscribes to its room (subscribe proxy), then loops over rpc
 (``echo``), publish into its room (publish proxy; the publication must come back), subscribe to
 a fresh channel, and reconnect.
 
 While the load runs, faults come one after another: a backend process SIGKILLed and
 restarted, a slow period (rpc handlers sleep past the router's timeout), Centrifugo restarted,
-a backend process's SIGTERM drain (and restart). Each fault opens a window (its duration plus
-``GRACE``) in which a client operation may fail.
+a backend process's SIGTERM drain (and restart). Over RoadRunner the killed and the drained
+process is a worker, and RoadRunner starts its replacement. Each fault opens a window (its
+duration plus ``GRACE``) in which a client operation may fail.
 
 At the end every operation is accounted for, per event: what the clients attempted, what they
 got back (a result, or an error), what the backends logged (tests/soak_backend.py), and:
@@ -26,7 +30,9 @@ got back (a result, or an error), what the backends logged (tests/soak_backend.p
   soak fails unless this is zero;
 - apart: calls Centrifugo itself timed out (its log says so: on an overloaded machine a reply
   can take longer than the proxy's 1 s timeout): the client was answered error 100, or its
-  SDK retried; the backend's late reply is not lost, it is counted here;
+  SDK retried; the backend's late reply is not lost, it is counted here (over RoadRunner, also
+  RoadRunner answering the same deadline first: :data:`DEADLINE_ERRORS`); shown beside the
+  fault whose window they fall in;
 - per event: throughput and p50/p99 latency of the operations that succeeded;
 - per fault: operations failed and recovery time (fault start to the last failure it caused);
 - backend RSS and open file descriptors at the start and end of the load.
@@ -42,6 +48,7 @@ import json
 import os
 import random
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -57,10 +64,22 @@ from typing import Any
 
 import centrifuge
 
-from examples.centrifugo import ROOT, base_config, centrifugo_binary, free_port, merge, proxy_config
+from examples.centrifugo import (
+    ROOT,
+    base_config,
+    centrifugo_binary,
+    free_port,
+    merge,
+    proxy_config,
+    stop_process,
+)
+from examples.roadrunner import roadrunner_binary, rr_config
 
 from .js_client import JsDriver, js_driver
 
+TRANSPORTS = ("grpc", "http", "roadrunner")
+"""``grpc``, ``http``: backend processes of ``centrifugo-types serve``; ``roadrunner``: RoadRunner's
+centrifuge plugin and its pool of ``centrifugo-types worker`` processes."""
 EVENTS = ("connect", "subscribe", "publish", "rpc", "refresh")
 MIX = {"rpc": 0.5, "publish": 0.3, "subscribe": 0.19, "connect": 0.01}
 """How often each operation comes in a client's loop."""
@@ -305,6 +324,14 @@ class Backends:
         for process in self.processes:
             process.send_signal(signum)
 
+    def start_all(self) -> None:
+        for _ in range(self.count):
+            self.start()
+
+    def pids(self) -> list[int]:
+        """The processes serving now."""
+        return [process.pid for process in self.processes]
+
     def stop(self) -> None:
         for process in self.processes:
             if process.poll() is None:
@@ -316,6 +343,25 @@ class Backends:
                 process.kill()
                 process.wait()
 
+    async def kill(self) -> str:
+        """The SIGKILL fault: one process killed, restarted 1 s later."""
+        process = self.processes[0]
+        process.kill()
+        process.wait()
+        await asyncio.sleep(1.0)
+        await _in_thread(lambda: self.start(0))
+        return f"pid {process.pid} SIGKILLed, restarted 1 s later"
+
+    async def drain(self) -> str:
+        """The drain fault: one process's SIGTERM (it answers its calls in flight), restarted."""
+        process = self.processes[-1]
+        process.terminate()
+        started = time.monotonic()
+        code = await _in_thread(process.wait)
+        took = time.monotonic() - started
+        await _in_thread(lambda: self.start(len(self.processes) - 1))
+        return f"pid {process.pid} SIGTERM: drained and exited ({code}) in {took:.2f} s, restarted"
+
     def section(self, event: str) -> dict[str, Any]:
         """Centrifugo's proxy section of ``event`` for these backends."""
         if event not in (*EVENTS, "sub_refresh"):  # sub_refresh: enabled, never called
@@ -325,6 +371,157 @@ class Backends:
         else:
             endpoint = f"grpc://127.0.0.1:{self.port}"
         return {"endpoint": endpoint, "timeout": "1s"}
+
+
+def _children(pid: int) -> list[int]:
+    """The live (not zombie) child processes of ``pid``."""
+    children: set[int] = set()
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+                children.update(int(child) for child in f.read().split())
+    live = []
+    for child in sorted(children):
+        with contextlib.suppress(OSError), open(f"/proc/{child}/stat") as stat:
+            if stat.read().rsplit(")", 1)[1].split()[0] != "Z":
+                live.append(child)
+    return live
+
+
+@dataclass
+class RoadRunnerBackends:
+    """RoadRunner (scripts/install-roadrunner): its centrifuge plugin is the gRPC endpoint of
+    every proxy, its pool runs ``count`` workers of ``centrifugo-types worker
+    tests.soak_backend:router``, each serving one call at a time. RoadRunner replaces a worker
+    that exits (killed or drained) by itself."""
+
+    count: int
+    workdir: Path
+    max_jobs: int = 0
+    """``pool.max_jobs``: RoadRunner replaces each worker after this many calls (0: never)."""
+    transport: str = "roadrunner"
+    proxy_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def every_pid(self) -> list[int]:
+        """Every worker that served (each logged to ``<pid>.log`` from its start)."""
+        pids = (path.stem for path in self.workdir.glob("*.log"))
+        return sorted(int(pid) for pid in pids if pid.isdigit())
+
+    def config(self) -> dict[str, Any]:
+        config = rr_config(
+            "tests.soak_backend:router",
+            proxy_port=self.proxy_port,
+            rpc_port=free_port(),
+            grpc_api_port=free_port(),  # the soak calls no API through RoadRunner
+            workers=self.count,
+            env={"SOAK_DIR": str(self.workdir)},
+        )
+        config["server"]["command"] += " --log-level warning"
+        config["logs"]["level"] = "warn"
+        config["centrifuge"]["pool"]["max_jobs"] = self.max_jobs
+        return config
+
+    def start_all(self) -> None:
+        path = self.workdir / ".rr.yaml"
+        path.write_text(json.dumps(self.config(), indent=2))
+        with (self.workdir / "roadrunner.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(roadrunner_binary()), "serve", "-c", str(path)],
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self._wait_workers(lambda pids: len(pids) == self.count)
+        deadline = time.monotonic() + 60
+        while True:  # the proxy endpoint listens once the pool is up
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", self.proxy_port), timeout=1).close()
+                return
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"roadrunner did not start:\n{self.log()}")
+            time.sleep(0.05)
+
+    def pids(self) -> list[int]:
+        """The workers serving now (started, and the soak's router loaded: its log exists)."""
+        assert self.process is not None
+        return [
+            pid for pid in _children(self.process.pid) if (self.workdir / f"{pid}.log").exists()
+        ]
+
+    def _wait_workers(self, done: Callable[[list[int]], bool], timeout: float = 60) -> list[int]:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while not done(pids := self.pids()):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"roadrunner's workers: {pids}\n{self.log()}")
+            time.sleep(0.05)
+        return pids
+
+    def log(self) -> str:
+        return (self.workdir / "roadrunner.log").read_text(errors="replace")[-4000:]
+
+    def signal_all(self, signum: int) -> None:
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, timeout=15)
+
+    def section(self, event: str) -> dict[str, Any]:
+        """Centrifugo's proxy section of ``event``: RoadRunner's endpoint."""
+        if event not in (*EVENTS, "sub_refresh"):
+            return {}
+        return {"endpoint": f"grpc://127.0.0.1:{self.proxy_port}", "timeout": "1s"}
+
+    async def _replaced(self, pid: int, signum: int) -> tuple[float, float, list[int]]:
+        """Send ``signum`` to worker ``pid``; when it was gone, and when RoadRunner had a full
+        pool again (seconds after the signal), and the new workers."""
+        before = set(self.pids())
+        started = time.monotonic()
+        os.kill(pid, signum)
+        await _in_thread(lambda: self._wait_workers(lambda pids: pid not in pids))
+        gone = time.monotonic() - started
+        pids = await _in_thread(lambda: self._wait_workers(lambda pids: len(pids) >= self.count))
+        return gone, time.monotonic() - started, sorted(set(pids) - before)
+
+    async def kill(self) -> str:
+        """The SIGKILL fault: one worker killed; RoadRunner starts another."""
+        pid = self.pids()[0]
+        _, full, new = await self._replaced(pid, signal.SIGKILL)
+        return (
+            f"worker {pid} SIGKILLed ({self.unanswered(pid)} call(s) in flight); "
+            f"RoadRunner started {new} ({full:.2f} s)"
+        )
+
+    async def drain(self) -> str:
+        """The drain fault: one worker's SIGTERM (it answers its call in flight, then exits);
+        RoadRunner starts another."""
+        pid = self.pids()[-1]
+        gone, full, new = await self._replaced(pid, signal.SIGTERM)
+        how = "exited normally" if (self.workdir / f"{pid}.exit").exists() else "died"
+        return (
+            f"worker {pid} SIGTERM: drained and {how} in {gone:.2f} s "
+            f"({self.unanswered(pid)} call(s) it was sent left unanswered); "
+            f"RoadRunner started {new} ({full:.2f} s)"
+        )
+
+    def unanswered(self, pid: int) -> int:
+        """Calls RoadRunner sent worker ``pid`` that it did not answer (its log says so)."""
+        return sum(
+            1
+            for line in self.log_lines()
+            if "can't communicate with the worker" in line and f'"pid": {pid},' in line
+        )
+
+    def log_lines(self) -> list[str]:
+        return (self.workdir / "roadrunner.log").read_text(errors="replace").splitlines()
+
+
+AnyBackends = Backends | RoadRunnerBackends
 
 
 @dataclass
@@ -395,39 +592,28 @@ async def _in_thread(function: Callable[[], Any]) -> Any:
     return await asyncio.to_thread(function)
 
 
-async def kill_backend(backends: Backends, node: Node) -> str:
-    process = backends.processes[0]
-    process.kill()
-    process.wait()
-    await asyncio.sleep(1.0)
-    await _in_thread(lambda: backends.start(0))
-    return f"pid {process.pid} SIGKILLed, restarted 1 s later"
+async def kill_backend(backends: AnyBackends, node: Node) -> str:
+    return await backends.kill()
 
 
-async def slow_handler(backends: Backends, node: Node) -> str:
+async def slow_handler(backends: AnyBackends, node: Node) -> str:
     backends.signal_all(signal.SIGUSR1)
     await asyncio.sleep(SLOW_FOR)
     backends.signal_all(signal.SIGUSR2)
     return f"rpc handlers slept 2 s (router timeout 0.5 s) for {SLOW_FOR:g} s"
 
 
-async def restart_centrifugo(backends: Backends, node: Node) -> str:
+async def restart_centrifugo(backends: AnyBackends, node: Node) -> str:
     await _in_thread(node.stop)
     await _in_thread(node.start)
     return "SIGTERM, then started again on the same port"
 
 
-async def drain_backend(backends: Backends, node: Node) -> str:
-    process = backends.processes[-1]
-    process.terminate()
-    started = time.monotonic()
-    code = await _in_thread(process.wait)
-    took = time.monotonic() - started
-    await _in_thread(lambda: backends.start(len(backends.processes) - 1))
-    return f"pid {process.pid} SIGTERM: drained and exited ({code}) in {took:.2f} s, restarted"
+async def drain_backend(backends: AnyBackends, node: Node) -> str:
+    return await backends.drain()
 
 
-FAULTS: dict[str, Callable[[Backends, Node], Awaitable[str]]] = {
+FAULTS: dict[str, Callable[[AnyBackends, Node], Awaitable[str]]] = {
     "backend SIGKILL": kill_backend,
     "slow handler": slow_handler,
     "centrifugo restart": restart_centrifugo,
@@ -449,6 +635,8 @@ class Options:
     requests: int = 0
     fault_interval: float = 0.0
     faults: bool = True
+    max_jobs: int = 0
+    """RoadRunner's ``pool.max_jobs`` (its own worker recycling; 0: never)."""
 
 
 @dataclass
@@ -466,8 +654,10 @@ class Result:
     load: tuple[float, float]
     """The machine's 1-minute load average at the start and the end."""
     proxy_timeouts: list[tuple[str, str, float]]
-    """Proxy calls Centrifugo gave up on after its timeout (``error proxying ...: context
-    deadline exceeded`` in its log): event, channel (if logged), time (to the second)."""
+    """Proxy calls that reached Centrifugo's timeout (``error proxying ...`` with one of
+    :data:`DEADLINE_ERRORS` in its log): event, channel (if logged), time (to the second)."""
+    roadrunner_memory: tuple[tuple[int, int], tuple[int, int]] | None = None
+    """RoadRunner's own process (the ``roadrunner`` transport): RSS and fds, start and end."""
     report: dict[str, Any] = field(default_factory=dict)
 
 
@@ -485,7 +675,11 @@ def _read_backend_logs(workdir: Path) -> list[tuple[str, str, bool, float, int]]
 
 async def soak(transport: str, options: Options, workdir: Path) -> Result:
     """One soak over one proxy transport."""
-    backends = Backends(transport, options.backends, workdir)
+    backends: AnyBackends = (
+        RoadRunnerBackends(options.backends, workdir, options.max_jobs)
+        if transport == "roadrunner"
+        else Backends(transport, options.backends, workdir)
+    )
     fast = {"client": {"presence_update_interval": "1s"}}
     node = Node(workdir, merge(merge(base_config(), proxy_config(backends.section)), fast))
     log = ClientLog()
@@ -493,8 +687,7 @@ async def soak(transport: str, options: Options, workdir: Path) -> Result:
     memory: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
     stop = asyncio.Event()
     try:
-        for _ in range(options.backends):
-            await _in_thread(backends.start)
+        await _in_thread(backends.start_all)
         await _in_thread(node.start)
         async with contextlib.AsyncExitStack() as stack:
             drivers: list[JsDriver] = [
@@ -532,7 +725,10 @@ async def soak(transport: str, options: Options, workdir: Path) -> Result:
                 return len(log.ops) + sum(js_progress)
 
             await asyncio.sleep(3)  # warmed up: the first memory sample
-            first = {pid: _rss_fds(pid) for pid in (p.pid for p in backends.processes)}
+            first = {pid: _rss_fds(pid) for pid in backends.pids()}
+            rr_process = backends.process if isinstance(backends, RoadRunnerBackends) else None
+            rr_pid = rr_process.pid if rr_process else None
+            rr_first = _rss_fds(rr_pid) if rr_pid else None
 
             interval = options.fault_interval or options.duration / (len(FAULTS) + 1)
             fault_times = [started + interval * (n + 1) for n in range(len(FAULTS))]
@@ -554,12 +750,14 @@ async def soak(transport: str, options: Options, workdir: Path) -> Result:
                 if enough and done_faults:
                     break
                 await asyncio.sleep(0.2)
-            last = {p.pid: _rss_fds(p.pid) for p in backends.processes}
-            cpu = {p.pid: round(_cpu_seconds(p.pid), 1) for p in backends.processes}
+            alive = backends.pids()
+            last = {pid: _rss_fds(pid) for pid in alive}
+            cpu = {pid: round(_cpu_seconds(pid), 1) for pid in alive}
             load = (load_start, os.getloadavg()[0])
             for pid, sample in last.items():
                 if pid in first:  # not the restarted ones
                     memory[pid] = (first[pid], sample)
+            rr_memory = (rr_first, _rss_fds(rr_pid)) if rr_pid and rr_first else None
             stop.set()
             for driver in drivers:
                 await driver.call("stop")
@@ -588,6 +786,7 @@ async def soak(transport: str, options: Options, workdir: Path) -> Result:
         cpu,
         load,
         timeouts,
+        rr_memory,
     )
     result.report = account(result)
     # For a closer look: the faults, every failed operation and every lost one, in seconds
@@ -610,10 +809,20 @@ async def soak(transport: str, options: Options, workdir: Path) -> Result:
 # -- the accounts ----------------------------------------------------------------------------
 
 
+DEADLINE_ERRORS = ("deadline exceeded", "code = DeadlineExceeded", "NoFreeWorkers")
+"""How Centrifugo logs a proxy call that reached its 1 s deadline. The first is its own timer;
+the other two are RoadRunner noticing the same deadline first (Centrifugo sends it along, as
+``grpc-timeout``; measured in the soak's logs, calls queued in RoadRunner's pool): its gRPC
+server resets the call (``DeadlineExceeded ... RST_STREAM ... CANCEL``), or its pool gives up
+waiting for a free worker (``Unknown ... NoFreeWorkers``: RoadRunner logs ``no free workers in
+the pool ... context deadline exceeded`` or ``context canceled``; its own allocate timeout,
+60 s, is never reached in the soak). Either way the call waited past Centrifugo's timeout."""
+
+
 def _proxy_timeouts(path: Path) -> list[tuple[str, str, float]]:
     out = []
     for line in path.read_text(errors="replace").splitlines():
-        if "error proxying" not in line or "deadline exceeded" not in line:
+        if "error proxying" not in line or not any(e in line for e in DEADLINE_ERRORS):
             continue
         entry = json.loads(line)
         event = entry["message"].removeprefix("error proxying ").lower()
@@ -651,7 +860,7 @@ def account(result: Result) -> dict[str, Any]:
     # Calls Centrifugo timed out (its log says so; an overloaded machine): the client got
     # error 100 (or its SDK retried), the backend's reply came too late. Answered, not lost;
     # counted apart, not charged to a fault.
-    unmatched = list(result.proxy_timeouts)
+    unmatched = sorted(result.proxy_timeouts, key=lambda entry: entry[2])
     late_ops: set[tuple[str, str]] = set()
 
     def missed_deadline(event: str, channel: str, t: float) -> bool:
@@ -665,6 +874,7 @@ def account(result: Result) -> dict[str, Any]:
 
     lost: list[str] = []
     failed_by_fault: Counter[str] = Counter()
+    timed_out_by_fault: Counter[str] = Counter()
     codes_by_fault: dict[str, Counter[str]] = {}
     failed_ms: dict[str, list[float]] = {}
     last_failure: dict[str, float] = {}
@@ -681,7 +891,10 @@ def account(result: Result) -> dict[str, Any]:
             "p50_ms": round(_percentile(latencies, 50), 1),
             "p99_ms": round(_percentile(latencies, 99), 1),
         }
-    for op in log.ops:
+    # In time order, each taking the earliest log entry in its window: the most operations
+    # matched (the clients' records come per SDK, not in time order; matched in that order, a
+    # burst of timeouts could leave a late one without its entry, taken by an earlier one).
+    for op in sorted(log.ops, key=lambda op: op.end):
         if op.ok:
             continue
         fault = fault_at(op.end) or fault_at(op.start)
@@ -689,6 +902,10 @@ def account(result: Result) -> dict[str, Any]:
             lost.append(f"{op.event} {op.key}: timed out ({op.code})")
         elif op.code == "100" and missed_deadline(op.event, "", op.end):
             late_ops.add((op.event, op.key))
+            if fault is not None:  # counted apart, but shown beside the fault: RoadRunner's
+                # queue behind slow calls is timed out by Centrifugo, not by the router
+                timed_out_by_fault[fault.name] += 1
+                last_failure[fault.name] = max(last_failure.get(fault.name, 0.0), op.end)
         elif fault is None:
             lost.append(f"{op.event} {op.key}: failed outside any fault ({op.code})")
         else:
@@ -764,6 +981,7 @@ def account(result: Result) -> dict[str, Any]:
             "ops_failed": failed_by_fault[f.name],
             "errors": dict(codes_by_fault.get(f.name, {})),
             "failed_p50_ms": round(_percentile(failed_ms.get(f.name, []), 50), 1),
+            "centrifugo_timeouts": timed_out_by_fault[f.name],
             "replies_lost": unreplied_by_fault[f.name],
             "publications_undelivered": undelivered_by_fault[f.name],
             "recovery_s": round(_recovered(f, last_failure.get(f.name, f.start), log) - f.start, 2),
@@ -787,6 +1005,11 @@ def account(result: Result) -> dict[str, Any]:
         "backend_memory": {
             str(pid): {"rss_kib": [a[0], b[0]], "fds": [a[1], b[1]]}
             for pid, (a, b) in result.memory.items()
+        },
+        "roadrunner_memory": result.roadrunner_memory
+        and {
+            "rss_kib": [result.roadrunner_memory[0][0], result.roadrunner_memory[1][0]],
+            "fds": [result.roadrunner_memory[0][1], result.roadrunner_memory[1][1]],
         },
         "disconnects": len(log.disconnects),
         "replies_dropped_by_own_reconnect": dropped_by_reconnect,
@@ -832,14 +1055,14 @@ def format_report(report: dict[str, Any]) -> str:
         )
     out += [
         "",
-        "| fault | what happened | took s | ops failed (p50 ms) | replies lost "
-        "| undelivered | recovery s |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| fault | what happened | took s | ops failed (p50 ms) | Centrifugo timed out "
+        "| replies lost | undelivered | recovery s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for fault in report["faults"]:
         out.append(
             f"| {fault['fault']} | {fault['detail']} | {fault['took_s']} "
-            f"| {fault['ops_failed']} ({fault['failed_p50_ms']}) "
+            f"| {fault['ops_failed']} ({fault['failed_p50_ms']}) | {fault['centrifugo_timeouts']} "
             f"| {fault['replies_lost']} | {fault['publications_undelivered']} "
             f"| {fault['recovery_s']} |"
         )
@@ -860,10 +1083,17 @@ def format_report(report: dict[str, Any]) -> str:
             out.append(f"| {pid} | {calls:,} | {used} | {rss0:,} → {rss1:,} | {fds0} → {fds1} |")
         else:
             out.append(f"| {pid} | {calls:,} | {used} | (not there at the start) | |")
+    if report["roadrunner_memory"]:
+        (rss0, rss1), (fds0, fds1) = (
+            report["roadrunner_memory"]["rss_kib"],
+            report["roadrunner_memory"]["fds"],
+        )
+        out.append(f"\nRoadRunner's own process: RSS {rss0:,} → {rss1:,} KiB, fds {fds0} → {fds1}.")
     if report["centrifugo_proxy_timeouts"]:
         out.append(
             f"\nCentrifugo timed out {report['centrifugo_proxy_timeouts']} "
-            f"proxy call(s) (its 1 s timeout; the machine overloaded): "
+            f"proxy call(s) (its 1 s timeout, or RoadRunner seeing it first: the machine "
+            f"overloaded, or calls queued behind a fault's, the faults' column): "
             f"{report['ops_failed_by_proxy_timeout']} client operation(s) got error 100, "
             f"{report['replies_after_proxy_timeout']} backend repl(ies) came too late."
         )
@@ -898,7 +1128,7 @@ def _workdir(path: str | None) -> Iterator[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/soak", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--transport", action="append", choices=["grpc", "http"])
+    parser.add_argument("--transport", action="append", choices=TRANSPORTS)
     parser.add_argument("--backends", type=int, default=4, help="backend processes (4)")
     parser.add_argument("--python-clients", type=int, default=20, help="(20)")
     parser.add_argument("--js-processes", type=int, default=2, help="Node processes (2)")
@@ -914,11 +1144,17 @@ def main(argv: list[str] | None = None) -> int:
         "--fault-interval", type=float, default=0.0, help="seconds between faults (duration/5)"
     )
     parser.add_argument("--no-faults", action="store_true")
+    parser.add_argument(
+        "--max-jobs",
+        type=int,
+        default=0,
+        help="roadrunner: RoadRunner replaces each worker after this many calls (pool.max_jobs)",
+    )
     parser.add_argument("--json", help="write the reports to this file")
     parser.add_argument("--workdir", help="keep logs here (default: a temporary folder)")
     args = parser.parse_args(argv)
     options = Options(
-        transports=args.transport or ["grpc", "http"],
+        transports=args.transport or list(TRANSPORTS),
         backends=args.backends,
         python_clients=args.python_clients,
         js_processes=args.js_processes,
@@ -927,6 +1163,7 @@ def main(argv: list[str] | None = None) -> int:
         requests=args.requests,
         fault_interval=args.fault_interval,
         faults=not args.no_faults,
+        max_jobs=args.max_jobs,
     )
     # SIGTERM like Ctrl-C: the processes started are stopped on the way out.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

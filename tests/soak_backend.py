@@ -7,6 +7,11 @@ reply leaves, so a process killed afterwards still counts the calls it answered.
 names the call: the client's name (connect, refresh), the channel (subscribe) or the id in
 the client's data (publish, rpc).
 
+Also served as RoadRunner's workers (``centrifugo-types worker tests.soak_backend:router``):
+the log is its own file, never stdout (a worker's stdout carries goridge frames). A process
+that exits normally (its exit hooks run) leaves ``$SOAK_DIR/<pid>.exit``: how the soak tells a
+drained RoadRunner worker, which is not its child, from a dead one.
+
 SIGUSR1 makes rpc slow (each call sleeps past the router's timeout), SIGUSR2 makes it fast
 again: the soak's "slow handler" fault.
 """
@@ -14,6 +19,7 @@ again: the soak's "slow handler" fault.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import signal
@@ -46,6 +52,13 @@ _log = os.open(
     0o644,
 )
 _slow = False
+
+
+@atexit.register
+def _exited() -> None:
+    path = os.path.join(os.environ.get("SOAK_DIR", "."), f"{os.getpid()}.exit")
+    with open(path, "w") as file:
+        file.write(f"{time.time():.3f}\n")
 
 
 def _set_slow(signum: int, frame: Any) -> None:

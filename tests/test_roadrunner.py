@@ -137,9 +137,10 @@ def test_too_many_options_are_refused() -> None:
 class Pipes:
     """RoadRunner's side of a worker's pipes."""
 
-    def __init__(self, to_worker: int, reader: asyncio.StreamReader) -> None:
+    def __init__(self, to_worker: int, reader: asyncio.StreamReader, worker: Worker) -> None:
         self.to_worker = to_worker
         self.reader = reader
+        self.worker = worker
 
     def send(self, data: bytes) -> None:
         os.write(self.to_worker, data)
@@ -180,9 +181,9 @@ async def worker_pipes(
     transport, _ = await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(out_r, "rb", buffering=0)
     )
-    pipes = Pipes(in_w, reader)
     try:
         async with Worker(router, input_fd=in_r, output_fd=out_w) as worker:
+            pipes = Pipes(in_w, reader, worker)
             task = asyncio.ensure_future(worker.serve())
             if handshake:
                 pipes.send(goridge.encode(Flag.CONTROL | Flag.JSON, b'{"pid":1}'))
@@ -458,6 +459,47 @@ async def test_the_stop_frame_ends_serving() -> None:
         pipes.stop()
         await asyncio.wait_for(task, 1.0)
         assert task.result() is None
+
+
+async def test_a_stopping_worker_hands_requests_back_to_roadrunner() -> None:
+    """stop() (SIGTERM) while a request runs: that request is answered; a request that comes
+    after (RoadRunner sent it before it knew) gets the stop reply, which makes RoadRunner
+    retry it on another worker; then the worker leaves by itself."""
+    release = asyncio.Event()
+    router = Router()
+
+    @router.rpc
+    async def rpc(call: RpcCall) -> proxy.RpcResult:
+        await release.wait()
+        return proxy.RpcResult(data=b'"done"')
+
+    async with worker_pipes(router) as (pipes, task):
+        worker = pipes.worker
+        pipes.request({"type": ["rpc"]}, bytes(proxy.RpcRequest(method="m")))
+        await asyncio.sleep(0.05)
+        worker.stop()  # mid-request
+        pipes.request({"type": ["rpc"]}, bytes(proxy.RpcRequest(method="m")))
+        release.set()
+        reply = await pipes.reply(events.RPC)
+        assert reply.result == proxy.RpcResult(data=b'"done"')
+        stop = await pipes.frame()
+        assert (stop.flags, stop.options, stop.payload) == (Flag.PROTO, (13,), b'{"stop":true}')
+        await asyncio.wait_for(task, worker.stop_grace + WAIT)
+        assert worker.requests == 1
+
+
+async def test_an_idle_worker_stops_after_the_grace() -> None:
+    async with worker_pipes(make_router()) as (pipes, task):
+        worker = pipes.worker
+        worker.stop()
+        worker.stop()  # twice is once
+        pipes.request(CONNECT, bytes(proxy.ConnectRequest(client="c")))  # on its way already
+        stop = await pipes.frame()
+        assert stop.payload == b'{"stop":true}'
+        started = time.monotonic()
+        await asyncio.wait_for(task, WAIT)
+        assert time.monotonic() - started < worker.stop_grace + 0.5
+        await pipes.nothing_more()
 
 
 async def test_the_pipe_closing_ends_serving() -> None:
