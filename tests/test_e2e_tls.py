@@ -1,7 +1,8 @@
 """TLS end to end, with a throwaway CA: a real Centrifugo calls our gRPC proxy server over TLS
-and our HTTP proxy over HTTPS (both started with ``centrifugo-types serve --tls-*``), with
-mutual TLS and the credentials key; the API clients call Centrifugo's gRPC and HTTP API over
-mutual TLS. Wrong certificates and credentials fail, with the error saying why.
+(grpclib's, and grpcio's) and our HTTP proxy over HTTPS (both started with
+``centrifugo-types serve --tls-*``), with mutual TLS and the credentials key; the API clients
+call Centrifugo's gRPC and HTTP API over mutual TLS. Wrong certificates and credentials fail,
+with the error saying why.
 """
 
 from __future__ import annotations
@@ -50,16 +51,19 @@ def client_context(ca: Path, pair: Pair | None = None) -> ssl.SSLContext:
 
 
 @contextlib.contextmanager
-def our_servers(good: Authority) -> Iterator[tuple[CliServer, CliServer]]:
-    """Our gRPC and HTTP proxy servers with TLS, requiring client certificates of ``good``
-    and the credentials."""
+def our_servers(good: Authority, grpc: str = "grpc") -> Iterator[tuple[CliServer, CliServer]]:
+    """Our gRPC (``--transport grpc``, or ``grpcio``) and HTTP proxy servers with TLS,
+    requiring client certificates of ``good`` and the credentials."""
     tls = [
         "--tls-cert", str(good.server.cert), "--tls-key", str(good.server.key),
         "--tls-client-ca", str(good.cert),
         "--credentials-key", CREDENTIALS[0], "--credentials-value", CREDENTIALS[1],
     ]  # fmt: skip
-    with cli_server(BACKEND, *tls) as grpc, cli_server(BACKEND, "--http", *tls) as http:
-        yield grpc, http
+    with (
+        cli_server(BACKEND, "--transport", grpc, *tls) as grpc_server,
+        cli_server(BACKEND, "--http", *tls) as http,
+    ):
+        yield grpc_server, http
 
 
 def proxies(
@@ -127,10 +131,11 @@ async def _connect_and_call(server: Centrifugo, good: Authority) -> Any:
         return await client.command("rpc", {"method": "echo", "data": {"over": "https"}})
 
 
+@pytest.mark.parametrize("grpc_transport", ["grpc", "grpcio"])
 async def test_centrifugo_calls_our_servers_over_mutual_tls(
-    tmp_path: Path, good: Authority
+    tmp_path: Path, good: Authority, grpc_transport: str
 ) -> None:
-    with our_servers(good) as (grpc, http):
+    with our_servers(good, grpc_transport) as (grpc, http):
         config = proxies(grpc, http, trust=good.cert, present=good.client)
         with centrifugo(tmp_path, good, config) as server:
             assert await _connect_and_call(server, good) == {"data": {"over": "https"}}
