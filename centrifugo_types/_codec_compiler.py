@@ -236,6 +236,9 @@ class LazyCodecs:
         self._recursive: frozenset[str] = frozenset()
         self._compiled: set[str] = set()
         self._lock = threading.RLock()
+        for message in table:
+            for function in self.functions(message):
+                self._stub(function, message)
 
     def messages(self) -> dict[str, Message]:
         """The model of every message of the table (built on first use)."""
@@ -263,14 +266,17 @@ class LazyCodecs:
     def is_recursive(self, message: Message) -> bool:
         return message.py_name in self._recursive
 
-    def stub(self, function: str, message: str) -> Any:
-        """A function named ``function`` that compiles the codec of ``message`` when first
-        called, then is that compiled function."""
+    def _stub(self, function: str, message: str) -> None:
+        """Put in the namespace a function named ``function`` that compiles the codec of
+        ``message`` when first called, then is that compiled function."""
         stub = FunctionType(_stub.__code__, self.namespace, function)
         stub.__kwdefaults__ = {"_load": functools.partial(self._load, function, message)}
         stub.__qualname__ = function
         self.namespace[function] = stub
-        return stub
+
+    def function(self, name: str) -> Any:
+        """The function ``name`` (until its first call, the stub that compiles it)."""
+        return self.namespace[name]
 
     def functions(self, message: str) -> tuple[str, ...]:
         """The names of the stubbed functions of ``message``."""
@@ -300,7 +306,7 @@ class LazyCodecs:
         code = compile(source, filename, "exec")
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         ns = self.namespace
-        stubs = {name: ns[name] for name in self.functions(message)}
+        stubs = {name: ns[name] for name in self.functions(message) if name in ns}
         exec(code, ns)
         for name, stub in stubs.items():
             stub.__code__ = ns[name].__code__
@@ -413,7 +419,7 @@ class BinaryCodecs(LazyCodecs):
     def binary(self, cls: type[_M]) -> tuple[Callable[[_M, bytearray], None], Decoder]:
         """The encoder and decoder of ``cls`` (``_enc_M``, ``_dec_M``)."""
         name = cls.__name__
-        return self.stub(f"_enc_{name}", name), self.stub(f"_dec_{name}", name)
+        return self.function(f"_enc_{name}"), self.function(f"_dec_{name}")
 
     def functions(self, message: str) -> tuple[str, ...]:
         return f"_enc_{message}", f"_dec_{message}"

@@ -140,7 +140,7 @@ def codecs(
     decoders: Decoders = {}
     for name in table:
         cls = classes[name]
-        je, jt, jd = (lazy.stub(f, name) for f in lazy.functions(name))
+        je, jt, jd = (lazy.function(f) for f in lazy.functions(name))
         encoders[cls] = je
         decoders[cls] = (jt, jd)
     return encoders, decoders
