@@ -5,7 +5,9 @@ by test_wire.py, test_malformed.py, test_json*.py and test_wire_rules.py."""
 
 from __future__ import annotations
 
+import threading
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from types import FunctionType, ModuleType
 from typing import cast
 
@@ -45,6 +47,24 @@ def test_a_codec_is_compiled_on_first_use_into_its_stub() -> None:
         "<centrifugo_types codec t.ConnectResult>"
     )
     assert codecs.function("_enc_RefreshRequest").__code__ is stub_code
+
+
+def test_threads_meeting_an_uncompiled_codec_all_get_the_compiled_one() -> None:
+    codecs = _codec_compiler.BinaryCodecs("t", vars(generated_proxy), generated_proxy.FIELDS)
+    encode, _ = codecs.binary(proxy.ConnectResponse)
+    message = proxy.ConnectResponse(result=proxy.ConnectResult(user="u", channels=["a"]))
+    start = threading.Barrier(8)
+
+    def work() -> bytes:
+        start.wait()
+        out = bytearray()
+        encode(message, out)
+        return bytes(out)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: work(), range(8)))
+    assert results == [bytes(message)] * 8
+    assert encode.__code__.co_filename == "<centrifugo_types codec t.ConnectResponse>"
 
 
 def test_tracebacks_show_the_compiled_lines() -> None:
