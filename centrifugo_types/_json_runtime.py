@@ -1,9 +1,8 @@
 """Runtime support of the generated JSON dialect codecs (Centrifugo's encoding/json dialect).
 
-Hand-written and type-checked like the rest of the package; the generated ``*_json`` modules
-import it (``from .. import _json_runtime``) and alias the names in
-``codegen.json_codec.RUNTIME_NAMES``. It uses the standard library, plus ``orjson`` when it is
-installed.
+Hand-written and type-checked like the rest of the package; the codecs that
+:mod:`._json_compiler` compiles find the names of its ``RUNTIME_NAMES`` as ``_jr_<name>``.
+It uses the standard library, plus ``orjson`` when it is installed.
 
 Decoding has two paths that give the same results:
 

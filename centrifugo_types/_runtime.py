@@ -1,9 +1,10 @@
 """Runtime support of the generated codecs: errors and the few helpers too big to inline.
 
-Hand-written and type-checked like the rest of the package; the generated modules under
-``_generated/`` import it (``from .. import _runtime``) and alias the names in
-``codegen.codec.RUNTIME_NAMES``. Besides the standard library it imports only
-:mod:`centrifugo_types.errors`, where its exceptions live with every other of the package.
+Hand-written and type-checked like the rest of the package; the codecs that
+:mod:`._codec_compiler` compiles find the names of its ``RUNTIME_NAMES`` as ``_rt_<name>``, and
+the generated classes a few more (``codegen.codec.RUNTIME_NAMES``). Besides the standard
+library it imports only :mod:`centrifugo_types.errors`, where its exceptions live with every
+other of the package.
 """
 
 from __future__ import annotations

@@ -99,9 +99,8 @@ def shape_module(source: str, schema: Schema, file: ProtoFile, header: str, plai
         members = emitter.class_members(by_name[node.name])
         lines[node.end_lineno : node.end_lineno] = members.rstrip("\n").split("\n")
     anchor = lines.index("import betterproto2")
-    imports = ["from typing import Any, Self, TypeVar", "", "from .. import _runtime"]
+    imports = ["from typing import Self", "", "from .. import _codec_compiler, _runtime"]
     imports += [f"_rt_{name} = _runtime.{name}" for name in RUNTIME_NAMES]
-    imports += ['_M = TypeVar("_M", bound=betterproto2.Message)', "_new = object.__new__"]
     lines[anchor + 1 : anchor + 1] = imports
     return "\n".join(lines) + "\n" + emitter.module_code()
 

@@ -1,128 +1,47 @@
-"""Emit straight-line protobuf codecs for every message of a .proto file.
+"""Emit the field tables the protobuf codecs are compiled from, and wire them into the classes.
 
-For each message ``M`` the generated module gets
-
-- ``_enc_M(m) -> bytearray``: one ``if`` per field, in field-number order, no reflection;
-- ``_dec_M(cls, data, pos, end) -> M``: one loop over the keys with an ``if`` chain on the
-  key value, decoding into locals and building the instance in one step at the end;
-
-and the class gets ``__bytes__``/``SerializeToString``/``parse``/``FromString`` that call them,
-so ``bytes(msg)``, ``Msg.parse(data)`` and the grpclib codec all take the fast path.
-
-Semantics follow protobuf's (and upb's / Go's) rules: proto3 implicit presence (zero values
-are not written, ``-0.0`` is), packed and unpacked repeated scalars both accepted, last value
-wins for scalars and singular messages merge, unknown fields (and known fields with an
-unexpected wire type) are kept and written back, map entries with a missing key or value get
-the zero value, invalid UTF-8 and every kind of truncation are errors.
+The straight-line encoder and decoder of every message are written, compiled and run at run
+time, the first time the message is encoded or decoded, by the hand-written
+``centrifugo_types/_codec_compiler.py`` (as :mod:`dataclasses` writes ``__init__``). What is
+generated and committed is what they are compiled from: per message, a table of its fields, one
+line per field (name, number, type as the .proto file writes it), so that adding a field to a
+.proto file adds one line here. Each class gets ``__bytes__``/``SerializeToString``/``parse``/
+``FromString`` that call its codec, so ``bytes(msg)``, ``Msg.parse(data)`` and the grpclib
+codec all take the fast path.
 """
 
 from __future__ import annotations
 
 from .schema import Field, Message, ProtoFile, Schema, Type
 
-_VARINT_DECODE = {
-    "int32": "_rt_int32({v})",
-    "int64": "_rt_int64({v})",
-    "uint32": "({v} & 0xFFFFFFFF)",
-    "uint64": "{v}",
-    "sint32": "_rt_int32(_rt_zigzag({v}))",
-    "sint64": "_rt_zigzag({v})",
-    "bool": "({v} != 0)",
-}
-_VARINT_ENCODE = {
-    "int32": "_rt_enc_int32",
-    "int64": "_rt_enc_int64",
-    "uint32": "_rt_enc_uint32",
-    "uint64": "_rt_enc_uint64",
-    "sint32": "_rt_enc_sint32",
-    "sint64": "_rt_enc_sint64",
-    "enum": "_rt_enc_int32",
-}
-_FIXED = {
-    # kind: (size, pack, unpack)
-    "double": (8, "_rt_pack_double", "_rt_unpack_double"),
-    "float": (4, "_rt_pack_float", "_rt_unpack_float"),
-    "fixed64": (8, "_rt_pack_fixed64", "_rt_unpack_fixed64"),
-    "fixed32": (4, "_rt_pack_fixed32", "_rt_unpack_fixed32"),
-    "sfixed64": (8, "_rt_pack_sfixed64", "_rt_unpack_sfixed64"),
-    "sfixed32": (4, "_rt_pack_sfixed32", "_rt_unpack_sfixed32"),
-}
-_OVERRUN = "length-delimited field runs past the end of its message"
-_DEFAULTS = {"string": '""', "bytes": 'b""', "bool": "False", "double": "0.0", "float": "0.0"}
-_PY_TYPES = {"string": "str", "bytes": "bytes", "bool": "bool", "double": "float", "float": "float"}
-
+#: The runtime names the generated class members use (``_rt_<name>``).
 RUNTIME_NAMES = (
     "DECODE_FAILURES",
     "ENCODE_FAILURES",
-    "copysign",
     "MAX_DEPTH",
-    "DecodeError",
     "decode_failed",
     "encode_failed",
-    "enc_bool",
-    "enc_int32",
-    "enc_int64",
-    "enc_sint32",
-    "enc_sint64",
-    "enc_uint32",
-    "enc_uint64",
-    "int32",
-    "int64",
-    "pack_double",
-    "pack_fixed32",
-    "pack_fixed64",
-    "pack_float",
-    "pack_sfixed32",
-    "pack_sfixed64",
-    "read_length",
-    "read_tag",
-    "read_varint",
-    "skip_field",
-    "unpack_double",
-    "unpack_fixed32",
-    "unpack_fixed64",
-    "unpack_float",
-    "unpack_sfixed32",
-    "unpack_sfixed64",
-    "varint",
-    "wrong_type",
-    "zigzag",
 )
 
 
-def default(t: Type) -> str:
-    """The Python literal of a type's zero value (messages: None)."""
-    if t.kind == "message":
-        return "None"
-    if t.kind == "enum":
-        return f"{t.py_name}(0)"
-    return _DEFAULTS.get(t.kind, "0")
-
-
-def py_type(t: Type, schema: Schema) -> str:
+def type_spec(t: Type, schema: Schema) -> str:
+    """A type as a table row spells it: the scalar's name, or the message's or enum's class."""
     if t.kind == "message":
         return schema.message(t.message).py_name
     if t.kind == "enum":
         return t.py_name
-    return _PY_TYPES.get(t.kind, "int")
+    return t.kind
 
 
-def _key_bytes(tag: int) -> str:
-    """The field key as a bytes literal (a varint of ``tag``)."""
-    out = bytearray()
-    while tag > 0x7F:
-        out.append((tag & 0x7F) | 0x80)
-        tag >>= 7
-    out.append(tag)
-    return repr(bytes(out))
-
-
-class _Lines:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def __call__(self, indent: int, text: str) -> None:
-        self.lines.append("    " * indent + text)
+def row(field: Field, schema: Schema) -> str:
+    """The table row of ``field`` (see ``centrifugo_types._codec_compiler.Row``)."""
+    spec = type_spec(field.type, schema)
+    if field.map_key is not None:
+        spec = f"map<{type_spec(field.map_key, schema)}, {spec}>"
+    elif field.repeated:
+        spec = f"repeated {spec}"
+    extra = f", {field.py_name!r}" if field.py_name != field.name else ""
+    return f'("{field.name}", {field.number}, "{spec}"{extra}),'
 
 
 class CodecEmitter:
@@ -131,30 +50,36 @@ class CodecEmitter:
     def __init__(self, schema: Schema, file: ProtoFile) -> None:
         self.schema = schema
         self.file = file
-        self.recursive = schema.recursive_messages()
-        self.entries: dict[tuple[Type, Type], str] = {}
-        self.out = _Lines()
-
-    # -- module level ---------------------------------------------------------------------
 
     def module_code(self) -> str:
-        """The codec functions, appended after betterproto2's classes."""
-        w = self.out
-        w(0, "")
-        w(0, "# -- codecs generated by centrifugo-types' codegen " + "-" * 40)
+        """The field table and the codec stubs, appended after betterproto2's classes."""
+        lines = [
+            "",
+            "# -- codecs, compiled on first use from this table by _codec_compiler " + "-" * 20,
+            "",
+            "#: The fields of every message: name, number, type as in the .proto file.",
+            "FIELDS: _codec_compiler.Table = {",
+        ]
         for message in self.file.messages:
-            self._encoder(message)
-            self._decoder(message)
-        for (key, value), name in sorted(self.entries.items(), key=lambda kv: kv[1]):
-            self._entry_decoder(name, key, value)
-        return "\n".join(w.lines) + "\n"
+            if not message.fields:
+                lines.append(f'    "{message.py_name}": [],')
+                continue
+            lines.append(f'    "{message.py_name}": [')
+            lines += [f"        {row(field, self.schema)}" for field in message.fields]
+            lines.append("    ],")
+        lines.append("}")
+        lines.append("_codecs = _codec_compiler.BinaryCodecs(__name__, globals(), FIELDS)")
+        for message in self.file.messages:
+            name = message.py_name
+            lines.append(f"_enc_{name}, _dec_{name} = _codecs.binary({name})")
+        return "\n".join(lines) + "\n"
 
     def class_members(self, message: Message) -> str:
         """Methods injected into the betterproto2 class of ``message``."""
         name = message.py_name
         return f'''
     def __bytes__(self) -> bytes:
-        """The protobuf encoding of this message (generated straight-line encoder)."""
+        """The protobuf encoding of this message (compiled straight-line encoder)."""
         out = bytearray()
         try:
             _enc_{name}(self, out)
@@ -179,385 +104,3 @@ class CodecEmitter:
         """Alias of :meth:`parse` (the name grpclib and google.protobuf use)."""
         return cls.parse(s)
 '''
-
-    # -- encoders -------------------------------------------------------------------------
-
-    def _encoder(self, message: Message) -> None:
-        w = self.out
-        w(0, "")
-        w(0, "")
-        # Encoders append to the caller's buffer: a nested message is written in place and
-        # its length prefix inserted in front of it afterwards (a move of the few bytes just
-        # written), so no message gets a buffer of its own.
-        w(0, f"def _enc_{message.py_name}(m: {message.py_name}, out: bytearray) -> None:")
-        for field in message.fields:
-            self._encode_field(field)
-        w(1, "u = m._unknown_fields")
-        w(1, "if u:")
-        w(2, "out += u")
-
-    def _write_len(self, indent: int, buf: str, length: str) -> None:
-        w = self.out
-        w(indent, f"if {length} < 128:")
-        w(indent + 1, f"{buf}.append({length})")
-        w(indent, f"elif {length} < 16384:")
-        w(indent + 1, f"{buf}.append({length} & 0x7F | 0x80)")
-        w(indent + 1, f"{buf}.append({length} >> 7)")
-        w(indent, "else:")
-        w(indent + 1, f"{buf} += _rt_varint({length})")
-
-    def _insert_len(self, indent: int, start: str = "s") -> None:
-        """Put the length of what was written to ``out`` since ``start`` in front of it."""
-        w = self.out
-        w(indent, f"n = len(out) - {start}")
-        w(indent, "if n < 128:")
-        w(indent + 1, f"out.insert({start}, n)")
-        w(indent, "else:")
-        w(indent + 1, f"out[{start}:{start}] = _rt_varint(n)")
-
-    def _encode_value(self, indent: int, t: Type, key: str, v: str) -> None:
-        """Append ``key`` then the encoding of value expression ``v`` of type ``t`` to out."""
-        w = self.out
-        if t.kind == "string":
-            w(indent, f"b = {v}.encode()")
-            w(indent, "n = len(b)")
-            w(indent, f"out += {key}")
-            self._write_len(indent, "out", "n")
-            w(indent, "out += b")
-        elif t.kind == "bytes":
-            w(indent, f"n = len({v})")
-            w(indent, f"out += {key}")
-            self._write_len(indent, "out", "n")
-            w(indent, f"out += {v}")
-        elif t.kind == "message":
-            cls = self.schema.message(t.message).py_name
-            w(indent, f"if {v}.__class__ is not {cls} and not isinstance({v}, {cls}):")
-            w(indent + 1, f"raise _rt_wrong_type({cls}, {v})")
-            w(indent, f"out += {key}")
-            w(indent, "s = len(out)")
-            w(indent, f"_enc_{cls}({v}, out)")
-            self._insert_len(indent)
-        elif t.kind == "bool":
-            w(indent, f"out += {key}")
-            w(indent, f"out += _rt_enc_bool({v})")
-        elif t.kind in _FIXED:
-            w(indent, f"out += {key}")
-            w(indent, f"out += {_FIXED[t.kind][1]}({v})")
-        else:
-            w(indent, f"out += {key}")
-            if t.kind in ("sint32", "sint64"):
-                w(indent, f"out += {_VARINT_ENCODE[t.kind]}({v})")
-            else:
-                w(indent, f"if 0 <= {v} < 128:")
-                w(indent + 1, f"out.append({v})")
-                w(indent, f"elif 0 <= {v} < 16384:")  # in range for every varint type
-                w(indent + 1, f"out.append({v} & 0x7F | 0x80)")
-                w(indent + 1, f"out.append({v} >> 7)")
-                w(indent, "else:")
-                w(indent + 1, f"out += {_VARINT_ENCODE[t.kind]}({v})")
-
-    def _packed_value(self, indent: int, t: Type, v: str) -> None:
-        w = self.out
-        if t.kind == "bool":
-            w(indent, f"out += _rt_enc_bool({v})")
-        elif t.kind in _FIXED:
-            w(indent, f"out += {_FIXED[t.kind][1]}({v})")
-        else:
-            w(indent, f"out += {_VARINT_ENCODE[t.kind]}({v})")
-
-    def _encode_field(self, field: Field) -> None:
-        w = self.out
-        t = field.type
-        attr = f"m.{field.py_name}"
-        # Locals are named after the field: mypy types each name once per function.
-        v, x, k = f"v_{field.py_name}", f"x_{field.py_name}", f"k_{field.py_name}"
-        if field.map_key is not None:
-            w(1, f"{v} = {attr}")
-            w(1, f"if {v}:")
-            w(2, f"for {k}, {x} in {v}.items():")
-            w(3, f"out += {_key_bytes(field.tag())}")
-            w(3, "se = len(out)")  # not s: a message value uses s itself
-            self._encode_value(3, field.map_key, repr(b"\n"), k)
-            value_key = _key_bytes(2 << 3 | t.wire_type)
-            self._encode_value(3, t, value_key, x)
-            self._insert_len(3, "se")
-        elif field.repeated and t.packable:
-            w(1, f"{v} = {attr}")
-            w(1, f"if {v}:")
-            w(2, f"out += {_key_bytes(field.tag())}")
-            w(2, "s = len(out)")
-            w(2, f"for {x} in {v}:")
-            self._packed_value(3, t, x)
-            self._insert_len(2)
-        elif field.repeated:
-            w(1, f"for {x} in {attr}:")
-            self._encode_value(2, t, _key_bytes(field.tag()), x)
-        else:
-            w(1, f"{v} = {attr}")
-            if t.kind == "message":
-                w(1, f"if {v} is not None:")
-            elif t.kind in ("double", "float"):
-                # proto3 writes every non-zero bit pattern: -0.0 and NaN included.
-                w(1, f"if {v} or _rt_copysign(1.0, {v}) < 0:")
-            else:
-                w(1, f"if {v}:")
-            self._encode_value(2, t, _key_bytes(field.tag()), v)
-
-    # -- decoders -------------------------------------------------------------------------
-
-    def _read_length(self, indent: int, end: str) -> None:
-        """Read a length prefix at ``pos``: the payload is ``data[pos:e]`` (inline: a call
-        per field would cost more than the rest of its decoding)."""
-        w = self.out
-        self._read_varint(indent, "n")
-        w(indent, "e = pos + n")
-        w(indent, f"if e > {end}:")
-        w(indent + 1, f"raise _rt_DecodeError({_OVERRUN!r})")
-
-    def _read_varint(self, indent: int, v: str) -> None:
-        """Read the varint at ``pos`` into ``v``; one- and two-byte ones inline."""
-        w = self.out
-        w(indent, f"{v} = data[pos]")
-        w(indent, "pos += 1")
-        w(indent, f"if {v} >= 0x80:")
-        w(indent + 1, "b2 = data[pos]")
-        w(indent + 1, "if b2 < 0x80:")
-        w(indent + 2, f"{v} = ({v} & 0x7F) | (b2 << 7)")
-        w(indent + 2, "pos += 1")
-        w(indent + 1, "else:")
-        w(indent + 2, f"{v}, pos = _rt_read_varint(data, pos, {v})")
-
-    def _decode_scalar(self, indent: int, t: Type, target: str, end: str) -> None:
-        """Decode one value of scalar type ``t`` at ``pos`` into ``target`` (an assignment
-        prefix like ``d["x"] = `` or a call prefix like ``f_x.append(``)."""
-        w = self.out
-        close = ")" if target.endswith("(") else ""
-        if t.kind in ("string", "bytes"):
-            self._read_length(indent, end)
-            value = "data[pos:e].decode()" if t.kind == "string" else "data[pos:e]"
-            w(indent, f"{target}{value}{close}")
-            w(indent, "pos = e")
-        elif t.kind in _FIXED:
-            size, _, unpack = _FIXED[t.kind]
-            w(indent, f"if pos + {size} > {end}:")
-            w(indent + 1, 'raise _rt_DecodeError("fixed-size field runs past its message")')
-            w(indent, f"{target}{unpack}(data, pos)[0]{close}")
-            w(indent, f"pos += {size}")
-        else:
-            # An open enum keeps unknown values (betterproto2's Enum makes pseudo-members).
-            conv = f"{t.py_name}(_rt_int32({{v}}))" if t.kind == "enum" else _VARINT_DECODE[t.kind]
-            self._read_varint(indent, "v")
-            if t.kind in ("int32", "int64", "sint32", "sint64", "uint32"):
-                # Single-byte varints need no sign or width fix-up.
-                w(indent + 1, f"v = {conv.format(v='v')}")
-                w(indent, f"{target}v{close}")
-            else:
-                w(indent, f"{target}{conv.format(v='v')}{close}")
-
-    def _message_call(self, t: Type, start: str, stop: str, buf: str = "data") -> str:
-        target = self.schema.message(t.message)
-        return f"_dec_{target.py_name}({target.py_name}, {buf}, {start}, {stop}, depth - 1)"
-
-    def _defaults(self, message: Message) -> None:
-        """The instance dict of ``message`` with every field at its zero value: decoders start
-        from a copy (one C-level copy instead of building a dict key by key) and overwrite
-        the fields they meet. Lists and dicts are replaced by fresh ones in every copy."""
-        w = self.out
-        w(0, "")
-        w(0, "")
-        w(0, f"_zero_{message.py_name}: dict[str, Any] = {{")
-        for field in message.fields:
-            if field.map_key is not None or field.repeated:
-                w(1, f'"{field.py_name}": None,  # replaced by a fresh container')
-            else:
-                w(1, f'"{field.py_name}": {default(field.type)},')
-        w(1, '"_unknown_fields": b"",')
-        w(0, "}")
-
-    def _decoder(self, message: Message) -> None:
-        w = self.out
-        name = message.py_name
-        self._defaults(message)
-        w(0, "")
-        w(0, "")
-        # ``depth`` counts down the nesting left, as upb does; only messages that can contain
-        # themselves can run out of it.
-        w(0, f"def _dec_{name}(cls: type[_M], data: bytes, pos: int, end: int, depth: int) -> _M:")
-        if message.full_name in self.recursive:
-            w(1, "if depth < 0:")
-            w(2, 'raise _rt_DecodeError("messages nested too deeply")')
-        w(1, f"d = _zero_{name}.copy()")
-        for field in message.fields:
-            var = f"f_{field.py_name}"
-            if field.map_key is not None:
-                key_t = py_type(field.map_key, self.schema)
-                w(1, f"{var}: dict[{key_t}, {py_type(field.type, self.schema)}] = {{}}")
-                w(1, f'd["{field.py_name}"] = {var}')
-            elif field.repeated:
-                w(1, f"{var}: list[{py_type(field.type, self.schema)}] = []")
-                w(1, f'd["{field.py_name}"] = {var}')
-        w(1, 'unknown = b""')
-        if not message.fields:
-            w(1, "while pos < end:")
-            self._read_key(2)
-            w(2, "pos = _rt_skip_field(data, pos, end, tag)")
-            w(2, "unknown += data[start:pos]")
-        else:
-            self._dispatch(message)
-        w(1, "if pos != end:")
-        w(2, 'raise _rt_DecodeError("last field runs past the end of its message")')
-        w(1, "if unknown:")
-        w(2, 'd["_unknown_fields"] = unknown')
-        w(1, "obj = _new(cls)")
-        w(1, "obj.__dict__ = d")
-        w(1, "return obj")
-
-    def _read_key(self, indent: int) -> None:
-        """Read the field key at ``pos`` into ``tag``; ``start`` keeps where it began."""
-        w = self.out
-        w(indent, "start = pos")
-        w(indent, "tag = data[pos]")
-        w(indent, "pos += 1")
-        w(indent, "if tag >= 0x80:")
-        w(indent + 1, "tag, pos = _rt_read_tag(data, pos, tag)")
-
-    def _dispatch(self, message: Message) -> None:
-        """The key loop, in "expected next field" form.
-
-        Encoders write fields in number order, so the decoder tests the keys in that order, one
-        ``if`` after the other, and each field, once decoded, reads the next key and falls
-        through to the test of the next field: a field in order costs one comparison, not a
-        walk down an ``elif`` chain. Repeated fields loop on their own key. A key that no test
-        took is either a known field out of order (the loop starts over from the first test)
-        or unknown (kept as is). The end of the message leaves the loop at once.
-        """
-        w = self.out
-        blocks: list[tuple[int, Field, bool, bool]] = []  # key, field, loops, packed
-        for field in message.fields:
-            t = field.type
-            repeated = field.repeated or field.map_key is not None
-            blocks.append((field.tag(), field, repeated, field.repeated and t.packable))
-            if field.repeated and t.packable:
-                blocks.append((field.tag(t.wire_type), field, True, False))
-        w(1, "if pos < end:")
-        self._read_key(2)
-        w(2, "while True:")
-        for key, field, loops, packed in blocks:
-            w(3, f"if tag == {key}:")
-            if loops:
-                w(4, "while True:")
-                self._field_body(5, field, packed)
-                w(5, "if pos >= end:")
-                w(6, "tag = -1")
-                w(6, "break")
-                self._read_key(5)
-                w(5, f"if tag != {key}:")
-                w(6, "break")
-                w(4, "if tag < 0:")
-                w(5, "break")
-            else:
-                self._field_body(4, field, packed)
-                w(4, "if pos >= end:")
-                w(5, "break")
-                self._read_key(4)
-        known = ", ".join(str(key) for key, _, _, _ in blocks)
-        w(3, f"if tag in {{{known}}}:")
-        w(4, "continue  # a known field out of number order: test again from the first")
-        w(3, "pos = _rt_skip_field(data, pos, end, tag)")
-        w(3, "unknown += data[start:pos]")
-        w(3, "if pos >= end:")
-        w(4, "break")
-        self._read_key(3)
-
-    def _field_body(self, indent: int, field: Field, packed: bool) -> None:
-        """Decode one occurrence of ``field`` at ``pos`` (its key already read)."""
-        w = self.out
-        var = f"f_{field.py_name}"
-        slot = f'd["{field.py_name}"]'
-        t = field.type
-        if field.map_key is not None:
-            entry = self._entry_name(field.map_key, t)
-            self._read_length(indent, "end")
-            item = f"i_{field.py_name}"
-            w(indent, f"{item} = {entry}(data, pos, e, depth - 1)")
-            # An entry with unknown fields stays unknown as a whole, as in upb.
-            w(indent, f"if {item} is None:")
-            w(indent + 1, "unknown += data[start:e]")
-            w(indent, "else:")
-            w(indent + 1, f"{var}[{item}[0]] = {item}[1]")
-            w(indent, "pos = e")
-        elif t.kind == "message":
-            self._read_length(indent, "end")
-            call = self._message_call(t, "pos", "e")
-            if field.repeated:
-                w(indent, f"{var}.append({call})")
-            else:
-                w(indent, f"{var} = {slot}")
-                w(indent, f"if {var} is None:")
-                w(indent + 1, f"{slot} = {call}")
-                w(indent, "else:  # a repeated occurrence merges into the first")
-                w(indent + 1, f"b = bytes({var}) + data[pos:e]")
-                merge = self._message_call(t, "0", "len(b)", buf="b")
-                w(indent + 1, f"{slot} = {merge}")
-            w(indent, "pos = e")
-        elif packed:
-            self._read_length(indent, "end")
-            w(indent, "p = e")
-            w(indent, "while pos < p:")
-            self._decode_scalar(indent + 1, t, f"{var}.append(", "p")
-            w(indent, "if pos != p:")
-            w(indent + 1, 'raise _rt_DecodeError("packed field overruns its length")')
-        elif field.repeated:
-            self._decode_scalar(indent, t, f"{var}.append(", "end")
-        else:
-            self._decode_scalar(indent, t, f"{slot} = ", "end")
-
-    def _entry_name(self, key: Type, value: Type) -> str:
-        if (key, value) not in self.entries:
-            value_name = value.py_name or value.kind  # enums: the enum's class name
-            if value.kind == "message":
-                value_name = self.schema.message(value.message).py_name
-            self.entries[(key, value)] = f"_dec_entry_{key.kind}_{value_name}"
-        return self.entries[(key, value)]
-
-    def _entry_decoder(self, name: str, key: Type, value: Type) -> None:
-        """Decode a map entry; None when it holds anything but its key and value."""
-        w = self.out
-        key_py = py_type(key, self.schema)
-        value_py = py_type(value, self.schema)
-        w(0, "")
-        w(0, "")
-        w(0, f"def {name}(")
-        w(1, "data: bytes, pos: int, end: int, depth: int")
-        w(0, f") -> tuple[{key_py}, {value_py}] | None:")
-        w(1, f"k: {key_py} = {default(key)}")
-        if value.kind == "message":
-            w(1, f"x: {value_py} | None = None")
-        else:
-            w(1, f"x: {value_py} = {default(value)}")
-        w(1, "clean = True")
-        w(1, "while pos < end:")
-        w(2, "tag = data[pos]")
-        w(2, "pos += 1")
-        w(2, "if tag >= 0x80:")
-        w(3, "tag, pos = _rt_read_tag(data, pos, tag)")
-        w(2, f"if tag == {1 << 3 | key.wire_type}:")
-        self._decode_scalar(3, key, "k = ", "end")
-        w(2, f"elif tag == {2 << 3 | value.wire_type}:")
-        if value.kind == "message":
-            self._read_length(3, "end")
-            w(3, f"x = {self._message_call(value, 'pos', 'e')}")
-            w(3, "pos = e")
-        else:
-            self._decode_scalar(3, value, "x = ", "end")
-        w(2, "else:")
-        w(3, "pos = _rt_skip_field(data, pos, end, tag)")
-        w(3, "clean = False")
-        w(1, "if pos != end:")
-        w(2, 'raise _rt_DecodeError("map entry runs past its length")')
-        w(1, "if not clean:")
-        w(2, "return None")
-        if value.kind == "message":
-            w(1, f"return k, {value_py}() if x is None else x")
-        else:
-            w(1, "return k, x")

@@ -345,22 +345,23 @@ class EventEmitter:
         for field in message.fields:
             if field.name in twins:
                 continue
-            lines += ["", "    @property"]
             if field.name in payloads:
                 twin = payloads[field.name]
                 lines += [
+                    "",
+                    "    @property",
                     f"    def {field.py_name}(self) -> bytes:",
                     f'        """``{field.name}``, or ``{twin.name}`` decoded when Centrifugo '
                     f'sent it base64-encoded."""',
                     f"        return _payload(self.message.{field.py_name}, "
                     f"self.message.{twin.py_name})",
                 ]
-            else:
-                lines += [
-                    f"    def {field.py_name}(self) -> {self._annotation(field)}:",
-                    f'        """The request\'s ``{field.name}``."""',
-                    f"        return self.message.{field.py_name}",
-                ]
+                continue
+            # One line per field: a property made of C parts (see _field in the prologue).
+            lines.append(
+                f"    {field.py_name}: _Field[{self._annotation(field)}] = "
+                f'_field("{field.py_name}")'
+            )
         return "\n".join(lines) + "\n"
 
 
@@ -374,9 +375,10 @@ from __future__ import annotations
 
 import base64
 import copy
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar, overload
 
 import betterproto2
 
@@ -390,6 +392,22 @@ Cardinality = Literal["unary_unary", "unary_stream", "stream_stream"]
 _Response = TypeVar("_Response", bound=betterproto2.Message)
 _Result = TypeVar("_Result", bound=betterproto2.Message)
 _T = TypeVar("_T")
+_T_co = TypeVar("_T_co", covariant=True)
+
+
+class _Field(Protocol[_T_co]):
+    """The type of a request's field view: reads as the field's value."""
+
+    @overload
+    def __get__(self, obj: None, owner: Any, /) -> property: ...
+    @overload
+    def __get__(self, obj: object, owner: Any, /) -> _T_co: ...
+
+
+def _field(name: str) -> Any:
+    """The read-only view of the request's field ``name``: a property, as fast as a written
+    ``return self.message.name`` (its getter is :func:`operator.attrgetter`)."""
+    return property(operator.attrgetter("message." + name), doc=f"The request's ``{{name}}``.")
 
 
 @dataclass(frozen=True, eq=False)

@@ -92,3 +92,20 @@ def test_mypy_rejects_a_handler_returning_another_events_result(tmp_path: Path) 
     assert "_RpcCallHandler" in errors[1] and "ConnectResult" in errors[1]
     assert '"subscribe"' in errors[2] and "Callable[[ConnectCall]" in errors[2]
     assert "Missing return statement" in errors[3]  # a path without a result
+
+
+def test_request_field_views_have_the_fields_types(tmp_path: Path) -> None:
+    # The views are one generated line per field (a property typed by ``_Field[T]``).
+    body = """\
+    def read(call: ConnectCall) -> None:
+        client: str = call.client
+        channels: list[str] = list(call.channels)
+        data: bytes = call.data
+        wrong: int = call.client
+        call.client = "x"
+    """
+    status, output = mypy(tmp_path, body)
+    errors = [line for line in output.splitlines() if ": error:" in line]
+    assert status == 1 and len(errors) == 2, output
+    assert 'expression has type "str", variable has type "int"' in errors[0]
+    assert "client" in errors[1]

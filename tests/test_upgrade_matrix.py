@@ -40,7 +40,13 @@ PAIRS = Path(__file__).resolve().parent / "data" / "centrifugo-protos"
 pytestmark = pytest.mark.upgrade_matrix
 
 #: The hand-written modules the generated code imports.
-GENERATED_NEEDS = ("_runtime.py", "_json_runtime.py", "errors.py")
+GENERATED_NEEDS = (
+    "_runtime.py",
+    "_json_runtime.py",
+    "_codec_compiler.py",
+    "_json_compiler.py",
+    "errors.py",
+)
 
 #: What the tree copy needs: the package, the generator, the scripts and the project files.
 COPIED = ("centrifugo_types/", "codegen/", "protos/", "scripts/", "pyproject.toml", "uv.lock")

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import base64
 import copy
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar, overload
 
 import betterproto2
 
@@ -27,6 +28,22 @@ Cardinality = Literal["unary_unary", "unary_stream", "stream_stream"]
 _Response = TypeVar("_Response", bound=betterproto2.Message)
 _Result = TypeVar("_Result", bound=betterproto2.Message)
 _T = TypeVar("_T")
+_T_co = TypeVar("_T_co", covariant=True)
+
+
+class _Field(Protocol[_T_co]):
+    """The type of a request's field view: reads as the field's value."""
+
+    @overload
+    def __get__(self, obj: None, owner: Any, /) -> property: ...
+    @overload
+    def __get__(self, obj: object, owner: Any, /) -> _T_co: ...
+
+
+def _field(name: str) -> Any:
+    """The read-only view of the request's field ``name``: a property, as fast as a written
+    ``return self.message.name`` (its getter is :func:`operator.attrgetter`)."""
+    return property(operator.attrgetter("message." + name), doc=f"The request's ``{name}``.")
 
 
 @dataclass(frozen=True, eq=False)
@@ -540,46 +557,19 @@ class ConnectRequestFields:
 
     __slots__ = ()
     message: _m.ConnectRequest
-
-    @property
-    def client(self) -> str:
-        """The request's ``client``."""
-        return self.message.client
-
-    @property
-    def transport(self) -> str:
-        """The request's ``transport``."""
-        return self.message.transport
-
-    @property
-    def protocol(self) -> str:
-        """The request's ``protocol``."""
-        return self.message.protocol
-
-    @property
-    def encoding(self) -> str:
-        """The request's ``encoding``."""
-        return self.message.encoding
+    client: _Field[str] = _field("client")
+    transport: _Field[str] = _field("transport")
+    protocol: _Field[str] = _field("protocol")
+    encoding: _Field[str] = _field("encoding")
 
     @property
     def data(self) -> bytes:
         """``data``, or ``b64data`` decoded when Centrifugo sent it base64-encoded."""
         return _payload(self.message.data, self.message.b64data)
 
-    @property
-    def name(self) -> str:
-        """The request's ``name``."""
-        return self.message.name
-
-    @property
-    def version(self) -> str:
-        """The request's ``version``."""
-        return self.message.version
-
-    @property
-    def channels(self) -> Sequence[str]:
-        """The request's ``channels``."""
-        return self.message.channels
+    name: _Field[str] = _field("name")
+    version: _Field[str] = _field("version")
+    channels: _Field[Sequence[str]] = _field("channels")
 
 
 class RefreshRequestFields:
@@ -587,41 +577,13 @@ class RefreshRequestFields:
 
     __slots__ = ()
     message: _m.RefreshRequest
-
-    @property
-    def client(self) -> str:
-        """The request's ``client``."""
-        return self.message.client
-
-    @property
-    def transport(self) -> str:
-        """The request's ``transport``."""
-        return self.message.transport
-
-    @property
-    def protocol(self) -> str:
-        """The request's ``protocol``."""
-        return self.message.protocol
-
-    @property
-    def encoding(self) -> str:
-        """The request's ``encoding``."""
-        return self.message.encoding
-
-    @property
-    def user(self) -> str:
-        """The request's ``user``."""
-        return self.message.user
-
-    @property
-    def meta(self) -> bytes:
-        """The request's ``meta``."""
-        return self.message.meta
-
-    @property
-    def labels(self) -> Mapping[str, str]:
-        """The request's ``labels``."""
-        return self.message.labels
+    client: _Field[str] = _field("client")
+    transport: _Field[str] = _field("transport")
+    protocol: _Field[str] = _field("protocol")
+    encoding: _Field[str] = _field("encoding")
+    user: _Field[str] = _field("user")
+    meta: _Field[bytes] = _field("meta")
+    labels: _Field[Mapping[str, str]] = _field("labels")
 
 
 class SubscribeRequestFields:
@@ -629,56 +591,21 @@ class SubscribeRequestFields:
 
     __slots__ = ()
     message: _m.SubscribeRequest
-
-    @property
-    def client(self) -> str:
-        """The request's ``client``."""
-        return self.message.client
-
-    @property
-    def transport(self) -> str:
-        """The request's ``transport``."""
-        return self.message.transport
-
-    @property
-    def protocol(self) -> str:
-        """The request's ``protocol``."""
-        return self.message.protocol
-
-    @property
-    def encoding(self) -> str:
-        """The request's ``encoding``."""
-        return self.message.encoding
-
-    @property
-    def user(self) -> str:
-        """The request's ``user``."""
-        return self.message.user
-
-    @property
-    def channel(self) -> str:
-        """The request's ``channel``."""
-        return self.message.channel
-
-    @property
-    def token(self) -> str:
-        """The request's ``token``."""
-        return self.message.token
-
-    @property
-    def meta(self) -> bytes:
-        """The request's ``meta``."""
-        return self.message.meta
+    client: _Field[str] = _field("client")
+    transport: _Field[str] = _field("transport")
+    protocol: _Field[str] = _field("protocol")
+    encoding: _Field[str] = _field("encoding")
+    user: _Field[str] = _field("user")
+    channel: _Field[str] = _field("channel")
+    token: _Field[str] = _field("token")
+    meta: _Field[bytes] = _field("meta")
 
     @property
     def data(self) -> bytes:
         """``data``, or ``b64data`` decoded when Centrifugo sent it base64-encoded."""
         return _payload(self.message.data, self.message.b64data)
 
-    @property
-    def labels(self) -> Mapping[str, str]:
-        """The request's ``labels``."""
-        return self.message.labels
+    labels: _Field[Mapping[str, str]] = _field("labels")
 
 
 class PublishRequestFields:
@@ -686,51 +613,20 @@ class PublishRequestFields:
 
     __slots__ = ()
     message: _m.PublishRequest
-
-    @property
-    def client(self) -> str:
-        """The request's ``client``."""
-        return self.message.client
-
-    @property
-    def transport(self) -> str:
-        """The request's ``transport``."""
-        return self.message.transport
-
-    @property
-    def protocol(self) -> str:
-        """The request's ``protocol``."""
-        return self.message.protocol
-
-    @property
-    def encoding(self) -> str:
-        """The request's ``encoding``."""
-        return self.message.encoding
-
-    @property
-    def user(self) -> str:
-        """The request's ``user``."""
-        return self.message.user
-
-    @property
-    def channel(self) -> str:
-        """The request's ``channel``."""
-        return self.message.channel
+    client: _Field[str] = _field("client")
+    transport: _Field[str] = _field("transport")
+    protocol: _Field[str] = _field("protocol")
+    encoding: _Field[str] = _field("encoding")
+    user: _Field[str] = _field("user")
+    channel: _Field[str] = _field("channel")
 
     @property
     def data(self) -> bytes:
         """``data``, or ``b64data`` decoded when Centrifugo sent it base64-encoded."""
         return _payload(self.message.data, self.message.b64data)
 
-    @property
-    def meta(self) -> bytes:
-        """The request's ``meta``."""
-        return self.message.meta
-
-    @property
-    def labels(self) -> Mapping[str, str]:
-        """The request's ``labels``."""
-        return self.message.labels
+    meta: _Field[bytes] = _field("meta")
+    labels: _Field[Mapping[str, str]] = _field("labels")
 
 
 class RpcRequestFields:
@@ -738,51 +634,20 @@ class RpcRequestFields:
 
     __slots__ = ()
     message: _m.RpcRequest
-
-    @property
-    def client(self) -> str:
-        """The request's ``client``."""
-        return self.message.client
-
-    @property
-    def transport(self) -> str:
-        """The request's ``transport``."""
-        return self.message.transport
-
-    @property
-    def protocol(self) -> str:
-        """The request's ``protocol``."""
-        return self.message.protocol
-
-    @property
-    def encoding(self) -> str:
-        """The request's ``encoding``."""
-        return self.message.encoding
-
-    @property
-    def user(self) -> str:
-        """The request's ``user``."""
-        return self.message.user
-
-    @property
-    def method(self) -> str:
-        """The request's ``method``."""
-        return self.message.method
+    client: _Field[str] = _field("client")
+    transport: _Field[str] = _field("transport")
+    protocol: _Field[str] = _field("protocol")
+    encoding: _Field[str] = _field("encoding")
+    user: _Field[str] = _field("user")
+    method: _Field[str] = _field("method")
 
     @property
     def data(self) -> bytes:
         """``data``, or ``b64data`` decoded when Centrifugo sent it base64-encoded."""
         return _payload(self.message.data, self.message.b64data)
 
-    @property
-    def meta(self) -> bytes:
-        """The request's ``meta``."""
-        return self.message.meta
-
-    @property
-    def labels(self) -> Mapping[str, str]:
-        """The request's ``labels``."""
-        return self.message.labels
+    meta: _Field[bytes] = _field("meta")
+    labels: _Field[Mapping[str, str]] = _field("labels")
 
 
 class SubRefreshRequestFields:
@@ -790,46 +655,14 @@ class SubRefreshRequestFields:
 
     __slots__ = ()
     message: _m.SubRefreshRequest
-
-    @property
-    def client(self) -> str:
-        """The request's ``client``."""
-        return self.message.client
-
-    @property
-    def transport(self) -> str:
-        """The request's ``transport``."""
-        return self.message.transport
-
-    @property
-    def protocol(self) -> str:
-        """The request's ``protocol``."""
-        return self.message.protocol
-
-    @property
-    def encoding(self) -> str:
-        """The request's ``encoding``."""
-        return self.message.encoding
-
-    @property
-    def user(self) -> str:
-        """The request's ``user``."""
-        return self.message.user
-
-    @property
-    def channel(self) -> str:
-        """The request's ``channel``."""
-        return self.message.channel
-
-    @property
-    def meta(self) -> bytes:
-        """The request's ``meta``."""
-        return self.message.meta
-
-    @property
-    def labels(self) -> Mapping[str, str]:
-        """The request's ``labels``."""
-        return self.message.labels
+    client: _Field[str] = _field("client")
+    transport: _Field[str] = _field("transport")
+    protocol: _Field[str] = _field("protocol")
+    encoding: _Field[str] = _field("encoding")
+    user: _Field[str] = _field("user")
+    channel: _Field[str] = _field("channel")
+    meta: _Field[bytes] = _field("meta")
+    labels: _Field[Mapping[str, str]] = _field("labels")
 
 
 class NotifyCacheEmptyRequestFields:
@@ -837,11 +670,7 @@ class NotifyCacheEmptyRequestFields:
 
     __slots__ = ()
     message: _m.NotifyCacheEmptyRequest
-
-    @property
-    def channel(self) -> str:
-        """The request's ``channel``."""
-        return self.message.channel
+    channel: _Field[str] = _field("channel")
 
 
 class NotifyChannelStateRequestFields:
@@ -849,11 +678,7 @@ class NotifyChannelStateRequestFields:
 
     __slots__ = ()
     message: _m.NotifyChannelStateRequest
-
-    @property
-    def events(self) -> Sequence[_m.ChannelEvent]:
-        """The request's ``events``."""
-        return self.message.events
+    events: _Field[Sequence[_m.ChannelEvent]] = _field("events")
 
 
 class MapPublishRequestFields:
@@ -861,56 +686,21 @@ class MapPublishRequestFields:
 
     __slots__ = ()
     message: _m.MapPublishRequest
-
-    @property
-    def client(self) -> str:
-        """The request's ``client``."""
-        return self.message.client
-
-    @property
-    def transport(self) -> str:
-        """The request's ``transport``."""
-        return self.message.transport
-
-    @property
-    def protocol(self) -> str:
-        """The request's ``protocol``."""
-        return self.message.protocol
-
-    @property
-    def encoding(self) -> str:
-        """The request's ``encoding``."""
-        return self.message.encoding
-
-    @property
-    def user(self) -> str:
-        """The request's ``user``."""
-        return self.message.user
-
-    @property
-    def channel(self) -> str:
-        """The request's ``channel``."""
-        return self.message.channel
-
-    @property
-    def key(self) -> str:
-        """The request's ``key``."""
-        return self.message.key
+    client: _Field[str] = _field("client")
+    transport: _Field[str] = _field("transport")
+    protocol: _Field[str] = _field("protocol")
+    encoding: _Field[str] = _field("encoding")
+    user: _Field[str] = _field("user")
+    channel: _Field[str] = _field("channel")
+    key: _Field[str] = _field("key")
 
     @property
     def data(self) -> bytes:
         """``data``, or ``b64data`` decoded when Centrifugo sent it base64-encoded."""
         return _payload(self.message.data, self.message.b64data)
 
-    @property
-    def meta(self) -> bytes:
-        """The request's ``meta``."""
-        return self.message.meta
-
-    @property
-    def labels(self) -> Mapping[str, str]:
-        """The request's ``labels``."""
-        return self.message.labels
+    meta: _Field[bytes] = _field("meta")
+    labels: _Field[Mapping[str, str]] = _field("labels")
 
 
 class MapRemoveRequestFields:
@@ -918,51 +708,15 @@ class MapRemoveRequestFields:
 
     __slots__ = ()
     message: _m.MapRemoveRequest
-
-    @property
-    def client(self) -> str:
-        """The request's ``client``."""
-        return self.message.client
-
-    @property
-    def transport(self) -> str:
-        """The request's ``transport``."""
-        return self.message.transport
-
-    @property
-    def protocol(self) -> str:
-        """The request's ``protocol``."""
-        return self.message.protocol
-
-    @property
-    def encoding(self) -> str:
-        """The request's ``encoding``."""
-        return self.message.encoding
-
-    @property
-    def user(self) -> str:
-        """The request's ``user``."""
-        return self.message.user
-
-    @property
-    def channel(self) -> str:
-        """The request's ``channel``."""
-        return self.message.channel
-
-    @property
-    def key(self) -> str:
-        """The request's ``key``."""
-        return self.message.key
-
-    @property
-    def meta(self) -> bytes:
-        """The request's ``meta``."""
-        return self.message.meta
-
-    @property
-    def labels(self) -> Mapping[str, str]:
-        """The request's ``labels``."""
-        return self.message.labels
+    client: _Field[str] = _field("client")
+    transport: _Field[str] = _field("transport")
+    protocol: _Field[str] = _field("protocol")
+    encoding: _Field[str] = _field("encoding")
+    user: _Field[str] = _field("user")
+    channel: _Field[str] = _field("channel")
+    key: _Field[str] = _field("key")
+    meta: _Field[bytes] = _field("meta")
+    labels: _Field[Mapping[str, str]] = _field("labels")
 
 
 class SharedPollRefreshRequestFields:
@@ -970,13 +724,5 @@ class SharedPollRefreshRequestFields:
 
     __slots__ = ()
     message: _m.SharedPollRefreshRequest
-
-    @property
-    def channel(self) -> str:
-        """The request's ``channel``."""
-        return self.message.channel
-
-    @property
-    def items(self) -> Sequence[_m.SharedPollRefreshItem]:
-        """The request's ``items``."""
-        return self.message.items
+    channel: _Field[str] = _field("channel")
+    items: _Field[Sequence[_m.SharedPollRefreshItem]] = _field("items")
