@@ -43,6 +43,7 @@ __all__ = [
     "StreamSend",
     "UnidirectionalStreamCall",
     "internal_error_reply",
+    "stream_call",
 ]
 
 MessageT = TypeVar("MessageT", bound=betterproto2.Message)
@@ -314,3 +315,32 @@ class BidirectionalStreamCall(StreamCall[MessageT, ResponseT, ResultT]):
     async def _iterate(self) -> AsyncIterator[Any]:
         while (item := await self.receive()) is not None:
             yield item
+
+
+def stream_call(
+    call_class: type[Any],
+    event: Event[Any, Any],
+    message: betterproto2.Message,
+    metadata: MetadataLike | None,
+    later: AsyncIterator[Any] | None = None,
+) -> StreamCall[Any, Any, Any]:
+    """The call of a subscribe stream whose first message carried ``message``. For a stream
+    of requests, the items the ``later`` messages carry become the call's incoming items (a
+    later "message" that is an exception, one that could not be read, is raised there)."""
+    unwrap = event.unwrap_input
+    if unwrap is None or later is None:
+        call = call_class(message, metadata)
+    else:
+
+        async def incoming() -> AsyncIterator[Any]:
+            async for received in later:
+                if isinstance(received, BaseException):
+                    raise received
+                item = unwrap(received)[1]
+                if item is not None:
+                    yield item
+
+        assert issubclass(call_class, BidirectionalStreamCall)
+        call = call_class(message, metadata, incoming=incoming())
+    assert isinstance(call, StreamCall)
+    return call

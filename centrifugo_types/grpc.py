@@ -25,7 +25,7 @@ import hmac
 import logging
 import socket
 import struct
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Unpack
 
 import betterproto2
@@ -36,7 +36,7 @@ from grpclib.health.check import ServiceStatus
 from grpclib.health.service import Health
 
 from . import _coalescing
-from ._call import BidirectionalStreamCall, StreamCall
+from ._call import stream_call
 from ._generated import proxy_events as events
 from ._server import Server, ServerOptions, undecodable
 from .calls import CALL_CLASSES
@@ -178,7 +178,7 @@ class ProxyService:
         self, event: events.Event[Any, Any]
     ) -> Callable[[_Stream], Coroutine[Any, Any, None]]:
         call_class = CALL_CLASSES[event.name]
-        wrap, unwrap = event.wrap_output, event.unwrap_input
+        wrap = event.wrap_output
         assert wrap is not None
 
         async def handle(stream: _Stream) -> None:
@@ -186,19 +186,7 @@ class ProxyService:
             message = await self._receive(stream, event)
             if message is None:
                 return
-            if unwrap is None:
-                call = call_class(message, metadata)
-            else:
-
-                async def incoming() -> AsyncIterator[Any]:
-                    async for later in stream:
-                        item = unwrap(later)[1]
-                        if item is not None:
-                            yield item
-
-                assert issubclass(call_class, BidirectionalStreamCall)
-                call = call_class(message, metadata, incoming=incoming())
-            assert isinstance(call, StreamCall)
+            call = stream_call(call_class, event, message, metadata, aiter(stream))
 
             async def send(item: betterproto2.Message) -> None:
                 await stream.send_message(wrap(item))

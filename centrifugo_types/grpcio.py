@@ -41,7 +41,7 @@ import betterproto2
 import grpc
 from grpc import aio
 
-from ._call import BidirectionalStreamCall, StreamCall
+from ._call import stream_call
 from ._generated import proxy_events as events
 from ._server import PemFiles, Server, ServerOptions, undecodable
 from .calls import CALL_CLASSES
@@ -235,23 +235,7 @@ class _Service:
             except DecodeError as exc:
                 await context.write(bytes(wrap(undecodable(event, exc))))
                 return
-            if messages is None:
-                call = call_class(message, metadata)
-            else:
-                later_messages = messages
-
-                async def incoming() -> AsyncIterator[Any]:
-                    assert unwrap is not None
-                    async for later in later_messages:
-                        if isinstance(later, DecodeError):
-                            raise later
-                        item = unwrap(later)[1]
-                        if item is not None:
-                            yield item
-
-                assert issubclass(call_class, BidirectionalStreamCall)
-                call = call_class(message, metadata, incoming=incoming())
-            assert isinstance(call, StreamCall)
+            call = stream_call(call_class, event, message, metadata, messages)
 
             async def send(item: betterproto2.Message) -> None:
                 await context.write(bytes(wrap(item)))
