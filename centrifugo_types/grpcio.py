@@ -189,19 +189,20 @@ class _Service:
                 await context.abort(refused.code, refused.details)
             if isinstance(message, DecodeError):
                 return bytes(undecodable(event, message))
+            # In flight until grpcio's core has sent the reply (the call's end), not only
+            # until the handler returns: a drain must not stop the server under a reply.
             self.inflight += 1
             self.idle.clear()
-            try:
-                reply = await handle(
-                    call_class(message, metadata), deadline=self._deadline(context)
-                )
-            finally:
-                self.inflight -= 1
-                if not self.inflight:
-                    self.idle.set()
+            context.add_done_callback(self._call_ended)  # type: ignore[arg-type]  # stubs: a class, not a Protocol
+            reply = await handle(call_class(message, metadata), deadline=self._deadline(context))
             return bytes(reply)
 
         return unary
+
+    def _call_ended(self, context: _Context) -> None:
+        self.inflight -= 1
+        if not self.inflight:
+            self.idle.set()
 
     def _stream(
         self, event: events.Event[Any, Any]
@@ -327,6 +328,9 @@ class ProxyServer(Server):
         service.draining = True
         if service.inflight:
             logger.info("waiting for %d call(s) in flight", service.inflight)
+        # The calls' replies leave once grpcio's core has sent them, after our handlers
+        # return: grpcio's own grace lets them go out; past our timeout, nothing waits.
+        grace: float | None = self.shutdown_timeout
         try:
             await asyncio.wait_for(service.idle.wait(), self.shutdown_timeout)
         except TimeoutError:
@@ -335,6 +339,7 @@ class ProxyServer(Server):
                 service.inflight,
                 self.shutdown_timeout,
             )
+            grace = None
         server, self._server = self._server, None
         if server is not None:
-            await server.stop(None)
+            await server.stop(grace)
