@@ -537,28 +537,26 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _h2load_command(port: int, load: Load, *run: str) -> list[str]:
+    """h2load sending ``load`` to ``port`` on one thread; ``run``: how long, and where to log."""
+    headers = [arg for header in load.headers for arg in ("-H", header)]
+    return [
+        "h2load",
+        f"http://{HOST}:{port}{load.path}",
+        *(["--h1"] if load.h1 else []),
+        *("-d", str(load.body), *headers),
+        *("-c", str(load.connections), "-m", str(load.streams), "-t", "1"),
+        *run,
+    ]
+
+
 def _h2load(
     port: int, load: Load, log: Path, duration: int, warmup: int
 ) -> tuple[float, int, int, float]:
     """(req/s, succeeded, failed, h2load's CPU seconds) of one run."""
-    cmd = [
-        "h2load",
-        f"http://{HOST}:{port}{load.path}",
-        *(["--h1"] if load.h1 else []),
-        "-d",
-        str(load.body),
-        *[arg for header in load.headers for arg in ("-H", header)],
-        "-c",
-        str(load.connections),
-        "-m",
-        str(load.streams),
-        "-t",
-        "1",
-        "-D",
-        str(duration),
-        f"--warm-up-time={warmup}",
-        f"--log-file={log}",
-    ]
+    cmd = _h2load_command(
+        port, load, "-D", str(duration), f"--warm-up-time={warmup}", f"--log-file={log}"
+    )
     # The servers are children too, but reaped only later: this counts h2load alone.
     cpu = _children_cpu()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + warmup + 60)
@@ -672,22 +670,7 @@ def _instructions(
 
         def h2load(requests: int) -> None:
             done = subprocess.run(
-                [
-                    "h2load",
-                    f"http://{HOST}:{port}{load.path}",
-                    *(["--h1"] if load.h1 else []),
-                    "-d",
-                    str(load.body),
-                    *[arg for header in load.headers for arg in ("-H", header)],
-                    "-c",
-                    str(load.connections),
-                    "-m",
-                    str(load.streams),
-                    "-t",
-                    "1",
-                    "-n",
-                    str(requests),
-                ],
+                _h2load_command(port, load, "-n", str(requests)),
                 capture_output=True,
                 text=True,
                 timeout=900,
