@@ -69,6 +69,71 @@ def run_plugin(proto_dir: Path, schema: Schema) -> dict[str, str]:
         return out
 
 
+def split_services(source: str, file: ProtoFile, header: str) -> tuple[str, str | None]:
+    """Move the gRPC service classes (grpclib stubs and bases) out of a generated module.
+
+    betterproto2 writes them next to the messages, which makes importing the messages import
+    grpclib, h2, hpack and asyncio (about 40 ms, BENCHMARKS.md "Issue 17"). They go to a
+    module of their own, ``<module>_grpc.py``, which the public modules load on first use; the
+    message module lists their names in ``SERVICE_CLASSES``. Returns the message module and the
+    service module (None when the file declares no service).
+    """
+    tree = ast.parse(source)
+    services = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.ClassDef)
+        and any(ast.unparse(base).startswith("betterproto2_grpclib.") for base in node.bases)
+    ]
+    if not services:
+        return source, None
+    lines = source.split("\n")
+    moved: list[str] = []
+    drop: set[int] = set()  # 0-based line numbers
+    for node in services:
+        assert node.end_lineno is not None
+        moved += [*lines[node.lineno - 1 : node.end_lineno], "", ""]
+        drop.update(range(node.lineno - 1, node.end_lineno))
+    # The services module gets every absolute import; the grpclib ones leave the messages.
+    service_imports: list[str] = []
+    for statement in tree.body:
+        text = ast.unparse(statement)
+        if isinstance(statement, ast.Import | ast.ImportFrom):
+            imports = not (isinstance(statement, ast.ImportFrom) and statement.level)
+        else:
+            imports = isinstance(statement, ast.If) and text.startswith("if TYPE_CHECKING:")
+        if imports:
+            assert statement.end_lineno is not None
+            span = range(statement.lineno - 1, statement.end_lineno)
+            service_imports += [lines[number] for number in span]
+            if "grpclib" in text:
+                drop.update(span)
+    names = [node.name for node in services]
+    kept = "\n".join(line for number, line in enumerate(lines) if number not in drop)
+    for name in names:
+        if f'    "{name}",\n' not in kept:
+            raise SchemaError(
+                f"unexpected betterproto2 output for {file.name}: no {name} in __all__"
+            )
+        kept = kept.replace(f'    "{name}",\n', "", 1)
+    kept += f"\n\n#: The gRPC service classes, in {file.module}_grpc (loaded on first use).\n"
+    kept += f"SERVICE_CLASSES = {tuple(names)!r}\n"
+    module = [
+        header.rstrip("\n"),
+        f'"""The grpclib service classes of {file.name}: {", ".join(names)}."""',
+        "",
+        *service_imports,
+        "",
+        f"from .{file.module} import *",
+        "",
+        f"__all__ = {tuple(names)!r}",
+        "",
+        "",
+        *moved,
+    ]
+    return kept, "\n".join(module).rstrip("\n") + "\n"
+
+
 def shape_module(source: str, schema: Schema, file: ProtoFile, header: str, plain: bool) -> str:
     """Turn betterproto2's package ``__init__`` into our flat module."""
     depth = "." * (file.package.count(".") + 2)

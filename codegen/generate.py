@@ -63,6 +63,12 @@ def sources(proto_dir: Path = PROTOS, plain: bool = False) -> dict[str, str]:
         module = betterproto.shape_module(
             plugin_output[file.module], model, file, header(f"protos/{file.name}"), plain
         )
+        if not plain:
+            module, services = betterproto.split_services(
+                module, file, header(f"protos/{file.name}")
+            )
+            if services is not None:
+                files[f"{file.module}_grpc.py"] = betterproto.ruff_format(services)
         files[f"{file.module}.py"] = betterproto.ruff_format(module)
         if not plain:
             emitter = strategies.StrategyEmitter(model, file)

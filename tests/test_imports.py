@@ -5,6 +5,7 @@ Each check that looks at ``sys.modules`` runs in a fresh interpreter."""
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import subprocess
 import sys
@@ -46,7 +47,8 @@ def test_import_loads_nothing_heavy_until_a_name_is_used() -> None:
         "centrifugo_types.Router\n"
         "result = [before, errors_only, [m for m in heavy if m in sys.modules]]"
     )
-    assert loaded == [[], [], [m for m in HEAVY if "api" not in m]]
+    # The router needs the proxy messages, not grpclib (the service classes load apart).
+    assert loaded == [[], [], [m for m in HEAVY if "api" not in m and m != "grpclib"]]
 
 
 def test_every_public_name_resolves() -> None:
@@ -109,3 +111,28 @@ def test_json_codecs_load_once_under_concurrent_first_use() -> None:
         "[t.start() for t in threads]; [t.join() for t in threads]"
     )
     assert replies == ["c"] * 8
+
+
+@pytest.mark.parametrize("module", ["api", "proxy"])
+def test_messages_load_without_grpclib_and_the_service_classes_on_first_use(module: str) -> None:
+    """The gRPC service classes live in a generated module of their own (``*_grpc.py``): the
+    messages do not import grpclib, and the public module still offers the classes."""
+    loaded = fresh(
+        f"import centrifugo_types.{module} as m\n"
+        "before = 'grpclib' in sys.modules\n"
+        "names = list(m.SERVICE_CLASSES)\n"
+        "star = {}\n"
+        f"exec('from centrifugo_types.{module} import *', star)\n"
+        "classes = [getattr(m, n).__name__ for n in names]\n"
+        "result = [before, names, classes, 'grpclib' in sys.modules,\n"
+        "          all(n in star and n in dir(m) for n in names)]"
+    )
+    before, names, classes, after, everywhere = loaded  # type: ignore[misc]
+    assert before is False
+    assert names  # both protos declare a service: a stub and a base each
+    assert classes == names
+    assert after is True
+    assert everywhere is True
+    missing = f"module 'centrifugo_types.{module}' has no attribute 'NoSuchStub'"
+    with pytest.raises(AttributeError, match=missing):
+        getattr(importlib.import_module(f"centrifugo_types.{module}"), "NoSuchStub")  # noqa: B009
