@@ -22,6 +22,8 @@ scripts/bench import [--callgrind]
 scripts/bench roadrunner [--fast]
                                 Connect through RoadRunner's centrifuge plugin to 1 and 2
                                 Python workers, beside our gRPC server and HTTP proxy
+scripts/bench targets [--fast]  every benchmark with a target (codec, server, http, import),
+                                then each target's ratio, from one run
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import api, codec, imports, json_codec, profile, router, server
+from . import api, codec, imports, json_codec, profile, router, server, targets
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         server.ROADRUNNER,
     )
     imports.add_arguments(commands.add_parser("import", help="import time and memory"))
+    targets.add_arguments(commands.add_parser("targets", help="every target, from one run"))
     args = parser.parse_args(argv)
+    if args.command == "targets":
+        return targets.main(args)
     if args.command == "import":
         return imports.main(args)
     if args.command == "api":
