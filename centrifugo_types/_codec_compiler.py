@@ -504,17 +504,18 @@ class BinaryCodecs(LazyCodecs):
             for name, message in messages.items():
                 self._fast[name].setup(*self._description(message))
 
-    def _description(self, message: Message) -> tuple[Any, Any, bool]:
+    def _description(self, message: Message) -> tuple[Any, Any, bool, bool]:
         """The arguments of ``_speedups.Message.setup`` for ``message``: per field (name,
         number, kind, cardinality, the sub-message's codec object, the zero value), the zero
         instance dict and whether it can contain itself; ``(None, None, False)`` leaves the
-        message to the Python codec (enums, maps with other keys than strings)."""
+        message to the Python codec (enums, maps with other keys than strings); the last
+        item says that its instances' dicts hold their fields (no data descriptor)."""
         fields = []
         zero: dict[str, Any] = {}
         for field in message.fields:
             t = field.type
             if t.kind == "enum" or (field.map_key is not None and field.map_key.kind != "string"):
-                return None, None, False
+                return None, None, False, False
             if field.map_key is not None:
                 card = _MAP
             elif field.repeated:
@@ -526,13 +527,24 @@ class BinaryCodecs(LazyCodecs):
             fields.append((field.py_name, field.number, _KINDS[t.kind], card, sub, value))
             zero[field.py_name] = None if card != _SINGLE else value
         zero["_unknown_fields"] = b""
-        return tuple(fields), zero, self.is_recursive(message)
+        plain = not any(_data_descriptor(self.classes[message.py_name], name) for name in zero)
+        return tuple(fields), zero, self.is_recursive(message), plain
 
     def functions(self, message: str) -> tuple[str, ...]:
         return f"_enc_{message}", f"_dec_{message}"
 
     def emit(self, message: Message, out: Lines) -> None:
         _BinaryEmitter(self, out).message(message)
+
+
+def _data_descriptor(cls: type[Any], name: str) -> bool:
+    """Whether ``name`` is a data descriptor of ``cls`` (it takes precedence over the
+    instance dict)."""
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            kind = type(vars(klass)[name])
+            return hasattr(kind, "__set__") or hasattr(kind, "__delete__")
+    return False
 
 
 class _BinaryEmitter:

@@ -53,6 +53,8 @@ struct MessageObject {
     Py_ssize_t nfields;
     Field *fields;
     int16_t by_number[64]; /* field index + 1 by number, for numbers < 64 */
+    int plain;             /* no data descriptor shadows a field: the instance dict is the truth */
+    Py_ssize_t *order;     /* the field of each instance dict entry last seen (a guess), or -1 */
 };
 
 static PyTypeObject MessageType;
@@ -447,6 +449,118 @@ static int encode_field(Field *f, PyObject *v, Buf *b) {
     return bail();
 }
 
+/* Look up field j of an instance dict entry with key k, guessing from the entry's index i. */
+static Py_ssize_t entry_field(MessageObject *self, Py_ssize_t i, PyObject *k) {
+    Py_ssize_t n = self->nfields;
+    Py_ssize_t j = i < n ? self->order[i] : -1;
+    if (j >= 0 && self->fields[j].name == k) {
+        return j;
+    }
+    j = -1;
+    for (Py_ssize_t t = 0; t < n; t++) {
+        if (self->fields[t].name == k) {
+            j = t;
+            break;
+        }
+    }
+    if (i < n) {
+        self->order[i] = j;
+    }
+    return j;
+}
+
+static int encode_unknown(PyObject *u, Buf *b) {
+    if (!PyBytes_CheckExact(u)) {
+        return bail();
+    }
+    return buf_write(b, PyBytes_AS_STRING(u), PyBytes_GET_SIZE(u));
+}
+
+/* The fast path for instances whose dict holds every field: one pass over the dict (its
+ * entries matched to fields by key identity: attribute names are interned), then the fields
+ * that may be present, in number order. Returns 1 when it does not apply. */
+static int encode_from_dict(MessageObject *self, PyObject *m, Buf *b) {
+    PyObject *d = PyObject_GenericGetDict(m, NULL);
+    if (d == NULL) {
+        return -1;
+    }
+    Py_ssize_t n = self->nfields;
+    Py_ssize_t small_idx[64];
+    PyObject *small_val[64];
+    Py_ssize_t *idx = small_idx;
+    PyObject **val = small_val;
+    if (n > 64) {
+        idx = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)n);
+        val = PyMem_Malloc(sizeof(PyObject *) * (size_t)n);
+        if (idx == NULL || val == NULL) {
+            PyMem_Free(idx);
+            PyMem_Free(val);
+            Py_DECREF(d);
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    Py_ssize_t pos = 0, i = 0, np = 0, matched = 0, last = -1;
+    int sorted = 1, rc = 1;
+    PyObject *k, *v, *u = NULL;
+    if (PyDict_CheckExact(d)) {
+        while (PyDict_Next(d, &pos, &k, &v)) {
+            if (k == str_unknown_fields) {
+                Py_XSETREF(u, Py_NewRef(v));
+            } else {
+                Py_ssize_t j = entry_field(self, i, k);
+                if (j >= 0 && matched < n) {
+                    matched++;
+                    Field *f = &self->fields[j];
+                    if (!(v == Py_None && f->card == C_SINGLE && f->kind == K_MESSAGE)) {
+                        idx[np] = j;
+                        val[np] = Py_NewRef(v);
+                        if (j < last) {
+                            sorted = 0;
+                        }
+                        last = j;
+                        np++;
+                    }
+                }
+            }
+            i++;
+        }
+    }
+    Py_DECREF(d);
+    if (matched == n && u != NULL) {
+        if (!sorted) {
+            for (Py_ssize_t a = 1; a < np; a++) {
+                Py_ssize_t ji = idx[a];
+                PyObject *vi = val[a];
+                Py_ssize_t c = a - 1;
+                while (c >= 0 && idx[c] > ji) {
+                    idx[c + 1] = idx[c];
+                    val[c + 1] = val[c];
+                    c--;
+                }
+                idx[c + 1] = ji;
+                val[c + 1] = vi;
+            }
+        }
+        rc = 0;
+        for (Py_ssize_t a = 0; a < np && rc == 0; a++) {
+            rc = encode_field(&self->fields[idx[a]], val[a], b);
+        }
+        if (rc == 0) {
+            rc = encode_unknown(u, b);
+        }
+    }
+    for (Py_ssize_t a = 0; a < np; a++) {
+        Py_DECREF(val[a]);
+    }
+    Py_XDECREF(u);
+    if (idx != small_idx) {
+        PyMem_Free(idx);
+        PyMem_Free(val);
+    }
+    return rc;
+}
+
 static int encode_message(MessageObject *self, PyObject *m, Buf *b) {
     if (self->state != S_READY) {
         return bail();
@@ -454,29 +568,30 @@ static int encode_message(MessageObject *self, PyObject *m, Buf *b) {
     if (Py_EnterRecursiveCall(" in the C codec")) {
         return -1;
     }
-    int rc = 0;
-    for (Py_ssize_t i = 0; i < self->nfields && rc == 0; i++) {
-        Field *f = &self->fields[i];
-        PyObject *v = PyObject_GetAttr(m, f->name);
-        if (v == NULL) {
-            rc = -1;
-            break;
-        }
-        rc = encode_field(f, v, b);
-        Py_DECREF(v);
+    int rc = 1;
+    if (self->plain && (PyObject *)Py_TYPE(m) == self->cls &&
+        Py_TYPE(m)->tp_getattro == PyObject_GenericGetAttr) {
+        rc = encode_from_dict(self, m, b);
     }
-    if (rc == 0) {
-        PyObject *u = PyObject_GetAttr(m, str_unknown_fields);
-        if (u == NULL) {
-            rc = -1;
-        } else {
-            if (!PyBytes_CheckExact(u)) {
-                rc = bail();
-            } else {
-                rc = buf_write(b, PyBytes_AS_STRING(u), PyBytes_GET_SIZE(u));
+    if (rc == 1) {
+        /* attribute by attribute */
+        Py_ssize_t start = b->len;
+        rc = 0;
+        for (Py_ssize_t i = 0; i < self->nfields && rc == 0; i++) {
+            PyObject *v = PyObject_GetAttr(m, self->fields[i].name);
+            if (v == NULL) {
+                rc = -1;
+                break;
             }
-            Py_DECREF(u);
+            rc = encode_field(&self->fields[i], v, b);
+            Py_DECREF(v);
         }
+        if (rc == 0) {
+            PyObject *u = PyObject_GetAttr(m, str_unknown_fields);
+            rc = u == NULL ? -1 : encode_unknown(u, b);
+            Py_XDECREF(u);
+        }
+        (void)start;
     }
     Py_LeaveRecursiveCall();
     return rc;
@@ -725,12 +840,23 @@ static PyObject *decode_message(MessageObject *self, PyObject *cls, const unsign
     PyObject *obj = NULL;
     Buf unknown;
     buf_init(&unknown);
+    /* the containers of repeated fields and maps, borrowed from d (which holds them) */
+    PyObject *small[64];
+    PyObject **containers = small;
     PyObject *d = PyDict_Copy(self->zero);
     if (d == NULL) {
         goto done;
     }
+    if (self->nfields > 64) {
+        containers = PyMem_Calloc((size_t)self->nfields, sizeof(PyObject *));
+        if (containers == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
     for (Py_ssize_t i = 0; i < self->nfields; i++) {
         Field *f = &self->fields[i];
+        containers[i] = NULL;
         if (f->card != C_SINGLE) {
             PyObject *c = f->card == C_MAP ? PyDict_New() : PyList_New(0);
             if (c == NULL || PyDict_SetItem(d, f->name, c) < 0) {
@@ -738,6 +864,7 @@ static PyObject *decode_message(MessageObject *self, PyObject *cls, const unsign
                 goto done;
             }
             Py_DECREF(c);
+            containers[i] = c;
         }
     }
     while (pos < end) {
@@ -757,11 +884,7 @@ static PyObject *decode_message(MessageObject *self, PyObject *cls, const unsign
                 bail();
                 goto done;
             }
-            PyObject *list = PyDict_GetItemWithError(d, f->name); /* borrowed */
-            if (list == NULL) {
-                bail();
-                goto done;
-            }
+            PyObject *list = containers[f - self->fields];
             while (pos < stop) {
                 PyObject *x = decode_value(f->kind, NULL, p, &pos, stop, depth);
                 if (x == NULL || PyList_Append(list, x) < 0) {
@@ -798,8 +921,7 @@ static PyObject *decode_message(MessageObject *self, PyObject *cls, const unsign
                     goto done;
                 }
             } else {
-                PyObject *map = PyDict_GetItemWithError(d, f->name); /* borrowed */
-                int rc = map == NULL ? -1 : PyDict_SetItem(map, k, x);
+                int rc = PyDict_SetItem(containers[f - self->fields], k, x);
                 Py_DECREF(k);
                 Py_DECREF(x);
                 if (rc < 0) {
@@ -826,8 +948,7 @@ static PyObject *decode_message(MessageObject *self, PyObject *cls, const unsign
         if (f->card == C_SINGLE) {
             rc = PyDict_SetItem(d, f->name, x);
         } else {
-            PyObject *list = PyDict_GetItemWithError(d, f->name); /* borrowed */
-            rc = list == NULL ? -1 : PyList_Append(list, x);
+            rc = PyList_Append(containers[f - self->fields], x);
         }
         Py_DECREF(x);
         if (rc < 0) {
@@ -843,12 +964,22 @@ static PyObject *decode_message(MessageObject *self, PyObject *cls, const unsign
         }
         Py_DECREF(u);
     }
-    obj = PyBaseObject_Type.tp_new((PyTypeObject *)cls, empty_tuple, NULL);
+    PyTypeObject *type = (PyTypeObject *)cls;
+    if (cls == self->cls && !(type->tp_flags & Py_TPFLAGS_IS_ABSTRACT)) {
+        /* object.__new__(cls) without its instance values (CPython 3.11 makes them, then
+         * turns them into a dict that the assignment of __dict__ drops at once) */
+        obj = type->tp_alloc(type, 0);
+    } else {
+        obj = PyBaseObject_Type.tp_new(type, empty_tuple, NULL);
+    }
     if (obj != NULL && PyObject_GenericSetDict(obj, d, NULL) < 0) {
         Py_CLEAR(obj);
     }
 done:
     Py_XDECREF(d);
+    if (containers != small) {
+        PyMem_Free(containers);
+    }
     buf_free(&unknown);
     Py_LeaveRecursiveCall();
     return obj;
@@ -946,15 +1077,18 @@ static void clear_fields(MessageObject *self) {
         Py_XDECREF(fields[i].zero);
     }
     PyMem_Free(fields);
+    PyMem_Free(self->order);
+    self->order = NULL;
 }
 
 /* setup(fields, zero, recursive): fields is a tuple of
- * (name: str, number: int, kind: int, card: int, sub: Message | None, zero: object);
- * setup(None, None, False) leaves the message to Python. */
+ * (name: str, number: int, kind: int, card: int, sub: Message | None, zero: object), and plain
+ * says that no data descriptor of cls has a field's name (its instance dict holds the values);
+ * setup(None, None, False, False) leaves the message to Python. */
 static PyObject *Message_setup(MessageObject *self, PyObject *args) {
     PyObject *fields, *zero;
-    int recursive;
-    if (!PyArg_ParseTuple(args, "OOp", &fields, &zero, &recursive)) {
+    int recursive, plain;
+    if (!PyArg_ParseTuple(args, "OOpp", &fields, &zero, &recursive, &plain)) {
         return NULL;
     }
     if (self->state != S_NEW) {
@@ -1003,6 +1137,15 @@ static PyObject *Message_setup(MessageObject *self, PyObject *args) {
             by_number[number] = (int16_t)(i + 1);
         }
     }
+    self->order = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(n ? n : 1));
+    if (self->order == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        self->order[i] = -1;
+    }
+    self->plain = plain;
     self->fields = fs;
     self->nfields = n;
     memcpy(self->by_number, by_number, sizeof(by_number));
@@ -1042,6 +1185,8 @@ static PyObject *Message_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->zero = NULL;
     self->fields = NULL;
     self->nfields = 0;
+    self->order = NULL;
+    self->plain = 0;
     return (PyObject *)self;
 }
 
