@@ -41,8 +41,12 @@ class SpeedupsBuildHook(BuildHookInterface):  # type: ignore[misc]
             return
         target = f"centrifugo_types/{built.name}"
         if version == "editable":
-            # An editable install imports the package from the source tree.
-            shutil.copy2(built, Path(self.root) / target)
+            # An editable install imports the package from the source tree. A new file (not
+            # one written over): a process running the old one keeps its mapping intact.
+            final = Path(self.root) / target
+            partial = final.with_name(final.name + ".partial")
+            shutil.copy2(built, partial)
+            os.replace(partial, final)
         else:
             build_data["force_include"][str(built)] = target
         build_data["pure_python"] = False

@@ -10,7 +10,8 @@ The source is registered with :mod:`linecache`, so tracebacks and debuggers show
 For each message ``M`` the module's namespace gets
 
 - ``_enc_M(m, out)``: appends the encoding of ``m`` to ``out``, one ``if`` per field in
-  field-number order, no reflection;
+  field-number order, no reflection; ``_bytes_M(m)`` the same into a buffer of its own,
+  returned as bytes (the class's ``__bytes__``);
 - ``_dec_M(cls, data, pos, end, depth) -> M``: one loop over the keys testing them in
   field-number order, decoding into a copy of a dict of zero values and building the instance
   in one step at the end;
@@ -477,6 +478,15 @@ class BinaryCodecs(LazyCodecs):
         fast = self._fast_message(cls.__name__, cls)
         return fast.encode, fast.decode
 
+    def to_bytes(self, cls: type[_M]) -> Callable[[_M], bytes]:
+        """The function that returns the encoding of a ``cls`` (``_bytes_M``) of the active
+        :data:`BACKEND`."""
+        if _speedups is None:
+            fn: Callable[[_M], bytes] = self.function(f"_bytes_{cls.__name__}")
+            return fn
+        fast: Callable[[_M], bytes] = self._fast_message(cls.__name__, cls).to_bytes
+        return fast
+
     def python_binary(self, cls: type[_M]) -> tuple[Callable[[_M, bytearray], None], Decoder]:
         """The compiled Python encoder and decoder of ``cls`` (``_enc_M``, ``_dec_M``)."""
         name = cls.__name__
@@ -491,6 +501,7 @@ class BinaryCodecs(LazyCodecs):
                 self.classes[name] if cls is None else cls,
                 self.function(f"_enc_{name}"),
                 self.function(f"_dec_{name}"),
+                self.function(f"_bytes_{name}"),
                 self._describe,
             )
             self._fast[name] = fast
@@ -531,7 +542,7 @@ class BinaryCodecs(LazyCodecs):
         return tuple(fields), zero, self.is_recursive(message), plain
 
     def functions(self, message: str) -> tuple[str, ...]:
-        return f"_enc_{message}", f"_dec_{message}"
+        return f"_enc_{message}", f"_dec_{message}", f"_bytes_{message}"
 
     def emit(self, message: Message, out: Lines) -> None:
         _BinaryEmitter(self, out).message(message)
@@ -567,12 +578,20 @@ class _BinaryEmitter:
         # Encoders append to the caller's buffer: a nested message is written in place and
         # its length prefix inserted in front of it afterwards (a move of the few bytes just
         # written), so no message gets a buffer of its own.
-        w(0, f"def _enc_{message.py_name}(m, out):")
-        for field in message.fields:
-            self._encode_field(field)
-        w(1, "u = m._unknown_fields")
-        w(1, "if u:")
-        w(2, "out += u")
+        for standalone in (False, True):
+            # _bytes_M is _enc_M writing to a buffer of its own (one call less per message)
+            if standalone:
+                w(0, f"def _bytes_{message.py_name}(m):")
+                w(1, "out = bytearray()")
+            else:
+                w(0, f"def _enc_{message.py_name}(m, out):")
+            for field in message.fields:
+                self._encode_field(field)
+            w(1, "u = m._unknown_fields")
+            w(1, "if u:")
+            w(2, "out += u")
+            if standalone:
+                w(1, "return bytes(out)")
 
     def _write_len(self, indent: int, buf: str, length: str) -> None:
         w = self.out

@@ -48,6 +48,7 @@ struct MessageObject {
     PyObject *cls;
     PyObject *py_enc;
     PyObject *py_dec;
+    PyObject *py_bytes;
     PyObject *init;
     PyObject *zero; /* the instance dict with zero values (containers None) */
     Py_ssize_t nfields;
@@ -69,12 +70,18 @@ typedef struct {
     unsigned char *p;
     Py_ssize_t len;
     Py_ssize_t cap;
+    int depth; /* of the message being encoded */
     unsigned char small[512];
 } Buf;
+
+/* Deeper nesting is left to Python (a recursive message nests at most MAX_DEPTH = 100 deep
+ * on the wire; only an object graph with a cycle goes on): bounds the C stack. */
+#define MAX_ENCODE_DEPTH 200
 
 static void buf_init(Buf *b) {
     b->p = b->small;
     b->len = 0;
+    b->depth = 0;
     b->cap = (Py_ssize_t)sizeof(b->small);
 }
 
@@ -565,17 +572,20 @@ static int encode_message(MessageObject *self, PyObject *m, Buf *b) {
     if (self->state != S_READY) {
         return bail();
     }
+    if (b->depth >= MAX_ENCODE_DEPTH) {
+        return bail();
+    }
     if (Py_EnterRecursiveCall(" in the C codec")) {
         return -1;
     }
+    b->depth++;
     int rc = 1;
     if (self->plain && (PyObject *)Py_TYPE(m) == self->cls &&
         Py_TYPE(m)->tp_getattro == PyObject_GenericGetAttr) {
         rc = encode_from_dict(self, m, b);
     }
     if (rc == 1) {
-        /* attribute by attribute */
-        Py_ssize_t start = b->len;
+        /* attribute by attribute (encode_from_dict wrote nothing when it returned 1) */
         rc = 0;
         for (Py_ssize_t i = 0; i < self->nfields && rc == 0; i++) {
             PyObject *v = PyObject_GetAttr(m, self->fields[i].name);
@@ -591,8 +601,8 @@ static int encode_message(MessageObject *self, PyObject *m, Buf *b) {
             rc = u == NULL ? -1 : encode_unknown(u, b);
             Py_XDECREF(u);
         }
-        (void)start;
     }
+    b->depth--;
     Py_LeaveRecursiveCall();
     return rc;
 }
@@ -965,6 +975,7 @@ static PyObject *decode_message(MessageObject *self, PyObject *cls, const unsign
         Py_DECREF(u);
     }
     PyTypeObject *type = (PyTypeObject *)cls;
+#if PY_VERSION_HEX < 0x030C0000
     if (cls == self->cls && !(type->tp_flags & Py_TPFLAGS_IS_ABSTRACT)) {
         /* object.__new__(cls) without its instance values (CPython 3.11 makes them, then
          * turns them into a dict that the assignment of __dict__ drops at once) */
@@ -972,6 +983,9 @@ static PyObject *decode_message(MessageObject *self, PyObject *cls, const unsign
     } else {
         obj = PyBaseObject_Type.tp_new(type, empty_tuple, NULL);
     }
+#else
+    obj = PyBaseObject_Type.tp_new(type, empty_tuple, NULL);
+#endif
     if (obj != NULL && PyObject_GenericSetDict(obj, d, NULL) < 0) {
         Py_CLEAR(obj);
     }
@@ -1032,6 +1046,24 @@ static PyObject *Message_encode(MessageObject *self, PyObject *const *args, Py_s
         PyErr_Clear();
     }
     return PyObject_Vectorcall(self->py_enc, args, (size_t)nargs, NULL);
+}
+
+static PyObject *Message_to_bytes(MessageObject *self, PyObject *m) {
+    if (ensure_ready(self) < 0) {
+        return NULL;
+    }
+    if (self->state == S_READY) {
+        Buf b;
+        buf_init(&b);
+        if (encode_message(self, m, &b) == 0) {
+            PyObject *r = PyBytes_FromStringAndSize((const char *)b.p, b.len);
+            buf_free(&b);
+            return r;
+        }
+        buf_free(&b);
+        PyErr_Clear();
+    }
+    return PyObject_CallOneArg(self->py_bytes, m);
 }
 
 static PyObject *Message_decode(MessageObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -1164,9 +1196,10 @@ fail:
 }
 
 static PyObject *Message_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
-    PyObject *cls, *py_enc, *py_dec, *init;
-    static char *kwlist[] = {"cls", "py_enc", "py_dec", "init", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO", kwlist, &cls, &py_enc, &py_dec, &init)) {
+    PyObject *cls, *py_enc, *py_dec, *py_bytes, *init;
+    static char *kwlist[] = {"cls", "py_enc", "py_dec", "py_bytes", "init", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO", kwlist, &cls, &py_enc, &py_dec,
+                                     &py_bytes, &init)) {
         return NULL;
     }
     if (!PyType_Check(cls)) {
@@ -1181,6 +1214,7 @@ static PyObject *Message_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->cls = Py_NewRef(cls);
     self->py_enc = Py_NewRef(py_enc);
     self->py_dec = Py_NewRef(py_dec);
+    self->py_bytes = Py_NewRef(py_bytes);
     self->init = Py_NewRef(init);
     self->zero = NULL;
     self->fields = NULL;
@@ -1194,6 +1228,7 @@ static int Message_traverse(MessageObject *self, visitproc visit, void *arg) {
     Py_VISIT(self->cls);
     Py_VISIT(self->py_enc);
     Py_VISIT(self->py_dec);
+    Py_VISIT(self->py_bytes);
     Py_VISIT(self->init);
     Py_VISIT(self->zero);
     for (Py_ssize_t i = 0; i < self->nfields; i++) {
@@ -1208,7 +1243,7 @@ static int Message_clear(MessageObject *self) {
     clear_fields(self);
     Py_CLEAR(self->zero);
     Py_CLEAR(self->init);
-    /* py_enc/py_dec stay until deallocation: a call may still delegate to them */
+    /* py_enc/py_dec/py_bytes stay until deallocation: a call may still delegate to them */
     return 0;
 }
 
@@ -1218,6 +1253,7 @@ static void Message_dealloc(MessageObject *self) {
     Py_CLEAR(self->cls);
     Py_CLEAR(self->py_enc);
     Py_CLEAR(self->py_dec);
+    Py_CLEAR(self->py_bytes);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1229,6 +1265,8 @@ static PyObject *Message_get_backend(MessageObject *self, void *closure) {
 static PyMethodDef Message_methods[] = {
     {"encode", (PyCFunction)(void (*)(void))Message_encode, METH_FASTCALL,
      "encode(m, out): append the encoding of m to the bytearray out."},
+    {"to_bytes", (PyCFunction)Message_to_bytes, METH_O,
+     "to_bytes(m): the encoding of m."},
     {"decode", (PyCFunction)(void (*)(void))Message_decode, METH_FASTCALL,
      "decode(cls, data, pos, end, depth): the message encoded in data[pos:end]."},
     {"setup", (PyCFunction)Message_setup, METH_VARARGS,

@@ -110,6 +110,8 @@ def test_both_backends_agree(cls: type[betterproto2.Message], data: st.DataObjec
 
     wire = _encode(py_encode, message)
     assert _encode(c_encode, message) == wire
+    assert codecs.to_bytes(cls)(message) == wire[6:]
+    assert codecs.function(f"_bytes_{cls.__name__}")(message) == wire[6:]
 
     for candidate in (wire[6:], _corrupt(data, wire[6:])):
         ours = _outcome(c_decode, cls, candidate, 0, len(candidate), _runtime.MAX_DEPTH)

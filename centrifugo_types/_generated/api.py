@@ -212,12 +212,10 @@ class ApnsPushNotification(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ApnsPushNotification(self, out)
+            return _bytes_ApnsPushNotification(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -250,12 +248,10 @@ class BatchRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_BatchRequest(self, out)
+            return _bytes_BatchRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -284,12 +280,10 @@ class BatchResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_BatchResponse(self, out)
+            return _bytes_BatchResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -320,12 +314,10 @@ class BlockUserRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_BlockUserRequest(self, out)
+            return _bytes_BlockUserRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -360,12 +352,10 @@ class BlockUserResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_BlockUserResponse(self, out)
+            return _bytes_BlockUserResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -396,12 +386,10 @@ class BlockUserResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_BlockUserResult(self, out)
+            return _bytes_BlockUserResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -432,12 +420,10 @@ class BoolValue(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_BoolValue(self, out)
+            return _bytes_BoolValue(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -486,12 +472,10 @@ class BroadcastRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_BroadcastRequest(self, out)
+            return _bytes_BroadcastRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -526,12 +510,10 @@ class BroadcastResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_BroadcastResponse(self, out)
+            return _bytes_BroadcastResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -564,12 +546,10 @@ class BroadcastResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_BroadcastResult(self, out)
+            return _bytes_BroadcastResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -600,12 +580,10 @@ class CancelPushRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_CancelPushRequest(self, out)
+            return _bytes_CancelPushRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -640,12 +618,10 @@ class CancelPushResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_CancelPushResponse(self, out)
+            return _bytes_CancelPushResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -676,12 +652,10 @@ class CancelPushResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_CancelPushResult(self, out)
+            return _bytes_CancelPushResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -712,12 +686,10 @@ class ChannelContext(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ChannelContext(self, out)
+            return _bytes_ChannelContext(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -748,12 +720,10 @@ class ChannelInfo(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ChannelInfo(self, out)
+            return _bytes_ChannelInfo(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -782,12 +752,10 @@ class ChannelsRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ChannelsRequest(self, out)
+            return _bytes_ChannelsRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -822,12 +790,10 @@ class ChannelsResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ChannelsResponse(self, out)
+            return _bytes_ChannelsResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -862,12 +828,10 @@ class ChannelsResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ChannelsResult(self, out)
+            return _bytes_ChannelsResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -904,12 +868,10 @@ class ClientInfo(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ClientInfo(self, out)
+            return _bytes_ClientInfo(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1088,12 +1050,10 @@ class Command(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_Command(self, out)
+            return _bytes_Command(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1150,12 +1110,10 @@ class ConnectionInfo(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ConnectionInfo(self, out)
+            return _bytes_ConnectionInfo(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1195,12 +1153,10 @@ class ConnectionsRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ConnectionsRequest(self, out)
+            return _bytes_ConnectionsRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1235,12 +1191,10 @@ class ConnectionsResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ConnectionsResponse(self, out)
+            return _bytes_ConnectionsResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1275,12 +1229,10 @@ class ConnectionsResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ConnectionsResult(self, out)
+            return _bytes_ConnectionsResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1327,12 +1279,10 @@ class ConnectionState(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ConnectionState(self, out)
+            return _bytes_ConnectionState(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1365,12 +1315,10 @@ class ConnectionTokenInfo(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ConnectionTokenInfo(self, out)
+            return _bytes_ConnectionTokenInfo(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1401,12 +1349,10 @@ class DeleteUserStatusRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeleteUserStatusRequest(self, out)
+            return _bytes_DeleteUserStatusRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1441,12 +1387,10 @@ class DeleteUserStatusResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeleteUserStatusResponse(self, out)
+            return _bytes_DeleteUserStatusResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1477,12 +1421,10 @@ class DeleteUserStatusResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeleteUserStatusResult(self, out)
+            return _bytes_DeleteUserStatusResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1539,12 +1481,10 @@ class Device(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_Device(self, out)
+            return _bytes_Device(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1581,12 +1521,10 @@ class DeviceFilter(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceFilter(self, out)
+            return _bytes_DeviceFilter(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1627,12 +1565,10 @@ class DeviceListRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceListRequest(self, out)
+            return _bytes_DeviceListRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1667,12 +1603,10 @@ class DeviceListResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceListResponse(self, out)
+            return _bytes_DeviceListResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1707,12 +1641,10 @@ class DeviceListResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceListResult(self, out)
+            return _bytes_DeviceListResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1743,12 +1675,10 @@ class DeviceLocaleUpdate(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceLocaleUpdate(self, out)
+            return _bytes_DeviceLocaleUpdate(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1783,12 +1713,10 @@ class DeviceMetaUpdate(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceMetaUpdate(self, out)
+            return _bytes_DeviceMetaUpdate(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1839,12 +1767,10 @@ class DeviceRegisterRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceRegisterRequest(self, out)
+            return _bytes_DeviceRegisterRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1879,12 +1805,10 @@ class DeviceRegisterResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceRegisterResponse(self, out)
+            return _bytes_DeviceRegisterResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1915,12 +1839,10 @@ class DeviceRegisterResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceRegisterResult(self, out)
+            return _bytes_DeviceRegisterResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1953,12 +1875,10 @@ class DeviceRemoveRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceRemoveRequest(self, out)
+            return _bytes_DeviceRemoveRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1993,12 +1913,10 @@ class DeviceRemoveResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceRemoveResponse(self, out)
+            return _bytes_DeviceRemoveResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2029,12 +1947,10 @@ class DeviceRemoveResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceRemoveResult(self, out)
+            return _bytes_DeviceRemoveResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2065,12 +1981,10 @@ class DeviceTimezoneUpdate(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceTimezoneUpdate(self, out)
+            return _bytes_DeviceTimezoneUpdate(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2105,12 +2019,10 @@ class DeviceTopic(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceTopic(self, out)
+            return _bytes_DeviceTopic(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2149,12 +2061,10 @@ class DeviceTopicFilter(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceTopicFilter(self, out)
+            return _bytes_DeviceTopicFilter(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2195,12 +2105,10 @@ class DeviceTopicListRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceTopicListRequest(self, out)
+            return _bytes_DeviceTopicListRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2235,12 +2143,10 @@ class DeviceTopicListResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceTopicListResponse(self, out)
+            return _bytes_DeviceTopicListResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2275,12 +2181,10 @@ class DeviceTopicListResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceTopicListResult(self, out)
+            return _bytes_DeviceTopicListResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2316,12 +2220,10 @@ class DeviceTopicsUpdate(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceTopicsUpdate(self, out)
+            return _bytes_DeviceTopicsUpdate(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2364,12 +2266,10 @@ class DeviceTopicUpdateRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceTopicUpdateRequest(self, out)
+            return _bytes_DeviceTopicUpdateRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2404,12 +2304,10 @@ class DeviceTopicUpdateResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceTopicUpdateResponse(self, out)
+            return _bytes_DeviceTopicUpdateResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2440,12 +2338,10 @@ class DeviceTopicUpdateResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceTopicUpdateResult(self, out)
+            return _bytes_DeviceTopicUpdateResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2498,12 +2394,10 @@ class DeviceUpdateRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceUpdateRequest(self, out)
+            return _bytes_DeviceUpdateRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2538,12 +2432,10 @@ class DeviceUpdateResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceUpdateResponse(self, out)
+            return _bytes_DeviceUpdateResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2574,12 +2466,10 @@ class DeviceUpdateResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceUpdateResult(self, out)
+            return _bytes_DeviceUpdateResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2610,12 +2500,10 @@ class DeviceUserUpdate(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceUserUpdate(self, out)
+            return _bytes_DeviceUserUpdate(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2648,12 +2536,10 @@ class Disconnect(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_Disconnect(self, out)
+            return _bytes_Disconnect(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2704,12 +2590,10 @@ class DisconnectRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DisconnectRequest(self, out)
+            return _bytes_DisconnectRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2744,12 +2628,10 @@ class DisconnectResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DisconnectResponse(self, out)
+            return _bytes_DisconnectResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2780,12 +2662,10 @@ class DisconnectResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DisconnectResult(self, out)
+            return _bytes_DisconnectResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2818,12 +2698,10 @@ class Error(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_Error(self, out)
+            return _bytes_Error(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2852,12 +2730,10 @@ class FcmPushNotification(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_FcmPushNotification(self, out)
+            return _bytes_FcmPushNotification(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2904,12 +2780,10 @@ class FilterNode(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_FilterNode(self, out)
+            return _bytes_FilterNode(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2938,12 +2812,10 @@ class GetUserStatusRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_GetUserStatusRequest(self, out)
+            return _bytes_GetUserStatusRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2978,12 +2850,10 @@ class GetUserStatusResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_GetUserStatusResponse(self, out)
+            return _bytes_GetUserStatusResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3014,12 +2884,10 @@ class GetUserStatusResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_GetUserStatusResult(self, out)
+            return _bytes_GetUserStatusResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3050,12 +2918,10 @@ class HistoryRemoveRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_HistoryRemoveRequest(self, out)
+            return _bytes_HistoryRemoveRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3090,12 +2956,10 @@ class HistoryRemoveResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_HistoryRemoveResponse(self, out)
+            return _bytes_HistoryRemoveResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3126,12 +2990,10 @@ class HistoryRemoveResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_HistoryRemoveResult(self, out)
+            return _bytes_HistoryRemoveResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3168,12 +3030,10 @@ class HistoryRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_HistoryRequest(self, out)
+            return _bytes_HistoryRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3206,12 +3066,10 @@ class HistoryResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_HistoryResponse(self, out)
+            return _bytes_HistoryResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3248,12 +3106,10 @@ class HistoryResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_HistoryResult(self, out)
+            return _bytes_HistoryResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3282,12 +3138,10 @@ class HmsPushNotification(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_HmsPushNotification(self, out)
+            return _bytes_HmsPushNotification(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3318,12 +3172,10 @@ class InfoRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_InfoRequest(self, out)
+            return _bytes_InfoRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3354,12 +3206,10 @@ class InfoResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_InfoResponse(self, out)
+            return _bytes_InfoResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3388,12 +3238,10 @@ class InfoResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_InfoResult(self, out)
+            return _bytes_InfoResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3422,12 +3270,10 @@ class Int32Value(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_Int32Value(self, out)
+            return _bytes_Int32Value(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3462,12 +3308,10 @@ class InvalidateUserTokensRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_InvalidateUserTokensRequest(self, out)
+            return _bytes_InvalidateUserTokensRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3502,12 +3346,10 @@ class InvalidateUserTokensResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_InvalidateUserTokensResponse(self, out)
+            return _bytes_InvalidateUserTokensResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3538,12 +3380,10 @@ class InvalidateUserTokensResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_InvalidateUserTokensResult(self, out)
+            return _bytes_InvalidateUserTokensResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3574,12 +3414,10 @@ class MapClearRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapClearRequest(self, out)
+            return _bytes_MapClearRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3614,12 +3452,10 @@ class MapClearResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapClearResponse(self, out)
+            return _bytes_MapClearResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3650,12 +3486,10 @@ class MapClearResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapClearResult(self, out)
+            return _bytes_MapClearResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3702,12 +3536,10 @@ class MapEntry(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapEntry(self, out)
+            return _bytes_MapEntry(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3764,12 +3596,10 @@ class MapPublishRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapPublishRequest(self, out)
+            return _bytes_MapPublishRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3804,12 +3634,10 @@ class MapPublishResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapPublishResponse(self, out)
+            return _bytes_MapPublishResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3846,12 +3674,10 @@ class MapPublishResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapPublishResult(self, out)
+            return _bytes_MapPublishResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3894,12 +3720,10 @@ class MapReadStateRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapReadStateRequest(self, out)
+            return _bytes_MapReadStateRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3934,12 +3758,10 @@ class MapReadStateResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapReadStateResponse(self, out)
+            return _bytes_MapReadStateResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3976,12 +3798,10 @@ class MapReadStateResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapReadStateResult(self, out)
+            return _bytes_MapReadStateResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4020,12 +3840,10 @@ class MapReadStreamRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapReadStreamRequest(self, out)
+            return _bytes_MapReadStreamRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4060,12 +3878,10 @@ class MapReadStreamResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapReadStreamResponse(self, out)
+            return _bytes_MapReadStreamResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4100,12 +3916,10 @@ class MapReadStreamResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapReadStreamResult(self, out)
+            return _bytes_MapReadStreamResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4140,12 +3954,10 @@ class MapRemoveRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapRemoveRequest(self, out)
+            return _bytes_MapRemoveRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4180,12 +3992,10 @@ class MapRemoveResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapRemoveResponse(self, out)
+            return _bytes_MapRemoveResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4222,12 +4032,10 @@ class MapRemoveResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapRemoveResult(self, out)
+            return _bytes_MapRemoveResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4258,12 +4066,10 @@ class MapStatsRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapStatsRequest(self, out)
+            return _bytes_MapStatsRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4298,12 +4104,10 @@ class MapStatsResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapStatsResponse(self, out)
+            return _bytes_MapStatsResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4334,12 +4138,10 @@ class MapStatsResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapStatsResult(self, out)
+            return _bytes_MapStatsResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4376,12 +4178,10 @@ class Metrics(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_Metrics(self, out)
+            return _bytes_Metrics(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4428,12 +4228,10 @@ class NodeResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_NodeResult(self, out)
+            return _bytes_NodeResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4462,12 +4260,10 @@ class PresenceRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PresenceRequest(self, out)
+            return _bytes_PresenceRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4502,12 +4298,10 @@ class PresenceResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PresenceResponse(self, out)
+            return _bytes_PresenceResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4542,12 +4336,10 @@ class PresenceResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PresenceResult(self, out)
+            return _bytes_PresenceResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4578,12 +4370,10 @@ class PresenceStatsRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PresenceStatsRequest(self, out)
+            return _bytes_PresenceStatsRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4618,12 +4408,10 @@ class PresenceStatsResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PresenceStatsResponse(self, out)
+            return _bytes_PresenceStatsResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4656,12 +4444,10 @@ class PresenceStatsResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PresenceStatsResult(self, out)
+            return _bytes_PresenceStatsResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4694,12 +4480,10 @@ class Process(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_Process(self, out)
+            return _bytes_Process(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4741,12 +4525,10 @@ class Publication(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_Publication(self, out)
+            return _bytes_Publication(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4795,12 +4577,10 @@ class PublishRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PublishRequest(self, out)
+            return _bytes_PublishRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4833,12 +4613,10 @@ class PublishResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PublishResponse(self, out)
+            return _bytes_PublishResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4871,12 +4649,10 @@ class PublishResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PublishResult(self, out)
+            return _bytes_PublishResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4911,12 +4687,10 @@ class PushLimitStrategy(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PushLimitStrategy(self, out)
+            return _bytes_PushLimitStrategy(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4954,12 +4728,10 @@ class PushLocalization(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PushLocalization(self, out)
+            return _bytes_PushLocalization(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5009,12 +4781,10 @@ class PushNotification(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PushNotification(self, out)
+            return _bytes_PushNotification(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5054,12 +4824,10 @@ class PushRateLimitStrategy(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PushRateLimitStrategy(self, out)
+            return _bytes_PushRateLimitStrategy(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5106,12 +4874,10 @@ class PushRecipient(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PushRecipient(self, out)
+            return _bytes_PushRecipient(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5153,12 +4919,10 @@ class PushTimeLimitStrategy(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PushTimeLimitStrategy(self, out)
+            return _bytes_PushTimeLimitStrategy(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5191,12 +4955,10 @@ class RateLimitPolicy(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RateLimitPolicy(self, out)
+            return _bytes_RateLimitPolicy(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5249,12 +5011,10 @@ class RefreshRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RefreshRequest(self, out)
+            return _bytes_RefreshRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5287,12 +5047,10 @@ class RefreshResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RefreshResponse(self, out)
+            return _bytes_RefreshResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5323,12 +5081,10 @@ class RefreshResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RefreshResult(self, out)
+            return _bytes_RefreshResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5509,12 +5265,10 @@ class Reply(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_Reply(self, out)
+            return _bytes_Reply(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5545,12 +5299,10 @@ class RevokeTokenRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RevokeTokenRequest(self, out)
+            return _bytes_RevokeTokenRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5585,12 +5337,10 @@ class RevokeTokenResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RevokeTokenResponse(self, out)
+            return _bytes_RevokeTokenResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5621,12 +5371,10 @@ class RevokeTokenResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RevokeTokenResult(self, out)
+            return _bytes_RevokeTokenResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5659,12 +5407,10 @@ class RpcRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RpcRequest(self, out)
+            return _bytes_RpcRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5695,12 +5441,10 @@ class RpcResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RpcResponse(self, out)
+            return _bytes_RpcResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5729,12 +5473,10 @@ class RpcResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RpcResult(self, out)
+            return _bytes_RpcResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5815,12 +5557,10 @@ class SendPushNotificationRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SendPushNotificationRequest(self, out)
+            return _bytes_SendPushNotificationRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5855,12 +5595,10 @@ class SendPushNotificationResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SendPushNotificationResponse(self, out)
+            return _bytes_SendPushNotificationResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5894,12 +5632,10 @@ class SendPushNotificationResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SendPushNotificationResult(self, out)
+            return _bytes_SendPushNotificationResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5940,12 +5676,10 @@ class SharedPollPublishRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SharedPollPublishRequest(self, out)
+            return _bytes_SharedPollPublishRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5980,12 +5714,10 @@ class SharedPollPublishResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SharedPollPublishResponse(self, out)
+            return _bytes_SharedPollPublishResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6016,12 +5748,10 @@ class SharedPollPublishResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SharedPollPublishResult(self, out)
+            return _bytes_SharedPollPublishResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6054,12 +5784,10 @@ class StreamPosition(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_StreamPosition(self, out)
+            return _bytes_StreamPosition(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6104,12 +5832,10 @@ class SubscribeOptionOverride(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SubscribeOptionOverride(self, out)
+            return _bytes_SubscribeOptionOverride(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6177,12 +5903,10 @@ class SubscribeRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SubscribeRequest(self, out)
+            return _bytes_SubscribeRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6217,12 +5941,10 @@ class SubscribeResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SubscribeResponse(self, out)
+            return _bytes_SubscribeResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6253,12 +5975,10 @@ class SubscribeResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SubscribeResult(self, out)
+            return _bytes_SubscribeResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6291,12 +6011,10 @@ class SubscriptionTokenInfo(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SubscriptionTokenInfo(self, out)
+            return _bytes_SubscriptionTokenInfo(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6327,12 +6045,10 @@ class UnblockUserRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UnblockUserRequest(self, out)
+            return _bytes_UnblockUserRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6367,12 +6083,10 @@ class UnblockUserResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UnblockUserResponse(self, out)
+            return _bytes_UnblockUserResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6403,12 +6117,10 @@ class UnblockUserResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UnblockUserResult(self, out)
+            return _bytes_UnblockUserResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6457,12 +6169,10 @@ class UnsubscribeRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UnsubscribeRequest(self, out)
+            return _bytes_UnsubscribeRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6497,12 +6207,10 @@ class UnsubscribeResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UnsubscribeResponse(self, out)
+            return _bytes_UnsubscribeResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6533,12 +6241,10 @@ class UnsubscribeResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UnsubscribeResult(self, out)
+            return _bytes_UnsubscribeResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6587,12 +6293,10 @@ class UpdatePushStatusRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UpdatePushStatusRequest(self, out)
+            return _bytes_UpdatePushStatusRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6627,12 +6331,10 @@ class UpdatePushStatusResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UpdatePushStatusResponse(self, out)
+            return _bytes_UpdatePushStatusResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6663,12 +6365,10 @@ class UpdatePushStatusResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UpdatePushStatusResult(self, out)
+            return _bytes_UpdatePushStatusResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6701,12 +6401,10 @@ class UpdateUserStatusRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UpdateUserStatusRequest(self, out)
+            return _bytes_UpdateUserStatusRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6741,12 +6439,10 @@ class UpdateUserStatusResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UpdateUserStatusResponse(self, out)
+            return _bytes_UpdateUserStatusResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6777,12 +6473,10 @@ class UpdateUserStatusResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UpdateUserStatusResult(self, out)
+            return _bytes_UpdateUserStatusResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6819,12 +6513,10 @@ class UserStatus(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UserStatus(self, out)
+            return _bytes_UserStatus(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6857,12 +6549,10 @@ class UserTopic(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UserTopic(self, out)
+            return _bytes_UserTopic(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6895,12 +6585,10 @@ class UserTopicFilter(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UserTopicFilter(self, out)
+            return _bytes_UserTopicFilter(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6939,12 +6627,10 @@ class UserTopicListRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UserTopicListRequest(self, out)
+            return _bytes_UserTopicListRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6979,12 +6665,10 @@ class UserTopicListResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UserTopicListResponse(self, out)
+            return _bytes_UserTopicListResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -7019,12 +6703,10 @@ class UserTopicListResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UserTopicListResult(self, out)
+            return _bytes_UserTopicListResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -7062,12 +6744,10 @@ class UserTopicUpdateRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UserTopicUpdateRequest(self, out)
+            return _bytes_UserTopicUpdateRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -7102,12 +6782,10 @@ class UserTopicUpdateResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UserTopicUpdateResponse(self, out)
+            return _bytes_UserTopicUpdateResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -7138,12 +6816,10 @@ class UserTopicUpdateResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UserTopicUpdateResult(self, out)
+            return _bytes_UserTopicUpdateResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -7180,12 +6856,10 @@ class WebPushPushNotification(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_WebPushPushNotification(self, out)
+            return _bytes_WebPushPushNotification(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -9501,191 +9175,354 @@ FIELDS: _codec_compiler.Table = {
 }
 _codecs = _codec_compiler.BinaryCodecs(__name__, globals(), FIELDS)
 _enc_Command, _dec_Command = _codecs.binary(Command)
+_bytes_Command = _codecs.to_bytes(Command)
 _enc_Error, _dec_Error = _codecs.binary(Error)
+_bytes_Error = _codecs.to_bytes(Error)
 _enc_Reply, _dec_Reply = _codecs.binary(Reply)
+_bytes_Reply = _codecs.to_bytes(Reply)
 _enc_BatchRequest, _dec_BatchRequest = _codecs.binary(BatchRequest)
+_bytes_BatchRequest = _codecs.to_bytes(BatchRequest)
 _enc_BatchResponse, _dec_BatchResponse = _codecs.binary(BatchResponse)
+_bytes_BatchResponse = _codecs.to_bytes(BatchResponse)
 _enc_PublishRequest, _dec_PublishRequest = _codecs.binary(PublishRequest)
+_bytes_PublishRequest = _codecs.to_bytes(PublishRequest)
 _enc_PublishResponse, _dec_PublishResponse = _codecs.binary(PublishResponse)
+_bytes_PublishResponse = _codecs.to_bytes(PublishResponse)
 _enc_PublishResult, _dec_PublishResult = _codecs.binary(PublishResult)
+_bytes_PublishResult = _codecs.to_bytes(PublishResult)
 _enc_BroadcastRequest, _dec_BroadcastRequest = _codecs.binary(BroadcastRequest)
+_bytes_BroadcastRequest = _codecs.to_bytes(BroadcastRequest)
 _enc_BroadcastResponse, _dec_BroadcastResponse = _codecs.binary(BroadcastResponse)
+_bytes_BroadcastResponse = _codecs.to_bytes(BroadcastResponse)
 _enc_BroadcastResult, _dec_BroadcastResult = _codecs.binary(BroadcastResult)
+_bytes_BroadcastResult = _codecs.to_bytes(BroadcastResult)
 _enc_FilterNode, _dec_FilterNode = _codecs.binary(FilterNode)
+_bytes_FilterNode = _codecs.to_bytes(FilterNode)
 _enc_SubscribeRequest, _dec_SubscribeRequest = _codecs.binary(SubscribeRequest)
+_bytes_SubscribeRequest = _codecs.to_bytes(SubscribeRequest)
 _enc_SubscribeResponse, _dec_SubscribeResponse = _codecs.binary(SubscribeResponse)
+_bytes_SubscribeResponse = _codecs.to_bytes(SubscribeResponse)
 _enc_BoolValue, _dec_BoolValue = _codecs.binary(BoolValue)
+_bytes_BoolValue = _codecs.to_bytes(BoolValue)
 _enc_Int32Value, _dec_Int32Value = _codecs.binary(Int32Value)
+_bytes_Int32Value = _codecs.to_bytes(Int32Value)
 _enc_SubscribeOptionOverride, _dec_SubscribeOptionOverride = _codecs.binary(SubscribeOptionOverride)
+_bytes_SubscribeOptionOverride = _codecs.to_bytes(SubscribeOptionOverride)
 _enc_SubscribeResult, _dec_SubscribeResult = _codecs.binary(SubscribeResult)
+_bytes_SubscribeResult = _codecs.to_bytes(SubscribeResult)
 _enc_UnsubscribeRequest, _dec_UnsubscribeRequest = _codecs.binary(UnsubscribeRequest)
+_bytes_UnsubscribeRequest = _codecs.to_bytes(UnsubscribeRequest)
 _enc_UnsubscribeResponse, _dec_UnsubscribeResponse = _codecs.binary(UnsubscribeResponse)
+_bytes_UnsubscribeResponse = _codecs.to_bytes(UnsubscribeResponse)
 _enc_UnsubscribeResult, _dec_UnsubscribeResult = _codecs.binary(UnsubscribeResult)
+_bytes_UnsubscribeResult = _codecs.to_bytes(UnsubscribeResult)
 _enc_Disconnect, _dec_Disconnect = _codecs.binary(Disconnect)
+_bytes_Disconnect = _codecs.to_bytes(Disconnect)
 _enc_DisconnectRequest, _dec_DisconnectRequest = _codecs.binary(DisconnectRequest)
+_bytes_DisconnectRequest = _codecs.to_bytes(DisconnectRequest)
 _enc_DisconnectResponse, _dec_DisconnectResponse = _codecs.binary(DisconnectResponse)
+_bytes_DisconnectResponse = _codecs.to_bytes(DisconnectResponse)
 _enc_DisconnectResult, _dec_DisconnectResult = _codecs.binary(DisconnectResult)
+_bytes_DisconnectResult = _codecs.to_bytes(DisconnectResult)
 _enc_PresenceRequest, _dec_PresenceRequest = _codecs.binary(PresenceRequest)
+_bytes_PresenceRequest = _codecs.to_bytes(PresenceRequest)
 _enc_PresenceResponse, _dec_PresenceResponse = _codecs.binary(PresenceResponse)
+_bytes_PresenceResponse = _codecs.to_bytes(PresenceResponse)
 _enc_ClientInfo, _dec_ClientInfo = _codecs.binary(ClientInfo)
+_bytes_ClientInfo = _codecs.to_bytes(ClientInfo)
 _enc_PresenceResult, _dec_PresenceResult = _codecs.binary(PresenceResult)
+_bytes_PresenceResult = _codecs.to_bytes(PresenceResult)
 _enc_PresenceStatsRequest, _dec_PresenceStatsRequest = _codecs.binary(PresenceStatsRequest)
+_bytes_PresenceStatsRequest = _codecs.to_bytes(PresenceStatsRequest)
 _enc_PresenceStatsResponse, _dec_PresenceStatsResponse = _codecs.binary(PresenceStatsResponse)
+_bytes_PresenceStatsResponse = _codecs.to_bytes(PresenceStatsResponse)
 _enc_PresenceStatsResult, _dec_PresenceStatsResult = _codecs.binary(PresenceStatsResult)
+_bytes_PresenceStatsResult = _codecs.to_bytes(PresenceStatsResult)
 _enc_StreamPosition, _dec_StreamPosition = _codecs.binary(StreamPosition)
+_bytes_StreamPosition = _codecs.to_bytes(StreamPosition)
 _enc_HistoryRequest, _dec_HistoryRequest = _codecs.binary(HistoryRequest)
+_bytes_HistoryRequest = _codecs.to_bytes(HistoryRequest)
 _enc_HistoryResponse, _dec_HistoryResponse = _codecs.binary(HistoryResponse)
+_bytes_HistoryResponse = _codecs.to_bytes(HistoryResponse)
 _enc_Publication, _dec_Publication = _codecs.binary(Publication)
+_bytes_Publication = _codecs.to_bytes(Publication)
 _enc_HistoryResult, _dec_HistoryResult = _codecs.binary(HistoryResult)
+_bytes_HistoryResult = _codecs.to_bytes(HistoryResult)
 _enc_HistoryRemoveRequest, _dec_HistoryRemoveRequest = _codecs.binary(HistoryRemoveRequest)
+_bytes_HistoryRemoveRequest = _codecs.to_bytes(HistoryRemoveRequest)
 _enc_HistoryRemoveResponse, _dec_HistoryRemoveResponse = _codecs.binary(HistoryRemoveResponse)
+_bytes_HistoryRemoveResponse = _codecs.to_bytes(HistoryRemoveResponse)
 _enc_HistoryRemoveResult, _dec_HistoryRemoveResult = _codecs.binary(HistoryRemoveResult)
+_bytes_HistoryRemoveResult = _codecs.to_bytes(HistoryRemoveResult)
 _enc_InfoRequest, _dec_InfoRequest = _codecs.binary(InfoRequest)
+_bytes_InfoRequest = _codecs.to_bytes(InfoRequest)
 _enc_InfoResponse, _dec_InfoResponse = _codecs.binary(InfoResponse)
+_bytes_InfoResponse = _codecs.to_bytes(InfoResponse)
 _enc_InfoResult, _dec_InfoResult = _codecs.binary(InfoResult)
+_bytes_InfoResult = _codecs.to_bytes(InfoResult)
 _enc_RpcRequest, _dec_RpcRequest = _codecs.binary(RpcRequest)
+_bytes_RpcRequest = _codecs.to_bytes(RpcRequest)
 _enc_RpcResponse, _dec_RpcResponse = _codecs.binary(RpcResponse)
+_bytes_RpcResponse = _codecs.to_bytes(RpcResponse)
 _enc_RpcResult, _dec_RpcResult = _codecs.binary(RpcResult)
+_bytes_RpcResult = _codecs.to_bytes(RpcResult)
 _enc_RefreshRequest, _dec_RefreshRequest = _codecs.binary(RefreshRequest)
+_bytes_RefreshRequest = _codecs.to_bytes(RefreshRequest)
 _enc_RefreshResponse, _dec_RefreshResponse = _codecs.binary(RefreshResponse)
+_bytes_RefreshResponse = _codecs.to_bytes(RefreshResponse)
 _enc_RefreshResult, _dec_RefreshResult = _codecs.binary(RefreshResult)
+_bytes_RefreshResult = _codecs.to_bytes(RefreshResult)
 _enc_NodeResult, _dec_NodeResult = _codecs.binary(NodeResult)
+_bytes_NodeResult = _codecs.to_bytes(NodeResult)
 _enc_Metrics, _dec_Metrics = _codecs.binary(Metrics)
+_bytes_Metrics = _codecs.to_bytes(Metrics)
 _enc_Process, _dec_Process = _codecs.binary(Process)
+_bytes_Process = _codecs.to_bytes(Process)
 _enc_ChannelsRequest, _dec_ChannelsRequest = _codecs.binary(ChannelsRequest)
+_bytes_ChannelsRequest = _codecs.to_bytes(ChannelsRequest)
 _enc_ChannelsResponse, _dec_ChannelsResponse = _codecs.binary(ChannelsResponse)
+_bytes_ChannelsResponse = _codecs.to_bytes(ChannelsResponse)
 _enc_ChannelsResult, _dec_ChannelsResult = _codecs.binary(ChannelsResult)
+_bytes_ChannelsResult = _codecs.to_bytes(ChannelsResult)
 _enc_ChannelInfo, _dec_ChannelInfo = _codecs.binary(ChannelInfo)
+_bytes_ChannelInfo = _codecs.to_bytes(ChannelInfo)
 _enc_ConnectionsRequest, _dec_ConnectionsRequest = _codecs.binary(ConnectionsRequest)
+_bytes_ConnectionsRequest = _codecs.to_bytes(ConnectionsRequest)
 _enc_ConnectionsResponse, _dec_ConnectionsResponse = _codecs.binary(ConnectionsResponse)
+_bytes_ConnectionsResponse = _codecs.to_bytes(ConnectionsResponse)
 _enc_ConnectionsResult, _dec_ConnectionsResult = _codecs.binary(ConnectionsResult)
+_bytes_ConnectionsResult = _codecs.to_bytes(ConnectionsResult)
 _enc_ConnectionInfo, _dec_ConnectionInfo = _codecs.binary(ConnectionInfo)
+_bytes_ConnectionInfo = _codecs.to_bytes(ConnectionInfo)
 _enc_ConnectionState, _dec_ConnectionState = _codecs.binary(ConnectionState)
+_bytes_ConnectionState = _codecs.to_bytes(ConnectionState)
 _enc_ChannelContext, _dec_ChannelContext = _codecs.binary(ChannelContext)
+_bytes_ChannelContext = _codecs.to_bytes(ChannelContext)
 _enc_ConnectionTokenInfo, _dec_ConnectionTokenInfo = _codecs.binary(ConnectionTokenInfo)
+_bytes_ConnectionTokenInfo = _codecs.to_bytes(ConnectionTokenInfo)
 _enc_SubscriptionTokenInfo, _dec_SubscriptionTokenInfo = _codecs.binary(SubscriptionTokenInfo)
+_bytes_SubscriptionTokenInfo = _codecs.to_bytes(SubscriptionTokenInfo)
 _enc_UpdateUserStatusRequest, _dec_UpdateUserStatusRequest = _codecs.binary(UpdateUserStatusRequest)
+_bytes_UpdateUserStatusRequest = _codecs.to_bytes(UpdateUserStatusRequest)
 _enc_UpdateUserStatusResponse, _dec_UpdateUserStatusResponse = _codecs.binary(
     UpdateUserStatusResponse
 )
+_bytes_UpdateUserStatusResponse = _codecs.to_bytes(UpdateUserStatusResponse)
 _enc_UpdateUserStatusResult, _dec_UpdateUserStatusResult = _codecs.binary(UpdateUserStatusResult)
+_bytes_UpdateUserStatusResult = _codecs.to_bytes(UpdateUserStatusResult)
 _enc_GetUserStatusRequest, _dec_GetUserStatusRequest = _codecs.binary(GetUserStatusRequest)
+_bytes_GetUserStatusRequest = _codecs.to_bytes(GetUserStatusRequest)
 _enc_GetUserStatusResponse, _dec_GetUserStatusResponse = _codecs.binary(GetUserStatusResponse)
+_bytes_GetUserStatusResponse = _codecs.to_bytes(GetUserStatusResponse)
 _enc_GetUserStatusResult, _dec_GetUserStatusResult = _codecs.binary(GetUserStatusResult)
+_bytes_GetUserStatusResult = _codecs.to_bytes(GetUserStatusResult)
 _enc_UserStatus, _dec_UserStatus = _codecs.binary(UserStatus)
+_bytes_UserStatus = _codecs.to_bytes(UserStatus)
 _enc_DeleteUserStatusRequest, _dec_DeleteUserStatusRequest = _codecs.binary(DeleteUserStatusRequest)
+_bytes_DeleteUserStatusRequest = _codecs.to_bytes(DeleteUserStatusRequest)
 _enc_DeleteUserStatusResponse, _dec_DeleteUserStatusResponse = _codecs.binary(
     DeleteUserStatusResponse
 )
+_bytes_DeleteUserStatusResponse = _codecs.to_bytes(DeleteUserStatusResponse)
 _enc_DeleteUserStatusResult, _dec_DeleteUserStatusResult = _codecs.binary(DeleteUserStatusResult)
+_bytes_DeleteUserStatusResult = _codecs.to_bytes(DeleteUserStatusResult)
 _enc_BlockUserRequest, _dec_BlockUserRequest = _codecs.binary(BlockUserRequest)
+_bytes_BlockUserRequest = _codecs.to_bytes(BlockUserRequest)
 _enc_BlockUserResult, _dec_BlockUserResult = _codecs.binary(BlockUserResult)
+_bytes_BlockUserResult = _codecs.to_bytes(BlockUserResult)
 _enc_BlockUserResponse, _dec_BlockUserResponse = _codecs.binary(BlockUserResponse)
+_bytes_BlockUserResponse = _codecs.to_bytes(BlockUserResponse)
 _enc_UnblockUserRequest, _dec_UnblockUserRequest = _codecs.binary(UnblockUserRequest)
+_bytes_UnblockUserRequest = _codecs.to_bytes(UnblockUserRequest)
 _enc_UnblockUserResult, _dec_UnblockUserResult = _codecs.binary(UnblockUserResult)
+_bytes_UnblockUserResult = _codecs.to_bytes(UnblockUserResult)
 _enc_UnblockUserResponse, _dec_UnblockUserResponse = _codecs.binary(UnblockUserResponse)
+_bytes_UnblockUserResponse = _codecs.to_bytes(UnblockUserResponse)
 _enc_RevokeTokenRequest, _dec_RevokeTokenRequest = _codecs.binary(RevokeTokenRequest)
+_bytes_RevokeTokenRequest = _codecs.to_bytes(RevokeTokenRequest)
 _enc_RevokeTokenResult, _dec_RevokeTokenResult = _codecs.binary(RevokeTokenResult)
+_bytes_RevokeTokenResult = _codecs.to_bytes(RevokeTokenResult)
 _enc_RevokeTokenResponse, _dec_RevokeTokenResponse = _codecs.binary(RevokeTokenResponse)
+_bytes_RevokeTokenResponse = _codecs.to_bytes(RevokeTokenResponse)
 _enc_InvalidateUserTokensRequest, _dec_InvalidateUserTokensRequest = _codecs.binary(
     InvalidateUserTokensRequest
 )
+_bytes_InvalidateUserTokensRequest = _codecs.to_bytes(InvalidateUserTokensRequest)
 _enc_InvalidateUserTokensResult, _dec_InvalidateUserTokensResult = _codecs.binary(
     InvalidateUserTokensResult
 )
+_bytes_InvalidateUserTokensResult = _codecs.to_bytes(InvalidateUserTokensResult)
 _enc_InvalidateUserTokensResponse, _dec_InvalidateUserTokensResponse = _codecs.binary(
     InvalidateUserTokensResponse
 )
+_bytes_InvalidateUserTokensResponse = _codecs.to_bytes(InvalidateUserTokensResponse)
 _enc_DeviceRegisterRequest, _dec_DeviceRegisterRequest = _codecs.binary(DeviceRegisterRequest)
+_bytes_DeviceRegisterRequest = _codecs.to_bytes(DeviceRegisterRequest)
 _enc_DeviceUpdateRequest, _dec_DeviceUpdateRequest = _codecs.binary(DeviceUpdateRequest)
+_bytes_DeviceUpdateRequest = _codecs.to_bytes(DeviceUpdateRequest)
 _enc_DeviceRemoveRequest, _dec_DeviceRemoveRequest = _codecs.binary(DeviceRemoveRequest)
+_bytes_DeviceRemoveRequest = _codecs.to_bytes(DeviceRemoveRequest)
 _enc_DeviceUserUpdate, _dec_DeviceUserUpdate = _codecs.binary(DeviceUserUpdate)
+_bytes_DeviceUserUpdate = _codecs.to_bytes(DeviceUserUpdate)
 _enc_DeviceTimezoneUpdate, _dec_DeviceTimezoneUpdate = _codecs.binary(DeviceTimezoneUpdate)
+_bytes_DeviceTimezoneUpdate = _codecs.to_bytes(DeviceTimezoneUpdate)
 _enc_DeviceLocaleUpdate, _dec_DeviceLocaleUpdate = _codecs.binary(DeviceLocaleUpdate)
+_bytes_DeviceLocaleUpdate = _codecs.to_bytes(DeviceLocaleUpdate)
 _enc_DeviceMetaUpdate, _dec_DeviceMetaUpdate = _codecs.binary(DeviceMetaUpdate)
+_bytes_DeviceMetaUpdate = _codecs.to_bytes(DeviceMetaUpdate)
 _enc_DeviceTopicsUpdate, _dec_DeviceTopicsUpdate = _codecs.binary(DeviceTopicsUpdate)
+_bytes_DeviceTopicsUpdate = _codecs.to_bytes(DeviceTopicsUpdate)
 _enc_DeviceFilter, _dec_DeviceFilter = _codecs.binary(DeviceFilter)
+_bytes_DeviceFilter = _codecs.to_bytes(DeviceFilter)
 _enc_DeviceListRequest, _dec_DeviceListRequest = _codecs.binary(DeviceListRequest)
+_bytes_DeviceListRequest = _codecs.to_bytes(DeviceListRequest)
 _enc_DeviceTopicFilter, _dec_DeviceTopicFilter = _codecs.binary(DeviceTopicFilter)
+_bytes_DeviceTopicFilter = _codecs.to_bytes(DeviceTopicFilter)
 _enc_DeviceTopicListRequest, _dec_DeviceTopicListRequest = _codecs.binary(DeviceTopicListRequest)
+_bytes_DeviceTopicListRequest = _codecs.to_bytes(DeviceTopicListRequest)
 _enc_UserTopicFilter, _dec_UserTopicFilter = _codecs.binary(UserTopicFilter)
+_bytes_UserTopicFilter = _codecs.to_bytes(UserTopicFilter)
 _enc_UserTopicListRequest, _dec_UserTopicListRequest = _codecs.binary(UserTopicListRequest)
+_bytes_UserTopicListRequest = _codecs.to_bytes(UserTopicListRequest)
 _enc_DeviceTopicUpdateRequest, _dec_DeviceTopicUpdateRequest = _codecs.binary(
     DeviceTopicUpdateRequest
 )
+_bytes_DeviceTopicUpdateRequest = _codecs.to_bytes(DeviceTopicUpdateRequest)
 _enc_UserTopicUpdateRequest, _dec_UserTopicUpdateRequest = _codecs.binary(UserTopicUpdateRequest)
+_bytes_UserTopicUpdateRequest = _codecs.to_bytes(UserTopicUpdateRequest)
 _enc_DeviceRegisterResponse, _dec_DeviceRegisterResponse = _codecs.binary(DeviceRegisterResponse)
+_bytes_DeviceRegisterResponse = _codecs.to_bytes(DeviceRegisterResponse)
 _enc_DeviceUpdateResponse, _dec_DeviceUpdateResponse = _codecs.binary(DeviceUpdateResponse)
+_bytes_DeviceUpdateResponse = _codecs.to_bytes(DeviceUpdateResponse)
 _enc_DeviceRemoveResponse, _dec_DeviceRemoveResponse = _codecs.binary(DeviceRemoveResponse)
+_bytes_DeviceRemoveResponse = _codecs.to_bytes(DeviceRemoveResponse)
 _enc_DeviceListResponse, _dec_DeviceListResponse = _codecs.binary(DeviceListResponse)
+_bytes_DeviceListResponse = _codecs.to_bytes(DeviceListResponse)
 _enc_DeviceTopicListResponse, _dec_DeviceTopicListResponse = _codecs.binary(DeviceTopicListResponse)
+_bytes_DeviceTopicListResponse = _codecs.to_bytes(DeviceTopicListResponse)
 _enc_UserTopicListResponse, _dec_UserTopicListResponse = _codecs.binary(UserTopicListResponse)
+_bytes_UserTopicListResponse = _codecs.to_bytes(UserTopicListResponse)
 _enc_DeviceTopicUpdateResponse, _dec_DeviceTopicUpdateResponse = _codecs.binary(
     DeviceTopicUpdateResponse
 )
+_bytes_DeviceTopicUpdateResponse = _codecs.to_bytes(DeviceTopicUpdateResponse)
 _enc_UserTopicUpdateResponse, _dec_UserTopicUpdateResponse = _codecs.binary(UserTopicUpdateResponse)
+_bytes_UserTopicUpdateResponse = _codecs.to_bytes(UserTopicUpdateResponse)
 _enc_DeviceRegisterResult, _dec_DeviceRegisterResult = _codecs.binary(DeviceRegisterResult)
+_bytes_DeviceRegisterResult = _codecs.to_bytes(DeviceRegisterResult)
 _enc_DeviceUpdateResult, _dec_DeviceUpdateResult = _codecs.binary(DeviceUpdateResult)
+_bytes_DeviceUpdateResult = _codecs.to_bytes(DeviceUpdateResult)
 _enc_DeviceRemoveResult, _dec_DeviceRemoveResult = _codecs.binary(DeviceRemoveResult)
+_bytes_DeviceRemoveResult = _codecs.to_bytes(DeviceRemoveResult)
 _enc_DeviceListResult, _dec_DeviceListResult = _codecs.binary(DeviceListResult)
+_bytes_DeviceListResult = _codecs.to_bytes(DeviceListResult)
 _enc_Device, _dec_Device = _codecs.binary(Device)
+_bytes_Device = _codecs.to_bytes(Device)
 _enc_DeviceTopicListResult, _dec_DeviceTopicListResult = _codecs.binary(DeviceTopicListResult)
+_bytes_DeviceTopicListResult = _codecs.to_bytes(DeviceTopicListResult)
 _enc_DeviceTopic, _dec_DeviceTopic = _codecs.binary(DeviceTopic)
+_bytes_DeviceTopic = _codecs.to_bytes(DeviceTopic)
 _enc_UserTopicListResult, _dec_UserTopicListResult = _codecs.binary(UserTopicListResult)
+_bytes_UserTopicListResult = _codecs.to_bytes(UserTopicListResult)
 _enc_DeviceTopicUpdateResult, _dec_DeviceTopicUpdateResult = _codecs.binary(DeviceTopicUpdateResult)
+_bytes_DeviceTopicUpdateResult = _codecs.to_bytes(DeviceTopicUpdateResult)
 _enc_UserTopicUpdateResult, _dec_UserTopicUpdateResult = _codecs.binary(UserTopicUpdateResult)
+_bytes_UserTopicUpdateResult = _codecs.to_bytes(UserTopicUpdateResult)
 _enc_UserTopic, _dec_UserTopic = _codecs.binary(UserTopic)
+_bytes_UserTopic = _codecs.to_bytes(UserTopic)
 _enc_PushRecipient, _dec_PushRecipient = _codecs.binary(PushRecipient)
+_bytes_PushRecipient = _codecs.to_bytes(PushRecipient)
 _enc_PushNotification, _dec_PushNotification = _codecs.binary(PushNotification)
+_bytes_PushNotification = _codecs.to_bytes(PushNotification)
 _enc_FcmPushNotification, _dec_FcmPushNotification = _codecs.binary(FcmPushNotification)
+_bytes_FcmPushNotification = _codecs.to_bytes(FcmPushNotification)
 _enc_HmsPushNotification, _dec_HmsPushNotification = _codecs.binary(HmsPushNotification)
+_bytes_HmsPushNotification = _codecs.to_bytes(HmsPushNotification)
 _enc_ApnsPushNotification, _dec_ApnsPushNotification = _codecs.binary(ApnsPushNotification)
+_bytes_ApnsPushNotification = _codecs.to_bytes(ApnsPushNotification)
 _enc_WebPushPushNotification, _dec_WebPushPushNotification = _codecs.binary(WebPushPushNotification)
+_bytes_WebPushPushNotification = _codecs.to_bytes(WebPushPushNotification)
 _enc_SendPushNotificationRequest, _dec_SendPushNotificationRequest = _codecs.binary(
     SendPushNotificationRequest
 )
+_bytes_SendPushNotificationRequest = _codecs.to_bytes(SendPushNotificationRequest)
 _enc_PushLocalization, _dec_PushLocalization = _codecs.binary(PushLocalization)
+_bytes_PushLocalization = _codecs.to_bytes(PushLocalization)
 _enc_PushLimitStrategy, _dec_PushLimitStrategy = _codecs.binary(PushLimitStrategy)
+_bytes_PushLimitStrategy = _codecs.to_bytes(PushLimitStrategy)
 _enc_PushTimeLimitStrategy, _dec_PushTimeLimitStrategy = _codecs.binary(PushTimeLimitStrategy)
+_bytes_PushTimeLimitStrategy = _codecs.to_bytes(PushTimeLimitStrategy)
 _enc_PushRateLimitStrategy, _dec_PushRateLimitStrategy = _codecs.binary(PushRateLimitStrategy)
+_bytes_PushRateLimitStrategy = _codecs.to_bytes(PushRateLimitStrategy)
 _enc_RateLimitPolicy, _dec_RateLimitPolicy = _codecs.binary(RateLimitPolicy)
+_bytes_RateLimitPolicy = _codecs.to_bytes(RateLimitPolicy)
 _enc_SendPushNotificationResponse, _dec_SendPushNotificationResponse = _codecs.binary(
     SendPushNotificationResponse
 )
+_bytes_SendPushNotificationResponse = _codecs.to_bytes(SendPushNotificationResponse)
 _enc_SendPushNotificationResult, _dec_SendPushNotificationResult = _codecs.binary(
     SendPushNotificationResult
 )
+_bytes_SendPushNotificationResult = _codecs.to_bytes(SendPushNotificationResult)
 _enc_UpdatePushStatusRequest, _dec_UpdatePushStatusRequest = _codecs.binary(UpdatePushStatusRequest)
+_bytes_UpdatePushStatusRequest = _codecs.to_bytes(UpdatePushStatusRequest)
 _enc_UpdatePushStatusResponse, _dec_UpdatePushStatusResponse = _codecs.binary(
     UpdatePushStatusResponse
 )
+_bytes_UpdatePushStatusResponse = _codecs.to_bytes(UpdatePushStatusResponse)
 _enc_UpdatePushStatusResult, _dec_UpdatePushStatusResult = _codecs.binary(UpdatePushStatusResult)
+_bytes_UpdatePushStatusResult = _codecs.to_bytes(UpdatePushStatusResult)
 _enc_CancelPushRequest, _dec_CancelPushRequest = _codecs.binary(CancelPushRequest)
+_bytes_CancelPushRequest = _codecs.to_bytes(CancelPushRequest)
 _enc_CancelPushResponse, _dec_CancelPushResponse = _codecs.binary(CancelPushResponse)
+_bytes_CancelPushResponse = _codecs.to_bytes(CancelPushResponse)
 _enc_CancelPushResult, _dec_CancelPushResult = _codecs.binary(CancelPushResult)
+_bytes_CancelPushResult = _codecs.to_bytes(CancelPushResult)
 _enc_MapPublishRequest, _dec_MapPublishRequest = _codecs.binary(MapPublishRequest)
+_bytes_MapPublishRequest = _codecs.to_bytes(MapPublishRequest)
 _enc_MapPublishResponse, _dec_MapPublishResponse = _codecs.binary(MapPublishResponse)
+_bytes_MapPublishResponse = _codecs.to_bytes(MapPublishResponse)
 _enc_MapPublishResult, _dec_MapPublishResult = _codecs.binary(MapPublishResult)
+_bytes_MapPublishResult = _codecs.to_bytes(MapPublishResult)
 _enc_MapRemoveRequest, _dec_MapRemoveRequest = _codecs.binary(MapRemoveRequest)
+_bytes_MapRemoveRequest = _codecs.to_bytes(MapRemoveRequest)
 _enc_MapRemoveResponse, _dec_MapRemoveResponse = _codecs.binary(MapRemoveResponse)
+_bytes_MapRemoveResponse = _codecs.to_bytes(MapRemoveResponse)
 _enc_MapRemoveResult, _dec_MapRemoveResult = _codecs.binary(MapRemoveResult)
+_bytes_MapRemoveResult = _codecs.to_bytes(MapRemoveResult)
 _enc_MapReadStateRequest, _dec_MapReadStateRequest = _codecs.binary(MapReadStateRequest)
+_bytes_MapReadStateRequest = _codecs.to_bytes(MapReadStateRequest)
 _enc_MapReadStateResponse, _dec_MapReadStateResponse = _codecs.binary(MapReadStateResponse)
+_bytes_MapReadStateResponse = _codecs.to_bytes(MapReadStateResponse)
 _enc_MapReadStateResult, _dec_MapReadStateResult = _codecs.binary(MapReadStateResult)
+_bytes_MapReadStateResult = _codecs.to_bytes(MapReadStateResult)
 _enc_MapEntry, _dec_MapEntry = _codecs.binary(MapEntry)
+_bytes_MapEntry = _codecs.to_bytes(MapEntry)
 _enc_MapReadStreamRequest, _dec_MapReadStreamRequest = _codecs.binary(MapReadStreamRequest)
+_bytes_MapReadStreamRequest = _codecs.to_bytes(MapReadStreamRequest)
 _enc_MapReadStreamResponse, _dec_MapReadStreamResponse = _codecs.binary(MapReadStreamResponse)
+_bytes_MapReadStreamResponse = _codecs.to_bytes(MapReadStreamResponse)
 _enc_MapReadStreamResult, _dec_MapReadStreamResult = _codecs.binary(MapReadStreamResult)
+_bytes_MapReadStreamResult = _codecs.to_bytes(MapReadStreamResult)
 _enc_MapStatsRequest, _dec_MapStatsRequest = _codecs.binary(MapStatsRequest)
+_bytes_MapStatsRequest = _codecs.to_bytes(MapStatsRequest)
 _enc_MapStatsResponse, _dec_MapStatsResponse = _codecs.binary(MapStatsResponse)
+_bytes_MapStatsResponse = _codecs.to_bytes(MapStatsResponse)
 _enc_MapStatsResult, _dec_MapStatsResult = _codecs.binary(MapStatsResult)
+_bytes_MapStatsResult = _codecs.to_bytes(MapStatsResult)
 _enc_MapClearRequest, _dec_MapClearRequest = _codecs.binary(MapClearRequest)
+_bytes_MapClearRequest = _codecs.to_bytes(MapClearRequest)
 _enc_MapClearResponse, _dec_MapClearResponse = _codecs.binary(MapClearResponse)
+_bytes_MapClearResponse = _codecs.to_bytes(MapClearResponse)
 _enc_MapClearResult, _dec_MapClearResult = _codecs.binary(MapClearResult)
+_bytes_MapClearResult = _codecs.to_bytes(MapClearResult)
 _enc_SharedPollPublishRequest, _dec_SharedPollPublishRequest = _codecs.binary(
     SharedPollPublishRequest
 )
+_bytes_SharedPollPublishRequest = _codecs.to_bytes(SharedPollPublishRequest)
 _enc_SharedPollPublishResponse, _dec_SharedPollPublishResponse = _codecs.binary(
     SharedPollPublishResponse
 )
+_bytes_SharedPollPublishResponse = _codecs.to_bytes(SharedPollPublishResponse)
 _enc_SharedPollPublishResult, _dec_SharedPollPublishResult = _codecs.binary(SharedPollPublishResult)
+_bytes_SharedPollPublishResult = _codecs.to_bytes(SharedPollPublishResult)
