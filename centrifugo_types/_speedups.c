@@ -159,16 +159,31 @@ static int buf_varint(Buf *b, uint64_t v) {
     return 0;
 }
 
-/* Put the varint length of what was written since `start` in front of it. */
-static int buf_insert_length(Buf *b, Py_ssize_t start) {
-    uint64_t n = (uint64_t)(b->len - start);
-    int size = varint_size(n);
-    if (buf_reserve(b, size) < 0) {
+/* A length-prefixed value: `buf_open_length` leaves one byte for its length (enough below
+ * 128) and sets *start to where the value begins; `buf_close_length` writes the length there,
+ * moving the value when the length needs more bytes. */
+static int buf_open_length(Buf *b, Py_ssize_t *start) {
+    if (buf_reserve(b, 1) < 0) {
         return -1;
     }
-    memmove(b->p + start + size, b->p + start, (size_t)n);
-    put_varint(b->p + start, n);
-    b->len += size;
+    b->len += 1;
+    *start = b->len;
+    return 0;
+}
+
+static int buf_close_length(Buf *b, Py_ssize_t start) {
+    uint64_t n = (uint64_t)(b->len - start);
+    if (n < 0x80) {
+        b->p[start - 1] = (unsigned char)n;
+        return 0;
+    }
+    int extra = varint_size(n) - 1;
+    if (buf_reserve(b, extra) < 0) {
+        return -1;
+    }
+    memmove(b->p + start + extra, b->p + start, (size_t)n);
+    put_varint(b->p + start - 1, n);
+    b->len += extra;
     return 0;
 }
 
@@ -298,11 +313,11 @@ static int encode_bare(int kind, MessageObject *sub, PyObject *v, Buf *b) {
         if (sub == NULL || (PyObject *)Py_TYPE(v) != sub->cls) {
             return bail();
         }
-        Py_ssize_t start = b->len;
-        if (encode_message(sub, v, b) < 0) {
+        Py_ssize_t start;
+        if (buf_open_length(b, &start) < 0 || encode_message(sub, v, b) < 0) {
             return -1;
         }
-        return buf_insert_length(b, start);
+        return buf_close_length(b, start);
     }
     default: {
         uint64_t bits;
@@ -406,13 +421,16 @@ static int encode_field(Field *f, PyObject *v, Buf *b) {
         if (buf_write(b, f->key, f->keylen) < 0) {
             return -1;
         }
-        Py_ssize_t start = b->len;
+        Py_ssize_t start;
+        if (buf_open_length(b, &start) < 0) {
+            return -1;
+        }
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); i++) {
             if (encode_bare(f->kind, NULL, PyList_GET_ITEM(v, i), b) < 0) {
                 return -1;
             }
         }
-        return buf_insert_length(b, start);
+        return buf_close_length(b, start);
     }
     case C_MAP: {
         if (!PyDict_CheckExact(v)) {
@@ -426,9 +444,11 @@ static int encode_field(Field *f, PyObject *v, Buf *b) {
             /* held: a message value's attributes may run Python code that changes v */
             Py_INCREF(k);
             Py_INCREF(x);
-            Py_ssize_t start;
+            Py_ssize_t start = 0;
             int rc = buf_write(b, f->key, f->keylen);
-            start = b->len;
+            if (rc == 0) {
+                rc = buf_open_length(b, &start);
+            }
             if (rc == 0) {
                 rc = buf_write(b, &key_key, 1);
             }
@@ -442,7 +462,7 @@ static int encode_field(Field *f, PyObject *v, Buf *b) {
                 rc = encode_bare(f->kind, f->sub, x, b);
             }
             if (rc == 0) {
-                rc = buf_insert_length(b, start);
+                rc = buf_close_length(b, start);
             }
             Py_DECREF(k);
             Py_DECREF(x);

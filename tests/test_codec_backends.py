@@ -185,3 +185,24 @@ def test_subclasses_and_merges_take_the_python_path_with_the_same_result() -> No
     other = bytes(proxy.ConnectResponse(result=proxy.ConnectResult(data=b"x")))
     merged = proxy.ConnectResponse.parse(part + other)
     assert merged.result == proxy.ConnectResult(user="a", data=b"x")
+
+
+@needs_c
+@pytest.mark.parametrize("size", [0, 100, 127, 128, 16383, 16384, 70000])
+def test_length_prefixes_of_every_width(size: int) -> None:
+    from centrifugo_types import api
+
+    message = api.HistoryResult(
+        publications=[api.Publication(data=b"x" * size, tags={"k" * size: "v"})] * 2,
+        epoch="e" * size,
+    )
+    codecs = _codecs(api.HistoryResult)
+    py_encode, py_decode = codecs.python_binary(api.HistoryResult)
+    wire = _encode(py_encode, message)[6:]
+    assert bytes(message) == wire
+    assert api.HistoryResult.parse(wire) == message
+    _same_message(
+        api.HistoryResult.parse(wire),
+        py_decode(api.HistoryResult, wire, 0, len(wire), 100),
+        py_encode,
+    )
