@@ -60,6 +60,7 @@ struct MessageObject {
 
 static PyTypeObject MessageType;
 static PyObject *str_unknown_fields; /* "_unknown_fields" */
+static PyObject *str_dict;           /* "__dict__" */
 static PyObject *empty_bytes;
 static PyObject *empty_str;
 static PyObject *empty_tuple;
@@ -1006,9 +1007,16 @@ static PyObject *decode_message(MessageObject *self, PyObject *cls, const unsign
 #else
     obj = PyBaseObject_Type.tp_new(type, empty_tuple, NULL);
 #endif
+#if PY_VERSION_HEX < 0x030C0000
     if (obj != NULL && PyObject_GenericSetDict(obj, d, NULL) < 0) {
         Py_CLEAR(obj);
     }
+#else
+    /* `obj.__dict__ = d` as Python does it (3.13's inline values need the type's setter) */
+    if (obj != NULL && PyObject_SetAttr(obj, str_dict, d) < 0) {
+        Py_CLEAR(obj);
+    }
+#endif
 done:
     Py_XDECREF(d);
     if (containers != small) {
@@ -1326,10 +1334,11 @@ PyMODINIT_FUNC PyInit__speedups(void) {
         return NULL;
     }
     str_unknown_fields = PyUnicode_InternFromString("_unknown_fields");
+    str_dict = PyUnicode_InternFromString("__dict__");
     empty_bytes = PyBytes_FromStringAndSize(NULL, 0);
     empty_str = PyUnicode_FromStringAndSize(NULL, 0);
     empty_tuple = PyTuple_New(0);
-    if (str_unknown_fields == NULL || empty_bytes == NULL || empty_str == NULL ||
+    if (str_unknown_fields == NULL || str_dict == NULL || empty_bytes == NULL || empty_str == NULL ||
         empty_tuple == NULL) {
         return NULL;
     }
