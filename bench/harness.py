@@ -138,6 +138,8 @@ def machine() -> dict[str, Any]:
     import betterproto2
     import google.protobuf
 
+    from centrifugo_types._codec_compiler import BACKEND
+
     return {
         "cpu": _cpu_model(),
         "nproc": os.cpu_count(),
@@ -145,6 +147,7 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "protobuf": f"{google.protobuf.__version__} (upb)",
         "betterproto2": getattr(betterproto2, "__version__", "0.10.0"),
+        "codec": BACKEND,
         "loadavg_start": os.getloadavg(),
     }
 
@@ -154,7 +157,8 @@ def header(info: dict[str, Any], settings: Settings) -> list[str]:
     return [
         f"machine: {info['cpu']}, {info['nproc']} cores, {info['python']}, {info['platform']}",
         f"load average: {load(info['loadavg_start'])} at start, {load(info['loadavg_end'])} at end",
-        f"runtimes: protobuf {info['protobuf']}, betterproto2 {info['betterproto2']}",
+        f"runtimes: protobuf {info['protobuf']}, betterproto2 {info['betterproto2']}; "
+        f"our binary codec: {info.get('codec', 'python')}",
         f"harness: {settings.describe()}",
     ]
 

@@ -10,7 +10,8 @@ The source is registered with :mod:`linecache`, so tracebacks and debuggers show
 For each message ``M`` the module's namespace gets
 
 - ``_enc_M(m, out)``: appends the encoding of ``m`` to ``out``, one ``if`` per field in
-  field-number order, no reflection;
+  field-number order, no reflection; ``_bytes_M(m)`` the same into a buffer of its own,
+  returned as bytes (the class's ``__bytes__``);
 - ``_dec_M(cls, data, pos, end, depth) -> M``: one loop over the keys testing them in
   field-number order, decoding into a copy of a dict of zero values and building the instance
   in one step at the end;
@@ -26,6 +27,14 @@ are not written, ``-0.0`` is), packed and unpacked repeated scalars both accepte
 wins for scalars and singular messages merge, unknown fields (and known fields with an
 unexpected wire type) are kept and written back, map entries with a missing key or value get
 the zero value, invalid UTF-8 and every kind of truncation are errors.
+
+Backends: when the optional C extension :mod:`centrifugo_types._speedups` is built (it is when
+the package is installed where a C compiler exists), the functions the generated modules call
+are its per-message ``encode``/``decode``, described from the same model; they take the
+common path (exact types, well-formed input) and start the call over in the compiled Python
+functions above for anything else, so results and errors are those of the Python codec.
+:data:`BACKEND` says which one is active; ``CENTRIFUGO_TYPES_PURE_PYTHON=1`` in the
+environment (read at import) forces the pure-Python codec.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from __future__ import annotations
 import enum
 import functools
 import linecache
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +52,23 @@ from typing import Any, Protocol, TypeVar
 from . import _runtime
 
 _M = TypeVar("_M")
+
+
+def _load_speedups() -> Any:
+    if os.environ.get("CENTRIFUGO_TYPES_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from . import _speedups
+    except ImportError:
+        return None
+    return _speedups
+
+
+_speedups = _load_speedups()
+
+BACKEND: str = "python" if _speedups is None else "c"
+"""The binary codec in use: ``"c"`` (the extension :mod:`centrifugo_types._speedups`) or
+``"python"`` (not built, or ``CENTRIFUGO_TYPES_PURE_PYTHON=1`` set)."""
 
 Row = tuple[str, int, str] | tuple[str, int, str, str]
 """One field: its name in the .proto file (also its JSON key), its number, its type as the
@@ -351,6 +378,32 @@ _FIXED = {
     "sfixed64": (8, "_rt_pack_sfixed64", "_rt_unpack_sfixed64"),
     "sfixed32": (4, "_rt_pack_sfixed32", "_rt_unpack_sfixed32"),
 }
+#: The extension's codes of the kinds (``_speedups.c``: K_*) and of cardinalities (C_*).
+_KINDS = {
+    kind: code
+    for code, kind in enumerate(
+        [
+            "double",
+            "float",
+            "int64",
+            "uint64",
+            "int32",
+            "fixed64",
+            "fixed32",
+            "bool",
+            "string",
+            "bytes",
+            "uint32",
+            "sfixed32",
+            "sfixed64",
+            "sint32",
+            "sint64",
+            "message",
+        ]
+    )
+}
+_SINGLE, _REPEATED, _PACKED, _MAP = range(4)
+_ZEROS: dict[str, Any] = {"string": "", "bytes": b"", "bool": False, "double": 0.0, "float": 0.0}
 _OVERRUN = "length-delimited field runs past the end of its message"
 _DEFAULTS = {"string": '""', "bytes": 'b""', "bool": "False", "double": "0.0", "float": "0.0"}
 
@@ -415,17 +468,94 @@ class BinaryCodecs(LazyCodecs):
         prelude = {f"_rt_{name}": getattr(_runtime, name) for name in RUNTIME_NAMES}
         prelude["_new"] = object.__new__
         super().__init__(module, classes, table, prelude)
+        self._fast: dict[str, Any] = {}
 
     def binary(self, cls: type[_M]) -> tuple[Callable[[_M, bytearray], None], Decoder]:
-        """The encoder and decoder of ``cls`` (``_enc_M``, ``_dec_M``)."""
+        """The encoder and decoder of ``cls`` of the active :data:`BACKEND`: the C
+        extension's (which falls back to :meth:`python_binary`'s), else the Python ones."""
+        if _speedups is None:
+            return self.python_binary(cls)
+        fast = self._fast_message(cls.__name__, cls)
+        return fast.encode, fast.decode
+
+    def to_bytes(self, cls: type[_M]) -> Callable[[_M], bytes]:
+        """The function that returns the encoding of a ``cls`` (``_bytes_M``) of the active
+        :data:`BACKEND`."""
+        if _speedups is None:
+            fn: Callable[[_M], bytes] = self.function(f"_bytes_{cls.__name__}")
+            return fn
+        fast: Callable[[_M], bytes] = self._fast_message(cls.__name__, cls).to_bytes
+        return fast
+
+    def python_binary(self, cls: type[_M]) -> tuple[Callable[[_M, bytearray], None], Decoder]:
+        """The compiled Python encoder and decoder of ``cls`` (``_enc_M``, ``_dec_M``)."""
         name = cls.__name__
         return self.function(f"_enc_{name}"), self.function(f"_dec_{name}")
 
+    def _fast_message(self, name: str, cls: Any = None) -> Any:
+        """The extension's codec object of message ``name``: described (every message of
+        the table at once) on its first call."""
+        fast = self._fast.get(name)
+        if fast is None:
+            fast = _speedups.Message(
+                self.classes[name] if cls is None else cls,
+                self.function(f"_enc_{name}"),
+                self.function(f"_dec_{name}"),
+                self.function(f"_bytes_{name}"),
+                self._describe,
+            )
+            self._fast[name] = fast
+        return fast
+
+    def _describe(self) -> None:
+        with self._lock:
+            messages = self.messages()
+            for name in messages:
+                self._fast_message(name)
+            for name, message in messages.items():
+                self._fast[name].setup(*self._description(message))
+
+    def _description(self, message: Message) -> tuple[Any, Any, bool, bool]:
+        """The arguments of ``_speedups.Message.setup`` for ``message``: per field (name,
+        number, kind, cardinality, the sub-message's codec object, the zero value), the zero
+        instance dict and whether it can contain itself; ``(None, None, False)`` leaves the
+        message to the Python codec (enums, maps with other keys than strings); the last
+        item says that its instances' dicts hold their fields (no data descriptor)."""
+        fields = []
+        zero: dict[str, Any] = {}
+        for field in message.fields:
+            t = field.type
+            if t.kind == "enum" or (field.map_key is not None and field.map_key.kind != "string"):
+                return None, None, False, False
+            if field.map_key is not None:
+                card = _MAP
+            elif field.repeated:
+                card = _PACKED if t.packable else _REPEATED
+            else:
+                card = _SINGLE
+            sub = self._fast_message(t.message) if t.kind == "message" else None
+            value = None if t.kind == "message" else _ZEROS.get(t.kind, 0)
+            fields.append((field.py_name, field.number, _KINDS[t.kind], card, sub, value))
+            zero[field.py_name] = None if card != _SINGLE else value
+        zero["_unknown_fields"] = b""
+        plain = not any(_data_descriptor(self.classes[message.py_name], name) for name in zero)
+        return tuple(fields), zero, self.is_recursive(message), plain
+
     def functions(self, message: str) -> tuple[str, ...]:
-        return f"_enc_{message}", f"_dec_{message}"
+        return f"_enc_{message}", f"_dec_{message}", f"_bytes_{message}"
 
     def emit(self, message: Message, out: Lines) -> None:
         _BinaryEmitter(self, out).message(message)
+
+
+def _data_descriptor(cls: type[Any], name: str) -> bool:
+    """Whether ``name`` is a data descriptor of ``cls`` (it takes precedence over the
+    instance dict)."""
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            kind = type(vars(klass)[name])
+            return hasattr(kind, "__set__") or hasattr(kind, "__delete__")
+    return False
 
 
 class _BinaryEmitter:
@@ -448,12 +578,20 @@ class _BinaryEmitter:
         # Encoders append to the caller's buffer: a nested message is written in place and
         # its length prefix inserted in front of it afterwards (a move of the few bytes just
         # written), so no message gets a buffer of its own.
-        w(0, f"def _enc_{message.py_name}(m, out):")
-        for field in message.fields:
-            self._encode_field(field)
-        w(1, "u = m._unknown_fields")
-        w(1, "if u:")
-        w(2, "out += u")
+        for standalone in (False, True):
+            # _bytes_M is _enc_M writing to a buffer of its own (one call less per message)
+            if standalone:
+                w(0, f"def _bytes_{message.py_name}(m):")
+                w(1, "out = bytearray()")
+            else:
+                w(0, f"def _enc_{message.py_name}(m, out):")
+            for field in message.fields:
+                self._encode_field(field)
+            w(1, "u = m._unknown_fields")
+            w(1, "if u:")
+            w(2, "out += u")
+            if standalone:
+                w(1, "return bytes(out)")
 
     def _write_len(self, indent: int, buf: str, length: str) -> None:
         w = self.out

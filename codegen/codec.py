@@ -72,6 +72,7 @@ class CodecEmitter:
         for message in self.file.messages:
             name = message.py_name
             lines.append(f"_enc_{name}, _dec_{name} = _codecs.binary({name})")
+            lines.append(f"_bytes_{name} = _codecs.to_bytes({name})")
         return "\n".join(lines) + "\n"
 
     def class_members(self, message: Message) -> str:
@@ -80,12 +81,10 @@ class CodecEmitter:
         return f'''
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_{name}(self, out)
+            return _bytes_{name}(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 

@@ -27,7 +27,7 @@ def test_the_compilers_share_the_generators_wire_facts() -> None:
 
 def test_a_codec_is_compiled_on_first_use_into_its_stub() -> None:
     codecs = _codec_compiler.BinaryCodecs("t", vars(generated_proxy), generated_proxy.FIELDS)
-    encode, decoder = codecs.binary(proxy.ConnectResponse)
+    encode, decoder = codecs.python_binary(proxy.ConnectResponse)
     decode = cast(FunctionType, decoder)
     stub_code = encode.__code__
     assert decode.__code__ is stub_code  # nothing compiled yet
@@ -51,7 +51,7 @@ def test_a_codec_is_compiled_on_first_use_into_its_stub() -> None:
 
 def test_threads_meeting_an_uncompiled_codec_all_get_the_compiled_one() -> None:
     codecs = _codec_compiler.BinaryCodecs("t", vars(generated_proxy), generated_proxy.FIELDS)
-    encode, _ = codecs.binary(proxy.ConnectResponse)
+    encode, _ = codecs.python_binary(proxy.ConnectResponse)
     message = proxy.ConnectResponse(result=proxy.ConnectResult(user="u", channels=["a"]))
     start = threading.Barrier(8)
 
@@ -69,7 +69,7 @@ def test_threads_meeting_an_uncompiled_codec_all_get_the_compiled_one() -> None:
 
 def test_tracebacks_show_the_compiled_lines() -> None:
     codecs = _codec_compiler.BinaryCodecs("t", vars(generated_proxy), generated_proxy.FIELDS)
-    encode, _ = codecs.binary(proxy.ConnectRequest)
+    encode, _ = codecs.python_binary(proxy.ConnectRequest)
     with pytest.raises(AttributeError) as info:
         encode(proxy.ConnectRequest(client=5), bytearray())  # type: ignore[arg-type]
     frame = traceback.extract_tb(info.value.__traceback__)[-1]

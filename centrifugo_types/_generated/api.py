@@ -204,12 +204,10 @@ class ApnsPushNotification(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ApnsPushNotification(self, out)
+            return _bytes_ApnsPushNotification(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -242,12 +240,10 @@ class BatchRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_BatchRequest(self, out)
+            return _bytes_BatchRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -276,12 +272,10 @@ class BatchResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_BatchResponse(self, out)
+            return _bytes_BatchResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -312,12 +306,10 @@ class BlockUserRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_BlockUserRequest(self, out)
+            return _bytes_BlockUserRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -352,12 +344,10 @@ class BlockUserResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_BlockUserResponse(self, out)
+            return _bytes_BlockUserResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -388,12 +378,10 @@ class BlockUserResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_BlockUserResult(self, out)
+            return _bytes_BlockUserResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -424,12 +412,10 @@ class BoolValue(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_BoolValue(self, out)
+            return _bytes_BoolValue(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -478,12 +464,10 @@ class BroadcastRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_BroadcastRequest(self, out)
+            return _bytes_BroadcastRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -518,12 +502,10 @@ class BroadcastResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_BroadcastResponse(self, out)
+            return _bytes_BroadcastResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -556,12 +538,10 @@ class BroadcastResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_BroadcastResult(self, out)
+            return _bytes_BroadcastResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -592,12 +572,10 @@ class CancelPushRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_CancelPushRequest(self, out)
+            return _bytes_CancelPushRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -632,12 +610,10 @@ class CancelPushResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_CancelPushResponse(self, out)
+            return _bytes_CancelPushResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -668,12 +644,10 @@ class CancelPushResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_CancelPushResult(self, out)
+            return _bytes_CancelPushResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -704,12 +678,10 @@ class ChannelContext(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ChannelContext(self, out)
+            return _bytes_ChannelContext(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -740,12 +712,10 @@ class ChannelInfo(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ChannelInfo(self, out)
+            return _bytes_ChannelInfo(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -774,12 +744,10 @@ class ChannelsRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ChannelsRequest(self, out)
+            return _bytes_ChannelsRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -814,12 +782,10 @@ class ChannelsResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ChannelsResponse(self, out)
+            return _bytes_ChannelsResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -854,12 +820,10 @@ class ChannelsResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ChannelsResult(self, out)
+            return _bytes_ChannelsResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -896,12 +860,10 @@ class ClientInfo(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ClientInfo(self, out)
+            return _bytes_ClientInfo(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1080,12 +1042,10 @@ class Command(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_Command(self, out)
+            return _bytes_Command(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1142,12 +1102,10 @@ class ConnectionInfo(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ConnectionInfo(self, out)
+            return _bytes_ConnectionInfo(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1187,12 +1145,10 @@ class ConnectionsRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ConnectionsRequest(self, out)
+            return _bytes_ConnectionsRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1227,12 +1183,10 @@ class ConnectionsResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ConnectionsResponse(self, out)
+            return _bytes_ConnectionsResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1267,12 +1221,10 @@ class ConnectionsResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ConnectionsResult(self, out)
+            return _bytes_ConnectionsResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1319,12 +1271,10 @@ class ConnectionState(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ConnectionState(self, out)
+            return _bytes_ConnectionState(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1357,12 +1307,10 @@ class ConnectionTokenInfo(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ConnectionTokenInfo(self, out)
+            return _bytes_ConnectionTokenInfo(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1393,12 +1341,10 @@ class DeleteUserStatusRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeleteUserStatusRequest(self, out)
+            return _bytes_DeleteUserStatusRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1433,12 +1379,10 @@ class DeleteUserStatusResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeleteUserStatusResponse(self, out)
+            return _bytes_DeleteUserStatusResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1469,12 +1413,10 @@ class DeleteUserStatusResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeleteUserStatusResult(self, out)
+            return _bytes_DeleteUserStatusResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1531,12 +1473,10 @@ class Device(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_Device(self, out)
+            return _bytes_Device(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1573,12 +1513,10 @@ class DeviceFilter(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceFilter(self, out)
+            return _bytes_DeviceFilter(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1619,12 +1557,10 @@ class DeviceListRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceListRequest(self, out)
+            return _bytes_DeviceListRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1659,12 +1595,10 @@ class DeviceListResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceListResponse(self, out)
+            return _bytes_DeviceListResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1699,12 +1633,10 @@ class DeviceListResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceListResult(self, out)
+            return _bytes_DeviceListResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1735,12 +1667,10 @@ class DeviceLocaleUpdate(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceLocaleUpdate(self, out)
+            return _bytes_DeviceLocaleUpdate(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1775,12 +1705,10 @@ class DeviceMetaUpdate(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceMetaUpdate(self, out)
+            return _bytes_DeviceMetaUpdate(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1831,12 +1759,10 @@ class DeviceRegisterRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceRegisterRequest(self, out)
+            return _bytes_DeviceRegisterRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1871,12 +1797,10 @@ class DeviceRegisterResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceRegisterResponse(self, out)
+            return _bytes_DeviceRegisterResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1907,12 +1831,10 @@ class DeviceRegisterResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceRegisterResult(self, out)
+            return _bytes_DeviceRegisterResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1945,12 +1867,10 @@ class DeviceRemoveRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceRemoveRequest(self, out)
+            return _bytes_DeviceRemoveRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1985,12 +1905,10 @@ class DeviceRemoveResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceRemoveResponse(self, out)
+            return _bytes_DeviceRemoveResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2021,12 +1939,10 @@ class DeviceRemoveResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceRemoveResult(self, out)
+            return _bytes_DeviceRemoveResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2057,12 +1973,10 @@ class DeviceTimezoneUpdate(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceTimezoneUpdate(self, out)
+            return _bytes_DeviceTimezoneUpdate(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2097,12 +2011,10 @@ class DeviceTopic(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceTopic(self, out)
+            return _bytes_DeviceTopic(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2141,12 +2053,10 @@ class DeviceTopicFilter(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceTopicFilter(self, out)
+            return _bytes_DeviceTopicFilter(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2187,12 +2097,10 @@ class DeviceTopicListRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceTopicListRequest(self, out)
+            return _bytes_DeviceTopicListRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2227,12 +2135,10 @@ class DeviceTopicListResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceTopicListResponse(self, out)
+            return _bytes_DeviceTopicListResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2267,12 +2173,10 @@ class DeviceTopicListResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceTopicListResult(self, out)
+            return _bytes_DeviceTopicListResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2308,12 +2212,10 @@ class DeviceTopicsUpdate(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceTopicsUpdate(self, out)
+            return _bytes_DeviceTopicsUpdate(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2356,12 +2258,10 @@ class DeviceTopicUpdateRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceTopicUpdateRequest(self, out)
+            return _bytes_DeviceTopicUpdateRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2396,12 +2296,10 @@ class DeviceTopicUpdateResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceTopicUpdateResponse(self, out)
+            return _bytes_DeviceTopicUpdateResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2432,12 +2330,10 @@ class DeviceTopicUpdateResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceTopicUpdateResult(self, out)
+            return _bytes_DeviceTopicUpdateResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2490,12 +2386,10 @@ class DeviceUpdateRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceUpdateRequest(self, out)
+            return _bytes_DeviceUpdateRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2530,12 +2424,10 @@ class DeviceUpdateResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceUpdateResponse(self, out)
+            return _bytes_DeviceUpdateResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2566,12 +2458,10 @@ class DeviceUpdateResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceUpdateResult(self, out)
+            return _bytes_DeviceUpdateResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2602,12 +2492,10 @@ class DeviceUserUpdate(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DeviceUserUpdate(self, out)
+            return _bytes_DeviceUserUpdate(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2640,12 +2528,10 @@ class Disconnect(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_Disconnect(self, out)
+            return _bytes_Disconnect(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2696,12 +2582,10 @@ class DisconnectRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DisconnectRequest(self, out)
+            return _bytes_DisconnectRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2736,12 +2620,10 @@ class DisconnectResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DisconnectResponse(self, out)
+            return _bytes_DisconnectResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2772,12 +2654,10 @@ class DisconnectResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_DisconnectResult(self, out)
+            return _bytes_DisconnectResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2810,12 +2690,10 @@ class Error(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_Error(self, out)
+            return _bytes_Error(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2844,12 +2722,10 @@ class FcmPushNotification(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_FcmPushNotification(self, out)
+            return _bytes_FcmPushNotification(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2896,12 +2772,10 @@ class FilterNode(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_FilterNode(self, out)
+            return _bytes_FilterNode(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2930,12 +2804,10 @@ class GetUserStatusRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_GetUserStatusRequest(self, out)
+            return _bytes_GetUserStatusRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2970,12 +2842,10 @@ class GetUserStatusResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_GetUserStatusResponse(self, out)
+            return _bytes_GetUserStatusResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3006,12 +2876,10 @@ class GetUserStatusResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_GetUserStatusResult(self, out)
+            return _bytes_GetUserStatusResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3042,12 +2910,10 @@ class HistoryRemoveRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_HistoryRemoveRequest(self, out)
+            return _bytes_HistoryRemoveRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3082,12 +2948,10 @@ class HistoryRemoveResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_HistoryRemoveResponse(self, out)
+            return _bytes_HistoryRemoveResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3118,12 +2982,10 @@ class HistoryRemoveResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_HistoryRemoveResult(self, out)
+            return _bytes_HistoryRemoveResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3160,12 +3022,10 @@ class HistoryRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_HistoryRequest(self, out)
+            return _bytes_HistoryRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3198,12 +3058,10 @@ class HistoryResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_HistoryResponse(self, out)
+            return _bytes_HistoryResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3240,12 +3098,10 @@ class HistoryResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_HistoryResult(self, out)
+            return _bytes_HistoryResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3274,12 +3130,10 @@ class HmsPushNotification(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_HmsPushNotification(self, out)
+            return _bytes_HmsPushNotification(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3310,12 +3164,10 @@ class InfoRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_InfoRequest(self, out)
+            return _bytes_InfoRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3346,12 +3198,10 @@ class InfoResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_InfoResponse(self, out)
+            return _bytes_InfoResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3380,12 +3230,10 @@ class InfoResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_InfoResult(self, out)
+            return _bytes_InfoResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3414,12 +3262,10 @@ class Int32Value(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_Int32Value(self, out)
+            return _bytes_Int32Value(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3454,12 +3300,10 @@ class InvalidateUserTokensRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_InvalidateUserTokensRequest(self, out)
+            return _bytes_InvalidateUserTokensRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3494,12 +3338,10 @@ class InvalidateUserTokensResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_InvalidateUserTokensResponse(self, out)
+            return _bytes_InvalidateUserTokensResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3530,12 +3372,10 @@ class InvalidateUserTokensResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_InvalidateUserTokensResult(self, out)
+            return _bytes_InvalidateUserTokensResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3566,12 +3406,10 @@ class MapClearRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapClearRequest(self, out)
+            return _bytes_MapClearRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3606,12 +3444,10 @@ class MapClearResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapClearResponse(self, out)
+            return _bytes_MapClearResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3642,12 +3478,10 @@ class MapClearResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapClearResult(self, out)
+            return _bytes_MapClearResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3694,12 +3528,10 @@ class MapEntry(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapEntry(self, out)
+            return _bytes_MapEntry(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3756,12 +3588,10 @@ class MapPublishRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapPublishRequest(self, out)
+            return _bytes_MapPublishRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3796,12 +3626,10 @@ class MapPublishResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapPublishResponse(self, out)
+            return _bytes_MapPublishResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3838,12 +3666,10 @@ class MapPublishResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapPublishResult(self, out)
+            return _bytes_MapPublishResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3886,12 +3712,10 @@ class MapReadStateRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapReadStateRequest(self, out)
+            return _bytes_MapReadStateRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3926,12 +3750,10 @@ class MapReadStateResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapReadStateResponse(self, out)
+            return _bytes_MapReadStateResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -3968,12 +3790,10 @@ class MapReadStateResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapReadStateResult(self, out)
+            return _bytes_MapReadStateResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4012,12 +3832,10 @@ class MapReadStreamRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapReadStreamRequest(self, out)
+            return _bytes_MapReadStreamRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4052,12 +3870,10 @@ class MapReadStreamResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapReadStreamResponse(self, out)
+            return _bytes_MapReadStreamResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4092,12 +3908,10 @@ class MapReadStreamResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapReadStreamResult(self, out)
+            return _bytes_MapReadStreamResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4132,12 +3946,10 @@ class MapRemoveRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapRemoveRequest(self, out)
+            return _bytes_MapRemoveRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4172,12 +3984,10 @@ class MapRemoveResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapRemoveResponse(self, out)
+            return _bytes_MapRemoveResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4214,12 +4024,10 @@ class MapRemoveResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapRemoveResult(self, out)
+            return _bytes_MapRemoveResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4250,12 +4058,10 @@ class MapStatsRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapStatsRequest(self, out)
+            return _bytes_MapStatsRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4290,12 +4096,10 @@ class MapStatsResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapStatsResponse(self, out)
+            return _bytes_MapStatsResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4326,12 +4130,10 @@ class MapStatsResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapStatsResult(self, out)
+            return _bytes_MapStatsResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4368,12 +4170,10 @@ class Metrics(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_Metrics(self, out)
+            return _bytes_Metrics(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4420,12 +4220,10 @@ class NodeResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_NodeResult(self, out)
+            return _bytes_NodeResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4454,12 +4252,10 @@ class PresenceRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PresenceRequest(self, out)
+            return _bytes_PresenceRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4494,12 +4290,10 @@ class PresenceResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PresenceResponse(self, out)
+            return _bytes_PresenceResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4534,12 +4328,10 @@ class PresenceResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PresenceResult(self, out)
+            return _bytes_PresenceResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4570,12 +4362,10 @@ class PresenceStatsRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PresenceStatsRequest(self, out)
+            return _bytes_PresenceStatsRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4610,12 +4400,10 @@ class PresenceStatsResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PresenceStatsResponse(self, out)
+            return _bytes_PresenceStatsResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4648,12 +4436,10 @@ class PresenceStatsResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PresenceStatsResult(self, out)
+            return _bytes_PresenceStatsResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4686,12 +4472,10 @@ class Process(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_Process(self, out)
+            return _bytes_Process(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4733,12 +4517,10 @@ class Publication(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_Publication(self, out)
+            return _bytes_Publication(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4787,12 +4569,10 @@ class PublishRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PublishRequest(self, out)
+            return _bytes_PublishRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4825,12 +4605,10 @@ class PublishResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PublishResponse(self, out)
+            return _bytes_PublishResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4863,12 +4641,10 @@ class PublishResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PublishResult(self, out)
+            return _bytes_PublishResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4903,12 +4679,10 @@ class PushLimitStrategy(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PushLimitStrategy(self, out)
+            return _bytes_PushLimitStrategy(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -4946,12 +4720,10 @@ class PushLocalization(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PushLocalization(self, out)
+            return _bytes_PushLocalization(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5001,12 +4773,10 @@ class PushNotification(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PushNotification(self, out)
+            return _bytes_PushNotification(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5046,12 +4816,10 @@ class PushRateLimitStrategy(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PushRateLimitStrategy(self, out)
+            return _bytes_PushRateLimitStrategy(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5098,12 +4866,10 @@ class PushRecipient(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PushRecipient(self, out)
+            return _bytes_PushRecipient(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5145,12 +4911,10 @@ class PushTimeLimitStrategy(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PushTimeLimitStrategy(self, out)
+            return _bytes_PushTimeLimitStrategy(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5183,12 +4947,10 @@ class RateLimitPolicy(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RateLimitPolicy(self, out)
+            return _bytes_RateLimitPolicy(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5241,12 +5003,10 @@ class RefreshRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RefreshRequest(self, out)
+            return _bytes_RefreshRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5279,12 +5039,10 @@ class RefreshResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RefreshResponse(self, out)
+            return _bytes_RefreshResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5315,12 +5073,10 @@ class RefreshResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RefreshResult(self, out)
+            return _bytes_RefreshResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5501,12 +5257,10 @@ class Reply(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_Reply(self, out)
+            return _bytes_Reply(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5537,12 +5291,10 @@ class RevokeTokenRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RevokeTokenRequest(self, out)
+            return _bytes_RevokeTokenRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5577,12 +5329,10 @@ class RevokeTokenResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RevokeTokenResponse(self, out)
+            return _bytes_RevokeTokenResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5613,12 +5363,10 @@ class RevokeTokenResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RevokeTokenResult(self, out)
+            return _bytes_RevokeTokenResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5651,12 +5399,10 @@ class RpcRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RpcRequest(self, out)
+            return _bytes_RpcRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5687,12 +5433,10 @@ class RpcResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RpcResponse(self, out)
+            return _bytes_RpcResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5721,12 +5465,10 @@ class RpcResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RpcResult(self, out)
+            return _bytes_RpcResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5807,12 +5549,10 @@ class SendPushNotificationRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SendPushNotificationRequest(self, out)
+            return _bytes_SendPushNotificationRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5847,12 +5587,10 @@ class SendPushNotificationResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SendPushNotificationResponse(self, out)
+            return _bytes_SendPushNotificationResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5886,12 +5624,10 @@ class SendPushNotificationResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SendPushNotificationResult(self, out)
+            return _bytes_SendPushNotificationResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5932,12 +5668,10 @@ class SharedPollPublishRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SharedPollPublishRequest(self, out)
+            return _bytes_SharedPollPublishRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -5972,12 +5706,10 @@ class SharedPollPublishResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SharedPollPublishResponse(self, out)
+            return _bytes_SharedPollPublishResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6008,12 +5740,10 @@ class SharedPollPublishResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SharedPollPublishResult(self, out)
+            return _bytes_SharedPollPublishResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6046,12 +5776,10 @@ class StreamPosition(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_StreamPosition(self, out)
+            return _bytes_StreamPosition(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6096,12 +5824,10 @@ class SubscribeOptionOverride(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SubscribeOptionOverride(self, out)
+            return _bytes_SubscribeOptionOverride(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6169,12 +5895,10 @@ class SubscribeRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SubscribeRequest(self, out)
+            return _bytes_SubscribeRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6209,12 +5933,10 @@ class SubscribeResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SubscribeResponse(self, out)
+            return _bytes_SubscribeResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6245,12 +5967,10 @@ class SubscribeResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SubscribeResult(self, out)
+            return _bytes_SubscribeResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6283,12 +6003,10 @@ class SubscriptionTokenInfo(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SubscriptionTokenInfo(self, out)
+            return _bytes_SubscriptionTokenInfo(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6319,12 +6037,10 @@ class UnblockUserRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UnblockUserRequest(self, out)
+            return _bytes_UnblockUserRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6359,12 +6075,10 @@ class UnblockUserResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UnblockUserResponse(self, out)
+            return _bytes_UnblockUserResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6395,12 +6109,10 @@ class UnblockUserResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UnblockUserResult(self, out)
+            return _bytes_UnblockUserResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6449,12 +6161,10 @@ class UnsubscribeRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UnsubscribeRequest(self, out)
+            return _bytes_UnsubscribeRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6489,12 +6199,10 @@ class UnsubscribeResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UnsubscribeResponse(self, out)
+            return _bytes_UnsubscribeResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6525,12 +6233,10 @@ class UnsubscribeResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UnsubscribeResult(self, out)
+            return _bytes_UnsubscribeResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6579,12 +6285,10 @@ class UpdatePushStatusRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UpdatePushStatusRequest(self, out)
+            return _bytes_UpdatePushStatusRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6619,12 +6323,10 @@ class UpdatePushStatusResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UpdatePushStatusResponse(self, out)
+            return _bytes_UpdatePushStatusResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6655,12 +6357,10 @@ class UpdatePushStatusResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UpdatePushStatusResult(self, out)
+            return _bytes_UpdatePushStatusResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6693,12 +6393,10 @@ class UpdateUserStatusRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UpdateUserStatusRequest(self, out)
+            return _bytes_UpdateUserStatusRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6733,12 +6431,10 @@ class UpdateUserStatusResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UpdateUserStatusResponse(self, out)
+            return _bytes_UpdateUserStatusResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6769,12 +6465,10 @@ class UpdateUserStatusResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UpdateUserStatusResult(self, out)
+            return _bytes_UpdateUserStatusResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6811,12 +6505,10 @@ class UserStatus(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UserStatus(self, out)
+            return _bytes_UserStatus(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6849,12 +6541,10 @@ class UserTopic(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UserTopic(self, out)
+            return _bytes_UserTopic(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6887,12 +6577,10 @@ class UserTopicFilter(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UserTopicFilter(self, out)
+            return _bytes_UserTopicFilter(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6931,12 +6619,10 @@ class UserTopicListRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UserTopicListRequest(self, out)
+            return _bytes_UserTopicListRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -6971,12 +6657,10 @@ class UserTopicListResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UserTopicListResponse(self, out)
+            return _bytes_UserTopicListResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -7011,12 +6695,10 @@ class UserTopicListResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UserTopicListResult(self, out)
+            return _bytes_UserTopicListResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -7054,12 +6736,10 @@ class UserTopicUpdateRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UserTopicUpdateRequest(self, out)
+            return _bytes_UserTopicUpdateRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -7094,12 +6774,10 @@ class UserTopicUpdateResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UserTopicUpdateResponse(self, out)
+            return _bytes_UserTopicUpdateResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -7130,12 +6808,10 @@ class UserTopicUpdateResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_UserTopicUpdateResult(self, out)
+            return _bytes_UserTopicUpdateResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -7172,12 +6848,10 @@ class WebPushPushNotification(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_WebPushPushNotification(self, out)
+            return _bytes_WebPushPushNotification(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -8026,194 +7700,357 @@ FIELDS: _codec_compiler.Table = {
 }
 _codecs = _codec_compiler.BinaryCodecs(__name__, globals(), FIELDS)
 _enc_Command, _dec_Command = _codecs.binary(Command)
+_bytes_Command = _codecs.to_bytes(Command)
 _enc_Error, _dec_Error = _codecs.binary(Error)
+_bytes_Error = _codecs.to_bytes(Error)
 _enc_Reply, _dec_Reply = _codecs.binary(Reply)
+_bytes_Reply = _codecs.to_bytes(Reply)
 _enc_BatchRequest, _dec_BatchRequest = _codecs.binary(BatchRequest)
+_bytes_BatchRequest = _codecs.to_bytes(BatchRequest)
 _enc_BatchResponse, _dec_BatchResponse = _codecs.binary(BatchResponse)
+_bytes_BatchResponse = _codecs.to_bytes(BatchResponse)
 _enc_PublishRequest, _dec_PublishRequest = _codecs.binary(PublishRequest)
+_bytes_PublishRequest = _codecs.to_bytes(PublishRequest)
 _enc_PublishResponse, _dec_PublishResponse = _codecs.binary(PublishResponse)
+_bytes_PublishResponse = _codecs.to_bytes(PublishResponse)
 _enc_PublishResult, _dec_PublishResult = _codecs.binary(PublishResult)
+_bytes_PublishResult = _codecs.to_bytes(PublishResult)
 _enc_BroadcastRequest, _dec_BroadcastRequest = _codecs.binary(BroadcastRequest)
+_bytes_BroadcastRequest = _codecs.to_bytes(BroadcastRequest)
 _enc_BroadcastResponse, _dec_BroadcastResponse = _codecs.binary(BroadcastResponse)
+_bytes_BroadcastResponse = _codecs.to_bytes(BroadcastResponse)
 _enc_BroadcastResult, _dec_BroadcastResult = _codecs.binary(BroadcastResult)
+_bytes_BroadcastResult = _codecs.to_bytes(BroadcastResult)
 _enc_FilterNode, _dec_FilterNode = _codecs.binary(FilterNode)
+_bytes_FilterNode = _codecs.to_bytes(FilterNode)
 _enc_SubscribeRequest, _dec_SubscribeRequest = _codecs.binary(SubscribeRequest)
+_bytes_SubscribeRequest = _codecs.to_bytes(SubscribeRequest)
 _enc_SubscribeResponse, _dec_SubscribeResponse = _codecs.binary(SubscribeResponse)
+_bytes_SubscribeResponse = _codecs.to_bytes(SubscribeResponse)
 _enc_BoolValue, _dec_BoolValue = _codecs.binary(BoolValue)
+_bytes_BoolValue = _codecs.to_bytes(BoolValue)
 _enc_Int32Value, _dec_Int32Value = _codecs.binary(Int32Value)
+_bytes_Int32Value = _codecs.to_bytes(Int32Value)
 _enc_SubscribeOptionOverride, _dec_SubscribeOptionOverride = _codecs.binary(SubscribeOptionOverride)
+_bytes_SubscribeOptionOverride = _codecs.to_bytes(SubscribeOptionOverride)
 _enc_SubscribeResult, _dec_SubscribeResult = _codecs.binary(SubscribeResult)
+_bytes_SubscribeResult = _codecs.to_bytes(SubscribeResult)
 _enc_UnsubscribeRequest, _dec_UnsubscribeRequest = _codecs.binary(UnsubscribeRequest)
+_bytes_UnsubscribeRequest = _codecs.to_bytes(UnsubscribeRequest)
 _enc_UnsubscribeResponse, _dec_UnsubscribeResponse = _codecs.binary(UnsubscribeResponse)
+_bytes_UnsubscribeResponse = _codecs.to_bytes(UnsubscribeResponse)
 _enc_UnsubscribeResult, _dec_UnsubscribeResult = _codecs.binary(UnsubscribeResult)
+_bytes_UnsubscribeResult = _codecs.to_bytes(UnsubscribeResult)
 _enc_Disconnect, _dec_Disconnect = _codecs.binary(Disconnect)
+_bytes_Disconnect = _codecs.to_bytes(Disconnect)
 _enc_DisconnectRequest, _dec_DisconnectRequest = _codecs.binary(DisconnectRequest)
+_bytes_DisconnectRequest = _codecs.to_bytes(DisconnectRequest)
 _enc_DisconnectResponse, _dec_DisconnectResponse = _codecs.binary(DisconnectResponse)
+_bytes_DisconnectResponse = _codecs.to_bytes(DisconnectResponse)
 _enc_DisconnectResult, _dec_DisconnectResult = _codecs.binary(DisconnectResult)
+_bytes_DisconnectResult = _codecs.to_bytes(DisconnectResult)
 _enc_PresenceRequest, _dec_PresenceRequest = _codecs.binary(PresenceRequest)
+_bytes_PresenceRequest = _codecs.to_bytes(PresenceRequest)
 _enc_PresenceResponse, _dec_PresenceResponse = _codecs.binary(PresenceResponse)
+_bytes_PresenceResponse = _codecs.to_bytes(PresenceResponse)
 _enc_ClientInfo, _dec_ClientInfo = _codecs.binary(ClientInfo)
+_bytes_ClientInfo = _codecs.to_bytes(ClientInfo)
 _enc_PresenceResult, _dec_PresenceResult = _codecs.binary(PresenceResult)
+_bytes_PresenceResult = _codecs.to_bytes(PresenceResult)
 _enc_PresenceStatsRequest, _dec_PresenceStatsRequest = _codecs.binary(PresenceStatsRequest)
+_bytes_PresenceStatsRequest = _codecs.to_bytes(PresenceStatsRequest)
 _enc_PresenceStatsResponse, _dec_PresenceStatsResponse = _codecs.binary(PresenceStatsResponse)
+_bytes_PresenceStatsResponse = _codecs.to_bytes(PresenceStatsResponse)
 _enc_PresenceStatsResult, _dec_PresenceStatsResult = _codecs.binary(PresenceStatsResult)
+_bytes_PresenceStatsResult = _codecs.to_bytes(PresenceStatsResult)
 _enc_StreamPosition, _dec_StreamPosition = _codecs.binary(StreamPosition)
+_bytes_StreamPosition = _codecs.to_bytes(StreamPosition)
 _enc_HistoryRequest, _dec_HistoryRequest = _codecs.binary(HistoryRequest)
+_bytes_HistoryRequest = _codecs.to_bytes(HistoryRequest)
 _enc_HistoryResponse, _dec_HistoryResponse = _codecs.binary(HistoryResponse)
+_bytes_HistoryResponse = _codecs.to_bytes(HistoryResponse)
 _enc_Publication, _dec_Publication = _codecs.binary(Publication)
+_bytes_Publication = _codecs.to_bytes(Publication)
 _enc_HistoryResult, _dec_HistoryResult = _codecs.binary(HistoryResult)
+_bytes_HistoryResult = _codecs.to_bytes(HistoryResult)
 _enc_HistoryRemoveRequest, _dec_HistoryRemoveRequest = _codecs.binary(HistoryRemoveRequest)
+_bytes_HistoryRemoveRequest = _codecs.to_bytes(HistoryRemoveRequest)
 _enc_HistoryRemoveResponse, _dec_HistoryRemoveResponse = _codecs.binary(HistoryRemoveResponse)
+_bytes_HistoryRemoveResponse = _codecs.to_bytes(HistoryRemoveResponse)
 _enc_HistoryRemoveResult, _dec_HistoryRemoveResult = _codecs.binary(HistoryRemoveResult)
+_bytes_HistoryRemoveResult = _codecs.to_bytes(HistoryRemoveResult)
 _enc_InfoRequest, _dec_InfoRequest = _codecs.binary(InfoRequest)
+_bytes_InfoRequest = _codecs.to_bytes(InfoRequest)
 _enc_InfoResponse, _dec_InfoResponse = _codecs.binary(InfoResponse)
+_bytes_InfoResponse = _codecs.to_bytes(InfoResponse)
 _enc_InfoResult, _dec_InfoResult = _codecs.binary(InfoResult)
+_bytes_InfoResult = _codecs.to_bytes(InfoResult)
 _enc_RpcRequest, _dec_RpcRequest = _codecs.binary(RpcRequest)
+_bytes_RpcRequest = _codecs.to_bytes(RpcRequest)
 _enc_RpcResponse, _dec_RpcResponse = _codecs.binary(RpcResponse)
+_bytes_RpcResponse = _codecs.to_bytes(RpcResponse)
 _enc_RpcResult, _dec_RpcResult = _codecs.binary(RpcResult)
+_bytes_RpcResult = _codecs.to_bytes(RpcResult)
 _enc_RefreshRequest, _dec_RefreshRequest = _codecs.binary(RefreshRequest)
+_bytes_RefreshRequest = _codecs.to_bytes(RefreshRequest)
 _enc_RefreshResponse, _dec_RefreshResponse = _codecs.binary(RefreshResponse)
+_bytes_RefreshResponse = _codecs.to_bytes(RefreshResponse)
 _enc_RefreshResult, _dec_RefreshResult = _codecs.binary(RefreshResult)
+_bytes_RefreshResult = _codecs.to_bytes(RefreshResult)
 _enc_NodeResult, _dec_NodeResult = _codecs.binary(NodeResult)
+_bytes_NodeResult = _codecs.to_bytes(NodeResult)
 _enc_Metrics, _dec_Metrics = _codecs.binary(Metrics)
+_bytes_Metrics = _codecs.to_bytes(Metrics)
 _enc_Process, _dec_Process = _codecs.binary(Process)
+_bytes_Process = _codecs.to_bytes(Process)
 _enc_ChannelsRequest, _dec_ChannelsRequest = _codecs.binary(ChannelsRequest)
+_bytes_ChannelsRequest = _codecs.to_bytes(ChannelsRequest)
 _enc_ChannelsResponse, _dec_ChannelsResponse = _codecs.binary(ChannelsResponse)
+_bytes_ChannelsResponse = _codecs.to_bytes(ChannelsResponse)
 _enc_ChannelsResult, _dec_ChannelsResult = _codecs.binary(ChannelsResult)
+_bytes_ChannelsResult = _codecs.to_bytes(ChannelsResult)
 _enc_ChannelInfo, _dec_ChannelInfo = _codecs.binary(ChannelInfo)
+_bytes_ChannelInfo = _codecs.to_bytes(ChannelInfo)
 _enc_ConnectionsRequest, _dec_ConnectionsRequest = _codecs.binary(ConnectionsRequest)
+_bytes_ConnectionsRequest = _codecs.to_bytes(ConnectionsRequest)
 _enc_ConnectionsResponse, _dec_ConnectionsResponse = _codecs.binary(ConnectionsResponse)
+_bytes_ConnectionsResponse = _codecs.to_bytes(ConnectionsResponse)
 _enc_ConnectionsResult, _dec_ConnectionsResult = _codecs.binary(ConnectionsResult)
+_bytes_ConnectionsResult = _codecs.to_bytes(ConnectionsResult)
 _enc_ConnectionInfo, _dec_ConnectionInfo = _codecs.binary(ConnectionInfo)
+_bytes_ConnectionInfo = _codecs.to_bytes(ConnectionInfo)
 _enc_ConnectionState, _dec_ConnectionState = _codecs.binary(ConnectionState)
+_bytes_ConnectionState = _codecs.to_bytes(ConnectionState)
 _enc_ChannelContext, _dec_ChannelContext = _codecs.binary(ChannelContext)
+_bytes_ChannelContext = _codecs.to_bytes(ChannelContext)
 _enc_ConnectionTokenInfo, _dec_ConnectionTokenInfo = _codecs.binary(ConnectionTokenInfo)
+_bytes_ConnectionTokenInfo = _codecs.to_bytes(ConnectionTokenInfo)
 _enc_SubscriptionTokenInfo, _dec_SubscriptionTokenInfo = _codecs.binary(SubscriptionTokenInfo)
+_bytes_SubscriptionTokenInfo = _codecs.to_bytes(SubscriptionTokenInfo)
 _enc_UpdateUserStatusRequest, _dec_UpdateUserStatusRequest = _codecs.binary(UpdateUserStatusRequest)
+_bytes_UpdateUserStatusRequest = _codecs.to_bytes(UpdateUserStatusRequest)
 _enc_UpdateUserStatusResponse, _dec_UpdateUserStatusResponse = _codecs.binary(
     UpdateUserStatusResponse
 )
+_bytes_UpdateUserStatusResponse = _codecs.to_bytes(UpdateUserStatusResponse)
 _enc_UpdateUserStatusResult, _dec_UpdateUserStatusResult = _codecs.binary(UpdateUserStatusResult)
+_bytes_UpdateUserStatusResult = _codecs.to_bytes(UpdateUserStatusResult)
 _enc_GetUserStatusRequest, _dec_GetUserStatusRequest = _codecs.binary(GetUserStatusRequest)
+_bytes_GetUserStatusRequest = _codecs.to_bytes(GetUserStatusRequest)
 _enc_GetUserStatusResponse, _dec_GetUserStatusResponse = _codecs.binary(GetUserStatusResponse)
+_bytes_GetUserStatusResponse = _codecs.to_bytes(GetUserStatusResponse)
 _enc_GetUserStatusResult, _dec_GetUserStatusResult = _codecs.binary(GetUserStatusResult)
+_bytes_GetUserStatusResult = _codecs.to_bytes(GetUserStatusResult)
 _enc_UserStatus, _dec_UserStatus = _codecs.binary(UserStatus)
+_bytes_UserStatus = _codecs.to_bytes(UserStatus)
 _enc_DeleteUserStatusRequest, _dec_DeleteUserStatusRequest = _codecs.binary(DeleteUserStatusRequest)
+_bytes_DeleteUserStatusRequest = _codecs.to_bytes(DeleteUserStatusRequest)
 _enc_DeleteUserStatusResponse, _dec_DeleteUserStatusResponse = _codecs.binary(
     DeleteUserStatusResponse
 )
+_bytes_DeleteUserStatusResponse = _codecs.to_bytes(DeleteUserStatusResponse)
 _enc_DeleteUserStatusResult, _dec_DeleteUserStatusResult = _codecs.binary(DeleteUserStatusResult)
+_bytes_DeleteUserStatusResult = _codecs.to_bytes(DeleteUserStatusResult)
 _enc_BlockUserRequest, _dec_BlockUserRequest = _codecs.binary(BlockUserRequest)
+_bytes_BlockUserRequest = _codecs.to_bytes(BlockUserRequest)
 _enc_BlockUserResult, _dec_BlockUserResult = _codecs.binary(BlockUserResult)
+_bytes_BlockUserResult = _codecs.to_bytes(BlockUserResult)
 _enc_BlockUserResponse, _dec_BlockUserResponse = _codecs.binary(BlockUserResponse)
+_bytes_BlockUserResponse = _codecs.to_bytes(BlockUserResponse)
 _enc_UnblockUserRequest, _dec_UnblockUserRequest = _codecs.binary(UnblockUserRequest)
+_bytes_UnblockUserRequest = _codecs.to_bytes(UnblockUserRequest)
 _enc_UnblockUserResult, _dec_UnblockUserResult = _codecs.binary(UnblockUserResult)
+_bytes_UnblockUserResult = _codecs.to_bytes(UnblockUserResult)
 _enc_UnblockUserResponse, _dec_UnblockUserResponse = _codecs.binary(UnblockUserResponse)
+_bytes_UnblockUserResponse = _codecs.to_bytes(UnblockUserResponse)
 _enc_RevokeTokenRequest, _dec_RevokeTokenRequest = _codecs.binary(RevokeTokenRequest)
+_bytes_RevokeTokenRequest = _codecs.to_bytes(RevokeTokenRequest)
 _enc_RevokeTokenResult, _dec_RevokeTokenResult = _codecs.binary(RevokeTokenResult)
+_bytes_RevokeTokenResult = _codecs.to_bytes(RevokeTokenResult)
 _enc_RevokeTokenResponse, _dec_RevokeTokenResponse = _codecs.binary(RevokeTokenResponse)
+_bytes_RevokeTokenResponse = _codecs.to_bytes(RevokeTokenResponse)
 _enc_InvalidateUserTokensRequest, _dec_InvalidateUserTokensRequest = _codecs.binary(
     InvalidateUserTokensRequest
 )
+_bytes_InvalidateUserTokensRequest = _codecs.to_bytes(InvalidateUserTokensRequest)
 _enc_InvalidateUserTokensResult, _dec_InvalidateUserTokensResult = _codecs.binary(
     InvalidateUserTokensResult
 )
+_bytes_InvalidateUserTokensResult = _codecs.to_bytes(InvalidateUserTokensResult)
 _enc_InvalidateUserTokensResponse, _dec_InvalidateUserTokensResponse = _codecs.binary(
     InvalidateUserTokensResponse
 )
+_bytes_InvalidateUserTokensResponse = _codecs.to_bytes(InvalidateUserTokensResponse)
 _enc_DeviceRegisterRequest, _dec_DeviceRegisterRequest = _codecs.binary(DeviceRegisterRequest)
+_bytes_DeviceRegisterRequest = _codecs.to_bytes(DeviceRegisterRequest)
 _enc_DeviceUpdateRequest, _dec_DeviceUpdateRequest = _codecs.binary(DeviceUpdateRequest)
+_bytes_DeviceUpdateRequest = _codecs.to_bytes(DeviceUpdateRequest)
 _enc_DeviceRemoveRequest, _dec_DeviceRemoveRequest = _codecs.binary(DeviceRemoveRequest)
+_bytes_DeviceRemoveRequest = _codecs.to_bytes(DeviceRemoveRequest)
 _enc_DeviceUserUpdate, _dec_DeviceUserUpdate = _codecs.binary(DeviceUserUpdate)
+_bytes_DeviceUserUpdate = _codecs.to_bytes(DeviceUserUpdate)
 _enc_DeviceTimezoneUpdate, _dec_DeviceTimezoneUpdate = _codecs.binary(DeviceTimezoneUpdate)
+_bytes_DeviceTimezoneUpdate = _codecs.to_bytes(DeviceTimezoneUpdate)
 _enc_DeviceLocaleUpdate, _dec_DeviceLocaleUpdate = _codecs.binary(DeviceLocaleUpdate)
+_bytes_DeviceLocaleUpdate = _codecs.to_bytes(DeviceLocaleUpdate)
 _enc_DeviceMetaUpdate, _dec_DeviceMetaUpdate = _codecs.binary(DeviceMetaUpdate)
+_bytes_DeviceMetaUpdate = _codecs.to_bytes(DeviceMetaUpdate)
 _enc_DeviceTopicsUpdate, _dec_DeviceTopicsUpdate = _codecs.binary(DeviceTopicsUpdate)
+_bytes_DeviceTopicsUpdate = _codecs.to_bytes(DeviceTopicsUpdate)
 _enc_DeviceFilter, _dec_DeviceFilter = _codecs.binary(DeviceFilter)
+_bytes_DeviceFilter = _codecs.to_bytes(DeviceFilter)
 _enc_DeviceListRequest, _dec_DeviceListRequest = _codecs.binary(DeviceListRequest)
+_bytes_DeviceListRequest = _codecs.to_bytes(DeviceListRequest)
 _enc_DeviceTopicFilter, _dec_DeviceTopicFilter = _codecs.binary(DeviceTopicFilter)
+_bytes_DeviceTopicFilter = _codecs.to_bytes(DeviceTopicFilter)
 _enc_DeviceTopicListRequest, _dec_DeviceTopicListRequest = _codecs.binary(DeviceTopicListRequest)
+_bytes_DeviceTopicListRequest = _codecs.to_bytes(DeviceTopicListRequest)
 _enc_UserTopicFilter, _dec_UserTopicFilter = _codecs.binary(UserTopicFilter)
+_bytes_UserTopicFilter = _codecs.to_bytes(UserTopicFilter)
 _enc_UserTopicListRequest, _dec_UserTopicListRequest = _codecs.binary(UserTopicListRequest)
+_bytes_UserTopicListRequest = _codecs.to_bytes(UserTopicListRequest)
 _enc_DeviceTopicUpdateRequest, _dec_DeviceTopicUpdateRequest = _codecs.binary(
     DeviceTopicUpdateRequest
 )
+_bytes_DeviceTopicUpdateRequest = _codecs.to_bytes(DeviceTopicUpdateRequest)
 _enc_UserTopicUpdateRequest, _dec_UserTopicUpdateRequest = _codecs.binary(UserTopicUpdateRequest)
+_bytes_UserTopicUpdateRequest = _codecs.to_bytes(UserTopicUpdateRequest)
 _enc_DeviceRegisterResponse, _dec_DeviceRegisterResponse = _codecs.binary(DeviceRegisterResponse)
+_bytes_DeviceRegisterResponse = _codecs.to_bytes(DeviceRegisterResponse)
 _enc_DeviceUpdateResponse, _dec_DeviceUpdateResponse = _codecs.binary(DeviceUpdateResponse)
+_bytes_DeviceUpdateResponse = _codecs.to_bytes(DeviceUpdateResponse)
 _enc_DeviceRemoveResponse, _dec_DeviceRemoveResponse = _codecs.binary(DeviceRemoveResponse)
+_bytes_DeviceRemoveResponse = _codecs.to_bytes(DeviceRemoveResponse)
 _enc_DeviceListResponse, _dec_DeviceListResponse = _codecs.binary(DeviceListResponse)
+_bytes_DeviceListResponse = _codecs.to_bytes(DeviceListResponse)
 _enc_DeviceTopicListResponse, _dec_DeviceTopicListResponse = _codecs.binary(DeviceTopicListResponse)
+_bytes_DeviceTopicListResponse = _codecs.to_bytes(DeviceTopicListResponse)
 _enc_UserTopicListResponse, _dec_UserTopicListResponse = _codecs.binary(UserTopicListResponse)
+_bytes_UserTopicListResponse = _codecs.to_bytes(UserTopicListResponse)
 _enc_DeviceTopicUpdateResponse, _dec_DeviceTopicUpdateResponse = _codecs.binary(
     DeviceTopicUpdateResponse
 )
+_bytes_DeviceTopicUpdateResponse = _codecs.to_bytes(DeviceTopicUpdateResponse)
 _enc_UserTopicUpdateResponse, _dec_UserTopicUpdateResponse = _codecs.binary(UserTopicUpdateResponse)
+_bytes_UserTopicUpdateResponse = _codecs.to_bytes(UserTopicUpdateResponse)
 _enc_DeviceRegisterResult, _dec_DeviceRegisterResult = _codecs.binary(DeviceRegisterResult)
+_bytes_DeviceRegisterResult = _codecs.to_bytes(DeviceRegisterResult)
 _enc_DeviceUpdateResult, _dec_DeviceUpdateResult = _codecs.binary(DeviceUpdateResult)
+_bytes_DeviceUpdateResult = _codecs.to_bytes(DeviceUpdateResult)
 _enc_DeviceRemoveResult, _dec_DeviceRemoveResult = _codecs.binary(DeviceRemoveResult)
+_bytes_DeviceRemoveResult = _codecs.to_bytes(DeviceRemoveResult)
 _enc_DeviceListResult, _dec_DeviceListResult = _codecs.binary(DeviceListResult)
+_bytes_DeviceListResult = _codecs.to_bytes(DeviceListResult)
 _enc_Device, _dec_Device = _codecs.binary(Device)
+_bytes_Device = _codecs.to_bytes(Device)
 _enc_DeviceTopicListResult, _dec_DeviceTopicListResult = _codecs.binary(DeviceTopicListResult)
+_bytes_DeviceTopicListResult = _codecs.to_bytes(DeviceTopicListResult)
 _enc_DeviceTopic, _dec_DeviceTopic = _codecs.binary(DeviceTopic)
+_bytes_DeviceTopic = _codecs.to_bytes(DeviceTopic)
 _enc_UserTopicListResult, _dec_UserTopicListResult = _codecs.binary(UserTopicListResult)
+_bytes_UserTopicListResult = _codecs.to_bytes(UserTopicListResult)
 _enc_DeviceTopicUpdateResult, _dec_DeviceTopicUpdateResult = _codecs.binary(DeviceTopicUpdateResult)
+_bytes_DeviceTopicUpdateResult = _codecs.to_bytes(DeviceTopicUpdateResult)
 _enc_UserTopicUpdateResult, _dec_UserTopicUpdateResult = _codecs.binary(UserTopicUpdateResult)
+_bytes_UserTopicUpdateResult = _codecs.to_bytes(UserTopicUpdateResult)
 _enc_UserTopic, _dec_UserTopic = _codecs.binary(UserTopic)
+_bytes_UserTopic = _codecs.to_bytes(UserTopic)
 _enc_PushRecipient, _dec_PushRecipient = _codecs.binary(PushRecipient)
+_bytes_PushRecipient = _codecs.to_bytes(PushRecipient)
 _enc_PushNotification, _dec_PushNotification = _codecs.binary(PushNotification)
+_bytes_PushNotification = _codecs.to_bytes(PushNotification)
 _enc_FcmPushNotification, _dec_FcmPushNotification = _codecs.binary(FcmPushNotification)
+_bytes_FcmPushNotification = _codecs.to_bytes(FcmPushNotification)
 _enc_HmsPushNotification, _dec_HmsPushNotification = _codecs.binary(HmsPushNotification)
+_bytes_HmsPushNotification = _codecs.to_bytes(HmsPushNotification)
 _enc_ApnsPushNotification, _dec_ApnsPushNotification = _codecs.binary(ApnsPushNotification)
+_bytes_ApnsPushNotification = _codecs.to_bytes(ApnsPushNotification)
 _enc_WebPushPushNotification, _dec_WebPushPushNotification = _codecs.binary(WebPushPushNotification)
+_bytes_WebPushPushNotification = _codecs.to_bytes(WebPushPushNotification)
 _enc_SendPushNotificationRequest, _dec_SendPushNotificationRequest = _codecs.binary(
     SendPushNotificationRequest
 )
+_bytes_SendPushNotificationRequest = _codecs.to_bytes(SendPushNotificationRequest)
 _enc_PushLocalization, _dec_PushLocalization = _codecs.binary(PushLocalization)
+_bytes_PushLocalization = _codecs.to_bytes(PushLocalization)
 _enc_PushLimitStrategy, _dec_PushLimitStrategy = _codecs.binary(PushLimitStrategy)
+_bytes_PushLimitStrategy = _codecs.to_bytes(PushLimitStrategy)
 _enc_PushTimeLimitStrategy, _dec_PushTimeLimitStrategy = _codecs.binary(PushTimeLimitStrategy)
+_bytes_PushTimeLimitStrategy = _codecs.to_bytes(PushTimeLimitStrategy)
 _enc_PushRateLimitStrategy, _dec_PushRateLimitStrategy = _codecs.binary(PushRateLimitStrategy)
+_bytes_PushRateLimitStrategy = _codecs.to_bytes(PushRateLimitStrategy)
 _enc_RateLimitPolicy, _dec_RateLimitPolicy = _codecs.binary(RateLimitPolicy)
+_bytes_RateLimitPolicy = _codecs.to_bytes(RateLimitPolicy)
 _enc_SendPushNotificationResponse, _dec_SendPushNotificationResponse = _codecs.binary(
     SendPushNotificationResponse
 )
+_bytes_SendPushNotificationResponse = _codecs.to_bytes(SendPushNotificationResponse)
 _enc_SendPushNotificationResult, _dec_SendPushNotificationResult = _codecs.binary(
     SendPushNotificationResult
 )
+_bytes_SendPushNotificationResult = _codecs.to_bytes(SendPushNotificationResult)
 _enc_UpdatePushStatusRequest, _dec_UpdatePushStatusRequest = _codecs.binary(UpdatePushStatusRequest)
+_bytes_UpdatePushStatusRequest = _codecs.to_bytes(UpdatePushStatusRequest)
 _enc_UpdatePushStatusResponse, _dec_UpdatePushStatusResponse = _codecs.binary(
     UpdatePushStatusResponse
 )
+_bytes_UpdatePushStatusResponse = _codecs.to_bytes(UpdatePushStatusResponse)
 _enc_UpdatePushStatusResult, _dec_UpdatePushStatusResult = _codecs.binary(UpdatePushStatusResult)
+_bytes_UpdatePushStatusResult = _codecs.to_bytes(UpdatePushStatusResult)
 _enc_CancelPushRequest, _dec_CancelPushRequest = _codecs.binary(CancelPushRequest)
+_bytes_CancelPushRequest = _codecs.to_bytes(CancelPushRequest)
 _enc_CancelPushResponse, _dec_CancelPushResponse = _codecs.binary(CancelPushResponse)
+_bytes_CancelPushResponse = _codecs.to_bytes(CancelPushResponse)
 _enc_CancelPushResult, _dec_CancelPushResult = _codecs.binary(CancelPushResult)
+_bytes_CancelPushResult = _codecs.to_bytes(CancelPushResult)
 _enc_MapPublishRequest, _dec_MapPublishRequest = _codecs.binary(MapPublishRequest)
+_bytes_MapPublishRequest = _codecs.to_bytes(MapPublishRequest)
 _enc_MapPublishResponse, _dec_MapPublishResponse = _codecs.binary(MapPublishResponse)
+_bytes_MapPublishResponse = _codecs.to_bytes(MapPublishResponse)
 _enc_MapPublishResult, _dec_MapPublishResult = _codecs.binary(MapPublishResult)
+_bytes_MapPublishResult = _codecs.to_bytes(MapPublishResult)
 _enc_MapRemoveRequest, _dec_MapRemoveRequest = _codecs.binary(MapRemoveRequest)
+_bytes_MapRemoveRequest = _codecs.to_bytes(MapRemoveRequest)
 _enc_MapRemoveResponse, _dec_MapRemoveResponse = _codecs.binary(MapRemoveResponse)
+_bytes_MapRemoveResponse = _codecs.to_bytes(MapRemoveResponse)
 _enc_MapRemoveResult, _dec_MapRemoveResult = _codecs.binary(MapRemoveResult)
+_bytes_MapRemoveResult = _codecs.to_bytes(MapRemoveResult)
 _enc_MapReadStateRequest, _dec_MapReadStateRequest = _codecs.binary(MapReadStateRequest)
+_bytes_MapReadStateRequest = _codecs.to_bytes(MapReadStateRequest)
 _enc_MapReadStateResponse, _dec_MapReadStateResponse = _codecs.binary(MapReadStateResponse)
+_bytes_MapReadStateResponse = _codecs.to_bytes(MapReadStateResponse)
 _enc_MapReadStateResult, _dec_MapReadStateResult = _codecs.binary(MapReadStateResult)
+_bytes_MapReadStateResult = _codecs.to_bytes(MapReadStateResult)
 _enc_MapEntry, _dec_MapEntry = _codecs.binary(MapEntry)
+_bytes_MapEntry = _codecs.to_bytes(MapEntry)
 _enc_MapReadStreamRequest, _dec_MapReadStreamRequest = _codecs.binary(MapReadStreamRequest)
+_bytes_MapReadStreamRequest = _codecs.to_bytes(MapReadStreamRequest)
 _enc_MapReadStreamResponse, _dec_MapReadStreamResponse = _codecs.binary(MapReadStreamResponse)
+_bytes_MapReadStreamResponse = _codecs.to_bytes(MapReadStreamResponse)
 _enc_MapReadStreamResult, _dec_MapReadStreamResult = _codecs.binary(MapReadStreamResult)
+_bytes_MapReadStreamResult = _codecs.to_bytes(MapReadStreamResult)
 _enc_MapStatsRequest, _dec_MapStatsRequest = _codecs.binary(MapStatsRequest)
+_bytes_MapStatsRequest = _codecs.to_bytes(MapStatsRequest)
 _enc_MapStatsResponse, _dec_MapStatsResponse = _codecs.binary(MapStatsResponse)
+_bytes_MapStatsResponse = _codecs.to_bytes(MapStatsResponse)
 _enc_MapStatsResult, _dec_MapStatsResult = _codecs.binary(MapStatsResult)
+_bytes_MapStatsResult = _codecs.to_bytes(MapStatsResult)
 _enc_MapClearRequest, _dec_MapClearRequest = _codecs.binary(MapClearRequest)
+_bytes_MapClearRequest = _codecs.to_bytes(MapClearRequest)
 _enc_MapClearResponse, _dec_MapClearResponse = _codecs.binary(MapClearResponse)
+_bytes_MapClearResponse = _codecs.to_bytes(MapClearResponse)
 _enc_MapClearResult, _dec_MapClearResult = _codecs.binary(MapClearResult)
+_bytes_MapClearResult = _codecs.to_bytes(MapClearResult)
 _enc_SharedPollPublishRequest, _dec_SharedPollPublishRequest = _codecs.binary(
     SharedPollPublishRequest
 )
+_bytes_SharedPollPublishRequest = _codecs.to_bytes(SharedPollPublishRequest)
 _enc_SharedPollPublishResponse, _dec_SharedPollPublishResponse = _codecs.binary(
     SharedPollPublishResponse
 )
+_bytes_SharedPollPublishResponse = _codecs.to_bytes(SharedPollPublishResponse)
 _enc_SharedPollPublishResult, _dec_SharedPollPublishResult = _codecs.binary(SharedPollPublishResult)
+_bytes_SharedPollPublishResult = _codecs.to_bytes(SharedPollPublishResult)
 
 
 #: The gRPC service classes, in api_grpc (loaded on first use).

@@ -83,12 +83,10 @@ class BoolValue(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_BoolValue(self, out)
+            return _bytes_BoolValue(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -124,12 +122,10 @@ class ChannelEvent(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ChannelEvent(self, out)
+            return _bytes_ChannelEvent(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -162,12 +158,10 @@ class ChannelsCapability(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ChannelsCapability(self, out)
+            return _bytes_ChannelsCapability(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -214,12 +208,10 @@ class ConnectRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ConnectRequest(self, out)
+            return _bytes_ConnectRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -256,12 +248,10 @@ class ConnectResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ConnectResponse(self, out)
+            return _bytes_ConnectResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -326,12 +316,10 @@ class ConnectResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_ConnectResult(self, out)
+            return _bytes_ConnectResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -364,12 +352,10 @@ class Disconnect(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_Disconnect(self, out)
+            return _bytes_Disconnect(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -402,12 +388,10 @@ class Error(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_Error(self, out)
+            return _bytes_Error(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -446,12 +430,10 @@ class FilterNode(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_FilterNode(self, out)
+            return _bytes_FilterNode(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -480,12 +462,10 @@ class Int32Value(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_Int32Value(self, out)
+            return _bytes_Int32Value(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -542,12 +522,10 @@ class MapPublishRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapPublishRequest(self, out)
+            return _bytes_MapPublishRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -586,12 +564,10 @@ class MapPublishResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapPublishResponse(self, out)
+            return _bytes_MapPublishResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -648,12 +624,10 @@ class MapPublishResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapPublishResult(self, out)
+            return _bytes_MapPublishResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -708,12 +682,10 @@ class MapRemoveRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapRemoveRequest(self, out)
+            return _bytes_MapRemoveRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -752,12 +724,10 @@ class MapRemoveResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapRemoveResponse(self, out)
+            return _bytes_MapRemoveResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -796,12 +766,10 @@ class MapRemoveResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_MapRemoveResult(self, out)
+            return _bytes_MapRemoveResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -832,12 +800,10 @@ class NotifyCacheEmptyRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_NotifyCacheEmptyRequest(self, out)
+            return _bytes_NotifyCacheEmptyRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -870,12 +836,10 @@ class NotifyCacheEmptyResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_NotifyCacheEmptyResponse(self, out)
+            return _bytes_NotifyCacheEmptyResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -906,12 +870,10 @@ class NotifyCacheEmptyResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_NotifyCacheEmptyResult(self, out)
+            return _bytes_NotifyCacheEmptyResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -942,12 +904,10 @@ class NotifyChannelStateRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_NotifyChannelStateRequest(self, out)
+            return _bytes_NotifyChannelStateRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -982,12 +942,10 @@ class NotifyChannelStateResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_NotifyChannelStateResponse(self, out)
+            return _bytes_NotifyChannelStateResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1018,12 +976,10 @@ class NotifyChannelStateResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_NotifyChannelStateResult(self, out)
+            return _bytes_NotifyChannelStateResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1066,12 +1022,10 @@ class Publication(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_Publication(self, out)
+            return _bytes_Publication(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1126,12 +1080,10 @@ class PublishRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PublishRequest(self, out)
+            return _bytes_PublishRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1168,12 +1120,10 @@ class PublishResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PublishResponse(self, out)
+            return _bytes_PublishResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1222,12 +1172,10 @@ class PublishResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_PublishResult(self, out)
+            return _bytes_PublishResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1278,12 +1226,10 @@ class RefreshRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RefreshRequest(self, out)
+            return _bytes_RefreshRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1320,12 +1266,10 @@ class RefreshResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RefreshResponse(self, out)
+            return _bytes_RefreshResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1368,12 +1312,10 @@ class RefreshResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RefreshResult(self, out)
+            return _bytes_RefreshResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1430,12 +1372,10 @@ class RpcRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RpcRequest(self, out)
+            return _bytes_RpcRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1470,12 +1410,10 @@ class RpcResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RpcResponse(self, out)
+            return _bytes_RpcResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1506,12 +1444,10 @@ class RpcResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_RpcResult(self, out)
+            return _bytes_RpcResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1542,12 +1478,10 @@ class SharedPollRefreshItem(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SharedPollRefreshItem(self, out)
+            return _bytes_SharedPollRefreshItem(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1582,12 +1516,10 @@ class SharedPollRefreshRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SharedPollRefreshRequest(self, out)
+            return _bytes_SharedPollRefreshRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1622,12 +1554,10 @@ class SharedPollRefreshResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SharedPollRefreshResponse(self, out)
+            return _bytes_SharedPollRefreshResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1662,12 +1592,10 @@ class SharedPollRefreshResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SharedPollRefreshResult(self, out)
+            return _bytes_SharedPollRefreshResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1706,12 +1634,10 @@ class SharedPollRefreshResultItem(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SharedPollRefreshResultItem(self, out)
+            return _bytes_SharedPollRefreshResultItem(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1756,12 +1682,10 @@ class StreamSubscribeRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_StreamSubscribeRequest(self, out)
+            return _bytes_StreamSubscribeRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1804,12 +1728,10 @@ class StreamSubscribeResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_StreamSubscribeResponse(self, out)
+            return _bytes_StreamSubscribeResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1862,12 +1784,10 @@ class SubRefreshRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SubRefreshRequest(self, out)
+            return _bytes_SubRefreshRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1906,12 +1826,10 @@ class SubRefreshResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SubRefreshResponse(self, out)
+            return _bytes_SubRefreshResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1948,12 +1866,10 @@ class SubRefreshResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SubRefreshResult(self, out)
+            return _bytes_SubRefreshResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -1998,12 +1914,10 @@ class SubscribeOptionOverride(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SubscribeOptionOverride(self, out)
+            return _bytes_SubscribeOptionOverride(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2061,12 +1975,10 @@ class SubscribeOptions(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SubscribeOptions(self, out)
+            return _bytes_SubscribeOptions(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2125,12 +2037,10 @@ class SubscribeRequest(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SubscribeRequest(self, out)
+            return _bytes_SubscribeRequest(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2169,12 +2079,10 @@ class SubscribeResponse(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SubscribeResponse(self, out)
+            return _bytes_SubscribeResponse(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2223,12 +2131,10 @@ class SubscribeResult(betterproto2.Message):
 
     def __bytes__(self) -> bytes:
         """The protobuf encoding of this message (compiled straight-line encoder)."""
-        out = bytearray()
         try:
-            _enc_SubscribeResult(self, out)
+            return _bytes_SubscribeResult(self)
         except _rt_ENCODE_FAILURES as exc:
             raise _rt_encode_failed(type(self), exc) from None
-        return bytes(out)
 
     SerializeToString = __bytes__
 
@@ -2563,66 +2469,113 @@ FIELDS: _codec_compiler.Table = {
 }
 _codecs = _codec_compiler.BinaryCodecs(__name__, globals(), FIELDS)
 _enc_FilterNode, _dec_FilterNode = _codecs.binary(FilterNode)
+_bytes_FilterNode = _codecs.to_bytes(FilterNode)
 _enc_Disconnect, _dec_Disconnect = _codecs.binary(Disconnect)
+_bytes_Disconnect = _codecs.to_bytes(Disconnect)
 _enc_Error, _dec_Error = _codecs.binary(Error)
+_bytes_Error = _codecs.to_bytes(Error)
 _enc_ConnectRequest, _dec_ConnectRequest = _codecs.binary(ConnectRequest)
+_bytes_ConnectRequest = _codecs.to_bytes(ConnectRequest)
 _enc_SubscribeOptions, _dec_SubscribeOptions = _codecs.binary(SubscribeOptions)
+_bytes_SubscribeOptions = _codecs.to_bytes(SubscribeOptions)
 _enc_ConnectResult, _dec_ConnectResult = _codecs.binary(ConnectResult)
+_bytes_ConnectResult = _codecs.to_bytes(ConnectResult)
 _enc_ChannelsCapability, _dec_ChannelsCapability = _codecs.binary(ChannelsCapability)
+_bytes_ChannelsCapability = _codecs.to_bytes(ChannelsCapability)
 _enc_ConnectResponse, _dec_ConnectResponse = _codecs.binary(ConnectResponse)
+_bytes_ConnectResponse = _codecs.to_bytes(ConnectResponse)
 _enc_RefreshRequest, _dec_RefreshRequest = _codecs.binary(RefreshRequest)
+_bytes_RefreshRequest = _codecs.to_bytes(RefreshRequest)
 _enc_RefreshResult, _dec_RefreshResult = _codecs.binary(RefreshResult)
+_bytes_RefreshResult = _codecs.to_bytes(RefreshResult)
 _enc_RefreshResponse, _dec_RefreshResponse = _codecs.binary(RefreshResponse)
+_bytes_RefreshResponse = _codecs.to_bytes(RefreshResponse)
 _enc_SubscribeRequest, _dec_SubscribeRequest = _codecs.binary(SubscribeRequest)
+_bytes_SubscribeRequest = _codecs.to_bytes(SubscribeRequest)
 _enc_BoolValue, _dec_BoolValue = _codecs.binary(BoolValue)
+_bytes_BoolValue = _codecs.to_bytes(BoolValue)
 _enc_Int32Value, _dec_Int32Value = _codecs.binary(Int32Value)
+_bytes_Int32Value = _codecs.to_bytes(Int32Value)
 _enc_SubscribeOptionOverride, _dec_SubscribeOptionOverride = _codecs.binary(SubscribeOptionOverride)
+_bytes_SubscribeOptionOverride = _codecs.to_bytes(SubscribeOptionOverride)
 _enc_SubscribeResult, _dec_SubscribeResult = _codecs.binary(SubscribeResult)
+_bytes_SubscribeResult = _codecs.to_bytes(SubscribeResult)
 _enc_SubscribeResponse, _dec_SubscribeResponse = _codecs.binary(SubscribeResponse)
+_bytes_SubscribeResponse = _codecs.to_bytes(SubscribeResponse)
 _enc_PublishRequest, _dec_PublishRequest = _codecs.binary(PublishRequest)
+_bytes_PublishRequest = _codecs.to_bytes(PublishRequest)
 _enc_PublishResult, _dec_PublishResult = _codecs.binary(PublishResult)
+_bytes_PublishResult = _codecs.to_bytes(PublishResult)
 _enc_PublishResponse, _dec_PublishResponse = _codecs.binary(PublishResponse)
+_bytes_PublishResponse = _codecs.to_bytes(PublishResponse)
 _enc_MapPublishRequest, _dec_MapPublishRequest = _codecs.binary(MapPublishRequest)
+_bytes_MapPublishRequest = _codecs.to_bytes(MapPublishRequest)
 _enc_MapPublishResult, _dec_MapPublishResult = _codecs.binary(MapPublishResult)
+_bytes_MapPublishResult = _codecs.to_bytes(MapPublishResult)
 _enc_MapPublishResponse, _dec_MapPublishResponse = _codecs.binary(MapPublishResponse)
+_bytes_MapPublishResponse = _codecs.to_bytes(MapPublishResponse)
 _enc_MapRemoveRequest, _dec_MapRemoveRequest = _codecs.binary(MapRemoveRequest)
+_bytes_MapRemoveRequest = _codecs.to_bytes(MapRemoveRequest)
 _enc_MapRemoveResult, _dec_MapRemoveResult = _codecs.binary(MapRemoveResult)
+_bytes_MapRemoveResult = _codecs.to_bytes(MapRemoveResult)
 _enc_MapRemoveResponse, _dec_MapRemoveResponse = _codecs.binary(MapRemoveResponse)
+_bytes_MapRemoveResponse = _codecs.to_bytes(MapRemoveResponse)
 _enc_RpcRequest, _dec_RpcRequest = _codecs.binary(RpcRequest)
+_bytes_RpcRequest = _codecs.to_bytes(RpcRequest)
 _enc_RpcResult, _dec_RpcResult = _codecs.binary(RpcResult)
+_bytes_RpcResult = _codecs.to_bytes(RpcResult)
 _enc_RpcResponse, _dec_RpcResponse = _codecs.binary(RpcResponse)
+_bytes_RpcResponse = _codecs.to_bytes(RpcResponse)
 _enc_SubRefreshRequest, _dec_SubRefreshRequest = _codecs.binary(SubRefreshRequest)
+_bytes_SubRefreshRequest = _codecs.to_bytes(SubRefreshRequest)
 _enc_SubRefreshResult, _dec_SubRefreshResult = _codecs.binary(SubRefreshResult)
+_bytes_SubRefreshResult = _codecs.to_bytes(SubRefreshResult)
 _enc_SubRefreshResponse, _dec_SubRefreshResponse = _codecs.binary(SubRefreshResponse)
+_bytes_SubRefreshResponse = _codecs.to_bytes(SubRefreshResponse)
 _enc_Publication, _dec_Publication = _codecs.binary(Publication)
+_bytes_Publication = _codecs.to_bytes(Publication)
 _enc_StreamSubscribeRequest, _dec_StreamSubscribeRequest = _codecs.binary(StreamSubscribeRequest)
+_bytes_StreamSubscribeRequest = _codecs.to_bytes(StreamSubscribeRequest)
 _enc_StreamSubscribeResponse, _dec_StreamSubscribeResponse = _codecs.binary(StreamSubscribeResponse)
+_bytes_StreamSubscribeResponse = _codecs.to_bytes(StreamSubscribeResponse)
 _enc_NotifyCacheEmptyRequest, _dec_NotifyCacheEmptyRequest = _codecs.binary(NotifyCacheEmptyRequest)
+_bytes_NotifyCacheEmptyRequest = _codecs.to_bytes(NotifyCacheEmptyRequest)
 _enc_NotifyCacheEmptyResponse, _dec_NotifyCacheEmptyResponse = _codecs.binary(
     NotifyCacheEmptyResponse
 )
+_bytes_NotifyCacheEmptyResponse = _codecs.to_bytes(NotifyCacheEmptyResponse)
 _enc_NotifyCacheEmptyResult, _dec_NotifyCacheEmptyResult = _codecs.binary(NotifyCacheEmptyResult)
+_bytes_NotifyCacheEmptyResult = _codecs.to_bytes(NotifyCacheEmptyResult)
 _enc_NotifyChannelStateRequest, _dec_NotifyChannelStateRequest = _codecs.binary(
     NotifyChannelStateRequest
 )
+_bytes_NotifyChannelStateRequest = _codecs.to_bytes(NotifyChannelStateRequest)
 _enc_ChannelEvent, _dec_ChannelEvent = _codecs.binary(ChannelEvent)
+_bytes_ChannelEvent = _codecs.to_bytes(ChannelEvent)
 _enc_NotifyChannelStateResponse, _dec_NotifyChannelStateResponse = _codecs.binary(
     NotifyChannelStateResponse
 )
+_bytes_NotifyChannelStateResponse = _codecs.to_bytes(NotifyChannelStateResponse)
 _enc_NotifyChannelStateResult, _dec_NotifyChannelStateResult = _codecs.binary(
     NotifyChannelStateResult
 )
+_bytes_NotifyChannelStateResult = _codecs.to_bytes(NotifyChannelStateResult)
 _enc_SharedPollRefreshRequest, _dec_SharedPollRefreshRequest = _codecs.binary(
     SharedPollRefreshRequest
 )
+_bytes_SharedPollRefreshRequest = _codecs.to_bytes(SharedPollRefreshRequest)
 _enc_SharedPollRefreshItem, _dec_SharedPollRefreshItem = _codecs.binary(SharedPollRefreshItem)
+_bytes_SharedPollRefreshItem = _codecs.to_bytes(SharedPollRefreshItem)
 _enc_SharedPollRefreshResult, _dec_SharedPollRefreshResult = _codecs.binary(SharedPollRefreshResult)
+_bytes_SharedPollRefreshResult = _codecs.to_bytes(SharedPollRefreshResult)
 _enc_SharedPollRefreshResultItem, _dec_SharedPollRefreshResultItem = _codecs.binary(
     SharedPollRefreshResultItem
 )
+_bytes_SharedPollRefreshResultItem = _codecs.to_bytes(SharedPollRefreshResultItem)
 _enc_SharedPollRefreshResponse, _dec_SharedPollRefreshResponse = _codecs.binary(
     SharedPollRefreshResponse
 )
+_bytes_SharedPollRefreshResponse = _codecs.to_bytes(SharedPollRefreshResponse)
 
 
 #: The gRPC service classes, in proxy_grpc (loaded on first use).
