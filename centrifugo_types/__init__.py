@@ -14,6 +14,10 @@ the servers' TLS. The rest lives in modules:
 - :mod:`centrifugo_types.client`: server API clients (async and sync) over HTTP, gRPC or a mock.
 - :mod:`centrifugo_types.testing`: hypothesis strategies for every message type.
 
+``CODEC_BACKEND`` says which binary codec runs: ``"c"`` (the optional C extension, built at
+install time where a C compiler exists) or ``"python"`` (the fallback, or forced with
+``CENTRIFUGO_TYPES_PURE_PYTHON=1``).
+
 Importing the package is cheap: each of these names is imported on first use (a module
 ``__getattr__``), so ``import centrifugo_types`` alone does not load the router, the messages or
 the codec (BENCHMARKS.md, "Issue 17"). Type checkers and IDEs see the imports below.
@@ -29,6 +33,7 @@ from ._generated import CENTRIFUGO_VERSION
 from .errors import *  # noqa: F403  (every exception: cheap, and wanted in `except` clauses)
 
 if TYPE_CHECKING:
+    from ._codec_compiler import BACKEND as CODEC_BACKEND
     from ._generated.proxy_calls import *  # noqa: F403  (the call class of every event)
     from ._server import server_ssl_context
     from .calls import (
@@ -52,6 +57,7 @@ if TYPE_CHECKING:
 
     __all__: list[str] = [
         "CENTRIFUGO_VERSION",
+        "CODEC_BACKEND",
         "AnyCall",
         "BidirectionalStreamCall",
         "CallNext",
@@ -128,8 +134,17 @@ def _getattr(name: str) -> Any:
         value = importlib.import_module(f".{name}", __name__)
     elif name == "__version__":
         value = _version()
+    elif name == "CODEC_BACKEND":
+        value = importlib.import_module("._codec_compiler", __name__).BACKEND
     elif name == "__all__":
-        value = ["CENTRIFUGO_VERSION", "__version__", *_LAZY, *_errors.__all__, *_calls().__all__]
+        value = [
+            "CENTRIFUGO_VERSION",
+            "CODEC_BACKEND",
+            "__version__",
+            *_LAZY,
+            *_errors.__all__,
+            *_calls().__all__,
+        ]
     elif not name.startswith("_") and name in _calls().__all__:
         value = getattr(_calls(), name)
     else:
