@@ -138,7 +138,7 @@ def machine() -> dict[str, Any]:
     import betterproto2
     import google.protobuf
 
-    from centrifugo_types._codec_compiler import BACKEND
+    from centrifugo_types import CODEC_BACKEND
 
     return {
         "cpu": _cpu_model(),
@@ -147,7 +147,7 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "protobuf": f"{google.protobuf.__version__} (upb)",
         "betterproto2": getattr(betterproto2, "__version__", "0.10.0"),
-        "codec": BACKEND,
+        "codec": CODEC_BACKEND,
         "loadavg_start": os.getloadavg(),
     }
 

@@ -378,34 +378,14 @@ _FIXED = {
     "sfixed64": (8, "_rt_pack_sfixed64", "_rt_unpack_sfixed64"),
     "sfixed32": (4, "_rt_pack_sfixed32", "_rt_unpack_sfixed32"),
 }
-#: The extension's codes of the kinds (``_speedups.c``: K_*) and of cardinalities (C_*).
-_KINDS = {
-    kind: code
-    for code, kind in enumerate(
-        [
-            "double",
-            "float",
-            "int64",
-            "uint64",
-            "int32",
-            "fixed64",
-            "fixed32",
-            "bool",
-            "string",
-            "bytes",
-            "uint32",
-            "sfixed32",
-            "sfixed64",
-            "sint32",
-            "sint64",
-            "message",
-        ]
-    )
-}
+#: The extension's codes of the kinds (``_speedups.c``: K_*, declared in the order of
+#: :data:`WIRE_TYPES` without ``enum``, which stays on the Python codec) and of cardinalities.
+_KINDS = {kind: code for code, kind in enumerate(k for k in WIRE_TYPES if k != "enum")}
 _SINGLE, _REPEATED, _PACKED, _MAP = range(4)
+#: The zero value of every scalar kind that is not an integer (integers: 0).
 _ZEROS: dict[str, Any] = {"string": "", "bytes": b"", "bool": False, "double": 0.0, "float": 0.0}
 _OVERRUN = "length-delimited field runs past the end of its message"
-_DEFAULTS = {"string": '""', "bytes": 'b""', "bool": "False", "double": "0.0", "float": "0.0"}
+_DEFAULTS = {kind: repr(zero) for kind, zero in _ZEROS.items()}
 
 RUNTIME_NAMES = (
     "copysign",
