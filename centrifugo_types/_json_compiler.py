@@ -20,11 +20,15 @@ For each message ``M`` the namespace gets
   ``_json_runtime``); it may raise anything on bad input, the text decoder then decides;
 
 and :func:`codecs` returns the tables ``ENCODERS`` / ``DECODERS`` that
-``centrifugo_types.json`` dispatches on.
+``centrifugo_types.json`` dispatches on. A second namespace, made on the first document that
+needs it, holds the same functions with raw values Go-escaped (``raw_dumps`` is
+``_json_runtime.go_raw_dumps`` there): its ``_jd_M`` decodes the documents Centrifugo writes
+with Go's HTML escaping.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -87,7 +91,7 @@ BUCKET = 8
 """Field numbers per bucket of the decoders' dispatch (see ``_JsonEmitter._dispatch``)."""
 
 Encoders = dict[type[Any], Callable[[Any], str]]
-Decoders = dict[type[Any], tuple[Any, Any]]
+Decoders = dict[type[Any], tuple[Any, Any, Any]]
 
 
 def _int_name(kind: str) -> str:
@@ -110,8 +114,11 @@ class JsonCodecs(LazyCodecs):
         classes: Mapping[str, Any],
         table: Table,
         always_present: Mapping[str, tuple[str, ...]],
+        raw_dumps: Callable[[Any], bytes] | None = None,
     ) -> None:
         prelude: dict[str, Any] = {f"_jr_{n}": getattr(_json_runtime, n) for n in RUNTIME_NAMES}
+        if raw_dumps is not None:
+            prelude["_jr_raw_dumps"] = raw_dumps
         for kind, (low, high) in INT_RANGES.items():
             prelude[f"{_int_name(kind)}_check"] = _json_runtime.int_check(kind, low, high)
             prelude[f"{_int_name(kind)}_enc"] = _json_runtime.enc_int(kind, low, high)
@@ -133,16 +140,30 @@ def codecs(
     table: Table,
     always_present: Mapping[str, tuple[str, ...]],
 ) -> tuple[Encoders, Decoders]:
-    """The JSON encoder and the text and dict decoders of every message of ``table``, each
-    compiled on its first call; ``classes`` are the generated module's names."""
+    """The JSON encoder and the text, dict and Go-escaped dict decoders of every message of
+    ``table``, each compiled on its first call; ``classes`` are the generated module's names."""
     lazy = JsonCodecs(module, classes, table, always_present)
+    go: list[JsonCodecs] = []
+    go_lock = threading.Lock()
+
+    def go_decoder(function: str) -> Callable[[type[Any], dict[str, Any], int], Any]:
+        def decode(cls: type[Any], d: dict[str, Any], depth: int) -> Any:
+            if not go:
+                with go_lock:
+                    if not go:
+                        raw = _json_runtime.go_raw_dumps
+                        go.append(JsonCodecs(module, classes, table, always_present, raw))
+            return go[0].function(function)(cls, d, depth)
+
+        return decode
+
     encoders: Encoders = {}
     decoders: Decoders = {}
     for name in table:
         cls = classes[name]
-        je, jt, jd = (lazy.function(f) for f in lazy.functions(name))
-        encoders[cls] = je
-        decoders[cls] = (jt, jd)
+        je, jt, jd = lazy.functions(name)
+        encoders[cls] = lazy.function(je)
+        decoders[cls] = (lazy.function(jt), lazy.function(jd), go_decoder(jd))
     return encoders, decoders
 
 

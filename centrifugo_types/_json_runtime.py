@@ -13,7 +13,11 @@ Decoding has two paths that give the same results:
 - the ``orjson`` path (when installed): parses the document with orjson, and is taken only when
   the input is exactly orjson's own serialisation of what it parsed (compact, no duplicate
   keys, canonical numbers and escapes). Then every raw value's text is ``orjson.dumps`` of its
-  parsed value, byte for byte. Any other input, and any input the walk rejects, goes through
+  parsed value, byte for byte. It is also taken when the input is that serialisation with
+  Go's HTML escaping (``<``, ``>``, ``&``, U+2028 and U+2029 written ``\\u003c`` ...), which
+  is how Centrifugo's ``encoding/json`` writes every payload holding one of them: then every
+  raw value's text is the same escaping of ``orjson.dumps`` of its value (the decoders compiled
+  with :func:`go_raw_dumps`). Any other input, and any input the walk rejects, goes through
   the text path, which decides.
 """
 
@@ -308,6 +312,7 @@ def str_map(value: dict[str, Any]) -> dict[str, str]:
 
 
 Decode = Callable[[type[T], str, int, int], tuple[T, int]]
+DecodeDict = Callable[[type[T], dict[str, Any], int], T]
 
 
 def array(s: str, pos: int, decode: Decode[T], cls: type[T], depth: int) -> tuple[list[T], int]:
@@ -378,17 +383,26 @@ def loads(
     cls: type[T],
     data: str | bytes | bytearray | memoryview,
     decode_text: Decode[T],
-    decode_dict: Callable[[type[T], dict[str, Any], int], T],
+    decode_dict: DecodeDict[T],
+    decode_go_dict: DecodeDict[T] | None = None,
 ) -> T:
-    """Decode a whole document; raises :class:`JSONDecodeError`."""
+    """Decode a whole document; raises :class:`JSONDecodeError`. ``decode_go_dict``: the dict
+    decoder whose raw values are Go-escaped (:func:`go_raw_dumps`), for documents written so."""
     orjson = ORJSON
     if orjson is not None:
         try:
             parsed = orjson.loads(data)
             if parsed.__class__ is dict:
                 data_bytes = data.encode() if isinstance(data, str) else data
-                if orjson.dumps(parsed) == data_bytes:
+                canonical = orjson.dumps(parsed)
+                if canonical == data_bytes:
                     return decode_dict(cls, parsed, MAX_DEPTH)
+                if (
+                    decode_go_dict is not None
+                    and b"\\u" in data_bytes
+                    and go_escape(canonical) == data_bytes
+                ):
+                    return decode_go_dict(cls, parsed, MAX_DEPTH)
         except Exception:  # the text path decides, and says what is wrong
             pass
     if isinstance(data, str):
@@ -430,6 +444,30 @@ def _no_orjson(value: Any) -> bytes:  # pragma: no cover - the orjson path needs
 #: ``raw_dumps(value) -> bytes``: the exact text of a raw JSON value on the orjson path (see
 #: the module docstring): ``orjson.dumps`` itself, called directly by the generated decoders.
 raw_dumps: Callable[[Any], bytes] = _no_orjson if _orjson is None else _orjson.dumps
+
+#: What Go's ``encoding/json`` writes for these bytes of a string (its default HTML escaping).
+#: In JSON text they can only stand inside strings, and orjson writes each as it is.
+_GO_ESCAPES = (
+    (b"&", b"\\u0026"),
+    (b"<", b"\\u003c"),
+    (b">", b"\\u003e"),
+    ("\u2028".encode(), b"\\u2028"),
+    ("\u2029".encode(), b"\\u2029"),
+)
+
+
+def go_escape(text: bytes) -> bytes:
+    """``text`` (orjson's serialisation) as Go's ``encoding/json`` writes the same value:
+    ``<``, ``>``, ``&``, U+2028 and U+2029 as ``\\u`` escapes."""
+    for char, escaped in _GO_ESCAPES:
+        text = text.replace(char, escaped)  # the same object when there is none
+    return text
+
+
+def go_raw_dumps(value: Any) -> bytes:
+    """The exact text of a raw JSON value in a Go-escaped document on the orjson path: what
+    Go's ``encoding/json`` writes for it (see :func:`go_escape`)."""
+    return go_escape(raw_dumps(value))
 
 
 def dict_array(

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 M = TypeVar("M", bound="betterproto2.Message")
 
 _ENCODERS: dict[type[Any], Callable[[Any], str]] = {}
-_DECODERS: dict[type[Any], tuple[Any, Any]] = {}
+_DECODERS: dict[type[Any], tuple[Any, Any, Any]] = {}
 
 _CODECS = {
     f"{__package__}._generated.proxy": f"{__package__}._generated.proxy_json",
@@ -99,7 +99,7 @@ def loads(message_type: type[M], data: bytes | bytearray | memoryview | str) -> 
     decoders = _DECODERS.get(message_type)
     if decoders is None:
         decoders = _lookup(_DECODERS, message_type)
-    return _json_runtime.loads(message_type, data, decoders[0], decoders[1])
+    return _json_runtime.loads(message_type, data, *decoders)
 
 
 def use_orjson(enabled: bool = True) -> bool:

@@ -176,7 +176,7 @@ def test_fast_path_decodes_exactly_as_the_text_path(
     dict decoder gives exactly what the text decoder gives."""
     message = data.draw(messages(cls, payloads=json_payloads(), allow_infinity=False))
     document = orjson.dumps(stdlib_json.loads(json.dumps(message)))
-    _, dict_decoder = {**proxy_json.DECODERS, **api_json.DECODERS}[cls]
+    _, dict_decoder, _ = {**proxy_json.DECODERS, **api_json.DECODERS}[cls]
     with decoding_path("stdlib"):
         by_text = json.loads(cls, document)
     with decoding_path("orjson"):
@@ -190,6 +190,72 @@ def test_fast_path_decodes_exactly_as_the_text_path(
         ) == oracle.canonical(by_text)
     assert oracle.canonical(by_dict) == oracle.canonical(by_text)
     assert bytes(by_dict) == bytes(by_text)
+
+
+_GO_ESCAPED = st.text(alphabet=st.sampled_from(list('<>&\u2028\u2029a"\\\u00e9')), min_size=1)
+
+
+def _go_payloads() -> st.SearchStrategy[bytes]:
+    """Payloads as :func:`json_payloads` draws them, and objects whose strings hold what Go's
+    encoding/json escapes."""
+    escaped = _GO_ESCAPED.map(
+        lambda text: stdlib_json.dumps(
+            {"html": text, "n": 1}, ensure_ascii=False, separators=(",", ":")
+        ).encode()
+    )
+    return json_payloads() | escaped
+
+
+@pytest.mark.parametrize("cls", ALL_TYPES, ids=_id)
+@given(data=st.data())
+@settings(max_examples=30)
+def test_go_escaped_documents_take_the_fast_path_and_decode_as_the_text_path(
+    cls: type[betterproto2.Message], data: st.DataObject
+) -> None:
+    """Centrifugo writes <, >, &, U+2028 and U+2029 as \\u escapes (Go's encoding/json): such a
+    document takes the orjson path through the Go-escaped decoder (neither the text path nor
+    the plain dict decoder is called), and gives exactly what the text path gives, raw values
+    with their escapes included."""
+    message = data.draw(messages(cls, payloads=_go_payloads(), allow_infinity=False))
+    canonical = orjson.dumps(stdlib_json.loads(json.dumps(message)))
+    document = go_source.go_html_escape(canonical)
+    _, plain, go = {**proxy_json.DECODERS, **api_json.DECODERS}[cls]
+
+    def refuse(*_: Any) -> Any:
+        raise AssertionError("another decoder was called")
+
+    with decoding_path("stdlib"):
+        by_text = json.loads(cls, document)
+    with decoding_path("orjson"):
+        if document == canonical:
+            by_fast = _json_runtime.loads(cls, document, refuse, plain, refuse)
+        else:
+            by_fast = _json_runtime.loads(cls, document, refuse, refuse, go)
+        assert oracle.canonical(json.loads(cls, document)) == oracle.canonical(by_text)
+    assert oracle.canonical(by_fast) == oracle.canonical(by_text)
+    assert bytes(by_fast) == bytes(by_text)
+
+
+def test_a_body_centrifugo_wrote_decodes_on_the_fast_path_with_its_escapes() -> None:
+    """The body Centrifugo v6.9.1 sent to an HTTP connect proxy for a client whose data was
+    ``{"token": "a b", "html": "<b>&", "n": 1.50}`` (captured): compacted, HTML-escaped."""
+    body = (
+        b'{"client":"cb344bce-f979-4941-a309-88bf9c56de46","transport":"websocket",'
+        b'"protocol":"json","encoding":"json","data":{"token":"a b",'
+        b'"html":"\\u003cb\\u003e\\u0026","n":1.5},"name":"python"}'
+    )
+    _, _, go = proxy_json.DECODERS[proxy.ConnectRequest]
+
+    def refuse(*_: Any) -> Any:
+        raise AssertionError("not the Go-escaped fast path")
+
+    with decoding_path("orjson"):
+        fast = _json_runtime.loads(proxy.ConnectRequest, body, refuse, refuse, go)
+    with decoding_path("stdlib"):
+        text = json.loads(proxy.ConnectRequest, body)
+    assert fast == text
+    assert fast.data == b'{"token":"a b","html":"\\u003cb\\u003e\\u0026","n":1.5}'
+    assert fast.name == "python"
 
 
 _MUTATION_CHARS = st.sampled_from(list('{}[],:"\\ 0123456789-+.eEtrufalsn\u00e9\ud800x'))
