@@ -13,6 +13,7 @@ The end-to-end proof against a real Centrifugo is in test_e2e_json.py.
 
 from __future__ import annotations
 
+import functools
 import json as stdlib_json
 import math
 from collections.abc import Iterator
@@ -199,6 +200,7 @@ def _not_called(*_: Any) -> Any:
 _GO_ESCAPED = st.text(alphabet=st.sampled_from(list('<>&\u2028\u2029a"\\\u00e9')), min_size=1)
 
 
+@functools.cache  # one strategy object: messages() caches its strategies per payloads object
 def _go_payloads() -> st.SearchStrategy[bytes]:
     """Payloads as :func:`json_payloads` draws them, and objects whose strings hold what Go's
     encoding/json escapes."""
