@@ -470,15 +470,13 @@ def go_raw_dumps(value: Any) -> bytes:
     return go_escape(raw_dumps(value))
 
 
-def dict_array(
-    value: list[Any], decode: Callable[[type[T], dict[str, Any], int], T], cls: type[T], depth: int
-) -> list[T]:
+def dict_array(value: list[Any], decode: DecodeDict[T], cls: type[T], depth: int) -> list[T]:
     return [cls() if item is None else decode(cls, item, depth) for item in value]
 
 
 def dict_obj(
     value: dict[str, Any],
-    decode: Callable[[type[T], dict[str, Any], int], T],
+    decode: DecodeDict[T],
     cls: type[T],
     depth: int,
 ) -> dict[str, T]:
